@@ -1,0 +1,161 @@
+"""Figures, each drawn from files a run wrote (a CSV or a checkpoint).
+
+Every figure is saved as PNG and PDF. CLI:
+
+    python utils/plot.py vae --log experiments/logs/vae_train_log.csv \
+        --checkpoint experiments/checkpoints/vae_mnist.pt
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "axes.grid": True,
+                     "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+                     "savefig.bbox": "tight"})
+
+
+def save_figure(fig, path: str | Path) -> list[Path]:
+    """Save ``fig`` as ``<path>.png`` and ``<path>.pdf``; returns both paths."""
+    path = Path(path).with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p)
+    plt.close(fig)
+    return out
+
+
+def image_grid(images: np.ndarray | torch.Tensor, ncol: int) -> np.ndarray:
+    """(N, 1, 28, 28) or (N, 28, 28) in [0, 1] -> one (rows*29-1, ncol*29-1) mosaic."""
+    imgs = torch.as_tensor(images).detach().cpu().float().reshape(-1, 28, 28).numpy()
+    nrow = -(-len(imgs) // ncol)
+    grid = np.ones((nrow * 29 - 1, ncol * 29 - 1), dtype=np.float32)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, ncol)
+        grid[r * 29:r * 29 + 28, c * 29:c * 29 + 28] = img
+    return grid
+
+
+def plot_curves(log_csv: str | Path, groups: dict[str, list[str]], out: str | Path,
+                title: str = "") -> list[Path]:
+    """One panel per group of columns of a per-epoch CSV; a ``test_`` column is dashed."""
+    df = pd.read_csv(log_csv)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    for ax, (label, cols) in zip(axes[0], groups.items()):
+        for col in cols:
+            if col in df:
+                test = col.startswith("test_")
+                ax.plot(df["epoch"], df[col], marker="o", ms=3, ls="--" if test else "-",
+                        label=("test " if test else "train ") * (len(cols) > 1) + col.removeprefix("test_"))
+        ax.set(xlabel="epoch", ylabel=label, title=label)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_reconstructions(originals, reconstructions, out, title="", n: int = 16,
+                         rows: dict[str, torch.Tensor] | None = None) -> list[Path]:
+    """Originals above reconstructions (first ``n``); ``rows`` adds more labelled rows."""
+    named = {"original": originals[:n], "reconstruction": reconstructions[:n]}
+    if rows:
+        named = {"original": originals[:n], **{k: v[:n] for k, v in rows.items()}}
+    fig, axes = plt.subplots(len(named), 1, figsize=(n * 0.55, 0.75 * len(named) + 0.4),
+                             squeeze=False)
+    for ax, (label, imgs) in zip(axes[:, 0], named.items()):
+        ax.imshow(image_grid(imgs, n), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, out)
+
+
+def project_2d(z: np.ndarray) -> tuple[np.ndarray, str]:
+    """(N, d) -> (N, 2): the points themselves when d == 2, else their first two
+    principal components. Returns the projection and an axis-label prefix."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.shape[1] <= 2:
+        return np.pad(z, ((0, 0), (0, 2 - z.shape[1]))), "z"
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=0).fit_transform(z), "PC"
+
+
+def plot_latent_map(z, labels, out, title: str = "") -> list[Path]:
+    """Scatter of latents (N, d), projected to 2-D, coloured by label."""
+    xy, axis = project_2d(z)
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(labels), cmap="tab10", s=4, alpha=0.7,
+                    linewidths=0)
+    fig.colorbar(sc, ax=ax, label="label", ticks=range(10))
+    ax.set(xlabel=f"{axis}1", ylabel=f"{axis}2", title=title or "test latents")
+    return save_figure(fig, out)
+
+
+@torch.no_grad()
+def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5000) -> list[Path]:
+    """Loss curves, reconstructions and latent map of one VAE run."""
+    from models.vae import VAE
+    from utils.checkpoint import load_checkpoint, rebuild
+    from utils.datasets import load_dataset
+
+    ckpt = load_checkpoint(checkpoint, hint="train it with python train/train_vae.py")
+    model = rebuild(ckpt, VAE, "cpu", checkpoint).eval()
+    cfg, name = ckpt["config"], ckpt["dataset"]
+    test = load_dataset(cfg["dataset"], "test", data_root, limit=cfg.get("limit"))
+    prefix = Path(plot_dir) / f"vae_{cfg['dataset']}"
+    paths = plot_curves(log_csv, {"-ELBO per image": ["total_loss", "test_total_loss"],
+                                  "BCE per image": ["bce", "test_bce"],
+                                  "KL per image": ["kld", "test_kld"]},
+                        f"{prefix}_curves", title=f"VAE on {name}")
+    mu, _ = model.encode(test.images[:n_map])
+    recon = torch.sigmoid(model.decode(mu[:16]))
+    paths += plot_reconstructions(test.images, recon, f"{prefix}_reconstructions",
+                                  title=f"VAE on {name}: test images (top), decoded means (bottom)")
+    paths += plot_latent_map(mu.numpy(), test.labels[:n_map].numpy(), f"{prefix}_latents",
+                             title=f"VAE latent means of {name} test images")
+    return paths
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Draw the figures of a run from its files.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    vae = sub.add_parser("vae", help="VAE loss curves, reconstructions and latent map",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    vae.add_argument("--log", type=Path, default=Path("experiments/logs/vae_train_log.csv"),
+                     help="the run's CSV log")
+    vae.add_argument("--checkpoint", type=Path,
+                     default=Path("experiments/checkpoints/vae_mnist.pt"), help="the run's checkpoint")
+    vae.add_argument("--out-dir", type=Path, default=Path("experiments/plots"), help="output folder")
+    vae.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
+    return p.parse_args(argv)
+
+
+def main(args):
+    if args.what == "vae":
+        if not args.log.is_file():
+            from utils.errors import UserError
+            raise UserError(f"no log at {args.log}; train with python train/train_vae.py")
+        for path in plot_vae_run(args.log, args.checkpoint, args.out_dir, args.data_root):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    from utils.cli import run_main
+
+    sys.exit(run_main(main, parse_args()))
