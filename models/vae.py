@@ -68,6 +68,20 @@ class VAE(nn.Module):
         h = torch.relu(self.fc3(z))
         return self.fc4(h).view(-1, 1, 28, 28)
 
+    @torch.no_grad()
+    def latent_means(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Encoder means of many images, batched: x (N, 1, 28, 28) -> mu (N, latent_dim)."""
+        device = next(self.parameters()).device
+        return torch.cat([self.encode(x[i:i + batch_size].to(device))[0].cpu()
+                          for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
+    def decode_logits(self, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Decoder logits of many latents, batched: z (N, latent_dim) -> (N, 1, 28, 28)."""
+        device = next(self.parameters()).device
+        return torch.cat([self.decode(z[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(z), batch_size)])
+
     def forward(self, x: torch.Tensor) -> VAEOutput:
         """x (B, 1, 28, 28) -> VAEOutput(recon_logits (B, 1, 28, 28), mu, logvar (B, latent_dim)).
 

@@ -70,9 +70,10 @@ def plot_curves(log_csv: str | Path, groups: dict[str, list[str]], out: str | Pa
 def plot_reconstructions(originals, reconstructions, out, title="", n: int = 16,
                          rows: dict[str, torch.Tensor] | None = None) -> list[Path]:
     """Originals above reconstructions (first ``n``); ``rows`` adds more labelled rows."""
-    named = {"original": originals[:n], "reconstruction": reconstructions[:n]}
-    if rows:
-        named = {"original": originals[:n], **{k: v[:n] for k, v in rows.items()}}
+    named = {"original": originals[:n]}
+    if reconstructions is not None:
+        named["reconstruction"] = reconstructions[:n]
+    named.update({k: v[:n] for k, v in (rows or {}).items()})
     fig, axes = plt.subplots(len(named), 1, figsize=(n * 0.55, 0.75 * len(named) + 0.4),
                              squeeze=False)
     for ax, (label, imgs) in zip(axes[:, 0], named.items()):
@@ -128,6 +129,79 @@ def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5
                                   title=f"VAE on {name}: test images (top), decoded means (bottom)")
     paths += plot_latent_map(mu.numpy(), test.labels[:n_map].numpy(), f"{prefix}_latents",
                              title=f"VAE latent means of {name} test images")
+    return paths
+
+
+def plot_codebook(images, out, title: str = "", ncol: int = 16) -> list[Path]:
+    """Decoded codebook (K, 1, 28, 28) as one image grid."""
+    grid = image_grid(images, min(ncol, len(images)))
+    fig, ax = plt.subplots(figsize=(grid.shape[1] / 45 + 0.4, grid.shape[0] / 45 + 0.6))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, out)
+
+
+def plot_latent_graph(z, labels, graph, out, *, markers: dict[str, np.ndarray] | None = None,
+                      max_nodes: int = 2000, seed: int = 0, title: str = "") -> list[Path]:
+    """2-D map (PCA) of latents z (N, d) coloured by label, with the k-NN graph's
+    edges among a random subset of ``max_nodes`` nodes, and ``markers``: named
+    (M, d) point sets (e.g. medoids, centroids) drawn on top."""
+    from matplotlib.collections import LineCollection
+    from sklearn.decomposition import PCA
+
+    z = np.asarray(z, dtype=np.float64)
+    pca = PCA(n_components=2, random_state=0).fit(z) if z.shape[1] > 2 else None
+    proj = (lambda a: pca.transform(np.asarray(a, dtype=np.float64))) if pca else (lambda a: np.asarray(a))
+    keep = np.sort(np.random.default_rng(seed).choice(len(z), min(max_nodes, len(z)), replace=False))
+    xy = proj(z[keep])
+    sub = graph[keep][:, keep].tocoo()
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    ax.add_collection(LineCollection(np.stack([xy[sub.row], xy[sub.col]], axis=1),
+                                     colors="0.6", linewidths=0.3, alpha=0.5, zorder=1))
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(labels)[keep], cmap="tab10", s=5,
+                    linewidths=0, zorder=2)
+    fig.colorbar(sc, ax=ax, label="label", ticks=range(10))
+    styles = [dict(marker="*", s=90, c="black", edgecolors="white", linewidths=0.5),
+              dict(marker="X", s=45, c="crimson", edgecolors="white", linewidths=0.5)]
+    for (name, points), style in zip((markers or {}).items(), styles):
+        mxy = proj(points)
+        ax.scatter(mxy[:, 0], mxy[:, 1], label=name, zorder=3, **style)
+    if markers:
+        ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    pc = "PC" if pca else "z"
+    ax.set(xlabel=f"{pc}1", ylabel=f"{pc}2", title=title)
+    return save_figure(fig, out)
+
+
+@torch.no_grad()
+def plot_quantizers(vae, fitted: dict, graph, z_train, labels, test_images, plot_dir,
+                    tag: str, dataset: str) -> list[Path]:
+    """Figures of train_geodesic.py: decoded codebooks, the latent map with the
+    graph and codes, and test images reconstructed through each quantizer.
+
+    fitted: {(method, K): fitted quantizer}.
+    """
+    plot_dir = Path(plot_dir)
+    paths = []
+    for (method, K), qz in fitted.items():
+        decoded = torch.sigmoid(vae.decode_logits(qz.codebook))
+        paths += plot_codebook(decoded, plot_dir / f"{method}_codebook_{tag}_K{K}",
+                               title=f"{method} codebook, K={K}, decoded by the VAE ({dataset})")
+    K = max(k for _, k in fitted)
+    markers = {f"{m} codes (K={k})": qz.codebook.numpy() for (m, k), qz in fitted.items() if k == K}
+    paths += plot_latent_graph(z_train, labels, graph, plot_dir / f"latent_graph_{tag}_K{K}",
+                               markers=markers, title=f"training latents of {dataset}: k-NN graph "
+                               f"and codes (PCA)")
+    n = 16
+    z_test = vae.latent_means(test_images[:n])
+    rows = {"VAE (no quantization)": torch.sigmoid(vae.decode_logits(z_test))}
+    for (method, k), qz in fitted.items():
+        if k == K:
+            rows[f"{method} K={k}"] = torch.sigmoid(vae.decode_logits(qz.quantize(z_test).codes))
+    paths += plot_reconstructions(test_images, None, plot_dir / f"quantized_reconstructions_{tag}_K{K}",
+                                  title=f"test images of {dataset} through each quantizer", n=n,
+                                  rows=rows)
     return paths
 
 
