@@ -7,9 +7,7 @@ A checkpoint is a dict of tensors and plain Python values, e.g.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -27,7 +25,10 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
@@ -47,8 +48,9 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, hint: str = "") -> 
         raise CheckpointError(f"no checkpoint at {path}" + (f"; {hint}" if hint else ""))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        first = f"{type(err).__name__}: {first}" if first else type(err).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({first}); "
                               f"delete it and train again") from None
 

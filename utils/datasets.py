@@ -224,8 +224,9 @@ def _locate(name: str, root: Path, split: str, download: bool) -> tuple[str, str
     family = "MNIST" if name == "mnist" else "FashionMNIST"
     local = root / family / "raw"
     candidates = [local] + ([DEBIAN_FASHION_DIR] if name == "fashion-mnist" else [])
+    # A folder serves only when it holds both splits, so that a run never mixes sources.
     for folder in candidates:
-        if _has_files(folder, split):
+        if _has_files(folder, "train") and _has_files(folder, "test"):
             return name, str(folder), folder
     if download and (folder := _torchvision_download(root, family)) and _has_files(folder, split):
         return name, f"torchvision download into {folder}", folder

@@ -5,6 +5,7 @@ pytorch/examples); logs divide by the number of samples to report per-image mean
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,3 +42,122 @@ def elbo_loss(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
 def mse_sum(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Squared error between images in [0, 1], summed over pixels and batch."""
     return F.mse_loss(recon, x, reduction="sum")
+
+
+# --- reconstruction -----------------------------------------------------------
+
+@torch.no_grad()
+def reconstruction_errors(recon_logits: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
+    """Per-image reconstruction errors of logits (B, 1, 28, 28) against x in [0, 1].
+
+    bce: Bernoulli NLL summed over pixels, mean over images (nats per image).
+    mse: squared error of sigmoid(logits) per pixel, mean over pixels and images.
+    """
+    b = len(x)
+    return {"bce": float(bce_sum(recon_logits, x)) / b,
+            "mse": float(mse_sum(torch.sigmoid(recon_logits), x)) / x.numel()}
+
+
+# --- code usage -----------------------------------------------------------------
+
+def code_counts(indices, n_codes: int) -> np.ndarray:
+    """How often each of the K codes is used: indices (any shape) -> (K,) int64."""
+    idx = np.asarray(torch.as_tensor(indices).detach().cpu()).ravel()
+    return np.bincount(idx, minlength=n_codes)
+
+
+def perplexity(counts) -> float:
+    """exp(entropy) of the code-usage distribution: K for uniform use, 1 for collapse."""
+    p = np.asarray(counts, dtype=np.float64)
+    p = p[p > 0] / p.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def usage(counts) -> float:
+    """Fraction of the K codes used at least once."""
+    counts = np.asarray(counts)
+    return float((counts > 0).mean())
+
+
+# --- cluster geometry ---------------------------------------------------------
+
+def intra_inter_distances(Z, labels, *, max_points: int = 5000, seed: int = 0,
+                          chunk: int = 1024) -> dict[str, float]:
+    """Mean Euclidean distance between pairs of points with the same code
+    (intra) and with different codes (inter), over all pairs i < j.
+
+    Z (N, d), labels (N,). Above ``max_points`` a seeded random subset is used,
+    so the cost is at most max_points^2 / 2 distances, computed in row chunks
+    (never an N x N matrix). Returns intra_cluster_mean, inter_cluster_mean and
+    their ratio (lower: tighter, better separated clusters).
+    """
+    Z = torch.as_tensor(np.asarray(Z), dtype=torch.float64)
+    labels = torch.as_tensor(np.asarray(labels))
+    if len(Z) > max_points:
+        keep = torch.from_numpy(np.random.default_rng(seed).choice(len(Z), max_points, replace=False))
+        Z, labels = Z[keep], labels[keep]
+    sums = {True: 0.0, False: 0.0}
+    counts = {True: 0, False: 0}
+    for start in range(0, len(Z), chunk):
+        rows = slice(start, start + chunk)
+        d = torch.cdist(Z[rows], Z)
+        same = labels[rows, None] == labels[None, :]
+        upper = torch.arange(start, start + len(d))[:, None] < torch.arange(len(Z))[None, :]
+        for flag, mask in ((True, same & upper), (False, ~same & upper)):
+            sums[flag] += float(d[mask].sum())
+            counts[flag] += int(mask.sum())
+    intra = sums[True] / counts[True] if counts[True] else float("nan")
+    inter = sums[False] / counts[False] if counts[False] else float("nan")
+    return {"intra_cluster_mean": intra, "inter_cluster_mean": inter,
+            "intra_inter_ratio": intra / inter if counts[False] and counts[True] else float("nan")}
+
+
+def euclidean_distortion(Z, codes) -> float:
+    """Mean Euclidean distance ||z - code(z)|| over points: Z, codes (N, d)."""
+    Z, codes = np.asarray(Z, dtype=np.float64), np.asarray(codes, dtype=np.float64)
+    return float(np.linalg.norm(Z - codes, axis=1).mean())
+
+
+def geodesic_point_code_distances(graph, train_latents, points, codes, assignment, *,
+                                  n_neighbors: int = 10, chunk: int = 64) -> np.ndarray:
+    """Geodesic distance from each point to its assigned code, both off the graph.
+
+    graph: (N, N) symmetric sparse k-NN graph (as ``knn_graph`` returns) of ``train_latents`` (N, d).
+    points (B, d), codes (K, d), assignment (B,) in [0, K).
+
+    A point or code is joined to its ``n_neighbors`` nearest training latents,
+    as Isomap's ``transform`` does, so d(p, c) = min over neighbours i of p and
+    j of c of e(p, i) + d_graph(i, j) + e(j, c). Computed with Dijkstra from K
+    extra code nodes that have outgoing edges only (a path cannot shortcut
+    through another code), one row of N per code, ``chunk`` rows at a time:
+    K Dijkstras, O(chunk * N) memory. A code that is itself a training node
+    (a medoid) gets exactly that node's geodesic distances.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import dijkstra
+    from sklearn.neighbors import NearestNeighbors
+
+    train_latents = np.asarray(train_latents, dtype=np.float64)
+    n, k_codes = len(train_latents), len(codes)
+    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(train_latents)
+    c_dist, c_nbr = nn.kneighbors(np.asarray(codes, dtype=np.float64))
+    p_dist, p_nbr = nn.kneighbors(np.asarray(points, dtype=np.float64))
+    # One COO build (not sparse addition, which would drop the zero-length edge
+    # from a medoid code to its own node). ``graph`` is symmetric already.
+    base = sp.coo_matrix(graph)
+    extended = sp.coo_matrix(
+        (np.r_[base.data.astype(np.float64), c_dist.ravel()],
+         (np.r_[base.row, np.repeat(np.arange(n, n + k_codes), n_neighbors)],
+          np.r_[base.col, c_nbr.ravel()])), shape=(n + k_codes, n + k_codes)).tocsr()
+    assignment = np.asarray(assignment)
+    out = np.full(len(points), np.inf)
+    for start in range(0, k_codes, chunk):
+        ids = np.arange(start, min(start + chunk, k_codes))
+        mine = np.flatnonzero((assignment >= ids[0]) & (assignment <= ids[-1]))
+        if len(mine) == 0:
+            continue
+        dist = dijkstra(extended, directed=True, indices=n + ids)[:, :n]  # (chunk, N)
+        local = assignment[mine] - ids[0]
+        through = p_dist[mine] + dist[local[:, None], p_nbr[mine]]  # (len(mine), k)
+        out[mine] = through.min(axis=1)
+    return out

@@ -132,6 +132,50 @@ def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5
     return paths
 
 
+def plot_code_usage(counts, out, title: str = "") -> list[Path]:
+    """Histogram of how often each code is used, codes sorted by use (K,)."""
+    counts = np.sort(np.asarray(counts))[::-1]
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), width=1.0, color="tab:blue")
+    used = (counts > 0).mean()
+    ax.set(xlabel=f"code (sorted by use; {used:.0%} of {len(counts)} used)",
+           ylabel="fraction of assignments", title=title)
+    return save_figure(fig, out)
+
+
+@torch.no_grad()
+def plot_vqvae_run(log_csv, checkpoint, plot_dir, data_root="data") -> list[Path]:
+    """Loss and perplexity curves, reconstructions, test code usage and (global)
+    the decoded codebook of one VQ-VAE run."""
+    from models.vqvae import VQVAE
+    from utils.checkpoint import load_checkpoint, rebuild
+    from utils.datasets import load_dataset
+    from utils.metrics import code_counts
+
+    ckpt = load_checkpoint(checkpoint, hint="train it with python train/train_vqvae.py")
+    model = rebuild(ckpt, VQVAE, "cpu", checkpoint).eval()
+    cfg, name, arch = ckpt["config"], ckpt["dataset"], ckpt["model_args"]["arch"]
+    test = load_dataset(cfg["dataset"], "test", data_root, limit=cfg.get("limit"))
+    prefix = Path(plot_dir) / f"vqvae_{arch}_{cfg['dataset']}"
+    title = f"VQ-VAE ({arch}, K={model.n_codes}) on {name}"
+    paths = plot_curves(log_csv, {"loss per image": ["total_loss", "recon_loss"],
+                                  "reconstruction BCE per image": ["recon_loss", "test_recon_bce"],
+                                  "perplexity": ["perplexity", "test_perplexity"]},
+                        f"{prefix}_curves", title=title)
+    out = model(test.images[:16])
+    paths += plot_reconstructions(test.images, torch.sigmoid(out.recon_logits),
+                                  f"{prefix}_reconstructions", title=f"{title}: test images (top), "
+                                  f"reconstructions (bottom)")
+    indices = torch.cat([model.encode(test.images[i:i + 1000]).flatten()
+                         for i in range(0, len(test.images), 1000)])
+    paths += plot_code_usage(code_counts(indices, model.n_codes), f"{prefix}_usage",
+                             title=f"{title}: code usage on the test split")
+    if arch == "global":
+        decoded = model.decode_indices(torch.arange(model.n_codes))
+        paths += plot_codebook(decoded, f"{prefix}_codebook", title=f"{title}: every code decoded")
+    return paths
+
+
 def plot_codebook(images, out, title: str = "", ncol: int = 16) -> list[Path]:
     """Decoded codebook (K, 1, 28, 28) as one image grid."""
     grid = image_grid(images, min(ncol, len(images)))

@@ -1,0 +1,345 @@
+"""Tests of train/train_vae.py (in process and as a script), utils/training.py's
+epoch loop and utils/plot.py's command line. Small runs on mnist-5k, on the CPU."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from models.vae import VAE
+from train.train_vae import COLUMNS, main, parse_args, run_paths
+from utils.checkpoint import CheckpointError, rebuild
+from utils.cli import run_main
+from utils.datasets import load_dataset
+from utils.training import NonFiniteLossError, run_epoch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADER = ["epoch", "total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld", "seconds"]
+LOSSES = ["total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld"]
+# the file names the script's docstring promises for a dataset other than mnist
+LOG_NAME, CKPT_NAME = "logs/vae_mnist-5k_train_log.csv", "checkpoints/vae_mnist-5k.pt"
+
+
+def vae_args(out, *extra, epochs=2, limit=256, batch_size=64):
+    return parse_args(["--dataset", "mnist-5k", "--limit", str(limit), "--epochs", str(epochs),
+                       "--batch-size", str(batch_size), "--out-dir", str(out),
+                       "--data-root", str(out / "data"), "--device", "cpu", "--no-plots", *extra])
+
+
+def read_log(out):
+    with open(out / LOG_NAME, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def losses(rows):
+    return [[row[c] for c in LOSSES] for row in rows]
+
+
+def load_ckpt(out):
+    return torch.load(out / CKPT_NAME, weights_only=True)
+
+
+def error_lines(stderr):
+    return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def run2(tmp_path_factory):
+    """One 2-epoch run (256 images, batch 64), shared read-only; copy it to resume from it."""
+    out = tmp_path_factory.mktemp("run2")
+    main(vae_args(out))
+    return out
+
+
+@pytest.fixture
+def copy_of_run2(run2, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(run2, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def test_csv_header_and_rows(run2):
+    with open(run2 / LOG_NAME, newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:8] == HEADER and header[8:] == ["dataset"] and header == COLUMNS
+    rows = read_log(run2)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for r in rows:
+        assert r["dataset"] == "mnist-5k"
+        values = {c: float(r[c]) for c in LOSSES + ["seconds"]}
+        assert all(math.isfinite(v) for v in values.values()) and values["seconds"] > 0
+        for prefix in ("", "test_"):  # written with 6 significant digits each
+            assert values[prefix + "total_loss"] == pytest.approx(
+                values[prefix + "bce"] + values[prefix + "kld"], rel=2e-5)
+            assert values[prefix + "kld"] >= 0
+        # per-image -ELBO of 784 Bernoulli pixels: below 784 log 2 once anything is learned
+        assert 50 < values["total_loss"] < 784 * math.log(2)
+
+
+def test_checkpoint_is_complete_and_rebuilds(run2):
+    ck = load_ckpt(run2)  # weights_only=True: plain values and tensors only
+    assert {"model", "model_args", "optimizer", "epoch", "config", "dataset"} <= set(ck)
+    assert ck["epoch"] == 2 and ck["dataset"] == "mnist-5k"
+    assert ck["model_args"] == {"input_dim": 784, "hidden_dim": 400, "latent_dim": 20}
+    cfg = ck["config"]
+    assert cfg["lr"] == 1e-3 and cfg["batch_size"] == 64 and cfg["limit"] == 256
+    assert cfg["dataset"] == "mnist-5k" and cfg["seed"] == 0 and cfg["epochs"] == 2
+    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in cfg.values())
+    model = rebuild(ck, VAE)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert ck["optimizer"]["state"][0]["step"].item() == 2 * 4  # 2 epochs of 256/64 batches
+    assert (run2 / "logs" / "vae_mnist-5k_run.json").is_file()
+
+
+def test_logged_test_loss_is_the_per_image_negative_elbo(run2):
+    """Recompute the last test -ELBO from the checkpoint with many z samples per image."""
+    ck = load_ckpt(run2)
+    model = rebuild(ck, VAE).eval()
+    x = load_dataset("mnist-5k", "test", limit=256).images.flatten(1).double()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        mu, logvar = (t.double() for t in model.encode(x.float()))
+        kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
+        bce = torch.zeros(len(x), dtype=torch.float64)
+        n_samples = 16
+        for _ in range(n_samples):
+            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, dtype=torch.float64)
+            logits = model.decode(z.float()).flatten(1).double()
+            # -log Bernoulli(x | sigmoid(l)) = softplus(l) - x l
+            bce += (torch.nn.functional.softplus(logits) - x * logits).sum(1) / n_samples
+    last = read_log(run2)[-1]
+    assert float(last["test_kld"]) == pytest.approx(kl.mean().item(), rel=1e-4)
+    assert float(last["test_bce"]) == pytest.approx(bce.mean().item(), rel=0.02)
+    assert float(last["test_total_loss"]) == pytest.approx((bce + kl).mean().item(), rel=0.02)
+
+
+def test_run_paths():
+    from pathlib import Path
+    assert run_paths(Path("o"), "mnist")["log"] == Path("o/logs/vae_train_log.csv")
+    assert run_paths(Path("o"), "mnist")["checkpoint"] == Path("o/checkpoints/vae_mnist.pt")
+    p = run_paths(Path("o"), "fashion-mnist")
+    assert p["log"] == Path("o/logs/vae_fashion-mnist_train_log.csv")
+    assert p["checkpoint"] == Path("o/checkpoints/vae_fashion-mnist.pt")
+
+
+# ----------------------------------------------------------------------------- reproducibility
+
+def test_same_seed_same_numbers_other_seed_other_numbers(run2, tmp_path):
+    main(vae_args(tmp_path / "again"))
+    assert losses(read_log(tmp_path / "again")) == losses(read_log(run2))
+    a, b = load_ckpt(run2)["model"], load_ckpt(tmp_path / "again")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    main(vae_args(tmp_path / "seed1", "--seed", "1", epochs=1))
+    assert losses(read_log(tmp_path / "seed1"))[0] != losses(read_log(run2))[0]
+
+
+def test_training_lowers_the_loss(tmp_path):
+    main(vae_args(tmp_path, epochs=3, limit=512, batch_size=32))
+    rows = read_log(tmp_path)
+    train = [float(r["total_loss"]) for r in rows]
+    test = [float(r["test_total_loss"]) for r in rows]
+    assert train[-1] < train[0] and train[-1] < 0.8 * train[0]
+    assert test[0] > test[1] > test[2]
+
+
+def test_resume_equals_an_uninterrupted_run(copy_of_run2, tmp_path):
+    straight = tmp_path / "straight"
+    main(vae_args(straight, epochs=4))
+    main(vae_args(copy_of_run2, "--resume", epochs=4))
+    a, b = load_ckpt(straight), load_ckpt(copy_of_run2)
+    assert a["epoch"] == b["epoch"] == 4
+    assert list(a["model"]) == list(b["model"])
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    rows_a, rows_b = read_log(straight), read_log(copy_of_run2)
+    assert [r["epoch"] for r in rows_b] == ["1", "2", "3", "4"]
+    assert losses(rows_a) == losses(rows_b)
+
+
+def test_resume_at_the_target_epoch_changes_nothing(copy_of_run2):
+    before = losses(read_log(copy_of_run2))
+    weights = load_ckpt(copy_of_run2)["model"]
+    main(vae_args(copy_of_run2, "--resume", epochs=2))
+    assert losses(read_log(copy_of_run2)) == before
+    after = load_ckpt(copy_of_run2)["model"]
+    assert all(torch.equal(weights[k], after[k]) for k in weights)
+
+
+@pytest.mark.parametrize("flag,value,key", [("--lr", "0.01", "lr"), ("--seed", "3", "seed"),
+                                            ("--latent-dim", "5", "latent_dim"),
+                                            ("--batch-size", "32", "batch_size")])
+def test_resume_with_other_settings_is_a_clear_error(copy_of_run2, capsys, flag, value, key):
+    ckpt = copy_of_run2 / CKPT_NAME
+    before = ckpt.read_bytes()
+    args = vae_args(copy_of_run2, "--resume", flag, value, epochs=3)
+    assert run_main(main, args) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"{key}=" in lines[0] and value in lines[0] and str(ckpt) in lines[0]
+    assert ckpt.read_bytes() == before
+    assert len(read_log(copy_of_run2)) == 2
+
+
+def test_resume_without_a_checkpoint(tmp_path, capsys):
+    assert run_main(main, vae_args(tmp_path, "--resume")) == 2
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert len(lines) == 1 and str(tmp_path / CKPT_NAME) in lines[0]
+    assert "Traceback" not in err
+
+
+def _raises(exc):
+    def main_(_):
+        raise exc
+    return main_
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad value"), CheckpointError("bad checkpoint")])
+def test_run_main_turns_user_errors_into_one_line(exc, capsys):
+    assert run_main(_raises(exc), None) == 2
+    assert capsys.readouterr().err == f"error: {exc}\n"
+
+
+def test_run_main_lets_other_errors_and_debug_mode_through(monkeypatch):
+    with pytest.raises(KeyError):
+        run_main(_raises(KeyError("bug")), None)
+    monkeypatch.setenv("VQG_DEBUG", "1")
+    with pytest.raises(CheckpointError):
+        run_main(_raises(CheckpointError("shown with its traceback")), None)
+
+
+# ----------------------------------------------------------------------------- NaN guard
+
+@pytest.fixture
+def nan_decoder(monkeypatch):
+    """VAE.decode returns NaN logits that still depend on the weights (so backward runs)."""
+    decode = VAE.decode
+
+    def nan_decode(self, z):
+        return decode(self, z) * float("nan")
+
+    def install():
+        monkeypatch.setattr(VAE, "decode", nan_decode)
+    return install
+
+
+def test_nan_loss_stops_before_saving(copy_of_run2, nan_decoder):
+    ckpt = copy_of_run2 / CKPT_NAME
+    before = ckpt.read_bytes()
+    nan_decoder()
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint") as info:
+        main(vae_args(copy_of_run2, "--resume", epochs=3))
+    assert "NaN" in str(info.value) and str(ckpt) in str(info.value)
+    assert ckpt.read_bytes() == before
+    ck = load_ckpt(copy_of_run2)
+    assert ck["epoch"] == 2 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert [r["epoch"] for r in read_log(copy_of_run2)] == ["1", "2"]
+
+
+def test_nan_loss_in_a_first_epoch_through_run_main(tmp_path, nan_decoder, capsys):
+    nan_decoder()
+    assert run_main(main, vae_args(tmp_path, epochs=1)) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "NaN" in lines[0] and "last good checkpoint: none yet" in lines[0]
+    assert not (tmp_path / CKPT_NAME).exists()
+    assert read_log(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- run_epoch
+
+def _mean_step(batch):
+    (x,) = batch
+    return x.sum(), {"v": x.mean(), "sq": (x ** 2).mean()}
+
+
+def test_run_epoch_weights_batches_by_size():
+    x = torch.arange(10, dtype=torch.float64)  # batches of 3, 3, 3, 1
+    out = run_epoch(_mean_step, (x,), batch_size=3, progress=False)
+    assert out["v"] == pytest.approx(4.5)  # the mean of 0..9, not the mean of batch means (5.25)
+    assert out["sq"] == pytest.approx(28.5)
+
+
+@pytest.mark.parametrize("bad_at", [0, 3])
+def test_run_epoch_stops_on_a_non_finite_loss(bad_at):
+    x = torch.arange(10, dtype=torch.float64)
+    x[bad_at * 3] = float("inf")
+    with pytest.raises(NonFiniteLossError, match="NaN/inf"):
+        run_epoch(_mean_step, (x,), batch_size=3, progress=False, desc="epoch 1/1")
+
+
+def test_run_epoch_trains_with_an_optimizer():
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    x = torch.full((8,), 2.0)
+
+    def step(batch):
+        loss = ((w - batch[0]) ** 2).mean()
+        return loss, {"loss": loss}
+    first = run_epoch(step, (x,), batch_size=4, optimizer=opt, progress=False,
+                      generator=torch.Generator().manual_seed(0))
+    # two SGD steps on (w - 2)^2: w = 0 -> 0.4 -> 0.72; losses 4 and 2.56
+    assert w.item() == pytest.approx(0.72)
+    assert first["loss"] == pytest.approx((4 + 2.56) / 2)
+
+
+# ----------------------------------------------------------------------------- as a script
+
+def script(*args, timeout=120):
+    env = {k: v for k, v in os.environ.items() if k != "VQG_DEBUG"}
+    env["OMP_NUM_THREADS"] = "1"  # as in conftest: tiny models, shared cores
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("how", [["train/train_vae.py"], ["-m", "train.train_vae"]])
+def test_script_help(how):
+    r = script(*how, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "--epochs" in r.stdout and "--resume" in r.stdout and "default" in r.stdout
+
+
+@pytest.mark.parametrize("argv,needle", [(["--epochs", "0"], "--epochs"),
+                                         (["--dataset", "nope"], "--dataset")])
+def test_script_rejects_bad_arguments(argv, needle):
+    r = script("train/train_vae.py", *argv)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_script_end_to_end_with_plots(tmp_path):
+    r = script("train/train_vae.py", "--dataset", "mnist-5k", "--limit", "200", "--epochs", "1",
+               "--batch-size", "50", "--out-dir", str(tmp_path), "--data-root", str(tmp_path / "data"),
+               "--device", "cpu", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = read_log(tmp_path)
+    assert len(rows) == 1 and rows[0]["dataset"] == "mnist-5k"
+    assert load_ckpt(tmp_path)["epoch"] == 1
+    for kind in ("curves", "reconstructions", "latents"):
+        png = tmp_path / "plots" / f"vae_mnist-5k_{kind}.png"
+        pdf = png.with_suffix(".pdf")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert pdf.read_bytes()[:5] == b"%PDF-", pdf
+
+
+def test_plot_script_help():
+    r = script("utils/plot.py", "--help")
+    assert r.returncode == 0, r.stderr
+    assert "vae" in r.stdout
+
+
+def test_plot_script_with_a_missing_log(tmp_path):
+    missing = tmp_path / "no_log.csv"
+    r = script("utils/plot.py", "vae", "--log", str(missing))
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(missing) in lines[0]
