@@ -67,10 +67,11 @@ def code_counts(indices, n_codes: int) -> np.ndarray:
 
 
 def perplexity(counts) -> float:
-    """exp(entropy) of the code-usage distribution: K for uniform use, 1 for collapse."""
-    p = np.asarray(counts, dtype=np.float64)
-    p = p[p > 0] / p.sum()
-    return float(np.exp(-(p * np.log(p)).sum()))
+    """exp(entropy) of the code-usage distribution (K,): K for uniform use, 1 for
+    collapse. The same helper the VQ-VAE logs during training."""
+    from models.vqvae import perplexity as vq_perplexity
+
+    return float(vq_perplexity(torch.as_tensor(np.asarray(counts), dtype=torch.float64)))
 
 
 def usage(counts) -> float:
@@ -161,3 +162,51 @@ def geodesic_point_code_distances(graph, train_latents, points, codes, assignmen
         through = p_dist[mine] + dist[local[:, None], p_nbr[mine]]  # (len(mine), k)
         out[mine] = through.min(axis=1)
     return out
+
+
+# --- codes against labels -------------------------------------------------------
+
+def psnr(mse: float, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB of a per-pixel MSE for images in [0, peak]."""
+    return float(10.0 * np.log10(peak ** 2 / mse)) if mse > 0 else float("inf")
+
+
+def purity(codes, labels) -> float:
+    """Fraction of points whose label is their code's majority label (N,), (N,)."""
+    codes, labels = np.asarray(codes).ravel(), np.asarray(labels).ravel()
+    table = _contingency(codes, labels)
+    return float(table.max(axis=1).sum() / len(labels))
+
+
+def _contingency(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n distinct codes, n distinct labels) count table."""
+    _, c = np.unique(codes, return_inverse=True)
+    _, y = np.unique(labels, return_inverse=True)
+    table = np.zeros((c.max() + 1, y.max() + 1), dtype=np.int64)
+    np.add.at(table, (c, y), 1)
+    return table
+
+
+def code_to_label_accuracy(train_codes, train_labels, test_codes, test_labels) -> float:
+    """Each code votes the majority label of its training points (ties: the
+    smallest label); test points take their code's vote. A code never seen in
+    training predicts the overall majority training label. Accuracy on test."""
+    train_codes, train_labels = np.asarray(train_codes).ravel(), np.asarray(train_labels).ravel()
+    test_codes, test_labels = np.asarray(test_codes).ravel(), np.asarray(test_labels).ravel()
+    n_codes = int(max(train_codes.max(), test_codes.max())) + 1
+    n_labels = int(max(train_labels.max(), test_labels.max())) + 1
+    votes = np.zeros((n_codes, n_labels), dtype=np.int64)
+    np.add.at(votes, (train_codes, train_labels), 1)
+    vote = votes.argmax(axis=1)
+    vote[votes.sum(axis=1) == 0] = np.bincount(train_labels, minlength=n_labels).argmax()
+    return float((vote[test_codes] == test_labels).mean())
+
+
+def label_agreement(codes, labels) -> dict[str, float]:
+    """NMI and ARI (scikit-learn) and purity of codes (N,) against labels (N,)."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    codes, labels = np.asarray(codes).ravel(), np.asarray(labels).ravel()
+    return {"nmi": float(normalized_mutual_info_score(labels, codes)),
+            "ari": float(adjusted_rand_score(labels, codes)),
+            "purity": purity(codes, labels)}

@@ -176,6 +176,37 @@ def plot_vqvae_run(log_csv, checkpoint, plot_dir, data_root="data") -> list[Path
     return paths
 
 
+def plot_codebooks_side_by_side(named: dict[str, torch.Tensor], out, title: str = "",
+                                ncol: int = 8) -> list[Path]:
+    """Several decoded codebooks {name: (K, 1, 28, 28)} in panels side by side
+    (the first ``ncol * ncol`` codes of each)."""
+    fig, axes = plt.subplots(1, len(named), figsize=(3.3 * len(named), 3.7), squeeze=False)
+    for ax, (name, images) in zip(axes[0], named.items()):
+        ax.imshow(image_grid(images[:ncol * ncol], ncol), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_usage_panels(named_counts: dict[str, np.ndarray], out, title: str = "") -> list[Path]:
+    """Code-usage histograms {name: counts (K,)} in one row of panels, codes sorted by use."""
+    fig, axes = plt.subplots(1, len(named_counts), figsize=(3.3 * len(named_counts), 2.9),
+                             squeeze=False, sharey=True)
+    for ax, (name, counts) in zip(axes[0], named_counts.items()):
+        counts = np.sort(np.asarray(counts))[::-1]
+        ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), width=1.0)
+        ax.set_title(f"{name}\n{(counts > 0).mean():.0%} of {len(counts)} codes used", fontsize=9)
+        ax.set_xlabel("code (sorted by use)")
+    axes[0, 0].set_ylabel("fraction of test assignments")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
 def plot_codebook(images, out, title: str = "", ncol: int = 16) -> list[Path]:
     """Decoded codebook (K, 1, 28, 28) as one image grid."""
     grid = image_grid(images, min(ncol, len(images)))
