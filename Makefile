@@ -1,20 +1,25 @@
 # Two commands on a fresh clone:  make all   (the whole pipeline)   make test
 # Every target creates .venv from requirements.txt first when it is missing.
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
 DATASET ?= mnist
 EPOCHS  ?= 10
 DEVICE  ?= auto
 SEED    ?= 0
+K       ?= 16 32 64 128 256 512
+SEEDS   ?= 0 1 2
+CONV_EPOCHS ?= $(EPOCHS)
+VAE_CKPT := experiments/checkpoints/vae_$(DATASET).pt
+COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 
-.PHONY: all venv vae test bench clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick full report test bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-all: vae  ## the main job on the default data (DATASET=mnist)
+all: vae vqvae geodesic compare-quick report  ## the whole pipeline on the default data, quick setting
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,14 +30,34 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)  ## create .venv from requirements.txt (and install this repo editable)
 
-vae: $(STAMP)  ## train the VAE and draw its plots
-	$(PY) train/train_vae.py --dataset $(DATASET) --epochs $(EPOCHS) --seed $(SEED) --device $(DEVICE)
+vae: $(STAMP)  ## stage 1: train the VAE and draw its plots
+	$(PY) train/train_vae.py $(COMMON) --epochs $(EPOCHS)
+
+vqvae: $(STAMP)  ## stage 2: train both VQ-VAE baselines (conv K=512, global K=256)
+	$(PY) train/train_vqvae.py $(COMMON) --arch global --epochs $(EPOCHS)
+	$(PY) train/train_vqvae.py $(COMMON) --arch conv --epochs $(CONV_EPOCHS)
+
+geodesic: $(STAMP)  ## stage 3: geodesic k-medoids and k-means on the VAE's latents
+	$(PY) train/train_geodesic.py --vae-checkpoint $(VAE_CKPT) --device $(DEVICE) --seed $(SEED)
+
+compare-quick: $(STAMP)  ## stage 4: the comparison, quick setting (K 16 64 256, 3 seeds, 5 epochs)
+	$(PY) train/run_comparison.py --dataset $(DATASET) --quick --device $(DEVICE)
+
+full: $(STAMP)  ## the complete sweep (DATASET=fashion-mnist K="..." SEEDS="..." CONV_EPOCHS=...), then the report
+	$(PY) train/run_comparison.py --dataset $(DATASET) --codebook-sizes $(K) --seeds $(SEEDS) \
+		--epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) --device $(DEVICE)
+	$(PY) report/build_report.py
+
+report: $(STAMP)  ## rebuild report/report.pdf from experiments/results
+	$(PY) report/build_report.py
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest
 
 bench: $(STAMP)  ## run the benchmarks (needs Fashion-MNIST: apt-get install dataset-fashion-mnist)
 	$(PY) benchmarks/bench_vae.py
+	$(PY) benchmarks/bench_vqvae.py
+	$(PY) benchmarks/bench_geodesic.py
 
-clean-outputs:  ## delete generated logs, checkpoints and plots (keeps experiments/results)
-	rm -rf experiments/logs experiments/checkpoints experiments/plots
+clean-outputs:  ## delete generated logs, checkpoints, plots and cached comparison models
+	rm -rf experiments/logs experiments/checkpoints experiments/plots experiments/comparison
