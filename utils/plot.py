@@ -191,16 +191,22 @@ def plot_codebooks_side_by_side(named: dict[str, torch.Tensor], out, title: str 
     return save_figure(fig, out)
 
 
-def plot_usage_panels(named_counts: dict[str, np.ndarray], out, title: str = "") -> list[Path]:
-    """Code-usage histograms {name: counts (K,)} in one row of panels, codes sorted by use."""
-    fig, axes = plt.subplots(1, len(named_counts), figsize=(3.3 * len(named_counts), 2.9),
-                             squeeze=False, sharey=True)
-    for ax, (name, counts) in zip(axes[0], named_counts.items()):
+def plot_usage_panels(named_counts: dict[str, np.ndarray], out, title: str = "",
+                      ncol: int = 2) -> list[Path]:
+    """Code-usage histograms {name: counts (K,)}, ``ncol`` panels a row (so the
+    figure prints legibly at text width), codes sorted by use."""
+    nrow = -(-len(named_counts) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.5 * nrow + 0.4), squeeze=False,
+                             sharey=True)
+    for ax, (name, counts) in zip(axes.flat, named_counts.items()):
         counts = np.sort(np.asarray(counts))[::-1]
         ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), width=1.0)
-        ax.set_title(f"{name}\n{(counts > 0).mean():.0%} of {len(counts)} codes used", fontsize=9)
-        ax.set_xlabel("code (sorted by use)")
-    axes[0, 0].set_ylabel("fraction of test assignments")
+        ax.set_title(f"{name}: {(counts > 0).mean():.0%} of {len(counts)} codes used", fontsize=9)
+        ax.set_xlabel("code (sorted by use)", fontsize=8)
+    for ax in axes.flat[len(named_counts):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction of test codes", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

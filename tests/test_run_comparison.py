@@ -1,0 +1,95 @@
+"""The comparison runner on a tiny setting: every column for every method,
+reruns skip finished rows, an interrupted run keeps its rows."""
+import math
+
+import pandas as pd
+import pytest
+
+from train import run_comparison as rc
+
+ARGV = ["--dataset", "mnist-5k", "--limit", "240", "--codebook-sizes", "4", "8", "--seeds", "0",
+        "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    args = rc.parse_args(ARGV + ["--work-dir", str(root / "work"), "--results-dir", str(root / "res"),
+                                 "--figure-k", "8"])
+    rc.main(args)
+    return root, args
+
+
+def test_every_method_and_k_has_a_full_row(tiny_run):
+    root, _ = tiny_run
+    df = pd.read_csv(root / "res" / "comparison.csv")
+    assert list(df.columns) == rc.COLUMNS
+    got = {(m, k) for m, k in zip(df.method, df.K)}
+    want = {(m, k) for m in ("vqvae-global", "vqvae-conv", "kmeans-vae", "geodesic-vae")
+            for k in (4, 8)} | {("vae-continuous", 0)}
+    assert got == want and len(df) == len(want)
+    assert (df.dataset_used == "mnist-5k").all() and (df.setting == "full").all()
+    one_code = df[df.method.isin(["vqvae-global", "kmeans-vae", "geodesic-vae"])]
+    for col in ["test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi", "ari", "purity",
+                "code_to_label_accuracy", "wall_seconds"]:
+        assert one_code[col].notna().all(), col
+    # (a VQ-VAE that used one code has no inter-cluster pairs, so only these are sure to have it)
+    assert df[df.method.isin(["kmeans-vae", "geodesic-vae"])].intra_inter_ratio.notna().all()
+    a_posteriori = df[df.method.isin(["kmeans-vae", "geodesic-vae"])]
+    assert a_posteriori[["geodesic_distortion", "euclidean_distortion"]].notna().all().all()
+    conv = df[df.method == "vqvae-conv"]
+    assert conv.nmi.isna().all() and conv.test_mse.notna().all()
+    bits = dict(zip(zip(df.method, df.K), df.bits_per_image))
+    assert bits["vqvae-global", 8] == 3 and bits["geodesic-vae", 8] == 3
+    assert bits["vqvae-conv", 8] == 49 * 3 and math.isnan(bits["vae-continuous", 0])
+
+
+def test_summary_and_figures_written(tiny_run):
+    root, _ = tiny_run
+    summary = pd.read_csv(root / "res" / "summary.csv")
+    assert {"test_mse_mean", "test_mse_std", "n_seeds"} <= set(summary.columns)
+    assert len(summary) == 9
+    for name in ("codebooks", "reconstructions", "latent_map", "usage"):
+        for ext in ("png", "pdf"):
+            assert (root / "res" / "figures" / f"{name}_mnist-5k_full.{ext}").stat().st_size > 0
+
+
+def test_rerun_skips_finished_rows(tiny_run, monkeypatch):
+    root, args = tiny_run
+    before = (root / "res" / "comparison.csv").read_text()
+    calls = []
+    monkeypatch.setattr(rc, "vae_for_seed", lambda *a, **k: calls.append(a))
+    args.no_figures = True
+    rc.main(args)
+    assert calls == [] and (root / "res" / "comparison.csv").read_text() == before
+
+
+def test_interrupted_run_keeps_rows_and_resumes(tmp_path, monkeypatch):
+    args = rc.parse_args(ARGV + ["--work-dir", str(tmp_path / "work"), "--results-dir",
+                                 str(tmp_path / "res"), "--no-figures",
+                                 "--methods", "kmeans-vae", "geodesic-vae"])
+    real = rc.quantizer_for
+
+    def crash_on_geodesic(args, method, *a, **k):
+        if method == "geodesic-vae":
+            raise KeyboardInterrupt
+        return real(args, method, *a, **k)
+
+    monkeypatch.setattr(rc, "quantizer_for", crash_on_geodesic)
+    with pytest.raises(KeyboardInterrupt):
+        rc.main(args)
+    kept = pd.read_csv(tmp_path / "res" / "comparison.csv")
+    assert set(kept.method) == {"kmeans-vae"} and len(kept) == 2
+    monkeypatch.setattr(rc, "quantizer_for", real)
+    rc.main(args)
+    df = pd.read_csv(tmp_path / "res" / "comparison.csv")
+    assert len(df) == 4 and set(df.method) == {"kmeans-vae", "geodesic-vae"}
+    assert df.iloc[:2].equals(kept)
+
+
+def test_codebook_larger_than_data_is_refused(tmp_path):
+    from utils.cli import run_main
+
+    args = rc.parse_args(["--dataset", "mnist-5k", "--limit", "50", "--codebook-sizes", "64",
+                          "--seeds", "0", "--results-dir", str(tmp_path)])
+    assert run_main(rc.main, args) == 2
