@@ -1,0 +1,226 @@
+"""A-posteriori quantizers of a trained VAE's latent space.
+
+* :class:`GeodesicQuantizer` - geodesic k-medoids on the k-NN graph of the
+  training latents (Isomap's geodesics); the codebook is K medoid latents.
+* :class:`EuclideanQuantizer` - k-means on the same latents: the ablation that
+  separates "a posteriori" from "geodesic".
+
+Both follow scikit-learn's contract: ``fit(Z) -> self``, learned state with a
+trailing underscore, ``quantize(Z) -> (indices, codes)``, validation at the
+boundary, and ``state_dict()`` / ``load_state_dict()`` of tensors and plain
+values for the shared checkpoint helpers.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from utils.graph_tools import connect_components, geodesic_kmedoids, knn_graph
+
+
+class NotFittedError(ValueError):
+    """quantize() or codebook before fit()."""
+
+
+class Quantized(NamedTuple):
+    indices: torch.Tensor  # (B,) int64 code index in [0, K)
+    codes: torch.Tensor  # (B, d) codebook vectors
+    distances: torch.Tensor  # (B,) distance to the code (geodesic or Euclidean)
+
+
+def as_latents(Z, *, dim: int | None = None, name: str = "Z") -> np.ndarray:
+    """Validate latents: a finite 2-D array (N, d), with d == ``dim`` when given.
+
+    Returns a float32 numpy array (a copy only when needed).
+    """
+    if isinstance(Z, torch.Tensor):
+        Z = Z.detach().cpu().numpy()
+    Z = np.asarray(Z, dtype=np.float32)
+    if Z.ndim != 2 or Z.shape[0] < 1:
+        raise ValueError(f"{name} must be a 2-D array (N, d) of latents, got shape {Z.shape}")
+    if dim is not None and Z.shape[1] != dim:
+        raise ValueError(f"{name} has latent dimension {Z.shape[1]} but the quantizer was fitted "
+                         f"on dimension {dim}; encode with the same VAE")
+    if not np.isfinite(Z).all():
+        bad = int((~np.isfinite(Z)).any(axis=1).sum())
+        raise ValueError(f"{name} contains NaN or inf in {bad} rows; check the encoder's output")
+    return Z
+
+
+def _check_counts(n_codes: int, n_points: int, n_neighbors: int | None = None) -> None:
+    if not isinstance(n_codes, (int, np.integer)) or n_codes < 1:
+        raise ValueError(f"n_codes must be an integer >= 1, got {n_codes!r}")
+    if n_codes > n_points:
+        raise ValueError(f"n_codes K={n_codes} is larger than the number of points N={n_points}; "
+                         f"use K <= N")
+    if n_neighbors is not None:
+        if not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
+            raise ValueError(f"n_neighbors k must be an integer >= 1, got {n_neighbors!r}")
+        if n_neighbors >= n_points:
+            raise ValueError(f"n_neighbors k={n_neighbors} needs more than k points, got N={n_points}")
+
+
+class _Quantizer:
+    """Shared contract: fitted check, codebook, quantize in chunks, state_dict."""
+
+    _state_keys: tuple[str, ...] = ()
+    _config_keys: tuple[str, ...] = ()
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "codebook_", None) is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(Z) first")
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(K, d) float32 code vectors."""
+        self._check_fitted()
+        return torch.from_numpy(self.codebook_)
+
+    @property
+    def n_features_(self) -> int:
+        self._check_fitted()
+        return self.codebook_.shape[1]
+
+    def quantize(self, Z, batch_size: int = 4096) -> Quantized:
+        """Z (B, d) -> Quantized(indices (B,), codes (B, d), distances (B,))."""
+        self._check_fitted()
+        Z = as_latents(Z, dim=self.n_features_)
+        idx, dist = [], []
+        for start in range(0, len(Z), batch_size):
+            i, d = self._assign(Z[start:start + batch_size])
+            idx.append(i)
+            dist.append(d)
+        indices = torch.from_numpy(np.concatenate(idx).astype(np.int64))
+        return Quantized(indices, self.codebook[indices], torch.from_numpy(np.concatenate(dist)))
+
+    def state_dict(self) -> dict:
+        """Learned arrays as tensors plus the constructor config (plain values)."""
+        self._check_fitted()
+        state = {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
+                 for k in self._state_keys}
+        state["config"] = {k: getattr(self, k) for k in self._config_keys}
+        return state
+
+    def load_state_dict(self, state: dict):
+        """Restore what ``state_dict`` returned; returns self."""
+        missing = [k for k in (*self._state_keys, "config") if k not in state]
+        if missing:
+            raise ValueError(f"state lacks {missing}; was it saved by a {type(self).__name__}?")
+        for key, value in state["config"].items():
+            setattr(self, key, value)
+        for key in self._state_keys:
+            setattr(self, key, state[key].cpu().numpy())
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state: dict):
+        """Rebuild a fitted quantizer from ``state_dict()``'s output."""
+        return cls(**state["config"]).load_state_dict(state)
+
+
+class GeodesicQuantizer(_Quantizer):
+    """Geodesic k-medoids codebook on the k-NN graph of training latents.
+
+    ``fit(Z)``: builds the symmetric k-NN graph of Z (N, d) with Euclidean edge
+    lengths, joins its components if needed (with a warning, as Isomap does),
+    and runs :func:`utils.graph_tools.geodesic_kmedoids`; the codebook is the K
+    medoid latents (K, d), i.e. actual encodings of training images.
+
+    ``quantize(Z)`` for training *and* unseen latents: a point is joined to its
+    k nearest training latents (edge lengths e_j) and its geodesic distance to
+    medoid m is min_j (e_j + d(j, m)), exactly Dijkstra on the extended graph
+    (scikit-learn Isomap's ``transform``). Because
+    min_m min_j (e_j + d(j, m)) = min_j (e_j + dn(j)), where dn(j) is node j's
+    distance to its own medoid, only dn and the labels of the training nodes
+    are stored - O(N) memory, O(k) work per point after the neighbour search.
+    """
+
+    _state_keys = ("train_latents_", "node_distances_", "node_labels_", "medoids_", "codebook_")
+    _config_keys = ("n_codes", "n_neighbors", "seed")
+
+    def __init__(self, n_codes: int, n_neighbors: int = 10, seed: int = 0, **kmedoids_options):
+        self.n_codes = n_codes
+        self.n_neighbors = n_neighbors
+        self.seed = seed
+        self.kmedoids_options = kmedoids_options
+        self.codebook_ = None
+        self.n_components_joined_ = 0
+        self._nn = None
+
+    def fit(self, Z, graph=None):
+        """Z (N, d) training latents -> self. ``graph``: a precomputed (repaired)
+        k-NN graph of Z, to share one graph between several K."""
+        Z = as_latents(Z)
+        _check_counts(self.n_codes, len(Z), self.n_neighbors)
+        if graph is None:
+            graph = self.build_graph(Z, self.n_neighbors)
+        result = geodesic_kmedoids(graph, self.n_codes, seed=self.seed, **self.kmedoids_options)
+        self.train_latents_ = Z
+        self.medoids_ = np.asarray(result.medoids, dtype=np.int64)
+        self.node_labels_ = np.asarray(result.labels, dtype=np.int64)
+        self.node_distances_ = np.asarray(result.distances, dtype=np.float32)
+        self.codebook_ = Z[self.medoids_]
+        self.loss_ = float(result.loss)
+        self._nn = None
+        return self
+
+    @staticmethod
+    def build_graph(Z: np.ndarray, n_neighbors: int):
+        """The repaired symmetric k-NN graph of Z (scipy CSR, N x N sparse)."""
+        graph = knn_graph(Z, n_neighbors=n_neighbors)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            graph = connect_components(graph, Z)
+        for w in caught:
+            warnings.warn(str(w.message), w.category, stacklevel=3)
+        return graph
+
+    def _neighbors(self):
+        if self._nn is None:
+            from sklearn.neighbors import NearestNeighbors
+
+            self._nn = NearestNeighbors(n_neighbors=self.n_neighbors).fit(self.train_latents_)
+        return self._nn
+
+    def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, d) -> nearest medoid index (B,) and geodesic distance (B,)."""
+        edge, nbr = self._neighbors().kneighbors(Z)  # (B, k) each
+        through = edge + self.node_distances_[nbr]  # e_j + dn(j)
+        best = through.argmin(axis=1)
+        rows = np.arange(len(Z))
+        return self.node_labels_[nbr[rows, best]], through[rows, best].astype(np.float32)
+
+
+class EuclideanQuantizer(_Quantizer):
+    """k-means (scikit-learn, k-means++ with ``n_init`` restarts) on the latents;
+    ``quantize`` picks the nearest centroid in Euclidean distance."""
+
+    _state_keys = ("codebook_",)
+    _config_keys = ("n_codes", "seed", "n_init")
+
+    def __init__(self, n_codes: int, seed: int = 0, n_init: int = 3):
+        self.n_codes = n_codes
+        self.seed = seed
+        self.n_init = n_init
+        self.codebook_ = None
+
+    def fit(self, Z):
+        """Z (N, d) -> self; ``codebook_`` (K, d) are the centroids."""
+        from sklearn.cluster import KMeans
+
+        Z = as_latents(Z)
+        _check_counts(self.n_codes, len(Z))
+        km = KMeans(n_clusters=self.n_codes, n_init=self.n_init, random_state=self.seed).fit(Z)
+        self.codebook_ = km.cluster_centers_.astype(np.float32)
+        self.loss_ = float(km.inertia_)
+        return self
+
+    def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, d) -> nearest centroid (B,) and Euclidean distance (B,), without (B, K, d)."""
+        z, c = torch.from_numpy(Z), torch.from_numpy(self.codebook_)
+        d2 = (z.pow(2).sum(1, keepdim=True) - 2 * z @ c.T + c.pow(2).sum(1)).clamp_min(0)
+        dist, idx = d2.min(dim=1)
+        return idx.numpy(), dist.sqrt().numpy()

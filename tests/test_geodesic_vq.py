@@ -1,0 +1,153 @@
+"""GeodesicQuantizer / EuclideanQuantizer against explicit references."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import dijkstra
+from sklearn.neighbors import NearestNeighbors, kneighbors_graph
+
+from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer, NotFittedError
+from utils.metrics import geodesic_point_code_distances
+
+
+def blobs(n=300, d=4, seed=0):
+    """Three Gaussian blobs close enough for a connected 8-NN graph."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=2.0, size=(3, d))
+    return (centers[rng.integers(0, 3, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def extended_graph_distances(Z_train, k, new_point, nodes):
+    """Reference: add ``new_point`` to the symmetric k-NN graph of Z_train as one
+    extra node joined to its k nearest training points, run Dijkstra from it."""
+    A = kneighbors_graph(Z_train.astype(np.float64), k, mode="distance")
+    A = A.maximum(A.T)
+    n = len(Z_train)
+    dist, nbr = NearestNeighbors(n_neighbors=k).fit(Z_train.astype(np.float64)).kneighbors(
+        new_point[None].astype(np.float64))
+    extra = sp.csr_matrix((dist[0], (np.full(k, n), nbr[0])), shape=(n + 1, n + 1))
+    big = sp.bmat([[A, None], [None, sp.csr_matrix((1, 1))]]).tocsr() + extra
+    big = big.maximum(big.T)
+    return dijkstra(big, directed=False, indices=n)[nodes]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    Z = blobs()
+    return Z, GeodesicQuantizer(8, n_neighbors=8, seed=0).fit(Z)
+
+
+def test_out_of_sample_equals_dijkstra_on_extended_graph(fitted):
+    Z, q = fitted
+    rng = np.random.default_rng(1)
+    new = Z[rng.integers(0, len(Z), 20)] + rng.normal(scale=0.3, size=(20, Z.shape[1]))
+    out = q.quantize(new.astype(np.float32))
+    for i, point in enumerate(new):
+        ref = extended_graph_distances(Z, 8, point, q.medoids_)  # (K,) to every medoid
+        assert out.distances[i].item() == pytest.approx(ref.min(), rel=1e-5)
+        assert ref[out.indices[i].item()] == pytest.approx(ref.min(), rel=1e-5)
+
+
+def test_training_points_quantize_to_their_fitted_medoid(fitted):
+    Z, q = fitted
+    out = q.quantize(Z)
+    np.testing.assert_array_equal(out.indices.numpy(), q.node_labels_)
+    np.testing.assert_allclose(out.distances.numpy(), q.node_distances_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out.codes.numpy(), Z[q.medoids_[q.node_labels_]])
+
+
+def test_codebook_is_medoid_latents_and_same_seed_same_medoids(fitted):
+    Z, q = fitted
+    assert q.codebook.shape == (8, Z.shape[1])
+    np.testing.assert_array_equal(q.codebook.numpy(), Z[q.medoids_])
+    again = GeodesicQuantizer(8, n_neighbors=8, seed=0).fit(Z)
+    np.testing.assert_array_equal(again.medoids_, q.medoids_)
+
+
+def test_state_dict_round_trip_through_checkpoint(fitted, tmp_path):
+    from utils.checkpoint import load_checkpoint, save_checkpoint
+
+    Z, q = fitted
+    save_checkpoint(tmp_path / "q.pt", {"quantizer": q.state_dict()})
+    state = load_checkpoint(tmp_path / "q.pt")["quantizer"]
+    back = GeodesicQuantizer.from_state_dict(state)
+    new = blobs(50, seed=3)
+    a, b = q.quantize(new), back.quantize(new)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.codes, b.codes)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(GeodesicQuantizer, {"n_neighbors": 5}),
+                                        (EuclideanQuantizer, {})])
+def test_bad_input_gives_clear_errors(cls, kwargs):
+    Z = blobs(60)
+    with pytest.raises(ValueError, match="larger than the number of points"):
+        cls(61, **kwargs).fit(Z)
+    with pytest.raises(ValueError, match="n_codes must be an integer >= 1"):
+        cls(0, **kwargs).fit(Z)
+    bad = Z.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf in 1 rows"):
+        cls(4, **kwargs).fit(bad)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        cls(4, **kwargs).quantize(Z)
+    q = cls(4, **kwargs).fit(Z)
+    with pytest.raises(ValueError, match="latent dimension 3 but the quantizer was fitted on dimension 4"):
+        q.quantize(Z[:, :3])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        q.quantize(bad)
+
+
+def test_k_below_one_is_refused():
+    with pytest.raises(ValueError, match="n_neighbors k must be an integer >= 1"):
+        GeodesicQuantizer(3, n_neighbors=0).fit(blobs(40))
+
+
+def test_disconnected_latents_are_repaired_with_a_warning():
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 100]).astype(np.float32)
+    with pytest.warns(UserWarning, match="2"):
+        q = GeodesicQuantizer(4, n_neighbors=5).fit(Z)
+    assert np.isfinite(q.node_distances_).all()
+
+
+def test_euclidean_quantizer_picks_nearest_centroid():
+    Z = blobs(200)
+    q = EuclideanQuantizer(6, seed=0).fit(Z)
+    new = blobs(40, seed=5)
+    out = q.quantize(new)
+    brute = np.linalg.norm(new[:, None, :] - q.codebook_[None], axis=2)
+    np.testing.assert_array_equal(out.indices.numpy(), brute.argmin(1))
+    np.testing.assert_allclose(out.distances.numpy(), brute.min(1), rtol=1e-4, atol=1e-5)
+
+
+def test_point_code_distances_match_explicit_extended_graph(fitted):
+    """Codes off the graph (k-means centroids): compare with Dijkstra on a graph
+    that holds both the point and the code as extra nodes."""
+    Z, _ = fitted
+    k = 8
+    codes = EuclideanQuantizer(5, seed=0).fit(Z).codebook_
+    rng = np.random.default_rng(2)
+    points = Z[:12] + rng.normal(scale=0.2, size=(12, Z.shape[1])).astype(np.float32)
+    assign = rng.integers(0, 5, 12)
+    A = kneighbors_graph(Z.astype(np.float64), k, mode="distance")
+    A = A.maximum(A.T)
+    got = geodesic_point_code_distances(A, Z, points, codes, assign, n_neighbors=k, chunk=2)
+    nn = NearestNeighbors(n_neighbors=k).fit(Z.astype(np.float64))
+    n = len(Z)
+    for i in range(12):
+        pd_, pn = nn.kneighbors(points[i:i + 1].astype(np.float64))
+        cd, cn = nn.kneighbors(codes[assign[i]:assign[i] + 1].astype(np.float64))
+        rows = np.r_[np.full(k, n), np.full(k, n + 1)]
+        extra = sp.csr_matrix((np.r_[pd_[0], cd[0]], (rows, np.r_[pn[0], cn[0]])), shape=(n + 2, n + 2))
+        big = sp.bmat([[A, None], [None, sp.csr_matrix((2, 2))]]).tocsr() + extra
+        ref = dijkstra(big.maximum(big.T), directed=False, indices=n)[n + 1]
+        assert got[i] == pytest.approx(ref, rel=1e-6)
+
+
+def test_point_code_distances_for_medoids_equal_the_quantizer(fitted):
+    Z, q = fitted
+    new = blobs(30, seed=7)
+    out = q.quantize(new)
+    graph = GeodesicQuantizer.build_graph(Z, 8)
+    got = geodesic_point_code_distances(graph, Z, new, q.codebook_, out.indices.numpy(), n_neighbors=8)
+    np.testing.assert_allclose(got, out.distances.numpy(), rtol=1e-5)

@@ -1,0 +1,149 @@
+"""Quantize a trained VAE's latent space a posteriori (stage 3 of the pipeline).
+
+    python train/train_geodesic.py --vae-checkpoint experiments/checkpoints/vae_mnist.pt \
+        --codebook-size 64 128 256 --method geodesic euclidean
+
+Encodes the training split (encoder means), builds the k-NN graph of those
+latents once (joining components if needed), fits each quantizer for each K
+(geodesic k-medoids, and k-means as the Euclidean ablation), quantizes the
+test split, decodes the codes with the VAE decoder and logs one row per
+(method, K) to experiments/logs/geodesic_log.csv.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer
+from models.vae import VAE
+from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
+from utils.cli import make_parser, positive_int, run_main
+from utils.csvlog import CSVLogger
+from utils.datasets import load_dataset
+from utils import metrics
+from utils.runtime import pick_device, plain_config, print_args, seed_everything, write_run_record
+
+COLUMNS = ["method", "K", "n_neighbors", "geodesic_distortion", "euclidean_distortion",
+           "intra_cluster_mean", "inter_cluster_mean", "intra_inter_ratio", "test_bce",
+           "test_mse", "perplexity", "usage", "fit_seconds", "dataset"]
+QUANTIZERS = {"geodesic": GeodesicQuantizer, "euclidean": EuclideanQuantizer}
+
+
+def parse_args(argv=None):
+    p = make_parser(__doc__.splitlines()[0])
+    p.add_argument("--vae-checkpoint", type=Path,
+                   default=Path("experiments/checkpoints/vae_mnist.pt"), help="trained VAE")
+    p.add_argument("--codebook-size", type=positive_int, nargs="+", default=[64, 128, 256],
+                   help="codebook sizes K to fit")
+    p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
+    p.add_argument("--method", nargs="+", default=["geodesic", "euclidean"],
+                   choices=list(QUANTIZERS), help="quantizers to fit")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the quantizers")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] (VAE and k-medoids)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="first N train/test images (default: the VAE run's own limit)")
+    p.add_argument("--out-dir", type=Path, default=Path("experiments"),
+                   help="where logs/, checkpoints/ and plots/ are written")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    return p.parse_args(argv)
+
+
+def load_vae_and_data(path: Path, device, data_root, limit=None):
+    """The VAE of ``path`` and the train/test splits it was trained on
+    (the dataset recorded in the checkpoint; mismatches are errors)."""
+    ckpt = load_checkpoint(path, device, hint="train it first: python train/train_vae.py")
+    vae = rebuild(ckpt, VAE, device, path).eval()
+    cfg = ckpt.get("config", {})
+    requested = cfg.get("dataset", ckpt.get("dataset"))
+    limit = limit if limit is not None else cfg.get("limit")
+    train = load_dataset(requested, "train", data_root, limit=limit)
+    test = load_dataset(requested, "test", data_root, limit=limit)
+    if train.name != ckpt.get("dataset"):
+        raise CheckpointError(f"{path} was trained on {ckpt.get('dataset')} but {requested} now "
+                              f"loads {train.name}; retrain the VAE on this data")
+    return vae, ckpt, train, test
+
+
+def run_paths(out_dir: Path, dataset: str) -> dict[str, Path]:
+    log = "geodesic_log.csv" if dataset == "mnist" else f"geodesic_{dataset}_log.csv"
+    return {"log": out_dir / "logs" / log, "record": out_dir / "logs" / f"geodesic_{dataset}_run.json",
+            "checkpoints": out_dir / "checkpoints", "plots": out_dir / "plots"}
+
+
+def evaluate_codes(vae, graph, z_train, z_test, x_test, q, codebook, n_neighbors) -> dict:
+    """Metrics of one quantizer on the test split (see utils.metrics)."""
+    K = len(codebook)
+    counts = metrics.code_counts(q.indices, K)
+    geo = metrics.geodesic_point_code_distances(graph, z_train, z_test, codebook, q.indices,
+                                                n_neighbors=n_neighbors)
+    recon = metrics.reconstruction_errors(vae.decode_logits(q.codes), x_test)
+    return {"geodesic_distortion": float(geo.mean()),
+            "euclidean_distortion": metrics.euclidean_distortion(z_test, q.codes),
+            **metrics.intra_inter_distances(z_test, q.indices.numpy()),
+            "test_bce": recon["bce"], "test_mse": recon["mse"],
+            "perplexity": metrics.perplexity(counts), "usage": metrics.usage(counts)}
+
+
+def main(args):
+    print_args(args)
+    device = pick_device(args.device)
+    seed_everything(args.seed)
+    vae, vae_ckpt, train, test = load_vae_and_data(args.vae_checkpoint, device, args.data_root,
+                                                   args.limit)
+    requested = vae_ckpt["config"].get("dataset", train.name)
+    paths = run_paths(args.out_dir, requested)
+    write_run_record(paths["record"], args, dataset=train.name, data_source=train.source,
+                     device=str(device), vae_checkpoint=str(args.vae_checkpoint))
+    z_train = vae.latent_means(train.images).numpy()
+    z_test = vae.latent_means(test.images).numpy()
+    for K in args.codebook_size:
+        if K > len(z_train):
+            raise ValueError(f"--codebook-size {K} is larger than the number of training "
+                             f"latents N={len(z_train)}; use K <= N")
+    start = time.perf_counter()
+    graph = GeodesicQuantizer.build_graph(z_train, args.n_neighbors)
+    graph_seconds = time.perf_counter() - start
+    print(f"k-NN graph of {len(z_train)} latents (k={args.n_neighbors}): {graph.nnz} edges, "
+          f"{graph_seconds:.1f}s", file=sys.stderr)
+
+    logger = CSVLogger(paths["log"], COLUMNS)
+    fitted = {}
+    for method in args.method:
+        for K in args.codebook_size:
+            start = time.perf_counter()
+            if method == "geodesic":
+                quantizer = GeodesicQuantizer(K, args.n_neighbors, args.seed,
+                                              device=str(device)).fit(z_train, graph=graph)
+            else:
+                quantizer = EuclideanQuantizer(K, args.seed).fit(z_train)
+            fit_seconds = time.perf_counter() - start + (graph_seconds if method == "geodesic" else 0)
+            q = quantizer.quantize(z_test)
+            row = {"method": method, "K": K, "n_neighbors": args.n_neighbors,
+                   **evaluate_codes(vae, graph, z_train, z_test, test.images, q,
+                                    quantizer.codebook.numpy(), args.n_neighbors),
+                   "fit_seconds": fit_seconds, "dataset": train.name}
+            logger.log(row)
+            save_checkpoint(paths["checkpoints"] / f"{method}_vq_{requested}_K{K}.pt", {
+                "quantizer": quantizer.state_dict(), "method": method, "config": plain_config(args),
+                "dataset": train.name, "vae_checkpoint": str(args.vae_checkpoint),
+                "metrics": {k: v for k, v in row.items() if k not in ("method", "dataset")}})
+            fitted[method, K] = quantizer
+            print(f"{method:9s} K={K:4d}: test BCE {row['test_bce']:.1f}, MSE {row['test_mse']:.4f}, "
+                  f"geodesic distortion {row['geodesic_distortion']:.3f}, usage {row['usage']:.2f}, "
+                  f"fit {fit_seconds:.1f}s", file=sys.stderr)
+    print(f"wrote {paths['log']}", file=sys.stderr)
+    if not args.no_plots:
+        from utils.plot import plot_quantizers
+
+        for path in plot_quantizers(vae, fitted, graph, z_train, train.labels.numpy(), test.images,
+                                    paths["plots"], f"{requested}", train.name):
+            print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, parse_args()))
