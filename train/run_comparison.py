@@ -272,8 +272,10 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
             out = [model(test.images[i:i + 1000].to(device)) for i in range(0, len(test.images), 1000)]
             logits = torch.cat([o.recon_logits.cpu() for o in out])
             test_codes = torch.cat([o.indices.cpu() for o in out]).numpy()
-            train_codes = torch.cat([model.encode(train.images[i:i + 1000].to(device)).cpu()
-                                     for i in range(0, len(train.images), 1000)]).numpy()
+            train_codes = None  # label votes need one code per image (global only)
+            if arch == "global":
+                train_codes = torch.cat([model.encode(train.images[i:i + 1000].to(device)).cpu()
+                                         for i in range(0, len(train.images), 1000)]).numpy()
             row = evaluate_codes(recon_logits=logits, x_test=test.images, bits=model.bits_per_image,
                                  test_codes=test_codes, train_codes=train_codes, n_codes=K,
                                  latent={"z_test": z_test}, **labels)
