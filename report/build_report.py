@@ -321,8 +321,8 @@ def losses_paragraph(comparisons: dict) -> str:
                 items.append(f"to {b} on {METRICS[metric][0]} at {fmt_k_list(lost['K'])} "
                              f"({gap_text(lost)})")
     if not items:
-        return (f"<b>Where geodesic quantization loses:</b> nowhere beyond the seed spread at "
-                f"matched bits.")
+        return ("<b>Where geodesic quantization loses:</b> nowhere beyond the seed spread at "
+                "matched bits.")
     return f"<b>Where geodesic quantization loses:</b> {PROPOSAL} loses " + "; ".join(items) + "."
 
 

@@ -4,7 +4,7 @@
         --seeds 0 1 2
 
 For every dataset x K x seed, trains or reuses (by config hash) and evaluates
-on the held-out test split, through one function (:func:`evaluate_codes`):
+on the held-out test split, through one function (:func:`utils.metrics.evaluate_codes`):
 
 * ``vqvae-global``: end-to-end VQ-VAE, one code per image (log2 K bits);
 * ``vqvae-conv``:   end-to-end VQ-VAE on a 7x7 grid (49 log2 K bits);
@@ -36,13 +36,11 @@ from utils import metrics
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from utils.cli import make_parser, positive_int, run_main
 from utils.datasets import DATASETS, load_dataset
-from utils.runtime import pick_device, plain_config, print_args, write_run_record
+from utils.runtime import pick_device, print_args, write_run_record
 
 METHODS = ("vqvae-global", "vqvae-conv", "kmeans-vae", "geodesic-vae", "vae-continuous")
 KEY = ["dataset", "setting", "method", "K", "seed", "config_hash"]
-METRICS = ["bits_per_image", "test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi", "ari",
-           "purity", "code_to_label_accuracy", "geodesic_distortion", "euclidean_distortion",
-           "intra_cluster_mean", "inter_cluster_mean", "intra_inter_ratio"]
+METRICS = metrics.CODE_METRICS
 COLUMNS = KEY + ["dataset_used"] + METRICS + ["epochs", "n_neighbors", "n_train", "n_test",
                                                "fit_seconds", "eval_seconds", "wall_seconds"]
 QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5}
@@ -120,42 +118,6 @@ def write_summary(results: Path, out: Path) -> pd.DataFrame:
     agg = agg.reset_index()
     agg.to_csv(out, index=False, float_format="%.6g")
     return agg
-
-
-# --- one evaluation function for every method ----------------------------------------
-
-def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=None,
-                   train_labels=None, test_labels=None, n_codes=None, latent=None) -> dict:
-    """All metrics of one method on the test split.
-
-    recon_logits (N, 1, 28, 28) against x_test; test_codes (N,) one code per image
-    or (N, 7, 7) a grid of codes (label metrics need one code per image and are
-    NaN otherwise); latent: for codes in the VAE latent space, a dict with
-    graph, z_train, z_test, codebook, n_neighbors (distortions and cluster
-    geometry); else z_test alone gives the cluster geometry of the codes.
-    """
-    recon = metrics.reconstruction_errors(recon_logits, x_test)
-    row = {m: float("nan") for m in METRICS}
-    row.update(bits_per_image=bits, test_bce=recon["bce"], test_mse=recon["mse"],
-               psnr=metrics.psnr(recon["mse"]))
-    if test_codes is None:
-        return row
-    counts = metrics.code_counts(test_codes, n_codes)
-    row.update(perplexity=metrics.perplexity(counts), usage=metrics.usage(counts))
-    codes = np.asarray(test_codes)
-    if codes.ndim == 1:
-        row.update(metrics.label_agreement(codes, test_labels))
-        row["code_to_label_accuracy"] = metrics.code_to_label_accuracy(
-            np.asarray(train_codes).ravel(), train_labels, codes, test_labels)
-        if latent is not None:
-            row.update(metrics.intra_inter_distances(latent["z_test"], codes))
-        if latent is not None and "codebook" in latent:
-            cb = latent["codebook"]
-            row["euclidean_distortion"] = metrics.euclidean_distortion(latent["z_test"], cb[codes])
-            row["geodesic_distortion"] = float(metrics.geodesic_point_code_distances(
-                latent["graph"], latent["z_train"], latent["z_test"], cb, codes,
-                n_neighbors=latent["n_neighbors"]).mean())
-    return row
 
 
 # --- training or reusing models ----------------------------------------------------
@@ -261,7 +223,7 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
         cfg, k = key(method, K)
         start = time.perf_counter()
         if method == "vae-continuous":
-            row = evaluate_codes(recon_logits=vae.decode_logits(torch.from_numpy(z_test)),
+            row = metrics.evaluate_codes(recon_logits=vae.decode_logits(torch.from_numpy(z_test)),
                                  x_test=test.images, bits=float("nan"))
             record(method, K, cfg, k, vae_seconds, start, row)
         elif method.startswith("vqvae"):
@@ -276,7 +238,7 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
             if arch == "global":
                 train_codes = torch.cat([model.encode(train.images[i:i + 1000].to(device)).cpu()
                                          for i in range(0, len(train.images), 1000)]).numpy()
-            row = evaluate_codes(recon_logits=logits, x_test=test.images, bits=model.bits_per_image,
+            row = metrics.evaluate_codes(recon_logits=logits, x_test=test.images, bits=model.bits_per_image,
                                  test_codes=test_codes, train_codes=train_codes, n_codes=K,
                                  latent={"z_test": z_test}, **labels)
             record(method, K, cfg, k, fit_seconds, start, row)
@@ -290,7 +252,7 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
                 fit_seconds += graph_seconds
             start = time.perf_counter()
             qt = q.quantize(z_test)
-            row = evaluate_codes(recon_logits=vae.decode_logits(qt.codes), x_test=test.images,
+            row = metrics.evaluate_codes(recon_logits=vae.decode_logits(qt.codes), x_test=test.images,
                                  bits=float(np.log2(K)), test_codes=qt.indices.numpy(),
                                  train_codes=q.quantize(z_train).indices.numpy(), n_codes=K,
                                  latent={"graph": graph, "z_train": z_train, "z_test": z_test,

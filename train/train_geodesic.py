@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer
 from models.vae import VAE
@@ -75,20 +74,6 @@ def run_paths(out_dir: Path, dataset: str) -> dict[str, Path]:
             "checkpoints": out_dir / "checkpoints", "plots": out_dir / "plots"}
 
 
-def evaluate_codes(vae, graph, z_train, z_test, x_test, q, codebook, n_neighbors) -> dict:
-    """Metrics of one quantizer on the test split (see utils.metrics)."""
-    K = len(codebook)
-    counts = metrics.code_counts(q.indices, K)
-    geo = metrics.geodesic_point_code_distances(graph, z_train, z_test, codebook, q.indices,
-                                                n_neighbors=n_neighbors)
-    recon = metrics.reconstruction_errors(vae.decode_logits(q.codes), x_test)
-    return {"geodesic_distortion": float(geo.mean()),
-            "euclidean_distortion": metrics.euclidean_distortion(z_test, q.codes),
-            **metrics.intra_inter_distances(z_test, q.indices.numpy()),
-            "test_bce": recon["bce"], "test_mse": recon["mse"],
-            "perplexity": metrics.perplexity(counts), "usage": metrics.usage(counts)}
-
-
 def main(args):
     print_args(args)
     device = pick_device(args.device)
@@ -124,8 +109,12 @@ def main(args):
             fit_seconds = time.perf_counter() - start + (graph_seconds if method == "geodesic" else 0)
             q = quantizer.quantize(z_test)
             row = {"method": method, "K": K, "n_neighbors": args.n_neighbors,
-                   **evaluate_codes(vae, graph, z_train, z_test, test.images, q,
-                                    quantizer.codebook.numpy(), args.n_neighbors),
+                   **metrics.evaluate_codes(
+                       recon_logits=vae.decode_logits(q.codes), x_test=test.images,
+                       bits=float(np.log2(K)), test_codes=q.indices.numpy(), n_codes=K,
+                       latent={"graph": graph, "z_train": z_train, "z_test": z_test,
+                               "codebook": quantizer.codebook.numpy(),
+                               "n_neighbors": args.n_neighbors}),
                    "fit_seconds": fit_seconds, "dataset": train.name}
             logger.log(row)
             save_checkpoint(paths["checkpoints"] / f"{method}_vq_{requested}_K{K}.pt", {

@@ -210,3 +210,46 @@ def label_agreement(codes, labels) -> dict[str, float]:
     return {"nmi": float(normalized_mutual_info_score(labels, codes)),
             "ari": float(adjusted_rand_score(labels, codes)),
             "purity": purity(codes, labels)}
+
+
+# --- one evaluation for every method --------------------------------------------
+
+CODE_METRICS = ["bits_per_image", "test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi",
+                "ari", "purity", "code_to_label_accuracy", "geodesic_distortion",
+                "euclidean_distortion", "intra_cluster_mean", "inter_cluster_mean",
+                "intra_inter_ratio"]
+
+
+def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=None,
+                   train_labels=None, test_labels=None, n_codes=None, latent=None) -> dict:
+    """All metrics of one method on the test split.
+
+    recon_logits (N, 1, 28, 28) against x_test; test_codes (N,) one code per image
+    or (N, 7, 7) a grid of codes (label metrics need one code per image and the
+    labels, and are NaN otherwise); latent: for codes in the VAE latent space, a dict with
+    graph, z_train, z_test, codebook, n_neighbors (distortions and cluster
+    geometry); else z_test alone gives the cluster geometry of the codes.
+    """
+    recon = reconstruction_errors(recon_logits, x_test)
+    row = {m: float("nan") for m in CODE_METRICS}
+    row.update(bits_per_image=bits, test_bce=recon["bce"], test_mse=recon["mse"],
+               psnr=psnr(recon["mse"]))
+    if test_codes is None:
+        return row
+    counts = code_counts(test_codes, n_codes)
+    row.update(perplexity=perplexity(counts), usage=usage(counts))
+    codes = np.asarray(test_codes)
+    if codes.ndim == 1:
+        if test_labels is not None:
+            row.update(label_agreement(codes, test_labels))
+            row["code_to_label_accuracy"] = code_to_label_accuracy(
+                np.asarray(train_codes).ravel(), train_labels, codes, test_labels)
+        if latent is not None:
+            row.update(intra_inter_distances(latent["z_test"], codes))
+        if latent is not None and "codebook" in latent:
+            cb = latent["codebook"]
+            row["euclidean_distortion"] = euclidean_distortion(latent["z_test"], cb[codes])
+            row["geodesic_distortion"] = float(geodesic_point_code_distances(
+                latent["graph"], latent["z_train"], latent["z_test"], cb, codes,
+                n_neighbors=latent["n_neighbors"]).mean())
+    return row
