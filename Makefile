@@ -14,12 +14,12 @@ CONV_EPOCHS ?= $(EPOCHS)
 VAE_CKPT := experiments/checkpoints/vae_$(DATASET).pt
 COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 
-.PHONY: all venv vae vqvae geodesic compare-quick full report test bench clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick report-quick full report test bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-all: vae vqvae geodesic compare-quick report  ## the whole pipeline on the default data, quick setting
+all: vae vqvae geodesic compare-quick report-quick  ## the whole pipeline on the default data, quick setting (untracked outputs only)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,15 +40,18 @@ vqvae: $(STAMP)  ## stage 2: train both VQ-VAE baselines (conv K=512, global K=2
 geodesic: $(STAMP)  ## stage 3: geodesic k-medoids and k-means on the VAE's latents
 	$(PY) train/train_geodesic.py --vae-checkpoint $(VAE_CKPT) --device $(DEVICE) --seed $(SEED)
 
-compare-quick: $(STAMP)  ## stage 4: the comparison, quick setting (K 16 64 256, 3 seeds, 5 epochs)
+compare-quick: $(STAMP)  ## stage 4: the comparison, quick setting (K 16 64 256, 3 seeds, 5 epochs) -> experiments/results/quick/
 	$(PY) train/run_comparison.py --dataset $(DATASET) --quick --device $(DEVICE)
+
+report-quick: $(STAMP)  ## report/report_quick.pdf from the quick setting's results (git-ignored)
+	$(PY) report/build_report.py --results-dir experiments/results/quick --out report/report_quick.pdf
 
 full: $(STAMP)  ## the complete sweep (DATASET=fashion-mnist K="..." SEEDS="..." CONV_EPOCHS=...), then the report
 	$(PY) train/run_comparison.py --dataset $(DATASET) --codebook-sizes $(K) --seeds $(SEEDS) \
 		--epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) --device $(DEVICE)
 	$(PY) report/build_report.py
 
-report: $(STAMP)  ## rebuild report/report.pdf from experiments/results
+report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results
 	$(PY) report/build_report.py
 
 test: $(STAMP)  ## run the test suite
@@ -60,4 +63,5 @@ bench: $(STAMP)  ## run the benchmarks (needs Fashion-MNIST: apt-get install dat
 	$(PY) benchmarks/bench_geodesic.py
 
 clean-outputs:  ## delete generated logs, checkpoints, plots and cached comparison models
-	rm -rf experiments/logs experiments/checkpoints experiments/plots experiments/comparison
+	rm -rf experiments/logs experiments/checkpoints experiments/plots experiments/comparison \
+		experiments/results/quick report/report_quick.pdf

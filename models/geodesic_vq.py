@@ -63,11 +63,32 @@ def _check_counts(n_codes: int, n_points: int, n_neighbors: int | None = None) -
             raise ValueError(f"n_neighbors k={n_neighbors} needs more than k points, got N={n_points}")
 
 
+def warn_if_codes_coincide(codebook: np.ndarray, n_codes: int, *, stacklevel: int = 2) -> int:
+    """Warn when fewer than K of the (K, d) code vectors are distinct (latents with many
+    duplicates leave fewer distinct points than codes); returns the distinct count."""
+    # Centroids of identical points differ by rounding only: count codes within a relative
+    # 1e-5 of an earlier one as the same (K x K is small: K is a codebook size).
+    c = np.asarray(codebook, dtype=np.float64)
+    d2 = (c * c).sum(1)[:, None] - 2 * c @ c.T + (c * c).sum(1)[None]
+    tol = (1e-5 * max(1.0, float(np.abs(c).max(initial=0.0)))) ** 2
+    same_as_earlier = np.tril(d2 <= tol, k=-1).any(axis=1)
+    distinct = int(len(c) - same_as_earlier.sum())
+    if distinct < n_codes:
+        warnings.warn(f"only {distinct} of the {n_codes} code vectors are distinct: the latents "
+                      f"hold fewer distinct points than codes (duplicates); codes that coincide "
+                      f"are never both used, so the effective codebook size is {distinct}",
+                      stacklevel=stacklevel + 1)
+    return distinct
+
+
 class _Quantizer:
     """Shared contract: fitted check, codebook, quantize in chunks, state_dict."""
 
     _state_keys: tuple[str, ...] = ()
     _config_keys: tuple[str, ...] = ()
+
+    def _reset_caches(self) -> None:
+        """Drop anything derived from the fitted state (none by default)."""
 
     def _check_fitted(self) -> None:
         if getattr(self, "codebook_", None) is None:
@@ -101,8 +122,12 @@ class _Quantizer:
         self._check_fitted()
         state = {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
                  for k in self._state_keys}
-        state["config"] = {k: getattr(self, k) for k in self._config_keys}
+        state["config"] = self.get_params()
         return state
+
+    def get_params(self) -> dict:
+        """The constructor's arguments (plain values), as scikit-learn's ``get_params``."""
+        return {k: getattr(self, k) for k in self._config_keys}
 
     def load_state_dict(self, state: dict):
         """Restore what ``state_dict`` returned; returns self."""
@@ -113,6 +138,7 @@ class _Quantizer:
             setattr(self, key, value)
         for key in self._state_keys:
             setattr(self, key, state[key].cpu().numpy())
+        self._reset_caches()
         return self
 
     @classmethod
@@ -139,16 +165,30 @@ class GeodesicQuantizer(_Quantizer):
     """
 
     _state_keys = ("train_latents_", "node_distances_", "node_labels_", "medoids_", "codebook_")
-    _config_keys = ("n_codes", "n_neighbors", "seed")
+    _config_keys = ("n_codes", "n_neighbors", "seed", "device", "max_iter", "n_swap_passes",
+                    "candidate_fraction", "candidates_per_cluster", "medoid_candidates", "tol")
 
-    def __init__(self, n_codes: int, n_neighbors: int = 10, seed: int = 0, **kmedoids_options):
+    def __init__(self, n_codes: int, n_neighbors: int = 10, seed: int = 0, *, device: str = "cpu",
+                 max_iter: int = 3, n_swap_passes: int = 10, candidate_fraction: float = 1.0,
+                 candidates_per_cluster: int = 32, medoid_candidates: int = 16, tol: float = 1e-3):
         self.n_codes = n_codes
         self.n_neighbors = n_neighbors
         self.seed = seed
-        self.kmedoids_options = kmedoids_options
+        # The k-medoids options (utils.graph_tools.geodesic_kmedoids), recorded in state_dict
+        # so that a saved codebook says how it was fitted.
+        self.device = str(device)
+        self.max_iter = max_iter
+        self.n_swap_passes = n_swap_passes
+        self.candidate_fraction = candidate_fraction
+        self.candidates_per_cluster = candidates_per_cluster
+        self.medoid_candidates = medoid_candidates
+        self.tol = tol
         self.codebook_ = None
-        self.n_components_joined_ = 0
         self._nn = None
+
+    def kmedoids_options(self) -> dict:
+        """The keyword arguments this quantizer passes to geodesic_kmedoids."""
+        return {k: getattr(self, k) for k in self._config_keys[3:]}
 
     def fit(self, Z, graph=None):
         """Z (N, d) training latents -> self. ``graph``: a precomputed (repaired)
@@ -157,14 +197,15 @@ class GeodesicQuantizer(_Quantizer):
         _check_counts(self.n_codes, len(Z), self.n_neighbors)
         if graph is None:
             graph = self.build_graph(Z, self.n_neighbors)
-        result = geodesic_kmedoids(graph, self.n_codes, seed=self.seed, **self.kmedoids_options)
+        result = geodesic_kmedoids(graph, self.n_codes, seed=self.seed, **self.kmedoids_options())
         self.train_latents_ = Z
         self.medoids_ = np.asarray(result.medoids, dtype=np.int64)
         self.node_labels_ = np.asarray(result.labels, dtype=np.int64)
         self.node_distances_ = np.asarray(result.distances, dtype=np.float32)
         self.codebook_ = Z[self.medoids_]
         self.loss_ = float(result.loss)
-        self._nn = None
+        self._reset_caches()
+        warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
         return self
 
     @staticmethod
@@ -177,6 +218,10 @@ class GeodesicQuantizer(_Quantizer):
         for w in caught:
             warnings.warn(str(w.message), w.category, stacklevel=3)
         return graph
+
+    def _reset_caches(self) -> None:
+        """Forget what was derived from the training latents (the neighbour index)."""
+        self._nn = None
 
     def _neighbors(self):
         if self._nn is None:
@@ -213,9 +258,13 @@ class EuclideanQuantizer(_Quantizer):
 
         Z = as_latents(Z)
         _check_counts(self.n_codes, len(Z))
-        km = KMeans(n_clusters=self.n_codes, n_init=self.n_init, random_state=self.seed).fit(Z)
+        with warnings.catch_warnings():
+            # scikit-learn's own "distinct clusters" warning; ours below says it for both quantizers.
+            warnings.filterwarnings("ignore", message="Number of distinct clusters")
+            km = KMeans(n_clusters=self.n_codes, n_init=self.n_init, random_state=self.seed).fit(Z)
         self.codebook_ = km.cluster_centers_.astype(np.float32)
         self.loss_ = float(km.inertia_)
+        warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
         return self
 
     def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

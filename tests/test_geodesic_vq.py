@@ -105,7 +105,7 @@ def test_k_below_one_is_refused():
 def test_disconnected_latents_are_repaired_with_a_warning():
     rng = np.random.default_rng(0)
     Z = np.concatenate([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 100]).astype(np.float32)
-    with pytest.warns(UserWarning, match="2"):
+    with pytest.warns(UserWarning, match="has 2 connected components"):
         q = GeodesicQuantizer(4, n_neighbors=5).fit(Z)
     assert np.isfinite(q.node_distances_).all()
 
@@ -151,3 +151,45 @@ def test_point_code_distances_for_medoids_equal_the_quantizer(fitted):
     graph = GeodesicQuantizer.build_graph(Z, 8)
     got = geodesic_point_code_distances(graph, Z, new, q.codebook_, out.indices.numpy(), n_neighbors=8)
     np.testing.assert_allclose(got, out.distances.numpy(), rtol=1e-5)
+
+
+def test_regression_load_state_dict_keeps_stale_neighbour_index():
+    """Bug: load_state_dict kept the neighbour index of the old training latents,
+    so a reloaded quantizer answered with the old points' neighbours."""
+    a = GeodesicQuantizer(6, n_neighbors=6, seed=0).fit(blobs(150, seed=1))
+    b = GeodesicQuantizer(6, n_neighbors=6, seed=0).fit(blobs(200, seed=2))
+    queries = blobs(40, seed=3)
+    a.quantize(queries)  # builds a's neighbour index
+    a.load_state_dict(b.state_dict())
+    got = a.quantize(queries)
+    want = GeodesicQuantizer.from_state_dict(b.state_dict()).quantize(queries)
+    np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+    np.testing.assert_array_equal(got.distances.numpy(), want.distances.numpy())
+
+
+def test_kmedoids_options_are_keyword_only_and_saved():
+    with pytest.raises(TypeError):
+        GeodesicQuantizer(4, 8, 0, "cpu")  # options after the seed must be named
+    q = GeodesicQuantizer(5, n_neighbors=8, seed=1, n_swap_passes=2, medoid_candidates=4,
+                          tol=0.01).fit(blobs(120))
+    config = q.state_dict()["config"]
+    assert config["n_swap_passes"] == 2 and config["medoid_candidates"] == 4 and config["tol"] == 0.01
+    again = GeodesicQuantizer.from_state_dict(q.state_dict())
+    assert again.kmedoids_options() == q.kmedoids_options()
+    # the saved options refit to the same medoids
+    refit = GeodesicQuantizer(**config).fit(blobs(120))
+    np.testing.assert_array_equal(refit.medoids_, q.medoids_)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        GeodesicQuantizer(4, not_an_option=1)
+
+
+@pytest.mark.parametrize("cls", [GeodesicQuantizer, EuclideanQuantizer])
+def test_duplicate_latents_warn_when_codes_coincide(cls):
+    """Latents with only 10 distinct points cannot give 16 distinct codes: say so."""
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(10, 3)).astype(np.float32)
+    Z = points[rng.integers(0, 10, 200)] + 0  # 200 latents, 10 distinct values
+    Z[:10] = points  # every distinct value present
+    with pytest.warns(UserWarning, match="only 10 of the 16 code vectors are distinct"):
+        q = cls(16, seed=0).fit(Z) if cls is EuclideanQuantizer else cls(16, n_neighbors=5).fit(Z)
+    assert len(np.unique(q.codebook_.round(4), axis=0)) == 10

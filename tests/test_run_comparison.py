@@ -5,7 +5,10 @@ import math
 import pandas as pd
 import pytest
 
+from train import comparison_methods as cm
 from train import run_comparison as rc
+from utils import methods as vocab
+from utils import paths
 
 ARGV = ["--dataset", "mnist-5k", "--limit", "240", "--codebook-sizes", "4", "8", "--seeds", "0",
         "--epochs", "1"]
@@ -25,23 +28,24 @@ def test_every_method_and_k_has_a_full_row(tiny_run):
     df = pd.read_csv(root / "res" / "comparison.csv")
     assert list(df.columns) == rc.COLUMNS
     got = {(m, k) for m, k in zip(df.method, df.K)}
-    want = {(m, k) for m in ("vqvae-global", "vqvae-conv", "kmeans-vae", "geodesic-vae")
-            for k in (4, 8)} | {("vae-continuous", 0)}
+    want = {(m.name, k) for m in vocab.methods() for k in m.codebook_sizes((4, 8))}
     assert got == want and len(df) == len(want)
     assert (df.dataset_used == "mnist-5k").all() and (df.setting == "full").all()
-    one_code = df[df.method.isin(["vqvae-global", "kmeans-vae", "geodesic-vae"])]
+    one_code = df[df.method.isin(vocab.matched())]
     for col in ["test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi", "ari", "purity",
                 "code_to_label_accuracy", "wall_seconds"]:
         assert one_code[col].notna().all(), col
     # (a VQ-VAE that used one code has no inter-cluster pairs, so only these are sure to have it)
-    assert df[df.method.isin(["kmeans-vae", "geodesic-vae"])].intra_inter_ratio.notna().all()
-    a_posteriori = df[df.method.isin(["kmeans-vae", "geodesic-vae"])]
+    a_posteriori = df[df.method.isin(vocab.names(family=vocab.A_POSTERIORI))]
+    assert a_posteriori.intra_inter_ratio.notna().all()
     assert a_posteriori[["geodesic_distortion", "euclidean_distortion"]].notna().all().all()
-    conv = df[df.method == "vqvae-conv"]
-    assert conv.nmi.isna().all() and conv.test_mse.notna().all()
-    bits = dict(zip(zip(df.method, df.K), df.bits_per_image))
-    assert bits["vqvae-global", 8] == 3 and bits["geodesic-vae", 8] == 3
-    assert bits["vqvae-conv", 8] == 49 * 3 and math.isnan(bits["vae-continuous", 0])
+    grid = df[df.method.isin(vocab.matched(vocab.GRID_RATE))]
+    assert len(grid) and grid.nmi.isna().all() and grid.test_mse.notna().all()
+    for _, r in df.iterrows():  # bits per image: codes per image x log2 K, NaN unquantized
+        want_bits = vocab.get(r.method).codes_per_image * math.log2(r.K) if r.K else math.nan
+        assert r.bits_per_image == pytest.approx(want_bits, nan_ok=True), r.method
+    # every seed of a configuration shares its config_id; the row hash includes the seed
+    assert df.groupby(["method", "K"]).config_id.nunique().eq(1).all()
 
 
 def test_summary_and_figures_written(tiny_run):
@@ -49,16 +53,18 @@ def test_summary_and_figures_written(tiny_run):
     summary = pd.read_csv(root / "res" / "summary.csv")
     assert {"test_mse_mean", "test_mse_std", "n_seeds"} <= set(summary.columns)
     assert len(summary) == 9
-    for name in ("codebooks", "reconstructions", "latent_map", "usage"):
+    for name in paths.RUNNER_FIGURES:
         for ext in ("png", "pdf"):
-            assert (root / "res" / "figures" / f"{name}_mnist-5k_full.{ext}").stat().st_size > 0
+            base = paths.ResultPaths(root / "res").figure(name, "mnist-5k", "full")
+            assert base.with_suffix(f".{ext}").stat().st_size > 0
 
 
 def test_rerun_skips_finished_rows(tiny_run, monkeypatch):
     root, args = tiny_run
     before = (root / "res" / "comparison.csv").read_text()
     calls = []
-    monkeypatch.setattr(rc, "vae_for_seed", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cm, "vae_for_seed", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cm, "evaluate", lambda *a, **k: calls.append(a))
     args.no_figures = True
     rc.main(args)
     assert calls == [] and (root / "res" / "comparison.csv").read_text() == before
@@ -68,28 +74,31 @@ def test_interrupted_run_keeps_rows_and_resumes(tmp_path, monkeypatch):
     args = rc.parse_args(ARGV + ["--work-dir", str(tmp_path / "work"), "--results-dir",
                                  str(tmp_path / "res"), "--no-figures",
                                  "--methods", "kmeans-vae", "geodesic-vae"])
-    real = rc.quantizer_for
+    real = cm.quantizer_for
 
-    def crash_on_geodesic(args, method, *a, **k):
+    def crash_on_geodesic(run, method, *a, **k):
         if method == "geodesic-vae":
             raise KeyboardInterrupt
-        return real(args, method, *a, **k)
+        return real(run, method, *a, **k)
 
-    monkeypatch.setattr(rc, "quantizer_for", crash_on_geodesic)
+    monkeypatch.setattr(cm, "quantizer_for", crash_on_geodesic)
     with pytest.raises(KeyboardInterrupt):
         rc.main(args)
     kept = pd.read_csv(tmp_path / "res" / "comparison.csv")
     assert set(kept.method) == {"kmeans-vae"} and len(kept) == 2
-    monkeypatch.setattr(rc, "quantizer_for", real)
+    monkeypatch.setattr(cm, "quantizer_for", real)
     rc.main(args)
     df = pd.read_csv(tmp_path / "res" / "comparison.csv")
     assert len(df) == 4 and set(df.method) == {"kmeans-vae", "geodesic-vae"}
     assert df.iloc[:2].equals(kept)
 
 
-def test_codebook_larger_than_data_is_refused(tmp_path):
+def test_codebook_larger_than_data_is_refused(tmp_path, capsys):
     from utils.cli import run_main
 
     args = rc.parse_args(["--dataset", "mnist-5k", "--limit", "50", "--codebook-sizes", "64",
                           "--seeds", "0", "--results-dir", str(tmp_path)])
     assert run_main(rc.main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: --codebook-sizes [64] exceed the 50 training images; use K <= N"
+    assert not (tmp_path / "comparison.csv").exists()

@@ -17,36 +17,37 @@ from pathlib import Path
 
 import numpy as np
 
-from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer
+from models.geodesic_vq import GeodesicQuantizer
 from models.vae import VAE
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from utils.cli import make_parser, positive_int, run_main
 from utils.csvlog import CSVLogger
 from utils.datasets import load_dataset
-from utils import metrics
+from utils import methods as vocab
+from utils import metrics, paths
 from utils.runtime import pick_device, plain_config, print_args, seed_everything, write_run_record
 
 COLUMNS = ["method", "K", "n_neighbors", "geodesic_distortion", "euclidean_distortion",
            "intra_cluster_mean", "inter_cluster_mean", "intra_inter_ratio", "test_bce",
            "test_mse", "perplexity", "usage", "fit_seconds", "dataset"]
-QUANTIZERS = {"geodesic": GeodesicQuantizer, "euclidean": EuclideanQuantizer}
 
 
 def parse_args(argv=None):
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--vae-checkpoint", type=Path,
-                   default=Path("experiments/checkpoints/vae_mnist.pt"), help="trained VAE")
+                   default=paths.vae_checkpoint(paths.EXPERIMENTS, "mnist"), help="trained VAE")
     p.add_argument("--codebook-size", type=positive_int, nargs="+", default=[64, 128, 256],
                    help="codebook sizes K to fit")
     p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
-    p.add_argument("--method", nargs="+", default=["geodesic", "euclidean"],
-                   choices=list(QUANTIZERS), help="quantizers to fit")
+    p.add_argument("--method", nargs="+", default=list(vocab.QUANTIZER_KINDS),
+                   choices=vocab.QUANTIZER_KINDS,
+                   help="quantizers to fit (geodesic k-medoids; euclidean: k-means)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the quantizers")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] (VAE and k-medoids)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="first N train/test images (default: the VAE run's own limit)")
-    p.add_argument("--out-dir", type=Path, default=Path("experiments"),
+    p.add_argument("--out-dir", type=Path, default=paths.EXPERIMENTS,
                    help="where logs/, checkpoints/ and plots/ are written")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     return p.parse_args(argv)
@@ -68,12 +69,6 @@ def load_vae_and_data(path: Path, device, data_root, limit=None):
     return vae, ckpt, train, test
 
 
-def run_paths(out_dir: Path, dataset: str) -> dict[str, Path]:
-    log = "geodesic_log.csv" if dataset == "mnist" else f"geodesic_{dataset}_log.csv"
-    return {"log": out_dir / "logs" / log, "record": out_dir / "logs" / f"geodesic_{dataset}_run.json",
-            "checkpoints": out_dir / "checkpoints", "plots": out_dir / "plots"}
-
-
 def main(args):
     print_args(args)
     device = pick_device(args.device)
@@ -81,8 +76,8 @@ def main(args):
     vae, vae_ckpt, train, test = load_vae_and_data(args.vae_checkpoint, device, args.data_root,
                                                    args.limit)
     requested = vae_ckpt["config"].get("dataset", train.name)
-    paths = run_paths(args.out_dir, requested)
-    write_run_record(paths["record"], args, dataset=train.name, data_source=train.source,
+    out = paths.geodesic_paths(args.out_dir, requested)
+    write_run_record(out["record"], args, dataset=train.name, data_source=train.source,
                      device=str(device), vae_checkpoint=str(args.vae_checkpoint))
     z_train = vae.latent_means(train.images).numpy()
     z_test = vae.latent_means(test.images).numpy()
@@ -96,16 +91,17 @@ def main(args):
     print(f"k-NN graph of {len(z_train)} latents (k={args.n_neighbors}): {graph.nnz} edges, "
           f"{graph_seconds:.1f}s", file=sys.stderr)
 
-    logger = CSVLogger(paths["log"], COLUMNS)
+    logger = CSVLogger(out["log"], COLUMNS)
     fitted = {}
     for method in args.method:
         for K in args.codebook_size:
             start = time.perf_counter()
-            if method == "geodesic":
-                quantizer = GeodesicQuantizer(K, args.n_neighbors, args.seed,
-                                              device=str(device)).fit(z_train, graph=graph)
+            quantizer = vocab.make_quantizer(vocab.quantizer_method(method).name, K, seed=args.seed,
+                                             n_neighbors=args.n_neighbors, device=str(device))
+            if isinstance(quantizer, GeodesicQuantizer):
+                quantizer.fit(z_train, graph=graph)
             else:
-                quantizer = EuclideanQuantizer(K, args.seed).fit(z_train)
+                quantizer.fit(z_train)
             fit_seconds = time.perf_counter() - start + (graph_seconds if method == "geodesic" else 0)
             q = quantizer.quantize(z_test)
             row = {"method": method, "K": K, "n_neighbors": args.n_neighbors,
@@ -117,7 +113,7 @@ def main(args):
                                "n_neighbors": args.n_neighbors}),
                    "fit_seconds": fit_seconds, "dataset": train.name}
             logger.log(row)
-            save_checkpoint(paths["checkpoints"] / f"{method}_vq_{requested}_K{K}.pt", {
+            save_checkpoint(paths.quantizer_checkpoint(out["checkpoints"], method, requested, K), {
                 "quantizer": quantizer.state_dict(), "method": method, "config": plain_config(args),
                 "dataset": train.name, "vae_checkpoint": str(args.vae_checkpoint),
                 "metrics": {k: v for k, v in row.items() if k not in ("method", "dataset")}})
@@ -125,12 +121,12 @@ def main(args):
             print(f"{method:9s} K={K:4d}: test BCE {row['test_bce']:.1f}, MSE {row['test_mse']:.4f}, "
                   f"geodesic distortion {row['geodesic_distortion']:.3f}, usage {row['usage']:.2f}, "
                   f"fit {fit_seconds:.1f}s", file=sys.stderr)
-    print(f"wrote {paths['log']}", file=sys.stderr)
+    print(f"wrote {out['log']}", file=sys.stderr)
     if not args.no_plots:
         from utils.plot import plot_quantizers
 
         for path in plot_quantizers(vae, fitted, graph, z_train, train.labels.numpy(), test.images,
-                                    paths["plots"], f"{requested}", train.name):
+                                    out["plots"], f"{requested}", train.name):
             print(f"wrote {path}", file=sys.stderr)
 
 

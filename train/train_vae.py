@@ -15,7 +15,7 @@ from pathlib import Path
 from models.vae import VAE
 from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
 from utils.metrics import elbo_loss
-from utils.runtime import stage_paths
+from utils.paths import stage_paths
 from utils.training import fit, prefixed, prepare_training, run_epoch
 
 COLUMNS = ["epoch", "total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld",

@@ -67,11 +67,12 @@ def code_counts(indices, n_codes: int) -> np.ndarray:
 
 
 def perplexity(counts) -> float:
-    """exp(entropy) of the code-usage distribution (K,): K for uniform use, 1 for
-    collapse. The same helper the VQ-VAE logs during training."""
-    from models.vqvae import perplexity as vq_perplexity
-
-    return float(vq_perplexity(torch.as_tensor(np.asarray(counts), dtype=torch.float64)))
+    """exp(H(p)) of the code-usage distribution p = counts / sum (K,), H in nats
+    with 0 log 0 = 0: K for uniform use, 1 for collapse (the statistic the
+    VQ-VAE logs per batch during training)."""
+    p = np.asarray(counts, dtype=np.float64).ravel()
+    p = p[p > 0] / p.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def usage(counts) -> float:

@@ -1,0 +1,117 @@
+"""utils/results.py: comparison.csv rows survive crashes; summaries never merge configurations."""
+import math
+
+import pandas as pd
+import pytest
+
+from train import run_comparison as rc
+from utils import results
+from utils.errors import UserError
+
+
+def row(method="geodesic-vae", K=16, seed=0, config_id="abc", mse=0.05, epochs=10):
+    r = {c: math.nan for c in results.COLUMNS}
+    r.update(dataset="mnist", setting="full", method=method, K=K, seed=seed,
+             config_hash=f"{config_id}{seed}", config_id=config_id, dataset_used="mnist-5k",
+             test_mse=mse, bits_per_image=math.log2(K), epochs=epochs, fit_seconds=1.0)
+    return r
+
+
+def test_rows_round_trip_with_nan(tmp_path):
+    path = tmp_path / "comparison.csv"
+    for seed in range(3):
+        results.append_row(path, row(seed=seed, mse=0.01 * (seed + 1)))
+    df = results.read_results(path)
+    assert list(df.columns) == results.COLUMNS and len(df) == 3
+    assert df.test_mse.tolist() == pytest.approx([0.01, 0.02, 0.03])
+    assert df.nmi.isna().all()
+    assert results.finished_keys(path) == {results.row_key(row(seed=s)) for s in range(3)}
+
+
+def test_regression_torn_last_row_is_dropped_with_a_warning_and_redone(tmp_path):
+    """A crash mid-write left '...,0.0' of '...,0.0512': the row must not count as finished."""
+    path = tmp_path / "comparison.csv"
+    results.append_row(path, row(seed=0))
+    results.append_row(path, row(seed=1))
+    text = path.read_text()
+    path.write_text(text[: text.rindex(",", 0, len(text) - 40)])  # cut the last row short
+    with pytest.warns(UserWarning, match="dropped a torn last row"):
+        keys = results.finished_keys(path)
+    assert keys == {results.row_key(row(seed=0))}
+    assert path.read_text() == text[: text.index("\n", text.index("\n") + 1) + 1]
+    results.append_row(path, row(seed=1))  # the redo appends a clean row
+    assert len(results.read_results(path)) == 2
+
+
+def test_last_row_without_newline_is_torn_even_when_its_fields_parse(tmp_path):
+    path = tmp_path / "comparison.csv"
+    results.append_row(path, row(seed=0, mse=0.0512))
+    results.append_row(path, row(seed=1, mse=0.0512))
+    text = path.read_text()
+    cut = text.rstrip("\n")
+    cut = cut[: cut.rindex("1")]  # a number cut mid-way still parses; the missing newline tells
+    path.write_text(cut)
+    with pytest.warns(UserWarning, match="torn"):
+        assert len(results.read_results(path)) == 1
+
+
+def test_malformed_row_in_the_middle_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "comparison.csv"
+    for seed in range(3):
+        results.append_row(path, row(seed=seed))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace("mnist-5k", "mnist-5k,extra")
+    path.write_text("".join(lines))
+    with pytest.raises(UserError, match=r"comparison.csv line 3 is malformed"):
+        results.read_results(path)
+
+
+def test_binary_file_is_a_user_error(tmp_path):
+    path = tmp_path / "comparison.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(UserError, match="not a text CSV"):
+        results.read_results(path)
+
+
+def test_regression_summary_never_merges_two_configurations(tmp_path):
+    """Bug: a rerun with other --epochs merged both settings into one 'mean ± std over seeds'."""
+    path = tmp_path / "comparison.csv"
+    for seed in range(3):
+        results.append_row(path, row(seed=seed, config_id="e10", mse=0.05, epochs=10))
+        results.append_row(path, row(seed=seed, config_id="e2", mse=0.5, epochs=2))
+    summary = results.write_summary(path, tmp_path / "summary.csv")
+    assert len(summary) == 2
+    by_id = summary.set_index("config_id")
+    assert by_id.loc["e10", "test_mse_mean"] == pytest.approx(0.05)
+    assert by_id.loc["e2", "test_mse_mean"] == pytest.approx(0.5)
+    assert by_id.loc["e10", "test_mse_std"] == pytest.approx(0.0)
+    assert (by_id["n_seeds"] == 3).all()
+    assert pd.read_csv(tmp_path / "summary.csv").shape[0] == 2
+
+
+def test_runner_config_id_separates_epochs_and_is_shared_by_seeds():
+    base = ["--dataset", "mnist-5k", "--codebook-sizes", "8", "--seeds", "0", "1"]
+    a = rc.parse_args(base + ["--epochs", "3"])
+    b = rc.parse_args(base + ["--epochs", "4"])
+    for method in ("geodesic-vae", "vqvae-global", "vae-continuous"):
+        K = 0 if method == "vae-continuous" else 8
+        ids = {rc.row_identity(a, method, K, s)["config_id"] for s in (0, 1)}
+        hashes = {rc.row_identity(a, method, K, s)["config_hash"] for s in (0, 1)}
+        assert len(ids) == 1 and len(hashes) == 2, method
+        assert rc.row_identity(b, method, K, 0)["config_id"] not in ids, method
+
+
+def test_runner_cache_key_follows_the_training_scripts_defaults(monkeypatch):
+    """Bug: the runner's cache key copied train_vae's --latent-dim default (20), so a
+    changed default would silently reuse stale VAEs."""
+    from train import comparison_methods as cm
+    from train import train_vae
+
+    args = rc.parse_args(["--dataset", "mnist-5k", "--codebook-sizes", "8", "--seeds", "0"])
+    before = cm.vae_config(args, 0)
+    assert before["latent_dim"] == train_vae.parse_args([]).latent_dim
+    real = train_vae.parse_args
+    monkeypatch.setattr(train_vae, "parse_args",
+                        lambda argv=None: real(["--latent-dim", "7"] + list(argv or [])))
+    assert cm.vae_config(args, 0)["latent_dim"] == 7
+    assert results.config_hash(cm.vae_config(args, 0)) != results.config_hash(before)

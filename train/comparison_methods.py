@@ -1,0 +1,260 @@
+"""How the comparison obtains each method's codes and reconstructions.
+
+One builder per way of building (``utils.methods.Method.build``): a function
+``(run, method, K, seed) -> Evaluated`` that trains or reuses the models it
+needs (cached by config hash under ``--work-dir``) and returns everything the
+shared evaluation (:func:`utils.metrics.evaluate_codes`) needs. Adding a
+method that is built like an existing one is one entry in utils/methods.py;
+a new way of building is one function here and one line in :data:`BUILDERS`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from models.geodesic_vq import GeodesicQuantizer
+from models.vae import VAE
+from models.vqvae import VQVAE
+from utils import methods as vocab
+from utils import paths
+from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
+from utils.results import config_hash
+from utils.runtime import plain_config
+
+# Flags of the training scripts that say where and how a run goes, not what it trains.
+NOT_CONFIG = ("out_dir", "resume", "no_plots", "device", "data_root", "overwrite")
+
+
+class Evaluated(NamedTuple):
+    """What one method produced for the test split (inputs of evaluate_codes)."""
+
+    recon_logits: torch.Tensor  # (N_test, 1, 28, 28)
+    bits: float
+    test_codes: np.ndarray | None  # (N_test,) or (N_test, 7, 7)
+    train_codes: np.ndarray | None  # (N_train,) for label votes, else None
+    latent: dict | None  # geometry inputs of evaluate_codes
+    fit_seconds: float
+
+
+class SeedRun:
+    """What the builders of one seed share: the VAE, its latents and the k-NN graph
+    (each computed once, when first needed)."""
+
+    def __init__(self, args, seed: int, train, test, device):
+        self.args, self.seed, self.train, self.test, self.device = args, seed, train, test, device
+        self._vae = self._graph = None
+        self.vae_seconds = self.graph_seconds = 0.0
+        self.vae_config = vae_config(args, seed)
+
+    @property
+    def vae(self) -> VAE:
+        if self._vae is None:
+            start = time.perf_counter()
+            self._vae = vae_for_seed(self.args, self.seed, self.device)
+            self._z = (self._vae.latent_means(self.train.images).numpy(),
+                       self._vae.latent_means(self.test.images).numpy())
+            self.vae_seconds = time.perf_counter() - start
+        return self._vae
+
+    @property
+    def z_train(self) -> np.ndarray:
+        """(N_train, d) VAE latent means of the training split."""
+        self.vae  # noqa: B018 - loads the VAE and encodes both splits once
+        return self._z[0]
+
+    @property
+    def z_test(self) -> np.ndarray:
+        """(N_test, d) VAE latent means of the test split."""
+        self.vae  # noqa: B018
+        return self._z[1]
+
+    @property
+    def graph(self):
+        """The repaired k-NN graph of ``z_train`` (built once per seed)."""
+        if self._graph is None:
+            start = time.perf_counter()
+            self._graph = GeodesicQuantizer.build_graph(self.z_train, self.args.n_neighbors)
+            self.graph_seconds = time.perf_counter() - start
+        return self._graph
+
+
+# --- training or reusing models ----------------------------------------------------
+
+def script_config(script, argv: list[str]) -> dict:
+    """Every flag value the training script will run with (its parser's defaults
+    included), minus those that do not change the model: the cache key."""
+    cfg = plain_config(script.parse_args(argv))
+    return {k: v for k, v in cfg.items() if k not in NOT_CONFIG}
+
+
+def trained_checkpoint(kind: str, script, argv: list[str], work_dir, config: dict,
+                       ckpt_name: str):
+    """Train with ``script.main`` into work_dir/<kind>-<hash>/ unless a
+    finished checkpoint for this config is there; a partial one is resumed."""
+    run_dir = paths.cache_dir(work_dir, kind, config_hash(config))
+    ckpt = run_dir / "checkpoints" / ckpt_name
+    extra = []
+    if ckpt.is_file():
+        if load_checkpoint(ckpt)["epoch"] >= config["epochs"]:
+            return ckpt
+        extra = ["--resume"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    script.main(script.parse_args(argv + extra + ["--out-dir", str(run_dir), "--no-plots"]))
+    return ckpt
+
+
+def common_argv(args, seed: int, epochs: int) -> list[str]:
+    argv = ["--dataset", args.dataset, "--seed", str(seed), "--epochs", str(epochs),
+            "--device", args.device, "--data-root", str(args.data_root)]
+    return argv + (["--limit", str(args.limit)] if args.limit else [])
+
+
+def vae_argv(args, seed) -> list[str]:
+    return common_argv(args, seed, args.epochs)
+
+
+def vae_config(args, seed) -> dict:
+    """The config that identifies the comparison's VAE of one seed."""
+    from train import train_vae
+
+    return {"stage": "vae", **script_config(train_vae, vae_argv(args, seed))}
+
+
+def vqvae_argv(args, arch: str, K: int, seed) -> list[str]:
+    epochs = args.conv_epochs if arch == "conv" else args.epochs
+    return common_argv(args, seed, epochs) + ["--arch", arch, "--codebook-size", str(K)]
+
+
+def vqvae_config(args, arch: str, K: int, seed) -> dict:
+    """The config that identifies a VQ-VAE of the comparison."""
+    from train import train_vqvae
+
+    return {"stage": f"vqvae-{arch}", **script_config(train_vqvae, vqvae_argv(args, arch, K, seed))}
+
+
+def quantizer_config(args, method: str, K: int, seed) -> dict:
+    """The config that identifies a fitted a-posteriori quantizer: its VAE, K and
+    every quantizer parameter (the device, which changes no result, left out)."""
+    q = vocab.make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors)
+    params = {k: v for k, v in q.get_params().items() if k != "device"}
+    return {"stage": method, "vae": config_hash(vae_config(args, seed)), "K": K, "quantizer": params}
+
+
+def vae_for_seed(args, seed: int, device) -> VAE:
+    """The comparison's VAE of one seed (trained once, then cached)."""
+    from train import train_vae
+
+    ckpt = trained_checkpoint("vae", train_vae, vae_argv(args, seed), args.work_dir,
+                              vae_config(args, seed), paths.vae_checkpoint(".", args.dataset).name)
+    return rebuild(load_checkpoint(ckpt, device), VAE, device, ckpt).eval()
+
+
+def vqvae_for(args, arch: str, K: int, seed: int, device) -> VQVAE:
+    """The comparison's VQ-VAE of one architecture, K and seed."""
+    from train import train_vqvae
+
+    stage = paths.vqvae_stage(arch)
+    ckpt = trained_checkpoint(f"{stage}_K{K}", train_vqvae, vqvae_argv(args, arch, K, seed),
+                              args.work_dir, vqvae_config(args, arch, K, seed),
+                              paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
+    return rebuild(load_checkpoint(ckpt, device), VQVAE, device, ckpt).eval()
+
+
+def quantizer_for(run: SeedRun, method: str, K: int):
+    """Fit (or load) an a-posteriori quantizer on the seed's VAE latents;
+    returns it and its fit seconds."""
+    args = run.args
+    config = quantizer_config(args, method, K, run.seed)
+    path = paths.cached_quantizer(args.work_dir, method, K, config_hash(config))
+    q = vocab.make_quantizer(method, K, seed=run.seed, n_neighbors=args.n_neighbors,
+                             device=str(run.device))
+    if path.is_file():
+        ckpt = load_checkpoint(path)
+        return type(q).from_state_dict(ckpt["quantizer"]), ckpt["fit_seconds"]
+    start = time.perf_counter()
+    if isinstance(q, GeodesicQuantizer):
+        q.fit(run.z_train, graph=run.graph)
+    else:
+        q.fit(run.z_train)
+    seconds = time.perf_counter() - start
+    save_checkpoint(path, {"quantizer": q.state_dict(), "config": config, "fit_seconds": seconds})
+    return q, seconds
+
+
+# --- the builders -------------------------------------------------------------------
+
+def batched(fn, images: torch.Tensor, device, batch_size: int = 1000) -> list:
+    """``fn`` on the images in batches on ``device``; outputs on the CPU."""
+    return [fn(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
+
+
+@torch.no_grad()
+def build_vae(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
+    """The unquantized VAE: decode the test latent means."""
+    vae = run.vae
+    return Evaluated(vae.decode_logits(torch.from_numpy(run.z_test)), method.bits(K), None, None,
+                     None, run.vae_seconds)
+
+
+@torch.no_grad()
+def build_vqvae(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
+    """An end-to-end VQ-VAE: its own encoder, codebook and decoder."""
+    start = time.perf_counter()
+    model = vqvae_for(run.args, method.options["arch"], K, run.seed, run.device)
+    fit_seconds = time.perf_counter() - start
+    out = batched(model, run.test.images, run.device)
+    logits = torch.cat([o.recon_logits.cpu() for o in out])
+    test_codes = torch.cat([o.indices.cpu() for o in out]).numpy()
+    train_codes = None  # label votes need one code per image
+    if method.codes_per_image == 1:
+        train_codes = torch.cat([c.cpu() for c in batched(model.encode, run.train.images,
+                                                          run.device)]).numpy()
+    latent = {"z_test": run.z_test} if method.codes_per_image == 1 else None
+    return Evaluated(logits, model.bits_per_image, test_codes, train_codes, latent, fit_seconds)
+
+
+@torch.no_grad()
+def build_quantizer(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
+    """An a-posteriori quantizer on the VAE's latent means, decoded by the VAE."""
+    q, fit_seconds = quantizer_for(run, method.name, K)
+    if isinstance(q, GeodesicQuantizer):
+        fit_seconds += run.graph_seconds
+    qt = q.quantize(run.z_test)
+    latent = {"graph": run.graph, "z_train": run.z_train, "z_test": run.z_test,
+              "codebook": q.codebook.numpy(), "n_neighbors": run.args.n_neighbors}
+    return Evaluated(run.vae.decode_logits(qt.codes), method.bits(K), qt.indices.numpy(),
+                     q.quantize(run.z_train).indices.numpy(), latent, fit_seconds)
+
+
+class Builder(NamedTuple):
+    """How one kind of method is built: ``config(args, method, K, seed)`` is cheap
+    (no training) and identifies the model; ``build(run, method, K)`` makes it."""
+
+    config: Callable[..., dict]
+    build: Callable[[SeedRun, vocab.Method, int], Evaluated]
+
+
+BUILDERS: dict[str, Builder] = {
+    "vae": Builder(lambda args, m, K, seed: vae_config(args, seed), build_vae),
+    "vqvae": Builder(lambda args, m, K, seed: vqvae_config(args, m.options["arch"], K, seed),
+                     build_vqvae),
+    "quantizer": Builder(lambda args, m, K, seed: quantizer_config(args, m.name, K, seed),
+                         build_quantizer),
+}
+
+
+def method_config(args, name: str, K: int, seed) -> dict:
+    """What identifies the row of method ``name`` at K and ``seed`` (None: any seed)."""
+    method = vocab.get(name)
+    return {"method": name, "K": K, **BUILDERS[method.build].config(args, method, K, seed)}
+
+
+def evaluate(run: SeedRun, name: str, K: int) -> Evaluated:
+    """Build method ``name`` at codebook size K for the run's seed."""
+    method = vocab.get(name)
+    return BUILDERS[method.build].build(run, method, K)

@@ -1,0 +1,154 @@
+"""The experiment's vocabulary: every method of the comparison, named once.
+
+Each :class:`Method` says what family it belongs to, how many codes an image
+gets (so its bits per image at codebook size K), how it is built, and how it
+is drawn. The runner (``train/run_comparison.py``), the training scripts, the
+report and the tests import these entries instead of spelling method names;
+adding a method is adding one entry to :data:`METHODS` (and, for a new way of
+building, one builder in the runner's registry).
+
+    >>> METHODS["geodesic-vae"].bits(64)
+    6.0
+    >>> [m.name for m in methods(family="a-posteriori")]
+    ['kmeans-vae', 'geodesic-vae']
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+# Families: how the discrete representation is obtained.
+END_TO_END = "end-to-end"  # a VQ-VAE trained with its quantizer (van den Oord et al. 2017)
+A_POSTERIORI = "a-posteriori"  # a quantizer fitted on a trained VAE's latents
+CONTINUOUS = "continuous"  # no quantization: the bound of the a-posteriori methods
+FAMILIES = (END_TO_END, A_POSTERIORI, CONTINUOUS)
+
+# Rates: one code per image (log2 K bits) or a 7x7 grid of codes (49 log2 K bits).
+IMAGE_RATE = "image"
+GRID_RATE = "grid"
+GRID_POSITIONS = 49
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the comparison.
+
+    name : the string used in CSVs, flags and figures.
+    family : END_TO_END, A_POSTERIORI or CONTINUOUS.
+    rate : IMAGE_RATE or GRID_RATE (the operating point it is compared at).
+    codes_per_image : 1, 49, or 0 for an unquantized reference.
+    build : how the runner obtains it: "vqvae" (train_vqvae.py), "quantizer"
+        (a quantizer on VAE latents) or "vae" (the VAE itself).
+    options : plain values for the builder, e.g. {"arch": "global"} or
+        {"quantizer": "geodesic"} (the quantizer kinds: QUANTIZER_KINDS).
+    label, color, marker : how every figure draws it.
+    """
+
+    name: str
+    family: str
+    rate: str
+    codes_per_image: int
+    build: str
+    options: dict = field(default_factory=dict)
+    label: str = ""
+    color: str = "#333333"
+    marker: str = "o"
+    description: str = ""
+
+    @property
+    def quantized(self) -> bool:
+        """False for the unquantized reference (no K, no bits)."""
+        return self.codes_per_image > 0
+
+    def bits(self, K: int) -> float:
+        """Bits per image at codebook size K: codes_per_image * log2 K (NaN unquantized)."""
+        return self.codes_per_image * math.log2(K) if self.quantized else float("nan")
+
+    def codebook_sizes(self, sizes) -> list[int]:
+        """The K values this method runs at: ``sizes``, or [0] for the reference."""
+        return list(sizes) if self.quantized else [0]
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("vqvae-global", END_TO_END, IMAGE_RATE, 1, "vqvae", {"arch": "global"},
+           label=r"vqvae-global ($\log_2 K$ bits)", color="#1f77b4", marker="s",
+           description="end-to-end VQ-VAE, one code per image"),
+    Method("vqvae-conv", END_TO_END, GRID_RATE, GRID_POSITIONS, "vqvae", {"arch": "conv"},
+           label=r"vqvae-conv ($49\,\log_2 K$ bits)", color="#9467bd", marker="D",
+           description="end-to-end VQ-VAE on a 7x7 grid of codes"),
+    Method("kmeans-vae", A_POSTERIORI, IMAGE_RATE, 1, "quantizer", {"quantizer": "euclidean"},
+           label=r"kmeans-vae ($\log_2 K$ bits)", color="#ff7f0e", marker="^",
+           description="k-means on the VAE's latent means (the Euclidean ablation)"),
+    Method("geodesic-vae", A_POSTERIORI, IMAGE_RATE, 1, "quantizer", {"quantizer": "geodesic"},
+           label=r"geodesic-vae ($\log_2 K$ bits)", color="#2ca02c", marker="o",
+           description="geodesic k-medoids on the k-NN graph of the VAE's latent means"),
+    Method("vae-continuous", CONTINUOUS, IMAGE_RATE, 0, "vae", {},
+           label="vae-continuous (unquantized)", color="#555555", marker="",
+           description="the VAE itself, unquantized: the bound of the a-posteriori methods"),
+)}
+METHOD_NAMES = tuple(METHODS)
+
+# The proposal and what it is measured against, in the order the report argues:
+# the Euclidean ablation first, then the end-to-end baseline.
+PROPOSAL = "geodesic-vae"
+OPPONENTS = ("kmeans-vae", "vqvae-global")
+
+
+def get(name: str) -> Method:
+    """The entry of ``name``; a ValueError lists the known names."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def methods(*, family: str | None = None, rate: str | None = None,
+            quantized: bool | None = None) -> list[Method]:
+    """Entries in :data:`METHODS` order, filtered by family, rate and quantized."""
+    return [m for m in METHODS.values()
+            if (family is None or m.family == family) and (rate is None or m.rate == rate)
+            and (quantized is None or m.quantized == quantized)]
+
+
+def names(**filters) -> tuple[str, ...]:
+    """Names of :func:`methods` (same filters)."""
+    return tuple(m.name for m in methods(**filters))
+
+
+def matched(rate: str = IMAGE_RATE) -> tuple[str, ...]:
+    """The quantized methods compared at matched bits at ``rate``."""
+    return names(rate=rate, quantized=True)
+
+
+def reference(rate: str = IMAGE_RATE) -> str | None:
+    """The unquantized reference of ``rate`` (None when there is none)."""
+    refs = names(rate=rate, quantized=False)
+    return refs[0] if refs else None
+
+
+# Quantizer kinds of the a-posteriori methods (train_geodesic.py's --method choices).
+QUANTIZER_KINDS = ("geodesic", "euclidean")
+
+
+def quantizer_method(kind: str) -> Method:
+    """The a-posteriori method whose quantizer is ``kind`` ("geodesic", "euclidean")."""
+    for m in methods(family=A_POSTERIORI):
+        if m.options.get("quantizer") == kind:
+            return m
+    raise ValueError(f"no method quantizes with {kind!r}; kinds: {QUANTIZER_KINDS}")
+
+
+def make_quantizer(name: str, K: int, *, seed: int, n_neighbors: int = 10, device: str = "cpu"):
+    """The unfitted a-posteriori quantizer of method ``name`` at codebook size K:
+    the one place where a method entry becomes a quantizer object."""
+    from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer
+
+    method = get(name)
+    if method.build != "quantizer":
+        raise ValueError(f"{name} is not an a-posteriori quantizer method")
+    kind = method.options["quantizer"]
+    if kind == "geodesic":
+        return GeodesicQuantizer(K, n_neighbors, seed, device=device)
+    if kind == "euclidean":
+        return EuclideanQuantizer(K, seed)
+    raise ValueError(f"{name}: unknown quantizer kind {kind!r}")

@@ -1,0 +1,117 @@
+"""Every output path of the project, named once.
+
+The training scripts, the comparison runner, the report and the tests build
+their file names here, so that renaming one cannot make a reader silently miss
+it. Files are named after the *requested* dataset (``vae_mnist.pt`` even when
+``mnist`` fell back to ``mnist-5k``); the dataset actually used is recorded
+inside each file.
+
+Published results (the full sweeps) live in ``experiments/results/`` and are
+committed; the quick setting of ``make all`` writes to the git-ignored
+``experiments/results/quick/`` and ``report/report_quick.pdf``, so a
+newcomer's first command leaves every tracked file untouched.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+EXPERIMENTS = Path("experiments")
+RESULTS = EXPERIMENTS / "results"
+WORK = EXPERIMENTS / "comparison"  # cached models of the comparison, by config hash
+REPORT_DIR = Path("report")
+SETTINGS = ("full", "quick")
+
+# Figures the runner draws from its models, and figures the report draws from summary.csv.
+RUNNER_FIGURES = ("codebooks", "reconstructions", "latent_map", "usage")
+SUMMARY_FIGURES = ("rate_distortion", "label_metrics", "metric_grid")
+
+
+def stage_paths(out_dir: Path, stage: str, dataset: str) -> dict[str, Path]:
+    """Where a training stage writes: ``<stage>_train_log.csv`` for the default
+    dataset (mnist), ``<stage>_<dataset>_train_log.csv`` otherwise; the run
+    record, the checkpoint ``<stage>_<dataset>.pt`` and the plot folder."""
+    out_dir = Path(out_dir)
+    log = f"{stage}_train_log.csv" if dataset == "mnist" else f"{stage}_{dataset}_train_log.csv"
+    return {"log": out_dir / "logs" / log,
+            "record": out_dir / "logs" / f"{stage}_{dataset}_run.json",
+            "checkpoint": out_dir / "checkpoints" / f"{stage}_{dataset}.pt",
+            "plots": out_dir / "plots"}
+
+
+def vae_checkpoint(out_dir: Path, dataset: str) -> Path:
+    """The VAE checkpoint of train_vae.py."""
+    return stage_paths(out_dir, "vae", dataset)["checkpoint"]
+
+
+def vqvae_stage(arch: str) -> str:
+    """Stage name of train_vqvae.py for an architecture (vqvae_conv, vqvae_global)."""
+    return f"vqvae_{arch}"
+
+
+def geodesic_paths(out_dir: Path, dataset: str) -> dict[str, Path]:
+    """train_geodesic.py's log (one row per method and K), run record, checkpoint
+    folder and plot folder."""
+    out_dir = Path(out_dir)
+    log = "geodesic_log.csv" if dataset == "mnist" else f"geodesic_{dataset}_log.csv"
+    return {"log": out_dir / "logs" / log,
+            "record": out_dir / "logs" / f"geodesic_{dataset}_run.json",
+            "checkpoints": out_dir / "checkpoints", "plots": out_dir / "plots"}
+
+
+def quantizer_checkpoint(checkpoints: Path, method: str, dataset: str, K: int) -> Path:
+    """A fitted quantizer of train_geodesic.py: ``<method>_vq_<dataset>_K<K>.pt``."""
+    return Path(checkpoints) / f"{method}_vq_{dataset}_K{K}.pt"
+
+
+def results_dir(setting: str, base: Path = RESULTS) -> Path:
+    """Where a comparison setting writes: ``base`` for the full sweeps (committed),
+    ``base/quick`` for the quick setting (git-ignored)."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    return Path(base) if setting == "full" else Path(base) / "quick"
+
+
+def report_pdf(setting: str) -> Path:
+    """report/report.pdf for the published results, report/report_quick.pdf for make all's."""
+    return REPORT_DIR / ("report.pdf" if setting == "full" else "report_quick.pdf")
+
+
+class ResultPaths(NamedTuple):
+    """The files of one results folder (``results_dir``)."""
+
+    root: Path
+
+    @property
+    def comparison(self) -> Path:
+        """One row per dataset, setting, method, K, seed and configuration."""
+        return self.root / "comparison.csv"
+
+    @property
+    def summary(self) -> Path:
+        """Mean and std over seeds per configuration."""
+        return self.root / "summary.csv"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def run_record(self, dataset: str, setting: str) -> Path:
+        """The runner's provenance record of one dataset and setting."""
+        return self.root / f"comparison_{dataset}_{setting}_run.json"
+
+    def figure(self, name: str, dataset: str, setting: str) -> Path:
+        """A figure's path without suffix (save_figure writes .png and .pdf)."""
+        if name not in RUNNER_FIGURES + SUMMARY_FIGURES:
+            raise ValueError(f"unknown figure {name!r}")
+        return self.figures / f"{name}_{dataset}_{setting}"
+
+
+def cache_dir(work_dir: Path, kind: str, config_hash: str) -> Path:
+    """A cached model of the comparison: ``<work_dir>/<kind>-<hash>/``."""
+    return Path(work_dir) / f"{kind}-{config_hash}"
+
+
+def cached_quantizer(work_dir: Path, method: str, K: int, config_hash: str) -> Path:
+    """A cached fitted quantizer of the comparison."""
+    return Path(work_dir) / f"{method}_K{K}-{config_hash}.pt"
