@@ -142,9 +142,10 @@ class _Quantizer:
         return self
 
     @classmethod
-    def from_state_dict(cls, state: dict):
-        """Rebuild a fitted quantizer from ``state_dict()``'s output."""
-        return cls(**state["config"]).load_state_dict(state)
+    def from_state_dict(cls, state: dict, **extra):
+        """Rebuild a fitted quantizer from ``state_dict()``'s output; ``extra``:
+        constructor arguments that are not state (a GeodesicQuantizer's decoder)."""
+        return cls(**state["config"], **extra).load_state_dict(state)
 
 
 class GeodesicQuantizer(_Quantizer):
@@ -162,18 +163,52 @@ class GeodesicQuantizer(_Quantizer):
     min_m min_j (e_j + d(j, m)) = min_j (e_j + dn(j)), where dn(j) is node j's
     distance to its own medoid, only dn and the labels of the training nodes
     are stored - O(N) memory, O(k) work per point after the neighbour search.
+
+    Two options separate the parts of the method (the ablation of the report):
+
+    * ``edge_length``: ``"latent"`` measures an edge by its Euclidean length in
+      the latent space; ``"decoder"`` by the length of the decoded segment, the
+      pull-back metric of ``decoder`` (:mod:`utils.decoder_metric`; Arvanitidis
+      et al. 2018). Neighbours are chosen in latent space either way; the
+      edges of new points to their k neighbours are measured the same way.
+    * ``code_vectors``: ``"medoid"`` uses the medoid latents as the codebook;
+      ``"refined"`` keeps every geodesic cluster (which points share a code)
+      but moves its vector to the latent that minimises the summed decoder
+      reconstruction loss of its training members (``fit(Z, images=X)``;
+      :func:`utils.code_refinement.refine_code_vectors`).
+
+    ``decoder`` (a callable latents (B, d) -> Bernoulli logits) is needed by
+    both non-default options; it is not part of ``state_dict`` (pass it again to
+    :meth:`from_state_dict`).
     """
 
     _state_keys = ("train_latents_", "node_distances_", "node_labels_", "medoids_", "codebook_")
     _config_keys = ("n_codes", "n_neighbors", "seed", "device", "max_iter", "n_swap_passes",
-                    "candidate_fraction", "candidates_per_cluster", "medoid_candidates", "tol")
+                    "candidate_fraction", "candidates_per_cluster", "medoid_candidates", "tol",
+                    "edge_length", "n_segments", "code_vectors", "refine_steps", "refine_lr")
+    _kmedoids_keys = ("device", "max_iter", "n_swap_passes", "candidate_fraction",
+                      "candidates_per_cluster", "medoid_candidates", "tol")
+    EDGE_LENGTHS = ("latent", "decoder")
+    CODE_VECTORS = ("medoid", "refined")
 
     def __init__(self, n_codes: int, n_neighbors: int = 10, seed: int = 0, *, device: str = "cpu",
                  max_iter: int = 3, n_swap_passes: int = 10, candidate_fraction: float = 1.0,
-                 candidates_per_cluster: int = 32, medoid_candidates: int = 16, tol: float = 1e-3):
+                 candidates_per_cluster: int = 32, medoid_candidates: int = 16, tol: float = 1e-3,
+                 edge_length: str = "latent", n_segments: int = 2, code_vectors: str = "medoid",
+                 refine_steps: int = 200, refine_lr: float = 0.05, decoder=None):
+        if edge_length not in self.EDGE_LENGTHS:
+            raise ValueError(f"edge_length must be one of {self.EDGE_LENGTHS}, got {edge_length!r}")
+        if code_vectors not in self.CODE_VECTORS:
+            raise ValueError(f"code_vectors must be one of {self.CODE_VECTORS}, got {code_vectors!r}")
         self.n_codes = n_codes
         self.n_neighbors = n_neighbors
         self.seed = seed
+        self.edge_length = edge_length
+        self.n_segments = n_segments
+        self.code_vectors = code_vectors
+        self.refine_steps = refine_steps
+        self.refine_lr = refine_lr
+        self.decoder = decoder
         # The k-medoids options (utils.graph_tools.geodesic_kmedoids), recorded in state_dict
         # so that a saved codebook says how it was fitted.
         self.device = str(device)
@@ -188,15 +223,29 @@ class GeodesicQuantizer(_Quantizer):
 
     def kmedoids_options(self) -> dict:
         """The keyword arguments this quantizer passes to geodesic_kmedoids."""
-        return {k: getattr(self, k) for k in self._config_keys[3:]}
+        return {k: getattr(self, k) for k in self._kmedoids_keys}
 
-    def fit(self, Z, graph=None):
+    def _needs_decoder(self, what: str):
+        if self.decoder is None:
+            raise ValueError(f"{what} needs the decoder: GeodesicQuantizer(..., decoder=fn) or "
+                             f"from_state_dict(state, decoder=fn), fn: latents -> logits")
+        return self.decoder
+
+    def _decoded_mean(self):
+        logits = self._needs_decoder(f"edge_length={self.edge_length!r}")
+        return lambda z: torch.sigmoid(logits(z))
+
+    def fit(self, Z, graph=None, images=None):
         """Z (N, d) training latents -> self. ``graph``: a precomputed (repaired)
-        k-NN graph of Z, to share one graph between several K."""
+        k-NN graph of Z with this quantizer's edge lengths (:meth:`graph_for`),
+        to share one graph between several K. ``images`` (N, ...): the training
+        images of Z, needed by ``code_vectors="refined"``."""
         Z = as_latents(Z)
         _check_counts(self.n_codes, len(Z), self.n_neighbors)
+        if self.code_vectors == "refined" and (images is None or len(images) != len(Z)):
+            raise ValueError("code_vectors='refined' needs fit(Z, images=X) with one image per latent")
         if graph is None:
-            graph = self.build_graph(Z, self.n_neighbors)
+            graph = self.graph_for(Z)
         result = geodesic_kmedoids(graph, self.n_codes, seed=self.seed, **self.kmedoids_options())
         self.train_latents_ = Z
         self.medoids_ = np.asarray(result.medoids, dtype=np.int64)
@@ -204,13 +253,20 @@ class GeodesicQuantizer(_Quantizer):
         self.node_distances_ = np.asarray(result.distances, dtype=np.float32)
         self.codebook_ = Z[self.medoids_]
         self.loss_ = float(result.loss)
+        if self.code_vectors == "refined":
+            from utils.code_refinement import refine_code_vectors
+
+            self.codebook_ = refine_code_vectors(
+                self._needs_decoder("code_vectors='refined'"), self.codebook_, self.node_labels_,
+                images, steps=self.refine_steps, lr=self.refine_lr, seed=self.seed)
         self._reset_caches()
         warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
         return self
 
     @staticmethod
     def build_graph(Z: np.ndarray, n_neighbors: int):
-        """The repaired symmetric k-NN graph of Z (scipy CSR, N x N sparse)."""
+        """The repaired symmetric k-NN graph of Z with Euclidean edge lengths
+        (scipy CSR, N x N sparse)."""
         graph = knn_graph(Z, n_neighbors=n_neighbors)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -218,6 +274,17 @@ class GeodesicQuantizer(_Quantizer):
         for w in caught:
             warnings.warn(str(w.message), w.category, stacklevel=3)
         return graph
+
+    def graph_for(self, Z, latent_graph=None):
+        """The graph this quantizer fits on: the repaired k-NN graph of Z
+        (``latent_graph`` when already built), its edges re-measured through
+        the decoder when ``edge_length="decoder"``."""
+        graph = self.build_graph(Z, self.n_neighbors) if latent_graph is None else latent_graph
+        if self.edge_length == "latent":
+            return graph
+        from utils.decoder_metric import reweight_graph
+
+        return reweight_graph(graph, Z, self._decoded_mean(), n_segments=self.n_segments)
 
     def _reset_caches(self) -> None:
         """Forget what was derived from the training latents (the neighbour index)."""
@@ -233,6 +300,13 @@ class GeodesicQuantizer(_Quantizer):
     def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) -> nearest medoid index (B,) and geodesic distance (B,)."""
         edge, nbr = self._neighbors().kneighbors(Z)  # (B, k) each
+        if self.edge_length == "decoder":
+            from utils.decoder_metric import segment_lengths
+
+            k = nbr.shape[1]
+            edge = segment_lengths(self._decoded_mean(), np.repeat(Z, k, axis=0),
+                                   self.train_latents_[nbr.ravel()],
+                                   n_segments=self.n_segments).reshape(-1, k)
         through = edge + self.node_distances_[nbr]  # e_j + dn(j)
         best = through.argmin(axis=1)
         rows = np.arange(len(Z))

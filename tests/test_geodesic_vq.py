@@ -193,3 +193,59 @@ def test_duplicate_latents_warn_when_codes_coincide(cls):
     with pytest.warns(UserWarning, match="only 10 of the 16 code vectors are distinct"):
         q = cls(16, seed=0).fit(Z) if cls is EuclideanQuantizer else cls(16, n_neighbors=5).fit(Z)
     assert len(np.unique(q.codebook_.round(4), axis=0)) == 10
+
+
+def scaled_isometry_decoder(scale=0.01):
+    """Logits whose Bernoulli mean is 0.5 + scale * z: a decoder that is an isometry
+    up to the factor ``scale`` (so decoder lengths are scale x latent lengths)."""
+    return lambda z: torch.logit(0.5 + scale * torch.as_tensor(z))
+
+
+def test_decoder_edge_length_of_a_scaled_isometry_scales_every_geodesic():
+    Z = blobs(150, d=3) * 0.5
+    latent = GeodesicQuantizer(5, n_neighbors=8, seed=0).fit(Z)
+    dec = GeodesicQuantizer(5, n_neighbors=8, seed=0, edge_length="decoder",
+                            decoder=scaled_isometry_decoder()).fit(Z)
+    np.testing.assert_array_equal(dec.medoids_, latent.medoids_)
+    np.testing.assert_allclose(dec.node_distances_, 0.01 * latent.node_distances_, rtol=1e-3,
+                               atol=1e-7)
+    new = blobs(20, d=3, seed=4) * 0.5
+    a, b = latent.quantize(new), dec.quantize(new)
+    np.testing.assert_array_equal(a.indices.numpy(), b.indices.numpy())
+    np.testing.assert_allclose(b.distances.numpy(), 0.01 * a.distances.numpy(), rtol=1e-3)
+
+
+def test_edge_length_and_code_vectors_round_trip_through_state_dict():
+    Z = blobs(120, d=3) * 0.5
+    images = np.random.default_rng(0).random((120, 3)).astype(np.float32)
+    identity = lambda z: torch.as_tensor(z)  # noqa: E731 - logits = latent
+    q = GeodesicQuantizer(4, n_neighbors=8, edge_length="decoder", code_vectors="refined",
+                          decoder=identity, refine_steps=20).fit(Z, images=images)
+    state = q.state_dict()
+    assert state["config"]["edge_length"] == "decoder" and state["config"]["code_vectors"] == "refined"
+    again = GeodesicQuantizer.from_state_dict(state, decoder=identity)
+    assert (again.edge_length, again.code_vectors) == ("decoder", "refined")
+    new = blobs(10, d=3, seed=9) * 0.5
+    np.testing.assert_array_equal(again.quantize(new).indices.numpy(), q.quantize(new).indices.numpy())
+    with pytest.raises(ValueError, match="needs the decoder"):
+        GeodesicQuantizer.from_state_dict(state).quantize(new)
+
+
+def test_refined_code_vectors_reach_the_analytic_optimum_and_keep_the_clusters():
+    """Decoder = identity logits: the best vector of a cluster is logit(mean member image)."""
+    rng = np.random.default_rng(1)
+    Z = blobs(200, d=3)
+    images = rng.uniform(0.2, 0.8, size=(200, 3)).astype(np.float32)
+    identity = lambda z: torch.as_tensor(z)  # noqa: E731
+    medoid = GeodesicQuantizer(4, n_neighbors=8, seed=0).fit(Z)
+    refined = GeodesicQuantizer(4, n_neighbors=8, seed=0, code_vectors="refined", decoder=identity,
+                                refine_steps=600, refine_lr=0.05).fit(Z, images=images)
+    np.testing.assert_array_equal(refined.node_labels_, medoid.node_labels_)
+    means = np.stack([images[medoid.node_labels_ == k].mean(0) for k in range(4)])
+    np.testing.assert_allclose(refined.codebook_, np.log(means / (1 - means)), atol=2e-3)
+    new = blobs(30, d=3, seed=3)
+    out = refined.quantize(new)
+    np.testing.assert_array_equal(out.indices.numpy(), medoid.quantize(new).indices.numpy())
+    np.testing.assert_allclose(out.codes.numpy(), refined.codebook_[out.indices.numpy()])
+    with pytest.raises(ValueError, match="needs fit"):
+        GeodesicQuantizer(4, code_vectors="refined", decoder=identity).fit(Z)

@@ -84,11 +84,11 @@ def test_interrupted_run_keeps_rows_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(cm, "quantizer_for", crash_on_geodesic)
     with pytest.raises(KeyboardInterrupt):
         rc.main(args)
-    kept = pd.read_csv(tmp_path / "res" / "comparison.csv")
+    kept = pd.read_csv(tmp_path / "res" / "comparison.csv", dtype=str)
     assert set(kept.method) == {"kmeans-vae"} and len(kept) == 2
     monkeypatch.setattr(cm, "quantizer_for", real)
     rc.main(args)
-    df = pd.read_csv(tmp_path / "res" / "comparison.csv")
+    df = pd.read_csv(tmp_path / "res" / "comparison.csv", dtype=str)
     assert len(df) == 4 and set(df.method) == {"kmeans-vae", "geodesic-vae"}
     assert df.iloc[:2].equals(kept)
 
@@ -102,3 +102,27 @@ def test_codebook_larger_than_data_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "error: --codebook-sizes [64] exceed the 50 training images; use K <= N"
     assert not (tmp_path / "comparison.csv").exists()
+
+
+def test_ablation_cells_fill_their_columns_and_keep_the_clusters(tmp_path):
+    """Every (edge length x code vectors x decoder) cell of geodesic-vae and the two
+    decoder cells of kmeans-vae get a row; the decoder and the code vectors change how
+    codes decode, never which images share a code."""
+    args = rc.parse_args(ARGV + ["--codebook-sizes", "4", "--work-dir", str(tmp_path / "work"),
+                                 "--results-dir", str(tmp_path / "res"), "--no-figures",
+                                 "--methods", "kmeans-vae", "geodesic-vae",
+                                 "--edge-lengths", "latent", "decoder",
+                                 "--code-vectors", "medoid", "refined",
+                                 "--decoders", "frozen", "finetuned", "--finetune-epochs", "1"])
+    rc.main(args)
+    df = pd.read_csv(tmp_path / "res" / "comparison.csv", keep_default_na=False)
+    cells = {(r.method, r.edge_length, r.code_vectors, r.decoder) for r in df.itertuples()}
+    want = {("geodesic-vae", e, v, d) for e in ("latent", "decoder") for v in ("medoid", "refined")
+            for d in ("frozen", "finetuned")}
+    want |= {("kmeans-vae", "", "centroid", d) for d in ("frozen", "finetuned")}
+    assert cells == want and len(df) == len(want)
+    geo = df[df.method == "geodesic-vae"]
+    for _, same_edges in geo.groupby("edge_length"):
+        assert same_edges.nmi.astype(float).nunique() == 1  # same clusters in every cell
+        assert same_edges.test_mse.astype(float).nunique() > 1  # decoded differently
+    assert df.config_id.nunique() == len(want)

@@ -38,7 +38,7 @@ def draw_figures(args, train, test, device, K: int, seed: int) -> list[Path]:
                 codebooks[f"{name} codes"] = model.decode_indices(
                     torch.arange(K, device=device)).cpu()
         elif method.build == "quantizer":
-            q, _ = cm.quantizer_for(run, name, K)
+            q, _ = cm.quantizer_for(run, name, K, cm.variants(args, name)[0])
             rows[name] = torch.sigmoid(vae.decode_logits(q.quantize(run.z_test[:16]).codes))
             usage[name] = metrics.code_counts(q.quantize(run.z_test).indices, K)
             what = f"{method.options['quantizer']} codes"

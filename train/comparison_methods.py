@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -46,8 +47,10 @@ class SeedRun:
 
     def __init__(self, args, seed: int, train, test, device):
         self.args, self.seed, self.train, self.test, self.device = args, seed, train, test, device
-        self._vae = self._graph = None
-        self.vae_seconds = self.graph_seconds = 0.0
+        self._vae = None
+        self._graphs: dict[str, object] = {}
+        self.vae_seconds = 0.0
+        self.graph_seconds: dict[str, float] = {}
         self.vae_config = vae_config(args, seed)
 
     @property
@@ -74,12 +77,23 @@ class SeedRun:
 
     @property
     def graph(self):
-        """The repaired k-NN graph of ``z_train`` (built once per seed)."""
-        if self._graph is None:
+        """The repaired k-NN graph of ``z_train`` with latent edge lengths."""
+        return self.graph_for("latent")
+
+    def graph_for(self, edge_length: str):
+        """The k-NN graph of ``z_train`` with ``edge_length`` edges (built once per seed;
+        decoder lengths re-measure the latent graph's edges through the VAE decoder)."""
+        if edge_length not in self._graphs:
             start = time.perf_counter()
-            self._graph = GeodesicQuantizer.build_graph(self.z_train, self.args.n_neighbors)
-            self.graph_seconds = time.perf_counter() - start
-        return self._graph
+            latent = None if edge_length == "latent" else self.graph
+            q = vocab.make_quantizer(vocab.quantizer_method("geodesic").name, 1, seed=self.seed,
+                                     n_neighbors=self.args.n_neighbors, decoder=self.vae.decode,
+                                     variant={"edge_length": edge_length})
+            self._graphs[edge_length] = q.graph_for(self.z_train, latent_graph=latent)
+            # a decoder graph's time includes the latent graph it re-measures
+            self.graph_seconds[edge_length] = (time.perf_counter() - start
+                                               + (self.graph_seconds["latent"] if latent is not None else 0.0))
+        return self._graphs[edge_length]
 
 
 # --- training or reusing models ----------------------------------------------------
@@ -137,12 +151,22 @@ def vqvae_config(args, arch: str, K: int, seed) -> dict:
     return {"stage": f"vqvae-{arch}", **script_config(train_vqvae, vqvae_argv(args, arch, K, seed))}
 
 
-def quantizer_config(args, method: str, K: int, seed) -> dict:
-    """The config that identifies a fitted a-posteriori quantizer: its VAE, K and
-    every quantizer parameter (the device, which changes no result, left out)."""
-    q = vocab.make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors)
+def variants(args, name: str) -> list[dict]:
+    """The ablation cells the runner's flags ask for, for method ``name``."""
+    return vocab.variants(name, edge_lengths=args.edge_lengths, code_vectors=args.code_vectors,
+                          decoders=args.decoders)
+
+
+def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
+    """The config that identifies a fitted a-posteriori quantizer: its VAE, K,
+    every quantizer parameter (the device, which changes no result, left out)
+    and, for a fine-tuned decoder, its epochs."""
+    q = vocab.make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors, variant=variant)
     params = {k: v for k, v in q.get_params().items() if k != "device"}
-    return {"stage": method, "vae": config_hash(vae_config(args, seed)), "K": K, "quantizer": params}
+    config = {"stage": method, "vae": config_hash(vae_config(args, seed)), "K": K, "quantizer": params}
+    if variant.get("decoder") == "finetuned":
+        config["finetune_epochs"] = args.finetune_epochs
+    return config
 
 
 def vae_for_seed(args, seed: int, device) -> VAE:
@@ -165,25 +189,52 @@ def vqvae_for(args, arch: str, K: int, seed: int, device) -> VQVAE:
     return rebuild(load_checkpoint(ckpt, device), VQVAE, device, ckpt).eval()
 
 
-def quantizer_for(run: SeedRun, method: str, K: int):
+def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
     """Fit (or load) an a-posteriori quantizer on the seed's VAE latents;
-    returns it and its fit seconds."""
+    returns it and its fit seconds (the graph's included)."""
     args = run.args
-    config = quantizer_config(args, method, K, run.seed)
+    cell = {k: v for k, v in variant.items() if k != "decoder"}  # the decoder does not refit
+    config = quantizer_config(args, method, K, run.seed, cell)
     path = paths.cached_quantizer(args.work_dir, method, K, config_hash(config))
     q = vocab.make_quantizer(method, K, seed=run.seed, n_neighbors=args.n_neighbors,
-                             device=str(run.device))
+                             device=str(run.device), variant=cell, decoder=run.vae.decode)
+    extra = {"decoder": run.vae.decode} if isinstance(q, GeodesicQuantizer) else {}
     if path.is_file():
         ckpt = load_checkpoint(path)
-        return type(q).from_state_dict(ckpt["quantizer"]), ckpt["fit_seconds"]
-    start = time.perf_counter()
+        return type(q).from_state_dict(ckpt["quantizer"], **extra), ckpt["fit_seconds"]
     if isinstance(q, GeodesicQuantizer):
-        q.fit(run.z_train, graph=run.graph)
+        graph = run.graph_for(q.edge_length)
+        start = time.perf_counter()
+        q.fit(run.z_train, graph=graph,
+              images=run.train.images if q.code_vectors == "refined" else None)
+        seconds = time.perf_counter() - start + run.graph_seconds[q.edge_length]
     else:
+        start = time.perf_counter()
         q.fit(run.z_train)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     save_checkpoint(path, {"quantizer": q.state_dict(), "config": config, "fit_seconds": seconds})
     return q, seconds
+
+
+def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q) -> tuple[VAE, float]:
+    """The VAE whose decoder decodes this cell's codes: the VAE itself, or a copy
+    whose decoder was fine-tuned on the quantized training latents (cached)."""
+    if variant.get("decoder") != "finetuned":
+        return run.vae, 0.0
+    from utils.finetune import finetune_decoder
+
+    config = quantizer_config(run.args, method, K, run.seed, variant)
+    path = paths.cached_quantizer(run.args.work_dir, f"{method}-decoder", K, config_hash(config))
+    if path.is_file():
+        ckpt = load_checkpoint(path, run.device)
+        return rebuild(ckpt, VAE, run.device, path).eval(), ckpt["fit_seconds"]
+    start = time.perf_counter()
+    tuned = finetune_decoder(run.vae, q.quantize(run.z_train).codes, run.train.images,
+                             epochs=run.args.finetune_epochs, seed=run.seed)
+    seconds = time.perf_counter() - start
+    save_checkpoint(path, {"model": tuned.state_dict(), "model_args": asdict(tuned.config),
+                           "config": config, "fit_seconds": seconds})
+    return tuned, seconds
 
 
 # --- the builders -------------------------------------------------------------------
@@ -194,7 +245,7 @@ def batched(fn, images: torch.Tensor, device, batch_size: int = 1000) -> list:
 
 
 @torch.no_grad()
-def build_vae(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
+def build_vae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
     """The unquantized VAE: decode the test latent means."""
     vae = run.vae
     return Evaluated(vae.decode_logits(torch.from_numpy(run.z_test)), method.bits(K), None, None,
@@ -202,7 +253,7 @@ def build_vae(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
 
 
 @torch.no_grad()
-def build_vqvae(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
+def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
     """An end-to-end VQ-VAE: its own encoder, codebook and decoder."""
     start = time.perf_counter()
     model = vqvae_for(run.args, method.options["arch"], K, run.seed, run.device)
@@ -219,16 +270,16 @@ def build_vqvae(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
 
 
 @torch.no_grad()
-def build_quantizer(run: SeedRun, method: vocab.Method, K: int) -> Evaluated:
-    """An a-posteriori quantizer on the VAE's latent means, decoded by the VAE."""
-    q, fit_seconds = quantizer_for(run, method.name, K)
-    if isinstance(q, GeodesicQuantizer):
-        fit_seconds += run.graph_seconds
+def build_quantizer(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
+    """An a-posteriori quantizer on the VAE's latent means, decoded by the VAE
+    (or by its decoder fine-tuned on the codes)."""
+    q, fit_seconds = quantizer_for(run, method.name, K, variant)
+    vae, tune_seconds = decoder_for(run, method.name, K, variant, q)
     qt = q.quantize(run.z_test)
     latent = {"graph": run.graph, "z_train": run.z_train, "z_test": run.z_test,
               "codebook": q.codebook.numpy(), "n_neighbors": run.args.n_neighbors}
-    return Evaluated(run.vae.decode_logits(qt.codes), method.bits(K), qt.indices.numpy(),
-                     q.quantize(run.z_train).indices.numpy(), latent, fit_seconds)
+    return Evaluated(vae.decode_logits(qt.codes), method.bits(K), qt.indices.numpy(),
+                     q.quantize(run.z_train).indices.numpy(), latent, fit_seconds + tune_seconds)
 
 
 class Builder(NamedTuple):
@@ -236,25 +287,25 @@ class Builder(NamedTuple):
     (no training) and identifies the model; ``build(run, method, K)`` makes it."""
 
     config: Callable[..., dict]
-    build: Callable[[SeedRun, vocab.Method, int], Evaluated]
+    build: Callable[[SeedRun, vocab.Method, int, dict], Evaluated]
 
 
 BUILDERS: dict[str, Builder] = {
-    "vae": Builder(lambda args, m, K, seed: vae_config(args, seed), build_vae),
-    "vqvae": Builder(lambda args, m, K, seed: vqvae_config(args, m.options["arch"], K, seed),
+    "vae": Builder(lambda args, m, K, seed, v: vae_config(args, seed), build_vae),
+    "vqvae": Builder(lambda args, m, K, seed, v: vqvae_config(args, m.options["arch"], K, seed),
                      build_vqvae),
-    "quantizer": Builder(lambda args, m, K, seed: quantizer_config(args, m.name, K, seed),
+    "quantizer": Builder(lambda args, m, K, seed, v: quantizer_config(args, m.name, K, seed, v),
                          build_quantizer),
 }
 
 
-def method_config(args, name: str, K: int, seed) -> dict:
-    """What identifies the row of method ``name`` at K and ``seed`` (None: any seed)."""
+def method_config(args, name: str, K: int, seed: int, variant: dict) -> dict:
+    """What identifies the row of method ``name`` at K, ``seed`` and ablation cell."""
     method = vocab.get(name)
-    return {"method": name, "K": K, **BUILDERS[method.build].config(args, method, K, seed)}
+    return {"method": name, "K": K, **BUILDERS[method.build].config(args, method, K, seed, variant)}
 
 
-def evaluate(run: SeedRun, name: str, K: int) -> Evaluated:
-    """Build method ``name`` at codebook size K for the run's seed."""
+def evaluate(run: SeedRun, name: str, K: int, variant: dict) -> Evaluated:
+    """Build method ``name`` at codebook size K and ablation cell ``variant`` for the run's seed."""
     method = vocab.get(name)
-    return BUILDERS[method.build].build(run, method, K)
+    return BUILDERS[method.build].build(run, method, K, variant)

@@ -29,7 +29,7 @@ from utils import paths
 from utils.cli import make_parser, positive_int, run_main
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
-                           row_key, write_summary)
+                           row_key, upgrade, write_summary)
 from utils.runtime import pick_device, write_run_record
 
 QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5}
@@ -49,6 +49,17 @@ def parse_args(argv=None):
     p.add_argument("--methods", nargs="+", default=list(vocab.METHOD_NAMES),
                    choices=vocab.METHOD_NAMES, help="methods to run")
     p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
+    p.add_argument("--edge-lengths", nargs="+", default=["latent"], choices=vocab.EDGE_LENGTHS,
+                   help="ablation: geodesic edges measured in latent space or through the decoder")
+    p.add_argument("--code-vectors", nargs="+", default=["medoid"],
+                   choices=sorted({v for vs in vocab.CODE_VECTORS.values() for v in vs}),
+                   help="ablation: geodesic codes as medoids or refined through the decoder "
+                        "(k-means always uses its centroids)")
+    p.add_argument("--decoders", nargs="+", default=["frozen"], choices=vocab.DECODERS,
+                   help="ablation: decode a-posteriori codes with the VAE decoder as trained, "
+                        "or with a copy fine-tuned on the codes")
+    p.add_argument("--finetune-epochs", type=positive_int, default=3,
+                   help="epochs of decoder fine-tuning for --decoders finetuned")
     p.add_argument("--quick", action="store_true",
                    help=f"quick setting: K {QUICK['codebook_sizes']}, seeds {QUICK['seeds']}, "
                         f"{QUICK['epochs']} epochs (overrides those flags); results go to "
@@ -75,13 +86,15 @@ def parse_args(argv=None):
     return args
 
 
-def row_identity(args, method: str, K: int, seed: int) -> dict:
-    """The key columns of a row: its configuration's hash (seed included) and
-    ``config_id``, the same hash for seed 0, which every seed of that
-    configuration shares (so summaries never merge different settings)."""
+def row_identity(args, method: str, K: int, seed: int, variant: dict | None = None) -> dict:
+    """The key columns of a row: its ablation cell, its configuration's hash
+    (seed included) and ``config_id``, the same hash for seed 0, which every
+    seed of that configuration shares (so summaries never merge settings)."""
+    variant = variant or cm.variants(args, method)[0]
     return {"dataset": args.dataset, "setting": args.setting, "method": method, "K": K,
-            "seed": seed, "config_hash": config_hash(cm.method_config(args, method, K, seed)),
-            "config_id": config_hash(cm.method_config(args, method, K, 0))}
+            "seed": seed, **variant,
+            "config_hash": config_hash(cm.method_config(args, method, K, seed, variant)),
+            "config_id": config_hash(cm.method_config(args, method, K, 0, variant))}
 
 
 def epochs_of(args, method: str) -> float:
@@ -94,8 +107,8 @@ def epochs_of(args, method: str) -> float:
 
 def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> None:
     """Every method and K for one seed; appends each finished row."""
-    todo = [row_identity(args, m, K, seed) for m in args.methods
-            for K in vocab.get(m).codebook_sizes(args.codebook_sizes)]
+    todo = [row_identity(args, m, K, seed, v) for m in args.methods
+            for K in vocab.get(m).codebook_sizes(args.codebook_sizes) for v in cm.variants(args, m)]
     todo = [r for r in todo if row_key(r) not in done]
     if not todo:
         return
@@ -103,7 +116,8 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
     labels = {"train_labels": train.labels.numpy(), "test_labels": test.labels.numpy()}
     for ident in todo:
         method, K = ident["method"], ident["K"]
-        built = cm.evaluate(run, method, K)
+        variant = {c: ident[c] for c in vocab.VARIANT_COLUMNS}
+        built = cm.evaluate(run, method, K, variant)
         start = time.perf_counter()
         with torch.no_grad():
             row = metrics.evaluate_codes(recon_logits=built.recon_logits, x_test=test.images,
@@ -117,7 +131,8 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
         row["wall_seconds"] = row["fit_seconds"] + row["eval_seconds"]
         append_row(results, row)
         done.add(row_key(ident))
-        print(f"[{args.dataset} seed {seed}] {method:14s} K={K:<4d} bits={row['bits_per_image']:<6.4g} "
+        cell = "/".join(v for v in variant.values() if v)
+        print(f"[{args.dataset} seed {seed}] {method:14s} {cell:24s} K={K:<4d} bits={row['bits_per_image']:<6.4g} "
               f"MSE {row['test_mse']:.4f} NMI {row['nmi']:.3f} acc {row['code_to_label_accuracy']:.3f}",
               file=sys.stderr)
 
@@ -137,6 +152,8 @@ def main(args):
     print(f"comparison {args.dataset} ({train.name}), {args.setting}: methods "
           f"{' '.join(args.methods)}, K {args.codebook_sizes}, seeds {args.seeds}, "
           f"{args.epochs} epochs; config in {record}", file=sys.stderr)
+    if upgrade(out.comparison):
+        print(f"upgraded {out.comparison} to this version's columns", file=sys.stderr)
     done = finished_keys(out.comparison)
     for seed in args.seeds:
         run_seed(args, seed, train, test, device, done, out.comparison)

@@ -24,13 +24,16 @@ import pandas as pd
 
 from utils import metrics
 from utils.errors import UserError
+from utils import methods as vocab
+from utils.methods import VARIANT_COLUMNS
 
 KEY = ["dataset", "setting", "method", "K", "seed", "config_hash"]
 METRICS = metrics.CODE_METRICS
-COLUMNS = KEY + ["config_id", "dataset_used"] + METRICS + [
+COLUMNS = KEY + ["config_id", *VARIANT_COLUMNS, "dataset_used"] + METRICS + [
     "epochs", "n_neighbors", "n_train", "n_test", "fit_seconds", "eval_seconds", "wall_seconds"]
-TEXT_COLUMNS = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used"}
-GROUP = ["dataset", "dataset_used", "setting", "method", "K", "config_id"]
+TEXT_COLUMNS = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used",
+                *VARIANT_COLUMNS}
+GROUP = ["dataset", "dataset_used", "setting", "method", *VARIANT_COLUMNS, "K", "config_id"]
 
 
 def config_hash(config: dict) -> str:
@@ -96,6 +99,9 @@ def read_results(path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=header)
     if "config_id" not in frame:  # files written before config_id existed: one configuration
         frame["config_id"] = ""
+    for col in VARIANT_COLUMNS:  # ... and before the ablation: the default cell
+        if col not in frame:
+            frame[col] = ""
     for col in frame.columns:
         if col not in TEXT_COLUMNS:
             frame[col] = pd.to_numeric(frame[col].replace("", math.nan))
@@ -154,7 +160,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     if results.empty:
         return pd.DataFrame(columns=GROUP + ["n_seeds"])
     df = results.copy()
-    df["config_id"] = df["config_id"].fillna("")
+    for col in ("config_id", *VARIANT_COLUMNS):
+        df[col] = df[col].fillna("")
     grouped = df.groupby(GROUP, sort=False, dropna=False)
     agg = grouped[METRICS + ["fit_seconds", "epochs"]].agg(["mean", "std"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
@@ -167,3 +174,30 @@ def write_summary(results: Path, out: Path) -> pd.DataFrame:
     agg = summarize(read_results(results))
     write_atomic(Path(out), agg.to_csv(index=False, float_format="%.6g"))
     return agg
+
+
+def upgrade(path: Path) -> bool:
+    """Rewrite a comparison.csv of an older version (without config_id or the
+    variant columns) in today's columns, atomically; the missing values are the
+    cells those rows were: one configuration, latent edges, medoid/centroid
+    codes, frozen decoder. Returns True when the file was rewritten."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    header = path.open(newline="").readline().strip().split(",")
+    if header == COLUMNS:
+        return False
+    df = read_results(path)
+    a_posteriori = df["method"].isin(vocab.names(family=vocab.A_POSTERIORI))
+    geodesic = df["method"].isin([m.name for m in vocab.methods(family=vocab.A_POSTERIORI)
+                                  if m.options.get("quantizer") == "geodesic"])
+    df.loc[geodesic & (df["edge_length"] == ""), "edge_length"] = "latent"
+    df.loc[geodesic & (df["code_vectors"] == ""), "code_vectors"] = "medoid"
+    df.loc[a_posteriori & ~geodesic & (df["code_vectors"] == ""), "code_vectors"] = "centroid"
+    df.loc[a_posteriori & (df["decoder"] == ""), "decoder"] = "frozen"
+    unknown = [c for c in df.columns if c not in COLUMNS]
+    if unknown:
+        raise UserError(f"{path} has columns this version does not know: {unknown}")
+    write_atomic(path, df[COLUMNS].to_csv(index=False, float_format="%.6g"))
+    return True
+
