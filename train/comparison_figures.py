@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from train import comparison_methods as cm
@@ -55,4 +56,34 @@ def draw_figures(args, train, test, device, K: int, seed: int) -> list[Path]:
                                                            f"k-NN graph, codes (K={K})")
     files += plot.plot_usage_panels(usage, fig("usage"),
                                     title=f"code usage on the test split ({where})")
+    files += draw_interpolations(run, fig("interpolation"))
     return files
+
+
+@torch.no_grad()
+def draw_interpolations(run: cm.SeedRun, out, *, n_pairs: int = 3, n_frames: int = 10) -> list[Path]:
+    """Between pairs of test images of different classes: the VAE's decoding of the
+    straight latent line, and of the shortest k-NN graph path with latent and with
+    decoder edge lengths (resampled at even latent arc length)."""
+    from utils.decoder_metric import bernoulli_mean_decoder, segment_lengths
+    from utils.interpolation import geodesic_path, plot_interpolations, resample, straight_line
+
+    vae, labels = run.vae, run.test.labels.numpy()
+    mean = bernoulli_mean_decoder(vae)
+    decode = lambda z: torch.sigmoid(vae.decode_logits(torch.as_tensor(z, dtype=torch.float32)))  # noqa: E731
+    first = {c: int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)}
+    classes = sorted(first)
+    ends = [(first[classes[i]], first[classes[(i + len(classes) // 2) % len(classes)]])
+            for i in range(min(n_pairs, len(classes)))]
+    blocks = []
+    for a, b in ends:
+        za, zb = run.z_test[a], run.z_test[b]
+        block = {f"{labels[a]}->{labels[b]} straight": decode(straight_line(za, zb, n_frames))}
+        for edge in ("latent", "decoder"):
+            lengths = None if edge == "latent" else (lambda s, e: segment_lengths(mean, s, e))
+            path = geodesic_path(run.graph_for(edge), run.z_train, za, zb,
+                                 n_neighbors=run.args.n_neighbors, edge_length=lengths)
+            block[f"geodesic, {edge} edges"] = decode(resample(path.points, n_frames))
+        blocks.append(block)
+    return plot_interpolations(blocks, out, title=f"interpolations between test images "
+                                                  f"({run.train.name}, seed {run.seed})")

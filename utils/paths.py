@@ -23,7 +23,7 @@ REPORT_DIR = Path("report")
 SETTINGS = ("full", "quick")
 
 # Figures the runner draws from its models, and figures the report draws from summary.csv.
-RUNNER_FIGURES = ("codebooks", "reconstructions", "latent_map", "usage")
+RUNNER_FIGURES = ("codebooks", "reconstructions", "latent_map", "usage", "interpolation")
 SUMMARY_FIGURES = ("rate_distortion", "label_metrics", "metric_grid")
 
 
@@ -59,9 +59,10 @@ def geodesic_paths(out_dir: Path, dataset: str) -> dict[str, Path]:
             "checkpoints": out_dir / "checkpoints", "plots": out_dir / "plots"}
 
 
-def quantizer_checkpoint(checkpoints: Path, method: str, dataset: str, K: int) -> Path:
-    """A fitted quantizer of train_geodesic.py: ``<method>_vq_<dataset>_K<K>.pt``."""
-    return Path(checkpoints) / f"{method}_vq_{dataset}_K{K}.pt"
+def quantizer_checkpoint(checkpoints: Path, method: str, dataset: str, K: int, cell: str = "") -> Path:
+    """A fitted quantizer of train_geodesic.py: ``<method>_vq_<dataset>_K<K>.pt``, with
+    ``_<cell>`` before the suffix for an ablation cell other than the default."""
+    return Path(checkpoints) / f"{method}_vq_{dataset}_K{K}{'_' + cell if cell else ''}.pt"
 
 
 def results_dir(setting: str, base: Path = RESULTS) -> Path:
