@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+import functools
+
 import utils.datasets as datasets
 from utils.cli import run_main
-from utils.datasets import DataError, iterate_batches, load_dataset, n_batches, parse_idx, read_idx_file
+from utils.datasets import DataError, iterate_batches, n_batches, parse_idx, read_idx_file
+
+# These tests check the splits as they are on disk; the validation part is tested at the end.
+load_dataset = functools.partial(datasets.load_dataset, val_fraction=0.0)
 
 # Upstream Fashion-MNIST facts (the dataset's README and shared notes/data.md).
 FASHION_FIRST_TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
@@ -413,3 +418,31 @@ def test_both_splits_of_a_run_come_from_the_same_dataset(synthetic_root):
         train = load_dataset("mnist", "train", synthetic_root.root)
         test = load_dataset("mnist", "test", synthetic_root.root)
     assert (train.name, train.source) == (test.name, test.source)
+
+
+def test_validation_part_is_a_seeded_stratified_tenth_of_the_training_split():
+    full = load_dataset("mnist-5k", "train")
+    train = datasets.load_dataset("mnist-5k", "train")
+    val = datasets.load_dataset("mnist-5k", "val")
+    assert (len(train.labels), len(val.labels)) == (3600, 400)
+    assert np.bincount(val.labels.numpy(), minlength=10).tolist() == [40] * 10  # stratified
+    # train and val partition the training split, each in the split's own order
+    idx = datasets.validation_indices(full.labels.numpy())
+    rest = np.setdiff1d(np.arange(4000), idx)
+    assert torch.equal(val.images, full.images[idx]) and torch.equal(train.images, full.images[rest])
+    again = datasets.load_dataset("mnist-5k", "val")
+    assert torch.equal(again.images, val.images)  # the same split every time
+    test = datasets.load_dataset("mnist-5k", "test")
+    assert len(test.labels) == 1000  # the test split is untouched
+
+
+def test_validation_part_of_a_limited_split_and_bad_fractions():
+    val = datasets.load_dataset("mnist-5k", "val", limit=200)
+    train = datasets.load_dataset("mnist-5k", "train", limit=200)
+    assert (len(train.labels), len(val.labels)) == (180, 20)
+    with pytest.raises(DataError, match="validation fraction"):
+        datasets.load_dataset("mnist-5k", "train", val_fraction=1.0)
+    with pytest.raises(DataError, match="no validation part"):
+        datasets.load_dataset("mnist-5k", "val", val_fraction=0.0)
+    with pytest.raises(DataError, match="unknown split"):
+        datasets.load_dataset("mnist-5k", "validation")

@@ -100,7 +100,7 @@ def test_codebook_larger_than_data_is_refused(tmp_path, capsys):
                           "--seeds", "0", "--results-dir", str(tmp_path)])
     assert run_main(rc.main, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "error: --codebook-sizes [64] exceed the 50 training images; use K <= N"
+    assert err[-1] == "error: --codebook-sizes [64] exceed the 45 training images; use K <= N"
     assert not (tmp_path / "comparison.csv").exists()
 
 

