@@ -14,7 +14,7 @@ CONV_EPOCHS ?= $(EPOCHS)
 VAE_CKPT := experiments/checkpoints/vae_$(DATASET).pt
 COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 
-.PHONY: all venv vae vqvae geodesic compare-quick report-quick full report test bench clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick report-quick full ablation report test bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,14 @@ report-quick: $(STAMP)  ## report/report_quick.pdf from the quick setting's resu
 full: $(STAMP)  ## the complete sweep (DATASET=fashion-mnist K="..." SEEDS="..." CONV_EPOCHS=...), then the report
 	$(PY) train/run_comparison.py --dataset $(DATASET) --codebook-sizes $(K) --seeds $(SEEDS) \
 		--epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) --device $(DEVICE)
+	$(PY) report/build_report.py
+
+ABLATION := --dataset fashion-mnist --codebook-sizes 16 64 256 --seeds 0 1 2 \
+	--methods vae-continuous kmeans-vae geodesic-vae --edge-lengths latent decoder \
+	--code-vectors medoid refined --decoders frozen finetuned --no-figures
+
+ablation: $(STAMP)  ## the fair-fight ablation on full Fashion-MNIST (K 16 64 256, 3 seeds, every cell), then the report
+	$(PY) train/run_comparison.py $(ABLATION) --device $(DEVICE)
 	$(PY) report/build_report.py
 
 report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results
