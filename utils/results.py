@@ -103,8 +103,10 @@ def read_results(path: Path) -> pd.DataFrame:
         if col not in frame:
             frame[col] = ""
     for col in frame.columns:
-        if col not in TEXT_COLUMNS:
-            frame[col] = pd.to_numeric(frame[col].replace("", math.nan))
+        if col in ("K", "seed"):  # keys: integers, so that finished rows are recognised
+            frame[col] = frame[col].astype(float).astype("int64")
+        elif col not in TEXT_COLUMNS:
+            frame[col] = frame[col].replace("", "nan").astype(float)
     return frame
 
 
