@@ -44,7 +44,7 @@ compare-quick: $(STAMP)  ## stage 4: the comparison, quick setting (K 16 64 256,
 	$(PY) train/run_comparison.py --dataset $(DATASET) --quick --device $(DEVICE)
 
 report-quick: $(STAMP)  ## report/report_quick.pdf from the quick setting's results (git-ignored)
-	$(PY) report/build_report.py --results-dir experiments/results/quick --out report/report_quick.pdf
+	$(PY) report/build_report.py --setting quick
 
 full: $(STAMP)  ## the complete sweep (DATASET=fashion-mnist K="..." SEEDS="..." CONV_EPOCHS=...), then the report
 	$(PY) train/run_comparison.py --dataset $(DATASET) --codebook-sizes $(K) --seeds $(SEEDS) \

