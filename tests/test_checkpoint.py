@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models.vae import VAE
-from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
+from utils.checkpoint import (CheckpointError, CheckpointWriteError, last_saved, load_checkpoint,
+                              rebuild, save_checkpoint)
 
 
 def assert_same(a, b, where="payload"):
@@ -85,8 +86,14 @@ def test_save_leaves_no_temp_files_and_overwrites(tmp_path):
     assert load_checkpoint(tmp_path / "ck.pt") == {"epoch": 2}
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("disk full"), KeyboardInterrupt()])
-def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, exc):
+@pytest.mark.parametrize("exc,raised", [
+    # torch's zip writer on a full disk
+    (RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0"),
+     CheckpointWriteError),
+    (OSError(28, "No space left on device"), CheckpointWriteError),
+    (KeyboardInterrupt(), KeyboardInterrupt),
+])
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, exc, raised):
     path = tmp_path / "ck.pt"
     save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
     before = path.read_bytes()
@@ -96,8 +103,12 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, exc):
         raise exc
 
     monkeypatch.setattr(torch, "save", torch_save_dies_mid_write)
-    with pytest.raises(type(exc)):
+    with pytest.raises(raised) as info:
         save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
+    if raised is CheckpointWriteError:
+        msg = str(info.value)
+        assert msg.startswith(f"could not write {path} (") and "\n" not in msg
+        assert msg.endswith("the previous checkpoint there is unchanged")
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert only_files(tmp_path) == ["ck.pt"]
@@ -204,3 +215,73 @@ def test_checkpoint_gets_the_usual_file_mode(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_first_write_says_nothing_was_written(tmp_path, monkeypatch):
+    def no_space(obj, f, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(CheckpointWriteError, match="nothing was written"):
+        save_checkpoint(tmp_path / "new.pt", {"epoch": 1})
+    assert only_files(tmp_path) == []
+
+
+def test_last_saved_names_the_last_checkpoint_written(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", {"epoch": 1})
+    save_checkpoint(tmp_path / "b.pt", {"epoch": 1})
+    assert last_saved() == tmp_path / "b.pt"
+
+
+@pytest.mark.parametrize("content", [
+    lambda: torch.save({"args": argparse.Namespace(lr=0.1)}, BUF),
+    lambda: BUF.write(bytes(range(256)) * 4),
+])
+def test_load_errors_never_advise_weights_only_false(tmp_path, content):
+    """torch suggests retrying with weights_only=False, which runs the file's code."""
+    BUF.seek(0)
+    BUF.truncate()
+    content()
+    path = tmp_path / "bad.pt"
+    path.write_bytes(BUF.getvalue())
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert "weights_only" not in msg and "False" not in msg and "arbitrary code" not in msg
+    assert str(path) in msg and "\n" not in msg and "\x1b" not in msg
+
+
+def test_a_pickled_object_is_named_in_the_error(tmp_path):
+    path = tmp_path / "ns.pt"
+    torch.save({"args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError, match="argparse.Namespace"):
+        load_checkpoint(path)
+
+
+def test_a_file_that_is_not_a_dict(tmp_path):
+    torch.save(torch.ones(2), tmp_path / "t.pt")
+    with pytest.raises(CheckpointError, match="holds a Tensor, not a dict"):
+        load_checkpoint(tmp_path / "t.pt")
+
+
+def test_rebuild_refuses_another_model_class():
+    ck = {"model": {}, "model_args": {"arch": "global"}, "model_class": "VQVAE"}
+    with pytest.raises(CheckpointError) as info:
+        rebuild(ck, VAE, path="x.pt")
+    assert str(info.value) == "x.pt holds a VQVAE, not a VAE"
+
+
+@pytest.mark.parametrize("model_args,err", [
+    ({"arch": "global", "codebook_size": 8, "code_dim": 4}, "TypeError"),  # a VQ-VAE's, no class
+    ({"latent_dim": -1}, "ValueError"),
+])
+def test_rebuild_turns_constructor_errors_into_a_checkpoint_error(model_args, err):
+    _, ck = _vae_checkpoint()
+    ck["model_args"] = model_args
+    with pytest.raises(CheckpointError) as info:
+        rebuild(ck, VAE, path="old.pt")
+    msg = str(info.value)
+    assert msg.startswith("old.pt does not hold a VAE") and err in msg and "\n" not in msg
+
+
+BUF = __import__("io").BytesIO()

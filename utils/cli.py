@@ -8,7 +8,9 @@ import warnings
 from pathlib import Path
 
 from utils.datasets import DATASETS
-from utils.errors import UserError
+from utils.errors import RunInterrupted, UserError
+
+SEED_LIMIT = 2**63  # torch.manual_seed takes a signed 64-bit integer
 
 
 def positive_int(text: str) -> int:
@@ -23,13 +25,24 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a float > 0."""
+    """argparse type: a float > 0 (``inf`` allowed, e.g. to switch a limit off)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, 0 <= seed < 2**63 (what torch.manual_seed accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in 0 .. 2**63-1, got {value}")
     return value
 
 
@@ -46,31 +59,73 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default="data", type=Path, help="folder with MNIST/ and FashionMNIST/")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N training and test images (quick runs)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed, 0 .. 2**63-1")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out-dir", default="experiments", type=Path,
                    help="where logs/, checkpoints/ and plots/ are written")
 
 
 def add_training_args(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float) -> None:
-    """--epochs, --batch-size, --lr, --resume."""
+    """--epochs, --batch-size, --lr, --resume, --overwrite, --max-loss-ratio, --no-plots."""
     p.add_argument("--epochs", type=positive_int, default=epochs, help="total number of epochs")
-    p.add_argument("--batch-size", type=positive_int, default=batch_size, help="mini-batch size")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help="mini-batch size (the global one when run under torchrun)")
     p.add_argument("--lr", type=positive_float, default=lr, help="Adam learning rate")
     p.add_argument("--resume", action="store_true",
                    help="continue from this run's checkpoint up to --epochs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished or partial run in --out-dir (its log and checkpoint)")
+    p.add_argument("--max-loss-ratio", type=positive_float, default=1e3,
+                   help="stop as diverged when a batch loss exceeds this multiple of the run's "
+                        "first batch loss (the untrained model's); inf switches it off")
     p.add_argument("--no-plots", action="store_true", help="skip the plots at the end")
 
 
+def describe_os_error(err: OSError) -> str:
+    """``PermissionError(13, 'Permission denied', 'x')`` -> ``x: Permission denied``."""
+    if err.filename is None or not err.strerror:
+        return str(err) or type(err).__name__
+    names = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else f"{err.filename}"
+    return f"{names}: {err.strerror}"
+
+
 def run_main(main, args) -> int:
-    """Call ``main(args)``; a UserError or ValueError becomes one line on stderr
-    and exit status 2 (VQG_DEBUG=1 shows the traceback instead)."""
+    """Call ``main(args)`` and return the exit status; what a user can fix is one
+    line on stderr instead of a traceback:
+
+    * UserError or ValueError -> ``error: <message>``, status 2;
+    * OSError (a read-only folder, a full disk, a file where a folder should
+      be) -> ``error: <path>: <reason>``, status 2;
+    * Ctrl-C -> ``error: interrupted; ...`` saying what was saved, status 130.
+
+    Any other exception is a bug and keeps its traceback; VQG_DEBUG=1 shows
+    the traceback of every case.
+    """
+    from utils.checkpoint import forget_saved, last_saved
+
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    forget_saved()
+    debug = bool(os.environ.get("VQG_DEBUG"))
     try:
         main(args)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        if isinstance(err, RunInterrupted) and str(err):
+            note = str(err)
+        else:
+            saved = last_saved()
+            note = f"last checkpoint written: {saved}" if saved else "no checkpoint was written"
+        print(f"error: interrupted; {note}", file=sys.stderr)
+        return 130
     except (UserError, ValueError) as err:
-        if os.environ.get("VQG_DEBUG"):
+        if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if debug:
+            raise
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     return 0

@@ -47,10 +47,28 @@ def image_grid(images: np.ndarray | torch.Tensor, ncol: int) -> np.ndarray:
     return grid
 
 
+def load_log(log_csv: str | Path, text_columns=("dataset",)) -> pd.DataFrame:
+    """A per-epoch CSV log as a DataFrame, every column but ``text_columns``
+    numeric. A malformed file (text in a number column, extra fields, empty,
+    binary, no ``epoch`` column) is a one-line CSVError naming the file (and
+    line); a torn last line is dropped with a warning."""
+    from utils.csvlog import CSVError, read_rows
+
+    rows = read_rows(log_csv, text=text_columns)
+    if not rows:
+        raise CSVError(f"{log_csv} holds no rows to plot")
+    df = pd.DataFrame(rows)
+    if "epoch" not in df:
+        raise CSVError(f"{log_csv} has no 'epoch' column")
+    numeric = [c for c in df.columns if c not in text_columns]
+    df[numeric] = df[numeric].apply(pd.to_numeric)
+    return df
+
+
 def plot_curves(log_csv: str | Path, groups: dict[str, list[str]], out: str | Path,
                 title: str = "") -> list[Path]:
     """One panel per group of columns of a per-epoch CSV; a ``test_`` column is dashed."""
-    df = pd.read_csv(log_csv)
+    df = load_log(log_csv)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
     for ax, (label, cols) in zip(axes[0], groups.items()):
         for col in cols:
@@ -306,6 +324,7 @@ def main(args):
         if not args.log.is_file():
             from utils.errors import UserError
             raise UserError(f"no log at {args.log}; train with python train/train_vae.py")
+        load_log(args.log)  # a bad log fails here, before the checkpoint and data are loaded
         for path in plot_vae_run(args.log, args.checkpoint, args.out_dir, args.data_root):
             print(f"wrote {path}")
 

@@ -1,10 +1,14 @@
 """Device choice, seeding and run provenance shared by every script."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +19,52 @@ from utils.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb"):
+    """``with atomic_file(p) as f: f.write(...)`` writes a temp file beside ``p``,
+    fsyncs it and renames it over ``p`` (``os.replace``), so that readers and
+    crashes see the old file or the new one, never half of one. On an error
+    the temp file is removed and ``p`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_DEVICE = re.compile(r"(auto|cpu|cuda)(:(\d+))?")
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
-    if name == "auto":
+    """'auto' -> cuda when available, else cpu; 'cpu'; 'cuda' or 'cuda:N' when
+    that GPU is visible. Anything else (tpu, mps, cuda:x) or a GPU that is not
+    there is a one-line UserError that lists the choices."""
+    m = _DEVICE.fullmatch(str(name).strip().lower())
+    if m is None or (m.group(2) and m.group(1) != "cuda"):
+        raise UserError(f"--device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    kind, index = m.group(1), m.group(3)
+    if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is available; "
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for but no CUDA GPU is available; "
                         "use --device auto or cpu")
-    return torch.device(name)
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there is no GPU {index}, only "
+                        f"{torch.cuda.device_count()} visible (cuda:0 .. "
+                        f"cuda:{torch.cuda.device_count() - 1})")
+    return torch.device(f"cuda:{index}" if index is not None else "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -61,9 +103,29 @@ def plain_config(args) -> dict:
 
 
 def print_args(args) -> None:
-    """Print the sorted arguments at start (as DINO does), for the run's log."""
+    """Print the sorted arguments at start (as DINO does) on one line,
+    ``config: batch_size=128, dataset=mnist, ...``; the run record keeps them too."""
     cfg = plain_config(args)
-    print("\n".join(f"  {k}: {v}" for k, v in cfg.items()), file=sys.stderr)
+    print("config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()), file=sys.stderr)
+
+
+def ensure_output_dirs(*folders: str | Path) -> None:
+    """Create ``folders`` and check that a file can be written in each, so that
+    a read-only place or a file given as --out-dir is one line naming the path
+    before any work is done, not a traceback at the first write."""
+    for folder in map(Path, folders):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()),
+                       None)
+        if blocker is not None:
+            raise UserError(f"{blocker} is a file, not a folder; choose another --out-dir")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise UserError(f"cannot write in {folder}: {err.strerror or err}; "
+                            f"choose another --out-dir") from None
 
 
 def stage_paths(out_dir: Path, stage: str, dataset: str) -> dict[str, Path]:
@@ -84,7 +146,6 @@ def write_run_record(path: Path, args, **extra) -> dict:
     dataset actually used) as JSON beside a run's outputs; returns the record."""
     record = {"config": plain_config(args), "argv": sys.argv, "git": git_info(),
               "torch": torch.__version__, "python": sys.version.split()[0], **extra}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    with atomic_file(path, "w") as f:
+        f.write(json.dumps(record, indent=2, default=str) + "\n")
     return record

@@ -3,91 +3,197 @@
 A script supplies a ``step(batch) -> (loss, terms)`` function: ``loss`` is
 what ``.backward()`` gets, ``terms`` maps names to per-sample means of the
 batch (tensors). The loop weights them by batch size into epoch means.
+
+The driver (:func:`prepare_training`, then :func:`fit`) also keeps a run's
+files consistent, whatever happens to the process:
+
+* one writer per run: ``<checkpoint>.lock`` is held from start to end, and a
+  second run into the same ``--out-dir`` is refused;
+* a finished or partial run is never replaced silently: without ``--resume``
+  an existing one needs ``--overwrite``;
+* each epoch's checkpoint is written (atomically) *before* its log row, and
+  holds a copy of every row logged so far (``ckpt["log"]``), so that
+  ``--resume`` rewrites a log that disagrees with its checkpoint (a torn or
+  edited row, a row of an epoch that never got its checkpoint) with a warning;
+* a loss that becomes NaN/inf or explodes (``--max-loss-ratio``), a failed
+  checkpoint write and Ctrl-C stop the run with one line naming the last good
+  checkpoint, which is left as it was;
+* under ``torchrun`` the ranks share each batch and only rank 0 writes
+  (utils/distributed.py).
 """
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
 from tqdm import tqdm
 
-from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.csvlog import CSVLogger
+from utils import distributed
+from utils.checkpoint import (CheckpointError, CheckpointWriteError, load_checkpoint, rebuild,
+                              save_checkpoint)
+from utils.csvlog import CSVError, CSVLogger, format_row, format_value, read_rows
 from utils.datasets import Data, iterate_batches, load_dataset, n_batches
-from utils.errors import UserError
-from utils.runtime import (epoch_seed, pick_device, plain_config, print_args, seed_everything,
-                           write_run_record)
+from utils.errors import RunInterrupted, UserError
+from utils.runlock import acquire_run_lock, release_run_lock
+from utils.runtime import (ensure_output_dirs, epoch_seed, pick_device, plain_config, print_args,
+                           seed_everything, write_run_record)
 
 Step = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-CHECK_EVERY = 50  # batches between finiteness checks (each forces a device sync)
+CHECK_EVERY = 50  # batches between loss checks (each forces a device sync)
 
 
-class NonFiniteLossError(UserError):
+class DivergenceError(UserError):
+    """Training diverged: the loss became NaN/inf or exploded."""
+
+
+class NonFiniteLossError(DivergenceError):
     """The loss became NaN or inf."""
+
+
+class LossExplodedError(DivergenceError):
+    """A batch loss exceeded ``--max-loss-ratio`` times the run's first batch loss."""
+
+
+class LossGuard:
+    """Divergence test on the batch losses of a run.
+
+    The reference is ``|loss|`` of the run's first training batch, computed
+    before any optimizer step, i.e. the untrained model's loss; a run whose
+    batch loss exceeds ``max_ratio`` times it has diverged (a learning rate of
+    1e6 takes the global VQ-VAE's loss from ~550 to 1e33 while staying
+    finite). A healthy run only lowers its loss below the untrained model's,
+    so the default ratio of 1e3 leaves three orders of magnitude of room. The
+    reference is stored in the checkpoint so that a resumed run keeps it.
+    """
+
+    def __init__(self, max_ratio: float = 1e3, reference: float | None = None):
+        self.max_ratio = float(max_ratio)
+        self.reference = reference
+
+    def observe_first(self, loss: torch.Tensor) -> None:
+        """Take the reference from the first batch when there is none yet."""
+        if self.reference is None:
+            value = abs(float(loss.detach()))
+            if math.isfinite(value) and value > 0:
+                self.reference = value
+
+    @property
+    def limit(self) -> float:
+        if self.reference is None or not math.isfinite(self.max_ratio):
+            return math.inf
+        return self.max_ratio * self.reference
+
+
+def progress_default() -> bool:
+    """Progress bars only on a terminal: a log file gets one line per epoch."""
+    return sys.stderr.isatty()
 
 
 def run_epoch(step: Step, tensors: tuple[torch.Tensor, ...], *, batch_size: int,
               optimizer: torch.optim.Optimizer | None = None,
               generator: torch.Generator | None = None, desc: str = "",
-              progress: bool = True) -> dict[str, float]:
+              progress: bool | None = None, guard: LossGuard | None = None,
+              sync: distributed.Sync | None = None) -> dict[str, float]:
     """One pass over ``tensors`` (aligned, first dim N); trains when ``optimizer``
     is given (shuffled with ``generator``), else evaluates under no_grad in order.
 
     Returns the per-sample mean of every term. Raises NonFiniteLossError as soon
-    as a check sees a NaN/inf loss, before anything is saved.
+    as a check sees a NaN/inf loss, and LossExplodedError when training with a
+    ``guard`` and a batch loss exceeded its limit, before anything is saved.
+    ``progress`` (default: stderr is a terminal) shows a tqdm bar. With
+    ``sync`` (under torchrun) each global batch is shared among the ranks
+    and the gradients, losses and sums are those of the global batch (see
+    utils/distributed.py; ``step.loss_reduction`` says how the loss reduces).
     """
     train = optimizer is not None
+    sync = sync if train else None
+    reduction = getattr(step, "loss_reduction", "mean")
+    progress = progress_default() if progress is None else progress
     n = len(tensors[0])
     sums: dict[str, torch.Tensor] = {}
-    finite = torch.ones((), dtype=torch.bool, device=tensors[0].device)
+    worst = None  # max |loss| so far, on the device (NaN propagates through maximum)
     batches = iterate_batches(*tensors, batch_size=batch_size, shuffle=train, generator=generator)
     bar = tqdm(batches, total=n_batches(n, batch_size), desc=desc, leave=False,
                disable=not progress, mininterval=1.0)
     with torch.set_grad_enabled(train):
         for i, batch in enumerate(bar):
-            loss, terms = step(batch)
+            weight = 1.0
+            if sync is not None:
+                batch, weight = distributed.shard(batch, reduction)
+            b = len(batch[0])
+            loss, terms = step(batch) if b else (None, {})  # b = 0: a rank's empty share
             if train:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if loss is not None:
+                    loss.backward()
+                if sync is not None:
+                    loss = sync.gradients(optimizer, loss, weight)  # the global batch's loss
+                if guard is not None:
+                    guard.observe_first(loss)
                 optimizer.step()
-            b = len(batch[0])
+                if sync is not None:
+                    sync.buffers()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.detach() * b
-            finite &= torch.isfinite(loss.detach())
+            size = loss.detach().abs()
+            worst = size if worst is None else torch.maximum(worst, size)
             if (i + 1) % CHECK_EVERY == 0 or i + 1 == bar.total:
-                if not finite.item():
+                value = worst.item()
+                if not math.isfinite(value):
                     raise NonFiniteLossError(f"{desc or 'epoch'}: the loss became NaN/inf by batch "
                                              f"{i + 1}; stopping (lower --lr?)")
+                if train and guard is not None and value > guard.limit:
+                    raise LossExplodedError(
+                        f"{desc or 'epoch'}: the loss reached {value:.3g} by batch {i + 1}, over "
+                        f"{guard.max_ratio:g} times the first batch loss {guard.reference:.4g} "
+                        f"(--max-loss-ratio); stopping as diverged (lower --lr?)")
                 bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in list(terms.items())[:2]},
                                 refresh=False)
-    return {name: float(total) / n for name, total in sums.items()}
+    names = sorted(sums)
+    totals = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64) for k in names]) \
+        if names else torch.zeros(0, dtype=torch.float64)
+    if sync is not None:
+        totals = sync.sum(totals.to(distributed.context().device))
+    return {name: float(total) / n for name, total in zip(names, totals.tolist())}
 
 
 def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensors,
                  optimizer, batch_size: int, seed: int, start_epoch: int, epochs: int,
                  on_epoch_end: Callable[[int, dict], None], model: torch.nn.Module,
-                 progress: bool = True) -> None:
+                 progress: bool | None = None, guard: LossGuard | None = None,
+                 on_epoch_start: Callable[[int], None] | None = None) -> None:
     """Epochs ``start_epoch..epochs`` (1-based): train, then ``evaluate()`` in
     eval mode (its dict joins the row), then ``on_epoch_end(epoch, row)`` logs
     and checkpoints.
 
     Each epoch reseeds torch and its shuffling generator from (seed, epoch), so
-    resuming at epoch e reproduces an uninterrupted run exactly on CPU.
+    resuming at epoch e reproduces an uninterrupted run exactly on CPU. Under
+    torchrun every rank trains on its share of each batch, and only rank 0
+    evaluates.
     """
+    ctx = distributed.context()
+    sync = distributed.Sync(model) if ctx.world_size > 1 else None
     for epoch in range(start_epoch, epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         start = time.perf_counter()
         s = epoch_seed(seed, epoch)
-        torch.manual_seed(s)
-        gen = torch.Generator().manual_seed(s)
+        torch.manual_seed(distributed.rank_seed(s))
+        gen = torch.Generator().manual_seed(s)  # the same batches on every rank
         model.train()
         row = run_epoch(train_step, train_tensors, batch_size=batch_size, optimizer=optimizer,
-                        generator=gen, desc=f"epoch {epoch}/{epochs}", progress=progress)
+                        generator=gen, desc=f"epoch {epoch}/{epochs}", progress=progress,
+                        guard=guard, sync=sync)
         model.eval()
-        with torch.no_grad():
-            row.update(evaluate())
+        if ctx.main:  # the other ranks' rows are not logged
+            with torch.no_grad():
+                row.update(evaluate())
         row.update(epoch=epoch, seconds=time.perf_counter() - start)
         on_epoch_end(epoch, row)
 
@@ -111,6 +217,86 @@ def start_or_resume(args, checkpoint: Path, build: Callable[[], torch.nn.Module]
     return rebuild(ckpt, cls, device, checkpoint), ckpt["optimizer"], ckpt["epoch"]
 
 
+def _logged_epochs(log: Path) -> int:
+    """Number of data lines of a log (0 when absent or header only)."""
+    try:
+        lines = log.read_bytes().splitlines()
+    except FileNotFoundError:
+        return 0
+    return sum(1 for ln in lines[1:] if ln.strip())
+
+
+def refuse_to_replace(args, paths: dict) -> None:
+    """Without ``--resume``, an existing run (a checkpoint, or a log with rows)
+    is replaced only with ``--overwrite``; a rerun used to wipe the old log
+    and leave the old checkpoint."""
+    overwrite = getattr(args, "overwrite", False)
+    ckpt, log = Path(paths["checkpoint"]), Path(paths["log"])
+    if args.resume and overwrite:
+        raise UserError(f"--resume continues the run in {ckpt} and --overwrite replaces it; "
+                        f"give only one of them")
+    if args.resume or overwrite:
+        return
+    if ckpt.is_file():
+        found = f"{ckpt} already holds a run"
+    elif _logged_epochs(log):
+        found = f"{log} already logs {_logged_epochs(log)} epochs"
+    else:
+        return
+    raise UserError(f"{found}; use --resume to continue it or --overwrite to replace it "
+                    f"(or choose another --out-dir)")
+
+
+def _epoch(row: dict) -> int | None:
+    try:
+        return int(float(row["epoch"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def resumed_log_rows(log: Path, columns: list[str], ckpt: dict, ckpt_path: Path) -> list[dict]:
+    """The rows a resumed run's log starts with, agreeing with its checkpoint.
+
+    A checkpoint written by :func:`fit` holds a copy of every row logged up to
+    its epoch (``ckpt["log"]``): those rows are the truth, and the file is
+    only compared with them. An older checkpoint holds only its last epoch's
+    ``metrics``: the file's rows before that epoch are kept (validated: a
+    torn last line is dropped with a warning, a malformed row elsewhere is a
+    CSVError) and the last one is taken from the checkpoint. Either way a
+    warning names the epochs whose rows were rewritten.
+    """
+    done = int(ckpt["epoch"])
+    stored = ckpt.get("log")
+    problem = ""
+    try:
+        found = read_rows(log, text=("dataset",)) if log.is_file() else []
+    except CSVError as err:
+        if stored is None:
+            raise
+        found, problem = [], f" ({err})"
+    have: dict[int, dict] = {}
+    for row in found:
+        e = _epoch(row)
+        if e is not None:
+            have.setdefault(e, {c: row.get(c, "") for c in columns})
+    if stored is not None:
+        want = [{c: r.get(c, "") for c in columns} for r in stored]
+    else:
+        last = {**ckpt.get("metrics", {}), "dataset": ckpt.get("dataset"), "epoch": done}
+        want = [have[e] for e in sorted(have) if e < done]
+        want.append({c: format_value(last.get(c)) for c in columns})
+    by_epoch = {_epoch(r): r for r in want}
+    wrong = sorted(e for e in set(have) | set(by_epoch) if have.get(e) != by_epoch.get(e))
+    duplicated = len(found) > len(have)
+    if wrong or problem or duplicated:
+        epochs = ", ".join(map(str, wrong))
+        warnings.warn(f"{log} disagreed with {ckpt_path}{problem}"
+                      f"{f' at epochs {epochs}' if wrong else ''}"
+                      f"{' (duplicated rows)' if duplicated else ''}; rewrote the log from the "
+                      f"checkpoint", stacklevel=2)
+    return want
+
+
 class Prepared(NamedTuple):
     device: torch.device
     train: Data
@@ -122,54 +308,127 @@ class Prepared(NamedTuple):
 
 def prepare_training(args, paths: dict, build: Callable[[], torch.nn.Module], cls,
                      resume_keys: tuple[str, ...]) -> Prepared:
-    """What every training script does first: pick the device, load both splits,
-    seed, build or resume the model and its Adam optimizer, write the run record."""
-    print_args(args)
-    device = pick_device(args.device)
-    train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
-    test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
-    seed_everything(args.seed)
-    model, opt_state, done = start_or_resume(args, paths["checkpoint"], build, cls, train.name,
-                                             resume_keys, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if opt_state is not None:
-        optimizer.load_state_dict(opt_state)
-    write_run_record(paths["record"], args, dataset=train.name, data_source=train.source,
-                     device=str(device), checkpoint=str(paths["checkpoint"]))
+    """What every training script does first: pick the device, check that the
+    output folders can be written, take the run's lock (released by
+    :func:`fit`), refuse to replace an existing run without ``--overwrite``,
+    load both splits, seed, build or resume the model and its Adam optimizer,
+    write the run record."""
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun's rank, before joining the job
+        print_args(args)
+    device = distributed.init_from_env(pick_device(args.device))
+    ctx = distributed.context()
+    if args.batch_size < ctx.world_size:
+        raise UserError(f"--batch-size {args.batch_size} is smaller than the {ctx.world_size} "
+                        f"ranks that share each batch; use at least {ctx.world_size}")
+    failure = None
+    if ctx.main:  # only rank 0 writes; the others wait for its verdict
+        try:
+            folders = {Path(paths[k]).parent for k in ("log", "record", "checkpoint")}
+            if not getattr(args, "no_plots", True) and "plots" in paths:
+                folders.add(Path(paths["plots"]))
+            ensure_output_dirs(*sorted(folders))
+            acquire_run_lock(paths["checkpoint"])
+            refuse_to_replace(args, paths)
+        except BaseException as err:  # noqa: BLE001 - re-raised below, after telling the others
+            failure = err
+    if not distributed.all_ok(failure is None):
+        release_run_lock(paths["checkpoint"])
+        if failure is not None:
+            raise failure
+        raise SystemExit(2)  # rank 0 prints why
+    try:
+        train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
+        test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
+        if len(train.images) < ctx.world_size:
+            raise UserError(f"{len(train.images)} training images cannot be shared among "
+                            f"{ctx.world_size} ranks")
+        seed_everything(args.seed)
+        model, opt_state, done = start_or_resume(args, paths["checkpoint"], build, cls, train.name,
+                                                 resume_keys, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        if ctx.main:
+            write_run_record(paths["record"], args, dataset=train.name, data_source=train.source,
+                             device=str(device), checkpoint=str(paths["checkpoint"]),
+                             world_size=ctx.world_size)
+    except BaseException:
+        release_run_lock(paths["checkpoint"])
+        raise
     return Prepared(device, train, test, model, optimizer, done)
 
 
 def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callable[[], dict],
         train_images: torch.Tensor, data, paths: dict, columns: list[str], model_args: dict,
         summary: Callable[[dict], str]) -> None:
-    """The shared driver: epochs ``done+1..args.epochs`` with one CSV row and
-    one atomic checkpoint (model, model_args, optimizer, epoch, config, dataset)
-    per epoch. A NaN/inf loss stops it with a message naming the last good
-    checkpoint, which is left as it was."""
-    logger = CSVLogger(paths["log"], columns, resume_after=done if args.resume else None)
-    config = plain_config(args)
+    """The shared driver: epochs ``done+1..args.epochs``, each ending with one
+    atomic checkpoint (model, model_class, model_args, optimizer, epoch,
+    config, dataset, the epoch's metrics and every log row so far), then one
+    CSV row. Divergence (NaN/inf or ``--max-loss-ratio``), a failed checkpoint
+    write and Ctrl-C stop it with a message naming the last good checkpoint,
+    which is left as it was. Releases the run's lock (see prepare_training)."""
+    ckpt_path = Path(paths["checkpoint"])
+    state = {"epoch": None, "saved": done}  # the epoch in progress, that of the last checkpoint
 
-    def on_epoch_end(epoch, row):
-        row["dataset"] = data.name
-        logger.log(row)
-        save_checkpoint(paths["checkpoint"], {
-            "model": model.state_dict(), "model_args": model_args,
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "config": config,
-            "dataset": data.name, "data_source": data.source,
-            "metrics": {k: v for k, v in row.items() if k != "dataset"}})
-        print(f"epoch {epoch}: {summary(row)} [{row['seconds']:.1f}s]", file=sys.stderr)
+    def last_good() -> str:
+        return f"{ckpt_path} (epoch {state['saved']})" if state["saved"] else "none yet"
 
-    if done >= args.epochs:
-        print(f"{paths['checkpoint']} already has {done} epochs (--epochs {args.epochs})",
-              file=sys.stderr)
+    main = distributed.context().main  # under torchrun only rank 0 writes
     try:
+        if main:
+            acquire_run_lock(ckpt_path)  # held since prepare_training; re-entrant
+        resumed = load_checkpoint(ckpt_path) if args.resume and done else {}
+        rows = []
+        if resumed and main:
+            rows = resumed_log_rows(Path(paths["log"]), columns, resumed, ckpt_path)
+        elif main and getattr(args, "overwrite", False) and ckpt_path.is_file():
+            # the log starts anew, so the old checkpoint would disagree with it
+            ckpt_path.unlink()
+            print(f"--overwrite: removed the previous run's {ckpt_path}", file=sys.stderr)
+        logger = CSVLogger(paths["log"], columns, rows=rows) if main else None
+        history = [dict(r) for r in rows]
+        guard = LossGuard(getattr(args, "max_loss_ratio", math.inf),
+                          reference=resumed.get("reference_loss"))
+        config = plain_config(args)
+
+        def on_epoch_start(epoch):
+            state["epoch"] = epoch
+
+        def on_epoch_end(epoch, row):
+            if not main:
+                return
+            row["dataset"] = data.name
+            line = format_row(row, columns)
+            save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "model_class": type(model).__name__,
+                "model_args": model_args, "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "config": config, "dataset": data.name, "data_source": data.source,
+                "metrics": {k: v for k, v in row.items() if k != "dataset"},
+                "log": history + [line], "reference_loss": guard.reference})
+            state["saved"] = epoch
+            history.append(line)
+            logger.log(row)  # after the checkpoint: a logged epoch always has one
+            print(f"epoch {epoch}: {summary(row)} [{row['seconds']:.1f}s]", file=sys.stderr)
+
+        if done >= args.epochs and main:
+            print(f"{ckpt_path} already has {done} epochs (--epochs {args.epochs})",
+                  file=sys.stderr)
         train_epochs(train_step=train_step, evaluate=evaluate, model=model, optimizer=optimizer,
                      train_tensors=(train_images,), batch_size=args.batch_size, seed=args.seed,
-                     start_epoch=done + 1, epochs=args.epochs, on_epoch_end=on_epoch_end)
-    except NonFiniteLossError as err:
-        kept = paths["checkpoint"] if paths["checkpoint"].is_file() else "none yet"
-        raise NonFiniteLossError(f"{err}; last good checkpoint: {kept}") from None
-    print(f"wrote {paths['log']} and {paths['checkpoint']}", file=sys.stderr)
+                     start_epoch=done + 1, epochs=args.epochs, on_epoch_end=on_epoch_end,
+                     on_epoch_start=on_epoch_start, guard=guard)
+    except DivergenceError as err:
+        raise type(err)(f"{err}; last good checkpoint: {last_good()}") from None
+    except CheckpointWriteError as err:
+        raise CheckpointWriteError(f"epoch {state['epoch']}: {err}; last good checkpoint: "
+                                   f"{last_good()}") from None
+    except KeyboardInterrupt:
+        where = f"in epoch {state['epoch']}" if state["epoch"] else "before the first epoch"
+        raise RunInterrupted(f"stopped {where}; last good checkpoint: {last_good()}") from None
+    finally:
+        release_run_lock(ckpt_path)
+    if main:
+        print(f"wrote {paths['log']} and {ckpt_path}", file=sys.stderr)
 
 
 def prefixed(prefix: str, terms: dict) -> dict:
