@@ -33,7 +33,9 @@ def test_log_has_one_row_per_method_and_k(geo_run):
     assert list(df.columns) == train_geodesic.COLUMNS
     assert sorted(zip(df.method, df.K)) == [("euclidean", 8), ("euclidean", 16),
                                            ("geodesic", 8), ("geodesic", 16)]
-    assert df.notna().all().all() and (df.dataset == "mnist-5k").all()
+    metric_cols = [c for c in df.columns if c not in ("edge_length", "code_vectors", "decoder")]
+    assert df[metric_cols].notna().all().all() and (df.dataset == "mnist-5k").all()
+    assert set(df.decoder) == {"frozen"} and set(df.code_vectors) == {"medoid", "centroid"}
     assert ((df.usage > 0) & (df.usage <= 1)).all()
     # more codes, less distortion, for both methods
     for _, g in df.groupby("method"):
@@ -62,9 +64,38 @@ def test_missing_checkpoint_and_too_large_k_are_one_line_errors(vae_ckpt, tmp_pa
     args = train_geodesic.parse_args(["--vae-checkpoint", str(tmp_path / "none.pt")])
     assert run_main(train_geodesic.main, args) == 2
     assert "no checkpoint at" in capsys.readouterr().err
-    args = train_geodesic.parse_args(["--vae-checkpoint", str(vae_ckpt), "--codebook-size", "401",
+    args = train_geodesic.parse_args(["--vae-checkpoint", str(vae_ckpt), "--codebook-size", "361",
                                       "--out-dir", str(tmp_path), "--no-plots"])
     assert run_main(train_geodesic.main, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("error: --codebook-size 401 is larger than the number of training latents "
-                       "N=400; use K <= N")
+    # --limit 400 keeps 400 training images, 40 of which are the validation part
+    assert err[-1] == ("error: --codebook-size 361 is larger than the number of training latents "
+                       "N=360; use K <= N")
+
+
+def test_regression_a_second_run_keeps_the_first_runs_rows(vae_ckpt, geo_run):
+    """Bug: each run rewrote geodesic_log.csv, so K=64 then K=128 kept only K=128."""
+    log = geo_run / "logs" / "geodesic_mnist-5k_log.csv"
+    before = pd.read_csv(log)
+    train_geodesic.main(train_geodesic.parse_args(
+        ["--vae-checkpoint", str(vae_ckpt), "--codebook-size", "4", "8", "--n-neighbors", "8",
+         "--method", "geodesic", "--out-dir", str(geo_run), "--device", "cpu", "--no-plots"]))
+    after = pd.read_csv(log)
+    assert len(after) == len(before) + 1  # K=4 added, K=8 replaced (same configuration)
+    assert sorted(zip(after.method, after.K)) == sorted(
+        list(zip(before.method, before.K)) + [("geodesic", 4)])
+    again = after[(after.method == "geodesic") & (after.K == 8)]
+    first = before[(before.method == "geodesic") & (before.K == 8)]
+    assert len(again) == 1 and again.test_mse.iloc[0] == pytest.approx(first.test_mse.iloc[0])
+
+
+def test_decoder_edges_and_finetuned_decoder_are_logged_as_their_cell(vae_ckpt, tmp_path):
+    train_geodesic.main(train_geodesic.parse_args(
+        ["--vae-checkpoint", str(vae_ckpt), "--codebook-size", "8", "--n-neighbors", "8",
+         "--method", "geodesic", "--edge-length", "decoder", "--finetune-decoder", "1",
+         "--out-dir", str(tmp_path), "--device", "cpu", "--no-plots"]))
+    df = pd.read_csv(tmp_path / "logs" / "geodesic_mnist-5k_log.csv")
+    assert (df.edge_length.tolist(), df.decoder.tolist()) == (["decoder"], ["finetuned"])
+    ckpt = load_checkpoint(tmp_path / "checkpoints" /
+                           "geodesic_vq_mnist-5k_K8_decoder_medoid_finetuned.pt")
+    assert ckpt["quantizer"]["config"]["edge_length"] == "decoder"

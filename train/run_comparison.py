@@ -26,11 +26,12 @@ from train import comparison_methods as cm
 from utils import metrics
 from utils import methods as vocab
 from utils import paths
-from utils.cli import make_parser, positive_int, run_main
+from utils.cli import make_parser, positive_int, run_main, seed_int
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
                            row_key, upgrade, write_summary)
-from utils.runtime import pick_device, write_run_record
+from utils.runlock import run_lock
+from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
 QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5}
 
@@ -41,7 +42,7 @@ def parse_args(argv=None):
                    help="dataset; mnist falls back to mnist-5k offline")
     p.add_argument("--codebook-sizes", type=positive_int, nargs="+",
                    default=[16, 32, 64, 128, 256, 512], help="codebook sizes K")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="seeds")
     p.add_argument("--epochs", type=positive_int, default=10,
                    help="training epochs of the VAE and of both VQ-VAEs")
     p.add_argument("--conv-epochs", type=positive_int, default=None,
@@ -140,6 +141,13 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
 def main(args):
     device = pick_device(args.device)
     out = paths.ResultPaths(args.results_dir)
+    ensure_output_dirs(out.root)
+    with run_lock(out.comparison):  # one runner per results folder
+        run(args, device, out)
+
+
+def run(args, device, out: paths.ResultPaths) -> None:
+    """The sweep of ``main``, under the results folder's lock."""
     train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
     test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
     too_big = [K for K in args.codebook_sizes if K > len(train.labels)]

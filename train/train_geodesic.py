@@ -20,14 +20,18 @@ import numpy as np
 from models.geodesic_vq import GeodesicQuantizer
 from models.vae import VAE
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.cli import make_parser, positive_int, run_main
-from utils.csvlog import CSVLogger
+from utils.cli import make_parser, positive_int, run_main, seed_int
+from utils.csvlog import upsert_row
+from utils.finetune import finetune_decoder
 from utils.datasets import load_dataset
 from utils import methods as vocab
 from utils import metrics, paths
-from utils.runtime import pick_device, plain_config, print_args, seed_everything, write_run_record
+from utils.runlock import run_lock
+from utils.runtime import (ensure_output_dirs, pick_device, plain_config, print_args,
+                           seed_everything, write_run_record)
 
-COLUMNS = ["method", "K", "n_neighbors", "geodesic_distortion", "euclidean_distortion",
+KEY = ["method", "K", "n_neighbors", "seed", "edge_length", "code_vectors", "decoder"]
+COLUMNS = KEY + ["geodesic_distortion", "euclidean_distortion",
            "intra_cluster_mean", "inter_cluster_mean", "intra_inter_ratio", "test_bce",
            "test_mse", "perplexity", "usage", "fit_seconds", "dataset"]
 
@@ -42,7 +46,15 @@ def parse_args(argv=None):
     p.add_argument("--method", nargs="+", default=list(vocab.QUANTIZER_KINDS),
                    choices=vocab.QUANTIZER_KINDS,
                    help="quantizers to fit (geodesic k-medoids; euclidean: k-means)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the quantizers")
+    p.add_argument("--edge-length", default="latent", choices=vocab.EDGE_LENGTHS,
+                   help="geodesic edges: Euclidean in latent space, or the length of the decoded "
+                        "segment (pull-back metric of the VAE decoder)")
+    p.add_argument("--code-vectors", default="medoid", choices=vocab.CODE_VECTORS["geodesic"],
+                   help="geodesic code vectors: the medoids, or refined to decode their members best")
+    p.add_argument("--finetune-decoder", type=int, default=0, metavar="EPOCHS",
+                   help="fine-tune a copy of the VAE decoder on each quantizer's codes for EPOCHS "
+                        "epochs before decoding the test split (0: the VAE decoder as trained)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed of the quantizers")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] (VAE and k-medoids)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,
@@ -77,6 +89,13 @@ def main(args):
                                                    args.limit)
     requested = vae_ckpt["config"].get("dataset", train.name)
     out = paths.geodesic_paths(args.out_dir, requested)
+    ensure_output_dirs(out["log"].parent, out["checkpoints"])
+    with run_lock(out["log"]):  # one writer per log
+        fit_all(args, device, vae, train, test, requested, out)
+
+
+def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
+    """Every (method, K) of ``main``: fit, evaluate, save, log; then the plots."""
     write_run_record(out["record"], args, dataset=train.name, data_source=train.source,
                      device=str(device), vae_checkpoint=str(args.vae_checkpoint))
     z_train = vae.latent_means(train.images).numpy()
@@ -91,32 +110,45 @@ def main(args):
     print(f"k-NN graph of {len(z_train)} latents (k={args.n_neighbors}): {graph.nnz} edges, "
           f"{graph_seconds:.1f}s", file=sys.stderr)
 
-    logger = CSVLogger(out["log"], COLUMNS)
     fitted = {}
+    decoder = "finetuned" if args.finetune_decoder else "frozen"
     for method in args.method:
+        name = vocab.quantizer_method(method).name
+        variant = vocab.variants(name, edge_lengths=[args.edge_length],
+                                 code_vectors=[args.code_vectors], decoders=[decoder])[0]
         for K in args.codebook_size:
+            quantizer = vocab.make_quantizer(name, K, seed=args.seed, n_neighbors=args.n_neighbors,
+                                             device=str(device), variant=variant, decoder=vae.decode)
             start = time.perf_counter()
-            quantizer = vocab.make_quantizer(vocab.quantizer_method(method).name, K, seed=args.seed,
-                                             n_neighbors=args.n_neighbors, device=str(device))
             if isinstance(quantizer, GeodesicQuantizer):
-                quantizer.fit(z_train, graph=graph)
+                fit_graph = quantizer.graph_for(z_train, latent_graph=graph)
+                quantizer.fit(z_train, graph=fit_graph, images=train.images)
+                fit_seconds = time.perf_counter() - start + graph_seconds
             else:
                 quantizer.fit(z_train)
-            fit_seconds = time.perf_counter() - start + (graph_seconds if method == "geodesic" else 0)
+                fit_seconds = time.perf_counter() - start
+            decoding = vae
+            if args.finetune_decoder:
+                decoding = finetune_decoder(vae, quantizer.quantize(z_train).codes, train.images,
+                                            epochs=args.finetune_decoder, seed=args.seed)
             q = quantizer.quantize(z_test)
-            row = {"method": method, "K": K, "n_neighbors": args.n_neighbors,
+            row = {"method": method, "K": K, "n_neighbors": args.n_neighbors, "seed": args.seed,
+                   **variant,
                    **metrics.evaluate_codes(
-                       recon_logits=vae.decode_logits(q.codes), x_test=test.images,
+                       recon_logits=decoding.decode_logits(q.codes), x_test=test.images,
                        bits=float(np.log2(K)), test_codes=q.indices.numpy(), n_codes=K,
                        latent={"graph": graph, "z_train": z_train, "z_test": z_test,
                                "codebook": quantizer.codebook.numpy(),
                                "n_neighbors": args.n_neighbors}),
                    "fit_seconds": fit_seconds, "dataset": train.name}
-            logger.log(row)
-            save_checkpoint(paths.quantizer_checkpoint(out["checkpoints"], method, requested, K), {
+            cell = "" if variant == vocab.variants(name)[0] else "_".join(v for v in variant.values() if v)
+            save_checkpoint(paths.quantizer_checkpoint(out["checkpoints"], method, requested, K, cell), {
                 "quantizer": quantizer.state_dict(), "method": method, "config": plain_config(args),
                 "dataset": train.name, "vae_checkpoint": str(args.vae_checkpoint),
                 "metrics": {k: v for k, v in row.items() if k not in ("method", "dataset")}})
+            # the row after its checkpoint, so that the log never names a quantizer not on disk
+            if upsert_row(out["log"], COLUMNS, row, KEY):
+                print(f"replaced the earlier row of {method} K={K} in {out['log']}", file=sys.stderr)
             fitted[method, K] = quantizer
             print(f"{method:9s} K={K:4d}: test BCE {row['test_bce']:.1f}, MSE {row['test_mse']:.4f}, "
                   f"geodesic distortion {row['geodesic_distortion']:.3f}, usage {row['usage']:.2f}, "

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from models.vae import VAE
+from utils import distributed
 from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
 from utils.metrics import elbo_loss
 from utils.paths import stage_paths
@@ -45,6 +46,7 @@ def vae_step(model: VAE):
         total, bce, kld = elbo_loss(out.recon_logits, x, out.mu, out.logvar)
         b = len(x)
         return total, {"total_loss": total / b, "bce": bce / b, "kld": kld / b}
+    step.loss_reduction = "sum"  # the loss is summed over the batch (DDP averages shares by size)
     return step
 
 
@@ -61,7 +63,7 @@ def main(args):
         columns=COLUMNS, model_args=asdict(model.config),
         summary=lambda r: (f"train -ELBO {r['total_loss']:.2f} (BCE {r['bce']:.2f}, "
                            f"KLD {r['kld']:.2f}) | test -ELBO {r['test_total_loss']:.2f}"))
-    if not args.no_plots:
+    if not args.no_plots and distributed.context().main:
         from utils.plot import plot_vae_run
         for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):
             print(f"wrote {path}", file=sys.stderr)

@@ -72,6 +72,12 @@ def _decode(path: Path) -> str:
     return text
 
 
+def read_header(path: str | Path) -> list[str]:
+    """The header line of a CSV file, as a list of column names."""
+    with Path(path).open(newline="") as f:
+        return next(csv.reader([f.readline()]), [])
+
+
 def read_rows(path: str | Path, columns: list[str] | None = None, *,
               numeric: Iterable[str] = (), text: Iterable[str] | None = None) -> list[dict[str, str]]:
     """The rows of a CSV file as dicts of strings, after checking every one.
