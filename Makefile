@@ -13,6 +13,8 @@ SEEDS   ?= 0 1 2
 CONV_EPOCHS ?= $(EPOCHS)
 VAE_CKPT := experiments/checkpoints/vae_$(DATASET).pt
 COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
+# A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
+resume_if = $(if $(wildcard $(1)),--resume)
 
 .PHONY: all venv vae vqvae geodesic compare-quick report-quick full ablation report test bench clean-outputs help
 
@@ -31,11 +33,13 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)  ## create .venv from requirements.txt (and install this repo editable)
 
 vae: $(STAMP)  ## stage 1: train the VAE and draw its plots
-	$(PY) train/train_vae.py $(COMMON) --epochs $(EPOCHS)
+	$(PY) train/train_vae.py $(COMMON) --epochs $(EPOCHS) $(call resume_if,$(VAE_CKPT))
 
 vqvae: $(STAMP)  ## stage 2: train both VQ-VAE baselines (conv K=512, global K=256)
-	$(PY) train/train_vqvae.py $(COMMON) --arch global --epochs $(EPOCHS)
-	$(PY) train/train_vqvae.py $(COMMON) --arch conv --epochs $(CONV_EPOCHS)
+	$(PY) train/train_vqvae.py $(COMMON) --arch global --epochs $(EPOCHS) \
+		$(call resume_if,experiments/checkpoints/vqvae_global_$(DATASET).pt)
+	$(PY) train/train_vqvae.py $(COMMON) --arch conv --epochs $(CONV_EPOCHS) \
+		$(call resume_if,experiments/checkpoints/vqvae_conv_$(DATASET).pt)
 
 geodesic: $(STAMP)  ## stage 3: geodesic k-medoids and k-means on the VAE's latents
 	$(PY) train/train_geodesic.py --vae-checkpoint $(VAE_CKPT) --device $(DEVICE) --seed $(SEED)
