@@ -57,11 +57,12 @@ full: $(STAMP)  ## the complete sweep (DATASET=fashion-mnist K="..." SEEDS="..."
 
 ABLATION := --dataset fashion-mnist --codebook-sizes 16 64 256 --seeds 0 1 2 \
 	--methods vae-continuous kmeans-vae geodesic-vae --edge-lengths latent decoder \
-	--code-vectors medoid refined --decoders frozen finetuned --no-figures
+	--code-vectors medoid refined --decoders frozen finetuned --no-figures \
+	--results-dir experiments/results/ablation
 
-ablation: $(STAMP)  ## the fair-fight ablation on full Fashion-MNIST (K 16 64 256, 3 seeds, every cell), then the report
+ablation: $(STAMP)  ## the fair-fight ablation on full Fashion-MNIST (K 16 64 256, 3 seeds, every cell) -> experiments/results/ablation, report/ablation.pdf
 	$(PY) train/run_comparison.py $(ABLATION) --device $(DEVICE)
-	$(PY) report/build_report.py
+	$(PY) report/build_report.py --results-dir experiments/results/ablation --out report/ablation.pdf
 
 report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results
 	$(PY) report/build_report.py

@@ -26,8 +26,9 @@ from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from utils.results import config_hash
 from utils.runtime import plain_config
 
-# Flags of the training scripts that say where and how a run goes, not what it trains.
-NOT_CONFIG = ("out_dir", "resume", "no_plots", "device", "data_root", "overwrite")
+# Flags of the training scripts that say where and how a run goes, not what it trains
+# (max_loss_ratio is a guard: it stops a diverged run and changes no finished one).
+NOT_CONFIG = ("out_dir", "resume", "no_plots", "device", "data_root", "overwrite", "max_loss_ratio")
 
 
 class Evaluated(NamedTuple):
