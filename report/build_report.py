@@ -7,10 +7,12 @@
 
 Reads comparison.csv, summary.csv, the run records and the runner's figures of
 one results folder (names in utils/paths.py), keeps the newest configuration of
-every (dataset, setting, method, K), computes the verdicts (report/verdicts.py),
+every (dataset, setting, method, ablation cell, K), computes the verdicts on each
+method's default cell and the ablation of the other cells (report/verdicts.py),
 states them (report/text.py) and lays out the PDF (report/layout.py), drawing
-the summary figures (report/figures.py) into the results' figures/ folder.
-Every number in the text is computed from those files.
+the summary and ablation figures (report/figures.py) into the results' figures/
+folder. Every number in the text is computed from those files; configurations
+that summary.csv lacks (a run still in progress) are summarised from comparison.csv.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from report import text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
-from report.verdicts import all_verdicts, load_results
+from report.verdicts import all_ablations, all_verdicts, load_results
 from utils import methods as M
 from utils.cli import make_parser, run_main
 from utils.errors import UserError
@@ -81,7 +83,8 @@ def main(args):
     """Read the results, compute the verdicts; write the README block, or the PDF."""
     results = load_results(args.results_dir)
     verdicts = all_verdicts(results)
-    answer = text.short_answer(results, verdicts, EXTRAS)
+    ablations = all_ablations(results)
+    answer = text.short_answer(results, verdicts, EXTRAS, ablations)
     readme = args.readme or args.check_readme
     if readme:
         block = text.readme_block(answer, Path(text.display_path(args.out)))
@@ -92,7 +95,7 @@ def main(args):
                        if v.contest.rate == headline_rate and v.against]
     headline = plot_headline(results.summary, headline_groups) if headline_groups else None
     story = build_story(results, verdicts, answer, headline, args.figures_dir, make_styles(),
-                        EXTRAS)
+                        EXTRAS, ablations)
     pages = write_pdf(story, args.out)
     print(f"wrote {args.out} ({pages} pages)", file=sys.stderr)
 

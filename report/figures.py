@@ -5,7 +5,8 @@ Every saved figure is a PNG and a PDF (``utils.plot.save_figure``) named by
 page 1 is drawn in memory, since it only regroups panels of those figures.
 Each method keeps the colour, marker and label of its entry in
 ``utils.methods.METHODS`` in every figure, so that the report reads across
-figures. Usable on its own:
+figures; in the ablation figure each cell of a method is a shade of that
+method's colour family. Usable on its own:
 
     from report.figures import draw_summary_figures
     draw_summary_figures(pd.read_csv("experiments/results/summary.csv"), "mnist", "full",
@@ -24,12 +25,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from report.verdicts import METRICS, direction, rows_of  # noqa: E402
+from report.verdicts import (ABLATION_METRIC, METRICS, cell_rows, cells_present,  # noqa: E402
+                             direction, rows_of)
 from utils import methods as M  # noqa: E402
 from utils.paths import SUMMARY_FIGURES, ResultPaths  # noqa: E402
 from utils.plot import save_figure  # noqa: E402
 
-RATE_DISTORTION, LABEL_METRICS, METRIC_GRID = SUMMARY_FIGURES
+RATE_DISTORTION, LABEL_METRICS, METRIC_GRID, ABLATION = SUMMARY_FIGURES
 GRID_METRICS = ("purity", "ari", "perplexity", "usage", "intra_inter_ratio", "geodesic_distortion")
 HEADLINE_METRICS = ("test_mse", "code_to_label_accuracy")
 # Figures are drawn about as wide as the report's text column, so 9 pt stays >= 8 pt printed.
@@ -199,6 +201,76 @@ def plot_metric_grid(summary: pd.DataFrame, dataset: str, setting: str, out,
 
 PLOTS = {RATE_DISTORTION: plot_rate_distortion, LABEL_METRICS: plot_label_metrics,
          METRIC_GRID: plot_metric_grid}
+
+
+# The ablation figure: a colour family per method (its METHODS colour's), a shade per
+# (edge length, code vectors), the line style by decoder.
+CELL_CMAPS = {M.quantizer_method("geodesic").name: "Greens",
+              M.quantizer_method("euclidean").name: "Oranges"}
+DECODER_STYLES = {"frozen": "-", "finetuned": "--"}
+
+
+def cell_colors(cells) -> dict[tuple, tuple]:
+    """{(method, edge_length, code_vectors): RGBA}, shades from mid to dark in each
+    method's colour family (grey for a method without one)."""
+    out = {}
+    for method in dict.fromkeys(c.method for c in cells):
+        keys = list(dict.fromkeys((c.method, c.edge_length, c.code_vectors)
+                                  for c in cells if c.method == method))
+        cmap = plt.get_cmap(CELL_CMAPS.get(method, "Greys"))
+        shades = np.linspace(0.5, 0.95, len(keys)) if len(keys) > 1 else [0.7]
+        out |= {k: cmap(v) for k, v in zip(keys, shades)}
+    return out
+
+
+def plot_ablation(cell_summary: pd.DataFrame, dataset: str, setting: str, out, *,
+                  methods=None, metric: str = ABLATION_METRIC) -> list[Path]:
+    """Test MSE (mean ± std over seeds) against K for every ablation cell of
+    ``methods`` (default: the a-posteriori methods): one line per cell, the
+    geodesic cells in greens and the k-means cells in oranges, frozen decoders
+    solid and fine-tuned ones dashed; the unquantized reference dotted."""
+    methods = M.names(family=M.A_POSTERIORI)[::-1] if methods is None else methods
+    rows = rows_of(cell_summary, dataset, setting)
+    cells = [c for m in methods for c in cells_present(rows, m)]
+    colors = cell_colors(cells)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 3.6), layout="constrained")
+        for i, cell in enumerate(cells):
+            sub = cell_rows(rows[rows["K"] > 0], cell)
+            sub = sub[np.isfinite(sub[f"{metric}_mean"])].sort_values("K")
+            if not len(sub):
+                continue
+            # a small shift per cell keeps the error bars of cells at one K apart
+            shift = DODGE_STEP ** ((i - (len(cells) - 1) / 2) / 2)
+            ax.errorbar(sub["K"] * shift, sub[f"{metric}_mean"],
+                        yerr=np.nan_to_num(sub[f"{metric}_std"].to_numpy(float)),
+                        color=colors[(cell.method, cell.edge_length, cell.code_vectors)],
+                        ls=DECODER_STYLES.get(cell.decoder, "-"), marker=M.get(cell.method).marker,
+                        ms=4, lw=1.3, capsize=2, label=cell.label)
+        reference = M.reference()
+        ref = rows[(rows["method"] == reference) & np.isfinite(rows[f"{metric}_mean"])] \
+            if reference else rows[:0]
+        if len(ref):
+            ax.axhline(float(ref[f"{metric}_mean"].iloc[0]), color=M.get(reference).color, ls=":",
+                       lw=1.2, label=M.get(reference).label)
+        if not cells:
+            empty_panel(ax)
+        log2_axis(ax)
+        ax.set(xlabel="codebook size K (log2 K bits per image)", ylabel=f"test {METRICS[metric][0]}",
+               title=panel_title(metric, "test "))
+        fig.suptitle(f"Ablation cells: {dataset}, {setting} setting (mean ± std over seeds; "
+                     f"dashed: fine-tuned decoder)")
+        handles, labels = ax.get_legend_handles_labels()
+        if labels:
+            fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+        return save_figure(fig, out)
+
+
+def draw_ablation_figure(cell_summary: pd.DataFrame, dataset: str, setting: str,
+                         fig_dir: Path, methods=None) -> list[Path]:
+    """The ablation figure of one dataset and setting into ``fig_dir`` ([png, pdf])."""
+    return plot_ablation(cell_summary, dataset, setting,
+                         Path(fig_dir) / figure_stem(ABLATION, dataset, setting), methods=methods)
 
 
 def figure_stem(name: str, dataset: str, setting: str) -> str:

@@ -1,9 +1,12 @@
 """The PDF's layout with reportlab: page 1 carries the answer, the details follow.
 
 Page 1: the question, the short answer (report/text.py, the same words as the
-README) and one headline figure. From page 2: methods and bit budgets, the rule,
+README) and one headline figure (at the top of page 2 when the answer leaves it
+too little room). From page 2: methods and bit budgets, the rule,
 the set-up, then one section per (dataset, setting) -- tables, the matched-bits
-comparisons of every rate's contest, figures -- then the sections of
+comparisons of every rate's contest, the ablation of the a-posteriori cells
+(when the results hold cells other than the default ones), figures -- then the
+sections of
 ``extras`` (report.text.Extra) whose CSV is present, then the limitations.
 
 No page is left mostly empty: figures are at most :data:`FIGURE_MAX` of the
@@ -26,14 +29,17 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.lib.utils import ImageReader
-from reportlab.platypus import (CondPageBreak, Image, KeepInFrame, KeepTogether, PageBreak,
-                                Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle)
+from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFrame,
+                                KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
+                                TableStyle)
 
 from report import text as T
-from report.figures import LABEL_METRICS, METRIC_GRID, RATE_DISTORTION, draw_summary_figures
-from report.verdicts import METRICS, RateVerdict, Results, contests, direction, rows_of
+from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
+                            draw_ablation_figure, draw_summary_figures)
+from report.verdicts import (ABLATION_METRIC, METRICS, AblationVerdict, RateVerdict, Results,
+                             all_ablations, cell_rows, contests, direction, rows_of)
 from utils import methods as M
-from utils.paths import RUNNER_FIGURES, ResultPaths
+from utils.paths import RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, ResultPaths
 
 PAGE_MARGIN = 2 * cm
 FRAME_WIDTH = A4[0] - 2 * PAGE_MARGIN
@@ -46,9 +52,10 @@ HEADLINE_MIN = 0.2 * FRAME_HEIGHT
 # The key metrics, split in two tables that fit the page width at 8 pt.
 TABLES = (("reconstruction", ("bits_per_image", "test_mse", "psnr", "test_bce")),
           ("codes", ("nmi", "code_to_label_accuracy", "usage", "geodesic_distortion")))
-# RUNNER_FIGURES grows at its end; a figure without a caption here gets a generic one.
+# RUNNER_FIGURES grows at its end (captions in utils/paths.py beside the names); a figure
+# without a caption gets a generic one.
 CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE = RUNNER_FIGURES[:4]
-CAPTIONS = {
+CAPTIONS = {**RUNNER_FIGURE_CAPTIONS,
     RATE_DISTORTION: "Test MSE and BCE against bits per image (log scale). The one-code methods "
                      "share the shaded matched-bits band (shifted slightly apart to keep error "
                      "bars readable); methods with more codes per image lie further right; the "
@@ -56,12 +63,12 @@ CAPTIONS = {
     LABEL_METRICS: "NMI and code-to-label accuracy against K, one-code-per-image methods.",
     METRIC_GRID: "Purity, ARI, perplexity, usage, intra/inter ratio (Euclidean, VAE latent space) "
                  "and geodesic distortion against K, where each applies.",
-    CODEBOOKS: "Decoded codebooks of every method, side by side (drawn by the runner).",
-    RECONSTRUCTIONS: "Test images and their reconstructions by every method (drawn by the runner).",
-    LATENT_MAP: "2-D map of the VAE latent means with the geodesic medoids and the k-means "
-                "centroids (drawn by the runner).",
-    USAGE: "Code-usage histograms (drawn by the runner).",
+    ABLATION: "Test MSE against K for every ablation cell (mean ± std over seeds): the "
+              "geodesic cells in greens, the k-means cells in oranges, frozen decoders solid, "
+              "fine-tuned decoders dashed; the dotted line is the unquantized VAE.",
 }
+# The ablation tables: one per metric, a row per cell, a column per K.
+ABLATION_TABLE_METRICS = (ABLATION_METRIC, "code_to_label_accuracy", "nmi")
 # Each table is followed by the figure of the same metrics; the rest follow the comparisons.
 TABLE_FIGURES = (RATE_DISTORTION, LABEL_METRICS)
 LATER_FIGURES = (METRIC_GRID, CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE, *RUNNER_FIGURES[4:])
@@ -188,8 +195,19 @@ def footer(canvas, doc) -> None:
 
 # --- page 1 ----------------------------------------------------------------------------------
 
+class BreakOnPageOne(ActionFlowable):
+    """A page break while on page 1 only: when a long answer pushed the headline
+    figure onto page 2, the details follow it there instead of leaving that page
+    half empty."""
+
+    def apply(self, doc) -> None:
+        if doc.page == 1:
+            doc.handle_pageBreak()
+
+
 def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
-    """Title, question, the short answer, the headline figure; then a page break."""
+    """Title, question, the short answer, the headline figure; then a page break
+    (when all of it fits page 1)."""
     commits = T.unique_text(r.get("git", {}).get("commit", "")[:10] for r in results.records.values()
                             if r.get("git"))
     story = [Paragraph(f"A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
@@ -210,7 +228,7 @@ def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | Non
         image = fitted_image(headline, FRAME_WIDTH, HEADLINE_MAX)
         story += [CondPageBreak(HEADLINE_MIN),
                   KeepInFrame(0, HEADLINE_MAX, [image, caption], mode="shrink")]
-    return story + [PageBreak()]
+    return story + [BreakOnPageOne()]
 
 
 # --- the details -------------------------------------------------------------------------------
@@ -323,6 +341,63 @@ def verdict_details(results: Results, v: RateVerdict, styles) -> list:
     return story + bullets(T.quantization_cost(results, v), styles)
 
 
+def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, styles) -> Table:
+    """cell × K of mean ± std over seeds of ``metric``, for every cell of both
+    sides; the default cells marked, the best mean of each side per K in bold."""
+    rows = rows_of(cell_summary, av.dataset, av.setting)
+    ks = sorted(int(k) for k in rows[rows["method"].isin(list(av.cells))]["K"].unique() if k > 0)
+    head = ["method", "cell", "seeds"] + [f"K = {k}" for k in ks]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    pick = np.nanmax if METRICS[metric][1] else np.nanmin
+    for method, cells in av.cells.items():
+        subs = [cell_rows(rows, cell).set_index("K") for cell in cells]
+        means = np.array([[sub.at[k, f"{metric}_mean"] if k in sub.index else np.nan for k in ks]
+                          for sub in subs], dtype=float).reshape(len(subs), len(ks))
+        finite = np.isfinite(means)
+        # a best only where the cells differ (a fine-tuned decoder leaves the codes, so the
+        # label metrics, as they were)
+        best = [pick(means[:, j]) if np.unique(means[finite[:, j], j]).size > 1 else np.nan
+                for j in range(len(ks))]
+        for i, (cell, sub) in enumerate(zip(cells, subs)):
+            seeds = sub["n_seeds"].astype(int)
+            row = [method, cell.name + (" (default)" if cell.is_default else ""),
+                   T.span(str(seeds.min()), str(seeds.max()))]
+            for j, k in enumerate(ks):
+                if not finite[i, j]:
+                    row.append("-")
+                    continue
+                value = T.fmt_mean_std(means[i, j], sub.at[k, f"{metric}_std"]).replace(
+                    " ± ", "<br/>± ")
+                row.append(Paragraph(f"<b>{value}</b>" if means[i, j] == best[j] else value,
+                                     styles["small"]))
+            data.append(row)
+    fixed = [0.14, 0.26, 0.07]
+    free = (1 - sum(fixed)) / max(len(ks), 1)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+
+
+def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, styles,
+                     counter: list) -> list:
+    """One group's ablation: what the cells are, the computed sentences, a table
+    per metric of every cell and K, and the figure of test MSE against K."""
+    record = results.records.get((av.dataset, av.setting), {})
+    story = [Paragraph(f"Ablation: the cells of {av.proposal.method} and {av.opponent.method}",
+                       styles["h2"]), para(T.ablation_intro(av, record), styles["body"])]
+    story += bullets(T.ablation_sentences(av), styles)
+    for metric in ABLATION_TABLE_METRICS:
+        if f"{metric}_mean" not in results.cell_summary:
+            continue
+        story += [Spacer(1, 4), KeepTogether([
+            Paragraph(f"Table: {METRICS[metric][0]} by cell ({direction(metric)})", styles["h3"]),
+            cell_table(results.cell_summary, av, metric, styles)])]
+    story.append(para(f"Mean ± std over seeds ({T.SUMMARY_CSV}); seeds: fewest to most over K; in "
+                      f"bold, the best cell of each method at each K (on the test split: reported, "
+                      f"not used for any verdict).", styles["caption"]))
+    png = draw_ablation_figure(results.cell_summary, av.dataset, av.setting, fig_dir,
+                               methods=tuple(av.cells))[0]
+    return story + figure_flowables([(ABLATION, png, caption(ABLATION))], styles, counter)
+
+
 def caption(name: str) -> str:
     """The caption of a figure: CAPTIONS, or its name for a figure added since."""
     return CAPTIONS.get(name, f"{name.replace('_', ' ').capitalize()} (drawn by the runner).")
@@ -336,9 +411,11 @@ def runner_figures(results: Results, dataset: str, setting: str, names) -> list[
 
 
 def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, setting: str,
-                  fig_dir: Path, styles, counter: list) -> list:
+                  fig_dir: Path, styles, counter: list,
+                  ablation: AblationVerdict | None = None) -> list:
     """One dataset and setting: each table with the figure of its metrics, the
-    comparisons of every contest, the unmatched methods, the other figures."""
+    comparisons of every contest, the ``ablation`` (when there is one), the
+    unmatched methods, the other figures."""
     summary = results.summary
     used = T.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
     story = [Paragraph(f"{dataset}, {setting} setting", styles["h1"]), para(
@@ -355,6 +432,8 @@ def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, s
         story += figure_flowables([items[name]] if name in items else [], styles, counter)
     for v in verdicts:
         story += verdict_details(results, v, styles)
+    if ablation is not None:
+        story += ablation_section(results, ablation, fig_dir, styles, counter)
     natural = T.natural_sentences(results, dataset, setting)
     if natural:
         story += [Paragraph("At natural bits: methods with more codes per image, and the "
@@ -380,14 +459,20 @@ def limitations_section(results: Results, styles) -> list:
 
 
 def build_story(results: Results, verdicts: list[RateVerdict], answer: T.ShortAnswer,
-                headline: io.BytesIO | None, fig_dir: Path, styles, extras=()) -> list:
-    """All sections, in order; ``extras``: report.text.Extra sections."""
+                headline: io.BytesIO | None, fig_dir: Path, styles, extras=(),
+                ablations: list[AblationVerdict] | None = None) -> list:
+    """All sections, in order; ``extras``: report.text.Extra sections;
+    ``ablations``: the groups' AblationVerdicts (default: computed here)."""
+    ablations = all_ablations(results) if ablations is None else ablations
     story = page_one(results, answer, headline, styles)
     story += methods_section(results, styles) + setup_section(results, styles)
     counter = [1]  # Figure 1 is the headline
     for dataset, setting in results.groups:
         mine = [v for v in verdicts if (v.dataset, v.setting) == (dataset, setting)]
-        story += group_section(results, mine, dataset, setting, fig_dir, styles, counter)
+        ablation = next((a for a in ablations if (a.dataset, a.setting) == (dataset, setting)),
+                        None)
+        story += group_section(results, mine, dataset, setting, fig_dir, styles, counter,
+                               ablation)
     return story + extras_sections(results, extras, styles) + limitations_section(results, styles)
 
 

@@ -9,6 +9,13 @@ both with at least two seeds; otherwise there is no clear winner. Seeds are
 also paired (the a-posteriori methods of one seed share that seed's VAE) and
 the number of seeds on which A is better is counted beside the rule.
 
+The a-posteriori methods come in ablation cells (utils.methods.VARIANT_COLUMNS:
+edge lengths, code vectors, decoder). Configurations are kept per (dataset,
+setting, method, cell, K) (:data:`GROUP_KEYS`); the main verdicts use each
+method's *default* cell (``utils.methods.variants(name)[0]``), fixed in advance,
+and :func:`ablation_verdict` measures what the other cells change (how much of
+the reconstruction gap between the proposal and k-means each factor closes).
+
 Verdicts are computed per (dataset, setting, rate) by :func:`rate_verdict`, for
 the :class:`Contest` of that rate: the proposal against the other quantized
 methods of the same rate in :data:`utils.methods.METHODS`. A new rate (the 7x7
@@ -34,6 +41,7 @@ import pandas as pd
 from utils import methods as M
 from utils.errors import UserError
 from utils.paths import ResultPaths
+from utils.results import summarize
 
 # metric column -> (short name, True when higher is better)
 METRICS = {
@@ -57,7 +65,9 @@ DETAIL_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usag
 # Geodesic distortion is what geodesic k-medoids minimises: reported, not used for the answer.
 ANSWER_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usage")
 RECONSTRUCTION_METRICS = ("test_mse", "test_bce")
-GROUP_KEYS = ["dataset", "setting", "method", "K"]
+CELL_COLUMNS = list(M.VARIANT_COLUMNS)
+# One configuration is kept per key: every ablation cell of a method is its own key.
+GROUP_KEYS = ["dataset", "setting", "method", *CELL_COLUMNS, "K"]
 CONFIG = "config_id"
 # An end-to-end codebook whose perplexity is below this used about one code.
 COLLAPSE_PERPLEXITY = 2.0
@@ -73,13 +83,16 @@ def direction(metric: str) -> str:
 class Results(NamedTuple):
     """The runner's files of one results folder, newest configuration only.
 
-    comparison : one row per dataset, setting, method, K and seed.
+    comparison : one row per dataset, setting, method, K and seed, each
+        method's default cell only (what the main verdicts use).
     summary : mean and std over seeds, the rows of those configurations.
     records : {(dataset, setting): run record dict, {} when absent}.
     groups : (dataset, setting) pairs, full before quick.
     ignored : rows of older configurations left out: dataset, setting,
-        method, K, config_id, n_rows (empty when there were none).
+        method, cell, K, config_id, n_rows (empty when there were none).
     root : the results folder.
+    cells : like ``comparison``, every ablation cell (the default ones included).
+    cell_summary : like ``summary``, every ablation cell.
     """
 
     comparison: pd.DataFrame
@@ -88,6 +101,8 @@ class Results(NamedTuple):
     groups: list
     ignored: pd.DataFrame
     root: Path
+    cells: pd.DataFrame
+    cell_summary: pd.DataFrame
 
 
 def read_csv(path: Path, results_dir: Path) -> pd.DataFrame:
@@ -96,7 +111,7 @@ def read_csv(path: Path, results_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path} missing; {fix}")
     try:
-        frame = pd.read_csv(path, dtype={CONFIG: str})
+        frame = pd.read_csv(path, dtype={CONFIG: str, **{c: str for c in CELL_COLUMNS}})
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
     if frame.empty:
@@ -118,13 +133,47 @@ def with_config_id(frame: pd.DataFrame, name: str, *, warn: bool = True) -> pd.D
     return frame
 
 
+def default_cell(method: str) -> dict:
+    """The cell the main verdicts use: ``utils.methods.variants(method)[0]``
+    (latent/medoid/frozen, centroid/frozen; empty for the other families)."""
+    return M.variants(method)[0]
+
+
+def all_cells(method: str) -> list[dict]:
+    """Every ablation cell that applies to ``method``, default first."""
+    vectors = tuple(dict.fromkeys(v for vs in M.CODE_VECTORS.values() for v in vs))
+    return M.variants(method, edge_lengths=M.EDGE_LENGTHS, code_vectors=vectors,
+                      decoders=M.DECODERS)
+
+
+def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the ablation columns as text; a value left empty (a row
+    written before the ablation existed) is that method's default cell."""
+    frame = frame.copy()
+    for col in CELL_COLUMNS:
+        frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
+    for method in frame["method"].unique():
+        rows = frame["method"] == method
+        for col, value in default_cell(method).items():
+            frame.loc[rows & (frame[col] == ""), col] = value
+    return frame
+
+
+def is_default(frame: pd.DataFrame) -> pd.Series:
+    """True for the rows of each method's default cell."""
+    defaults = pd.DataFrame([{"method": m, **default_cell(m)} for m in frame["method"].unique()],
+                            columns=["method", *CELL_COLUMNS])
+    marked = frame[["method", *CELL_COLUMNS]].merge(defaults, how="left", indicator=True)
+    return pd.Series((marked["_merge"] == "both").to_numpy(), index=frame.index)
+
+
 def newest_configs(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split comparison rows into the newest configuration of each (dataset,
-    setting, method, K) -- that of its last row, since rows are appended in
-    time order -- and the rest, so that no mean mixes configurations.
+    setting, method, cell, K) -- that of its last row, since rows are appended
+    in time order -- and the rest, so that no mean mixes configurations.
 
     Returns (kept rows, ignored: one row per left-out configuration with
-    dataset, setting, method, K, config_id and n_rows).
+    dataset, setting, method, cell, K, config_id and n_rows).
     """
     newest = comparison.groupby(GROUP_KEYS, sort=False)[CONFIG].last().rename("newest")
     marked = comparison.join(newest, on=GROUP_KEYS)
@@ -137,15 +186,21 @@ def newest_configs(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 
 def matching_summary(summary: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     """The summary rows of the configurations in ``kept`` (summary.csv holds one
-    row per configuration); a configuration it lacks is warned about."""
-    keys = kept[GROUP_KEYS + [CONFIG]].drop_duplicates()
-    out = summary.merge(keys, on=GROUP_KEYS + [CONFIG], how="inner")
-    missing = len(keys) - len(out[GROUP_KEYS + [CONFIG]].drop_duplicates())
-    if missing:
+    row per configuration). A configuration it lacks (the runner writes it at
+    the end of a run, so a run in progress leaves it behind) is summarised from
+    ``kept`` by the runner's own :func:`utils.results.summarize`, with a warning."""
+    on = GROUP_KEYS + [CONFIG]
+    keys = kept[on].drop_duplicates()
+    out = summary.merge(keys, on=on, how="inner")
+    have = out[on].drop_duplicates()
+    lacking = keys.merge(have, on=on, how="left", indicator=True)["_merge"] == "left_only"
+    if lacking.any():
         names = ResultPaths(Path())
-        warnings.warn(f"{names.summary.name} lacks {missing} configuration(s) of "
-                      f"{names.comparison.name}; rerun train/run_comparison.py to rewrite it",
-                      stacklevel=3)
+        warnings.warn(f"{names.summary.name} lacks {int(lacking.sum())} configuration(s) of "
+                      f"{names.comparison.name} (a run in progress writes it at its end); "
+                      f"they are summarised from {names.comparison.name}", stacklevel=3)
+        rows = kept.merge(keys[lacking.to_numpy()], on=on, how="inner")
+        out = pd.concat([out, with_cells(summarize(rows))], ignore_index=True)
     return out
 
 
@@ -173,21 +228,24 @@ def load_run_record(paths: ResultPaths, dataset: str, setting: str) -> dict:
 
 def load_results(results_dir: Path) -> Results:
     """comparison.csv, summary.csv and the run records of ``results_dir``, reduced
-    to the newest configuration of each (dataset, setting, method, K)."""
+    to the newest configuration of each (dataset, setting, method, cell, K);
+    ``comparison`` and ``summary`` hold the default cells, ``cells`` and
+    ``cell_summary`` every cell."""
     paths = ResultPaths(Path(results_dir))
     raw = read_csv(paths.comparison, paths.root)
     comparison = with_config_id(raw, paths.comparison.name)
     summary = read_csv(paths.summary, paths.root)
-    if CONFIG not in summary and (comparison[CONFIG] != "").any():
-        raise UserError(f"{paths.summary} has no {CONFIG} column but {paths.comparison.name} "
-                        f"has; rerun train/run_comparison.py to rewrite it")
-    summary = with_config_id(summary, paths.summary.name, warn=CONFIG in raw)
-    comparison = known_methods(comparison, paths.comparison.name)
+    # a summary.csv older than config_id stands for the configuration "" only
+    summary = with_config_id(summary, paths.summary.name, warn=False)
+    comparison = with_cells(known_methods(comparison, paths.comparison.name))
+    summary = with_cells(known_methods(summary, paths.summary.name))
     kept, ignored = newest_configs(comparison)
-    summary = matching_summary(known_methods(summary, paths.summary.name), kept)
+    summary = matching_summary(summary, kept)
     groups = result_groups(kept)
     records = {g: load_run_record(paths, *g) for g in groups}
-    return Results(kept, summary, records, groups, ignored, paths.root)
+    main_rows = kept[is_default(kept)].reset_index(drop=True)
+    main_summary = summary[is_default(summary)].reset_index(drop=True)
+    return Results(main_rows, main_summary, records, groups, ignored, paths.root, kept, summary)
 
 
 def rows_of(frame: pd.DataFrame, dataset: str, setting: str) -> pd.DataFrame:
@@ -246,6 +304,13 @@ def compare_methods(comparison: pd.DataFrame, dataset: str, setting: str, a: str
     rows = rows_of(comparison, dataset, setting)
     ks = sorted(k for k in rows["K"].unique() if k > 0)
     va, vb = (values_by_k_seed(rows, m, metric, ks) for m in (a, b))
+    return compare_values(va, vb, a, b, metric)
+
+
+def compare_values(va: pd.DataFrame, vb: pd.DataFrame, a: str, b: str,
+                   metric: str) -> pd.DataFrame:
+    """:func:`compare_at_k` at every K of both value frames (columns K, seed,
+    value), as :func:`compare_methods` returns it."""
     higher = METRICS[metric][1]
     out = [compare_at_k(va[va["K"] == k], vb[vb["K"] == k], a, b, higher) | {"K": int(k)}
            for k in sorted(set(va["K"]) & set(vb["K"]))]
@@ -432,3 +497,273 @@ def all_verdicts(results: Results) -> list[RateVerdict]:
             if v is not None:
                 out.append(v)
     return out
+
+
+# --- the ablation: what each cell of the a-posteriori methods changes -----------------
+
+class Cell(NamedTuple):
+    """One ablation cell of a method: its values of utils.methods.VARIANT_COLUMNS
+    ('' where a column does not apply, e.g. edge lengths for k-means)."""
+
+    method: str
+    edge_length: str = ""
+    code_vectors: str = ""
+    decoder: str = ""
+
+    @classmethod
+    def default(cls, method: str) -> "Cell":
+        """The method's default cell."""
+        return cls(method, **default_cell(method))
+
+    @property
+    def values(self) -> dict:
+        """{variant column: value}."""
+        return {c: getattr(self, c) for c in CELL_COLUMNS}
+
+    @property
+    def name(self) -> str:
+        """'latent/medoid/frozen' ('-' for a method without cells)."""
+        return "/".join(v for v in self.values.values() if v) or "-"
+
+    @property
+    def label(self) -> str:
+        """'geodesic-vae latent/medoid/frozen'."""
+        return f"{self.method} {self.name}"
+
+    @property
+    def is_default(self) -> bool:
+        return self.values == default_cell(self.method)
+
+    def switched(self, column: str, value: str) -> "Cell | None":
+        """This cell with ``column`` set to ``value``; None when that option does
+        not apply to the method (edge lengths or refined codes for k-means)."""
+        cell = self._replace(**{column: value})
+        return cell if cell.values in all_cells(self.method) else None
+
+
+# The factors of the ablation, each switched alone from the default cell: (column, value).
+FACTORS = (("edge_length", "decoder"), ("code_vectors", "refined"), ("decoder", "finetuned"))
+ABLATION_METRIC = "test_mse"
+ABLATION_LABEL_METRICS = ("nmi", "code_to_label_accuracy")
+FACTOR_COLUMNS = ["K", "gap", "gap_clear", "mean", "std", "change", "change_clear",
+                  "closed_pct", "closed_pct_both", "remaining", "remaining_clear"]
+
+
+def cell_rows(frame: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """The rows of one cell of one method."""
+    mask = frame["method"] == cell.method
+    for col, value in cell.values.items():
+        mask &= frame[col] == value
+    return frame[mask]
+
+
+def cells_present(frame: pd.DataFrame, method: str) -> tuple[Cell, ...]:
+    """The cells of ``method`` that have rows in ``frame``, default first, in
+    the order of utils.methods.variants."""
+    sub = frame[frame["method"] == method][CELL_COLUMNS]
+    have = {tuple(r) for r in sub.itertuples(index=False)}
+    return tuple(Cell(method, **c) for c in all_cells(method) if tuple(c.values()) in have)
+
+
+def compare_cells(cells: pd.DataFrame, dataset: str, setting: str, a: Cell, b: Cell,
+                  metric: str) -> pd.DataFrame:
+    """:func:`compare_methods` between two cells (of one method or two): winner,
+    better and the differences are stated with the cells' labels, a minus b."""
+    rows = rows_of(cells, dataset, setting)
+    ks = sorted(k for k in rows["K"].unique() if k > 0)
+    va, vb = (values_by_k_seed(cell_rows(rows, c), c.method, metric, ks) for c in (a, b))
+    return compare_values(va, vb, a.label, b.label, metric)
+
+
+def closed_share(gap: pd.Series, remaining: pd.Series) -> pd.Series:
+    """How much of ``gap`` is closed when it becomes ``remaining``, in % of the
+    gap (100: closed, 0: unchanged, < 0: widened, > 100: reversed); NaN for a
+    zero gap."""
+    gap = gap.astype(float)
+    return 100 * (gap - remaining.astype(float)) / gap.where(gap != 0)
+
+
+class Factor(NamedTuple):
+    """One factor switched alone from the proposal's default cell.
+
+    column, value : the factor (e.g. 'decoder', 'finetuned').
+    cell : the proposal's default cell with that factor switched.
+    opponent : the opponent's default cell switched alike (None where the
+        factor does not apply to it, e.g. edge lengths for k-means).
+    table : per K (:data:`FACTOR_COLUMNS`): gap (proposal minus opponent,
+        default cells) and gap_clear (beyond the spread); mean, std of ``cell``;
+        change (``cell`` minus the default) and change_clear; closed_pct (share
+        of the gap closed, the opponent at its default); closed_pct_both (the
+        opponent switched alike, NaN without ``opponent``); remaining (``cell``
+        minus the opponent it is measured against) and remaining_clear.
+    labels : {label metric: compare_cells table, ``cell`` against the default}.
+    """
+
+    column: str
+    value: str
+    cell: Cell
+    opponent: Cell | None
+    table: pd.DataFrame
+    labels: dict
+
+    @property
+    def explained(self) -> pd.Series:
+        """The share of the gap this factor explains at each K: against the
+        opponent switched alike where the factor applies to it (both sides get
+        the same help), else against its default."""
+        return self.table["closed_pct_both"] if self.opponent else self.table["closed_pct"]
+
+    @property
+    def explained_mean(self) -> float:
+        """:attr:`explained` averaged over the K where the gap is beyond the
+        spread (NaN when it is nowhere)."""
+        values = self.explained[self.table["gap_clear"].astype(bool)]
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if len(values) else math.nan
+
+
+def factor_effect(cells: pd.DataFrame, dataset: str, setting: str, base: Cell, opponent: Cell,
+                  column: str, value: str) -> Factor | None:
+    """The effect of switching ``column`` to ``value`` alone in ``base`` (None
+    when the proposal has no rows of that cell)."""
+    cell = base.switched(column, value)
+    rows = rows_of(cells, dataset, setting)
+    if cell is None or not len(cell_rows(rows, cell)):
+        return None
+    # where the factor applies to the opponent too, it gets the same help (closed_pct_both);
+    # while that cell has no rows yet, closed_pct_both is NaN
+    alike = opponent.switched(column, value)
+    mse = ABLATION_METRIC
+    gap = compare_cells(cells, dataset, setting, base, opponent, mse)
+    change = compare_cells(cells, dataset, setting, cell, base, mse)
+    table = gap[["K", "diff", "clear"]].rename(columns={"diff": "gap", "clear": "gap_clear"}).merge(
+        change[["K", "mean_a", "std_a", "diff", "clear"]].rename(
+            columns={"mean_a": "mean", "std_a": "std", "diff": "change", "clear": "change_clear"}),
+        on="K")
+    table["closed_pct"] = closed_share(table["gap"], table["gap"] + table["change"])
+    versus = alike if alike is not None else opponent
+    remaining = compare_cells(cells, dataset, setting, cell, versus, mse)[["K", "diff", "clear"]]
+    table = table.merge(remaining.rename(columns={"diff": "remaining", "clear": "remaining_clear"}),
+                        on="K", how="left")
+    table["closed_pct_both"] = (closed_share(table["gap"], table["remaining"]) if alike is not None
+                                else math.nan)
+    labels = {m: t for m in ABLATION_LABEL_METRICS
+              if len(t := compare_cells(cells, dataset, setting, cell, base, m))}
+    return Factor(column, value, cell, alike, table[FACTOR_COLUMNS].reset_index(drop=True), labels)
+
+
+BEST_COLUMNS = ["K", "cell", "mean", "std", "n"]
+
+
+def best_cells(cells: pd.DataFrame, dataset: str, setting: str, method: str,
+               metric: str = ABLATION_METRIC) -> pd.DataFrame:
+    """The cell of ``method`` with the best mean of ``metric`` at each K
+    (columns :data:`BEST_COLUMNS`, ``cell`` a :class:`Cell`). It is chosen on
+    the test split, so it is reported, never used for a verdict."""
+    rows = rows_of(cells, dataset, setting)
+    rows = rows[(rows["method"] == method) & (rows["K"] > 0)]
+    rows = rows[np.isfinite(rows[metric].astype(float))]
+    if not len(rows):
+        return pd.DataFrame(columns=BEST_COLUMNS)
+    stats = rows.groupby(["K", *CELL_COLUMNS])[metric].agg(["mean", "std", "count"]).reset_index()
+    higher = METRICS[metric][1]
+    out = []
+    for k, group in stats.groupby("K"):
+        best = group.loc[group["mean"].idxmax() if higher else group["mean"].idxmin()]
+        out.append({"K": int(k), "cell": Cell(method, *(best[c] for c in CELL_COLUMNS)),
+                    "mean": best["mean"], "std": best["std"], "n": int(best["count"])})
+    return pd.DataFrame(out, columns=BEST_COLUMNS)
+
+
+def cell_values(rows: pd.DataFrame, cell: Cell, metric: str, k: int) -> pd.DataFrame:
+    """One cell's values at K as columns seed, value."""
+    sub = cell_rows(rows, cell)
+    return sub[sub["K"] == k][["seed", metric]].rename(columns={metric: "value"})
+
+
+def compare_best(cells: pd.DataFrame, dataset: str, setting: str, best_a: pd.DataFrame,
+                 best_b: pd.DataFrame, metric: str = ABLATION_METRIC) -> pd.DataFrame:
+    """The best cell of one side against the best of the other at each K
+    (:func:`compare_at_k`; winner 'a', 'b' or 'none')."""
+    rows = rows_of(cells, dataset, setting)
+    higher = METRICS[metric][1]
+    out = []
+    for k in sorted(set(best_a["K"]) & set(best_b["K"])):
+        ca, cb = (b[b["K"] == k]["cell"].iloc[0] for b in (best_a, best_b))
+        va, vb = (cell_values(rows, c, metric, k) for c in (ca, cb))
+        out.append(compare_at_k(va, vb, "a", "b", higher) | {"K": int(k)})
+    return pd.DataFrame(out, columns=COMPARE_COLUMNS)
+
+
+class AblationVerdict(NamedTuple):
+    """The ablation of one (dataset, setting): the proposal's and its
+    a-posteriori opponent's cells, measured from their default cells.
+
+    proposal, opponent : the two default cells (the main verdict's).
+    cells : {method: cells present}, default first.
+    gap : compare_cells table of the default cells on MSE (proposal minus opponent).
+    factors : the :class:`Factor` of each of :data:`FACTORS` whose cell is present.
+    best : {method: best_cells table on MSE}; best_gap: compare_best of the two.
+    n_seeds : (fewest, most) seeds of any cell at any K.
+    """
+
+    dataset: str
+    setting: str
+    proposal: Cell
+    opponent: Cell
+    cells: dict
+    gap: pd.DataFrame
+    factors: tuple
+    best: dict
+    best_gap: pd.DataFrame
+    n_seeds: tuple
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return tuple(int(k) for k in self.gap["K"])
+
+    @property
+    def most(self) -> Factor | None:
+        """The factor that explains the largest share of the gap (mean of
+        :attr:`Factor.explained_mean`), None when none closes any of it or the
+        gap is nowhere beyond the spread."""
+        ranked = [f for f in self.factors if np.isfinite(f.explained_mean)]
+        best = max(ranked, key=lambda f: f.explained_mean, default=None)
+        return best if best is not None and best.explained_mean > 0 else None
+
+
+def has_ablation(cells: pd.DataFrame, dataset: str, setting: str) -> bool:
+    """True when the results of a group hold a cell other than a default one."""
+    rows = rows_of(cells, dataset, setting)
+    return bool(len(rows)) and not is_default(rows).all()
+
+
+def ablation_verdict(results: Results, dataset: str, setting: str,
+                     contest: Contest | None = None) -> AblationVerdict | None:
+    """The ablation of ``contest`` (default: the image rate's) on one group: the
+    proposal against its first a-posteriori opponent. None without non-default
+    cells or without both default cells."""
+    contest = contest or contest_for(M.get(M.PROPOSAL).rate)
+    if (contest is None or not contest.ablations
+            or not has_ablation(results.cells, dataset, setting)):
+        return None
+    cells = results.cells
+    rows = rows_of(cells, dataset, setting)
+    base, opponent = Cell.default(contest.proposal), Cell.default(contest.ablations[0])
+    gap = compare_cells(cells, dataset, setting, base, opponent, ABLATION_METRIC)
+    if not len(gap):
+        return None
+    factors = tuple(f for column, value in FACTORS
+                    if (f := factor_effect(cells, dataset, setting, base, opponent, column, value)))
+    present = {m: cells_present(rows, m) for m in (base.method, opponent.method)}
+    best = {m: best_cells(cells, dataset, setting, m) for m in present}
+    best_gap = compare_best(cells, dataset, setting, best[base.method], best[opponent.method])
+    both = rows[rows["method"].isin(list(present)) & (rows["K"] > 0)]
+    counts = both.groupby(["method", *CELL_COLUMNS, "K"])["seed"].nunique()
+    return AblationVerdict(dataset, setting, base, opponent, present, gap, factors, best,
+                           best_gap, (int(counts.min()), int(counts.max())))
+
+
+def all_ablations(results: Results) -> list[AblationVerdict]:
+    """The ablation of every (dataset, setting) that has one, groups in order."""
+    return [a for g in results.groups if (a := ablation_verdict(results, *g)) is not None]

@@ -7,7 +7,17 @@ designed outcome: the proposal is clearly better than both opponents on MSE and
 BCE, clearly worse on NMI and tied (within the seed spread) on code-to-label
 accuracy; usage is clearly better than the end-to-end baseline's and equal to
 the ablation's. An older configuration of the end-to-end baseline, in which it
-would win on MSE, comes first in comparison.csv and must be ignored.
+would win on MSE, comes first in comparison.csv and must be ignored; so must,
+for the main verdict, the ablation cells appended after the default ones, which
+would flip it (every other cell of the proposal worse than every method on MSE
+and better on NMI, k-means with a fine-tuned decoder better than the proposal).
+
+The ablation itself is tested on its own frame (:func:`designed_ablation`):
+at the default cells the proposal's MSE is 25% above k-means'; switched alone,
+decoder edge lengths close 0% of that gap, refined code vectors 30%, a
+fine-tuned decoder 80% -- and 0% once k-means' decoder is fine-tuned too, so
+refined code vectors explain most of it; decoder edges raise NMI beyond the
+spread and leave code-to-label accuracy unchanged.
 """
 from __future__ import annotations
 
@@ -28,7 +38,8 @@ from report.figures import figure_stem
 from train.run_comparison import COLUMNS, write_summary
 from utils import methods as M
 from utils.cli import run_main
-from utils.paths import RUNNER_FIGURES, SUMMARY_FIGURES, ResultPaths
+from utils.paths import RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, SUMMARY_FIGURES, ResultPaths
+from utils.results import summarize
 
 P = M.PROPOSAL
 ABL, E2E = M.OPPONENTS  # the ablation, then the end-to-end baseline
@@ -48,26 +59,33 @@ BASE = {
 
 
 def synthetic_rows(dataset: str, setting: str, used: str, *, methods=tuple(M.METHODS),
-                   config_id: str = NEW, scale: dict | None = None) -> list[dict]:
+                   config_id: str = NEW, scale: dict | None = None, cell: V.Cell | None = None,
+                   means: dict | None = None) -> list[dict]:
     """One row per method, K and seed, with the designed outcome (``scale``
-    multiplies a method's MSE)."""
+    multiplies a method's MSE); each method's default cell, or ``cell`` (of the
+    one method in ``methods``) with ``means`` ({metric: mean}) replacing BASE's."""
     rows = []
     for method in methods:
+        values = (cell or V.Cell.default(method)).values
         for K in M.get(method).codebook_sizes(KS):
             for seed in SEEDS:
                 offset = (-1, 0, 1)[seed] * 0.02
                 row = {c: np.nan for c in COLUMNS}
-                for metric, means in BASE.items():
-                    if method in means:
-                        row[metric] = means[method] * (1 + offset)
+                for metric, by_method in BASE.items():
+                    if method in by_method:
+                        row[metric] = by_method[method] * (1 + offset)
+                for metric, mean in (means or {}).items():
+                    row[metric] = mean * (1 + offset)
                 row["test_mse"] *= (scale or {}).get(method, 1.0)
                 row["test_bce"] = row["test_mse"] * 1000
                 row["psnr"] = -10 * np.log10(row["test_mse"])
                 row["bits_per_image"] = M.get(method).bits(K) if K else np.nan
                 if method in M.matched():
                     row.update(ari=row["nmi"] / 2, purity=row["nmi"] + 0.1, intra_inter_ratio=0.5)
-                row.update(dataset=dataset, setting=setting, method=method, K=K, seed=seed,
-                           config_hash=f"{config_id}{method[:3]}{K}{seed}", config_id=config_id,
+                tag = "".join(values.values())
+                row.update(values, dataset=dataset, setting=setting, method=method, K=K, seed=seed,
+                           config_hash=f"{config_id}{method[:3]}{tag}{K}{seed}",
+                           config_id=config_id + (tag if cell else ""),
                            dataset_used=used, epochs=10, n_neighbors=10, n_train=4000,
                            n_test=1000, fit_seconds=2.0, eval_seconds=1.0, wall_seconds=3.0)
                 rows.append(row)
@@ -91,12 +109,58 @@ def write_results(results: Path, rows: list[dict], groups=()) -> ResultPaths:
     return paths
 
 
+def other_cells(method: str) -> list[V.Cell]:
+    """Every ablation cell of ``method`` but its default."""
+    return [V.Cell(method, **c) for c in V.all_cells(method)[1:]]
+
+
+def flipping_cells(dataset: str, setting: str, used: str) -> list[dict]:
+    """Ablation cells that would flip the main verdict were they mixed into it:
+    every other cell of the proposal far worse on MSE and better on NMI than
+    every method, k-means with a fine-tuned decoder better than the proposal."""
+    rows = []
+    for cell in other_cells(P):
+        rows += synthetic_rows(dataset, setting, used, methods=(P,), cell=cell,
+                               means={"test_mse": 0.09, "nmi": 0.7})
+    for cell in other_cells(ABL):
+        rows += synthetic_rows(dataset, setting, used, methods=(ABL,), cell=cell,
+                               means={"test_mse": 0.02})
+    return rows
+
+
 def standard_rows() -> list[dict]:
     """mnist (fell back to mnist-5k), full setting, with an older configuration of
-    the end-to-end baseline written first. (One group: every figure costs seconds.)"""
+    the end-to-end baseline written first and ablation cells last. (One group:
+    every figure costs seconds.)"""
     old = synthetic_rows("mnist", "full", "mnist-5k", methods=(E2E,), config_id=OLD,
                          scale={E2E: 0.1})
-    return old + synthetic_rows("mnist", "full", "mnist-5k")
+    return (old + synthetic_rows("mnist", "full", "mnist-5k")
+            + flipping_cells("mnist", "full", "mnist-5k"))
+
+
+# The designed ablation: cell name -> (MSE, NMI) of the proposal; k-means' cells' MSE.
+DESIGNED_P = {"latent/medoid/frozen": (0.050, 0.40),     # the default; 25% above k-means
+              "decoder/medoid/frozen": (0.050, 0.50),    # edges: 0% of the gap, NMI up
+              "latent/refined/frozen": (0.047, 0.40),    # refined: 30%
+              "latent/medoid/finetuned": (0.042, 0.40),  # fine-tuned: 80% (0% vs k-means tuned)
+              "decoder/refined/frozen": (0.047, 0.50),
+              "decoder/medoid/finetuned": (0.042, 0.50),
+              "latent/refined/finetuned": (0.039, 0.40),
+              "decoder/refined/finetuned": (0.030, 0.50)}  # the best, last: it would flip
+DESIGNED_ABL = {"centroid/frozen": 0.040, "centroid/finetuned": 0.032}
+
+
+def designed_ablation(dataset: str = "fashion-mnist") -> list[dict]:
+    """The designed ablation (module docstring), default cells first."""
+    rows = synthetic_rows(dataset, "full", dataset, methods=(E2E, REF))
+    for cell in (V.Cell.default(P), *other_cells(P)):
+        mse, nmi = DESIGNED_P[cell.name]
+        rows += synthetic_rows(dataset, "full", dataset, methods=(P,), cell=cell,
+                               means={"test_mse": mse, "nmi": nmi})
+    for cell in (V.Cell.default(ABL), *other_cells(ABL)):
+        rows += synthetic_rows(dataset, "full", dataset, methods=(ABL,), cell=cell,
+                               means={"test_mse": DESIGNED_ABL[cell.name]})
+    return rows
 
 
 def pdf_pages(path: Path) -> list[str]:
@@ -124,6 +188,11 @@ def page_extents(path: Path) -> list[tuple[float, int]]:
         inside = [y for y in ys if layout.PAGE_MARGIN - 2 <= y <= A4[1] - layout.PAGE_MARGIN + 2]
         out.append(((max(inside) - min(inside)) / layout.FRAME_HEIGHT if inside else 0.0, images[0]))
     return out
+
+
+def whole_count(pages: list[str], words: str) -> int:
+    """How often ``words`` occur in the PDF's text."""
+    return " ".join(pages).count(" ".join(words.split()))
 
 
 def squash(md: str) -> str:
@@ -222,18 +291,50 @@ def test_newest_configuration_of_each_key_is_kept():
     rows = [{"dataset": "d", "setting": "full", "method": m, "K": k, "seed": s, "config_id": c}
             for c in ("a", "b") for m, k in ((P, 16), (ABL, 16)) for s in (0, 1)
             if not (c == "b" and m == ABL)]
-    frame = pd.DataFrame(rows)
+    frame = V.with_cells(pd.DataFrame(rows))
     kept, ignored = V.newest_configs(frame)
     assert set(zip(kept["method"], kept["config_id"])) == {(P, "b"), (ABL, "a")}
     assert len(kept) == 4
     assert ignored[["method", "K", "config_id", "n_rows"]].values.tolist() == [[P, 16, "a", 2]]
 
 
+def test_each_cell_keeps_its_own_newest_configuration():
+    """Regression: with one key per (method, K) the newest row's cell won, an
+    arbitrary one; every cell is its own key now."""
+    tuned = {"edge_length": "latent", "code_vectors": "medoid", "decoder": "finetuned"}
+    rows = [{"dataset": "d", "setting": "full", "method": P, "K": 16, "seed": s, "config_id": c,
+             **cell}
+            for c, cell in (("old", {}), ("new", {}), ("tuned", tuned)) for s in (0, 1)]
+    kept, ignored = V.newest_configs(V.with_cells(pd.DataFrame(rows)))
+    assert sorted(set(zip(kept["decoder"], kept["config_id"]))) == [("finetuned", "tuned"),
+                                                                    ("frozen", "new")]
+    assert ignored["config_id"].tolist() == ["old"]
+
+
+def test_rows_without_cells_are_the_default_cells():
+    frame = V.with_cells(pd.DataFrame({"method": [P, ABL, E2E, P],
+                                       "decoder": [np.nan, "", np.nan, "finetuned"]}))
+    assert frame[V.CELL_COLUMNS].values.tolist() == [
+        ["latent", "medoid", "frozen"], ["", "centroid", "frozen"], ["", "", ""],
+        ["latent", "medoid", "finetuned"]]
+    assert V.is_default(frame).tolist() == [True, True, True, False]
+    assert V.Cell.default(P) == V.Cell(P, **M.variants(P)[0])
+
+
+def test_a_factor_applies_only_where_the_method_has_it():
+    assert V.Cell.default(P).switched("decoder", "finetuned").name == "latent/medoid/finetuned"
+    assert V.Cell.default(ABL).switched("decoder", "finetuned").name == "centroid/finetuned"
+    assert V.Cell.default(ABL).switched("edge_length", "decoder") is None
+    assert V.Cell.default(ABL).switched("code_vectors", "refined") is None
+    assert len(V.all_cells(P)) == 8 and len(V.all_cells(ABL)) == 2 and V.all_cells(E2E) == [
+        {"edge_length": "", "code_vectors": "", "decoder": ""}]
+
+
 def test_missing_config_id_is_one_configuration_with_a_warning():
     with pytest.warns(UserWarning, match="no config_id column"):
         frame = V.with_config_id(pd.DataFrame({"method": [P, P]}), "comparison.csv")
     assert frame["config_id"].tolist() == ["", ""]
-    kept, ignored = V.newest_configs(frame.assign(dataset="d", setting="full", K=16))
+    kept, ignored = V.newest_configs(V.with_cells(frame.assign(dataset="d", setting="full", K=16)))
     assert len(kept) == 2 and ignored.empty
 
 
@@ -273,6 +374,133 @@ def test_collapsed_codebook_is_found():
     assert V.collapsed_codebooks(summary, "d", "full") == {E2E: [16]}
 
 
+# --- the ablation ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def designed(tmp_path_factory):
+    """The designed ablation's results folder, loaded (no PDF)."""
+    root = tmp_path_factory.mktemp("ablation")
+    return V.load_results(write_results(root, designed_ablation()).root)
+
+
+def test_ablation_numbers_of_the_designed_outcome(designed):
+    av = V.ablation_verdict(designed, "fashion-mnist", "full")
+    assert av.proposal == V.Cell.default(P) and av.opponent == V.Cell.default(ABL)
+    assert av.ks == KS and av.n_seeds == (3, 3)
+    assert {m: len(c) for m, c in av.cells.items()} == {P: 8, ABL: 2}
+    assert av.gap["diff"].tolist() == pytest.approx([0.010] * 3, rel=1e-4)
+    assert av.gap["rel_pct"].tolist() == pytest.approx([25.0] * 3, rel=1e-4)
+    assert av.gap["clear"].all()
+    factors = {f.column: f for f in av.factors}
+    assert [(f.column, f.value) for f in av.factors] == list(V.FACTORS)
+    edges, refined, tuned = factors["edge_length"], factors["code_vectors"], factors["decoder"]
+    assert edges.cell.name == "decoder/medoid/frozen" and edges.opponent is None
+    assert edges.table["closed_pct"].tolist() == pytest.approx([0, 0, 0], abs=1e-6)
+    assert not edges.table["change_clear"].any() and edges.table["remaining_clear"].all()
+    assert refined.table["closed_pct"].tolist() == pytest.approx([30] * 3, rel=1e-4)
+    assert refined.table["change_clear"].all()  # 0.003 > 0.02 x (0.047 + 0.050)
+    assert np.isnan(refined.table["closed_pct_both"]).all()
+    # the fine-tuned decoder closes 80% alone, none once k-means gets it too
+    assert tuned.opponent.name == "centroid/finetuned"
+    assert tuned.table["closed_pct"].tolist() == pytest.approx([80] * 3, rel=1e-4)
+    assert tuned.table["closed_pct_both"].tolist() == pytest.approx([0, 0, 0], abs=1e-4)
+    assert tuned.table["remaining"].tolist() == pytest.approx([0.010] * 3, rel=1e-4)
+    assert tuned.table["remaining_clear"].all()
+    assert av.most is refined and refined.explained_mean == pytest.approx(30, rel=1e-4)
+    # decoder edges raise NMI beyond the spread, leave code-to-label accuracy alone
+    assert (edges.labels["nmi"]["winner"] == edges.cell.label).all()
+    assert (edges.labels["code_to_label_accuracy"]["winner"] == "none").all()
+    # the best cells, reported: the proposal's ends 1.5 points of MSE lower than k-means' best
+    assert {c.name for c in av.best[P]["cell"]} == {"decoder/refined/finetuned"}
+    assert {c.name for c in av.best[ABL]["cell"]} == {"centroid/finetuned"}
+    assert av.best_gap["diff"].tolist() == pytest.approx([-0.002] * 3, rel=1e-4)
+    assert (av.best_gap["winner"] == "a").all()
+
+
+def test_ablation_sentences_of_the_designed_outcome(designed):
+    (av,) = V.all_ablations(designed)
+    item = text.ablation_item(av)
+    assert item.startswith("**fashion-mnist, ablation** (full setting, 8 of 8 geodesic-vae cells "
+                           "and 2 of 2 kmeans-vae cells, K = 16 to 256, 3 seeds per cell)")
+    assert f"{P}'s MSE is 25.0% higher than {ABL}'s (beyond the spread at every K)" in item
+    assert ("decoder edge lengths 0% (within the spread); refined code vectors 30% (beyond the "
+            "spread); a fine-tuned decoder 80% (beyond the spread), 0% once kmeans-vae gets it too "
+            "(gap left beyond the spread).") in item
+    assert "The largest share is explained by refined code vectors: 30% on average" in item
+    assert ("Decoder-aware geodesics (decoder edge lengths against latent ones) change NMI "
+            "(better at K = 16, 64, 256) beyond the spread, not code-to-label accuracy.") in item
+    best = text.best_sentence(av)
+    assert f"{P} decoder/refined/finetuned and {ABL} centroid/finetuned" in best
+    assert f"{P}'s MSE is 6.3% lower than {ABL}'s, beyond the spread at every K" in best
+    details = " ".join(text.ablation_sentences(av))
+    assert "K = 16: change -0.008 (beyond the spread), closes 80%, against centroid/finetuned 0%" in details
+    # the page-1 answer carries it after the dataset's verdict
+    answer = text.short_answer(designed, V.all_verdicts(designed), ablations=[av])
+    assert answer.items[-1] == item and len(answer.items) == 2
+    assert "default cell (geodesic-vae with latent edge lengths, medoid code vectors and the " \
+           "frozen decoder; kmeans-vae with centroid code vectors and the frozen decoder)" in answer.note
+
+
+def test_no_factor_is_credited_with_a_gap_within_the_spread(monkeypatch, tmp_path):
+    # k-means' default 1% below the proposal's: within the seed spread (2% of each mean)
+    monkeypatch.setitem(DESIGNED_ABL, "centroid/frozen", 0.0495)
+    results = V.load_results(write_results(tmp_path, designed_ablation()).root)
+    (av,) = V.all_ablations(results)
+    assert not av.gap["clear"].any() and av.most is None
+    assert all(np.isnan(f.explained_mean) for f in av.factors)
+    assert text.most_sentence(av) == ("The gap is nowhere beyond the spread, so no factor is "
+                                      "credited with closing it.")
+    assert "(beyond the spread at no K)" in text.ablation_item(av)
+
+
+def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
+    """The designed ablation's last cells (appended after the defaults) would make
+    the proposal better on MSE than k-means; the main verdict stays at the defaults."""
+    defaults = [r for r in designed_ablation() if V.Cell(r["method"], r["edge_length"],
+                                                         r["code_vectors"], r["decoder"]).is_default]
+    alone = V.load_results(write_results(tmp_path, defaults).root)
+    (v,), (w,) = V.all_verdicts(designed), V.all_verdicts(alone)
+    assert v.against[ABL].groups == w.against[ABL].groups
+    assert "test_mse" in v.against[ABL].groups["worse"]
+    mse = v.against[ABL].tables["test_mse"]
+    assert mse["mean_a"].tolist() == pytest.approx([0.050] * 3, rel=1e-4)
+    assert set(designed.comparison["decoder"]) == {"frozen", ""}
+    assert len(designed.cells) > len(designed.comparison)
+    assert V.ablation_verdict(alone, "fashion-mnist", "full") is None
+
+
+def test_no_ablation_section_without_other_cells(tmp_path):
+    results = V.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
+    assert V.all_ablations(results) == [] and not V.has_ablation(results.cells, "mnist", "full")
+    answer = text.short_answer(results, V.all_verdicts(results))
+    assert len(answer.items) == 1 and "ablation" not in answer.items[0].split(":")[0]
+    assert "The ablation section" not in text.cells_rule(results)
+
+
+def test_a_summary_behind_comparison_is_completed_from_it(tmp_path):
+    """A run in progress writes summary.csv at its end: the configurations it
+    lacks are summarised from comparison.csv (the runner's summarize), with a warning."""
+    rows = designed_ablation()
+    paths = write_results(tmp_path, rows)
+    full = pd.read_csv(paths.summary)
+    stale = full[full["decoder"].fillna("") != "finetuned"].drop(columns=["config_id"])
+    stale.to_csv(paths.summary, index=False)
+    with pytest.warns(UserWarning, match="summary.csv lacks .* summarised from comparison.csv"):
+        results = V.load_results(paths.root)
+    tuned = results.cell_summary[results.cell_summary["decoder"] == "finetuned"]
+    expected = summarize(pd.DataFrame(rows, columns=COLUMNS).query("decoder == 'finetuned'"))
+    assert len(tuned) == len(expected) == 5 * len(KS)
+    assert sorted(tuned["test_mse_mean"]) == pytest.approx(sorted(expected["test_mse_mean"]))
+
+
+def test_runner_figures_have_captions():
+    assert set(RUNNER_FIGURE_CAPTIONS) == set(RUNNER_FIGURES)
+    assert layout.caption("interpolation") == (
+        "Interpolations between test images: the VAE decoding of the straight latent line and of "
+        "the shortest k-NN-graph path with latent and with decoder edge lengths.")
+    assert "ablation" in SUMMARY_FIGURES and "greens" in layout.caption("ablation")
+
+
 # --- verdicts, text and README on the fixture folder --------------------------------------
 
 def test_verdicts_of_the_fixture(built):
@@ -294,6 +522,9 @@ def test_verdicts_of_the_fixture(built):
     assert results.ignored[["method", "config_id"]].drop_duplicates().values.tolist() == [[E2E, OLD]]
     assert int(results.ignored["n_rows"].sum()) == len(KS) * len(SEEDS)
     assert set(results.summary["config_id"]) == {NEW}
+    # the flipping ablation cells are there, and out of the main verdict
+    assert V.is_default(results.comparison).all() and not V.is_default(results.cells).all()
+    assert [(a.dataset, len(a.factors)) for a in V.all_ablations(results)] == [("mnist", 3)]
     assert "older configuration ignored" in text.setup_facts(results, "mnist", "full")[
         "older configurations"]
 
@@ -360,8 +591,8 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
                        lambda res, frame, styles: [layout.para("**extra** details", styles["body"])])
     verdicts = V.all_verdicts(results)
     styles = layout.make_styles()
-    assert text.short_answer(results, verdicts, [extra]).items == [text.answer_item(v)
-                                                                  for v in verdicts]
+    assert text.short_answer(results, verdicts, [extra]).items == text.short_answer(
+        results, verdicts).items
     assert layout.extras_sections(results, [extra], styles) == []
     pd.DataFrame({"a": [1, 2]}).to_csv(extra_csv, index=False)
     try:
@@ -428,7 +659,9 @@ def test_headings_in_order(built):
     _, _, pages = built
     whole = " ".join(pages)
     headings = ["Question", "Answer", "Methods and bit budgets", "How a winner is called",
-                "Set-up", "mnist, full setting", "At matched bits", "Limitations"]
+                "Set-up", "mnist, full setting", "At matched bits",
+                f"Ablation: the cells of {P} and {ABL}", "Table: MSE by cell",
+                "Table: code-to-label accuracy by cell", "Table: NMI by cell", "Limitations"]
     at = 0
     for heading in headings:  # each found after the one before
         at = whole.find(heading, at)
@@ -448,9 +681,10 @@ def test_setup_and_limitations_are_computed(built):
 
 def test_figures_written_as_png_and_pdf(built):
     paths, _, pages = built
-    for name in SUMMARY_FIGURES:
+    for name in SUMMARY_FIGURES:  # the fixture has ablation cells, so the ablation figure too
         for ext in ("png", "pdf"):
             assert (paths.figures / f"{figure_stem(name, 'mnist', 'full')}.{ext}").stat().st_size
+    assert whole_count(pages, layout.caption("ablation")) == 1
     # the runner's codebook figure is present for full only; absent ones are skipped silently
     whole = " ".join(pages)
     assert whole.count(layout.caption(RUNNER_FIGURES[0])) == 1
@@ -467,6 +701,7 @@ def test_single_seed_and_missing_methods_still_build(tmp_path):
     assert f"no answer: {P} has no matched-bits opponent" in whole
     assert "1 seed, so the spread cannot be estimated" in whole
     assert "device not recorded" in whole
+    assert "Ablation" not in whole and "ablation section" not in whole  # no other cells
 
 
 def test_missing_results_exit_2_with_one_line(tmp_path, capsys):

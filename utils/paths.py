@@ -18,13 +18,26 @@ from typing import NamedTuple
 
 EXPERIMENTS = Path("experiments")
 RESULTS = EXPERIMENTS / "results"
+ABLATION = RESULTS / "ablation"  # the fair-fight ablation sweep (make ablation), its own folder
 WORK = EXPERIMENTS / "comparison"  # cached models of the comparison, by config hash
 REPORT_DIR = Path("report")
 SETTINGS = ("full", "quick")
 
 # Figures the runner draws from its models, and figures the report draws from summary.csv.
 RUNNER_FIGURES = ("codebooks", "reconstructions", "latent_map", "usage", "interpolation")
-SUMMARY_FIGURES = ("rate_distortion", "label_metrics", "metric_grid")
+SUMMARY_FIGURES = ("rate_distortion", "label_metrics", "metric_grid", "ablation")
+# The report's caption of each runner figure, named beside it so that a new figure brings its own.
+RUNNER_FIGURE_CAPTIONS = {
+    "codebooks": "Decoded codebooks of every method, side by side (drawn by the runner).",
+    "reconstructions": "Test images and their reconstructions by every method (drawn by the "
+                       "runner).",
+    "latent_map": "2-D map of the VAE latent means with the geodesic medoids and the k-means "
+                  "centroids (drawn by the runner).",
+    "usage": "Code-usage histograms (drawn by the runner).",
+    "interpolation": "Interpolations between test images: the VAE decoding of the straight "
+                     "latent line and of the shortest k-NN-graph path with latent and with "
+                     "decoder edge lengths.",
+}
 
 
 def stage_paths(out_dir: Path, stage: str, dataset: str) -> dict[str, Path]:
