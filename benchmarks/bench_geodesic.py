@@ -72,7 +72,7 @@ def load_latents(n_max: int) -> np.ndarray:
 
     from utils.datasets import load_dataset
 
-    images = load_dataset("fashion-mnist", "train", download=False).images
+    images = load_dataset("fashion-mnist", "train", download=False, val_fraction=0).images  # all 60,000
     flat = images.reshape(len(images), -1).numpy()
     return PCA(n_components=20, random_state=0).fit_transform(flat).astype(np.float64)[:n_max]
 

@@ -1,4 +1,4 @@
-"""Geodesic (k-NN graph) distances and geodesic k-medoids that scale to 10^5 points.
+"""Geodesic (k-NN graph) distances: the graph, its repair, and the searches on it.
 
 The geodesic distance between two latent codes is the length of the shortest
 path between them in the symmetric k-nearest-neighbour graph with Euclidean
@@ -8,14 +8,19 @@ Nonlinear Dimensionality Reduction", the Isomap distance). scikit-learn's
 N = 60,000); this module never does at scale:
 
 * :func:`knn_graph` and :func:`connect_components` build the same graph as
-  ``Isomap.fit`` (same neighbours, same repair of a disconnected graph).
+  ``Isomap.fit`` (same neighbours, same repair of a disconnected graph);
+  :class:`utils.ann.NeighborIndex` builds it with approximate neighbours
+  above 200,000 nodes and on unique vectors.
 * :func:`geodesic_distances` gives rows of the geodesic matrix (all pairs only
   below :data:`MAX_ALL_PAIRS` points).
-* :func:`geodesic_kmedoids` clusters the nodes with k-medoids under the
-  geodesic distance from sparse graph searches only; see its docstring for the
-  algorithm and its cost.
 * :func:`medoid_distance_rows` gives the (K, N) distances from the medoids
   that an out-of-sample quantizer needs.
+* :class:`_Top2` and :class:`_PrunedSearch` are the sparse searches that
+  :func:`utils.kmedoids.geodesic_kmedoids` is built from (nearest and second
+  nearest of many sources; searches confined by a 1-Lipschitz bound).
+
+Geodesic k-medoids itself lives in :mod:`utils.kmedoids`;
+``from utils.graph_tools import geodesic_kmedoids`` still works.
 
 All graphs are ``scipy.sparse`` matrices read as undirected, as
 ``scipy.sparse.csgraph.dijkstra(..., directed=False)`` reads them: an edge
@@ -24,10 +29,7 @@ included, which are zero-length edges between duplicate points).
 """
 from __future__ import annotations
 
-import contextlib
-import math
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,39 +40,15 @@ from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
 __all__ = [
     "MAX_ALL_PAIRS",
-    "GeodesicKMedoidsResult",
     "knn_graph",
     "connect_components",
     "geodesic_distances",
-    "geodesic_kmedoids",
     "medoid_distance_rows",
 ]
 
 #: Largest N for which :func:`geodesic_distances` returns all pairs when no
 #: ``sources`` are given: 10,000^2 float64 distances are already 800 MB.
 MAX_ALL_PAIRS = 10_000
-
-
-class GeodesicKMedoidsResult(NamedTuple):
-    """Result of :func:`geodesic_kmedoids`.
-
-    Attributes
-    ----------
-    medoids : ndarray of shape (K,), int64
-        Node indices of the medoids.
-    labels : ndarray of shape (N,), int64
-        Index into ``medoids`` (0..K-1) of each node's nearest medoid.
-    distances : ndarray of shape (N,)
-        Geodesic distance of each node to its medoid (float32 for a float32
-        graph, float64 otherwise).
-    loss : float
-        ``distances.sum()``, the k-medoids objective (total deviation).
-    """
-
-    medoids: np.ndarray
-    labels: np.ndarray
-    distances: np.ndarray
-    loss: float
 
 
 # ----------------------------------------------------------------------------
@@ -461,475 +439,47 @@ class _PrunedSearch:
         self.owner = np.zeros(batch_size * g.n, dtype=np.int32)  # scratch of _first_of_each
 
     def run(self, sources: np.ndarray, bound: np.ndarray):
-        """Return (source position, node, distance) for all region nodes, sorted by source then node."""
+        """Return (source position, node, distance) for all region nodes, grouped by source position."""
         g, n, buf = self.g, self.g.n, self.buf
         assert sources.size <= self.batch_size
-        keys = np.arange(sources.size, dtype=np.int64) * n + sources
-        keys = keys[bound[sources] > 0]
+        src = np.flatnonzero(bound[sources] > 0)
+        node = sources[src].astype(np.int64)
+        keys = src * n + node
         dist = np.zeros(keys.size)
         buf[keys] = 0.0
         touched = [keys]
         while keys.size:
-            node = keys % n
             rep, v, w = g.expand(node)
             d = dist[rep] + w
             keep = d < bound[v]
-            k = (keys - node)[rep[keep]] + v[keep]
-            d = d[keep]
+            node, d = v[keep], d[keep]
+            src = src[rep[keep]]
+            k = src * n + node
             better = d < buf[k]
-            k, d = k[better], d[better]
+            k, d, src, node = k[better], d[better], src[better], node[better]
             np.minimum.at(buf, k, d)
             win = d == buf[k]
-            keys, dist = k[win], d[win]
+            keys, dist, src, node = k[win], d[win], src[win], node[win]
             if keys.size:
                 first = _first_of_each(keys, self.owner)
-                keys, dist = keys[first], dist[first]
+                keys, dist, src, node = keys[first], dist[first], src[first], node[first]
                 touched.append(keys)
-        keys = np.unique(np.concatenate(touched))
+        keys = np.concatenate(touched)
+        keys = keys[_first_of_each(keys, self.owner)]
+        # group by source with a linear-time (radix) sort of the small source positions
+        pos = (keys // n).astype(np.int16 if self.batch_size < 2**15 else np.int64)
+        order = np.argsort(pos, kind="stable")
+        keys, pos = keys[order], pos[order].astype(np.int64)
         dist = buf[keys]
         buf[keys] = np.inf
-        return keys // n, keys % n, dist
+        return pos, keys - pos * n, dist
 
 
-# ----------------------------------------------------------------------------
-# Geodesic k-medoids
-# ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def _single_torch_thread(device: torch.device):
-    """Run small CPU tensor ops on one thread, then restore the setting.
+def __getattr__(name):
+    # geodesic k-medoids moved to utils.kmedoids; imported lazily because
+    # utils.kmedoids imports the searches above from this module
+    if name in ("geodesic_kmedoids", "GeodesicKMedoidsResult", "kmedoids_loss"):
+        from utils import kmedoids
 
-    The dense blocks here are small (<= a few 10^5 entries); torch's intra-op
-    thread pool then only adds wake-up latency, which on a busy 2-core machine
-    made single ops 10-1000x slower (measured: ``Tensor.min(dim)`` on a
-    (16, 64) tensor took 23 ms instead of 3 us).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _check_kmedoids_input(graph, n_clusters) -> sp.csr_matrix:
-    graph = _check_square(graph)
-    n = graph.shape[0]
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
-        raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}.")
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be at least 1, got K={n_clusters}.")
-    if n_clusters > n:
-        raise ValueError(f"K={n_clusters} is larger than the number of points N={n}; pass n_clusters <= {n}.")
-    n_components, _ = connected_components(graph, directed=False)
-    if n_components > 1:
-        raise ValueError(
-            f"the graph has {n_components} connected components, so some geodesic distances are infinite; "
-            "call connect_components(graph, X) first."
-        )
-    return graph
-
-
-def _kmedoids_plusplus(g: _Graph, n_clusters: int, rng: np.random.Generator, search: _PrunedSearch) -> np.ndarray:
-    """Geodesic k-medoids++ seeding (Arthur & Vassilvitskii, 2007, D^2 sampling).
-
-    Each new medoid is drawn with probability proportional to the squared
-    geodesic distance to the nearest medoid so far; that distance is updated by
-    a search confined to where the new medoid is nearer (it is 1-Lipschitz),
-    i.e. to the new medoid's cell.
-    """
-    n = g.n
-    medoids = np.empty(n_clusters, dtype=np.int64)
-    is_medoid = np.zeros(n, dtype=bool)
-    x = int(rng.integers(n))
-    # the first search covers the whole graph: scipy's Dijkstra is faster there
-    nearest = dijkstra(g.csr, directed=True, indices=x)
-    medoids[0] = x
-    is_medoid[x] = True
-    for k in range(1, n_clusters):
-        weight = nearest**2
-        total = weight.sum()
-        if total > 0:
-            x = int(rng.choice(n, p=weight / total))
-        else:  # only duplicates of medoids are left: any non-medoid will do
-            x = int(rng.choice(np.flatnonzero(~is_medoid)))
-        medoids[k] = x
-        is_medoid[x] = True
-        _, v, d = search.run(np.array([x]), nearest)
-        nearest[v] = d
-        nearest[x] = 0.0
-    return medoids
-
-
-#: Clusters are packed into dense blocks of about this many nodes: a block is
-#: (nodes, nodes), so packing more small clusters together only adds zeros.
-_GROUP_NODES = 256
-#: Most float64 entries of one dense block of within-cluster distances (128 MB).
-_BLOCK_ENTRIES = 2**24
-
-
-def _cluster_costs(sub: sp.csr_matrix, rows: np.ndarray, cluster_of: np.ndarray, device) -> np.ndarray:
-    """Summed distance from each of ``rows`` to the other members of its cluster.
-
-    ``sub`` is a block-diagonal graph (one block per cluster, positions
-    ``cluster_of``); distances are shortest paths inside each block, computed
-    for a chunk of rows at a time so that the dense (rows, nodes) block stays
-    below ``_BLOCK_ENTRIES`` entries. The masked row sums run on ``device``.
-    """
-    n_nodes = sub.shape[0]
-    cl = torch.as_tensor(cluster_of, device=device)
-    out = np.empty(rows.size)
-    step = max(1, _BLOCK_ENTRIES // max(n_nodes, 1))
-    for start in range(0, rows.size, step):
-        chunk = rows[start:start + step]
-        dist = torch.as_tensor(dijkstra(sub, directed=True, indices=chunk), device=device)
-        same = cl[torch.as_tensor(chunk, device=device)][:, None] == cl[None, :]
-        zero = torch.zeros((), dtype=dist.dtype, device=device)
-        out[start:start + chunk.size] = torch.where(same, dist, zero).sum(1).cpu().numpy()
-    return out
-
-
-def _update_medoids(g: _Graph, top2: _Top2, medoids: np.ndarray, *, n_candidates: int,
-                    device: torch.device) -> int:
-    """One medoid-update step of the alternating (Voronoi iteration) algorithm.
-
-    For every cluster, its ``n_candidates`` members closest to the current
-    medoid are scored by their summed distance to all members, with shortest
-    paths *inside* the cluster's subgraph. Those are upper bounds on the
-    geodesic distances, so a member whose bound beats the current medoid's
-    true cost (from ``top2``) really is better: the step never increases the
-    loss. Only members near the medoid are scored because the best one
-    rarely lies far from it (swaps handle the big moves), which makes the
-    step cost O(n_candidates N) instead of O(sum of squared cluster sizes).
-    Small clusters are packed into block-diagonal groups of about
-    ``_GROUP_NODES`` nodes, scored by one Dijkstra per group.
-
-    Returns the number of medoids moved (``medoids`` is updated in place).
-    """
-    n, K = g.n, medoids.size
-    label = top2.s1
-    # nodes cluster by cluster, each cluster from its medoid outwards
-    order = np.lexsort((top2.d1, label))
-    sizes = np.bincount(label, minlength=K)
-    starts = np.r_[0, np.cumsum(sizes)]
-    rank_in_cluster = np.arange(n) - np.repeat(starts[:-1], sizes)
-    current_cost = np.bincount(label, weights=top2.d1, minlength=K)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    coo = g.csr.tocoo()
-    intra = label[coo.row] == label[coo.col]
-    sub_all = sp.csr_matrix((coo.data[intra], (rank[coo.row[intra]], rank[coo.col[intra]])), shape=(n, n))
-    moved = 0
-    k = 0
-    while k < K:
-        k_end, total = k + 1, sizes[k]
-        while k_end < K and total + sizes[k_end] <= _GROUP_NODES:
-            total += sizes[k_end]
-            k_end += 1
-        lo, hi = starts[k], starts[k_end]
-        cluster_of = np.repeat(np.arange(k_end - k), sizes[k:k_end])
-        rows = np.flatnonzero(rank_in_cluster[lo:hi] < n_candidates)
-        costs = _cluster_costs(sub_all[lo:hi, lo:hi], rows, cluster_of, device)
-        # best row per cluster of the group
-        by_cluster = np.lexsort((costs, cluster_of[rows]))
-        first = np.flatnonzero(np.r_[True, np.diff(cluster_of[rows][by_cluster]) != 0])
-        for pos in by_cluster[first]:
-            kk = k + cluster_of[rows[pos]]
-            node = order[lo + rows[pos]]
-            if costs[pos] < current_cost[kk] * (1 - 1e-12) and node != medoids[kk]:
-                medoids[kk] = node
-                moved += 1
-        k = k_end
-    return moved
-
-
-def _swap_gains(s1, d1, d2, K, n_cand, cpos, v, d, *, device):
-    """FasterPAM's swap gains (Schubert & Rousseeuw, 2021, Alg. 2) for a batch of candidates.
-
-    Parameters
-    ----------
-    s1, d1, d2 : ndarray of shape (N,)
-        Slot of and distance to the nearest medoid, distance to the second.
-    K, n_cand : int
-    cpos, v, d : ndarray of shape (P,)
-        Candidate position, node and d(x, node) for every node with
-        d(x, node) < d2[node] (the only nodes that contribute).
-
-    Returns
-    -------
-    delta : ndarray of shape (n_cand, K)
-        Change of the loss when candidate c replaces the medoid in slot m
-        (negative = better).
-    """
-    near = d < d1[v]
-    t_near = torch.as_tensor(near, device=device)
-    t_d = torch.as_tensor(d, device=device)
-    t_d1 = torch.as_tensor(d1[v], device=device)
-    t_d2 = torch.as_tensor(d2[v], device=device)
-    t_c = torch.as_tensor(cpos, device=device)
-    # gain shared by all removals: the nodes that move to x
-    shared = torch.zeros(n_cand, dtype=torch.float64, device=device)
-    shared.index_add_(0, t_c[t_near], (t_d - t_d1)[t_near])
-    # per removed medoid: its removal loss (members fall back to their second
-    # medoid), corrected where x is nearer than that second medoid
-    removal = torch.as_tensor(np.bincount(s1, weights=d2 - d1, minlength=K), device=device)
-    corr = torch.zeros(n_cand * K, dtype=torch.float64, device=device)
-    corr.index_add_(0, t_c * K + torch.as_tensor(s1[v], device=device),
-                    torch.where(t_near, t_d1 - t_d2, t_d - t_d2))
-    return (removal[None, :] + corr.view(n_cand, K) + shared[:, None]).cpu().numpy()
-
-
-def _swap_pass(g: _Graph, top2: _Top2, medoids: np.ndarray, candidates: np.ndarray,
-               search: _PrunedSearch, *, batch_size: int, device: torch.device, progress=None) -> int:
-    """One pass of FasterPAM-style swaps (Schubert & Rousseeuw, 2021, Alg. 2) over ``candidates``.
-
-    FasterPAM's gain of swapping a non-medoid x in for medoid m needs, besides
-    the removal loss of every medoid, only the nodes o with d(x, o) < ds(o)
-    (ds: distance to the second-nearest medoid): ``_PrunedSearch`` finds
-    exactly those. Candidates are evaluated ``batch_size`` at a time; per batch
-    the (B, K) matrix of swap gains is accumulated on ``device`` and the
-    improving swaps are applied best first, skipping any whose region (searched
-    nodes plus the nodes that hold the removed medoid among their two nearest)
-    overlaps one already applied in this batch. Non-overlapping swaps change
-    the loss independently, so the loss falls by at least the sum of their
-    gains; this stands in for FasterPAM's eager one-at-a-time swaps. A skipped
-    candidate goes to the front of the next batch (once).
-
-    Returns the number of swaps made; ``medoids`` and ``top2`` are updated.
-    """
-    n, K = g.n, medoids.size
-    is_medoid = np.zeros(n, dtype=bool)
-    is_medoid[medoids] = True
-    retried = np.zeros(n, dtype=bool)
-    mark = np.zeros(n, dtype=bool)
-    swaps, pos = 0, 0
-    retry = np.empty(0, dtype=np.int64)
-    while pos < candidates.size or retry.size:
-        take = max(batch_size - retry.size, 0)
-        fresh = candidates[pos:pos + take]
-        pos += fresh.size
-        if progress is not None:
-            progress.update(fresh.size)
-        batch = np.concatenate([retry, fresh])
-        retry = np.empty(0, dtype=np.int64)
-        batch = batch[~is_medoid[batch]]
-        if not batch.size:
-            continue
-        d1 = top2.d1
-        # K = 1 has no second medoid: a finite stand-in larger than any
-        # distance gives FasterPAM's formula the right totals
-        d2 = top2.d2 if K > 1 else np.full(n, 2 * d1.max() + 1.0)
-        cpos, v, d = search.run(batch, d2)
-        delta = _swap_gains(top2.s1, d1, d2, K, batch.size, cpos, v, d, device=device)
-        gain = delta.min(axis=1)
-        # gains below round-off of the loss are not improvements
-        eps = 1e-10 * max(float(d1.sum()), 1e-300)
-        improving = np.flatnonzero(gain < -eps)
-        if not improving.size:
-            continue
-        improving = improving[np.argsort(gain[improving], kind="stable")]
-        seg = np.searchsorted(cpos, np.arange(batch.size + 1))
-        # blocked[m]: removing slot m would touch a region already changed in this batch
-        blocked = np.zeros(K, dtype=bool)
-        touched, slots, new_nodes, skipped = [], [], [], []
-        for c in improving:
-            region = v[seg[c]:seg[c + 1]]
-            if mark[region].any():
-                slot = -1
-            else:
-                # many far-away candidates want the same cheapest medoid: take
-                # the best slot still free rather than give up the candidate
-                gains = np.where(blocked, np.inf, delta[c])
-                slot = int(np.argmin(gains))
-                if not gains[slot] < -eps:
-                    slot = -1
-            if slot < 0:
-                if not retried[batch[c]]:
-                    retried[batch[c]] = True
-                    skipped.append(batch[c])
-                continue
-            holders = np.flatnonzero((top2.s1 == slot) | (top2.s2 == slot))
-            for nodes in (region, holders):
-                mark[nodes] = True
-                blocked[top2.s1[nodes]] = True
-                blocked[top2.s2[nodes][top2.s2[nodes] >= 0]] = True
-                touched.append(nodes)
-            slots.append(slot)
-            new_nodes.append(batch[c])
-        for t in touched:
-            mark[t] = False
-        retry = np.asarray(skipped, dtype=np.int64)
-        slots = np.asarray(slots, dtype=np.int64)
-        new_nodes = np.asarray(new_nodes, dtype=np.int64)
-        is_medoid[medoids[slots]] = False
-        is_medoid[new_nodes] = True
-        medoids[slots] = new_nodes
-        top2.replace(slots, new_nodes)
-        swaps += slots.size
-    return swaps
-
-
-def geodesic_kmedoids(graph, n_clusters: int, *, seed: int = 0, max_iter: int = 3, n_swap_passes: int = 10,
-                      candidate_fraction: float = 1.0, candidates_per_cluster: int = 32,
-                      batch_size: int | None = None, medoid_candidates: int = 16, tol: float = 1e-3,
-                      device=None, verbose: bool = False) -> GeodesicKMedoidsResult:
-    """k-medoids on the geodesic distance of a graph, without any N x N matrix.
-
-    Minimises the total deviation ``sum_i min_k d(i, m_k)`` over K medoid
-    nodes, d the shortest-path distance in the undirected ``graph``, to
-    within about 1 % of FasterPAM on the full geodesic matrix (measured on
-    PCA-20 Fashion-MNIST, N = 5,000 and 20,000, K = 64 and 512).
-
-    Algorithm
-    ---------
-    1. **Geodesic k-medoids++ seeding**: D^2 sampling (Arthur & Vassilvitskii,
-       2007, "k-means++") with ``numpy.random.default_rng(seed)``; each new
-       medoid updates the nearest-medoid distances by a search confined to
-       its own cell (:class:`_PrunedSearch`).
-    2. **Alternating** (Voronoi iteration; Park & Jun, 2009): assign every
-       node to its nearest medoid, then move each medoid to the best of the
-       ``medoid_candidates`` members nearest to it, scored by shortest paths
-       inside the cluster (upper bounds, so the loss never rises); at most
-       ``max_iter`` steps. Alone this stays 7-12 % above PAM.
-    3. **Swaps**: up to ``n_swap_passes`` passes of FasterPAM's swap rule
-       (Schubert & Rousseeuw, 2021, "Fast and eager k-medoids clustering",
-       Alg. 2) over fresh random candidates, ``candidate_fraction`` of the
-       nodes but at most ``candidates_per_cluster * K`` per pass, each pass
-       followed by one alternating step; stop when a pass lowers the loss by
-       less than ``tol`` (relative). The gain of swapping in x needs d(x, o)
-       only where d(x, o) < ds(o), ds the distance to o's second-nearest
-       medoid; ds is 1-Lipschitz, so a search from x pruned there is exact and
-       visits x's would-be cell and its border (~1.5 N/K nodes), not N.
-       Candidates are evaluated in batches (gains as a (B, K) tensor) and the
-       improving swaps of a batch whose regions do not overlap are all applied
-       (:func:`_swap_pass`).
-    4. The result is read off one multi-source Dijkstra
-       (``dijkstra(indices=medoids, min_only=True)``), independent of the
-       bookkeeping above.
-
-    The nearest and second-nearest medoid of every node are maintained by a
-    two-label multi-source search (:class:`_Top2`); after a swap only the
-    nodes that held the removed medoid, or that the new one enters, are
-    searched again.
-
-    Cost: with E ~ N k edges, the seeding and each alternating step touch
-    O(E) edges (plus ``medoid_candidates`` N for the cluster scores), a swap
-    pass about ``min(candidate_fraction N, candidates_per_cluster K) x 1.5
-    N/K x k`` edges, i.e. O(N k candidates_per_cluster) at most. Memory is
-    O(E + B N) with B = ``batch_size`` ((B, N) float64 and int32 scratch:
-    92 MB at N = 60,000, K = 512) and dense blocks of at most 2^24 float64; nothing is
-    N x N. Measured on 2 shared CPU cores (``benchmarks/results/geodesic.csv``):
-    N = 60,000, d = 20, k = 10, K = 512: 15 s for graph and fit, 0.83 GB
-    peak RSS (0.63 GB of it imports); N = 20,000: 2.3-2.8 s against 92 s and
-    9.8 GB for Isomap + FasterPAM, with the loss within 0.5 %.
-
-    Parameters
-    ----------
-    graph : sparse matrix of shape (N, N)
-        Connected neighbour graph (:func:`knn_graph` then
-        :func:`connect_components`), read as undirected.
-    n_clusters : int
-        Number of medoids K, 1 <= K <= N.
-    seed : int, default=0
-        Seed of the numpy Generator used for seeding and candidate order.
-    max_iter : int, default=3
-        Most alternating steps before the swap passes; 0 turns alternating
-        off (also between passes).
-    n_swap_passes : int, default=10
-        Most passes of swaps (``tol`` usually ends them after 3-6); 0 gives
-        k-medoids++ plus alternating only.
-    candidate_fraction : float, default=1.0
-        Fraction of the nodes tried as swap candidates per pass (a fresh random
-        subset each pass), capped by ``candidates_per_cluster``.
-    batch_size : int, optional
-        Swap candidates evaluated together; memory 8 N batch_size bytes.
-        Default ``clip(K // 4, 4, 256)``: roughly as many swaps fit side by
-        side as there are groups of neighbouring clusters.
-    medoid_candidates : int, default=16
-        Members (nearest to the medoid) scored per cluster in an alternating
-        step; more cost more and, measured, gain nothing once swaps follow.
-    candidates_per_cluster : int, default=32
-        Cap on swap candidates per pass, per medoid (K times this in all):
-        what finds the improving swaps is how many candidates land in each
-        cluster, and each candidate costs ~N/K, so this keeps a pass O(N k)
-        whatever K. Small problems (N <= 32 K) get full passes.
-    tol : float, default=1e-3
-        Stop the swap passes when one lowers the loss by less than this
-        fraction.
-    device : str or torch.device, optional
-        Where the dense parts (cluster distance blocks, swap gains) run; CPU by
-        default, e.g. ``"cuda"``. The graph searches always run on the CPU.
-    verbose : bool, default=False
-        Print the loss after each phase and a tqdm bar over swap candidates.
-
-    Returns
-    -------
-    GeodesicKMedoidsResult
-        ``(medoids (K,), labels (N,), distances (N,), loss)``.
-
-    Raises
-    ------
-    ValueError
-        K < 1 or K > N, a non-square graph, negative or non-finite edge
-        lengths, or a disconnected graph (call :func:`connect_components`).
-    """
-    graph = _check_kmedoids_input(graph, n_clusters)
-    if not 0 < candidate_fraction <= 1:
-        raise ValueError(f"candidate_fraction must be in (0, 1], got {candidate_fraction}.")
-    if batch_size is None:
-        batch_size = int(np.clip(n_clusters // 4, 4, 256))
-    if min(batch_size, medoid_candidates, candidates_per_cluster) < 1 or min(max_iter, n_swap_passes) < 0:
-        raise ValueError("batch_size, medoid_candidates and candidates_per_cluster must be >= 1, "
-                         "max_iter and n_swap_passes >= 0.")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    n = graph.shape[0]
-    rng = np.random.default_rng(seed)
-    g = _Graph(graph)
-    search = _PrunedSearch(g, batch_size=min(batch_size, n))
-
-    def log(msg):
-        if verbose:
-            print(f"[geodesic_kmedoids] {msg}", flush=True)
-
-    with _single_torch_thread(device):
-        medoids = _kmedoids_plusplus(g, n_clusters, rng, search)
-        top2 = _Top2(g)
-        top2.reset(medoids)
-        log(f"k-medoids++ seeding: loss {top2.d1.sum():.6g}")
-
-        def alternate(steps):
-            for _ in range(steps):
-                if _update_medoids(g, top2, medoids, n_candidates=medoid_candidates, device=device) == 0:
-                    break
-                top2.reset(medoids)
-
-        alternate(max_iter)
-        log(f"alternating: loss {top2.d1.sum():.6g}")
-        n_candidates = max(1, min(math.ceil(candidate_fraction * n), candidates_per_cluster * n_clusters))
-        for p in range(n_swap_passes):
-            before = top2.d1.sum()
-            candidates = rng.permutation(n)[:n_candidates]
-            progress = None
-            if verbose:
-                from tqdm import tqdm
-                progress = tqdm(total=n_candidates, desc=f"swap pass {p + 1}", leave=False)
-            swaps = _swap_pass(g, top2, medoids, candidates, search, batch_size=search.batch_size, device=device,
-                               progress=progress)
-            if progress is not None:
-                progress.close()
-            alternate(min(max_iter, 1))
-            after = top2.d1.sum()
-            log(f"swap pass {p + 1}: {swaps} swaps, loss {after:.6g}")
-            if before - after <= tol * before:
-                break
-
-    # final assignment from one exact multi-source Dijkstra
-    dist, _, src = dijkstra(g.csr, directed=True, indices=medoids, min_only=True, return_predecessors=True)
-    slot_of = np.full(n, -1, dtype=np.int64)
-    slot_of[medoids] = np.arange(n_clusters)
-    labels = slot_of[src]
-    distances = dist.astype(_out_dtype(graph), copy=False)
-    return GeodesicKMedoidsResult(medoids=medoids.astype(np.int64), labels=labels, distances=distances,
-                                  loss=float(dist.sum()))
+        return getattr(kmedoids, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

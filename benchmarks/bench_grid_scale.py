@@ -1,0 +1,318 @@
+"""Geodesic k-medoids at latent-grid scale: approximate k-NN graph, collapsed duplicates, against CLARA.
+
+    python benchmarks/bench_grid_scale.py [--n-images 60000] [--clusters 512] [--prefix 300000]
+        [--clara-samples 5] [--clara-size 20000] [--no-exact] [--quick] [--out benchmarks/results/grid_scale.csv]
+
+Data, a stand-in for a conv encoder's 7x7 latent grid (the ``data`` column
+says so): 8x8 patches at stride 4 of the first --n-images Fashion-MNIST
+training images padded to 32x32 (49 patches per image, image by image), PCA
+to 16 dimensions fitted on every 20th patch. Exact duplicate patches are
+collapsed before the PCA and expanded after it, so duplicates stay
+bit-identical (60,000 images: 2,940,000 vectors, 2,459,354 unique).
+
+Stages, each in a fresh child process forked from a fork server started
+before the data are loaded, so that its peak RSS (``ru_maxrss``) is its own;
+wall and CPU seconds are both reported (this machine is shared: wall time
+includes waiting for the CPU, single-threaded CPU time does not):
+
+* ``prefix``: the first --prefix vectors, graph (``NeighborIndex`` +
+  ``connect_components``) then ``geodesic_kmedoids(weights=counts)``; with
+  their sum in a ``prefix_total`` row. The route without this module, for
+  the ratio: today's exact scikit-learn graph on the same vectors
+  (``knn_graph`` + ``connect_components``, duplicates not collapsed); its fit
+  is not re-run (about 30 min, docs/shared notes).
+* ``graph``: all vectors, duplicates collapsed, HNSW (faiss) above 200,000
+  nodes; recall@10 of the graph's lists on 1,000 nodes against brute force.
+* ``kmedoids``: geodesic k-medoids at K = --clusters on all nodes, weighted
+  by multiplicity.
+* ``clara`` (Kaufman & Rousseeuw, 1990): --clara-samples random subsamples of
+  --clara-size *vectors* (duplicates included, as a user would draw them);
+  on each, the exact geodesic matrix of the subsample's own k-NN graph
+  (all-pairs Dijkstra; the full graph's geodesics among 20,000 nodes would
+  take 20,000 full-graph Dijkstra runs), ``kmedoids.fasterpam`` on it, and
+  its medoids scored on the whole graph with one multi-source Dijkstra,
+  weighted by multiplicity; the best of the samples is kept.
+* ``ratio`` rows: loss geodesic / CLARA, and prefix graph time exact / ours.
+
+A run record (config, command line, git commit) is written beside the CSV.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from bench_geodesic import in_fresh_process, start_clean_forkserver  # children with their own peak RSS
+
+COLUMNS = ["stage", "n_points", "n_nodes", "K", "method", "seconds", "cpu_seconds", "peak_mb", "recall_at_10",
+           "loss", "n_components", "ratio", "note", "data"]
+DATA_NOTE = ("Fashion-MNIST train 8x8 patches at stride 4 (padded to 32x32), PCA-16: stand-in for a conv "
+             "VAE's 7x7 latent grid")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n-images", type=int, default=60000, help="training images (49 vectors each)")
+    p.add_argument("--clusters", type=int, default=512, help="number of medoids K")
+    p.add_argument("--n-neighbors", type=int, default=10, help="k of the k-NN graph (all routes)")
+    p.add_argument("--prefix", type=int, default=300000, help="vectors in the prefix run; 0 skips it")
+    p.add_argument("--clara-samples", type=int, default=5, help="CLARA subsamples; 0 skips CLARA")
+    p.add_argument("--clara-size", type=int, default=20000, help="vectors per CLARA subsample")
+    p.add_argument("--no-exact", action="store_true",
+                   help="skip the exact scikit-learn graph of the prefix (the reference route, ~2 min at 300k)")
+    p.add_argument("--no-full", action="store_true", help="skip the graph and fit of all vectors (and CLARA)")
+    p.add_argument("--seed", type=int, default=0, help="seed of k-medoids, of CLARA's samples and of FasterPAM")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 2,000 images, K 64, prefix 30,000, 2 CLARA samples of 3,000, "
+                        "written to grid_scale_quick.csv")
+    p.add_argument("--out", type=Path, default=None,
+                   help="CSV output (default benchmarks/results/grid_scale.csv, or grid_scale_quick.csv with --quick)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_images, args.clusters, args.prefix = 2000, 64, 30000
+        args.clara_samples, args.clara_size = 2, 3000
+    if min(args.n_images, args.clusters, args.n_neighbors) < 1 or args.prefix < 0 or args.clara_samples < 0:
+        p.error("--n-images, --clusters and --n-neighbors must be >= 1, --prefix and --clara-samples >= 0")
+    if args.out is None:
+        args.out = Path("benchmarks/results") / ("grid_scale_quick.csv" if args.quick else "grid_scale.csv")
+    return args
+
+
+def _unique_rows(A: np.ndarray):
+    """np.unique of the rows of a C-contiguous array through a bytes view (returns first index, inverse)."""
+    keys = np.ascontiguousarray(A).view(np.dtype((np.void, A.dtype.itemsize * A.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def grid_standin(n_images: int) -> np.ndarray:
+    """(49 n_images, 16) float32 stand-in latents, image by image, patch by patch (row-major 7x7)."""
+    import torch
+    from sklearn.decomposition import PCA
+
+    from utils.datasets import load_dataset
+
+    # val_fraction=0: every training image (the grid facts count 60,000 x 49 vectors)
+    images = load_dataset("fashion-mnist", "train", download=False, limit=n_images, val_fraction=0).images
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))  # (n, 1, 32, 32)
+    patches = padded.unfold(2, 8, 4).unfold(3, 8, 4).reshape(len(images) * 49, 64)
+    pixels = (patches * 255).round().to(torch.uint8).numpy()  # the stored 8-bit values, exactly
+    first, inverse = _unique_rows(pixels)
+    pca = PCA(n_components=16, random_state=0).fit(pixels[::20].astype(np.float32) / 255)
+    # transform each distinct patch once: duplicates then stay bit-identical after the PCA
+    unique = pca.transform(pixels[first].astype(np.float32) / 255).astype(np.float32)
+    return unique[inverse]
+
+
+# ----------------------------------------------------------------------------
+# Children. Each returns a dict; peak memory is the child's ru_maxrss.
+# ----------------------------------------------------------------------------
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Clock:
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> dict:
+        return {"seconds": round(time.perf_counter() - self.wall, 2), "cpu_seconds": round(time.process_time() - self.cpu, 2)}
+
+
+def _repair(graph, points):
+    """connect_components, returning the number of components it found."""
+    from utils.graph_tools import connect_components
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        repaired = connect_components(graph, points)
+    n_components = 1
+    for w in caught:
+        words = str(w.message).split()
+        if "components;" in words:
+            n_components = int(words[words.index("components;") - 2])
+    return repaired, n_components
+
+
+def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str) -> dict:
+    """NeighborIndex (duplicates collapsed) + connect_components; saves graph, counts and points."""
+    import scipy.sparse as sp
+
+    from utils.ann import NeighborIndex, sample_recall
+
+    Z = np.load(z_path, mmap_mode="r")[:n_points]
+    clock = _Clock()
+    index = NeighborIndex(np.ascontiguousarray(Z), k, method=method)
+    graph, n_components = _repair(index.graph(), index.points_)
+    out = clock.read()
+    out.update(method=index.method_, n_nodes=len(index.points_), n_components=n_components, peak_mb=_peak_mb(),
+               recall_at_10=round(sample_recall(index, 1000), 4))
+    sp.save_npz(out_path, graph, compressed=False)
+    np.savez(out_path + ".nodes.npz", counts=index.counts_, inverse=index.inverse_, points=index.points_)
+    return out
+
+
+def exact_route_child(z_path: str, n_points: int, k: int) -> dict:
+    """Today's route: exact scikit-learn graph of all vectors (duplicates kept) + repair."""
+    from utils.graph_tools import knn_graph
+
+    Z = np.ascontiguousarray(np.load(z_path, mmap_mode="r")[:n_points])
+    clock = _Clock()
+    graph, n_components = _repair(knn_graph(Z, k), Z)
+    out = clock.read()
+    out.update(method="exact sklearn, duplicates kept", n_nodes=n_points, n_components=n_components,
+               peak_mb=_peak_mb())
+    return out
+
+
+def kmedoids_child(graph_path: str, K: int, seed: int) -> dict:
+    import scipy.sparse as sp
+
+    from utils.kmedoids import geodesic_kmedoids
+
+    graph = sp.load_npz(graph_path)
+    counts = np.load(graph_path + ".nodes.npz")["counts"]
+    clock = _Clock()
+    result = geodesic_kmedoids(graph, K, weights=counts, seed=seed, verbose=True)
+    out = clock.read()
+    out.update(peak_mb=_peak_mb(), loss=result.loss, medoids=result.medoids)
+    return out
+
+
+def clara_child(graph_path: str, K: int, k: int, n_samples: int, size: int, seed: int) -> dict:
+    """CLARA with FasterPAM on the exact geodesics of each subsample's own k-NN graph."""
+    import kmedoids
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import dijkstra
+
+    from utils.graph_tools import knn_graph
+    from utils.kmedoids import kmedoids_loss
+
+    graph = sp.load_npz(graph_path)
+    nodes = np.load(graph_path + ".nodes.npz")
+    counts, inverse, points = nodes["counts"], nodes["inverse"], nodes["points"]
+    rng = np.random.default_rng(seed)
+    clock = _Clock()
+    losses, sub_seconds = [], []
+    for s in range(n_samples):
+        start = time.perf_counter()
+        drawn = inverse[rng.choice(len(inverse), size, replace=False)]  # node of each drawn vector
+        sub_nodes, sub_inverse = np.unique(drawn, return_inverse=True)
+        sub_graph, _ = _repair(knn_graph(points[sub_nodes], k), points[sub_nodes])
+        D = dijkstra(sub_graph, directed=False).astype(np.float32)  # (U_s, U_s), U_s <= size
+        D = D[np.ix_(sub_inverse, sub_inverse)]  # the drawn vectors, duplicates expanded
+        fit = kmedoids.fasterpam(D, K, random_state=seed + s, n_cpu=1)
+        del D
+        medoid_nodes = sub_nodes[sub_inverse[np.asarray(fit.medoids)]]
+        losses.append(kmedoids_loss(graph, medoid_nodes, counts))
+        sub_seconds.append(time.perf_counter() - start)
+        print(f"  CLARA sample {s + 1}/{n_samples}: {len(sub_nodes)} nodes, loss on all {losses[-1]:.6g}, "
+              f"{sub_seconds[-1]:.0f} s", flush=True)
+    out = clock.read()
+    out.update(peak_mb=_peak_mb(), loss=min(losses), losses=losses)
+    return out
+
+
+# ----------------------------------------------------------------------------
+def row(stage, n_points, result=None, **fields) -> dict:
+    out = {c: "" for c in COLUMNS}
+    out.update(stage=stage, n_points=n_points, data=DATA_NOTE)
+    for key in COLUMNS:
+        if result is not None and key in result:
+            out[key] = result[key]
+    out.update(fields)
+    if isinstance(out["loss"], float):
+        out["loss"] = round(out["loss"], 2)
+    if isinstance(out["peak_mb"], float):
+        out["peak_mb"] = round(out["peak_mb"], 1)
+    return out
+
+
+def report(stage: str, result: dict) -> None:
+    keys = ("method", "n_nodes", "seconds", "cpu_seconds", "peak_mb", "recall_at_10", "n_components", "loss")
+    print(f"{stage}: " + ", ".join(f"{k} {result[k]}" for k in keys if k in result), flush=True)
+
+
+def main(args):
+    from utils.bench import write_csv
+    from utils.runtime import print_args, write_run_record
+
+    start_clean_forkserver()
+    print_args(args)
+    print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()}", flush=True)
+    K, k = args.clusters, args.n_neighbors
+    rows = []
+
+    def save():
+        write_csv(args.out, rows)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        z_path = os.path.join(tmp, "Z.npy")
+        Z = grid_standin(args.n_images)
+        n = len(Z)
+        np.save(z_path, Z)
+        del Z
+        print(f"stand-in: {n} vectors of dimension 16", flush=True)
+        if args.prefix:
+            m = min(args.prefix, n)
+            pg = in_fresh_process(graph_child, z_path, m, k, "auto", os.path.join(tmp, "prefix.npz"))
+            report("prefix graph", pg)
+            rows.append(row("prefix_graph", m, pg))
+            pf = in_fresh_process(kmedoids_child, os.path.join(tmp, "prefix.npz"), K, args.seed)
+            report("prefix kmedoids", pf)
+            rows.append(row("prefix_kmedoids", m, pf, n_nodes=pg["n_nodes"], K=K, method="geodesic, weighted"))
+            rows.append(row("prefix_total", m, n_nodes=pg["n_nodes"], K=K, method="graph + fit",
+                            seconds=round(pg["seconds"] + pf["seconds"], 2),
+                            cpu_seconds=round(pg["cpu_seconds"] + pf["cpu_seconds"], 2),
+                            note="target <= 90 s"))
+            save()
+        if not args.no_full:
+            full = os.path.join(tmp, "full.npz")
+            g = in_fresh_process(graph_child, z_path, n, k, "auto", full)
+            report("graph", g)
+            rows.append(row("graph", n, g, note="target <= 180 s, recall@10 >= 0.9"))
+            save()
+            f = in_fresh_process(kmedoids_child, full, K, args.seed)
+            report("kmedoids", f)
+            rows.append(row("kmedoids", n, f, n_nodes=g["n_nodes"], K=K, method="geodesic, weighted",
+                            note="target <= 900 s, peak <= 8 GB"))
+            save()
+            if args.clara_samples:
+                c = in_fresh_process(clara_child, full, K, k, args.clara_samples, args.clara_size, args.seed)
+                report("clara", c)
+                rows.append(row("clara", n, c, n_nodes=g["n_nodes"], K=K,
+                                method=f"FasterPAM on {args.clara_samples} x {args.clara_size} vectors",
+                                note="subsample geodesics on its own k-NN graph; best medoid set scored on "
+                                     "the whole graph, weighted; losses " +
+                                     " ".join(f"{x:.6g}" for x in c["losses"])))
+                rows.append(row("ratio", n, K=K, method="loss geodesic / CLARA",
+                                ratio=round(f["loss"] / c["loss"], 4)))
+                save()
+        if args.prefix and not args.no_exact:  # last: the slowest stage per vector
+            e = in_fresh_process(exact_route_child, z_path, m, k)
+            report("prefix exact route graph", e)
+            rows.append(row("prefix_graph_reference", m, e,
+                            note="today's knn_graph + connect_components; its fit (~30 min) not re-run"))
+            rows.append(row("ratio", m, method="prefix graph seconds: exact route / ours",
+                            ratio=round(e["seconds"] / pg["seconds"], 2),
+                            note=f"CPU seconds ratio {e['cpu_seconds'] / max(pg['cpu_seconds'], 1e-9):.2f}"))
+            save()
+    save()
+    write_run_record(args.out.with_suffix(".json"), args, data=DATA_NOTE, cpu_count=os.cpu_count(),
+                     load_average=os.getloadavg())
+    print(f"\n-> {args.out}")
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    from utils.cli import run_main
+
+    sys.exit(run_main(main, parse_args()))
