@@ -14,15 +14,21 @@ from pathlib import Path
 
 import torch
 
+from dataclasses import asdict
+
 from models.vqvae import VQVAE
-from train.train_vqvae import DEFAULT_K, vqvae_step
+from train.train_vqvae import DEFAULT_K, model_config, vqvae_step
+from train.train_vqvae import parse_args as train_args
 from utils.bench import alternate, epoch_runner, write_csv
 from utils.datasets import load_dataset
 from utils.runtime import pick_device
 
 
 def runner(loop: str, arch: str, images, batch_size, device):
-    return epoch_runner(loop, lambda: VQVAE(arch, DEFAULT_K[arch]), vqvae_step,
+    """The model train_vqvae.py builds by default for ``arch`` (its K, beta,
+    k-means initialisation and dead-code rule)."""
+    config = asdict(model_config(train_args(["--arch", arch])))
+    return epoch_runner(loop, lambda: VQVAE(**config), vqvae_step,
                         lambda m, x: m(x).loss, images, batch_size, device)
 
 

@@ -7,17 +7,17 @@ The model is trained end to end with the objective of the paper's eq. (3)::
 
 where ``sg`` is the stop-gradient operator, the gradient of the reconstruction
 term is copied from the decoder input ``z_q`` to the encoder output ``z_e``
-(straight-through estimator, section 3.2), and the codebook is learned either by
-the second term ("codebook loss") or, as in appendix A.1, by exponential moving
-averages (EMA) of the cluster sizes and sums, in which case the second term is
-dropped.
+(straight-through estimator, section 3.2, or optionally the rotation trick),
+and the codebook is learned either by the second term ("codebook loss") or, as
+in appendix A.1, by exponential moving averages (EMA) of the cluster sizes and
+sums, in which case the second term is dropped. The quantization layer is
+:class:`models.quantizer.VectorQuantizer`.
 
 Contents
 --------
-- named helpers: :func:`straight_through`, :func:`ema_inplace`,
-  :func:`laplace_smoothing`, :func:`perplexity`, :func:`nearest_code`,
-  :func:`kmeans`;
-- :class:`VectorQuantizer`, the quantization layer with its codebook;
+- :class:`VQVAEConfig`, everything that rebuilds a :class:`VQVAE` (the
+  architecture and, inherited from :class:`models.quantizer.VQConfig`, every
+  quantizer option);
 - :class:`VQVAE`, the autoencoder for (B, 1, 28, 28) images, in two
   architectures: ``"conv"`` (the paper's convolutional design scaled to 28x28,
   a 7x7 grid of codes) and ``"global"`` (the fully connected body of
@@ -27,469 +27,94 @@ Contents
 from __future__ import annotations
 
 import math
-import numbers
+from dataclasses import KW_ONLY, asdict, dataclass, fields
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = [
-    "straight_through",
-    "ema_inplace",
-    "laplace_smoothing",
-    "perplexity",
-    "nearest_code",
-    "kmeans",
-    "KMeansResult",
-    "VQLosses",
-    "VQStats",
-    "VQOutput",
-    "VectorQuantizer",
-    "VQVAEOutput",
-    "VQVAE",
-]
+from models.quantizer import VectorQuantizer, VQConfig, check_int
+
+__all__ = ["ARCHS", "VQVAEConfig", "VQVAEOutput", "VQVAE"]
 
 IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 28 * 28
 # The conv encoder halves the resolution twice: 28 -> 14 -> 7.
 CONV_GRID = 7
 # Default widths: "conv" is sized to train a Fashion-MNIST epoch in well under a
-# minute on 2 CPU cores (see the VQVAE docstring); "global" matches models/vae.py.
+# minute on 2 CPU cores (see the VQVAEConfig docstring); "global" matches models/vae.py.
 DEFAULT_HIDDEN = {"conv": 64, "global": 400}
 ARCHS = tuple(DEFAULT_HIDDEN)
 
 
-# ----------------------------------------------------------------------------
-# Named helpers
-# ----------------------------------------------------------------------------
-def _check_int(name: str, value, minimum: int, hint: str = "") -> int:
-    """Return ``value`` as a plain int, or raise ValueError if it is not an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{hint}, got {value!r}.")
-    return int(value)
+@dataclass
+class VQVAEConfig(VQConfig):
+    """Everything needed to rebuild a :class:`VQVAE`; ``asdict`` of it is the
+    checkpoint's ``model_args`` and ``VQVAE(**model_args)`` rebuilds the model.
 
-
-def straight_through(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
-    """Straight-through estimator (paper section 3.2).
-
-    Returns a tensor whose value is ``z_q`` but whose gradient flows to ``z_e``
-    unchanged, i.e. d loss / d z_e = d loss / d output. Nothing flows to ``z_q``.
+    The quantizer options are the inherited fields of
+    :class:`models.quantizer.VQConfig` (see its docstring: ``beta``, ``ema``,
+    ``decay``, ``eps``, ``restart_dead``, ``dead_rule``, ``dead_window``,
+    ``dead_threshold``, ``dead_decay``, ``restart_from``, ``kmeans_init``,
+    ``kmeans_iters``, ``rotation_trick``); :attr:`vq_config` hands them over.
 
     Parameters
     ----------
-    z_e : tensor of shape (..., D), encoder output.
-    z_q : tensor of shape (..., D), its quantized value.
-
-    Returns
-    -------
-    tensor of shape (..., D), equal to ``z_q`` in value.
-    """
-    return z_e + (z_q - z_e).detach()
-
-
-def ema_inplace(moving_avg: torch.Tensor, new: torch.Tensor, decay: float) -> None:
-    """In place ``moving_avg <- decay * moving_avg + (1 - decay) * new``.
-
-    The update of the paper's appendix A.1, eqs. (6)-(7), with ``decay`` = gamma.
-    """
-    moving_avg.mul_(decay).add_(new, alpha=1.0 - decay)
-
-
-def laplace_smoothing(counts: torch.Tensor, n_categories: int, eps: float = 1e-5) -> torch.Tensor:
-    """Laplace-smoothed probabilities ``(counts + eps) / (sum(counts) + n_categories * eps)``.
-
-    Multiplied by ``sum(counts)`` this gives smoothed counts that keep the total
-    but are never zero, so that the EMA codebook ``code_sum / cluster_size``
-    (appendix A.1, eq. 8) never divides by zero for a code that has not been
-    used for a while (the smoothing of Sonnet's ``VectorQuantizerEMA``).
-
-    Parameters
-    ----------
-    counts : tensor of shape (K,), non-negative.
-    n_categories : int, K.
-    eps : float, pseudo-count added to every category.
-
-    Returns
-    -------
-    tensor of shape (K,), sums to 1.
-    """
-    return (counts + eps) / (counts.sum() + n_categories * eps)
-
-
-def perplexity(counts_or_probs: torch.Tensor) -> torch.Tensor:
-    """Perplexity ``exp(H(p))`` of code usage, with ``p`` the normalised counts.
-
-    It is the effective number of codes in use: K when the K codes are used
-    equally often, 1 when every input is mapped to the same code.
-
-    Parameters
-    ----------
-    counts_or_probs : tensor of shape (K,), non-negative, not all zero
-        (counts or probabilities; it is normalised here).
-
-    Returns
-    -------
-    scalar tensor.
-    """
-    probs = counts_or_probs / counts_or_probs.sum()
-    # xlogy gives 0 * log 0 = 0 for unused codes.
-    entropy = -torch.xlogy(probs, probs).sum()
-    return entropy.exp()
-
-
-def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest code in squared Euclidean distance.
-
-    Uses ``||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2`` so that memory is the (N, K)
-    distance matrix and never an (N, K, D) difference tensor.
-
-    Parameters
-    ----------
-    z : tensor of shape (N, D).
-    codebook : tensor of shape (K, D).
-
-    Returns
-    -------
-    long tensor of shape (N,) with values in [0, K).
-    """
-    squared_distances = (
-        z.pow(2).sum(dim=1, keepdim=True)
-        - 2.0 * z @ codebook.t()
-        + codebook.pow(2).sum(dim=1).unsqueeze(0)
-    )
-    return squared_distances.argmin(dim=1)
-
-
-class KMeansResult(NamedTuple):
-    """Result of :func:`kmeans`: ``centers`` (K, D) and ``cluster_sizes`` (K,) float."""
-
-    centers: torch.Tensor
-    cluster_sizes: torch.Tensor
-
-
-def kmeans(
-    samples: torch.Tensor,
-    n_clusters: int,
-    n_iters: int = 10,
-    generator: torch.Generator | None = None,
-) -> KMeansResult:
-    """Lloyd's k-means, used to initialise a codebook from data.
-
-    Centers start at distinct random samples (with replacement only when there
-    are fewer samples than clusters); a cluster that becomes empty keeps its
-    previous center rather than producing a NaN.
-
-    Parameters
-    ----------
-    samples : tensor of shape (N, D).
-    n_clusters : int, K.
-    n_iters : int, number of assignment / update rounds.
-    generator : torch.Generator or None. None draws from torch's global RNG,
-        so ``torch.manual_seed`` makes the result reproducible.
-
-    Returns
-    -------
-    KMeansResult with ``centers`` of shape (K, D) and ``cluster_sizes`` of shape
-    (K,), the number of samples nearest to each final center.
-    """
-    n_samples = samples.shape[0]
-    if n_samples >= n_clusters:
-        start = torch.randperm(n_samples, generator=generator, device=samples.device)[:n_clusters]
-    else:
-        start = torch.randint(n_samples, (n_clusters,), generator=generator, device=samples.device)
-    centers = samples[start].clone()
-    for _ in range(n_iters):
-        assignment = nearest_code(samples, centers)
-        sizes = torch.bincount(assignment, minlength=n_clusters).to(samples.dtype)
-        sums = torch.zeros_like(centers).index_add_(0, assignment, samples)
-        non_empty = sizes > 0
-        centers[non_empty] = sums[non_empty] / sizes[non_empty].unsqueeze(1)
-    assignment = nearest_code(samples, centers)
-    sizes = torch.bincount(assignment, minlength=n_clusters).to(samples.dtype)
-    return KMeansResult(centers, sizes)
-
-
-# ----------------------------------------------------------------------------
-# Vector quantizer
-# ----------------------------------------------------------------------------
-class VQLosses(NamedTuple):
-    """Scalar losses of a :class:`VectorQuantizer`, each a mean over all elements.
-
-    ``commit`` = beta * mean((z_e - sg[z_q])^2) (moves only the encoder);
-    ``codebook`` = mean((sg[z_e] - z_q)^2) (moves only the codebook), or a zero
-    constant when the codebook is learned by EMA.
+    n_codes : int, default 512
+        K, the codebook size (the paper uses 512).
+    code_dim : int, default 64
+        D, the dimension of each code (the paper uses 64 on CIFAR-10).
+    arch : {"conv", "global"}, default "conv"
+        ``"conv"``: the paper's convolutional design (section 4.1) scaled to
+        28x28. Encoder: Conv(1->h, 4, stride 2) 28->14, ReLU, Conv(h->h, 4,
+        stride 2) 14->7, ReLU, Conv(h->h, 3), ``n_res_blocks`` residual blocks,
+        ReLU, Conv1x1(h->D): a 7x7 grid of D-dimensional vectors, each quantized,
+        so 49 * log2(K) bits per image. The decoder mirrors it: Conv(D->h, 3),
+        residual blocks, ReLU, ConvTranspose(h->h, 4, stride 2) 7->14, ReLU,
+        ConvTranspose(h->1, 4, stride 2) 14->28 logits.
+        ``"global"``: the fully connected body of ``models/vae.py``,
+        784 -> 400 -> ReLU -> D, quantized to one code per image
+        (log2(K) bits), then D -> 400 -> ReLU -> 784 logits.
+    hidden : int or None, default None
+        h, the width of the hidden layers. None gives 64 channels for "conv"
+        and 400 units for "global" (as in models/vae.py), resolved on
+        construction. The paper uses 256 channels on 128x128 images; 64 is
+        enough at 28x28 and trains a full Fashion-MNIST epoch (60k images,
+        batch 128) in about 30 s on 2 CPU cores (~2000 images/s); 128
+        channels is 3-5 times slower.
+    n_res_blocks : int, default 2
+        Residual blocks in the encoder and in the decoder of "conv" (the paper
+        uses 2); unused by "global".
+    res_hidden : int or None, default None
+        Width of the 3x3 convolution inside each residual block; None means h
+        (the paper: "all having 256 hidden units").
     """
 
-    commit: torch.Tensor
-    codebook: torch.Tensor
+    n_codes: int = 512
+    code_dim: int = 64
+    _: KW_ONLY
+    arch: str = "conv"
+    hidden: int | None = None
+    n_res_blocks: int = 2
+    res_hidden: int | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}.")
+        if self.hidden is None:
+            self.hidden = DEFAULT_HIDDEN[self.arch]
+        self.hidden = check_int("hidden", self.hidden, 1, " (or None for the default)")
+        if self.res_hidden is None:
+            self.res_hidden = self.hidden
+        self.res_hidden = check_int("res_hidden", self.res_hidden, 1, " (or None for hidden)")
+        self.n_res_blocks = check_int("n_res_blocks", self.n_res_blocks, 0)
 
-class VQStats(NamedTuple):
-    """Detached scalar statistics of the codes used in one batch.
-
-    ``perplexity`` = exp(entropy of code usage), in [1, K];
-    ``usage`` = fraction of the K codes used at least once, in (0, 1].
-    """
-
-    perplexity: torch.Tensor
-    usage: torch.Tensor
-
-
-class VQOutput(NamedTuple):
-    """Output of :meth:`VectorQuantizer.forward`.
-
-    ``z_q`` (..., D): quantized vectors with the straight-through gradient;
-    ``indices`` (...,) long: the chosen codes; ``losses``: :class:`VQLosses`;
-    ``stats``: :class:`VQStats`.
-    """
-
-    z_q: torch.Tensor
-    indices: torch.Tensor
-    losses: VQLosses
-    stats: VQStats
-
-
-class VectorQuantizer(nn.Module):
-    """Nearest-neighbour vector quantization with a learned codebook (paper section 3.1).
-
-    Each input vector z_e is replaced by its nearest code e_k in squared L2
-    distance (eq. 2). The gradient reaches the encoder by the straight-through
-    estimator; the encoder is pulled towards its codes by the commitment loss
-    and the codebook is learned either by the codebook loss or by EMA.
-
-    Parameters
-    ----------
-    n_codes : int
-        K, the number of codes (>= 1).
-    code_dim : int
-        D, the dimension of each code (>= 1).
-    beta : float, default 0.25
-        Weight of the commitment loss (the paper's value; >= 0).
-    ema : bool, default True
-        Learn the codebook by exponential moving averages (appendix A.1):
-        ``N_i <- decay N_i + (1 - decay) n_i``,
-        ``m_i <- decay m_i + (1 - decay) sum_{j: k(j)=i} z_e_j``,
-        ``e_i = m_i / N~_i`` with ``N~`` the Laplace-smoothed ``N``. The codebook
-        is then a buffer (no gradient) and the codebook loss is reported as 0.
-        If False the codebook is an ``nn.Parameter`` learned by the codebook loss.
-    decay : float, default 0.99
-        gamma of the EMA, in (0, 1) (the paper's value).
-    eps : float, default 1e-5
-        Laplace pseudo-count of the EMA cluster sizes (> 0).
-    restart_dead : bool, default True
-        Restart a code that no input of ``dead_window`` consecutive training
-        batches was assigned to: it is moved onto a random encoder output of the
-        current batch (drawn with torch's global RNG, so ``torch.manual_seed``
-        makes it reproducible) and its EMA statistics are reset to a cluster of
-        size 1 at that point.
-    dead_window : int, default 100
-        Number of consecutive unused training batches after which a code is dead
-        (>= 1). At batch 128 and K = 512 a code used by 1 image in 512 is missed
-        by 100 batches in a row with probability < 1e-10.
-    kmeans_init : bool, default False
-        Initialise the codebook by ``kmeans_iters`` rounds of k-means on the
-        encoder outputs of the first training batch (the EMA cluster sizes start
-        at the cluster sizes found, at least 1). Otherwise codes start as
-        N(0, 1/D) draws, i.e. of unit expected norm.
-    kmeans_iters : int, default 10
-        Lloyd iterations of the k-means initialisation (>= 1).
-
-    Notes
-    -----
-    All codebook updates (EMA, dead-code restarts, k-means initialisation) run
-    under ``torch.no_grad()`` and only in training mode; ``eval()`` freezes the
-    codebook. Buffers ``steps_unused`` and ``initialized`` are in the
-    ``state_dict`` so that a resumed run continues the same dead-code counts and
-    does not re-run the k-means initialisation.
-    """
-
-    def __init__(
-        self,
-        n_codes: int,
-        code_dim: int,
-        *,
-        beta: float = 0.25,
-        ema: bool = True,
-        decay: float = 0.99,
-        eps: float = 1e-5,
-        restart_dead: bool = True,
-        dead_window: int = 100,
-        kmeans_init: bool = False,
-        kmeans_iters: int = 10,
-    ) -> None:
-        super().__init__()
-        n_codes = _check_int("n_codes", n_codes, 1, " (the codebook size K)")
-        code_dim = _check_int("code_dim", code_dim, 1, " (the code dimension D)")
-        dead_window = _check_int("dead_window", dead_window, 1, " (training batches)")
-        kmeans_iters = _check_int("kmeans_iters", kmeans_iters, 1)
-        if not beta >= 0:
-            raise ValueError(f"beta (commitment weight) must be >= 0; the paper uses 0.25. Got {beta!r}.")
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"decay must lie strictly between 0 and 1; the paper uses 0.99. Got {decay!r}.")
-        if not eps > 0:
-            raise ValueError(f"eps (Laplace pseudo-count) must be > 0, e.g. 1e-5. Got {eps!r}.")
-
-        self.n_codes = n_codes
-        self.code_dim = code_dim
-        self.beta = float(beta)
-        self.ema = bool(ema)
-        self.decay = float(decay)
-        self.eps = float(eps)
-        self.restart_dead = bool(restart_dead)
-        self.dead_window = dead_window
-        self.kmeans_init = bool(kmeans_init)
-        self.kmeans_iters = kmeans_iters
-
-        codebook = torch.randn(n_codes, code_dim) / math.sqrt(code_dim)
-        if self.ema:
-            self.register_buffer("codebook", codebook)
-            # Start the EMA in a state consistent with the codebook
-            # (code_sum / cluster_size == codebook): each code is a cluster of
-            # size 1 at its initial position, so an unused code stays put
-            # instead of being divided by a near-zero smoothed count.
-            self.register_buffer("cluster_size", torch.ones(n_codes))
-            self.register_buffer("code_sum", codebook.clone())
-        else:
-            self.codebook = nn.Parameter(codebook)
-        self.register_buffer("steps_unused", torch.zeros(n_codes, dtype=torch.long))
-        self.register_buffer("initialized", torch.tensor(not self.kmeans_init))
-
-    def extra_repr(self) -> str:
-        return (
-            f"n_codes={self.n_codes}, code_dim={self.code_dim}, beta={self.beta}, ema={self.ema}, "
-            f"decay={self.decay}, restart_dead={self.restart_dead}, dead_window={self.dead_window}, "
-            f"kmeans_init={self.kmeans_init}"
-        )
-
-    def _flatten(self, z_e: torch.Tensor) -> torch.Tensor:
-        if z_e.dim() < 1 or z_e.shape[-1] != self.code_dim:
-            raise ValueError(
-                f"expected encoder outputs of shape (..., {self.code_dim}) with the code "
-                f"dimension last, got {tuple(z_e.shape)}."
-            )
-        return z_e.reshape(-1, self.code_dim)
-
-    @torch.no_grad()
-    def assign(self, z_e: torch.Tensor) -> torch.Tensor:
-        """Indices of the nearest codes, without any update.
-
-        Parameters
-        ----------
-        z_e : tensor of shape (..., D).
-
-        Returns
-        -------
-        long tensor of shape (...,).
-        """
-        flat = self._flatten(z_e)
-        return nearest_code(flat, self.codebook).reshape(z_e.shape[:-1])
-
-    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """Code vectors of the given indices.
-
-        Parameters
-        ----------
-        indices : long tensor of shape (...,), values in [0, K).
-
-        Returns
-        -------
-        tensor of shape (..., D).
-        """
-        if indices.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}.")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.n_codes):
-            raise ValueError(f"indices must lie in [0, {self.n_codes}), got range "
-                             f"[{int(indices.min())}, {int(indices.max())}].")
-        return F.embedding(indices, self.codebook)
-
-    def forward(self, z_e: torch.Tensor) -> VQOutput:
-        """Quantize ``z_e``; in training mode also update the codebook.
-
-        Parameters
-        ----------
-        z_e : tensor of shape (..., D), encoder outputs with the code dimension last.
-
-        Returns
-        -------
-        VQOutput
-            ``z_q`` (..., D) (value of the nearest codes, gradient of z_e),
-            ``indices`` (...,) long, ``losses`` (commit, codebook: scalar means
-            over all N * D elements), ``stats`` (perplexity, usage: detached scalars).
-            Outputs use the codebook as it was before this batch's update.
-        """
-        flat_z_e = self._flatten(z_e)
-        if self.training and not bool(self.initialized):
-            self._kmeans_initialise(flat_z_e.detach())
-
-        indices = nearest_code(flat_z_e.detach(), self.codebook.detach())
-        # F.embedding carries the gradient to the codebook when it is a Parameter.
-        flat_z_q = F.embedding(indices, self.codebook)
-
-        commit = self.beta * F.mse_loss(flat_z_e, flat_z_q.detach())
-        if self.ema:
-            codebook_loss = flat_z_e.new_zeros(())
-        else:
-            codebook_loss = F.mse_loss(flat_z_q, flat_z_e.detach())
-
-        counts = torch.bincount(indices, minlength=self.n_codes)
-        stats = VQStats(
-            perplexity=perplexity(counts.to(flat_z_e.dtype)).detach(),
-            usage=(counts > 0).to(flat_z_e.dtype).mean(),
-        )
-        if self.training:
-            self._update_codebook(flat_z_e.detach(), indices, counts)
-
-        z_q = straight_through(flat_z_e, flat_z_q.detach()).reshape(z_e.shape)
-        return VQOutput(z_q, indices.reshape(z_e.shape[:-1]), VQLosses(commit, codebook_loss), stats)
-
-    @torch.no_grad()
-    def _kmeans_initialise(self, flat_z_e: torch.Tensor) -> None:
-        centers, sizes = kmeans(flat_z_e, self.n_codes, self.kmeans_iters)
-        self.codebook.copy_(centers)
-        if self.ema:
-            sizes = sizes.clamp(min=1.0)
-            self.cluster_size.copy_(sizes)
-            self.code_sum.copy_(centers * sizes.unsqueeze(1))
-        self.initialized.fill_(True)
-
-    @torch.no_grad()
-    def _update_codebook(self, flat_z_e: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
-        if self.ema:
-            self._ema_update(flat_z_e, indices, counts)
-        if self.restart_dead:
-            self._restart_dead_codes(flat_z_e, counts)
-
-    @torch.no_grad()
-    def _ema_update(self, flat_z_e: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
-        """Appendix A.1, eqs. (6)-(8), with Laplace smoothing of the cluster sizes."""
-        batch_sums = torch.zeros_like(self.code_sum).index_add_(0, indices, flat_z_e)
-        ema_inplace(self.cluster_size, counts.to(self.cluster_size.dtype), self.decay)
-        ema_inplace(self.code_sum, batch_sums, self.decay)
-        total = self.cluster_size.sum()
-        smoothed_sizes = laplace_smoothing(self.cluster_size, self.n_codes, self.eps) * total
-        self.codebook.copy_(self.code_sum / smoothed_sizes.unsqueeze(1))
-
-    @torch.no_grad()
-    def _restart_dead_codes(self, flat_z_e: torch.Tensor, counts: torch.Tensor) -> None:
-        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-        dead = (self.steps_unused >= self.dead_window).nonzero().squeeze(1)
-        n_dead = dead.numel()
-        if n_dead == 0:
-            return
-        n_samples = flat_z_e.shape[0]
-        # Distinct encoder outputs when the batch has enough, so that several dead
-        # codes restarted together do not land on the same point.
-        if n_dead <= n_samples:
-            chosen = torch.randperm(n_samples, device=flat_z_e.device)[:n_dead]
-        else:
-            chosen = torch.randint(n_samples, (n_dead,), device=flat_z_e.device)
-        new_codes = flat_z_e[chosen]
-        self.codebook[dead] = new_codes
-        if self.ema:
-            self.cluster_size[dead] = 1.0
-            self.code_sum[dead] = new_codes
-        self.steps_unused[dead] = 0
+    @property
+    def vq_config(self) -> VQConfig:
+        """The quantizer's part of this config."""
+        return VQConfig(**{f.name: getattr(self, f.name) for f in fields(VQConfig)})
 
 
 # ----------------------------------------------------------------------------
@@ -524,10 +149,12 @@ class VQVAEOutput(NamedTuple):
     """Output of :meth:`VQVAE.forward`.
 
     ``recon_logits`` (B, 1, 28, 28): Bernoulli logits of the reconstruction;
-    ``loss``: recon_loss + commit_loss + codebook_loss, ready for ``backward()``;
+    ``loss``: the weighted total of eq. (3), ``recon_loss + beta * commit_loss
+    + codebook_loss``, ready for ``backward()``;
     ``recon_loss``: BCE-with-logits summed over pixels, mean over the batch;
-    ``commit_loss``, ``codebook_loss``: summed over code positions and code
-    dimensions, mean over the batch (codebook_loss is 0 with EMA);
+    ``commit_loss``: the RAW commitment term ||z_e - sg[z_q]||^2 (not
+    multiplied by beta), ``codebook_loss``: ||sg[z_e] - z_q||^2 (0 with EMA),
+    both summed over code positions and code dimensions, mean over the batch;
     ``indices``: (B, 7, 7) for "conv", (B,) for "global", long;
     ``perplexity``, ``usage``: detached scalars of the batch's code usage.
     """
@@ -545,38 +172,11 @@ class VQVAEOutput(NamedTuple):
 class VQVAE(nn.Module):
     """VQ-VAE for (B, 1, 28, 28) images in [0, 1] with a Bernoulli decoder.
 
-    Parameters
-    ----------
-    arch : {"conv", "global"}, default "conv"
-        ``"conv"``: the paper's convolutional design (section 4.1) scaled to
-        28x28. Encoder: Conv(1->h, 4, stride 2) 28->14, ReLU, Conv(h->h, 4,
-        stride 2) 14->7, ReLU, Conv(h->h, 3), ``n_res_blocks`` residual blocks,
-        ReLU, Conv1x1(h->D): a 7x7 grid of D-dimensional vectors, each quantized,
-        so 49 * log2(K) bits per image. The decoder mirrors it: Conv(D->h, 3),
-        residual blocks, ReLU, ConvTranspose(h->h, 4, stride 2) 7->14, ReLU,
-        ConvTranspose(h->1, 4, stride 2) 14->28 logits.
-        ``"global"``: the fully connected body of ``models/vae.py``,
-        784 -> 400 -> ReLU -> D, quantized to one code per image
-        (log2(K) bits), then D -> 400 -> ReLU -> 784 logits.
-    n_codes : int, default 512
-        K, the codebook size (the paper uses 512).
-    code_dim : int, default 64
-        D, the dimension of each code (the paper uses 64 on CIFAR-10).
-    hidden : int or None, default None
-        h, the width of the hidden layers. None gives 64 channels for "conv"
-        and 400 units for "global" (as in models/vae.py). The paper uses 256
-        channels on 128x128 images; 64 is enough at 28x28 and trains a full
-        Fashion-MNIST epoch (60k images, batch 128) in about 30 s on 2 CPU
-        cores (~2000 images/s); 128 channels is 3-5 times slower.
-    n_res_blocks : int, default 2
-        Residual blocks in the encoder and in the decoder of "conv" (the paper
-        uses 2); unused by "global".
-    res_hidden : int or None, default None
-        Width of the 3x3 convolution inside each residual block; None means h
-        (the paper: "all having 256 hidden units").
-    beta, ema, decay, eps, restart_dead, dead_window, kmeans_init, kmeans_iters
-        Passed to :class:`VectorQuantizer` (defaults 0.25, True, 0.99, 1e-5,
-        True, 100, False, 10).
+    ``VQVAE(arch, n_codes, code_dim, **options)`` with the fields of
+    :class:`VQVAEConfig` (architecture and quantizer options, all documented
+    there); ``self.config`` holds them, defaults resolved, and
+    ``VQVAE(**asdict(model.config))`` (= ``VQVAE(**model.model_args)``)
+    rebuilds the model from a checkpoint.
 
     Notes
     -----
@@ -587,62 +187,21 @@ class VQVAE(nn.Module):
     "conv", 1 for "global"), averaged over the batch. Both sides are per-image
     sums, as in the paper, so beta = 0.25 weights the commitment against the
     reconstruction as in the paper; a per-element mean would make it about
-    784 / (49 D) times weaker for "conv".
-
-    The constructor arguments, with defaults resolved, are kept as plain Python
-    values in ``self.model_args`` so that ``VQVAE(**model_args)`` rebuilds the
-    model from a checkpoint.
+    784 / (49 D) times weaker for "conv". (train/train_vqvae.py uses beta = 1
+    for "global", whose one code per image otherwise loses its encoder in the
+    first epoch; see DEFAULT_BETA there.)
     """
 
-    def __init__(
-        self,
-        arch: str = "conv",
-        n_codes: int = 512,
-        code_dim: int = 64,
-        *,
-        hidden: int | None = None,
-        n_res_blocks: int = 2,
-        res_hidden: int | None = None,
-        beta: float = 0.25,
-        ema: bool = True,
-        decay: float = 0.99,
-        eps: float = 1e-5,
-        restart_dead: bool = True,
-        dead_window: int = 100,
-        kmeans_init: bool = False,
-        kmeans_iters: int = 10,
-    ) -> None:
+    def __init__(self, arch: str = VQVAEConfig.arch, n_codes: int = VQVAEConfig.n_codes,
+                 code_dim: int = VQVAEConfig.code_dim, **options) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}.")
-        if hidden is None:
-            hidden = DEFAULT_HIDDEN[arch]
-        if res_hidden is None:
-            res_hidden = hidden
-        hidden = _check_int("hidden", hidden, 1, " (or None for the default)")
-        res_hidden = _check_int("res_hidden", res_hidden, 1, " (or None for hidden)")
-        n_res_blocks = _check_int("n_res_blocks", n_res_blocks, 0)
+        self.config = VQVAEConfig(n_codes, code_dim, arch=arch, **options)
+        cfg = self.config
+        self.quantizer = VectorQuantizer(**asdict(cfg.vq_config))
+        hidden, res_hidden, n_res_blocks = cfg.hidden, cfg.res_hidden, cfg.n_res_blocks
+        code_dim = cfg.code_dim
 
-        self.quantizer = VectorQuantizer(
-            n_codes, code_dim, beta=beta, ema=ema, decay=decay, eps=eps,
-            restart_dead=restart_dead, dead_window=dead_window,
-            kmeans_init=kmeans_init, kmeans_iters=kmeans_iters,
-        )
-        # Validated values from the quantizer, so that model_args holds plain Python types.
-        n_codes, code_dim = self.quantizer.n_codes, self.quantizer.code_dim
-        dead_window, kmeans_iters = self.quantizer.dead_window, self.quantizer.kmeans_iters
-        self.model_args = dict(
-            arch=arch, n_codes=n_codes, code_dim=code_dim, hidden=hidden,
-            n_res_blocks=n_res_blocks, res_hidden=res_hidden, beta=float(beta),
-            ema=bool(ema), decay=float(decay), eps=float(eps),
-            restart_dead=bool(restart_dead), dead_window=dead_window,
-            kmeans_init=bool(kmeans_init), kmeans_iters=kmeans_iters,
-        )
-        self.arch = arch
-        self.n_codes = n_codes
-        self.code_dim = code_dim
-
-        if arch == "conv":
+        if cfg.arch == "conv":
             self.encoder = nn.Sequential(
                 nn.Conv2d(1, hidden, kernel_size=4, stride=2, padding=1),  # 28 -> 14
                 nn.ReLU(),
@@ -674,6 +233,23 @@ class VQVAE(nn.Module):
                 nn.Unflatten(1, IMAGE_SHAPE),
             )
             self.n_positions = 1
+
+    @property
+    def model_args(self) -> dict:
+        """``asdict(self.config)``: plain Python values that rebuild the model."""
+        return asdict(self.config)
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    @property
+    def n_codes(self) -> int:
+        return self.config.n_codes
+
+    @property
+    def code_dim(self) -> int:
+        return self.config.code_dim
 
     @property
     def bits_per_image(self) -> float:
@@ -754,7 +330,7 @@ class VQVAE(nn.Module):
         elements_per_image = self.n_positions * self.code_dim
         commit_loss = quantized.losses.commit * elements_per_image
         codebook_loss = quantized.losses.codebook * elements_per_image
-        loss = recon_loss + commit_loss + codebook_loss
+        loss = recon_loss + quantized.loss * elements_per_image
         return VQVAEOutput(
             recon_logits=recon_logits,
             loss=loss,

@@ -6,14 +6,18 @@ import shutil
 import subprocess
 import sys
 
+from dataclasses import asdict
+
+import numpy as np
 import pytest
 import torch
 
 from models.vqvae import VQVAE
-from train.train_vqvae import COLUMNS, main, parse_args, run_paths
+from train.train_vqvae import COLUMNS, main, model_config, parse_args, run_paths, vqvae_step
 from utils.checkpoint import load_checkpoint, rebuild
 from utils.cli import run_main
 from utils.datasets import load_dataset
+from utils.training import run_epoch
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -55,11 +59,90 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(run2):
     assert {"model", "model_args", "optimizer", "epoch", "config", "dataset"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and ckpt["dataset"] == "mnist-5k"
     model = rebuild(load_checkpoint(path), VQVAE, "cpu", path).eval()
-    x = load_dataset("mnist-5k", "test", limit=32).images
-    # the logged test metrics come from this state: recompute the code usage
-    assert model.bits_per_image == 4.0 and model.encode(x).shape == (32,)
+    assert model.bits_per_image == 4.0
+    # The logged test metrics come from this state: recompute them from the
+    # rebuilt model over the same test split (--limit 256), in numpy.
+    x = load_dataset("mnist-5k", "test", limit=256).images
+    indices = model.encode(x).numpy()
+    assert indices.shape == (256,)
+    counts = np.bincount(indices, minlength=16)
+    p = counts[counts > 0] / counts.sum()
+    with torch.no_grad():
+        probs = torch.sigmoid(model(x).recon_logits).double().numpy().reshape(256, -1)
+    pixels = x.double().numpy().reshape(256, -1)
+    last = read_rows(run_paths(run2, "global", "mnist-5k")["log"])[-1]
+    assert float(last["test_usage"]) == pytest.approx((counts > 0).mean(), rel=1e-5)
+    assert float(last["test_perplexity"]) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-5)
+    assert float(last["test_recon_mse"]) == pytest.approx(((probs - pixels) ** 2).mean(), rel=1e-4)
     again = rebuild(load_checkpoint(path), VQVAE, "cpu", path).eval()
     assert torch.equal(model(x).recon_logits, again(x).recon_logits)
+
+
+def test_total_loss_column_is_recon_plus_beta_times_raw_commit(tmp_path):
+    # commit_loss is logged without beta; the epoch means are linear, so the
+    # identity of the per-batch loss holds for the logged means too. A beta
+    # other than 1 tells the raw term from the weighted one.
+    main(vq_args(tmp_path, "--beta", "0.5", epochs=1))
+    (row,) = read_rows(run_paths(tmp_path, "global", "mnist-5k")["log"])
+    weighted = float(row["recon_loss"]) + 0.5 * float(row["commit_loss"]) + float(row["codebook_loss"])
+    assert float(row["total_loss"]) == pytest.approx(weighted, rel=1e-5)
+    # ... and not with beta already inside commit_loss.
+    as_if_weighted = float(row["recon_loss"]) + float(row["commit_loss"]) + float(row["codebook_loss"])
+    assert abs(float(row["total_loss"]) - as_if_weighted) > 0.25 * float(row["commit_loss"]) > 0.01
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_a_far_unused_code_is_restarted_and_used_within_one_short_epoch(restart):
+    """The default dead-code rule on a few hundred real digits: one epoch of batches of 16.
+
+    Code 3 starts far from every encoder output, so no input is assigned to it
+    unless a restart moves it. With restarts off (the control) it must stay
+    put and unused, so the check cannot pass without a restart.
+    """
+    images = load_dataset("mnist-5k", "train", limit=256).images
+    torch.manual_seed(0)
+    flag = "--restart-dead" if restart else "--no-restart-dead"
+    model = VQVAE(**asdict(model_config(vq_args("unused", "--no-kmeans-init", flag))))
+    quantizer = model.quantizer
+    with torch.no_grad():
+        quantizer.codebook[3] = 1e3
+        quantizer.code_sum[3] = 1e3
+    far = lambda: bool(quantizer.codebook[3].min() > 900)  # noqa: E731
+    # Per training batch: was code 3 still far before it, and how many inputs did it get?
+    batches = []
+    quantizer.register_forward_pre_hook(lambda module, inputs: batches.append([far(), 0]))
+    quantizer.register_forward_hook(
+        lambda module, inputs, out: batches[-1].__setitem__(1, int((out.indices == 3).sum())))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    run_epoch(vqvae_step(model), (images,), batch_size=16, optimizer=optimizer,
+              generator=torch.Generator().manual_seed(0), progress=False)
+    assert len(batches) == -(-len(images) // 16) >= 10
+    assert all(n_inputs == 0 for was_far, n_inputs in batches if was_far)
+    used_after_restart = sum(n_inputs for was_far, n_inputs in batches if not was_far)
+    if restart:
+        assert not batches[-1][0], "code 3 was never restarted"
+        assert used_after_restart > 0, "code 3 was restarted but never used"
+    else:
+        assert far() and batches[-1][0] and used_after_restart == 0
+
+
+def test_kmeans_init_and_beta_defaults_depend_on_the_architecture(tmp_path):
+    assert vq_args(tmp_path, arch="global").kmeans_init is True
+    assert vq_args(tmp_path, arch="conv").kmeans_init is False
+    assert vq_args(tmp_path, "--no-kmeans-init", arch="global").kmeans_init is False
+    assert vq_args(tmp_path, "--kmeans-init", arch="conv").kmeans_init is True
+    assert vq_args(tmp_path, arch="global").beta == 1.0
+    assert vq_args(tmp_path, arch="conv").beta == 0.25
+    assert vq_args(tmp_path, "--beta", "0.5", arch="global").beta == 0.5
+    config = model_config(vq_args(tmp_path, arch="global"))
+    assert (config.beta, config.kmeans_init, config.dead_rule) == (1.0, True, "ema")
+
+
+def test_invalid_quantizer_option_is_a_one_line_error(tmp_path, capsys):
+    assert run_main(main, vq_args(tmp_path, "--dead-threshold", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: dead_threshold")
 
 
 def test_resume_reaches_the_same_numbers(run2, tmp_path):

@@ -1,6 +1,7 @@
 """Tests of models/vae.py: shapes, gradients, the reparameterization, rebuilding."""
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 
 import pytest
@@ -89,7 +90,10 @@ def test_reparameterize_passes_gradients_to_mu_and_logvar():
 
 
 @pytest.mark.parametrize("kwargs", [{"latent_dim": 0}, {"latent_dim": -1}, {"hidden_dim": 0},
-                                    {"latent_dim": 2.5}, {"input_dim": "784"}])
+                                    {"latent_dim": 2.5}, {"input_dim": "784"},
+                                    {"latent_dim": True}, {"input_dim": 100},
+                                    {"image_shape": (1, 0, 28)}, {"image_shape": ()},
+                                    {"image_shape": (1, 28.0, 28)}, {"image_shape": "1x28x28"}])
 def test_invalid_config_is_a_value_error(kwargs):
     field = next(iter(kwargs))
     with pytest.raises(ValueError, match=field):
@@ -115,3 +119,39 @@ def test_rebuilt_from_config_and_state_dict_gives_identical_outputs(batch):
         assert torch.equal(a, b)
     assert torch.equal(original.decode(torch.ones(2, 3)), copy.decode(torch.ones(2, 3)))
 
+
+
+def test_default_config_is_28x28_and_old_model_args_still_load():
+    assert VAEConfig() == VAEConfig(784, 400, 20, (1, 28, 28))
+    old_style = {"input_dim": 784, "hidden_dim": 400, "latent_dim": 20}
+    torch.manual_seed(0)
+    old = VAE(**old_style)
+    assert old.config == VAEConfig()
+    torch.manual_seed(0)
+    assert torch.equal(VAE().fc4.weight, old.fc4.weight)  # same layers, same init
+    assert asdict(old.config) == {**old_style, "image_shape": (1, 28, 28)}
+
+
+def test_image_shape_drives_input_dim_and_decoder_output():
+    m = VAE(image_shape=[3, 8, 6], hidden_dim=16, latent_dim=2)  # a list, e.g. from JSON
+    assert m.config.image_shape == (3, 8, 6) and m.config.input_dim == 144
+    assert m.fc1.in_features == 144 and m.fc4.out_features == 144
+    x = torch.rand(5, 3, 8, 6)
+    out = m(x)
+    assert out.recon_logits.shape == (5, 3, 8, 6)
+    assert m.decode(out.mu).shape == (5, 3, 8, 6)
+    assert m.decode_logits(torch.zeros(7, 2), batch_size=3).shape == (7, 3, 8, 6)
+    assert VAE(input_dim=144, image_shape=(3, 8, 6)).config.input_dim == 144
+
+
+def test_model_args_with_image_shape_survive_a_weights_only_checkpoint():
+    m = VAE(image_shape=(1, 14, 14), hidden_dim=8, latent_dim=2)
+    buffer = io.BytesIO()
+    torch.save({"model_args": asdict(m.config), "model": m.state_dict()}, buffer)
+    buffer.seek(0)
+    ckpt = torch.load(buffer, weights_only=True)
+    rebuilt = VAE(**ckpt["model_args"])
+    rebuilt.load_state_dict(ckpt["model"], strict=True)
+    assert rebuilt.config == m.config
+    z = torch.randn(4, 2)
+    assert torch.equal(rebuilt.decode(z), m.decode(z)) and rebuilt.decode(z).shape == (4, 1, 14, 14)

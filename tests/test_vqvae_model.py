@@ -1,22 +1,25 @@
-"""Tests of models/vqvae.py against independent references (numpy, autograd,
-analytic values, brute force)."""
+"""Tests of models/quantizer.py and models/vqvae.py against independent
+references (numpy, autograd, analytic values, brute force)."""
 
 import io
 import math
+from dataclasses import asdict, fields
 
 import numpy as np
 import pytest
 import torch
 
-from models.vqvae import (
-    VQVAE,
+from models.quantizer import (
     VectorQuantizer,
+    VQConfig,
     kmeans,
     laplace_smoothing,
     nearest_code,
     perplexity,
+    rotation_trick,
     straight_through,
 )
+from models.vqvae import VQVAE, VQVAEConfig
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +36,7 @@ def set_codebook(vq: VectorQuantizer, codebook: torch.Tensor) -> None:
     """Put a chosen codebook into a quantizer, keeping its EMA state consistent."""
     with torch.no_grad():
         vq.codebook.copy_(codebook)
-        if vq.ema:
+        if vq.config.ema:
             vq.cluster_size.fill_(1.0)
             vq.code_sum.copy_(codebook)
 
@@ -51,6 +54,67 @@ def test_straight_through_value_and_gradient():
     # d/dy sum(w y^2) = 2 w y, evaluated at the quantized value.
     torch.testing.assert_close(z_e.grad, 2 * weights * z_q.detach())
     assert z_q.grad is None or torch.all(z_q.grad == 0)
+
+
+def rotation_matrix(e: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The (D, D) matrix lambda R of Fifty et al. (2024), eq. (6), formed explicitly:
+    R = I - 2 r r^T + 2 q^ e^T with r = (e^ + q^) / ||e^ + q^||, lambda = ||q|| / ||e||."""
+    e_hat, q_hat = e / np.linalg.norm(e), q / np.linalg.norm(q)
+    r = (e_hat + q_hat) / np.linalg.norm(e_hat + q_hat)
+    rotation = np.eye(len(e)) - 2 * np.outer(r, r) + 2 * np.outer(q_hat, e_hat)
+    return np.linalg.norm(q) / np.linalg.norm(e) * rotation
+
+
+def test_rotation_matrix_reference_is_a_rotation_in_the_plane_of_e_and_q():
+    rng = np.random.default_rng(4)
+    e, q = rng.normal(size=5), rng.normal(size=5)
+    rotation = rotation_matrix(e, q) * np.linalg.norm(e) / np.linalg.norm(q)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(5), atol=1e-12)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
+    np.testing.assert_allclose(rotation @ (e / np.linalg.norm(e)), q / np.linalg.norm(q), atol=1e-12)
+    # Vectors orthogonal to both e and q are left alone.
+    basis = np.linalg.qr(np.stack([e, q], 1), mode="complete")[0][:, 2:]
+    np.testing.assert_allclose(rotation @ basis, basis, atol=1e-12)
+
+
+def test_rotation_trick_value_is_z_q_and_gradient_is_lambda_r_transposed():
+    z_e = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    z_q = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(6, 4, dtype=torch.float64)
+    out = rotation_trick(z_e, z_q)
+    torch.testing.assert_close(out, z_q, rtol=0, atol=0)
+    (weights * out).sum().backward()
+    assert z_q.grad is None or torch.all(z_q.grad == 0)
+    e, q, g = z_e.detach().numpy(), z_q.detach().numpy(), weights.numpy()
+    expected = np.stack([rotation_matrix(e[i], q[i]).T @ g[i] for i in range(6)])
+    np.testing.assert_allclose(z_e.grad.numpy(), expected, rtol=1e-6, atol=1e-9)
+    # Unlike straight-through, the gradient is rescaled by ||q|| / ||e||.
+    np.testing.assert_allclose(np.linalg.norm(z_e.grad.numpy(), axis=1),
+                               np.linalg.norm(g, axis=1) * np.linalg.norm(q, axis=1)
+                               / np.linalg.norm(e, axis=1), rtol=1e-6)
+
+
+def test_rotation_trick_is_finite_for_zero_and_antipodal_inputs():
+    q = torch.tensor([[1.0, 2.0], [0.5, -1.0]])
+    z_e = torch.stack([torch.zeros(2), -3 * q[1]]).requires_grad_(True)
+    out = rotation_trick(z_e, q)
+    torch.testing.assert_close(out, q, rtol=0, atol=0)
+    out.pow(2).sum().backward()
+    assert torch.isfinite(z_e.grad).all()
+
+
+def test_quantizer_with_rotation_trick_passes_the_rotated_gradient():
+    vq = VectorQuantizer(6, 3, rotation_trick=True, restart_dead=False).double()
+    z_e = torch.randn(10, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(10, 3, dtype=torch.float64)
+    codebook_before = vq.codebook.clone()
+    out = vq(z_e)
+    (grad_z_e,) = torch.autograd.grad((weights * out.z_q).sum(), z_e)
+    q = codebook_before[out.indices].numpy()
+    torch.testing.assert_close(out.z_q.detach().numpy(), q, rtol=0, atol=0)
+    e = z_e.detach().numpy()
+    expected = np.stack([rotation_matrix(e[i], q[i]).T @ weights[i].numpy() for i in range(10)])
+    np.testing.assert_allclose(grad_z_e.numpy(), expected, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("ema", [True, False])
@@ -154,10 +218,15 @@ def test_codebook_and_commitment_losses_move_the_right_side():
     np.testing.assert_allclose(grad_codebook.numpy(), expected, rtol=1e-5, atol=1e-6)
 
     grad_z_e, grad_codebook = torch.autograd.grad(
-        out.losses.commit, [z_e, vq.codebook], allow_unused=True)
+        out.losses.commit, [z_e, vq.codebook], retain_graph=True, allow_unused=True)
     assert grad_codebook is None or torch.all(grad_codebook == 0)
-    expected_z = 0.25 * 2 * (z_np - e_np[assign]) / z_np.size
+    # The raw commitment term, without beta: d/dz mean((z - e)^2) = 2 (z - e) / (N D).
+    expected_z = 2 * (z_np - e_np[assign]) / z_np.size
     np.testing.assert_allclose(grad_z_e.numpy(), expected_z, rtol=1e-5, atol=1e-6)
+    squared_error = ((z_np - e_np[assign]) ** 2).mean()
+    assert out.losses.commit.item() == pytest.approx(squared_error, rel=1e-5)
+    assert out.losses.codebook.item() == pytest.approx(squared_error, rel=1e-5)
+    assert out.loss.item() == pytest.approx(0.25 * squared_error + squared_error, rel=1e-5)
 
 
 def test_ema_codebook_is_a_buffer_and_codebook_loss_is_zero():
@@ -204,16 +273,28 @@ def test_one_ema_step_equals_hand_computation():
     np.testing.assert_allclose(vq.codebook.numpy(), expected_codebook, rtol=1e-5, atol=1e-6)
 
 
-def _far_code_setup(ema, restart_dead, dead_window=3):
-    vq = VectorQuantizer(4, 2, ema=ema, restart_dead=restart_dead, dead_window=dead_window)
-    codebook = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [100.0, 100.0]])
-    set_codebook(vq, codebook)
-    return vq
+FAR_CODEBOOK = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [100.0, 100.0]])
+
+
+def _far_code_setup(ema=True, restart_dead=True, **options):
+    """4 codes in 2-D; code 3 is far from every input of :func:`_near_batch`."""
+    vq = VectorQuantizer(4, 2, ema=ema, restart_dead=restart_dead, **options)
+    set_codebook(vq, FAR_CODEBOOK)
+    return vq.train()
+
+
+def _near_batch(n=15, noise=0.01):
+    """n points, a third near each of codes 0, 1, 2 (so each gets 1/3 of them)."""
+    return FAR_CODEBOOK[torch.arange(n) % 3] + noise * torch.randn(n, 2)
+
+
+def _is_far(vq):
+    return vq.codebook[3].abs().min().item() > 50
 
 
 @pytest.mark.parametrize("ema", [True, False])
-def test_dead_code_is_restarted_on_a_batch_encoder_output(ema):
-    vq = _far_code_setup(ema, restart_dead=True, dead_window=3).train()
+def test_window_rule_restarts_a_dead_code_on_a_batch_encoder_output(ema):
+    vq = _far_code_setup(ema, dead_rule="window", dead_window=3, restart_from="random")
     batches = [torch.rand(16, 2) for _ in range(3)]
     for batch in batches[:2]:
         assert (vq(batch).indices != 3).all()
@@ -228,35 +309,140 @@ def test_dead_code_is_restarted_on_a_batch_encoder_output(ema):
         torch.testing.assert_close(vq.code_sum[3], vq.codebook[3])
 
 
+def test_usage_ema_update_equals_hand_computation():
+    decay = 0.7
+    vq = _far_code_setup(dead_decay=decay, restart_dead=False)
+    batch = torch.tensor([[0.0, 0.1], [0.1, 0.0], [0.9, 0.1], [0.1, 0.8], [0.0, 0.9]])
+    vq(batch)
+    counts = np.array([2, 1, 2, 0])
+    expected = decay * 0.25 + (1 - decay) * counts / 5
+    np.testing.assert_allclose(vq.usage_ema.numpy(), expected, rtol=1e-6)
+    vq(batch)
+    np.testing.assert_allclose(vq.usage_ema.numpy(), decay * expected + (1 - decay) * counts / 5,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("threshold, decay", [(0.5, 0.9), (0.1, 0.8), (0.9, 0.5)])
+@pytest.mark.parametrize("batch_size", [6, 60])
+def test_ema_rule_restarts_after_log_threshold_over_log_decay_batches(threshold, decay, batch_size):
+    # From the fair share 1/K an unused code's usage EMA is d^t / K, below
+    # threshold / K from t = floor(log(threshold) / log(d)) + 1 on, whatever
+    # the batch size (so whatever the number of batches in an epoch).
+    vq = _far_code_setup(dead_threshold=threshold, dead_decay=decay)
+    expected_step = math.floor(math.log(threshold) / math.log(decay)) + 1
+    for step in range(1, expected_step + 1):
+        batch = _near_batch(batch_size)
+        assert (vq(batch).indices != 3).all()
+        if step < expected_step:
+            assert _is_far(vq), f"restarted at step {step}, expected {expected_step}"
+    assert not _is_far(vq)
+    # The restarted code sits on a point of the batch, on probation at the threshold.
+    assert (batch - vq.codebook[3]).pow(2).sum(1).min().item() == 0.0
+    assert vq.usage_ema[3].item() == pytest.approx(threshold / 4)
+    assert vq.cluster_size[3].item() == 1.0
+    # ... and no other code, each with 1/3 of the inputs, was touched.
+    torch.testing.assert_close(vq.codebook[:3], FAR_CODEBOOK[:3], atol=0.02, rtol=0)
+
+
+def test_a_restarted_code_without_inputs_in_its_next_batch_is_restarted_again():
+    vq = _far_code_setup(dead_threshold=0.9, dead_decay=0.5)
+    first = _near_batch()
+    first[0] = torch.tensor([4.0, 4.0])
+    vq(first)
+    torch.testing.assert_close(vq.codebook[3], first[0], rtol=0, atol=0)
+    # The next batch has nothing near (4, 4): on probation, code 3 moves on at once,
+    # onto the worst-quantized input of that batch.
+    second = _near_batch()
+    second[5] = torch.tensor([-3.0, 2.0])
+    assert (vq(second).indices != 3).all()
+    torch.testing.assert_close(vq.codebook[3], second[5], rtol=0, atol=0)
+
+
+def test_a_restarted_code_that_wins_its_share_stays():
+    vq = _far_code_setup(dead_threshold=0.9, dead_decay=0.5)
+    first = _near_batch()
+    first[0] = torch.tensor([4.0, 4.0])
+    vq(first)
+    second = _near_batch(16)
+    second[[0, 5, 9, 13]] = torch.tensor([4.0, 4.0]) + 0.01 * torch.randn(4, 2)
+    assert (vq(second).indices == 3).sum() == 4  # 1/4 of the batch >= 0.9 / K
+    assert (vq.codebook[3] - torch.tensor([4.0, 4.0])).abs().max() < 0.1
+
+
+def test_error_rule_restarts_onto_the_worst_quantized_input():
+    vq = _far_code_setup(dead_threshold=0.9, dead_decay=0.5, restart_from="error")
+    batch = _near_batch(15)
+    batch[4] = torch.tensor([3.0, 2.5])  # the input farthest from its nearest code
+    codebook_before = vq.codebook.clone()
+    vq(batch)
+    distances = ((batch[:, None, :] - codebook_before[None]) ** 2).sum(-1).min(1).values
+    assert distances.argmax().item() == 4
+    torch.testing.assert_close(vq.codebook[3], batch[4], rtol=0, atol=0)
+
+
+def test_several_dead_codes_restart_onto_distinct_worst_inputs():
+    vq = VectorQuantizer(6, 2, dead_threshold=0.9, dead_decay=0.5, restart_from="error").train()
+    set_codebook(vq, torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]] + [[100.0, 100.0]] * 3))
+    batch = _near_batch(30)
+    batch[[2, 7, 11]] = torch.tensor([[5.0, 5.0], [-4.0, 3.0], [3.0, -6.0]])
+    vq(batch)
+    restarted = {tuple(row) for row in vq.codebook[3:].tolist()}
+    assert restarted == {tuple(row) for row in batch[[2, 7, 11]].tolist()}
+
+
+@pytest.mark.parametrize("restart_from", ["error", "random"])
+def test_no_more_codes_restart_than_the_batch_has_outputs(restart_from):
+    vq = VectorQuantizer(8, 2, dead_threshold=0.9, dead_decay=0.5, restart_from=restart_from)
+    set_codebook(vq, torch.cat([FAR_CODEBOOK[:3], torch.full((5, 2), 100.0)]))
+    with torch.no_grad():  # the dead codes 3..7, most neglected first: 6, 4, 7, 3, 5
+        vq.usage_ema[3:] = torch.tensor([0.04, 0.02, 0.05, 0.01, 0.03])
+    batch = torch.tensor([[0.0, 0.1], [1.1, 0.0], [0.0, 2.0]])
+    vq.train()(batch)
+    restarted = [k for k in range(3, 8) if vq.codebook[k].abs().max() < 50]
+    assert restarted == [4, 6, 7]
+    assert {tuple(vq.codebook[k].tolist()) for k in restarted} == {tuple(r) for r in batch.tolist()}
+
+
 def test_dead_code_restart_is_reproducible_under_seed():
-    restarted = []
-    for _ in range(2):
-        torch.manual_seed(5)
-        vq = _far_code_setup(ema=True, restart_dead=True, dead_window=2).train()
+    def restarted_code(seed):
+        torch.manual_seed(seed)
+        vq = _far_code_setup(dead_rule="window", dead_window=2, restart_from="random")
         batch = torch.rand(32, 2)
         vq(batch)
+        assert _is_far(vq)
         vq(batch)
-        restarted.append(vq.codebook[3].clone())
-    torch.testing.assert_close(restarted[0], restarted[1])
+        assert not _is_far(vq), "no restart after dead_window unused batches"
+        assert (batch - vq.codebook[3]).pow(2).sum(1).min().item() == 0.0
+        return vq.codebook[3].clone()
+
+    torch.testing.assert_close(restarted_code(5), restarted_code(5), rtol=0, atol=0)
+    # The choice comes from torch's RNG: other seeds land on other points.
+    assert len({tuple(restarted_code(seed).tolist()) for seed in range(5)}) > 1
 
 
-def test_dead_code_count_and_kmeans_flag_survive_a_state_dict_round_trip():
-    vq = _far_code_setup(ema=True, restart_dead=True, dead_window=3).train()
-    vq(torch.rand(16, 2))
-    vq(torch.rand(16, 2))
-    resumed = VectorQuantizer(4, 2, ema=True, dead_window=3, kmeans_init=True)
+@pytest.mark.parametrize("rule", ["window", "ema"])
+def test_dead_code_statistics_and_kmeans_flag_survive_a_state_dict_round_trip(rule):
+    options = dict(dead_rule=rule, dead_window=3, dead_threshold=0.5, dead_decay=0.8)
+    vq = _far_code_setup(**options)
+    n_unused = 3 if rule == "window" else math.floor(math.log(0.5) / math.log(0.8)) + 1
+    for _ in range(n_unused - 1):
+        vq(_near_batch())
+    assert _is_far(vq)
+    resumed = VectorQuantizer(4, 2, kmeans_init=True, **options)
     resumed.load_state_dict(vq.state_dict(), strict=True)
-    batch = torch.rand(16, 2)
+    batch = _near_batch()
     resumed.train()(batch)
-    # Third unused batch in a row: restarted, and no k-means re-initialisation moved code 3 first.
+    # The last unused batch: restarted, and no k-means re-initialisation moved code 3 first.
     assert (batch - resumed.codebook[3]).pow(2).sum(1).min().item() == 0.0
 
 
-def test_dead_code_restart_can_be_switched_off():
-    vq = _far_code_setup(ema=True, restart_dead=False, dead_window=3).train()
-    for _ in range(10):
-        vq(torch.rand(16, 2))
+@pytest.mark.parametrize("rule", ["window", "ema"])
+def test_dead_code_restart_can_be_switched_off(rule):
+    vq = _far_code_setup(restart_dead=False, dead_rule=rule, dead_window=3)
+    for _ in range(30):
+        vq(_near_batch())
     torch.testing.assert_close(vq.codebook[3], torch.tensor([100.0, 100.0]), atol=1e-2, rtol=0)
+    assert vq.usage_ema[3].item() < 0.5 / 4  # dead by the rule, but left alone
 
 
 def test_kmeans_init_brings_codes_closer_to_the_data():
@@ -296,6 +482,25 @@ def test_quantizer_rejects_wrong_code_dimension():
 # VQ-VAE
 # ----------------------------------------------------------------------------
 SMALL = {"conv": dict(hidden=8, n_res_blocks=1), "global": dict(hidden=32)}
+
+
+def test_vqvae_config_holds_every_quantizer_option_once():
+    vq_fields = {f.name for f in fields(VQConfig)}
+    assert vq_fields <= {f.name for f in fields(VQVAEConfig)}
+    model = VQVAE("global", 16, 4, hidden=8, beta=0.5, dead_threshold=0.3, restart_from="random",
+                  rotation_trick=True, kmeans_init=True)
+    assert model.quantizer.config == model.config.vq_config
+    assert asdict(model.quantizer.config) == {k: v for k, v in model.model_args.items()
+                                              if k in vq_fields}
+    assert model.quantizer.config.beta == 0.5 and model.quantizer.config.dead_threshold == 0.3
+
+
+def test_model_args_are_asdict_of_the_config_with_defaults_resolved():
+    model = VQVAE("conv", 32, 8)
+    assert model.model_args == asdict(model.config)
+    assert model.config == VQVAEConfig(32, 8, arch="conv", hidden=64, res_hidden=64)
+    assert model.model_args["hidden"] == 64 and model.model_args["res_hidden"] == 64
+    assert VQVAE(**model.model_args).config == model.config
 
 
 def test_bits_per_image():
@@ -342,19 +547,21 @@ def test_losses_are_per_image_sums(arch, positions):
     codebook = model.quantizer.codebook.detach().numpy()
     assign = brute_force_nearest(z_e.reshape(-1, 4), codebook)
     squared_error = ((z_e.reshape(-1, 4) - codebook[assign]) ** 2).sum() / 5
-    assert out.commit_loss.item() == pytest.approx(0.5 * squared_error, rel=1e-5)
+    # commit_loss is the raw term (no beta); loss weights it by beta = 0.5.
+    assert out.commit_loss.item() == pytest.approx(squared_error, rel=1e-5)
     assert out.codebook_loss.item() == pytest.approx(squared_error, rel=1e-5)
 
     p = torch.sigmoid(out.recon_logits).detach().double().numpy()
     xn = x.double().numpy()
     bce = -(xn * np.log(p) + (1 - xn) * np.log(1 - p)).sum() / 5
     assert out.recon_loss.item() == pytest.approx(bce, rel=1e-4)
-    assert out.loss.item() == pytest.approx(bce + 1.5 * squared_error, rel=1e-4)
+    assert out.loss.item() == pytest.approx(bce + 0.5 * squared_error + squared_error, rel=1e-4)
 
 
 @pytest.mark.parametrize("arch", ["conv", "global"])
 def test_rebuild_from_model_args_gives_identical_outputs(arch):
-    model = VQVAE(arch, n_codes=16, code_dim=4, dead_window=1, **SMALL[arch])
+    model = VQVAE(arch, n_codes=16, code_dim=4, dead_threshold=1.0, kmeans_init=True,
+                  rotation_trick=True, **SMALL[arch])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(2):  # change weights and quantizer buffers away from their init
         out = model(torch.rand(4, 1, 28, 28))
@@ -385,7 +592,7 @@ def _synthetic_images(n=64, n_prototypes=4):
 @pytest.mark.parametrize("arch, hidden, steps", [("conv", 16, 400), ("global", 32, 300)])
 def test_training_lowers_reconstruction_loss(arch, hidden, steps):
     data = _synthetic_images()
-    model = VQVAE(arch, n_codes=8, code_dim=4, hidden=hidden, n_res_blocks=1, dead_window=20)
+    model = VQVAE(arch, n_codes=8, code_dim=4, hidden=hidden, n_res_blocks=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def eval_recon():
@@ -426,6 +633,12 @@ def test_training_lowers_reconstruction_loss(arch, hidden, steps):
         (dict(n_res_blocks=-1), "n_res_blocks"),
         (dict(dead_window=0), "dead_window"),
         (dict(n_codes=2.5), "n_codes"),
+        (dict(dead_threshold=0.0), "dead_threshold"),
+        (dict(dead_threshold=1.5), "dead_threshold"),
+        (dict(dead_decay=1.0), "dead_decay"),
+        (dict(dead_rule="never"), "dead_rule"),
+        (dict(restart_from="anywhere"), "restart_from"),
+        (dict(beta="0.25"), "beta"),
     ],
 )
 def test_invalid_constructor_arguments_raise(kwargs, message):

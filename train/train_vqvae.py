@@ -3,32 +3,51 @@
     python train/train_vqvae.py --arch conv      # 7x7 grid of codes, 49*log2(K) bits
     python train/train_vqvae.py --arch global    # one code per image, log2(K) bits
 
-van den Oord et al. (2017), with EMA codebook updates, dead-code restarts and
-optional k-means initialisation (flags below). Writes
+van den Oord et al. (2017), with EMA codebook updates, dead-code restarts
+decided every batch from each code's usage EMA, k-means initialisation and
+beta = 1 for --arch global, and the optional rotation trick (flags below; the
+defaults are measured in benchmarks/bench_vq_usage.py). Writes
 experiments/logs/vqvae_<arch>_train_log.csv, the checkpoint
 experiments/checkpoints/vqvae_<arch>_<dataset>.pt and the plots.
+
+Log columns: ``total_loss`` is the weighted objective of eq. (3),
+recon_loss + beta * commit_loss + codebook_loss; ``commit_loss`` is the RAW
+commitment term ||z_e - sg[z_q]||^2 per image, not multiplied by beta;
+``codebook_loss`` is 0 with --ema.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from models.vqvae import ARCHS, VQVAE
+from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
+from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import metrics
 from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
 from utils.datasets import iterate_batches
-from utils.runtime import stage_paths
+from utils.paths import stage_paths, vqvae_stage
 from utils.training import fit, prepare_training
 
 COLUMNS = ["epoch", "total_loss", "recon_loss", "codebook_loss", "commit_loss", "perplexity",
            "usage", "test_recon_bce", "test_recon_mse", "test_perplexity", "test_usage",
            "seconds", "dataset"]
 DEFAULT_K = {"conv": 512, "global": 256}
-RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "restart_dead",
-               "kmeans_init", "batch_size", "lr", "seed", "limit")
+# Measured per architecture in benchmarks/bench_vq_usage.py (benchmarks/results/vq_usage.csv).
+# beta: the paper's 0.25 for the grid of codes; "global" quantizes one 64-d vector
+# per image against a 784-pixel reconstruction sum, and 0.25 lets its encoder
+# outputs run away from the codes in the first epoch (most codes end unused),
+# while 1.0 keeps them close and reconstructs as well.
+DEFAULT_BETA = {"conv": 0.25, "global": 1.0}
+# k-means on the first batch: on for "global"; for "conv" it lowers the usage.
+DEFAULT_KMEANS_INIT = {"conv": False, "global": True}
+RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "decay",
+               "restart_dead", "dead_rule", "dead_window", "dead_threshold", "dead_decay",
+               "restart_from", "kmeans_init", "rotation_trick", "batch_size", "lr", "seed",
+               "limit")
 
 
 def parse_args(argv=None):
@@ -40,22 +59,57 @@ def parse_args(argv=None):
     p.add_argument("--codebook-size", type=positive_int, default=None,
                    help="K (default: 512 for conv, 256 for global)")
     p.add_argument("--code-dim", type=positive_int, default=64, help="dimension of each code")
-    p.add_argument("--beta", type=float, default=0.25, help="commitment weight")
+    p.add_argument("--beta", type=float, default=None,
+                   help="commitment weight (default: 0.25 for conv, 1.0 for global)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="codebook by exponential moving averages (else by the codebook loss)")
-    p.add_argument("--restart-dead", action=argparse.BooleanOptionalAction, default=True,
-                   help="restart codes unused for a window of batches on encoder outputs")
-    p.add_argument("--kmeans-init", action=argparse.BooleanOptionalAction, default=False,
-                   help="initialise the codebook by k-means on the first batch")
+    p.add_argument("--decay", type=float, default=VQConfig.decay,
+                   help="decay gamma of the EMA codebook updates (appendix A.1)")
+    p.add_argument("--restart-dead", action=argparse.BooleanOptionalAction,
+                   default=VQConfig.restart_dead,
+                   help="move dead codes (--dead-rule) onto encoder outputs of the batch")
+    p.add_argument("--dead-rule", choices=DEAD_RULES, default=VQConfig.dead_rule,
+                   help="ema: a code is dead when its usage EMA is below --dead-threshold "
+                        "times the fair share 1/K (checked every batch); window: when no input "
+                        "of --dead-window consecutive batches used it (the old rule)")
+    p.add_argument("--dead-threshold", type=float, default=VQConfig.dead_threshold,
+                   help="fraction of the fair share 1/K under which the ema rule calls a code dead")
+    p.add_argument("--dead-decay", type=float, default=VQConfig.dead_decay,
+                   help="decay of the per-batch usage EMA of the ema rule")
+    p.add_argument("--dead-window", type=positive_int, default=VQConfig.dead_window,
+                   help="consecutive unused batches of the window rule")
+    p.add_argument("--restart-from", choices=RESTART_FROM, default=VQConfig.restart_from,
+                   help="error: restart dead codes on the batch's worst-quantized encoder "
+                        "outputs; random: on random ones")
+    p.add_argument("--kmeans-init", action=argparse.BooleanOptionalAction, default=None,
+                   help="initialise the codebook by k-means on the first batch "
+                        "(default: on for global, off for conv)")
+    p.add_argument("--rotation-trick", action=argparse.BooleanOptionalAction,
+                   default=VQConfig.rotation_trick,
+                   help="rotation trick (Fifty et al. 2024) instead of the straight-through "
+                        "gradient")
     args = p.parse_args(argv)
     if args.codebook_size is None:
         args.codebook_size = DEFAULT_K[args.arch]
+    if args.beta is None:
+        args.beta = DEFAULT_BETA[args.arch]
+    if args.kmeans_init is None:
+        args.kmeans_init = DEFAULT_KMEANS_INIT[args.arch]
     return args
+
+
+def model_config(args) -> VQVAEConfig:
+    """The VQVAEConfig the flags ask for (ValueError, shown as one line, if invalid)."""
+    return VQVAEConfig(args.codebook_size, args.code_dim, arch=args.arch, beta=args.beta,
+                       ema=args.ema, decay=args.decay, restart_dead=args.restart_dead, dead_rule=args.dead_rule,
+                       dead_window=args.dead_window, dead_threshold=args.dead_threshold,
+                       dead_decay=args.dead_decay, restart_from=args.restart_from,
+                       kmeans_init=args.kmeans_init, rotation_trick=args.rotation_trick)
 
 
 def run_paths(out_dir: Path, arch: str, dataset: str) -> dict[str, Path]:
     """experiments/logs/vqvae_<arch>_train_log.csv, checkpoints/vqvae_<arch>_<dataset>.pt, ..."""
-    return stage_paths(out_dir, f"vqvae_{arch}", dataset)
+    return stage_paths(out_dir, vqvae_stage(arch), dataset)
 
 
 def vqvae_step(model: VQVAE):
@@ -88,9 +142,8 @@ def evaluate_vqvae(model: VQVAE, images: torch.Tensor, batch_size: int = 1000) -
 
 def main(args):
     paths = run_paths(args.out_dir, args.arch, args.dataset)
-    build = lambda: VQVAE(args.arch, args.codebook_size, args.code_dim, beta=args.beta,  # noqa: E731
-                          ema=args.ema, restart_dead=args.restart_dead, kmeans_init=args.kmeans_init)
-    run = prepare_training(args, paths, build, VQVAE, RESUME_KEYS)
+    config = model_config(args)  # before loading any data, so bad options fail at once
+    run = prepare_training(args, paths, lambda: VQVAE(**asdict(config)), VQVAE, RESUME_KEYS)
     model = run.model
     print(f"VQ-VAE {args.arch}: K={args.codebook_size}, {model.bits_per_image:g} bits per image",
           file=sys.stderr)

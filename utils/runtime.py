@@ -128,19 +128,6 @@ def ensure_output_dirs(*folders: str | Path) -> None:
                             f"choose another --out-dir") from None
 
 
-def stage_paths(out_dir: Path, stage: str, dataset: str) -> dict[str, Path]:
-    """Where a training stage writes: ``<stage>_train_log.csv`` for the default
-    dataset (mnist), ``<stage>_<dataset>_train_log.csv`` otherwise; the run
-    record, checkpoint ``<stage>_<dataset>.pt`` and the plot folder. Named after
-    the requested dataset; the dataset actually used is recorded inside."""
-    out_dir = Path(out_dir)
-    log = f"{stage}_train_log.csv" if dataset == "mnist" else f"{stage}_{dataset}_train_log.csv"
-    return {"log": out_dir / "logs" / log,
-            "record": out_dir / "logs" / f"{stage}_{dataset}_run.json",
-            "checkpoint": out_dir / "checkpoints" / f"{stage}_{dataset}.pt",
-            "plots": out_dir / "plots"}
-
-
 def write_run_record(path: Path, args, **extra) -> dict:
     """Write config, command line, git commit, versions and ``extra`` (e.g. the
     dataset actually used) as JSON beside a run's outputs; returns the record."""

@@ -1,0 +1,131 @@
+"""Code usage of the VQ-VAE after ONE epoch, with the old and the new codebook rules.
+
+    python benchmarks/bench_vq_usage.py [--datasets mnist-5k fashion-mnist]
+        [--global-ks 16 32 64 128 256 512] [--conv-ks 512] [--settings before after]
+    python benchmarks/bench_vq_usage.py --append --settings after-rotation ...  # ablations
+
+Each row is one run of ``train/train_vqvae.py --epochs 1`` (same seed) on the
+dataset, architecture, K and setting: ``before`` reproduces the old defaults
+(a code is dead after 100 consecutive unused batches, restarted on a random
+encoder output, no k-means initialisation, beta 0.25); ``after`` is today's
+defaults; the other settings change one thing of ``after`` (see SETTINGS). Writes
+benchmarks/results/vq_usage.csv (rewritten after every run, atomically) with
+the test-split usage (fraction of the K codes used), perplexity, MSE per
+pixel, the epoch's seconds (training + evaluation) and ``usage_ceiling``: the
+expected usage if the N test vectors (N images x code positions) fell on the
+K codes uniformly at random, 1 - (1 - 1/K)^N, the most one can expect.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import tempfile
+from pathlib import Path
+
+import torch
+
+from train.train_vqvae import main as train_main
+from train.train_vqvae import parse_args as train_args
+from train.train_vqvae import run_paths
+from utils.csvlog import write_rows
+from utils.datasets import load_dataset
+
+# Flags added to the training command line, per setting.
+SETTINGS = {
+    "before": ["--dead-rule", "window", "--dead-window", "100", "--restart-from", "random",
+               "--no-kmeans-init", "--beta", "0.25"],
+    "after": [],
+    "after-no-kmeans": ["--no-kmeans-init"],
+    "after-kmeans": ["--kmeans-init"],
+    "after-random-restart": ["--restart-from", "random"],
+    "after-rotation": ["--rotation-trick"],
+    "after-beta-0.25": ["--beta", "0.25"],
+    "after-dead-decay-0.5": ["--dead-decay", "0.5"],
+    "after-dead-decay-0.8": ["--dead-decay", "0.8"],
+}
+COLUMNS = ["dataset", "arch", "K", "setting", "test_usage", "test_perplexity", "test_mse",
+           "seconds", "usage_ceiling", "flags"]
+POSITIONS = {"global": 1, "conv": 49}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["mnist-5k", "fashion-mnist"],
+                   help="datasets to train on")
+    p.add_argument("--global-ks", nargs="*", type=int, default=[16, 32, 64, 128, 256, 512],
+                   help="codebook sizes K for --arch global")
+    p.add_argument("--conv-ks", nargs="*", type=int, default=[512],
+                   help="codebook sizes K for --arch conv")
+    p.add_argument("--settings", nargs="+", default=["before", "after"], choices=SETTINGS,
+                   help="flag sets to compare (see SETTINGS in this file)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (the same for every run)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (on the shared 2-core machine a second intra-op "
+                        "thread only spins: 2 made the mnist-5k runs 5-15x slower)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/vq_usage.csv"),
+                   help="CSV output")
+    p.add_argument("--append", action="store_true",
+                   help="keep the rows already in --out (a rerun replaces its own rows)")
+    return p.parse_args(argv)
+
+
+def usage_ceiling(n_codes: int, n_vectors: int) -> float:
+    """Expected fraction of K codes hit by N uniform draws: 1 - (1 - 1/K)^N."""
+    return 1.0 - (1.0 - 1.0 / n_codes) ** n_vectors
+
+
+def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
+              data_root: Path) -> dict:
+    """Train one epoch with train_vqvae's own main() in a temporary folder and
+    return its log row."""
+    with tempfile.TemporaryDirectory() as out:
+        args = train_args(["--dataset", dataset, "--arch", arch, "--codebook-size", str(n_codes),
+                           "--epochs", "1", "--seed", str(seed), "--device", "cpu",
+                           "--data-root", str(data_root), "--out-dir", out, "--no-plots", *flags])
+        with contextlib.redirect_stderr(io.StringIO()):
+            train_main(args)
+        with open(run_paths(Path(out), arch, dataset)["log"], newline="") as f:
+            return list(csv.DictReader(f))[-1]
+
+
+def _order(row: dict) -> tuple:
+    """Rows grouped by dataset, architecture and K, settings in SETTINGS order."""
+    return (row["dataset"], row["arch"] != "global", int(row["K"]), list(SETTINGS).index(row["setting"]))
+
+
+def main(args):
+    torch.set_num_threads(args.threads)
+    runs = [(dataset, arch, k) for dataset in args.datasets
+            for arch, ks in (("global", args.global_ks), ("conv", args.conv_ks)) for k in ks]
+    rows = []
+    if args.append and args.out.is_file():
+        with open(args.out, newline="") as f:
+            rows = list(csv.DictReader(f))
+    for dataset, arch, k in runs:
+        n_test = len(load_dataset(dataset, "test", args.data_root).images)
+        for setting in args.settings:
+            row = epoch_one(dataset, arch, k, SETTINGS[setting], args.seed, args.data_root)
+            rows = [r for r in rows if (r["dataset"], r["arch"], str(r["K"]), r["setting"])
+                    != (row["dataset"], arch, str(k), setting)]
+            rows.append({"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
+                         "test_usage": float(row["test_usage"]),
+                         "test_perplexity": float(row["test_perplexity"]),
+                         "test_mse": float(row["test_recon_mse"]),
+                         "seconds": round(float(row["seconds"]), 1),
+                         "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
+                         "flags": " ".join(SETTINGS[setting])})
+            rows.sort(key=_order)
+            write_rows(args.out, COLUMNS, rows)
+            print(f"{dataset} {arch} K={k} {setting}: usage {float(row['test_usage']):.3f}, "
+                  f"perplexity {float(row['test_perplexity']):.1f}, "
+                  f"MSE {float(row['test_recon_mse']):.4f}, {float(row['seconds']):.1f}s", flush=True)
+    print(f"wrote {args.out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main(parse_args())
