@@ -1,0 +1,404 @@
+"""Train a gated PixelCNN prior over the code maps of a quantized model, then sample it.
+
+    python train/train_prior.py --codes-from experiments/checkpoints/vqvae_conv_fashion-mnist.pt \
+        [--classifier experiments/checkpoints/classifier_fashion-mnist.pt]
+
+The generative half of the comparison (van den Oord et al. 2017, section 4.2):
+the training and test splits the quantized model was trained on are encoded
+into code maps (:func:`code_maps`), a PixelCNN (models/prior.py) learns p(map)
+by maximum likelihood on the training maps, and at the end the script writes
+
+* the test NLL in bits per image (-log2 p(map), the code length under the
+  prior) and the prior's perplexity 2^(bits per position), next to the i.i.d.
+  histogram baseline and the uniform 49 log2 K bits;
+* samples drawn in raster order at --temperature, decoded by the quantized
+  model's decoder, as a PNG/PDF grid (and the sampled maps as a .pt);
+* with --classifier (train/train_classifier.py): FID of the samples against
+  the test images on the classifier's features, with, for scale, the FID of as
+  many training images and of their reconstructions against the test images,
+  and the class statistics of the samples;
+* all numbers in prior_<method>_<dataset>_metrics.json.
+
+The per-epoch log is prior_<method>_<dataset>_train_log.csv and the
+checkpoint prior_<method>_<dataset>.pt, with <method> e.g. vqvae_conv.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+
+from models.prior import GatedPixelCNN, HistogramPrior
+from utils import paths as project_paths
+from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
+from utils.cli import (add_training_args, make_parser, positive_float, positive_int, run_main,
+                       seed_int)
+from utils.datasets import Data, load_dataset
+from utils.errors import UserError
+from utils.runtime import atomic_file, pick_device
+from utils.training import fit, prefixed, prepare_training, run_epoch
+
+COLUMNS = ["epoch", "loss", "bits_per_image", "test_loss", "test_bits_per_image",
+           "test_perplexity", "seconds", "dataset"]
+RESUME_KEYS = ("codes_from", "dataset", "limit", "channels", "n_layers", "kernel_size",
+               "class_conditional", "batch_size", "lr", "seed")
+DEFAULT_CODES = Path("experiments/checkpoints/vqvae_conv_mnist.pt")
+
+
+def parse_args(argv=None):
+    p = make_parser(__doc__.splitlines()[0])
+    p.add_argument("--codes-from", type=Path, default=DEFAULT_CODES,
+                   help="checkpoint of the quantized model whose codes the prior learns "
+                        "(a conv VQ-VAE of train/train_vqvae.py)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="first N train/test images (default: the quantized model's own limit)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (training and sampling)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out-dir", type=Path, default=Path("experiments"),
+                   help="where logs/, checkpoints/ and plots/ are written")
+    add_training_args(p, epochs=8, batch_size=128, lr=1e-3)
+    p.add_argument("--channels", type=positive_int, default=64, help="width C of both stacks")
+    p.add_argument("--n-layers", type=positive_int, default=6,
+                   help="gated layers (6 of kernel 3 see the whole past of a 7x7 map)")
+    p.add_argument("--kernel-size", type=positive_int, default=3, help="odd kernel size k")
+    p.add_argument("--class-conditional", action="store_true",
+                   help="condition the prior on the class label (eq. 4 of the gated PixelCNN "
+                        "paper); samples are then drawn for labels 0, 1, 2, ... in turn")
+    p.add_argument("--temperature", type=positive_float, default=1.0,
+                   help="sampling temperature (1 samples the prior itself)")
+    p.add_argument("--n-samples", type=positive_int, default=64, help="samples in the grid")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="classifier checkpoint (train/train_classifier.py) for FID and the class "
+                        "statistics of samples; none: skip them")
+    p.add_argument("--n-fid", type=positive_int, default=2000,
+                   help="samples (and training images of the reference FIDs) compared with the "
+                        "test set")
+    p.add_argument("--sample-batch-size", type=positive_int, default=1000,
+                   help="maps drawn in parallel")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- code maps
+
+class CodeSplits(NamedTuple):
+    """The data a quantized model was trained on: ``train``/``test`` (utils.datasets.Data,
+    the dataset actually used), ``requested`` (the dataset name asked for, which
+    names the output files) and ``limit`` (the first-N limit applied, or None)."""
+
+    train: Data
+    test: Data
+    requested: str
+    limit: int | None
+
+    @property
+    def name(self) -> str:
+        return self.train.name
+
+
+class CodeMaps(NamedTuple):
+    """What :func:`code_maps` returns.
+
+    ``train_codes`` (N, H, W) and ``test_codes`` (M, H, W) long in [0, n_codes)
+    (or (N,) / (M,) for one code per image); ``n_codes`` K; ``decode``: codes
+    (B, ...) -> images (B, 1, 28, 28) in [0, 1] on the CPU, batched, no grad;
+    ``dataset``: :class:`CodeSplits`; ``method``: the name of the code source
+    in file names (``vqvae_conv``).
+    """
+
+    train_codes: torch.Tensor
+    test_codes: torch.Tensor
+    n_codes: int
+    decode: Callable[[torch.Tensor], torch.Tensor]
+    dataset: CodeSplits
+    method: str
+
+
+def recorded_splits(ckpt: dict, path: Path, data_root, limit: int | None = None) -> CodeSplits:
+    """The train/test splits a checkpointed model was trained on: the dataset and
+    limit in its config (``limit`` overrides the latter); an error when the
+    requested dataset now loads other data than the recorded one."""
+    cfg = ckpt.get("config", {})
+    requested = cfg.get("dataset", ckpt.get("dataset"))
+    if requested is None:
+        raise CheckpointError(f"{path} does not record the dataset it was trained on")
+    limit = limit if limit is not None else cfg.get("limit")
+    train = load_dataset(requested, "train", data_root, limit=limit)
+    test = load_dataset(requested, "test", data_root, limit=limit)
+    if train.name != ckpt.get("dataset", train.name):
+        raise CheckpointError(f"{path} was trained on {ckpt.get('dataset')} but {requested} now "
+                              f"loads {train.name}; retrain that model on this data")
+    return CodeSplits(train, test, requested, limit)
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device,
+            batch_size: int = 1000) -> torch.Tensor:
+    """``fn`` over ``x`` in batches moved to ``device``; the results concatenated on the CPU."""
+    return torch.cat([fn(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
+def vqvae_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> CodeMaps:
+    """Codes of a VQ-VAE checkpoint (train/train_vqvae.py): its encoder's nearest
+    codes, (N, 7, 7) for arch conv and (N,) for arch global."""
+    from models.vqvae import VQVAE
+
+    model = rebuild(ckpt, VQVAE, device, path).eval()
+    splits = recorded_splits(ckpt, path, data_root, limit)
+    return CodeMaps(train_codes=batched(model.encode, splits.train.images, device),
+                    test_codes=batched(model.encode, splits.test.images, device),
+                    n_codes=model.n_codes,
+                    decode=lambda codes: batched(model.decode_indices, codes, device),
+                    dataset=splits, method=project_paths.vqvae_stage(model.arch))
+
+
+# The kinds of checkpoint whose codes a prior can learn. A new kind (the
+# a-posteriori quantizers of train_geodesic.py) is one function with the
+# signature of vqvae_code_maps, registered here and recognised in source_kind.
+CODE_SOURCES: dict[str, Callable[..., CodeMaps]] = {"vqvae": vqvae_code_maps}
+
+
+def source_kind(ckpt: dict, path: Path) -> str:
+    """Which entry of CODE_SOURCES reads ``ckpt``."""
+    if ckpt.get("model_class") == "VQVAE" or "arch" in ckpt.get("model_args", {}):
+        return "vqvae"
+    kind = ckpt.get("model_class") or ckpt.get("method") or "unknown"
+    raise CheckpointError(f"{path} holds a {kind} model, whose codes this script cannot read yet; "
+                          f"give a VQ-VAE checkpoint of train/train_vqvae.py")
+
+
+def code_maps(checkpoint: str | Path, *, device="cpu", data_root="data",
+              limit: int | None = None) -> CodeMaps:
+    """Encode the training and test splits of the model in ``checkpoint``
+    (the dataset recorded there; ``limit`` defaults to the model's own).
+
+    Returns
+    -------
+    CodeMaps(train_codes, test_codes, n_codes, decode, dataset, method).
+    """
+    path = Path(checkpoint)
+    ckpt = load_checkpoint(path, device, hint="train one first: python train/train_vqvae.py "
+                                              "--arch conv")
+    return CODE_SOURCES[source_kind(ckpt, path)](ckpt, path, device, data_root, limit)
+
+
+# --------------------------------------------------------------------------- the script
+
+def run_paths(out_dir: Path, method: str, dataset: str) -> dict[str, Path]:
+    """Every file of this script: the stage files of ``prior_<method>``
+    (log, run record, checkpoint, plot folder), the metrics JSON, the sampled
+    maps and the sample grid (without suffix; PNG and PDF)."""
+    stage = f"prior_{method}"
+    out = project_paths.stage_paths(out_dir, stage, dataset)
+    out["metrics"] = Path(out_dir) / "logs" / f"{stage}_{dataset}_metrics.json"
+    out["samples"] = Path(out_dir) / "logs" / f"{stage}_{dataset}_samples.pt"
+    out["sample_grid"] = out["plots"] / f"{stage}_{dataset}_samples"
+    return out
+
+
+def prior_step(model: GatedPixelCNN, codes: torch.Tensor, labels: torch.Tensor | None):
+    """The loss of one batch of row indices into ``codes`` (and ``labels``): the
+    training loop shuffles the rows of one tensor, so it gets indices and the
+    maps stay aligned with their labels."""
+    def step(batch):
+        (idx,) = batch
+        out = model(codes[idx], None if labels is None else labels[idx])
+        return out.loss, {"loss": out.loss, "bits_per_image": out.nll_bits_per_map.mean()}
+    return step
+
+
+def perplexity_of(bits_per_map: float, positions: int) -> float:
+    """2^(bits per position): the number of equally likely codes that would
+    give the same code length (K for a uniform prior)."""
+    return 2.0 ** (bits_per_map / positions)
+
+
+def sample_labels(n: int, n_classes: int) -> torch.Tensor:
+    """Labels 0, 1, ..., n_classes-1, 0, 1, ... for class-conditional samples (n,)."""
+    return torch.arange(n) % n_classes
+
+
+def draw(prior, n: int, *, temperature: float, n_classes: int | None, seed: int,
+         batch_size: int) -> torch.Tensor:
+    """``n`` maps from ``prior`` in batches, from one generator seeded with ``seed``
+    on the prior's device (CPU numbers are reproducible): (n, ...) long on the CPU."""
+    device = next(iter(prior.parameters()), torch.zeros(())).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    labels = sample_labels(n, n_classes) if n_classes is not None else None
+    out = []
+    for i in range(0, n, batch_size):
+        lab = None if labels is None else labels[i:i + batch_size].to(device)
+        out.append(prior.sample(min(batch_size, n - i), temperature=temperature, labels=lab,
+                                generator=gen).cpu())
+    return torch.cat(out)
+
+
+def fidelity_metrics(classifier, samples: torch.Tensor, codes: CodeMaps, n: int,
+                     seed: int) -> dict:
+    """FID of ``samples`` (N, 1, 28, 28) against the test images, and for scale
+    the FID of ``n`` random training images and of their reconstructions
+    (decoded codes) against the same test images; class statistics of samples
+    and test images."""
+    from utils.fid import FeatureExtractor, class_histogram, frechet_distance, sample_class_entropy
+
+    feature = FeatureExtractor(classifier)
+    test = codes.dataset.test.images
+    pick = torch.randperm(len(codes.train_codes), generator=torch.Generator().manual_seed(seed))[:n]
+    real = codes.dataset.train.images[pick]
+    recon = codes.decode(codes.train_codes[pick])
+    stats = {"samples": sample_class_entropy(classifier, samples),
+             "test": sample_class_entropy(classifier, test)}
+    return {
+        "n_fid": len(samples), "n_test": len(test),
+        "fid_samples_vs_test": frechet_distance(test, samples, feature),
+        "fid_train_vs_test": frechet_distance(test, real, feature),
+        "fid_reconstructions_vs_test": frechet_distance(test, recon, feature),
+        "sample_class_histogram": class_histogram(classifier, samples).tolist(),
+        **{f"{which}_{k}": v for which, s in stats.items() for k, v in s._asdict().items()},
+    }
+
+
+def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, seed: int,
+                   batch_size: int = 1000, n_classes: int | None = None) -> tuple[dict, torch.Tensor]:
+    """The numbers of a trained prior (a GatedPixelCNN over maps, or a
+    HistogramPrior: anything with ``nll_bits`` and ``sample``) and ``n_draw``
+    sampled code maps.
+
+    Test NLL in bits per image and per position, perplexity 2^(bits per
+    position), the same for the Laplace-smoothed histogram of the training
+    codes (the i.i.d. baseline) and the uniform code length. A class-conditional
+    prior is scored with the true test labels and sampled for labels 0, 1, ...
+    Returns (metrics, sampled codes (n_draw, ...) long).
+    """
+    code_shape = tuple(codes.train_codes.shape[1:])
+    positions = math.prod(code_shape)
+    test_labels = codes.dataset.test.labels if n_classes is not None else None
+    test_bits = float(prior.nll_bits(codes.test_codes, test_labels).mean())
+    histogram = HistogramPrior(codes.n_codes, code_shape=code_shape).fit(codes.train_codes)
+    histogram_bits = float(histogram.nll_bits(codes.test_codes).mean())
+    start = time.perf_counter()
+    sampled = draw(prior, n_draw, temperature=temperature, n_classes=n_classes, seed=seed,
+                   batch_size=batch_size)
+    return {
+        "method": codes.method, "dataset": codes.dataset.name,
+        "dataset_requested": codes.dataset.requested, "n_codes": codes.n_codes,
+        "grid": list(code_shape), "class_conditional": n_classes is not None,
+        "n_train": len(codes.train_codes), "n_test": len(codes.test_codes),
+        "test_nll_bits_per_image": test_bits, "test_bits_per_position": test_bits / positions,
+        "test_perplexity": perplexity_of(test_bits, positions),
+        "histogram_test_bits_per_image": histogram_bits,
+        "histogram_perplexity": perplexity_of(histogram_bits, positions),
+        "uniform_bits_per_image": positions * math.log2(codes.n_codes),
+        "temperature": temperature, "n_sampled": n_draw,
+        "sample_seconds": time.perf_counter() - start,
+    }, sampled
+
+
+def load_classifier(path: Path, dataset: str, device):
+    """The classifier of train/train_classifier.py, trained on ``dataset``."""
+    from models.classifier import Classifier
+
+    ckpt = load_checkpoint(path, device, hint="train one: python train/train_classifier.py")
+    if ckpt.get("dataset") != dataset:
+        raise CheckpointError(f"{path} was trained on {ckpt.get('dataset')}, the codes come from "
+                              f"{dataset}; FID needs a classifier of the same data")
+    return rebuild(ckpt, Classifier, device, path).eval()
+
+
+def plot_samples(images: torch.Tensor, out: Path, title: str) -> list[Path]:
+    """The sampled images (N, 1, 28, 28) as one grid, 8 per row (PNG and PDF)."""
+    import matplotlib.pyplot as plt
+
+    from utils.plot import image_grid, save_figure
+
+    ncol = min(8, len(images))
+    grid = image_grid(images, ncol)
+    fig, ax = plt.subplots(figsize=(ncol * 0.8, 0.8 * -(-len(images) // ncol) + 0.4))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+    return save_figure(fig, out)
+
+
+def write_json(path: Path, record: dict) -> Path:
+    with atomic_file(path, "w") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def main(args):
+    codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
+                      limit=args.limit)
+    if codes.train_codes.dim() != 3:
+        raise UserError(f"{args.codes_from} gives one code per image ({codes.method}); its prior is "
+                        f"the code histogram (models.prior.HistogramPrior), not a PixelCNN over maps")
+    classifier = (load_classifier(args.classifier, codes.dataset.name, pick_device(args.device))
+                  if args.classifier is not None else None)
+    # The data the codes come from, recorded like every run's --dataset and --limit.
+    args.dataset, args.limit = codes.dataset.requested, codes.dataset.limit
+    paths = run_paths(args.out_dir, codes.method, args.dataset)
+    height, width = codes.train_codes.shape[1:]
+    labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
+    n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
+    build = lambda: GatedPixelCNN(n_codes=codes.n_codes, height=height, width=width,  # noqa: E731
+                                  channels=args.channels, n_layers=args.n_layers,
+                                  kernel_size=args.kernel_size, n_classes=n_classes)
+    run = prepare_training(args, paths, build, GatedPixelCNN, RESUME_KEYS)
+    model, device = run.model, run.device
+    positions = height * width
+    cond = args.class_conditional
+    train_step = prior_step(model, codes.train_codes.to(device), labels_train.to(device) if cond else None)
+    test_step = prior_step(model, codes.test_codes.to(device), labels_test.to(device) if cond else None)
+    test_rows = torch.arange(len(codes.test_codes), device=device)
+
+    def evaluate():
+        row = prefixed("test_", run_epoch(test_step, (test_rows,), batch_size=1000, desc="test"))
+        row["test_perplexity"] = perplexity_of(row["test_bits_per_image"], positions)
+        return row
+
+    print(f"PixelCNN prior over {len(codes.train_codes)} {height}x{width} maps of "
+          f"{codes.method} codes (K={codes.n_codes}, uniform {positions * math.log2(codes.n_codes):.0f} "
+          f"bits per image)", file=sys.stderr)
+    fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=train_step,
+        evaluate=evaluate, train_images=torch.arange(len(codes.train_codes), device=device),
+        data=run.train, paths=paths, columns=COLUMNS, model_args=model.model_args,
+        summary=lambda r: (f"train {r['bits_per_image']:.1f} bits/image | test "
+                           f"{r['test_bits_per_image']:.1f} bits/image, perplexity "
+                           f"{r['test_perplexity']:.1f}"))
+
+    model.eval()
+    n_draw = max(args.n_samples, args.n_fid if classifier is not None else 0)
+    metrics, sampled = evaluate_prior(model, codes, temperature=args.temperature, n_draw=n_draw,
+                                      seed=args.seed, batch_size=args.sample_batch_size,
+                                      n_classes=n_classes)
+    images = codes.decode(sampled)
+    save_checkpoint(paths["samples"], {"codes": sampled, "temperature": args.temperature,
+                                       "seed": args.seed, "labels": None if n_classes is None
+                                       else sample_labels(n_draw, n_classes)})
+    metrics.update(codes_from=str(args.codes_from), checkpoint=str(paths["checkpoint"]),
+                   epochs=args.epochs, samples=str(paths["samples"]))
+    if classifier is not None:
+        metrics["classifier"] = str(args.classifier)
+        metrics.update(fidelity_metrics(classifier, images[:args.n_fid], codes, args.n_fid,
+                                        args.seed))
+    if not args.no_plots:
+        title = (f"PixelCNN prior samples of {codes.method} codes, {codes.dataset.name}, "
+                 f"T={args.temperature:g}")
+        shown = plot_samples(images[:args.n_samples], paths["sample_grid"], title)
+        metrics["sample_grid"] = [str(p) for p in shown]
+    write_json(paths["metrics"], metrics)
+    fid = (f", FID samples {metrics['fid_samples_vs_test']:.2f} (train images "
+           f"{metrics['fid_train_vs_test']:.2f})" if classifier is not None else "")
+    print(f"test NLL {metrics['test_nll_bits_per_image']:.1f} bits/image (histogram "
+          f"{metrics['histogram_test_bits_per_image']:.1f}, uniform "
+          f"{metrics['uniform_bits_per_image']:.0f}), perplexity {metrics['test_perplexity']:.1f}"
+          f"{fid}; wrote {paths['metrics']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, parse_args()))
