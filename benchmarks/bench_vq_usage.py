@@ -94,7 +94,8 @@ def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int
 
 def _order(row: dict) -> tuple:
     """Rows grouped by dataset, architecture and K, settings in SETTINGS order."""
-    return (row["dataset"], row["arch"] != "global", int(row["K"]), list(SETTINGS).index(row["setting"]))
+    return (row["dataset"], row["arch"] != "global", int(row["K"]),
+            list(SETTINGS).index(row["setting"]))
 
 
 def main(args):
@@ -122,7 +123,8 @@ def main(args):
             write_rows(args.out, COLUMNS, rows)
             print(f"{dataset} {arch} K={k} {setting}: usage {float(row['test_usage']):.3f}, "
                   f"perplexity {float(row['test_perplexity']):.1f}, "
-                  f"MSE {float(row['test_recon_mse']):.4f}, {float(row['seconds']):.1f}s", flush=True)
+                  f"MSE {float(row['test_recon_mse']):.4f}, {float(row['seconds']):.1f}s",
+                  flush=True)
     print(f"wrote {args.out}")
     return rows
 

@@ -84,11 +84,10 @@ def test_total_loss_column_is_recon_plus_beta_times_raw_commit(tmp_path):
     # other than 1 tells the raw term from the weighted one.
     main(vq_args(tmp_path, "--beta", "0.5", epochs=1))
     (row,) = read_rows(run_paths(tmp_path, "global", "mnist-5k")["log"])
-    weighted = float(row["recon_loss"]) + 0.5 * float(row["commit_loss"]) + float(row["codebook_loss"])
-    assert float(row["total_loss"]) == pytest.approx(weighted, rel=1e-5)
+    recon, commit, codebook = (float(row[k]) for k in ("recon_loss", "commit_loss", "codebook_loss"))
+    assert float(row["total_loss"]) == pytest.approx(recon + 0.5 * commit + codebook, rel=1e-5)
     # ... and not with beta already inside commit_loss.
-    as_if_weighted = float(row["recon_loss"]) + float(row["commit_loss"]) + float(row["codebook_loss"])
-    assert abs(float(row["total_loss"]) - as_if_weighted) > 0.25 * float(row["commit_loss"]) > 0.01
+    assert abs(float(row["total_loss"]) - (recon + commit + codebook)) > 0.25 * commit > 0.01
 
 
 @pytest.mark.parametrize("restart", [True, False])

@@ -101,8 +101,9 @@ def parse_args(argv=None):
 def model_config(args) -> VQVAEConfig:
     """The VQVAEConfig the flags ask for (ValueError, shown as one line, if invalid)."""
     return VQVAEConfig(args.codebook_size, args.code_dim, arch=args.arch, beta=args.beta,
-                       ema=args.ema, decay=args.decay, restart_dead=args.restart_dead, dead_rule=args.dead_rule,
-                       dead_window=args.dead_window, dead_threshold=args.dead_threshold,
+                       ema=args.ema, decay=args.decay, restart_dead=args.restart_dead,
+                       dead_rule=args.dead_rule, dead_window=args.dead_window,
+                       dead_threshold=args.dead_threshold,
                        dead_decay=args.dead_decay, restart_from=args.restart_from,
                        kmeans_init=args.kmeans_init, rotation_trick=args.rotation_trick)
 
