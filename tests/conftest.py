@@ -126,3 +126,24 @@ def fashion_dir():
 def python():
     """The interpreter that runs the tests (the venv's), for subprocess tests."""
     return sys.executable
+
+
+# --- graphs shared by tests/test_graph_tools.py and tests/test_kmedoids.py ---
+
+@pytest.fixture(scope="module")
+def roll():
+    """500 points of a noisy swiss roll (a 2-D manifold in 3-D), its graph and all geodesics."""
+    from sklearn.datasets import make_swiss_roll
+
+    from utils.graph_tools import connect_components, geodesic_distances, knn_graph
+
+    X = make_swiss_roll(500, noise=0.3, random_state=0)[0]
+    graph = connect_components(knn_graph(X, 10), X)
+    return X, graph, geodesic_distances(graph)
+
+
+@pytest.fixture(scope="module")
+def two_blobs():
+    """Two well separated blobs: the 8-NN graph has exactly two components."""
+    rng = np.random.default_rng(1)
+    return np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 40.0])

@@ -25,22 +25,6 @@ def isomap_distances(X, k):
         return Isomap(n_neighbors=k).fit(X).dist_matrix_
 
 
-@pytest.fixture(scope="module")
-def roll():
-    """500 points of a noisy swiss roll (a 2-D manifold in 3-D), its graph and all geodesics."""
-    X = make_swiss_roll(500, noise=0.3, random_state=0)[0]
-    graph = connect_components(knn_graph(X, 10), X)
-    return X, graph, geodesic_distances(graph)
-
-
-@pytest.fixture(scope="module")
-def two_blobs():
-    """Two well separated blobs: the 8-NN graph has exactly two components."""
-    rng = np.random.default_rng(1)
-    X = np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 40.0])
-    return X
-
-
 # ----------------------------------------------------------------------------
 # knn_graph
 # ----------------------------------------------------------------------------

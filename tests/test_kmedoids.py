@@ -22,21 +22,6 @@ from utils.graph_tools import connect_components, geodesic_distances, knn_graph
 from utils.kmedoids import geodesic_kmedoids, kmedoids_loss
 
 
-@pytest.fixture(scope="module")
-def roll():
-    """500 points of a noisy swiss roll (a 2-D manifold in 3-D), its graph and all geodesics."""
-    X = make_swiss_roll(500, noise=0.3, random_state=0)[0]
-    graph = connect_components(knn_graph(X, 10), X)
-    return X, graph, geodesic_distances(graph)
-
-
-@pytest.fixture(scope="module")
-def two_blobs():
-    """Two well separated blobs: the 8-NN graph has exactly two components."""
-    rng = np.random.default_rng(1)
-    return np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 40.0])
-
-
 def with_duplicates(n_unique=300, d=3, seed=0):
     """Points with heavy duplicates: one 'background' vector repeated 150 times, others 1-4 times."""
     rng = np.random.default_rng(seed)
