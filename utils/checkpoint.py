@@ -8,7 +8,10 @@ where a VAE is expected is named as such instead of failing in a constructor).
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -45,6 +48,24 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C that arrives during a checkpoint write until the write is
+    done: raised inside torch.save's C++ writer it would surface as a
+    RuntimeError (a "write failed" error) instead of an interruption."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` to ``path`` atomically: a temp file in the same folder,
     fsync, then ``os.replace``, so a crash never leaves a half-written file.
@@ -56,7 +77,7 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     path = Path(path)
     existed = path.is_file()
     try:
-        with atomic_file(path) as f:
+        with _sigint_deferred(), atomic_file(path) as f:
             torch.save(payload, f)
     except (OSError, RuntimeError) as err:
         if isinstance(err, UserError):
