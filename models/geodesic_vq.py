@@ -16,9 +16,25 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from utils.graph_tools import connect_components, geodesic_kmedoids, knn_graph
+from utils.ann import EXACT_BELOW, NeighborIndex
+from utils.graph_tools import connect_components, geodesic_kmedoids
+
+
+class NodeGraph(NamedTuple):
+    """The graph a :class:`GeodesicQuantizer` is fitted on, with the index that built it.
+
+    ``index.points_`` (U, d) are the unique training vectors (the nodes),
+    ``index.counts_`` (U,) their multiplicities (the k-medoids weights) and
+    ``index.inverse_`` (N,) the node of each training row; ``graph`` is the
+    repaired symmetric (U, U) k-NN graph. Without duplicates U = N and node i
+    is row i.
+    """
+
+    index: NeighborIndex
+    graph: sp.csr_matrix
 
 
 class NotFittedError(ValueError):
@@ -85,6 +101,7 @@ class _Quantizer:
     """Shared contract: fitted check, codebook, quantize in chunks, state_dict."""
 
     _state_keys: tuple[str, ...] = ()
+    _optional_state: frozenset[str] = frozenset()  # state keys older checkpoints may lack
     _config_keys: tuple[str, ...] = ()
 
     def _reset_caches(self) -> None:
@@ -131,13 +148,14 @@ class _Quantizer:
 
     def load_state_dict(self, state: dict):
         """Restore what ``state_dict`` returned; returns self."""
-        missing = [k for k in (*self._state_keys, "config") if k not in state]
+        missing = [k for k in (*self._state_keys, "config")
+                   if k not in state and k not in self._optional_state]
         if missing:
             raise ValueError(f"state lacks {missing}; was it saved by a {type(self).__name__}?")
         for key, value in state["config"].items():
             setattr(self, key, value)
         for key in self._state_keys:
-            setattr(self, key, state[key].cpu().numpy())
+            setattr(self, key, state[key].cpu().numpy() if key in state else None)
         self._reset_caches()
         return self
 
@@ -151,10 +169,15 @@ class _Quantizer:
 class GeodesicQuantizer(_Quantizer):
     """Geodesic k-medoids codebook on the k-NN graph of training latents.
 
-    ``fit(Z)``: builds the symmetric k-NN graph of Z (N, d) with Euclidean edge
-    lengths, joins its components if needed (with a warning, as Isomap does),
-    and runs :func:`utils.graph_tools.geodesic_kmedoids`; the codebook is the K
-    medoid latents (K, d), i.e. actual encodings of training images.
+    ``fit(Z)``: collapses exact duplicate rows of Z (N, d) into U weighted nodes
+    (:func:`utils.ann.collapse_duplicates`), builds the symmetric k-NN graph of
+    the nodes with Euclidean edge lengths (exact below ``exact_below`` nodes,
+    faiss HNSW above: :class:`utils.ann.NeighborIndex`), joins its components
+    if needed (with a warning, as Isomap does), and runs
+    :func:`utils.kmedoids.geodesic_kmedoids` with the multiplicities as weights,
+    which is the k-medoids objective of the N rows; the codebook is the K
+    medoid latents (K, d), i.e. actual encodings of training images. This is
+    what lets one fit run on the ~2.6M vectors of a 7x7 latent grid.
 
     ``quantize(Z)`` for training *and* unseen latents: a point is joined to its
     k nearest training latents (edge lengths e_j) and its geodesic distance to
@@ -182,20 +205,27 @@ class GeodesicQuantizer(_Quantizer):
     :meth:`from_state_dict`).
     """
 
-    _state_keys = ("train_latents_", "node_distances_", "node_labels_", "medoids_", "codebook_")
+    _state_keys = ("train_latents_", "node_distances_", "node_labels_", "medoids_", "codebook_",
+                   "node_counts_")
+    _optional_state = frozenset({"node_counts_"})  # absent from codebooks saved before duplicates were collapsed
     _config_keys = ("n_codes", "n_neighbors", "seed", "device", "max_iter", "n_swap_passes",
                     "candidate_fraction", "candidates_per_cluster", "medoid_candidates", "tol",
-                    "edge_length", "n_segments", "code_vectors", "refine_steps", "refine_lr")
+                    "edge_length", "n_segments", "code_vectors", "refine_steps", "refine_lr",
+                    "neighbors", "exact_below")
     _kmedoids_keys = ("device", "max_iter", "n_swap_passes", "candidate_fraction",
                       "candidates_per_cluster", "medoid_candidates", "tol")
     EDGE_LENGTHS = ("latent", "decoder")
     CODE_VECTORS = ("medoid", "refined")
+    NEIGHBORS = ("auto", "exact", "hnsw")
 
     def __init__(self, n_codes: int, n_neighbors: int = 10, seed: int = 0, *, device: str = "cpu",
                  max_iter: int = 3, n_swap_passes: int = 10, candidate_fraction: float = 1.0,
                  candidates_per_cluster: int = 32, medoid_candidates: int = 16, tol: float = 1e-3,
                  edge_length: str = "latent", n_segments: int = 2, code_vectors: str = "medoid",
-                 refine_steps: int = 200, refine_lr: float = 0.05, decoder=None):
+                 refine_steps: int = 200, refine_lr: float = 0.05, neighbors: str = "auto",
+                 exact_below: int = EXACT_BELOW, decoder=None):
+        if neighbors not in self.NEIGHBORS:
+            raise ValueError(f"neighbors must be one of {self.NEIGHBORS}, got {neighbors!r}")
         if edge_length not in self.EDGE_LENGTHS:
             raise ValueError(f"edge_length must be one of {self.EDGE_LENGTHS}, got {edge_length!r}")
         if code_vectors not in self.CODE_VECTORS:
@@ -209,6 +239,8 @@ class GeodesicQuantizer(_Quantizer):
         self.refine_steps = refine_steps
         self.refine_lr = refine_lr
         self.decoder = decoder
+        self.neighbors = neighbors
+        self.exact_below = exact_below
         # The k-medoids options (utils.graph_tools.geodesic_kmedoids), recorded in state_dict
         # so that a saved codebook says how it was fitted.
         self.device = str(device)
@@ -236,66 +268,106 @@ class GeodesicQuantizer(_Quantizer):
         return lambda z: torch.sigmoid(logits(z))
 
     def fit(self, Z, graph=None, images=None):
-        """Z (N, d) training latents -> self. ``graph``: a precomputed (repaired)
-        k-NN graph of Z with this quantizer's edge lengths (:meth:`graph_for`),
-        to share one graph between several K. ``images`` (N, ...): the training
-        images of Z, needed by ``code_vectors="refined"``."""
+        """Z (N, d) training latents -> self.
+
+        ``graph``: what :meth:`graph_for` returned for these Z (a
+        :class:`NodeGraph`), to share one graph between several K; a plain
+        sparse (N, N) graph over the rows of Z is also accepted (then every
+        row is its own node and neighbours are exact). ``images`` (N, ...):
+        the training images of Z, needed by ``code_vectors="refined"``.
+
+        Sets ``train_latents_`` (U, d) nodes, ``node_counts_`` (U,),
+        ``node_labels_`` / ``node_distances_`` (U,), ``medoids_`` (K,) node
+        ids, ``codebook_`` (K, d), ``labels_`` (N,) the code of every training
+        row, ``loss_`` the weighted k-medoids objective and ``index_`` the
+        neighbour index (not saved; rebuilt from the nodes on load).
+        """
         Z = as_latents(Z)
         _check_counts(self.n_codes, len(Z), self.n_neighbors)
         if self.code_vectors == "refined" and (images is None or len(images) != len(Z)):
             raise ValueError("code_vectors='refined' needs fit(Z, images=X) with one image per latent")
         if graph is None:
             graph = self.graph_for(Z)
-        result = geodesic_kmedoids(graph, self.n_codes, seed=self.seed, **self.kmedoids_options())
-        self.train_latents_ = Z
-        self.medoids_ = np.asarray(result.medoids, dtype=np.int64)
+        elif sp.issparse(graph):
+            if graph.shape != (len(Z), len(Z)):
+                raise ValueError(f"graph has shape {graph.shape}, but Z has {len(Z)} rows")
+            graph = NodeGraph(NeighborIndex(Z, self.n_neighbors, method="exact", collapse=False), graph)
+        index = graph.index
+        if len(index.inverse_) != len(Z):
+            raise ValueError(f"graph was built on {len(index.inverse_)} vectors, but Z has {len(Z)} rows")
+        # K above the number of distinct vectors: every node is a medoid, and the codes
+        # beyond U repeat the first ones (never assigned; warn_if_codes_coincide says so)
+        n_fit = min(self.n_codes, len(index.points_))
+        result = geodesic_kmedoids(graph.graph, n_fit, seed=self.seed,
+                                   weights=None if (index.counts_ == 1).all() else index.counts_,
+                                   **self.kmedoids_options())
+        self.train_latents_ = index.points_
+        self.node_counts_ = index.counts_
+        medoids = np.asarray(result.medoids, dtype=np.int64)
+        self.medoids_ = np.resize(medoids, self.n_codes)
         self.node_labels_ = np.asarray(result.labels, dtype=np.int64)
         self.node_distances_ = np.asarray(result.distances, dtype=np.float32)
-        self.codebook_ = Z[self.medoids_]
+        self.codebook_ = self.train_latents_[self.medoids_]
         self.loss_ = float(result.loss)
         if self.code_vectors == "refined":
             from utils.code_refinement import refine_code_vectors
 
             self.codebook_ = refine_code_vectors(
-                self._needs_decoder("code_vectors='refined'"), self.codebook_, self.node_labels_,
-                images, steps=self.refine_steps, lr=self.refine_lr, seed=self.seed)
+                self._needs_decoder("code_vectors='refined'"), self.codebook_,
+                self.node_labels_[index.inverse_], images, steps=self.refine_steps,
+                lr=self.refine_lr, seed=self.seed)
         self._reset_caches()
+        self.index_ = index
+        self.labels_ = self.node_labels_[index.inverse_]
         warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
         return self
 
     @staticmethod
-    def build_graph(Z: np.ndarray, n_neighbors: int):
-        """The repaired symmetric k-NN graph of Z with Euclidean edge lengths
-        (scipy CSR, N x N sparse)."""
-        graph = knn_graph(Z, n_neighbors=n_neighbors)
+    def build_graph(Z: np.ndarray, n_neighbors: int, *, neighbors: str = "auto",
+                    exact_below: int = EXACT_BELOW, seed: int = 0) -> NodeGraph:
+        """The repaired symmetric k-NN graph of Z's unique rows with Euclidean
+        edge lengths, and its index (:class:`NodeGraph`)."""
+        index = NeighborIndex(Z, n_neighbors, method=neighbors, exact_below=exact_below, seed=seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            graph = connect_components(graph, Z)
+            graph = connect_components(index.graph(), index.points_)
         for w in caught:
             warnings.warn(str(w.message), w.category, stacklevel=3)
-        return graph
+        return NodeGraph(index, graph)
 
-    def graph_for(self, Z, latent_graph=None):
+    def graph_for(self, Z, latent_graph: NodeGraph | None = None) -> NodeGraph:
         """The graph this quantizer fits on: the repaired k-NN graph of Z
         (``latent_graph`` when already built), its edges re-measured through
         the decoder when ``edge_length="decoder"``."""
-        graph = self.build_graph(Z, self.n_neighbors) if latent_graph is None else latent_graph
+        if latent_graph is None:
+            latent_graph = self.build_graph(as_latents(Z), self.n_neighbors, neighbors=self.neighbors,
+                                            exact_below=self.exact_below, seed=self.seed)
         if self.edge_length == "latent":
-            return graph
+            return latent_graph
         from utils.decoder_metric import reweight_graph
 
-        return reweight_graph(graph, Z, self._decoded_mean(), n_segments=self.n_segments)
+        index = latent_graph.index
+        return NodeGraph(index, reweight_graph(latent_graph.graph, index.points_, self._decoded_mean(),
+                                               n_segments=self.n_segments))
 
     def _reset_caches(self) -> None:
         """Forget what was derived from the training latents (the neighbour index)."""
-        self._nn = None
+        self.index_ = None
 
-    def _neighbors(self):
-        if self._nn is None:
-            from sklearn.neighbors import NearestNeighbors
+    def load_state_dict(self, state: dict):
+        super().load_state_dict(state)
+        if getattr(self, "node_counts_", None) is None:  # saved before duplicates were collapsed
+            self.node_counts_ = np.ones(len(self.train_latents_), dtype=np.int64)
+        self.labels_ = None  # the training rows are not saved, only their nodes
+        return self
 
-            self._nn = NearestNeighbors(n_neighbors=self.n_neighbors).fit(self.train_latents_)
-        return self._nn
+    def _neighbors(self) -> NeighborIndex:
+        """The index over the nodes; after a load, rebuilt from them (the nodes are
+        unique, and HNSW is seeded and single-threaded, so it is the same index)."""
+        if self.index_ is None:
+            self.index_ = NeighborIndex(self.train_latents_, self.n_neighbors, method=self.neighbors,
+                                        exact_below=self.exact_below, collapse=False, seed=self.seed)
+        return self.index_
 
     def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) -> nearest medoid index (B,) and geodesic distance (B,)."""

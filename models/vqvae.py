@@ -34,14 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.conv_net import (  # noqa: F401 - ResidualBlock, residual_stack re-exported
+    CONV_GRID, IMAGE_SHAPE, ResidualBlock, conv_decoder, conv_encoder, residual_stack)
 from models.quantizer import VectorQuantizer, VQConfig, check_int
 
 __all__ = ["ARCHS", "VQVAEConfig", "VQVAEOutput", "VQVAE"]
 
-IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 28 * 28
-# The conv encoder halves the resolution twice: 28 -> 14 -> 7.
-CONV_GRID = 7
 # Default widths: "conv" is sized to train a Fashion-MNIST epoch in well under a
 # minute on 2 CPU cores (see the VQVAEConfig docstring); "global" matches models/vae.py.
 DEFAULT_HIDDEN = {"conv": 64, "global": 400}
@@ -120,31 +119,6 @@ class VQVAEConfig(VQConfig):
 # ----------------------------------------------------------------------------
 # VQ-VAE
 # ----------------------------------------------------------------------------
-class ResidualBlock(nn.Module):
-    """``x + Conv1x1(ReLU(Conv3x3(ReLU(x))))``, the residual block of the paper (section 4.1).
-
-    Input and output of shape (B, C, H, W).
-    """
-
-    def __init__(self, channels: int, hidden: int) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, channels, kernel_size=1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
-
-
-def residual_stack(channels: int, hidden: int, n_blocks: int) -> nn.Sequential:
-    """``n_blocks`` residual blocks followed by a ReLU (as in the reference Sonnet
-    implementation, so that the layer after the stack sees rectified features)."""
-    return nn.Sequential(*[ResidualBlock(channels, hidden) for _ in range(n_blocks)], nn.ReLU())
-
-
 class VQVAEOutput(NamedTuple):
     """Output of :meth:`VQVAE.forward`.
 
@@ -202,22 +176,8 @@ class VQVAE(nn.Module):
         code_dim = cfg.code_dim
 
         if cfg.arch == "conv":
-            self.encoder = nn.Sequential(
-                nn.Conv2d(1, hidden, kernel_size=4, stride=2, padding=1),  # 28 -> 14
-                nn.ReLU(),
-                nn.Conv2d(hidden, hidden, kernel_size=4, stride=2, padding=1),  # 14 -> 7
-                nn.ReLU(),
-                nn.Conv2d(hidden, hidden, kernel_size=3, padding=1),
-                residual_stack(hidden, res_hidden, n_res_blocks),
-                nn.Conv2d(hidden, code_dim, kernel_size=1),
-            )
-            self.decoder = nn.Sequential(
-                nn.Conv2d(code_dim, hidden, kernel_size=3, padding=1),
-                residual_stack(hidden, res_hidden, n_res_blocks),
-                nn.ConvTranspose2d(hidden, hidden, kernel_size=4, stride=2, padding=1),  # 7 -> 14
-                nn.ReLU(),
-                nn.ConvTranspose2d(hidden, 1, kernel_size=4, stride=2, padding=1),  # 14 -> 28
-            )
+            self.encoder = conv_encoder(code_dim, hidden, res_hidden, n_res_blocks)
+            self.decoder = conv_decoder(code_dim, hidden, res_hidden, n_res_blocks)
             self.n_positions = CONV_GRID * CONV_GRID
         else:
             self.encoder = nn.Sequential(

@@ -148,7 +148,7 @@ def test_point_code_distances_for_medoids_equal_the_quantizer(fitted):
     Z, q = fitted
     new = blobs(30, seed=7)
     out = q.quantize(new)
-    graph = GeodesicQuantizer.build_graph(Z, 8)
+    graph = GeodesicQuantizer.build_graph(Z, 8).graph
     got = geodesic_point_code_distances(graph, Z, new, q.codebook_, out.indices.numpy(), n_neighbors=8)
     np.testing.assert_allclose(got, out.distances.numpy(), rtol=1e-5)
 
@@ -249,3 +249,94 @@ def test_refined_code_vectors_reach_the_analytic_optimum_and_keep_the_clusters()
     np.testing.assert_allclose(out.codes.numpy(), refined.codebook_[out.indices.numpy()])
     with pytest.raises(ValueError, match="needs fit"):
         GeodesicQuantizer(4, code_vectors="refined", decoder=identity).fit(Z)
+
+
+# --- duplicates collapsed into weighted nodes, exact or HNSW neighbours (the grid-rate scale path) ---
+
+def dup_blobs(n_unique=150, n=400, seed=0):
+    """``n`` rows drawing on ``n_unique`` distinct blob points (many exact duplicates)."""
+    rng = np.random.default_rng(seed)
+    points = blobs(n_unique, seed=seed)
+    Z = points[rng.integers(0, n_unique, n)]
+    Z[:n_unique] = points  # every distinct point present
+    return Z
+
+
+@pytest.mark.parametrize("neighbors", ["exact", "hnsw"])
+def test_fit_on_duplicates_is_the_weighted_objective_of_every_row(neighbors):
+    """Nodes are the unique rows; the loss is sum over *rows* of their geodesic
+    distance to the nearest medoid (Dijkstra on the node graph, by brute force)."""
+    Z = dup_blobs()
+    q = GeodesicQuantizer(6, n_neighbors=8, seed=0, neighbors=neighbors).fit(Z)
+    assert len(q.train_latents_) == 150 and q.node_counts_.sum() == len(Z)
+    np.testing.assert_array_equal(np.unique(q.train_latents_, axis=0), np.unique(Z, axis=0))
+    node_graph = q.graph_for(Z)
+    D = dijkstra(node_graph.graph, directed=False, indices=q.medoids_)  # (K, U)
+    row_nodes = node_graph.index.inverse_
+    assert q.loss_ == pytest.approx(D.min(axis=0)[row_nodes].sum(), rel=1e-5)
+    np.testing.assert_array_equal(q.labels_, D.argmin(axis=0)[row_nodes])
+    # a training row quantizes to its node's code at its node's distance
+    out = q.quantize(Z)
+    np.testing.assert_array_equal(out.indices.numpy(), q.labels_)
+    np.testing.assert_allclose(out.distances.numpy(), D.min(axis=0)[row_nodes], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("neighbors", ["exact", "hnsw"])
+def test_out_of_sample_with_duplicates_equals_dijkstra_on_extended_node_graph(neighbors):
+    """A new point joined to its k nearest *nodes* (exact lengths): the rule
+    min_j (e_j + dn(j)) equals Dijkstra from it on the extended node graph."""
+    Z = dup_blobs(seed=1)
+    k = 8
+    q = GeodesicQuantizer(5, n_neighbors=k, seed=0, neighbors=neighbors).fit(Z)
+    node_graph = q.graph_for(Z)
+    U = len(q.train_latents_)
+    new = blobs(20, seed=9)
+    out = q.quantize(new)
+    dist, nbr = q.index_.kneighbors(new)
+    if neighbors == "exact":  # the neighbours themselves, against brute force over the nodes
+        bd, bn = NearestNeighbors(n_neighbors=k).fit(q.train_latents_.astype(np.float64)).kneighbors(
+            new.astype(np.float64))
+        np.testing.assert_allclose(dist, bd, rtol=1e-5)
+    for i in range(len(new)):
+        extra = sp.csr_matrix((dist[i], (np.full(k, U), nbr[i])), shape=(U + 1, U + 1))
+        big = sp.bmat([[node_graph.graph, None], [None, sp.csr_matrix((1, 1))]]).tocsr() + extra
+        ref = dijkstra(big.maximum(big.T), directed=False, indices=U)[q.medoids_]
+        assert out.distances[i].item() == pytest.approx(ref.min(), rel=1e-5)
+        assert ref[out.indices[i].item()] == pytest.approx(ref.min(), rel=1e-5)
+
+
+def test_hnsw_quantizer_round_trips_through_state_dict():
+    """The index is not saved; rebuilt from the nodes it answers the same queries."""
+    Z = dup_blobs(seed=2)
+    q = GeodesicQuantizer(5, n_neighbors=8, seed=0, neighbors="hnsw").fit(Z)
+    state = q.state_dict()
+    assert "node_counts_" in state and state["config"]["neighbors"] == "hnsw"
+    again = GeodesicQuantizer.from_state_dict(state)
+    new = blobs(50, seed=4)
+    a, b = q.quantize(new), again.quantize(new)
+    np.testing.assert_array_equal(a.indices.numpy(), b.indices.numpy())
+    np.testing.assert_allclose(a.distances.numpy(), b.distances.numpy())
+
+
+def test_codebook_saved_before_duplicates_were_collapsed_still_loads():
+    Z = blobs(120)
+    q = GeodesicQuantizer(4, n_neighbors=8, seed=0).fit(Z)
+    state = q.state_dict()
+    del state["node_counts_"]
+    for key in ("neighbors", "exact_below"):
+        del state["config"][key]
+    again = GeodesicQuantizer.from_state_dict(state)
+    np.testing.assert_array_equal(again.node_counts_, np.ones(len(Z)))
+    np.testing.assert_array_equal(again.quantize(Z[:30]).indices.numpy(), q.quantize(Z[:30]).indices.numpy())
+
+
+def test_fit_accepts_a_plain_sparse_graph_over_the_rows():
+    """The old contract: a precomputed (N, N) graph over the rows of Z."""
+    Z = blobs(150)
+    A = kneighbors_graph(Z.astype(np.float64), 8, mode="distance")
+    A = A.maximum(A.T).tocsr()
+    q = GeodesicQuantizer(4, n_neighbors=8, seed=0).fit(Z, graph=A)
+    D = dijkstra(A, directed=False, indices=q.medoids_)
+    assert q.loss_ == pytest.approx(D.min(axis=0).sum(), rel=1e-5)
+    with pytest.raises(ValueError, match="graph has shape"):
+        GeodesicQuantizer(4, n_neighbors=8).fit(Z[:100], graph=A)

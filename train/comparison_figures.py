@@ -81,7 +81,7 @@ def draw_interpolations(run: cm.SeedRun, out, *, n_pairs: int = 3, n_frames: int
         block = {f"{labels[a]}->{labels[b]} straight": decode(straight_line(za, zb, n_frames))}
         for edge in ("latent", "decoder"):
             lengths = None if edge == "latent" else (lambda s, e: segment_lengths(mean, s, e))
-            path = geodesic_path(run.graph_for(edge), run.z_train, za, zb,
+            path = geodesic_path(run.graph_for(edge).graph, run.z_train, za, zb,
                                  n_neighbors=run.args.n_neighbors, edge_length=lengths)
             block[f"geodesic, {edge} edges"] = decode(resample(path.points, n_frames))
         blocks.append(block)

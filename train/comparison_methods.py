@@ -78,15 +78,17 @@ class SeedRun:
 
     @property
     def graph(self):
-        """The repaired k-NN graph of ``z_train`` with latent edge lengths."""
-        return self.graph_for("latent")
+        """The repaired k-NN graph of ``z_train`` with latent edge lengths (sparse, N x N:
+        VAE latent means have no duplicate rows, so its nodes are the rows)."""
+        return self.graph_for("latent").graph
 
     def graph_for(self, edge_length: str):
-        """The k-NN graph of ``z_train`` with ``edge_length`` edges (built once per seed;
-        decoder lengths re-measure the latent graph's edges through the VAE decoder)."""
+        """The k-NN graph of ``z_train`` with ``edge_length`` edges and its neighbour index
+        (a ``NodeGraph``, built once per seed; decoder lengths re-measure the latent
+        graph's edges through the VAE decoder)."""
         if edge_length not in self._graphs:
             start = time.perf_counter()
-            latent = None if edge_length == "latent" else self.graph
+            latent = None if edge_length == "latent" else self.graph_for("latent")
             q = vocab.make_quantizer(vocab.quantizer_method("geodesic").name, 1, seed=self.seed,
                                      n_neighbors=self.args.n_neighbors, decoder=self.vae.decode,
                                      variant={"edge_length": edge_length})

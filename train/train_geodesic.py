@@ -105,7 +105,8 @@ def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
             raise ValueError(f"--codebook-size {K} is larger than the number of training "
                              f"latents N={len(z_train)}; use K <= N")
     start = time.perf_counter()
-    graph = GeodesicQuantizer.build_graph(z_train, args.n_neighbors)
+    node_graph = GeodesicQuantizer.build_graph(z_train, args.n_neighbors)
+    graph = node_graph.graph
     graph_seconds = time.perf_counter() - start
     print(f"k-NN graph of {len(z_train)} latents (k={args.n_neighbors}): {graph.nnz} edges, "
           f"{graph_seconds:.1f}s", file=sys.stderr)
@@ -121,7 +122,7 @@ def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
                                              device=str(device), variant=variant, decoder=vae.decode)
             start = time.perf_counter()
             if isinstance(quantizer, GeodesicQuantizer):
-                fit_graph = quantizer.graph_for(z_train, latent_graph=graph)
+                fit_graph = quantizer.graph_for(z_train, latent_graph=node_graph)
                 quantizer.fit(z_train, graph=fit_graph, images=train.images)
                 fit_seconds = time.perf_counter() - start + graph_seconds
             else:
