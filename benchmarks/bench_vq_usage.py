@@ -10,10 +10,12 @@ dataset, architecture, K and setting: ``before`` reproduces the old defaults
 encoder output, no k-means initialisation, beta 0.25); ``after`` is today's
 defaults; the other settings change one thing of ``after`` (see SETTINGS). Writes
 benchmarks/results/vq_usage.csv (rewritten after every run, atomically) with
-the test-split usage (fraction of the K codes used), perplexity, MSE per
-pixel, the epoch's seconds (training + evaluation) and ``usage_ceiling``: the
-expected usage if the N test vectors (N images x code positions) fell on the
-K codes uniformly at random, 1 - (1 - 1/K)^N, the most one can expect.
+the usage (fraction of the K codes used), perplexity and MSE per pixel of the
+epoch-1 checkpoint on the test split (train_vqvae.evaluate_vqvae; the script's
+own log evaluates the validation part), the epoch's seconds (training +
+validation, from the log) and ``usage_ceiling``: the expected usage if the N
+test vectors (N images x code positions) fell on the K codes uniformly at
+random, 1 - (1 - 1/K)^N, the most one can expect.
 """
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ from pathlib import Path
 
 import torch
 
+from models.vqvae import VQVAE
+from train.train_vqvae import evaluate_vqvae
 from train.train_vqvae import main as train_main
 from train.train_vqvae import parse_args as train_args
 from train.train_vqvae import run_paths
+from utils.checkpoint import load_checkpoint, rebuild
 from utils.csvlog import write_rows
 from utils.datasets import load_dataset
 
@@ -79,17 +84,24 @@ def usage_ceiling(n_codes: int, n_vectors: int) -> float:
 
 
 def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
-              data_root: Path) -> dict:
-    """Train one epoch with train_vqvae's own main() in a temporary folder and
-    return its log row."""
+              data_root: Path, test_images: torch.Tensor) -> tuple[dict, dict]:
+    """Train one epoch with train_vqvae's own main() in a temporary folder.
+
+    Returns its log row and the metrics of its checkpoint on ``test_images``
+    (N, 1, 28, 28): ``evaluate_vqvae``'s recon_bce, recon_mse, perplexity, usage.
+    """
     with tempfile.TemporaryDirectory() as out:
         args = train_args(["--dataset", dataset, "--arch", arch, "--codebook-size", str(n_codes),
                            "--epochs", "1", "--seed", str(seed), "--device", "cpu",
                            "--data-root", str(data_root), "--out-dir", out, "--no-plots", *flags])
         with contextlib.redirect_stderr(io.StringIO()):
             train_main(args)
-        with open(run_paths(Path(out), arch, dataset)["log"], newline="") as f:
-            return list(csv.DictReader(f))[-1]
+        paths = run_paths(Path(out), arch, dataset)
+        with open(paths["log"], newline="") as f:
+            row = list(csv.DictReader(f))[-1]
+        model = rebuild(load_checkpoint(paths["checkpoint"]), VQVAE, "cpu",
+                        paths["checkpoint"]).eval()
+        return row, evaluate_vqvae(model, test_images)
 
 
 def _order(row: dict) -> tuple:
@@ -106,25 +118,27 @@ def main(args):
     if args.append and args.out.is_file():
         with open(args.out, newline="") as f:
             rows = list(csv.DictReader(f))
+    test_images = {}
     for dataset, arch, k in runs:
-        n_test = len(load_dataset(dataset, "test", args.data_root).images)
+        if dataset not in test_images:
+            test_images[dataset] = load_dataset(dataset, "test", args.data_root).images
+        n_test = len(test_images[dataset])
         for setting in args.settings:
-            row = epoch_one(dataset, arch, k, SETTINGS[setting], args.seed, args.data_root)
+            row, test = epoch_one(dataset, arch, k, SETTINGS[setting], args.seed, args.data_root,
+                                  test_images[dataset])
             rows = [r for r in rows if (r["dataset"], r["arch"], str(r["K"]), r["setting"])
                     != (row["dataset"], arch, str(k), setting)]
             rows.append({"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
-                         "test_usage": float(row["test_usage"]),
-                         "test_perplexity": float(row["test_perplexity"]),
-                         "test_mse": float(row["test_recon_mse"]),
+                         "test_usage": test["usage"], "test_perplexity": test["perplexity"],
+                         "test_mse": test["recon_mse"],
                          "seconds": round(float(row["seconds"]), 1),
                          "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
                          "flags": " ".join(SETTINGS[setting])})
             rows.sort(key=_order)
             write_rows(args.out, COLUMNS, rows)
-            print(f"{dataset} {arch} K={k} {setting}: usage {float(row['test_usage']):.3f}, "
-                  f"perplexity {float(row['test_perplexity']):.1f}, "
-                  f"MSE {float(row['test_recon_mse']):.4f}, {float(row['seconds']):.1f}s",
-                  flush=True)
+            print(f"{dataset} {arch} K={k} {setting}: test usage {test['usage']:.3f}, "
+                  f"perplexity {test['perplexity']:.1f}, MSE {test['recon_mse']:.4f}, "
+                  f"{float(row['seconds']):.1f}s", flush=True)
     print(f"wrote {args.out}")
     return rows
 

@@ -147,3 +147,23 @@ def two_blobs():
     """Two well separated blobs: the 8-NN graph has exactly two components."""
     rng = np.random.default_rng(1)
     return np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 40.0])
+
+
+# --- figures: what utils/plot.py draws, read back without looking at pixels ---
+
+@pytest.fixture
+def drawn_lines(monkeypatch):
+    """Records, for every figure utils.plot saves, {panel title: [(label, linestyle)]}
+    of its plotted lines (the figure is still saved)."""
+    from utils import plot
+
+    figures = []
+    save = plot.save_figure
+
+    def recording(fig, path):
+        figures.append({ax.get_title(): [(ln.get_label(), ln.get_linestyle())
+                                         for ln in ax.get_lines()] for ax in fig.axes})
+        return save(fig, path)
+
+    monkeypatch.setattr(plot, "save_figure", recording)
+    return figures

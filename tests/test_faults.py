@@ -31,7 +31,7 @@ from utils.runlock import lock_path, run_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG, CKPT = "logs/vae_mnist-5k_train_log.csv", "checkpoints/vae_mnist-5k.pt"
-LOSSES = ["total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld"]
+LOSSES = ["total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld"]
 
 
 def vae_args(out, *extra, epochs=2, limit=64, batch_size=32):
@@ -395,7 +395,7 @@ def rewrite_last_line(path: Path, edit) -> None:
 @pytest.mark.parametrize("edit", [
     pytest.param(lambda ln: ln[: len(ln) // 2], id="torn-mid-row"),  # no newline, fields missing
     pytest.param(lambda ln: ln[:-4], id="torn-in-last-field"),
-    # the row looks valid, but its test -ELBO is cut ("12" of "127.3"): only the checkpoint knows
+    # the row looks valid, but its val -ELBO is cut ("12" of "127.3"): only the checkpoint knows
     pytest.param(lambda ln: ",".join(f[:2] if i == 4 else f for i, f in
                                      enumerate(ln.split(","))) + "\n", id="cut-number"),
     pytest.param(lambda ln: "", id="row-missing"),  # Ctrl-C between checkpoint and log row
@@ -571,4 +571,6 @@ def test_off_a_terminal_a_run_prints_one_config_line_and_one_line_per_epoch(tmp_
     lines = err.splitlines()
     config = [ln for ln in lines if ln.startswith("config: ")]
     assert len(config) == 1 and "batch_size=32" in config[0] and "seed=0" in config[0]
-    assert [ln.split(":")[0] for ln in lines if ln.startswith("epoch ")] == ["epoch 1", "epoch 2"]
+    epochs = [ln for ln in lines if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1", "epoch 2"]
+    assert all("| val -ELBO " in ln and "test" not in ln for ln in epochs)

@@ -21,8 +21,8 @@ from utils.datasets import load_dataset
 from utils.training import NonFiniteLossError, run_epoch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADER = ["epoch", "total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld", "seconds"]
-LOSSES = ["total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld"]
+HEADER = ["epoch", "total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld", "seconds"]
+LOSSES = ["total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld"]
 # the file names the script's docstring promises for a dataset other than mnist
 LOG_NAME, CKPT_NAME = "logs/vae_mnist-5k_train_log.csv", "checkpoints/vae_mnist-5k.pt"
 
@@ -77,7 +77,7 @@ def test_csv_header_and_rows(run2):
         assert r["dataset"] == "mnist-5k"
         values = {c: float(r[c]) for c in LOSSES + ["seconds"]}
         assert all(math.isfinite(v) for v in values.values()) and values["seconds"] > 0
-        for prefix in ("", "test_"):  # written with 6 significant digits each
+        for prefix in ("", "val_"):  # written with 6 significant digits each
             assert values[prefix + "total_loss"] == pytest.approx(
                 values[prefix + "bce"] + values[prefix + "kld"], rel=2e-5)
             assert values[prefix + "kld"] >= 0
@@ -102,11 +102,12 @@ def test_checkpoint_is_complete_and_rebuilds(run2):
     assert (run2 / "logs" / "vae_mnist-5k_run.json").is_file()
 
 
-def test_logged_test_loss_is_the_per_image_negative_elbo(run2):
-    """Recompute the last test -ELBO from the checkpoint with many z samples per image."""
+def test_logged_val_loss_is_the_per_image_negative_elbo_on_the_val_part(run2):
+    """Recompute the last validation -ELBO from the checkpoint with many z samples
+    per image, on the validation part of the first 256 training images."""
     ck = load_ckpt(run2)
     model = rebuild(ck, VAE).eval()
-    x = load_dataset("mnist-5k", "test", limit=256).images.flatten(1).double()
+    x = load_dataset("mnist-5k", "val", limit=256).images.flatten(1).double()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         mu, logvar = (t.double() for t in model.encode(x.float()))
@@ -119,9 +120,15 @@ def test_logged_test_loss_is_the_per_image_negative_elbo(run2):
             # -log Bernoulli(x | sigmoid(l)) = softplus(l) - x l
             bce += (torch.nn.functional.softplus(logits) - x * logits).sum(1) / n_samples
     last = read_log(run2)[-1]
-    assert float(last["test_kld"]) == pytest.approx(kl.mean().item(), rel=1e-4)
-    assert float(last["test_bce"]) == pytest.approx(bce.mean().item(), rel=0.02)
-    assert float(last["test_total_loss"]) == pytest.approx((bce + kl).mean().item(), rel=0.02)
+    assert float(last["val_kld"]) == pytest.approx(kl.mean().item(), rel=1e-4)
+    assert float(last["val_bce"]) == pytest.approx(bce.mean().item(), rel=0.02)
+    assert float(last["val_total_loss"]) == pytest.approx((bce + kl).mean().item(), rel=0.02)
+    # ... and not on the test split, whose KL term differs
+    x_test = load_dataset("mnist-5k", "test", limit=256).images.flatten(1)
+    with torch.no_grad():
+        mu, logvar = model.encode(x_test)
+        kl_test = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1).mean().item()
+    assert float(last["val_kld"]) != pytest.approx(kl_test, rel=1e-4)
 
 
 def test_run_paths():
@@ -148,9 +155,9 @@ def test_training_lowers_the_loss(tmp_path):
     main(vae_args(tmp_path, epochs=3, limit=512, batch_size=32))
     rows = read_log(tmp_path)
     train = [float(r["total_loss"]) for r in rows]
-    test = [float(r["test_total_loss"]) for r in rows]
+    val = [float(r["val_total_loss"]) for r in rows]
     assert train[-1] < train[0] and train[-1] < 0.8 * train[0]
-    assert test[0] > test[1] > test[2]
+    assert val[0] > val[1] > val[2]
 
 
 def test_resume_equals_an_uninterrupted_run(copy_of_run2, tmp_path):
@@ -332,6 +339,15 @@ def test_script_end_to_end_with_plots(tmp_path):
         pdf = png.with_suffix(".pdf")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert pdf.read_bytes()[:5] == b"%PDF-", pdf
+
+
+def test_plotted_curves_are_train_and_dashed_validation(run2, tmp_path, drawn_lines):
+    from utils.plot import plot_vae_run
+    plot_vae_run(run2 / LOG_NAME, run2 / CKPT_NAME, tmp_path, run2 / "data")
+    curves = drawn_lines[0]
+    assert curves["-ELBO per image"] == [("train total_loss", "-"), ("validation total_loss", "--")]
+    assert curves["BCE per image"] == [("train bce", "-"), ("validation bce", "--")]
+    assert curves["KL per image"] == [("train kld", "-"), ("validation kld", "--")]
 
 
 def test_plot_script_help():

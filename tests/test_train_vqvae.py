@@ -47,8 +47,8 @@ def test_csv_schema_and_one_row_per_epoch(run2):
         header = f.readline().strip().split(",")
     assert header == COLUMNS
     assert COLUMNS[:12] == ["epoch", "total_loss", "recon_loss", "codebook_loss", "commit_loss",
-                            "perplexity", "usage", "test_recon_bce", "test_recon_mse",
-                            "test_perplexity", "test_usage", "seconds"]
+                            "perplexity", "usage", "val_recon_bce", "val_recon_mse",
+                            "val_perplexity", "val_usage", "seconds"]
     rows = read_rows(paths["log"])
     assert [r["epoch"] for r in rows] == ["1", "2"] and {r["dataset"] for r in rows} == {"mnist-5k"}
 
@@ -60,20 +60,22 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(run2):
     assert ckpt["epoch"] == 2 and ckpt["dataset"] == "mnist-5k"
     model = rebuild(load_checkpoint(path), VQVAE, "cpu", path).eval()
     assert model.bits_per_image == 4.0
-    # The logged test metrics come from this state: recompute them from the
-    # rebuilt model over the same test split (--limit 256), in numpy.
-    x = load_dataset("mnist-5k", "test", limit=256).images
+    # The logged validation metrics come from this state: recompute them from
+    # the rebuilt model over the validation part of the first 256 training
+    # images (--limit 256), in numpy.
+    x = load_dataset("mnist-5k", "val", limit=256).images
+    n = len(x)
     indices = model.encode(x).numpy()
-    assert indices.shape == (256,)
+    assert indices.shape == (n,) and n == round(0.1 * 256)
     counts = np.bincount(indices, minlength=16)
     p = counts[counts > 0] / counts.sum()
     with torch.no_grad():
-        probs = torch.sigmoid(model(x).recon_logits).double().numpy().reshape(256, -1)
-    pixels = x.double().numpy().reshape(256, -1)
+        probs = torch.sigmoid(model(x).recon_logits).double().numpy().reshape(n, -1)
+    pixels = x.double().numpy().reshape(n, -1)
     last = read_rows(run_paths(run2, "global", "mnist-5k")["log"])[-1]
-    assert float(last["test_usage"]) == pytest.approx((counts > 0).mean(), rel=1e-5)
-    assert float(last["test_perplexity"]) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-5)
-    assert float(last["test_recon_mse"]) == pytest.approx(((probs - pixels) ** 2).mean(), rel=1e-4)
+    assert float(last["val_usage"]) == pytest.approx((counts > 0).mean(), rel=1e-5)
+    assert float(last["val_perplexity"]) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-5)
+    assert float(last["val_recon_mse"]) == pytest.approx(((probs - pixels) ** 2).mean(), rel=1e-4)
     again = rebuild(load_checkpoint(path), VQVAE, "cpu", path).eval()
     assert torch.equal(model(x).recon_logits, again(x).recon_logits)
 
@@ -163,7 +165,7 @@ def test_resume_reaches_the_same_numbers(run2, tmp_path):
 def test_training_lowers_the_reconstruction_loss(tmp_path, arch):
     main(vq_args(tmp_path, arch=arch, epochs=3, limit=512))
     rows = read_rows(run_paths(tmp_path, arch, "mnist-5k")["log"])
-    first, last = float(rows[0]["test_recon_bce"]), float(rows[-1]["test_recon_bce"])
+    first, last = float(rows[0]["val_recon_bce"]), float(rows[-1]["val_recon_bce"])
     assert last < 0.9 * first
 
 
@@ -183,3 +185,13 @@ def test_bad_arguments_give_one_line_errors(bad):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("train_vqvae.py: error:")
     assert "Traceback" not in proc.stderr
+
+
+def test_plotted_curves_are_train_and_dashed_validation(run2, tmp_path, drawn_lines):
+    from utils.plot import plot_vqvae_run
+    paths = run_paths(run2, "global", "mnist-5k")
+    plot_vqvae_run(paths["log"], paths["checkpoint"], tmp_path)
+    curves = drawn_lines[0]
+    assert curves["reconstruction BCE per image"] == [("train recon_loss", "-"),
+                                                      ("validation recon_bce", "--")]
+    assert curves["perplexity"] == [("train perplexity", "-"), ("validation perplexity", "--")]

@@ -2,7 +2,8 @@
 
     python train/train_classifier.py --dataset fashion-mnist --epochs 5
 
-Logs per-epoch train and test cross-entropy and accuracy to
+Logs per-epoch cross-entropy and accuracy on the training part and, as
+val_*, on the validation part (the test split is not looked at) to
 experiments/logs/classifier_<dataset>_train_log.csv (classifier_train_log.csv
 for mnist) and writes the checkpoint experiments/checkpoints/classifier_<dataset>.pt,
 which utils/fid.py and train/train_prior.py --classifier load.
@@ -19,7 +20,7 @@ from utils.cli import add_data_args, add_training_args, make_parser, positive_in
 from utils.paths import stage_paths
 from utils.training import fit, prefixed, prepare_training, run_epoch
 
-COLUMNS = ["epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds", "dataset"]
+COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "dataset"]
 RESUME_KEYS = ("dataset", "channels", "feature_dim", "dropout", "batch_size", "lr", "seed", "limit")
 
 
@@ -58,19 +59,19 @@ def main(args):
     run = prepare_training(args, paths, build, Classifier, RESUME_KEYS)
     model, device = run.model, run.device
     train_step = classifier_step(model, run.train.images.to(device), run.train.labels.to(device))
-    test_step = classifier_step(model, run.test.images.to(device), run.test.labels.to(device))
-    test_rows = torch.arange(len(run.test.labels), device=device)
+    val_step = classifier_step(model, run.val.images.to(device), run.val.labels.to(device))
+    val_rows = torch.arange(len(run.val.labels), device=device)
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=train_step,
-        evaluate=lambda: prefixed("test_", run_epoch(test_step, (test_rows,), batch_size=1000,
-                                                     desc="test")),
+        evaluate=lambda: prefixed("val_", run_epoch(val_step, (val_rows,), batch_size=1000,
+                                                    desc="val")),
         train_images=torch.arange(len(run.train.labels), device=device), data=run.train,
         paths=paths, columns=COLUMNS, model_args=model.model_args,
         summary=lambda r: (f"train loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f} | "
-                           f"test loss {r['test_loss']:.4f}, accuracy {r['test_accuracy']:.4f}"))
+                           f"val loss {r['val_loss']:.4f}, accuracy {r['val_accuracy']:.4f}"))
     if not args.no_plots:
         from utils.plot import plot_curves
-        for path in plot_curves(paths["log"], {"cross-entropy": ["loss", "test_loss"],
-                                               "accuracy": ["accuracy", "test_accuracy"]},
+        for path in plot_curves(paths["log"], {"cross-entropy": ["loss", "val_loss"],
+                                               "accuracy": ["accuracy", "val_accuracy"]},
                                 paths["plots"] / f"classifier_{args.dataset}_curves",
                                 title=f"classifier on {run.train.name}"):
             print(f"wrote {path}", file=sys.stderr)

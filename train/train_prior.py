@@ -4,9 +4,12 @@
         [--classifier experiments/checkpoints/classifier_fashion-mnist.pt]
 
 The generative half of the comparison (van den Oord et al. 2017, section 4.2):
-the training and test splits the quantized model was trained on are encoded
-into code maps (:func:`code_maps`), a PixelCNN (models/prior.py) learns p(map)
-by maximum likelihood on the training maps, and at the end the script writes
+the training part, validation part and test split of the data the quantized
+model was trained on are encoded into code maps (:func:`code_maps`), a
+PixelCNN (models/prior.py) learns p(map) by maximum likelihood on the training
+maps, each epoch is evaluated on the validation maps (the log's val_* columns;
+the test split is not looked at while training), and at the end the script
+writes
 
 * the test NLL in bits per image (-log2 p(map), the code length under the
   prior) and the prior's perplexity 2^(bits per position), next to the i.i.d.
@@ -43,8 +46,8 @@ from utils.errors import UserError
 from utils.runtime import atomic_file, pick_device
 from utils.training import fit, prefixed, prepare_training, run_epoch
 
-COLUMNS = ["epoch", "loss", "bits_per_image", "test_loss", "test_bits_per_image",
-           "test_perplexity", "seconds", "dataset"]
+COLUMNS = ["epoch", "loss", "bits_per_image", "val_loss", "val_bits_per_image",
+           "val_perplexity", "seconds", "dataset"]
 RESUME_KEYS = ("codes_from", "dataset", "limit", "channels", "n_layers", "kernel_size",
                "class_conditional", "batch_size", "lr", "seed")
 DEFAULT_CODES = Path("experiments/checkpoints/vqvae_conv_mnist.pt")
@@ -87,11 +90,13 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------- code maps
 
 class CodeSplits(NamedTuple):
-    """The data a quantized model was trained on: ``train``/``test`` (utils.datasets.Data,
-    the dataset actually used), ``requested`` (the dataset name asked for, which
-    names the output files) and ``limit`` (the first-N limit applied, or None)."""
+    """The data a quantized model was trained on: ``train``/``val``/``test``
+    (utils.datasets.Data, the dataset actually used), ``requested`` (the dataset
+    name asked for, which names the output files) and ``limit`` (the first-N
+    limit applied, or None)."""
 
     train: Data
+    val: Data
     test: Data
     requested: str
     limit: int | None
@@ -104,14 +109,16 @@ class CodeSplits(NamedTuple):
 class CodeMaps(NamedTuple):
     """What :func:`code_maps` returns.
 
-    ``train_codes`` (N, H, W) and ``test_codes`` (M, H, W) long in [0, n_codes)
-    (or (N,) / (M,) for one code per image); ``n_codes`` K; ``decode``: codes
-    (B, ...) -> images (B, 1, 28, 28) in [0, 1] on the CPU, batched, no grad;
-    ``dataset``: :class:`CodeSplits`; ``method``: the name of the code source
-    in file names (``vqvae_conv``).
+    ``train_codes`` (N, H, W), ``val_codes`` (V, H, W) and ``test_codes``
+    (M, H, W) long in [0, n_codes) (or (N,) / (V,) / (M,) for one code per
+    image); ``n_codes`` K; ``decode``: codes (B, ...) -> images
+    (B, 1, 28, 28) in [0, 1] on the CPU, batched, no grad; ``dataset``:
+    :class:`CodeSplits`; ``method``: the name of the code source in file
+    names (``vqvae_conv``).
     """
 
     train_codes: torch.Tensor
+    val_codes: torch.Tensor
     test_codes: torch.Tensor
     n_codes: int
     decode: Callable[[torch.Tensor], torch.Tensor]
@@ -120,20 +127,21 @@ class CodeMaps(NamedTuple):
 
 
 def recorded_splits(ckpt: dict, path: Path, data_root, limit: int | None = None) -> CodeSplits:
-    """The train/test splits a checkpointed model was trained on: the dataset and
-    limit in its config (``limit`` overrides the latter); an error when the
-    requested dataset now loads other data than the recorded one."""
+    """The train/val/test parts of the data a checkpointed model was trained on:
+    the dataset and limit in its config (``limit`` overrides the latter); an
+    error when the requested dataset now loads other data than the recorded one."""
     cfg = ckpt.get("config", {})
     requested = cfg.get("dataset", ckpt.get("dataset"))
     if requested is None:
         raise CheckpointError(f"{path} does not record the dataset it was trained on")
     limit = limit if limit is not None else cfg.get("limit")
     train = load_dataset(requested, "train", data_root, limit=limit)
+    val = load_dataset(requested, "val", data_root, limit=limit)
     test = load_dataset(requested, "test", data_root, limit=limit)
     if train.name != ckpt.get("dataset", train.name):
         raise CheckpointError(f"{path} was trained on {ckpt.get('dataset')} but {requested} now "
                               f"loads {train.name}; retrain that model on this data")
-    return CodeSplits(train, test, requested, limit)
+    return CodeSplits(train, val, test, requested, limit)
 
 
 @torch.no_grad()
@@ -151,6 +159,7 @@ def vqvae_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> CodeMap
     model = rebuild(ckpt, VQVAE, device, path).eval()
     splits = recorded_splits(ckpt, path, data_root, limit)
     return CodeMaps(train_codes=batched(model.encode, splits.train.images, device),
+                    val_codes=batched(model.encode, splits.val.images, device),
                     test_codes=batched(model.encode, splits.test.images, device),
                     n_codes=model.n_codes,
                     decode=lambda codes: batched(model.decode_indices, codes, device),
@@ -174,12 +183,12 @@ def source_kind(ckpt: dict, path: Path) -> str:
 
 def code_maps(checkpoint: str | Path, *, device="cpu", data_root="data",
               limit: int | None = None) -> CodeMaps:
-    """Encode the training and test splits of the model in ``checkpoint``
+    """Encode the training, validation and test parts of the model in ``checkpoint``
     (the dataset recorded there; ``limit`` defaults to the model's own).
 
     Returns
     -------
-    CodeMaps(train_codes, test_codes, n_codes, decode, dataset, method).
+    CodeMaps(train_codes, val_codes, test_codes, n_codes, decode, dataset, method).
     """
     path = Path(checkpoint)
     ckpt = load_checkpoint(path, device, hint="train one first: python train/train_vqvae.py "
@@ -353,12 +362,14 @@ def main(args):
     positions = height * width
     cond = args.class_conditional
     train_step = prior_step(model, codes.train_codes.to(device), labels_train.to(device) if cond else None)
-    test_step = prior_step(model, codes.test_codes.to(device), labels_test.to(device) if cond else None)
-    test_rows = torch.arange(len(codes.test_codes), device=device)
+    labels_val = codes.dataset.val.labels
+    val_step = prior_step(model, codes.val_codes.to(device),
+                          labels_val.to(device) if cond else None)
+    val_rows = torch.arange(len(codes.val_codes), device=device)
 
     def evaluate():
-        row = prefixed("test_", run_epoch(test_step, (test_rows,), batch_size=1000, desc="test"))
-        row["test_perplexity"] = perplexity_of(row["test_bits_per_image"], positions)
+        row = prefixed("val_", run_epoch(val_step, (val_rows,), batch_size=1000, desc="val"))
+        row["val_perplexity"] = perplexity_of(row["val_bits_per_image"], positions)
         return row
 
     print(f"PixelCNN prior over {len(codes.train_codes)} {height}x{width} maps of "
@@ -367,9 +378,9 @@ def main(args):
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=train_step,
         evaluate=evaluate, train_images=torch.arange(len(codes.train_codes), device=device),
         data=run.train, paths=paths, columns=COLUMNS, model_args=model.model_args,
-        summary=lambda r: (f"train {r['bits_per_image']:.1f} bits/image | test "
-                           f"{r['test_bits_per_image']:.1f} bits/image, perplexity "
-                           f"{r['test_perplexity']:.1f}"))
+        summary=lambda r: (f"train {r['bits_per_image']:.1f} bits/image | val "
+                           f"{r['val_bits_per_image']:.1f} bits/image, perplexity "
+                           f"{r['val_perplexity']:.1f}"))
 
     model.eval()
     n_draw = max(args.n_samples, args.n_fid if classifier is not None else 0)

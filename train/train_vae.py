@@ -2,9 +2,11 @@
 
     python train/train_vae.py --dataset mnist --epochs 10
 
-Writes experiments/logs/vae_train_log.csv (per-epoch train and test loss per
-image), experiments/checkpoints/vae_mnist.pt and the plots. Other datasets put
-their name into the file names (vae_fashion-mnist_train_log.csv, ...).
+Writes experiments/logs/vae_train_log.csv (per epoch, the loss per image on
+the training part and, as val_*, on the validation part: the test split is
+not looked at while training), experiments/checkpoints/vae_mnist.pt and the
+plots. Other datasets put their name into the file names
+(vae_fashion-mnist_train_log.csv, ...).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from utils.metrics import elbo_loss
 from utils.paths import stage_paths
 from utils.training import fit, prefixed, prepare_training, run_epoch
 
-COLUMNS = ["epoch", "total_loss", "bce", "kld", "test_total_loss", "test_bce", "test_kld",
+COLUMNS = ["epoch", "total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld",
            "seconds", "dataset"]
 # Flags that must match the checkpoint for --resume to continue the same run.
 RESUME_KEYS = ("dataset", "latent_dim", "batch_size", "lr", "seed", "limit")
@@ -55,14 +57,14 @@ def main(args):
     run = prepare_training(args, paths, lambda: VAE(latent_dim=args.latent_dim), VAE, RESUME_KEYS)
     model = run.model
     step = vae_step(model)
-    test_images = run.test.images.to(run.device)
+    val_images = run.val.images.to(run.device)
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=step,
-        evaluate=lambda: prefixed("test_", run_epoch(step, (test_images,), batch_size=1000,
-                                                     desc="test")),
+        evaluate=lambda: prefixed("val_", run_epoch(step, (val_images,), batch_size=1000,
+                                                    desc="val")),
         train_images=run.train.images.to(run.device), data=run.train, paths=paths,
         columns=COLUMNS, model_args=asdict(model.config),
         summary=lambda r: (f"train -ELBO {r['total_loss']:.2f} (BCE {r['bce']:.2f}, "
-                           f"KLD {r['kld']:.2f}) | test -ELBO {r['test_total_loss']:.2f}"))
+                           f"KLD {r['kld']:.2f}) | val -ELBO {r['val_total_loss']:.2f}"))
     if not args.no_plots and distributed.context().main:
         from utils.plot import plot_vae_run
         for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):

@@ -13,7 +13,9 @@ experiments/checkpoints/vqvae_<arch>_<dataset>.pt and the plots.
 Log columns: ``total_loss`` is the weighted objective of eq. (3),
 recon_loss + beta * commit_loss + codebook_loss; ``commit_loss`` is the RAW
 commitment term ||z_e - sg[z_q]||^2 per image, not multiplied by beta;
-``codebook_loss`` is 0 with --ema.
+``codebook_loss`` is 0 with --ema. The ``val_*`` columns evaluate each
+epoch's model on the validation part of the training split
+(:func:`evaluate_vqvae`); the test split is not looked at while training.
 """
 from __future__ import annotations
 
@@ -30,10 +32,10 @@ from utils import metrics
 from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
 from utils.datasets import iterate_batches
 from utils.paths import stage_paths, vqvae_stage
-from utils.training import fit, prepare_training
+from utils.training import fit, prefixed, prepare_training
 
 COLUMNS = ["epoch", "total_loss", "recon_loss", "codebook_loss", "commit_loss", "perplexity",
-           "usage", "test_recon_bce", "test_recon_mse", "test_perplexity", "test_usage",
+           "usage", "val_recon_bce", "val_recon_mse", "val_perplexity", "val_usage",
            "seconds", "dataset"]
 DEFAULT_K = {"conv": 512, "global": 256}
 # Measured per architecture in benchmarks/bench_vq_usage.py (benchmarks/results/vq_usage.csv).
@@ -126,8 +128,10 @@ def vqvae_step(model: VQVAE):
 
 @torch.no_grad()
 def evaluate_vqvae(model: VQVAE, images: torch.Tensor, batch_size: int = 1000) -> dict:
-    """Test reconstruction (BCE per image, MSE per pixel) and code usage over
-    the whole split (not per batch): images (N, 1, 28, 28)."""
+    """Reconstruction (``recon_bce`` per image, ``recon_mse`` per pixel),
+    ``perplexity`` and ``usage`` of the codes over all of ``images`` (N, 1, 28, 28)
+    of one split (not per batch): the validation part while training, the
+    test split for reported numbers (benchmarks/bench_vq_usage.py)."""
     bce = mse = 0.0
     counts = 0
     for (x,) in iterate_batches(images, batch_size=batch_size):
@@ -137,8 +141,8 @@ def evaluate_vqvae(model: VQVAE, images: torch.Tensor, batch_size: int = 1000) -
         mse += err["mse"] * len(x)
         counts = counts + metrics.code_counts(out.indices, model.n_codes)
     n = len(images)
-    return {"test_recon_bce": bce / n, "test_recon_mse": mse / n,
-            "test_perplexity": metrics.perplexity(counts), "test_usage": metrics.usage(counts)}
+    return {"recon_bce": bce / n, "recon_mse": mse / n,
+            "perplexity": metrics.perplexity(counts), "usage": metrics.usage(counts)}
 
 
 def main(args):
@@ -148,14 +152,15 @@ def main(args):
     model = run.model
     print(f"VQ-VAE {args.arch}: K={args.codebook_size}, {model.bits_per_image:g} bits per image",
           file=sys.stderr)
-    test_images = run.test.images.to(run.device)
+    val_images = run.val.images.to(run.device)
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done,
-        train_step=vqvae_step(model), evaluate=lambda: evaluate_vqvae(model, test_images),
+        train_step=vqvae_step(model),
+        evaluate=lambda: prefixed("val_", evaluate_vqvae(model, val_images)),
         train_images=run.train.images.to(run.device), data=run.train, paths=paths,
         columns=COLUMNS, model_args=model.model_args,
         summary=lambda r: (f"train recon {r['recon_loss']:.2f}, perplexity {r['perplexity']:.1f} | "
-                           f"test BCE {r['test_recon_bce']:.2f}, MSE {r['test_recon_mse']:.4f}, "
-                           f"usage {r['test_usage']:.2f}"))
+                           f"val BCE {r['val_recon_bce']:.2f}, MSE {r['val_recon_mse']:.4f}, "
+                           f"usage {r['val_usage']:.2f}"))
     if not args.no_plots:
         from utils.plot import plot_vqvae_run
         for path in plot_vqvae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):

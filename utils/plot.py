@@ -67,15 +67,17 @@ def load_log(log_csv: str | Path, text_columns=("dataset",)) -> pd.DataFrame:
 
 def plot_curves(log_csv: str | Path, groups: dict[str, list[str]], out: str | Path,
                 title: str = "") -> list[Path]:
-    """One panel per group of columns of a per-epoch CSV; a ``test_`` column is dashed."""
+    """One panel per group of columns of a per-epoch CSV; a ``val_`` column (the
+    validation part) is dashed and labelled "validation"."""
     df = load_log(log_csv)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
     for ax, (label, cols) in zip(axes[0], groups.items()):
         for col in cols:
             if col in df:
-                test = col.startswith("test_")
-                ax.plot(df["epoch"], df[col], marker="o", ms=3, ls="--" if test else "-",
-                        label=("test " if test else "train ") * (len(cols) > 1) + col.removeprefix("test_"))
+                val = col.startswith("val_")
+                ax.plot(df["epoch"], df[col], marker="o", ms=3, ls="--" if val else "-",
+                        label=("validation " if val else "train ") * (len(cols) > 1)
+                        + col.removeprefix("val_"))
         ax.set(xlabel="epoch", ylabel=label, title=label)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=8)
@@ -137,9 +139,9 @@ def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5
     cfg, name = ckpt["config"], ckpt["dataset"]
     test = load_dataset(cfg["dataset"], "test", data_root, limit=cfg.get("limit"))
     prefix = Path(plot_dir) / f"vae_{cfg['dataset']}"
-    paths = plot_curves(log_csv, {"-ELBO per image": ["total_loss", "test_total_loss"],
-                                  "BCE per image": ["bce", "test_bce"],
-                                  "KL per image": ["kld", "test_kld"]},
+    paths = plot_curves(log_csv, {"-ELBO per image": ["total_loss", "val_total_loss"],
+                                  "BCE per image": ["bce", "val_bce"],
+                                  "KL per image": ["kld", "val_kld"]},
                         f"{prefix}_curves", title=f"VAE on {name}")
     mu, _ = model.encode(test.images[:n_map])
     recon = torch.sigmoid(model.decode(mu[:16]))
@@ -177,8 +179,8 @@ def plot_vqvae_run(log_csv, checkpoint, plot_dir, data_root="data") -> list[Path
     prefix = Path(plot_dir) / f"vqvae_{arch}_{cfg['dataset']}"
     title = f"VQ-VAE ({arch}, K={model.n_codes}) on {name}"
     paths = plot_curves(log_csv, {"loss per image": ["total_loss", "recon_loss"],
-                                  "reconstruction BCE per image": ["recon_loss", "test_recon_bce"],
-                                  "perplexity": ["perplexity", "test_perplexity"]},
+                                  "reconstruction BCE per image": ["recon_loss", "val_recon_bce"],
+                                  "perplexity": ["perplexity", "val_perplexity"]},
                         f"{prefix}_curves", title=title)
     out = model(test.images[:16])
     paths += plot_reconstructions(test.images, torch.sigmoid(out.recon_logits),

@@ -1,11 +1,14 @@
-"""The epoch loop shared by the VAE and VQ-VAE scripts.
+"""The epoch loop shared by the training scripts.
 
 A script supplies a ``step(batch) -> (loss, terms)`` function: ``loss`` is
 what ``.backward()`` gets, ``terms`` maps names to per-sample means of the
 batch (tensors). The loop weights them by batch size into epoch means.
 
-The driver (:func:`prepare_training`, then :func:`fit`) also keeps a run's
-files consistent, whatever happens to the process:
+The driver (:func:`prepare_training`, then :func:`fit`) evaluates every
+epoch on the validation part of the training split (``Prepared.val``, logged
+as ``val_*`` columns), so that anything chosen while training is chosen on
+it and the test split is left for the reported numbers. It also keeps a
+run's files consistent, whatever happens to the process:
 
 * one writer per run: ``<checkpoint>.lock`` is held from start to end, and a
   second run into the same ``--out-dir`` is refused;
@@ -300,7 +303,7 @@ def resumed_log_rows(log: Path, columns: list[str], ckpt: dict, ckpt_path: Path)
 class Prepared(NamedTuple):
     device: torch.device
     train: Data
-    test: Data
+    val: Data  # the per-epoch evaluation's data (never the test split)
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     done: int  # epochs already trained (0 for a new run)
@@ -311,8 +314,8 @@ def prepare_training(args, paths: dict, build: Callable[[], torch.nn.Module], cl
     """What every training script does first: pick the device, check that the
     output folders can be written, take the run's lock (released by
     :func:`fit`), refuse to replace an existing run without ``--overwrite``,
-    load both splits, seed, build or resume the model and its Adam optimizer,
-    write the run record."""
+    load the training and validation parts, seed, build or resume the model
+    and its Adam optimizer, write the run record."""
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun's rank, before joining the job
         print_args(args)
     device = distributed.init_from_env(pick_device(args.device))
@@ -338,7 +341,7 @@ def prepare_training(args, paths: dict, build: Callable[[], torch.nn.Module], cl
         raise SystemExit(2)  # rank 0 prints why
     try:
         train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
-        test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
+        val = load_dataset(args.dataset, "val", args.data_root, limit=args.limit)
         if len(train.images) < ctx.world_size:
             raise UserError(f"{len(train.images)} training images cannot be shared among "
                             f"{ctx.world_size} ranks")
@@ -355,7 +358,7 @@ def prepare_training(args, paths: dict, build: Callable[[], torch.nn.Module], cl
     except BaseException:
         release_run_lock(paths["checkpoint"])
         raise
-    return Prepared(device, train, test, model, optimizer, done)
+    return Prepared(device, train, val, model, optimizer, done)
 
 
 def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callable[[], dict],
@@ -432,5 +435,5 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
 
 
 def prefixed(prefix: str, terms: dict) -> dict:
-    """{'bce': 1.0} -> {'test_bce': 1.0}."""
+    """prefixed("val_", {'bce': 1.0}) -> {'val_bce': 1.0}."""
     return {f"{prefix}{k}": v for k, v in terms.items()}
