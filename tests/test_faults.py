@@ -452,6 +452,34 @@ def test_every_checkpoint_holds_the_rows_logged_so_far(finished):
         assert ck["log"] == list(csv.DictReader(f))
 
 
+def as_older_version(name: str) -> str:
+    """A column as the version that evaluated every epoch on the test split named it."""
+    return "test_" + name.removeprefix("val_") if name.startswith("val_") else name
+
+
+@pytest.mark.parametrize("with_log_copy", [True, False], ids=["checkpoint-with-log", "legacy"])
+def test_resume_of_a_run_logged_on_the_test_split_is_refused(run, capsys, with_log_copy):
+    """A run of the older version logged test_* columns every epoch: continuing it
+    into val_* columns would mix two splits in one log, so --resume refuses it
+    in one line that says to --overwrite, and leaves both files as they were."""
+    ck = load_checkpoint(run / CKPT)
+    ck["metrics"] = {as_older_version(k): v for k, v in ck["metrics"].items()}
+    ck["log"] = [{as_older_version(k): v for k, v in r.items()} for r in ck["log"]]
+    if not with_log_copy:
+        del ck["log"]
+    save_checkpoint(run / CKPT, ck)
+    header, body = (run / LOG).read_text().split("\n", 1)
+    (run / LOG).write_text(",".join(map(as_older_version, header.split(","))) + "\n" + body)
+    assert "test_total_loss" in (run / LOG).read_text().splitlines()[0]
+    before = (run / LOG).read_bytes(), (run / CKPT).read_bytes()
+    assert run_main(train_vae.main, vae_args(run, "--resume", epochs=3)) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(run / CKPT) in line and "--overwrite" in line and "val_total_loss" in line
+    assert ((run / LOG).read_bytes(), (run / CKPT).read_bytes()) == before
+    assert run_main(train_vae.main, vae_args(run, "--overwrite", epochs=1)) == 0
+    assert list(read_log(run)[0]) == train_vae.COLUMNS
+
+
 # ----------------------------------------------------------------------------- 9: plot.py CSVs
 
 @pytest.mark.parametrize("content,needle", [

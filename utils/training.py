@@ -17,7 +17,8 @@ run's files consistent, whatever happens to the process:
 * each epoch's checkpoint is written (atomically) *before* its log row, and
   holds a copy of every row logged so far (``ckpt["log"]``), so that
   ``--resume`` rewrites a log that disagrees with its checkpoint (a torn or
-  edited row, a row of an epoch that never got its checkpoint) with a warning;
+  edited row, a row of an epoch that never got its checkpoint) with a warning,
+  and refuses a run logged with other columns (an older version's ``test_*``);
 * a loss that becomes NaN/inf or explodes (``--max-loss-ratio``), a failed
   checkpoint write and Ctrl-C stop the run with one line naming the last good
   checkpoint, which is left as it was;
@@ -257,6 +258,24 @@ def _epoch(row: dict) -> int | None:
         return None
 
 
+def refuse_other_columns(columns: list[str], ckpt: dict, ckpt_path: Path) -> None:
+    """A UserError when the run in ``ckpt`` logged other ``columns`` than this
+    version writes: e.g. a run of a version that evaluated every epoch on
+    the test split (``test_*``), which cannot be continued into ``val_*``
+    columns without mixing the two splits in one log."""
+    stored = ckpt.get("log")
+    if stored:
+        logged = set(stored[-1])
+    else:  # an older checkpoint: its last row, less the dataset
+        logged = set(ckpt.get("metrics", {})) | {"dataset", "epoch"}
+    missing = [c for c in columns if c not in logged]
+    if missing:
+        extra = sorted(logged - set(columns))
+        raise UserError(f"{ckpt_path} holds a run logged with other columns (it lacks {missing}"
+                        f"{f' and has {extra}' if extra else ''}), written by an older version; "
+                        f"rerun with --overwrite to start it anew")
+
+
 def resumed_log_rows(log: Path, columns: list[str], ckpt: dict, ckpt_path: Path) -> list[dict]:
     """The rows a resumed run's log starts with, agreeing with its checkpoint.
 
@@ -266,10 +285,12 @@ def resumed_log_rows(log: Path, columns: list[str], ckpt: dict, ckpt_path: Path)
     ``metrics``: the file's rows before that epoch are kept (validated: a
     torn last line is dropped with a warning, a malformed row elsewhere is a
     CSVError) and the last one is taken from the checkpoint. Either way a
-    warning names the epochs whose rows were rewritten.
+    warning names the epochs whose rows were rewritten. A checkpoint whose
+    rows lack some of ``columns`` is refused (:func:`refuse_other_columns`).
     """
     done = int(ckpt["epoch"])
     stored = ckpt.get("log")
+    refuse_other_columns(columns, ckpt, ckpt_path)
     problem = ""
     try:
         found = read_rows(log, text=("dataset",)) if log.is_file() else []
