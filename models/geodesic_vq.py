@@ -386,32 +386,75 @@ class GeodesicQuantizer(_Quantizer):
 
 
 class EuclideanQuantizer(_Quantizer):
-    """k-means (scikit-learn, k-means++ with ``n_init`` restarts) on the latents;
-    ``quantize`` picks the nearest centroid in Euclidean distance."""
+    """k-means on the latents; ``quantize`` picks the nearest centroid in Euclidean distance.
+
+    ``algorithm``: ``"lloyd"`` is scikit-learn's ``KMeans`` (k-means++, ``n_init``
+    restarts), ``"faiss"`` faiss's k-means (``n_iter`` Lloyd iterations from a
+    seeded random init, one thread, every point used), ``"auto"`` faiss from
+    ``faiss_above`` distinct vectors. Exact duplicates are collapsed and
+    weighted by multiplicity either way (the same objective). Chosen by
+    measurement (``benchmarks/bench_grid_kmeans.py``,
+    ``benchmarks/results/grid_kmeans.csv``): on 490,000 grid stand-in vectors
+    at K = 256, scikit-learn took 78 CPU s (one restart) for inertia 279.9k,
+    faiss 8.6 s for 282.9k (+1.1 %) and MiniBatchKMeans 4.4 s for 300.6k (+7.4 %).
+    """
 
     _state_keys = ("codebook_",)
-    _config_keys = ("n_codes", "seed", "n_init")
+    _config_keys = ("n_codes", "seed", "n_init", "algorithm", "n_iter", "faiss_above")
+    ALGORITHMS = ("auto", "lloyd", "faiss")
 
-    def __init__(self, n_codes: int, seed: int = 0, n_init: int = 3):
+    def __init__(self, n_codes: int, seed: int = 0, n_init: int = 3, *, algorithm: str = "auto",
+                 n_iter: int = 50, faiss_above: int = EXACT_BELOW):
+        if algorithm not in self.ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {self.ALGORITHMS}, got {algorithm!r}")
         self.n_codes = n_codes
         self.seed = seed
         self.n_init = n_init
+        self.algorithm = algorithm
+        self.n_iter = n_iter
+        self.faiss_above = faiss_above
         self.codebook_ = None
 
     def fit(self, Z):
-        """Z (N, d) -> self; ``codebook_`` (K, d) are the centroids."""
-        from sklearn.cluster import KMeans
+        """Z (N, d) -> self; ``codebook_`` (K, d) are the centroids, ``loss_`` the
+        inertia (sum of squared distances), ``algorithm_`` the algorithm used."""
+        from utils.ann import collapse_duplicates
 
         Z = as_latents(Z)
         _check_counts(self.n_codes, len(Z))
-        with warnings.catch_warnings():
-            # scikit-learn's own "distinct clusters" warning; ours below says it for both quantizers.
-            warnings.filterwarnings("ignore", message="Number of distinct clusters")
-            km = KMeans(n_clusters=self.n_codes, n_init=self.n_init, random_state=self.seed).fit(Z)
-        self.codebook_ = km.cluster_centers_.astype(np.float32)
-        self.loss_ = float(km.inertia_)
+        nodes = collapse_duplicates(Z)
+        # K above the number of distinct vectors: each is a centroid, the rest repeat them
+        n_fit = min(self.n_codes, len(nodes.points))
+        self.algorithm_ = self.algorithm if self.algorithm != "auto" else (
+            "faiss" if len(nodes.points) >= self.faiss_above else "lloyd")
+        if self.algorithm_ == "faiss":
+            self.codebook_, self.loss_ = self._fit_faiss(nodes.points, nodes.counts, n_fit)
+        else:
+            from sklearn.cluster import KMeans
+
+            with warnings.catch_warnings():
+                # scikit-learn's own "distinct clusters" warning; ours below says it for both quantizers.
+                warnings.filterwarnings("ignore", message="Number of distinct clusters")
+                km = KMeans(n_clusters=n_fit, n_init=self.n_init, random_state=self.seed).fit(
+                    nodes.points, sample_weight=nodes.counts)
+            self.codebook_ = km.cluster_centers_.astype(np.float32)
+            self.loss_ = float(km.inertia_)
+        self.codebook_ = np.resize(self.codebook_, (self.n_codes, Z.shape[1]))
         warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
         return self
+
+    def _fit_faiss(self, points: np.ndarray, counts: np.ndarray, n_fit: int) -> tuple[np.ndarray, float]:
+        from utils.ann import _faiss_threads
+
+        with _faiss_threads(1) as faiss:
+            km = faiss.Kmeans(points.shape[1], n_fit, niter=self.n_iter, seed=self.seed,
+                              max_points_per_centroid=len(points))  # no subsampling
+            km.train(np.ascontiguousarray(points, dtype=np.float32),
+                     weights=np.ascontiguousarray(counts, dtype=np.float32))
+        codebook = np.ascontiguousarray(km.centroids, dtype=np.float32)
+        self.codebook_ = codebook
+        _, dist = self._assign(points)
+        return codebook, float((counts * dist.astype(np.float64) ** 2).sum())
 
     def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) -> nearest centroid (B,) and Euclidean distance (B,), without (B, K, d)."""

@@ -29,8 +29,8 @@ import pandas as pd
 from report.verdicts import (ABLATION_LABEL_METRICS, ABLATION_METRIC, ANSWER_METRICS, METRICS,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
                              OpponentVerdict, RateVerdict, Results, all_ablations, all_cells,
-                             collapsed_codebooks, compare_methods, contests, direction,
-                             has_ablation, rows_of, unmatched_methods)
+                             active_contests, collapsed_codebooks, compare_methods, contests,
+                             direction, has_ablation, rows_of, unmatched_methods)
 from utils import methods as M
 from utils.errors import UserError
 from utils.paths import ResultPaths
@@ -425,10 +425,11 @@ def natural_sentences(results: Results, dataset: str, setting: str) -> list[str]
     """Each method of a rate without a contest (today the 7x7-grid VQ-VAE), at its
     natural bits, against the contests' methods on reconstruction."""
     rows = rows_of(results.comparison, dataset, setting)
-    contest_methods = [n for c in contests()
+    present = set(rows["method"])
+    contest_methods = [n for c in active_contests(present)
                        for n in (c.proposal, *c.opponents, *([c.reference] if c.reference else []))]
     out = []
-    for u in unmatched_methods():
+    for u in unmatched_methods(present):
         bits = rows[rows["method"] == u]["bits_per_image"].dropna()
         if not len(bits):
             continue
@@ -514,7 +515,7 @@ def methods_rows(results: Results) -> list[tuple[str, str, str, str]]:
     """(method, what it is, bits per image, role) of every method in the results."""
     present = set(results.comparison["method"])
     roles = {}
-    for c in contests():
+    for c in active_contests(present):
         roles[c.proposal] = "the proposal"
         for b in c.ablations:
             roles[b] = "ablation: a posteriori, not geodesic"
@@ -522,7 +523,7 @@ def methods_rows(results: Results) -> list[tuple[str, str, str, str]]:
             roles[c.question] = "the end-to-end baseline at matched bits"
         if c.reference:
             roles[c.reference] = "the bound of the a-posteriori methods"
-    for u in unmatched_methods():
+    for u in unmatched_methods(present):
         roles[u] = "the classical setting: natural bits, not matched"
     out = []
     for m in M.METHODS.values():

@@ -369,13 +369,14 @@ def rates() -> tuple[str, ...]:
 def contest_for(rate: str) -> Contest | None:
     """The contest at ``rate``: utils.methods.PROPOSAL and OPPONENTS at the
     proposal's rate; at another rate, the method built like the proposal (same
-    builder, options including the proposal's) against the other quantized
+    builder and quantizer kind) against the other quantized
     methods of that rate. None when the rate has no such method."""
     proposal = M.get(M.PROPOSAL)
     if rate == proposal.rate:
         return Contest(rate, proposal.name, tuple(M.OPPONENTS), M.reference(rate))
+    kind = proposal.options.get("quantizer")
     same = [m.name for m in M.methods(rate=rate, quantized=True)
-            if m.build == proposal.build and proposal.options.items() <= m.options.items()]
+            if m.build == proposal.build and m.options.get("quantizer") == kind]
     if not same:
         return None
     # the ablations first, then the end-to-end baselines, as OPPONENTS orders them
@@ -389,9 +390,15 @@ def contests() -> list[Contest]:
     return [c for c in map(contest_for, rates()) if c is not None]
 
 
-def unmatched_methods() -> tuple[str, ...]:
-    """Quantized methods of rates without a contest (reported at their natural bits)."""
-    matched_rates = {c.rate for c in contests()}
+def active_contests(present=None) -> list[Contest]:
+    """The contests whose proposal is among the ``present`` methods (all when None):
+    results from before a rate had its proposal hold no contest at that rate."""
+    return [c for c in contests() if present is None or c.proposal in present]
+
+
+def unmatched_methods(present=None) -> tuple[str, ...]:
+    """Quantized methods of rates without an (active) contest, reported at their natural bits."""
+    matched_rates = {c.rate for c in active_contests(present)}
     return tuple(m.name for m in M.methods(quantized=True) if m.rate not in matched_rates)
 
 
@@ -468,19 +475,18 @@ def distinct(values) -> tuple:
 
 def rate_verdict(results: Results, dataset: str, setting: str,
                  contest: Contest) -> RateVerdict | None:
-    """The verdict of ``contest`` on one dataset and setting; None when none of
-    the contest's methods ran there."""
+    """The verdict of ``contest`` on one dataset and setting; None when its
+    proposal did not run there."""
     rows = rows_of(results.comparison, dataset, setting)
     present = set(rows["method"])
-    if not present & {contest.proposal, *contest.opponents}:
-        return None
+    if contest.proposal not in present:
+        return None  # its opponents are then reported at their natural bits
     ran = rows[rows["method"].isin([contest.proposal, *contest.opponents])]
     against = {}
-    if contest.proposal in present:
-        for b in contest.opponents:
-            v = opponent_verdict(results.comparison, dataset, setting, contest.proposal, b)
-            if v is not None:
-                against[b] = v
+    for b in contest.opponents:
+        v = opponent_verdict(results.comparison, dataset, setting, contest.proposal, b)
+        if v is not None:
+            against[b] = v
     return RateVerdict(
         dataset, setting, contest, distinct(ran["dataset_used"]), int(ran["seed"].nunique()),
         distinct(ran["n_train"].astype(int)), distinct(ran["n_test"].astype(int)),

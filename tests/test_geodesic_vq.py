@@ -340,3 +340,27 @@ def test_fit_accepts_a_plain_sparse_graph_over_the_rows():
     assert q.loss_ == pytest.approx(D.min(axis=0).sum(), rel=1e-5)
     with pytest.raises(ValueError, match="graph has shape"):
         GeodesicQuantizer(4, n_neighbors=8).fit(Z[:100], graph=A)
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "faiss"])
+def test_kmeans_on_duplicates_reports_the_inertia_of_every_row(algorithm):
+    """Collapsed and weighted, the loss is still sum over rows of the squared
+    distance to the nearest centroid (brute force)."""
+    Z = dup_blobs(seed=3)
+    q = EuclideanQuantizer(6, seed=0, algorithm=algorithm).fit(Z)
+    assert q.algorithm_ == algorithm
+    brute = ((Z[:, None, :].astype(np.float64) - q.codebook_[None]) ** 2).sum(-1).min(1)
+    assert q.loss_ == pytest.approx(brute.sum(), rel=1e-4)
+
+
+def test_faiss_kmeans_is_close_to_scikit_learn_and_reproducible():
+    Z = blobs(2000, d=6, seed=5)
+    ref = EuclideanQuantizer(12, seed=0, algorithm="lloyd").fit(Z)
+    a = EuclideanQuantizer(12, seed=0, algorithm="faiss").fit(Z)
+    b = EuclideanQuantizer(12, seed=0, algorithm="faiss").fit(Z)
+    assert a.loss_ <= 1.03 * ref.loss_
+    np.testing.assert_array_equal(a.codebook_, b.codebook_)
+    assert EuclideanQuantizer(12, faiss_above=1000).fit(Z).algorithm_ == "faiss"
+    assert EuclideanQuantizer(12).fit(Z).algorithm_ == "lloyd"
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        EuclideanQuantizer(4, algorithm="elkan")

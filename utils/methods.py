@@ -9,7 +9,7 @@ building, one builder in the runner's registry).
 
     >>> METHODS["geodesic-vae"].bits(64)
     6.0
-    >>> [m.name for m in methods(family="a-posteriori")]
+    >>> [m.name for m in methods(family="a-posteriori", rate="image")]
     ['kmeans-vae', 'geodesic-vae']
 """
 from __future__ import annotations
@@ -70,21 +70,34 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
+    # one code per image
     Method("vqvae-global", END_TO_END, IMAGE_RATE, 1, "vqvae", {"arch": "global"},
            label=r"vqvae-global ($\log_2 K$ bits)", color="#1f77b4", marker="s",
            description="end-to-end VQ-VAE, one code per image"),
+    Method("kmeans-vae", A_POSTERIORI, IMAGE_RATE, 1, "quantizer", {"quantizer": "euclidean", "vae": "mlp"},
+           label=r"kmeans-vae ($\log_2 K$ bits)", color="#ff7f0e", marker="^",
+           description="k-means on the VAE's latent means (the Euclidean ablation)"),
+    Method("geodesic-vae", A_POSTERIORI, IMAGE_RATE, 1, "quantizer", {"quantizer": "geodesic", "vae": "mlp"},
+           label=r"geodesic-vae ($\log_2 K$ bits)", color="#2ca02c", marker="o",
+           description="geodesic k-medoids on the k-NN graph of the VAE's latent means"),
+    Method("vae-continuous", CONTINUOUS, IMAGE_RATE, 0, "vae", {"vae": "mlp"},
+           label="vae-continuous (unquantized)", color="#555555", marker="",
+           description="the VAE itself, unquantized: the bound of the a-posteriori methods"),
+    # a 7x7 grid of codes per image (the VQ-VAE's own rate)
     Method("vqvae-conv", END_TO_END, GRID_RATE, GRID_POSITIONS, "vqvae", {"arch": "conv"},
            label=r"vqvae-conv ($49\,\log_2 K$ bits)", color="#9467bd", marker="D",
            description="end-to-end VQ-VAE on a 7x7 grid of codes"),
-    Method("kmeans-vae", A_POSTERIORI, IMAGE_RATE, 1, "quantizer", {"quantizer": "euclidean"},
-           label=r"kmeans-vae ($\log_2 K$ bits)", color="#ff7f0e", marker="^",
-           description="k-means on the VAE's latent means (the Euclidean ablation)"),
-    Method("geodesic-vae", A_POSTERIORI, IMAGE_RATE, 1, "quantizer", {"quantizer": "geodesic"},
-           label=r"geodesic-vae ($\log_2 K$ bits)", color="#2ca02c", marker="o",
-           description="geodesic k-medoids on the k-NN graph of the VAE's latent means"),
-    Method("vae-continuous", CONTINUOUS, IMAGE_RATE, 0, "vae", {},
-           label="vae-continuous (unquantized)", color="#555555", marker="",
-           description="the VAE itself, unquantized: the bound of the a-posteriori methods"),
+    Method("kmeans-conv", A_POSTERIORI, GRID_RATE, GRID_POSITIONS, "quantizer",
+           {"quantizer": "euclidean", "vae": "conv"},
+           label=r"kmeans-conv ($49\,\log_2 K$ bits)", color="#d62728", marker="v",
+           description="k-means on every grid vector of the conv VAE's latent means"),
+    Method("geodesic-conv", A_POSTERIORI, GRID_RATE, GRID_POSITIONS, "quantizer",
+           {"quantizer": "geodesic", "vae": "conv"},
+           label=r"geodesic-conv ($49\,\log_2 K$ bits)", color="#17becf", marker="P",
+           description="geodesic k-medoids on the k-NN graph of every grid vector of the conv VAE"),
+    Method("vae-conv", CONTINUOUS, GRID_RATE, 0, "vae", {"vae": "conv"},
+           label="vae-conv (unquantized)", color="#8c8c8c", marker="",
+           description="the conv VAE itself, unquantized: the bound of the grid a-posteriori methods"),
 )}
 METHOD_NAMES = tuple(METHODS)
 
@@ -130,9 +143,9 @@ def reference(rate: str = IMAGE_RATE) -> str | None:
 QUANTIZER_KINDS = ("geodesic", "euclidean")
 
 
-def quantizer_method(kind: str) -> Method:
-    """The a-posteriori method whose quantizer is ``kind`` ("geodesic", "euclidean")."""
-    for m in methods(family=A_POSTERIORI):
+def quantizer_method(kind: str, rate: str = IMAGE_RATE) -> Method:
+    """The a-posteriori method of ``rate`` whose quantizer is ``kind`` ("geodesic", "euclidean")."""
+    for m in methods(family=A_POSTERIORI, rate=rate):
         if m.options.get("quantizer") == kind:
             return m
     raise ValueError(f"no method quantizes with {kind!r}; kinds: {QUANTIZER_KINDS}")
@@ -157,6 +170,10 @@ def variants(name: str, *, edge_lengths=EDGE_LENGTHS[:1], code_vectors=("medoid"
     kind = method.options["quantizer"]
     edges = edge_lengths if kind == "geodesic" else ("",)
     vectors = [v for v in code_vectors if v in CODE_VECTORS[kind]] or [CODE_VECTORS[kind][0]]
+    if method.rate == GRID_RATE:
+        # one grid vector has no decoder of its own (the decoder reads the whole grid), so
+        # decoder edge lengths and refined code vectors are not defined there
+        edges, vectors = (("latent",) if kind == "geodesic" else ("",)), [CODE_VECTORS[kind][0]]
     return [{"edge_length": e, "code_vectors": v, "decoder": d}
             for e in edges for v in vectors for d in decoders]
 
