@@ -62,6 +62,12 @@ class VAEConfig:
                              f"{self.image_shape} ({n_pixels} pixels); pass image_shape alone")
 
 
+def batched(fn, x: torch.Tensor, module: nn.Module, batch_size: int) -> torch.Tensor:
+    """``fn`` over ``x`` in batches on ``module``'s device, concatenated on the CPU."""
+    device = next(module.parameters()).device
+    return torch.cat([fn(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
 class VAEOutput(NamedTuple):
     recon_logits: torch.Tensor  # (B, *image_shape) Bernoulli logits
     mu: torch.Tensor  # (B, latent_dim)
@@ -89,6 +95,11 @@ class VAE(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one image's latent: (d,)."""
+        return (self.config.latent_dim,)
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, *image_shape) or (B, input_dim) in [0, 1] -> (mu, logvar), each (B, latent_dim)."""
         h = torch.relu(self.fc1(x.flatten(1)))
@@ -107,16 +118,12 @@ class VAE(nn.Module):
     @torch.no_grad()
     def latent_means(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Encoder means of many images, batched: x (N, *image_shape) -> mu (N, latent_dim)."""
-        device = next(self.parameters()).device
-        return torch.cat([self.encode(x[i:i + batch_size].to(device))[0].cpu()
-                          for i in range(0, len(x), batch_size)])
+        return batched(lambda b: self.encode(b)[0], x, self, batch_size)
 
     @torch.no_grad()
     def decode_logits(self, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Decoder logits of many latents, batched: z (N, latent_dim) -> (N, *image_shape)."""
-        device = next(self.parameters()).device
-        return torch.cat([self.decode(z[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(z), batch_size)])
+        return batched(self.decode, z, self, batch_size)
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         """x (B, *image_shape) -> VAEOutput(recon_logits (B, *image_shape), mu, logvar (B, latent_dim)).

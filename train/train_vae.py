@@ -1,6 +1,11 @@
-"""Train the fully connected VAE (stage 1 of the pipeline).
+"""Train a VAE: the fully connected one (stage 1) or the conv one of the grid rate.
 
-    python train/train_vae.py --dataset mnist --epochs 10
+    python train/train_vae.py --dataset mnist --epochs 10            # MLP, d = 20
+    python train/train_vae.py --arch conv --dataset fashion-mnist    # 7x7 grid of D = 8
+
+``--arch conv`` trains :class:`models.conv_vae.ConvVAE` (the conv VQ-VAE's
+encoder and decoder with a Gaussian at each of the 7x7 positions) and writes
+vae_conv_* files instead of vae_*.
 
 Writes experiments/logs/vae_train_log.csv (per epoch, the loss per image on
 the training part and, as val_*, on the validation part: the test split is
@@ -14,33 +19,46 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from models.conv_vae import ConvVAE
 from models.vae import VAE
 from utils import distributed
 from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
 from utils.metrics import elbo_loss
-from utils.paths import stage_paths
+from utils.paths import stage_paths, vae_stage
 from utils.training import fit, prefixed, prepare_training, run_epoch
 
 COLUMNS = ["epoch", "total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld",
            "seconds", "dataset"]
 # Flags that must match the checkpoint for --resume to continue the same run.
-RESUME_KEYS = ("dataset", "latent_dim", "batch_size", "lr", "seed", "limit")
+RESUME_KEYS = ("dataset", "arch", "latent_dim", "batch_size", "lr", "seed", "limit")
+ARCHS = {"mlp": VAE, "conv": ConvVAE}
+# Latent width per architecture: d of the one-code VAE; D per grid position of the conv VAE
+# (benchmarks/bench_conv_vae.py, benchmarks/results/conv_vae_dim.csv).
+DEFAULT_LATENT_DIM = {"mlp": 20, "conv": 8}
 
 
 def parse_args(argv=None):
     p = make_parser(__doc__.splitlines()[0])
     add_data_args(p)
     add_training_args(p, epochs=10, batch_size=128, lr=1e-3)
-    p.add_argument("--latent-dim", type=positive_int, default=20, help="latent dimension d")
-    return p.parse_args(argv)
+    p.add_argument("--arch", default="mlp", choices=tuple(ARCHS),
+                   help="mlp: one latent vector per image; conv: a 7x7 grid of latents")
+    p.add_argument("--latent-dim", type=positive_int, default=None,
+                   help=f"latent width (default {DEFAULT_LATENT_DIM}: d per image for mlp, D per "
+                        f"grid position for conv)")
+    args = p.parse_args(argv)
+    if args.latent_dim is None:
+        args.latent_dim = DEFAULT_LATENT_DIM[args.arch]
+    return args
 
 
-def run_paths(out_dir: Path, dataset: str) -> dict[str, Path]:
-    """experiments/logs/vae_train_log.csv, experiments/checkpoints/vae_mnist.pt, ..."""
-    return stage_paths(out_dir, "vae", dataset)
+def run_paths(out_dir: Path, dataset: str, arch: str = "mlp") -> dict[str, Path]:
+    """experiments/logs/vae_train_log.csv, experiments/checkpoints/vae_mnist.pt, ...
+    (vae_conv_* for the conv VAE)."""
+    return stage_paths(out_dir, vae_stage(arch), dataset)
 
 
-def vae_step(model: VAE):
+def vae_step(model: VAE | ConvVAE):
     """The loss of one batch: the summed negative ELBO, and its terms per image."""
     def step(batch):
         (x,) = batch
@@ -53,8 +71,9 @@ def vae_step(model: VAE):
 
 
 def main(args):
-    paths = run_paths(args.out_dir, args.dataset)
-    run = prepare_training(args, paths, lambda: VAE(latent_dim=args.latent_dim), VAE, RESUME_KEYS)
+    paths = run_paths(args.out_dir, args.dataset, args.arch)
+    cls = ARCHS[args.arch]
+    run = prepare_training(args, paths, lambda: cls(latent_dim=args.latent_dim), cls, RESUME_KEYS)
     model = run.model
     step = vae_step(model)
     val_images = run.val.images.to(run.device)
@@ -67,7 +86,8 @@ def main(args):
                            f"KLD {r['kld']:.2f}) | val -ELBO {r['val_total_loss']:.2f}"))
     if not args.no_plots and distributed.context().main:
         from utils.plot import plot_vae_run
-        for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):
+        for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root,
+                                 cls=cls):
             print(f"wrote {path}", file=sys.stderr)
 
 

@@ -20,7 +20,7 @@ from utils.metrics import bce_sum
 
 def finetune_decoder(vae, codes, images: torch.Tensor, *, epochs: int, lr: float = 1e-3,
                      batch_size: int = 128, seed: int = 0):
-    """A copy of ``vae`` whose decoder is trained on (codes (N, d) -> images (N, 1, 28, 28)).
+    """A copy of ``vae`` whose decoder is trained on (codes (N, *vae.latent_shape) -> images (N, 1, 28, 28)).
 
     The encoder is copied unchanged and frozen; only ``decode``'s parameters
     move. Each epoch shuffles with a generator seeded from (seed, epoch), so the
@@ -58,7 +58,7 @@ def finetune_decoder(vae, codes, images: torch.Tensor, *, epochs: int, lr: float
 def decoder_parameter_names(vae) -> set[str]:
     """Names of the parameters that ``vae.decode`` uses (found by a probe pass:
     the ones that receive a gradient from decode alone)."""
-    probe = torch.zeros(1, vae.latent_dim, device=next(vae.parameters()).device)
+    probe = torch.zeros(1, *vae.latent_shape, device=next(vae.parameters()).device)
     vae.zero_grad(set_to_none=True)
     with torch.enable_grad():
         vae.decode(probe).sum().backward()

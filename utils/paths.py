@@ -52,9 +52,14 @@ def stage_paths(out_dir: Path, stage: str, dataset: str) -> dict[str, Path]:
             "plots": out_dir / "plots"}
 
 
-def vae_checkpoint(out_dir: Path, dataset: str) -> Path:
+def vae_stage(arch: str = "mlp") -> str:
+    """Stage name of train_vae.py for an architecture (vae, vae_conv)."""
+    return "vae" if arch == "mlp" else f"vae_{arch}"
+
+
+def vae_checkpoint(out_dir: Path, dataset: str, arch: str = "mlp") -> Path:
     """The VAE checkpoint of train_vae.py."""
-    return stage_paths(out_dir, "vae", dataset)["checkpoint"]
+    return stage_paths(out_dir, vae_stage(arch), dataset)["checkpoint"]
 
 
 def vqvae_stage(arch: str) -> str:

@@ -128,27 +128,32 @@ def plot_latent_map(z, labels, out, title: str = "") -> list[Path]:
 
 
 @torch.no_grad()
-def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5000) -> list[Path]:
-    """Loss curves, reconstructions and latent map of one VAE run."""
+def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5000, *,
+                 cls=None) -> list[Path]:
+    """Loss curves, reconstructions and latent map of one VAE run (``cls``: the
+    model class, default models.vae.VAE; a conv VAE's grids are flattened for the map)."""
     from models.vae import VAE
     from utils.checkpoint import load_checkpoint, rebuild
     from utils.datasets import load_dataset
 
+    cls = cls or VAE
     ckpt = load_checkpoint(checkpoint, hint="train it with python train/train_vae.py")
-    model = rebuild(ckpt, VAE, "cpu", checkpoint).eval()
+    model = rebuild(ckpt, cls, "cpu", checkpoint).eval()
     cfg, name = ckpt["config"], ckpt["dataset"]
     test = load_dataset(cfg["dataset"], "test", data_root, limit=cfg.get("limit"))
-    prefix = Path(plot_dir) / f"vae_{cfg['dataset']}"
+    stem = "vae" if cls is VAE else "vae_conv"
+    prefix = Path(plot_dir) / f"{stem}_{cfg['dataset']}"
+    kind = "VAE" if cls is VAE else "conv VAE"
     paths = plot_curves(log_csv, {"-ELBO per image": ["total_loss", "val_total_loss"],
                                   "BCE per image": ["bce", "val_bce"],
                                   "KL per image": ["kld", "val_kld"]},
-                        f"{prefix}_curves", title=f"VAE on {name}")
-    mu, _ = model.encode(test.images[:n_map])
+                        f"{prefix}_curves", title=f"{kind} on {name}")
+    mu = model.latent_means(test.images[:n_map])
     recon = torch.sigmoid(model.decode(mu[:16]))
     paths += plot_reconstructions(test.images, recon, f"{prefix}_reconstructions",
-                                  title=f"VAE on {name}: test images (top), decoded means (bottom)")
-    paths += plot_latent_map(mu.numpy(), test.labels[:n_map].numpy(), f"{prefix}_latents",
-                             title=f"VAE latent means of {name} test images")
+                                  title=f"{kind} on {name}: test images (top), decoded means (bottom)")
+    paths += plot_latent_map(mu.flatten(1).numpy(), test.labels[:n_map].numpy(), f"{prefix}_latents",
+                             title=f"{kind} latent means of {name} test images")
     return paths
 
 
