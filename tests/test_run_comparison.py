@@ -36,11 +36,14 @@ def test_every_method_and_k_has_a_full_row(tiny_run):
                 "code_to_label_accuracy", "wall_seconds"]:
         assert one_code[col].notna().all(), col
     # (a VQ-VAE that used one code has no inter-cluster pairs, so only these are sure to have it)
-    a_posteriori = df[df.method.isin(vocab.names(family=vocab.A_POSTERIORI))]
+    a_posteriori = df[df.method.isin(vocab.names(family=vocab.A_POSTERIORI, rate=vocab.IMAGE_RATE))]
     assert a_posteriori.intra_inter_ratio.notna().all()
     assert a_posteriori[["geodesic_distortion", "euclidean_distortion"]].notna().all().all()
+    # the grid methods: code-map usage and perplexity over all 49 positions, no one-code label metrics
     grid = df[df.method.isin(vocab.matched(vocab.GRID_RATE))]
-    assert len(grid) and grid.nmi.isna().all() and grid.test_mse.notna().all()
+    assert set(grid.method) == {"vqvae-conv", "kmeans-conv", "geodesic-conv"}
+    assert grid.nmi.isna().all() and grid[["test_mse", "usage", "perplexity"]].notna().all().all()
+    assert (df[df.method.isin(vocab.names(rate=vocab.GRID_RATE))].epochs == 1).all()
     for _, r in df.iterrows():  # bits per image: codes per image x log2 K, NaN unquantized
         want_bits = vocab.get(r.method).codes_per_image * math.log2(r.K) if r.K else math.nan
         assert r.bits_per_image == pytest.approx(want_bits, nan_ok=True), r.method
@@ -52,7 +55,7 @@ def test_summary_and_figures_written(tiny_run):
     root, _ = tiny_run
     summary = pd.read_csv(root / "res" / "summary.csv")
     assert {"test_mse_mean", "test_mse_std", "n_seeds"} <= set(summary.columns)
-    assert len(summary) == 9
+    assert len(summary) == sum(len(m.codebook_sizes((4, 8))) for m in vocab.methods())
     for name in paths.RUNNER_FIGURES:
         for ext in ("png", "pdf"):
             base = paths.ResultPaths(root / "res").figure(name, "mnist-5k", "full")
@@ -126,3 +129,20 @@ def test_ablation_cells_fill_their_columns_and_keep_the_clusters(tmp_path):
         assert same_edges.nmi.astype(float).nunique() == 1  # same clusters in every cell
         assert same_edges.test_mse.astype(float).nunique() > 1  # decoded differently
     assert df.config_id.nunique() == len(want)
+
+
+def test_grid_latents_are_quantized_vector_by_vector():
+    """A (N, D, 7, 7) grid: position (r, c) of image n gets the nearest centroid of
+    its own D-vector (brute force), and the decoded map holds those centroids."""
+    import numpy as np
+
+    from models.geodesic_vq import EuclideanQuantizer
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 3, 7, 7)).astype(np.float32)
+    q = EuclideanQuantizer(5, seed=0).fit(z.transpose(0, 2, 3, 1).reshape(-1, 3))
+    codes, vectors = cm.quantized_latents(q, z)
+    assert codes.shape == (6, 7, 7) and tuple(vectors.shape) == (6, 3, 7, 7)
+    d = ((z.transpose(0, 2, 3, 1)[..., None, :] - q.codebook_) ** 2).sum(-1)  # (6, 7, 7, K)
+    np.testing.assert_array_equal(codes, d.argmin(-1))
+    np.testing.assert_allclose(vectors.numpy(), q.codebook_[codes].transpose(0, 3, 1, 2))

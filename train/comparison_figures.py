@@ -39,12 +39,19 @@ def draw_figures(args, train, test, device, K: int, seed: int) -> list[Path]:
                 codebooks[f"{name} codes"] = model.decode_indices(
                     torch.arange(K, device=device)).cpu()
         elif method.build == "quantizer":
+            arch = cm.arch_of(name)
             q, _ = cm.quantizer_for(run, name, K, cm.variants(args, name)[0])
-            rows[name] = torch.sigmoid(vae.decode_logits(q.quantize(run.z_test[:16]).codes))
-            usage[name] = metrics.code_counts(q.quantize(run.z_test).indices, K)
-            what = f"{method.options['quantizer']} codes"
-            codebooks[f"{name}: {what}"] = torch.sigmoid(vae.decode_logits(q.codebook))
-            markers[name] = q.codebook.numpy()
+            z_test = run.latents(arch)[1]
+            codes, vectors = cm.quantized_latents(q, z_test[:16])
+            rows[name] = torch.sigmoid(run.vae_for(arch).decode_logits(vectors))
+            usage[name] = metrics.code_counts(cm.quantized_latents(q, z_test)[0], K)
+            if arch == "mlp":  # a grid code alone decodes to no image
+                what = f"{method.options['quantizer']} codes"
+                codebooks[f"{name}: {what}"] = torch.sigmoid(vae.decode_logits(q.codebook))
+                markers[name] = q.codebook.numpy()
+        elif method.build == "vae" and cm.arch_of(name) == "conv":
+            conv = run.vae_for("conv")
+            rows["conv VAE (continuous)"] = torch.sigmoid(conv.decode_logits(conv.latent_means(x)))
     where = f"{train.name}, K={K}, seed {seed}"
     fig = lambda name: out.figure(name, args.dataset, args.setting)  # noqa: E731
     files = plot.plot_codebooks_side_by_side(codebooks, fig("codebooks"),

@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from models.conv_net import grid_vectors, vectors_to_grid
 from models.geodesic_vq import GeodesicQuantizer
 from models.vae import VAE
 from models.vqvae import VQVAE
@@ -43,38 +44,61 @@ class Evaluated(NamedTuple):
 
 
 class SeedRun:
-    """What the builders of one seed share: the VAE, its latents and the k-NN graph
-    (each computed once, when first needed)."""
+    """What the builders of one seed share: each VAE architecture's model and latents,
+    and the k-NN graphs of those latents (each computed once, when first needed).
+
+    ``arch`` is a method's ``options["vae"]``: "mlp" (one latent per image) or
+    "conv" (a 7x7 grid of latents per image, quantized vector by vector).
+    """
 
     def __init__(self, args, seed: int, train, test, device):
         self.args, self.seed, self.train, self.test, self.device = args, seed, train, test, device
-        self._vae = None
-        self._graphs: dict[str, object] = {}
-        self.vae_seconds = 0.0
-        self.graph_seconds: dict[str, float] = {}
-        self.vae_config = vae_config(args, seed)
+        self._vaes: dict[str, object] = {}
+        self._z: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._graphs: dict[tuple[str, str], object] = {}
+        self.vae_seconds: dict[str, float] = {}
+        self.graph_seconds: dict[tuple[str, str], float] = {}
+
+    def vae_for(self, arch: str = "mlp"):
+        """The seed's trained VAE of ``arch`` (its latent means of both splits computed once)."""
+        if arch not in self._vaes:
+            start = time.perf_counter()
+            vae = vae_for_seed(self.args, self.seed, self.device, arch)
+            self._z[arch] = (vae.latent_means(self.train.images).numpy(),
+                             vae.latent_means(self.test.images).numpy())
+            self._vaes[arch] = vae
+            self.vae_seconds[arch] = time.perf_counter() - start
+        return self._vaes[arch]
 
     @property
     def vae(self) -> VAE:
-        if self._vae is None:
-            start = time.perf_counter()
-            self._vae = vae_for_seed(self.args, self.seed, self.device)
-            self._z = (self._vae.latent_means(self.train.images).numpy(),
-                       self._vae.latent_means(self.test.images).numpy())
-            self.vae_seconds = time.perf_counter() - start
-        return self._vae
+        return self.vae_for("mlp")
+
+    def latents(self, arch: str = "mlp") -> tuple[np.ndarray, np.ndarray]:
+        """Latent means of the training and test splits: (N, d) for "mlp",
+        (N, D, 7, 7) for "conv"."""
+        self.vae_for(arch)
+        return self._z[arch]
 
     @property
     def z_train(self) -> np.ndarray:
         """(N_train, d) VAE latent means of the training split."""
-        self.vae  # noqa: B018 - loads the VAE and encodes both splits once
-        return self._z[0]
+        return self.latents("mlp")[0]
 
     @property
     def z_test(self) -> np.ndarray:
         """(N_test, d) VAE latent means of the test split."""
-        self.vae  # noqa: B018
-        return self._z[1]
+        return self.latents("mlp")[1]
+
+    def fit_vectors(self, arch: str) -> np.ndarray:
+        """What a quantizer of ``arch``'s latents is fitted on: the (N, d) latents,
+        or every grid vector (49 per image, image-major) of the training images
+        (of the first ``--grid-fit-images`` of them when that flag is given)."""
+        z = self.latents(arch)[0]
+        if arch == "mlp":
+            return z
+        n = self.args.grid_fit_images or len(z)
+        return grid_vectors(torch.from_numpy(z[:n])).numpy()
 
     @property
     def graph(self):
@@ -82,21 +106,23 @@ class SeedRun:
         VAE latent means have no duplicate rows, so its nodes are the rows)."""
         return self.graph_for("latent").graph
 
-    def graph_for(self, edge_length: str):
-        """The k-NN graph of ``z_train`` with ``edge_length`` edges and its neighbour index
-        (a ``NodeGraph``, built once per seed; decoder lengths re-measure the latent
-        graph's edges through the VAE decoder)."""
-        if edge_length not in self._graphs:
+    def graph_for(self, edge_length: str, arch: str = "mlp"):
+        """The k-NN graph of :meth:`fit_vectors` with ``edge_length`` edges and its
+        neighbour index (a ``NodeGraph``, built once per seed; decoder lengths
+        re-measure the latent graph's edges through the VAE decoder)."""
+        key = (arch, edge_length)
+        if key not in self._graphs:
             start = time.perf_counter()
-            latent = None if edge_length == "latent" else self.graph_for("latent")
-            q = vocab.make_quantizer(vocab.quantizer_method("geodesic").name, 1, seed=self.seed,
-                                     n_neighbors=self.args.n_neighbors, decoder=self.vae.decode,
+            latent = None if edge_length == "latent" else self.graph_for("latent", arch)
+            rate = vocab.IMAGE_RATE if arch == "mlp" else vocab.GRID_RATE
+            q = vocab.make_quantizer(vocab.quantizer_method("geodesic", rate).name, 1, seed=self.seed,
+                                     n_neighbors=self.args.n_neighbors, decoder=self.vae_for(arch).decode,
                                      variant={"edge_length": edge_length})
-            self._graphs[edge_length] = q.graph_for(self.z_train, latent_graph=latent)
+            self._graphs[key] = q.graph_for(self.fit_vectors(arch), latent_graph=latent)
             # a decoder graph's time includes the latent graph it re-measures
-            self.graph_seconds[edge_length] = (time.perf_counter() - start
-                                               + (self.graph_seconds["latent"] if latent is not None else 0.0))
-        return self._graphs[edge_length]
+            self.graph_seconds[key] = (time.perf_counter() - start
+                                       + (self.graph_seconds[(arch, "latent")] if latent is not None else 0.0))
+        return self._graphs[key]
 
 
 # --- training or reusing models ----------------------------------------------------
@@ -131,15 +157,19 @@ def common_argv(args, seed: int, epochs: int) -> list[str]:
     return argv + (["--limit", str(args.limit)] if args.limit else [])
 
 
-def vae_argv(args, seed) -> list[str]:
-    return common_argv(args, seed, args.epochs)
+def vae_argv(args, seed, arch: str = "mlp") -> list[str]:
+    """The conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with."""
+    if arch == "mlp":
+        return common_argv(args, seed, args.epochs)
+    return common_argv(args, seed, args.conv_epochs) + ["--arch", arch]
 
 
-def vae_config(args, seed) -> dict:
-    """The config that identifies the comparison's VAE of one seed."""
+def vae_config(args, seed, arch: str = "mlp") -> dict:
+    """The config that identifies the comparison's VAE of one seed and architecture."""
     from train import train_vae
 
-    return {"stage": "vae", **script_config(train_vae, vae_argv(args, seed))}
+    return {"stage": paths.vae_stage(arch).replace("_", "-"),
+            **script_config(train_vae, vae_argv(args, seed, arch))}
 
 
 def vqvae_argv(args, arch: str, K: int, seed) -> list[str]:
@@ -162,23 +192,28 @@ def variants(args, name: str) -> list[dict]:
 
 def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
     """The config that identifies a fitted a-posteriori quantizer: its VAE, K,
-    every quantizer parameter (the device, which changes no result, left out)
-    and, for a fine-tuned decoder, its epochs."""
+    every quantizer parameter (the device, which changes no result, left out),
+    for grid methods the images it was fitted on and, for a fine-tuned decoder,
+    its epochs."""
+    arch = vocab.get(method).options.get("vae", "mlp")
     q = vocab.make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors, variant=variant)
     params = {k: v for k, v in q.get_params().items() if k != "device"}
-    config = {"stage": method, "vae": config_hash(vae_config(args, seed)), "K": K, "quantizer": params}
+    config = {"stage": method, "vae": config_hash(vae_config(args, seed, arch)), "K": K, "quantizer": params}
+    if arch != "mlp" and args.grid_fit_images:
+        config["fit_images"] = args.grid_fit_images
     if variant.get("decoder") == "finetuned":
         config["finetune_epochs"] = args.finetune_epochs
     return config
 
 
-def vae_for_seed(args, seed: int, device) -> VAE:
-    """The comparison's VAE of one seed (trained once, then cached)."""
+def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
+    """The comparison's VAE of one seed and architecture (trained once, then cached)."""
     from train import train_vae
 
-    ckpt = trained_checkpoint("vae", train_vae, vae_argv(args, seed), args.work_dir,
-                              vae_config(args, seed), paths.vae_checkpoint(".", args.dataset).name)
-    return rebuild(load_checkpoint(ckpt, device), VAE, device, ckpt).eval()
+    stage = paths.vae_stage(arch)
+    ckpt = trained_checkpoint(stage.replace("_", "-"), train_vae, vae_argv(args, seed, arch), args.work_dir,
+                              vae_config(args, seed, arch), paths.vae_checkpoint(".", args.dataset, arch).name)
+    return rebuild(load_checkpoint(ckpt, device), train_vae.ARCHS[arch], device, ckpt).eval()
 
 
 def vqvae_for(args, arch: str, K: int, seed: int, device) -> VQVAE:
@@ -192,47 +227,66 @@ def vqvae_for(args, arch: str, K: int, seed: int, device) -> VQVAE:
     return rebuild(load_checkpoint(ckpt, device), VQVAE, device, ckpt).eval()
 
 
+def arch_of(method: str) -> str:
+    """The VAE architecture whose latents a method uses ("mlp" or "conv")."""
+    return vocab.get(method).options.get("vae", "mlp")
+
+
 def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
-    """Fit (or load) an a-posteriori quantizer on the seed's VAE latents;
-    returns it and its fit seconds (the graph's included)."""
-    args = run.args
+    """Fit (or load) an a-posteriori quantizer on the seed's VAE latents (every grid
+    vector, for a grid method); returns it and its fit seconds (the graph's included)."""
+    args, arch = run.args, arch_of(method)
     cell = {k: v for k, v in variant.items() if k != "decoder"}  # the decoder does not refit
     config = quantizer_config(args, method, K, run.seed, cell)
     path = paths.cached_quantizer(args.work_dir, method, K, config_hash(config))
+    decoder = run.vae_for(arch).decode
     q = vocab.make_quantizer(method, K, seed=run.seed, n_neighbors=args.n_neighbors,
-                             device=str(run.device), variant=cell, decoder=run.vae.decode)
-    extra = {"decoder": run.vae.decode} if isinstance(q, GeodesicQuantizer) else {}
+                             device=str(run.device), variant=cell, decoder=decoder)
+    extra = {"decoder": decoder} if isinstance(q, GeodesicQuantizer) else {}
     if path.is_file():
         ckpt = load_checkpoint(path)
         return type(q).from_state_dict(ckpt["quantizer"], **extra), ckpt["fit_seconds"]
+    vectors = run.fit_vectors(arch)
     if isinstance(q, GeodesicQuantizer):
-        graph = run.graph_for(q.edge_length)
+        graph = run.graph_for(q.edge_length, arch)
         start = time.perf_counter()
-        q.fit(run.z_train, graph=graph,
-              images=run.train.images if q.code_vectors == "refined" else None)
-        seconds = time.perf_counter() - start + run.graph_seconds[q.edge_length]
+        q.fit(vectors, graph=graph, images=run.train.images if q.code_vectors == "refined" else None)
+        seconds = time.perf_counter() - start + run.graph_seconds[(arch, q.edge_length)]
     else:
         start = time.perf_counter()
-        q.fit(run.z_train)
+        q.fit(vectors)
         seconds = time.perf_counter() - start
     save_checkpoint(path, {"quantizer": q.state_dict(), "config": config, "fit_seconds": seconds})
     return q, seconds
 
 
-def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q) -> tuple[VAE, float]:
+def quantized_latents(q, z: np.ndarray):
+    """Codes of latents ``z`` ((N, d), or (N, D, 7, 7) grids quantized vector by vector):
+    (indices (N,) or (N, 7, 7), code vectors shaped like z)."""
+    if z.ndim == 2:
+        out = q.quantize(z)
+        return out.indices.numpy(), out.codes
+    n, _, h, w = z.shape
+    out = q.quantize(grid_vectors(torch.from_numpy(z)).numpy(), batch_size=65_536)
+    return out.indices.numpy().reshape(n, h, w), vectors_to_grid(out.codes, n, h)
+
+
+def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q):
     """The VAE whose decoder decodes this cell's codes: the VAE itself, or a copy
     whose decoder was fine-tuned on the quantized training latents (cached)."""
+    arch = arch_of(method)
+    vae = run.vae_for(arch)
     if variant.get("decoder") != "finetuned":
-        return run.vae, 0.0
+        return vae, 0.0
     from utils.finetune import finetune_decoder
 
     config = quantizer_config(run.args, method, K, run.seed, variant)
     path = paths.cached_quantizer(run.args.work_dir, f"{method}-decoder", K, config_hash(config))
     if path.is_file():
         ckpt = load_checkpoint(path, run.device)
-        return rebuild(ckpt, VAE, run.device, path).eval(), ckpt["fit_seconds"]
+        return rebuild(ckpt, type(vae), run.device, path).eval(), ckpt["fit_seconds"]
     start = time.perf_counter()
-    tuned = finetune_decoder(run.vae, q.quantize(run.z_train).codes, run.train.images,
+    tuned = finetune_decoder(vae, quantized_latents(q, run.latents(arch)[0])[1], run.train.images,
                              epochs=run.args.finetune_epochs, seed=run.seed)
     seconds = time.perf_counter() - start
     save_checkpoint(path, {"model": tuned.state_dict(), "model_args": asdict(tuned.config),
@@ -250,9 +304,10 @@ def batched(fn, images: torch.Tensor, device, batch_size: int = 1000) -> list:
 @torch.no_grad()
 def build_vae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
     """The unquantized VAE: decode the test latent means."""
-    vae = run.vae
-    return Evaluated(vae.decode_logits(torch.from_numpy(run.z_test)), method.bits(K), None, None,
-                     None, run.vae_seconds)
+    arch = arch_of(method.name)
+    vae = run.vae_for(arch)
+    return Evaluated(vae.decode_logits(torch.from_numpy(run.latents(arch)[1])), method.bits(K), None,
+                     None, None, run.vae_seconds[arch])
 
 
 @torch.no_grad()
@@ -275,14 +330,21 @@ def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Ev
 @torch.no_grad()
 def build_quantizer(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
     """An a-posteriori quantizer on the VAE's latent means, decoded by the VAE
-    (or by its decoder fine-tuned on the codes)."""
+    (or by its decoder fine-tuned on the codes). A grid method quantizes each of
+    an image's 49 latent vectors and decodes the 7x7 map of code vectors; its
+    codes carry no one-code label votes or latent geometry, as vqvae-conv's."""
+    arch = arch_of(method.name)
     q, fit_seconds = quantizer_for(run, method.name, K, variant)
     vae, tune_seconds = decoder_for(run, method.name, K, variant, q)
-    qt = q.quantize(run.z_test)
-    latent = {"graph": run.graph, "z_train": run.z_train, "z_test": run.z_test,
-              "codebook": q.codebook.numpy(), "n_neighbors": run.args.n_neighbors}
-    return Evaluated(vae.decode_logits(qt.codes), method.bits(K), qt.indices.numpy(),
-                     q.quantize(run.z_train).indices.numpy(), latent, fit_seconds + tune_seconds)
+    z_train, z_test = run.latents(arch)
+    test_codes, test_vectors = quantized_latents(q, z_test)
+    train_codes, latent = None, None
+    if arch == "mlp":
+        train_codes = quantized_latents(q, z_train)[0]
+        latent = {"graph": run.graph, "z_train": z_train, "z_test": z_test,
+                  "codebook": q.codebook.numpy(), "n_neighbors": run.args.n_neighbors}
+    return Evaluated(vae.decode_logits(test_vectors), method.bits(K), test_codes, train_codes, latent,
+                     fit_seconds + tune_seconds)
 
 
 class Builder(NamedTuple):

@@ -33,7 +33,7 @@ from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
-QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5}
+QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5, "grid_fit_images": 1000}
 
 
 def parse_args(argv=None):
@@ -61,9 +61,14 @@ def parse_args(argv=None):
                         "or with a copy fine-tuned on the codes")
     p.add_argument("--finetune-epochs", type=positive_int, default=3,
                    help="epochs of decoder fine-tuning for --decoders finetuned")
+    p.add_argument("--grid-fit-images", type=positive_int, default=None,
+                   help="fit the grid-rate quantizers on the 49 latent vectors of the first N "
+                        "training images only (default: all of them, about 2.6M vectors on "
+                        "Fashion-MNIST); every image is still quantized and decoded")
     p.add_argument("--quick", action="store_true",
                    help=f"quick setting: K {QUICK['codebook_sizes']}, seeds {QUICK['seeds']}, "
-                        f"{QUICK['epochs']} epochs (overrides those flags); results go to "
+                        f"{QUICK['epochs']} epochs, grid quantizers fitted on "
+                        f"{QUICK['grid_fit_images']} images (overrides those flags); results go to "
                         f"{paths.results_dir('quick')} unless --results-dir is given")
     p.add_argument("--limit", type=positive_int, default=None, help="first N train/test images")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
@@ -81,6 +86,7 @@ def parse_args(argv=None):
     if args.quick:
         args.codebook_sizes, args.seeds, args.epochs = (QUICK["codebook_sizes"], QUICK["seeds"],
                                                         QUICK["epochs"])
+        args.grid_fit_images = args.grid_fit_images or QUICK["grid_fit_images"]
     args.conv_epochs = args.conv_epochs or args.epochs
     if args.results_dir is None:
         args.results_dir = paths.results_dir(args.setting)
@@ -99,11 +105,11 @@ def row_identity(args, method: str, K: int, seed: int, variant: dict | None = No
 
 
 def epochs_of(args, method: str) -> float:
-    """Training epochs behind a method's row (of the VQ-VAE, else of the VAE)."""
+    """Training epochs behind a method's row (of the VQ-VAE, else of the VAE): the
+    conv models, end to end or not, train for --conv-epochs."""
     m = vocab.get(method)
-    if m.build == "vqvae":
-        return args.conv_epochs if m.options["arch"] == "conv" else args.epochs
-    return args.epochs
+    conv = m.options.get("arch", m.options.get("vae")) == "conv"
+    return args.conv_epochs if conv else args.epochs
 
 
 def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> None:
