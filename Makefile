@@ -16,7 +16,7 @@ COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 # A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
 resume_if = $(if $(wildcard $(1)),--resume)
 
-.PHONY: all venv vae vqvae geodesic compare-quick report-quick full ablation report test bench clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick report-quick full grid ablation report test bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,14 @@ report-quick: $(STAMP)  ## report/report_quick.pdf from the quick setting's resu
 full: $(STAMP)  ## the complete sweep (DATASET=fashion-mnist K="..." SEEDS="..." CONV_EPOCHS=...), then the report
 	$(PY) train/run_comparison.py --dataset $(DATASET) --codebook-sizes $(K) --seeds $(SEEDS) \
 		--epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) --device $(DEVICE)
+	$(PY) report/build_report.py
+
+GRID_METHODS := vqvae-conv kmeans-conv geodesic-conv vae-conv
+GRID_FIT ?=
+grid: $(STAMP)  ## the grid-rate sweep (DATASET=fashion-mnist; GRID_FIT=N fits the grid quantizers on N images' vectors), then the report
+	$(PY) train/run_comparison.py --dataset $(DATASET) --methods $(GRID_METHODS) --codebook-sizes $(K) \
+		--seeds $(SEEDS) --epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) \
+		$(if $(GRID_FIT),--grid-fit-images $(GRID_FIT)) --device $(DEVICE)
 	$(PY) report/build_report.py
 
 ABLATION := --dataset fashion-mnist --codebook-sizes 16 64 256 --seeds 0 1 2 \

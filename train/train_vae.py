@@ -1,7 +1,7 @@
 """Train a VAE: the fully connected one (stage 1) or the conv one of the grid rate.
 
     python train/train_vae.py --dataset mnist --epochs 10            # MLP, d = 20
-    python train/train_vae.py --arch conv --dataset fashion-mnist    # 7x7 grid of D = 8
+    python train/train_vae.py --arch conv --dataset fashion-mnist    # 7x7 grid of D = 4
 
 ``--arch conv`` trains :class:`models.conv_vae.ConvVAE` (the conv VQ-VAE's
 encoder and decoder with a Gaussian at each of the 7x7 positions) and writes
@@ -34,7 +34,7 @@ RESUME_KEYS = ("dataset", "arch", "latent_dim", "batch_size", "lr", "seed", "lim
 ARCHS = {"mlp": VAE, "conv": ConvVAE}
 # Latent width per architecture: d of the one-code VAE; D per grid position of the conv VAE
 # (benchmarks/bench_conv_vae.py, benchmarks/results/conv_vae_dim.csv).
-DEFAULT_LATENT_DIM = {"mlp": 20, "conv": 8}
+DEFAULT_LATENT_DIM = {"mlp": 20, "conv": 4}
 
 
 def parse_args(argv=None):
