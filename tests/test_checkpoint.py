@@ -285,3 +285,25 @@ def test_rebuild_turns_constructor_errors_into_a_checkpoint_error(model_args, er
 
 
 BUF = __import__("io").BytesIO()
+
+
+def test_ctrl_c_during_a_write_is_raised_after_it_and_names_the_new_file(tmp_path, monkeypatch):
+    """A SIGINT that arrives inside torch.save is held until the file is complete;
+    the interruption then names the checkpoint just written, not the one before."""
+    import os
+    import signal
+
+    from utils import checkpoint as C
+
+    first = C.save_checkpoint(tmp_path / "a.pt", {"x": torch.zeros(1)})
+    real_save = torch.save
+
+    def save_and_interrupt(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+        real_save(obj, f)
+
+    monkeypatch.setattr(C.torch, "save", save_and_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        C.save_checkpoint(tmp_path / "b.pt", {"x": torch.ones(1)})
+    assert C.last_saved() == tmp_path / "b.pt" != first
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["x"].item() == 1.0

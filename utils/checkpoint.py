@@ -76,15 +76,16 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """
     path = Path(path)
     existed = path.is_file()
-    try:
-        with _sigint_deferred(), atomic_file(path) as f:
-            torch.save(payload, f)
-    except (OSError, RuntimeError) as err:
-        if isinstance(err, UserError):
-            raise
-        kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
-        raise CheckpointWriteError(f"could not write {path} ({_first_line(err)}); {kept}") from err
-    _last_saved[:] = [path]
+    with _sigint_deferred():  # a held Ctrl-C is raised on leaving, once _last_saved names this file
+        try:
+            with atomic_file(path) as f:
+                torch.save(payload, f)
+        except (OSError, RuntimeError) as err:
+            if isinstance(err, UserError):
+                raise
+            kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
+            raise CheckpointWriteError(f"could not write {path} ({_first_line(err)}); {kept}") from err
+        _last_saved[:] = [path]
     return path
 
 
