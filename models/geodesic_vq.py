@@ -370,7 +370,28 @@ class GeodesicQuantizer(_Quantizer):
         return self.index_
 
     def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, d) -> nearest medoid index (B,) and geodesic distance (B,)."""
+        """(B, d) -> nearest medoid index (B,) and geodesic distance (B,).
+
+        A row equal to a training node gets that node's label and distance
+        directly: its own edge has length 0 and every other neighbour j gives
+        e_j + dn(j) >= dn(node) (the triangle inequality of the graph, whose
+        edges have these same lengths), so the rule's minimum is attained
+        there. This skips the neighbour search and, for decoder lengths, the
+        Jacobian-vector products of every training row.
+        """
+        index = self._neighbors()
+        own = index.node_of(Z)
+        hit = own >= 0
+        if hit.any():
+            labels = self.node_labels_[np.maximum(own, 0)].copy()
+            dist = self.node_distances_[np.maximum(own, 0)].astype(np.float32)
+            if not hit.all():
+                labels[~hit], dist[~hit] = self._assign_new(Z[~hit])
+            return labels, dist
+        return self._assign_new(Z)
+
+    def _assign_new(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The extended-graph rule for rows that are not training nodes."""
         edge, nbr = self._neighbors().kneighbors(Z)  # (B, k) each
         if self.edge_length == "decoder":
             from utils.decoder_metric import segment_lengths

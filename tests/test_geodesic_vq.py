@@ -364,3 +364,27 @@ def test_faiss_kmeans_is_close_to_scikit_learn_and_reproducible():
     assert EuclideanQuantizer(12).fit(Z).algorithm_ == "lloyd"
     with pytest.raises(ValueError, match="algorithm must be one of"):
         EuclideanQuantizer(4, algorithm="elkan")
+
+
+@pytest.mark.parametrize("edge_length", ["latent", "decoder"])
+def test_training_rows_take_their_nodes_code_which_the_full_rule_also_gives(edge_length):
+    """The shortcut for rows equal to a training node against the extended-graph
+    rule min_j (e_j + dn(j)) evaluated over all k neighbours, by hand."""
+    from utils.decoder_metric import segment_lengths
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+    Z = blobs(400, d=3, seed=6)
+    q = GeodesicQuantizer(8, n_neighbors=8, edge_length=edge_length, decoder=net).fit(Z)
+    out = q.quantize(Z)
+    e, nbr = q.index_.kneighbors(Z)
+    if edge_length == "decoder":
+        e = segment_lengths(q._decoded_mean(), np.repeat(Z, 8, axis=0), Z[nbr.ravel()],
+                            n_segments=q.n_segments).reshape(-1, 8)
+    through = e + q.node_distances_[nbr]
+    np.testing.assert_allclose(out.distances.numpy(), through.min(1), rtol=1e-5, atol=1e-6)
+    best = q.node_labels_[nbr[np.arange(len(Z)), through.argmin(1)]]
+    assert (best == out.indices.numpy()).mean() == 1.0
+    # a mixed batch: the new rows still go through the rule
+    mixed = np.concatenate([Z[:5], Z[:5] + 0.01])
+    np.testing.assert_array_equal(q.quantize(mixed).indices.numpy()[:5], out.indices.numpy()[:5])
