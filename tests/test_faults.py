@@ -212,17 +212,17 @@ def test_two_scripts_started_half_a_second_apart(tmp_path):
         first = subprocess.Popen(base + ["--seed", "0", "--epochs", "100000"], cwd=REPO_ROOT,
                                  env=env, stderr=f)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # generous: guards against a hang, not a speed test
         while not (tmp_path / CKPT).exists():  # the first run is training (and holds its lock)
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(0.5)
         second = subprocess.run(base + ["--seed", "1", "--epochs", "1"], cwd=REPO_ROOT, env=env,
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=600)
         assert first.poll() is None, "the first run must still be training"
     finally:
         first.send_signal(signal.SIGINT)  # Ctrl-C: it stops, keeping what it finished
-        first.wait(timeout=60)
+        first.wait(timeout=600)
     err = first_err.read_text()
     assert second.returncode == 2 and "another run" in one_error(second.stderr)
     assert first.returncode == 130 and "interrupted" in one_error(err)
@@ -249,10 +249,10 @@ def test_a_held_lock_refuses_another_process(tmp_path):
     code = "import sys; from utils.runlock import acquire_run_lock; acquire_run_lock(sys.argv[1])"
     with run_lock(target):
         r = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=600)
         assert r.returncode != 0 and "RunLockedError" in r.stderr and str(os.getpid()) in r.stderr
     r = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO_ROOT,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
 
 
