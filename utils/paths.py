@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 EXPERIMENTS = Path("experiments")
 RESULTS = EXPERIMENTS / "results"
-ABLATION = RESULTS / "ablation"  # the fair-fight ablation sweep (make ablation), its own folder
 WORK = EXPERIMENTS / "comparison"  # cached models of the comparison, by config hash
 REPORT_DIR = Path("report")
 SETTINGS = ("full", "quick")
