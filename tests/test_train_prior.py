@@ -179,7 +179,8 @@ def error_of(args, capsys):
 
 def test_one_line_errors(sources, tmp_path, capsys):
     assert "no checkpoint" in error_of(prior_args(tmp_path, tmp_path / "missing.pt"), capsys)
-    assert "HistogramPrior" in error_of(prior_args(tmp_path, sources["global"]), capsys)
+    assert "unconditional" in error_of(prior_args(tmp_path, sources["global"], "--class-conditional"),
+                                       capsys)
     assert "cannot read" in error_of(prior_args(tmp_path, sources["classifier"]), capsys)
     other = save_model(tmp_path / "clf_fashion.pt", Classifier(feature_dim=8), dataset="fashion-mnist")
     assert "same data" in error_of(prior_args(tmp_path / "o", sources["conv"], "--classifier",
@@ -192,3 +193,20 @@ def test_resume_with_another_width_is_refused(sources, run2, tmp_path, capsys):
     shutil.copytree(run2, tmp_path / "r")
     args = prior_args(tmp_path / "r", sources["conv"], "--resume", "--channels", "16", epochs=3)
     assert "channels" in error_of(args, capsys)
+
+
+def test_one_code_per_image_gets_the_smoothed_histogram(sources, tmp_path, capsys):
+    """A global VQ-VAE's codes: no PixelCNN; the test NLL is the Laplace-smoothed
+    training histogram's code length, computed here; a rerun does not replace it."""
+    metrics = main(prior_args(tmp_path, sources["global"], "--no-plots"))
+    maps = code_maps(sources["global"])
+    counts = np.bincount(maps.train_codes.numpy(), minlength=16)
+    p = (counts + 1) / (counts.sum() + 16)
+    expected = float(-np.log2(p[maps.test_codes.numpy()]).mean())
+    assert metrics["prior"] == "histogram" and metrics["epochs"] == 0
+    assert math.isclose(metrics["test_nll_bits_per_image"], expected, rel_tol=1e-9)
+    assert math.isclose(metrics["test_perplexity"], 2 ** expected, rel_tol=1e-9)
+    saved = json.loads(run_paths(tmp_path, "vqvae_global", "mnist-5k")["metrics"].read_text())
+    assert saved["test_nll_bits_per_image"] == metrics["test_nll_bits_per_image"]
+    assert not (tmp_path / "checkpoints" / "prior_vqvae_global_mnist-5k.pt").exists()
+    assert "--overwrite" in error_of(prior_args(tmp_path, sources["global"], "--no-plots"), capsys)

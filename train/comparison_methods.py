@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -134,12 +135,18 @@ def script_config(script, argv: list[str]) -> dict:
     return {k: v for k, v in cfg.items() if k not in NOT_CONFIG}
 
 
+def cached_checkpoint(kind: str, work_dir, config: dict, ckpt_name: str) -> Path:
+    """Where :func:`trained_checkpoint` keeps the model of ``config``:
+    work_dir/<kind>-<hash>/checkpoints/<ckpt_name>."""
+    return paths.cache_dir(work_dir, kind, config_hash(config)) / "checkpoints" / ckpt_name
+
+
 def trained_checkpoint(kind: str, script, argv: list[str], work_dir, config: dict,
                        ckpt_name: str):
     """Train with ``script.main`` into work_dir/<kind>-<hash>/ unless a
     finished checkpoint for this config is there; a partial one is resumed."""
-    run_dir = paths.cache_dir(work_dir, kind, config_hash(config))
-    ckpt = run_dir / "checkpoints" / ckpt_name
+    ckpt = cached_checkpoint(kind, work_dir, config, ckpt_name)
+    run_dir = ckpt.parent.parent
     extra = []
     if ckpt.is_file():
         if load_checkpoint(ckpt)["epoch"] >= config["epochs"]:
@@ -206,24 +213,38 @@ def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
     return config
 
 
+def vae_checkpoint(args, seed: int, arch: str = "mlp") -> Path:
+    """The checkpoint of the comparison's VAE of one seed and architecture,
+    trained (or resumed) when it is not finished yet."""
+    from train import train_vae
+
+    stage = paths.vae_stage(arch)
+    return trained_checkpoint(stage.replace("_", "-"), train_vae, vae_argv(args, seed, arch), args.work_dir,
+                              vae_config(args, seed, arch), paths.vae_checkpoint(".", args.dataset, arch).name)
+
+
 def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
     """The comparison's VAE of one seed and architecture (trained once, then cached)."""
     from train import train_vae
 
-    stage = paths.vae_stage(arch)
-    ckpt = trained_checkpoint(stage.replace("_", "-"), train_vae, vae_argv(args, seed, arch), args.work_dir,
-                              vae_config(args, seed, arch), paths.vae_checkpoint(".", args.dataset, arch).name)
+    ckpt = vae_checkpoint(args, seed, arch)
     return rebuild(load_checkpoint(ckpt, device), train_vae.ARCHS[arch], device, ckpt).eval()
+
+
+def vqvae_checkpoint(args, arch: str, K: int, seed: int) -> Path:
+    """The checkpoint of the comparison's VQ-VAE of one architecture, K and seed,
+    trained (or resumed) when it is not finished yet."""
+    from train import train_vqvae
+
+    stage = paths.vqvae_stage(arch)
+    return trained_checkpoint(f"{stage}_K{K}", train_vqvae, vqvae_argv(args, arch, K, seed),
+                              args.work_dir, vqvae_config(args, arch, K, seed),
+                              paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
 
 
 def vqvae_for(args, arch: str, K: int, seed: int, device) -> VQVAE:
     """The comparison's VQ-VAE of one architecture, K and seed."""
-    from train import train_vqvae
-
-    stage = paths.vqvae_stage(arch)
-    ckpt = trained_checkpoint(f"{stage}_K{K}", train_vqvae, vqvae_argv(args, arch, K, seed),
-                              args.work_dir, vqvae_config(args, arch, K, seed),
-                              paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
+    ckpt = vqvae_checkpoint(args, arch, K, seed)
     return rebuild(load_checkpoint(ckpt, device), VQVAE, device, ckpt).eval()
 
 
@@ -232,20 +253,51 @@ def arch_of(method: str) -> str:
     return vocab.get(method).options.get("vae", "mlp")
 
 
+def quantizer_path(args, method: str, K: int, seed: int, variant: dict) -> Path:
+    """Where :func:`quantizer_for` caches the fitted quantizer of one cell (the
+    decoder column does not refit, so it is not part of the key)."""
+    cell = {k: v for k, v in variant.items() if k != "decoder"}
+    return paths.cached_quantizer(args.work_dir, method, K,
+                                  config_hash(quantizer_config(args, method, K, seed, cell)))
+
+
+def load_quantizer(ckpt: dict, decoder=None, device: str = "cpu"):
+    """The fitted quantizer in a file of :func:`quantizer_for` (``decoder``: the
+    VAE's latents -> logits, which a geodesic quantizer needs for decoder edges)."""
+    config = ckpt["config"]
+    q = vocab.make_quantizer(config["stage"], config["K"], seed=0, device=device)
+    extra = {"decoder": decoder} if isinstance(q, GeodesicQuantizer) else {}
+    return type(q).from_state_dict(ckpt["quantizer"], **extra)
+
+
+def cached_vae_checkpoint(quantizer_file: Path, ckpt: dict) -> Path:
+    """The VAE a cached quantizer was fitted on: the checkpoint the file records
+    (relative to its folder), or, in files written before that was recorded, the
+    one checkpoint in the work folder's VAE run of the recorded config hash."""
+    folder = Path(quantizer_file).parent
+    if ckpt.get("vae_checkpoint"):
+        return folder / ckpt["vae_checkpoint"]
+    config = ckpt["config"]
+    kind = paths.vae_stage(arch_of(config["stage"])).replace("_", "-")
+    found = sorted((paths.cache_dir(folder, kind, config["vae"]) / "checkpoints").glob("*.pt"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{quantizer_file}: its VAE ({kind}-{config['vae']}) is not in {folder}")
+    return found[0]
+
+
 def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
     """Fit (or load) an a-posteriori quantizer on the seed's VAE latents (every grid
     vector, for a grid method); returns it and its fit seconds (the graph's included)."""
     args, arch = run.args, arch_of(method)
     cell = {k: v for k, v in variant.items() if k != "decoder"}  # the decoder does not refit
     config = quantizer_config(args, method, K, run.seed, cell)
-    path = paths.cached_quantizer(args.work_dir, method, K, config_hash(config))
+    path = quantizer_path(args, method, K, run.seed, variant)
     decoder = run.vae_for(arch).decode
     q = vocab.make_quantizer(method, K, seed=run.seed, n_neighbors=args.n_neighbors,
                              device=str(run.device), variant=cell, decoder=decoder)
-    extra = {"decoder": decoder} if isinstance(q, GeodesicQuantizer) else {}
     if path.is_file():
         ckpt = load_checkpoint(path)
-        return type(q).from_state_dict(ckpt["quantizer"], **extra), ckpt["fit_seconds"]
+        return load_quantizer(ckpt, decoder, str(run.device)), ckpt["fit_seconds"]
     vectors = run.fit_vectors(arch)
     if isinstance(q, GeodesicQuantizer):
         graph = run.graph_for(q.edge_length, arch)
@@ -256,7 +308,9 @@ def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
         start = time.perf_counter()
         q.fit(vectors)
         seconds = time.perf_counter() - start
-    save_checkpoint(path, {"quantizer": q.state_dict(), "config": config, "fit_seconds": seconds})
+    vae_file = vae_checkpoint(args, run.seed, arch).resolve()
+    save_checkpoint(path, {"quantizer": q.state_dict(), "config": config, "fit_seconds": seconds,
+                           "vae_checkpoint": str(vae_file.relative_to(path.parent.resolve()))})
     return q, seconds
 
 

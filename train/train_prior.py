@@ -3,7 +3,10 @@
     python train/train_prior.py --codes-from experiments/checkpoints/vqvae_conv_fashion-mnist.pt \
         [--classifier experiments/checkpoints/classifier_fashion-mnist.pt]
 
-The generative half of the comparison (van den Oord et al. 2017, section 4.2):
+The generative half of the comparison (van den Oord et al. 2017, section 4.2).
+--codes-from is a VQ-VAE checkpoint of train/train_vqvae.py or a quantizer
+cached by train/run_comparison.py (<work-dir>/<method>_K<K>-<hash>.pt, decoded
+by the VAE it was fitted on). For 7x7 code maps:
 the training part, validation part and test split of the data the quantized
 model was trained on are encoded into code maps (:func:`code_maps`), a
 PixelCNN (models/prior.py) learns p(map) by maximum likelihood on the training
@@ -21,6 +24,10 @@ writes
   many training images and of their reconstructions against the test images,
   and the class statistics of the samples;
 * all numbers in prior_<method>_<dataset>_metrics.json.
+
+For one code per image (vqvae-global, kmeans-vae, geodesic-vae) the prior is
+the Laplace-smoothed code histogram (models.prior.HistogramPrior): nothing is
+trained, and the same numbers are written, so NLLs compare across rates.
 
 The per-epoch log is prior_<method>_<dataset>_train_log.csv and the
 checkpoint prior_<method>_<dataset>.pt, with <method> e.g. vqvae_conv.
@@ -43,7 +50,8 @@ from utils.cli import (add_training_args, make_parser, positive_float, positive_
                        seed_int)
 from utils.datasets import Data, load_dataset
 from utils.errors import UserError
-from utils.runtime import atomic_file, pick_device
+from utils.runlock import run_lock
+from utils.runtime import atomic_file, ensure_output_dirs, pick_device
 from utils.training import fit, prefixed, prepare_training, run_epoch
 
 COLUMNS = ["epoch", "loss", "bits_per_image", "val_loss", "val_bits_per_image",
@@ -56,8 +64,9 @@ DEFAULT_CODES = Path("experiments/checkpoints/vqvae_conv_mnist.pt")
 def parse_args(argv=None):
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--codes-from", type=Path, default=DEFAULT_CODES,
-                   help="checkpoint of the quantized model whose codes the prior learns "
-                        "(a conv VQ-VAE of train/train_vqvae.py)")
+                   help="checkpoint of the quantized model whose codes the prior learns (a "
+                        "VQ-VAE of train/train_vqvae.py or a quantizer cached by "
+                        "train/run_comparison.py)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="first N train/test images (default: the quantized model's own limit)")
@@ -166,19 +175,53 @@ def vqvae_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> CodeMap
                     dataset=splits, method=project_paths.vqvae_stage(model.arch))
 
 
-# The kinds of checkpoint whose codes a prior can learn. A new kind (the
-# a-posteriori quantizers of train_geodesic.py) is one function with the
-# signature of vqvae_code_maps, registered here and recognised in source_kind.
-CODE_SOURCES: dict[str, Callable[..., CodeMaps]] = {"vqvae": vqvae_code_maps}
+def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> CodeMaps:
+    """Codes of an a-posteriori quantizer of the comparison (a file
+    ``<work-dir>/<method>_K<K>-<hash>.pt`` of train/run_comparison.py): the
+    latent means of its VAE quantized, (N,) for one code per image and
+    (N, 7, 7) for a grid method (vector by vector, as the comparison does);
+    decoded by the VAE from the code vectors."""
+    from train.comparison_methods import cached_vae_checkpoint, load_quantizer, quantized_latents
+    from train.train_vae import ARCHS
+
+    vae_path = cached_vae_checkpoint(path, ckpt)
+    vae_ckpt = load_checkpoint(vae_path, device, hint="rerun train/run_comparison.py, which trains it")
+    vae = rebuild(vae_ckpt, ARCHS[vae_ckpt["config"].get("arch", "mlp")], device, vae_path).eval()
+    q = load_quantizer(ckpt, decoder=vae.decode, device=str(device))
+    splits = recorded_splits(vae_ckpt, vae_path, data_root, limit)
+    codebook = torch.as_tensor(q.codebook, dtype=torch.float32)
+
+    def codes_of(images: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(quantized_latents(q, vae.latent_means(images).numpy())[0]).long()
+
+    def decode(codes: torch.Tensor) -> torch.Tensor:
+        vectors = codebook[codes]  # (B, D), or (B, 7, 7, D) for a map
+        if vectors.dim() == 4:
+            vectors = vectors.permute(0, 3, 1, 2).contiguous()
+        return torch.sigmoid(vae.decode_logits(vectors))
+
+    return CodeMaps(train_codes=codes_of(splits.train.images), val_codes=codes_of(splits.val.images),
+                    test_codes=codes_of(splits.test.images), n_codes=int(ckpt["config"]["K"]),
+                    decode=decode, dataset=splits, method=ckpt["config"]["stage"].replace("-", "_"))
+
+
+# The kinds of checkpoint whose codes a prior can learn. A new kind is one
+# function with the signature of vqvae_code_maps, registered here and
+# recognised in source_kind.
+CODE_SOURCES: dict[str, Callable[..., CodeMaps]] = {"vqvae": vqvae_code_maps,
+                                                    "quantizer": quantizer_code_maps}
 
 
 def source_kind(ckpt: dict, path: Path) -> str:
     """Which entry of CODE_SOURCES reads ``ckpt``."""
     if ckpt.get("model_class") == "VQVAE" or "arch" in ckpt.get("model_args", {}):
         return "vqvae"
+    if "quantizer" in ckpt and "stage" in ckpt.get("config", {}):
+        return "quantizer"
     kind = ckpt.get("model_class") or ckpt.get("method") or "unknown"
-    raise CheckpointError(f"{path} holds a {kind} model, whose codes this script cannot read yet; "
-                          f"give a VQ-VAE checkpoint of train/train_vqvae.py")
+    raise CheckpointError(f"{path} holds a {kind} model, whose codes this script cannot read; give "
+                          f"a VQ-VAE checkpoint of train/train_vqvae.py or a cached quantizer of "
+                          f"train/run_comparison.py")
 
 
 def code_maps(checkpoint: str | Path, *, device="cpu", data_root="data",
@@ -340,31 +383,20 @@ def write_json(path: Path, record: dict) -> Path:
     return path
 
 
-def main(args):
-    codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
-                      limit=args.limit)
-    if codes.train_codes.dim() != 3:
-        raise UserError(f"{args.codes_from} gives one code per image ({codes.method}); its prior is "
-                        f"the code histogram (models.prior.HistogramPrior), not a PixelCNN over maps")
-    classifier = (load_classifier(args.classifier, codes.dataset.name, pick_device(args.device))
-                  if args.classifier is not None else None)
-    # The data the codes come from, recorded like every run's --dataset and --limit.
-    args.dataset, args.limit = codes.dataset.requested, codes.dataset.limit
-    paths = run_paths(args.out_dir, codes.method, args.dataset)
+def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None) -> GatedPixelCNN:
+    """Train (or resume) the gated PixelCNN over the training maps, each epoch
+    evaluated on the validation maps; returns it in eval mode."""
     height, width = codes.train_codes.shape[1:]
-    labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
-    n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
     build = lambda: GatedPixelCNN(n_codes=codes.n_codes, height=height, width=width,  # noqa: E731
                                   channels=args.channels, n_layers=args.n_layers,
                                   kernel_size=args.kernel_size, n_classes=n_classes)
     run = prepare_training(args, paths, build, GatedPixelCNN, RESUME_KEYS)
     model, device = run.model, run.device
     positions = height * width
-    cond = args.class_conditional
+    cond = n_classes is not None
+    labels_train, labels_val = codes.dataset.train.labels, codes.dataset.val.labels
     train_step = prior_step(model, codes.train_codes.to(device), labels_train.to(device) if cond else None)
-    labels_val = codes.dataset.val.labels
-    val_step = prior_step(model, codes.val_codes.to(device),
-                          labels_val.to(device) if cond else None)
+    val_step = prior_step(model, codes.val_codes.to(device), labels_val.to(device) if cond else None)
     val_rows = torch.arange(len(codes.val_codes), device=device)
 
     def evaluate():
@@ -381,25 +413,65 @@ def main(args):
         summary=lambda r: (f"train {r['bits_per_image']:.1f} bits/image | val "
                            f"{r['val_bits_per_image']:.1f} bits/image, perplexity "
                            f"{r['val_perplexity']:.1f}"))
+    return model.eval()
 
-    model.eval()
+
+def fit_histogram(args, codes: CodeMaps, paths: dict) -> HistogramPrior:
+    """The prior of one code per image: the Laplace-smoothed histogram of the
+    training codes (nothing to train, so no log or checkpoint; the run's
+    numbers are its metrics JSON, which is not replaced without --overwrite)."""
+    if args.class_conditional:
+        raise UserError(f"{args.codes_from} gives one code per image; its histogram prior is "
+                        f"unconditional, drop --class-conditional")
+    if paths["metrics"].exists() and not args.overwrite:
+        raise UserError(f"{paths['metrics']} holds a finished run; pass --overwrite to replace it")
+    print(f"histogram prior over {len(codes.train_codes)} {codes.method} codes (K={codes.n_codes}, "
+          f"uniform {math.log2(codes.n_codes):.1f} bits per image)", file=sys.stderr)
+    return HistogramPrior(codes.n_codes).fit(codes.train_codes)
+
+
+def main(args):
+    codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
+                      limit=args.limit)
+    classifier = (load_classifier(args.classifier, codes.dataset.name, pick_device(args.device))
+                  if args.classifier is not None else None)
+    # The data the codes come from, recorded like every run's --dataset and --limit.
+    args.dataset, args.limit = codes.dataset.requested, codes.dataset.limit
+    paths = run_paths(args.out_dir, codes.method, args.dataset)
+    labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
+    n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
+    if codes.train_codes.dim() == 3:
+        prior = train_pixelcnn(args, codes, paths, n_classes)
+        return report(args, prior, "pixelcnn", codes, classifier, n_classes, paths)
+    ensure_output_dirs(paths["metrics"].parent, *([] if args.no_plots else [paths["plots"]]))
+    with run_lock(paths["metrics"]):  # one code per image: the histogram, fitted in a moment
+        prior = fit_histogram(args, codes, paths)
+        return report(args, prior, "histogram", codes, classifier, n_classes, paths)
+
+
+def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int | None,
+           paths: dict) -> dict:
+    """Score the trained ``prior`` on the test maps, sample it, decode the
+    samples, measure their fidelity (with a classifier), draw the grid and
+    write everything to the metrics JSON, which is returned."""
     n_draw = max(args.n_samples, args.n_fid if classifier is not None else 0)
-    metrics, sampled = evaluate_prior(model, codes, temperature=args.temperature, n_draw=n_draw,
+    metrics, sampled = evaluate_prior(prior, codes, temperature=args.temperature, n_draw=n_draw,
                                       seed=args.seed, batch_size=args.sample_batch_size,
                                       n_classes=n_classes)
     images = codes.decode(sampled)
     save_checkpoint(paths["samples"], {"codes": sampled, "temperature": args.temperature,
                                        "seed": args.seed, "labels": None if n_classes is None
                                        else sample_labels(n_draw, n_classes)})
-    metrics.update(codes_from=str(args.codes_from), checkpoint=str(paths["checkpoint"]),
-                   epochs=args.epochs, samples=str(paths["samples"]))
+    metrics.update(prior=kind, codes_from=str(args.codes_from),
+                   checkpoint=str(paths["checkpoint"]) if kind == "pixelcnn" else None,
+                   epochs=args.epochs if kind == "pixelcnn" else 0, samples=str(paths["samples"]))
     if classifier is not None:
         metrics["classifier"] = str(args.classifier)
         metrics.update(fidelity_metrics(classifier, images[:args.n_fid], codes, args.n_fid,
                                         args.seed))
     if not args.no_plots:
-        title = (f"PixelCNN prior samples of {codes.method} codes, {codes.dataset.name}, "
-                 f"T={args.temperature:g}")
+        title = (f"{'PixelCNN' if kind == 'pixelcnn' else 'histogram'} prior samples of "
+                 f"{codes.method} codes, {codes.dataset.name}, T={args.temperature:g}")
         shown = plot_samples(images[:args.n_samples], paths["sample_grid"], title)
         metrics["sample_grid"] = [str(p) for p in shown]
     write_json(paths["metrics"], metrics)
@@ -409,6 +481,7 @@ def main(args):
           f"{metrics['histogram_test_bits_per_image']:.1f}, uniform "
           f"{metrics['uniform_bits_per_image']:.0f}), perplexity {metrics['test_perplexity']:.1f}"
           f"{fid}; wrote {paths['metrics']}", file=sys.stderr)
+    return metrics
 
 
 if __name__ == "__main__":

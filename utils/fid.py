@@ -143,7 +143,7 @@ class ClassEntropy(NamedTuple):
 
 
 def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
-    return -torch.xlogy(p, p).sum(dim=-1) / LN2
+    return -torch.xlogy(p, p).sum(dim=-1) / LN2 + 0.0  # + 0.0: no "-0" for one class
 
 
 def sample_class_entropy(classifier: nn.Module, images: torch.Tensor, *,
