@@ -16,12 +16,12 @@ COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 # A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
 resume_if = $(if $(wildcard $(1)),--resume)
 
-.PHONY: all venv vae vqvae geodesic compare-quick report-quick full grid ablation report test bench clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation report test bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-all: vae vqvae geodesic compare-quick report-quick  ## the whole pipeline on the default data, quick setting (untracked outputs only)
+all: vae vqvae geodesic compare-quick generate-quick report-quick  ## the whole pipeline on the default data, quick setting (untracked outputs only)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ geodesic: $(STAMP)  ## stage 3: geodesic k-medoids and k-means on the VAE's late
 compare-quick: $(STAMP)  ## stage 4: the comparison, quick setting (K 16 64 256, 3 seeds, 5 epochs) -> experiments/results/quick/
 	$(PY) train/run_comparison.py --dataset $(DATASET) --quick --device $(DEVICE)
 
+generate-quick: $(STAMP)  ## stage 5: a small prior over each method's codes (K=64, seed 0), samples, FID -> experiments/results/quick/
+	$(PY) train/run_generation.py --dataset $(DATASET) --quick --device $(DEVICE)
+
 report-quick: $(STAMP)  ## report/report_quick.pdf from the quick setting's results (git-ignored)
 	$(PY) report/build_report.py --setting quick
 
@@ -61,6 +64,13 @@ grid: $(STAMP)  ## the grid-rate sweep (DATASET=fashion-mnist; GRID_FIT=N fits t
 	$(PY) train/run_comparison.py --dataset $(DATASET) --methods $(GRID_METHODS) --codebook-sizes $(K) \
 		--seeds $(SEEDS) --epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) \
 		$(if $(GRID_FIT),--grid-fit-images $(GRID_FIT)) --device $(DEVICE)
+	$(PY) report/build_report.py
+
+GEN_K ?= 64 512
+generation: $(STAMP)  ## the generative half (DATASET=...): PixelCNN / histogram priors, samples, FID at GEN_K, then the report
+	$(PY) train/run_generation.py --dataset $(DATASET) --codebook-sizes $(GEN_K) --seeds $(SEEDS) \
+		--epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) $(if $(GRID_FIT),--grid-fit-images $(GRID_FIT)) \
+		--device $(DEVICE)
 	$(PY) report/build_report.py
 
 ABLATION := --dataset fashion-mnist --codebook-sizes 16 64 256 --seeds 0 1 2 \

@@ -36,8 +36,11 @@ from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5, "grid_fit_images": 1000}
 
 
-def parse_args(argv=None):
-    p = make_parser(__doc__.splitlines()[0])
+def sweep_parser(description: str, quick: dict = QUICK):
+    """The flags that say which models a sweep trains and where: this runner's,
+    and run_generation.py's, whose priors reuse the same cached models (the
+    same flags give the same config hashes)."""
+    p = make_parser(description)
     p.add_argument("--dataset", default="mnist", choices=DATASETS,
                    help="dataset; mnist falls back to mnist-5k offline")
     p.add_argument("--codebook-sizes", type=positive_int, nargs="+",
@@ -66,9 +69,9 @@ def parse_args(argv=None):
                         "training images only (default: all of them, about 2.6M vectors on "
                         "Fashion-MNIST); every image is still quantized and decoded")
     p.add_argument("--quick", action="store_true",
-                   help=f"quick setting: K {QUICK['codebook_sizes']}, seeds {QUICK['seeds']}, "
-                        f"{QUICK['epochs']} epochs, grid quantizers fitted on "
-                        f"{QUICK['grid_fit_images']} images (overrides those flags); results go to "
+                   help=f"quick setting: K {quick['codebook_sizes']}, seeds {quick['seeds']}, "
+                        f"{quick['epochs']} epochs, grid quantizers fitted on "
+                        f"{quick['grid_fit_images']} images (overrides those flags); results go to "
                         f"{paths.results_dir('quick')} unless --results-dir is given")
     p.add_argument("--limit", type=positive_int, default=None, help="first N train/test images")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
@@ -78,19 +81,27 @@ def parse_args(argv=None):
     p.add_argument("--results-dir", type=Path, default=None,
                    help=f"comparison.csv and summary.csv go here (default: "
                         f"{paths.results_dir('full')}, or {paths.results_dir('quick')} with --quick)")
-    p.add_argument("--figure-k", type=positive_int, default=64,
-                   help="codebook size shown in the image figures (else the middle K)")
-    p.add_argument("--no-figures", action="store_true", help="skip the image figures")
-    args = p.parse_args(argv)
+    return p
+
+
+def finish_sweep_args(args, quick: dict = QUICK):
+    """The setting (``quick`` overrides its flags), --conv-epochs and --results-dir defaults."""
     args.setting = "quick" if args.quick else "full"
     if args.quick:
-        args.codebook_sizes, args.seeds, args.epochs = (QUICK["codebook_sizes"], QUICK["seeds"],
-                                                        QUICK["epochs"])
-        args.grid_fit_images = args.grid_fit_images or QUICK["grid_fit_images"]
+        for name, value in quick.items():
+            setattr(args, name, value if name != "grid_fit_images" else args.grid_fit_images or value)
     args.conv_epochs = args.conv_epochs or args.epochs
     if args.results_dir is None:
         args.results_dir = paths.results_dir(args.setting)
     return args
+
+
+def parse_args(argv=None):
+    p = sweep_parser(__doc__.splitlines()[0])
+    p.add_argument("--figure-k", type=positive_int, default=64,
+                   help="codebook size shown in the image figures (else the middle K)")
+    p.add_argument("--no-figures", action="store_true", help="skip the image figures")
+    return finish_sweep_args(p.parse_args(argv))
 
 
 def row_identity(args, method: str, K: int, seed: int, variant: dict | None = None) -> dict:
@@ -144,6 +155,18 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
               file=sys.stderr)
 
 
+def sweep_data(args):
+    """The training part and test split of a sweep's dataset; an error when a
+    requested K exceeds the training images."""
+    train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
+    test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
+    too_big = [K for K in args.codebook_sizes if K > len(train.labels)]
+    if too_big:
+        raise ValueError(f"--codebook-sizes {too_big} exceed the {len(train.labels)} training "
+                         f"images; use K <= N")
+    return train, test
+
+
 def main(args):
     device = pick_device(args.device)
     out = paths.ResultPaths(args.results_dir)
@@ -154,12 +177,7 @@ def main(args):
 
 def run(args, device, out: paths.ResultPaths) -> None:
     """The sweep of ``main``, under the results folder's lock."""
-    train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
-    test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
-    too_big = [K for K in args.codebook_sizes if K > len(train.labels)]
-    if too_big:
-        raise ValueError(f"--codebook-sizes {too_big} exceed the {len(train.labels)} training "
-                         f"images; use K <= N")
+    train, test = sweep_data(args)
     record = out.run_record(args.dataset, args.setting)
     write_run_record(record, args, dataset=train.name, data_source=train.source,
                      device=str(device), torch_threads=torch.get_num_threads())

@@ -111,12 +111,26 @@ class ResultPaths(NamedTuple):
         return self.root / "summary.csv"
 
     @property
+    def generation(self) -> Path:
+        """One row per dataset, setting, method, K, seed and configuration of a prior."""
+        return self.root / "generation.csv"
+
+    @property
+    def generation_summary(self) -> Path:
+        """Mean and std over seeds of generation.csv per configuration."""
+        return self.root / "generation_summary.csv"
+
+    @property
     def figures(self) -> Path:
         return self.root / "figures"
 
-    def run_record(self, dataset: str, setting: str) -> Path:
-        """The runner's provenance record of one dataset and setting."""
-        return self.root / f"comparison_{dataset}_{setting}_run.json"
+    def samples_figure(self, dataset: str, method: str, K: int, setting: str) -> Path:
+        """A sample grid of one method's prior (without suffix; PNG and PDF)."""
+        return self.figures / f"samples_{dataset}_{method}_K{K}_{setting}"
+
+    def run_record(self, dataset: str, setting: str, runner: str = "comparison") -> Path:
+        """A runner's provenance record of one dataset and setting."""
+        return self.root / f"{runner}_{dataset}_{setting}_run.json"
 
     def figure(self, name: str, dataset: str, setting: str) -> Path:
         """A figure's path without suffix (save_figure writes .png and .pdf)."""

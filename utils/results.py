@@ -56,19 +56,29 @@ def read_results(path: Path) -> pd.DataFrame:
     for col in VARIANT_COLUMNS:  # ... and before the ablation: the default cell
         if col not in frame:
             frame[col] = ""
+    return typed(frame, TEXT_COLUMNS)
+
+
+def typed(frame: pd.DataFrame, text_columns) -> pd.DataFrame:
+    """The columns of a validated results frame as their types: K and seed integers
+    (so that finished rows are recognised), text columns as read, the rest floats."""
     for col in frame.columns:
-        if col in ("K", "seed"):  # keys: integers, so that finished rows are recognised
+        if col in ("K", "seed"):
             frame[col] = frame[col].astype(float).astype("int64")
-        elif col not in TEXT_COLUMNS:
+        elif col not in text_columns:
             frame[col] = frame[col].replace("", "nan").astype(float)
     return frame
 
 
-def finished_keys(path: Path) -> set[tuple]:
-    """Keys (as strings) of the rows already in comparison.csv."""
-    df = read_results(path)
+def keys_of(df: pd.DataFrame) -> set[tuple]:
+    """The :data:`KEY` of every row, as strings (:func:`row_key`)."""
     return {tuple(str(v) for v in r) for r in df[KEY].astype(str).itertuples(index=False)} \
         if len(df) else set()
+
+
+def finished_keys(path: Path) -> set[tuple]:
+    """Keys (as strings) of the rows already in comparison.csv."""
+    return keys_of(read_results(path))
 
 
 def row_key(row: dict) -> tuple:
@@ -88,19 +98,28 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     df = results.copy()
     for col in ("config_id", *VARIANT_COLUMNS):
         df[col] = df[col].fillna("")
-    grouped = df.groupby(GROUP, sort=False, dropna=False)
-    agg = grouped[METRICS + ["fit_seconds", "epochs"]].agg(["mean", "std"])
+    return mean_std(df, GROUP, METRICS + ["fit_seconds", "epochs"])
+
+
+def mean_std(df: pd.DataFrame, group: list[str], metrics: list[str]) -> pd.DataFrame:
+    """<metric>_mean and <metric>_std (ddof 1) over the seeds of every ``group``, with n_seeds."""
+    grouped = df.groupby(group, sort=False, dropna=False)
+    agg = grouped[metrics].agg(["mean", "std"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     agg.insert(0, "n_seeds", grouped["seed"].nunique())
     return agg.reset_index()
 
 
-def write_summary(results: Path, out: Path) -> pd.DataFrame:
-    """summary.csv from comparison.csv (:func:`summarize`), written atomically."""
-    agg = summarize(read_results(results))
+def write_frame(agg: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """``agg`` as a CSV at ``out``, written atomically; returns it."""
     with atomic_file(out, "w") as f:
         f.write(agg.to_csv(index=False, float_format="%.6g"))
     return agg
+
+
+def write_summary(results: Path, out: Path) -> pd.DataFrame:
+    """summary.csv from comparison.csv (:func:`summarize`), written atomically."""
+    return write_frame(summarize(read_results(results)), out)
 
 
 def upgrade(path: Path) -> bool:
@@ -128,3 +147,48 @@ def upgrade(path: Path) -> bool:
         f.write(df[COLUMNS].to_csv(index=False, float_format="%.6g"))
     return True
 
+
+
+# --- generation.csv: the prior over each method's codes, its samples ---------------------------
+
+GENERATION_METRICS = ["prior_nll_bits", "prior_bits_per_code", "prior_perplexity", "histogram_nll_bits",
+                      "fid_samples", "fid_recon", "fid_train", "classifier_accuracy",
+                      "sample_class_entropy", "sample_classes_covered", "sample_inception_score",
+                      "prior_seconds"]
+GENERATION_COLUMNS = KEY + ["config_id", "dataset_used", "prior", "bits_per_image"] + GENERATION_METRICS + [
+    "test_class_entropy", "prior_epochs", "temperature", "n_fid", "n_train", "n_test"]
+GENERATION_TEXT = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used", "prior"}
+GENERATION_GROUP = ["dataset", "dataset_used", "setting", "method", "prior", "K", "config_id"]
+
+
+def read_generation(path: Path) -> pd.DataFrame:
+    """generation.csv as a DataFrame, validated like :func:`read_results` (a
+    torn last row is dropped with a warning and redone; a missing file is empty)."""
+    path = Path(path)
+    if not path.is_file() or not path.stat().st_size:
+        return pd.DataFrame(columns=GENERATION_COLUMNS)
+    frame = pd.DataFrame(csvlog.read_rows(path, GENERATION_COLUMNS, text=sorted(GENERATION_TEXT)),
+                         columns=GENERATION_COLUMNS)
+    return typed(frame, GENERATION_TEXT)
+
+
+def finished_generation_keys(path: Path) -> set[tuple]:
+    """Keys (as strings, :func:`row_key`) of the rows already in generation.csv."""
+    return keys_of(read_generation(path))
+
+
+def append_generation_row(path: Path, row: dict) -> None:
+    """Append one row of :data:`GENERATION_COLUMNS`, on disk at once."""
+    csvlog.append_row(path, GENERATION_COLUMNS, row)
+
+
+def summarize_generation(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of every generation metric, per configuration."""
+    if results.empty:
+        return pd.DataFrame(columns=GENERATION_GROUP + ["n_seeds"])
+    return mean_std(results, GENERATION_GROUP, GENERATION_METRICS + ["bits_per_image"])
+
+
+def write_generation_summary(results: Path, out: Path) -> pd.DataFrame:
+    """generation_summary.csv from generation.csv, written atomically."""
+    return write_frame(summarize_generation(read_generation(results)), out)

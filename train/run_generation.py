@@ -1,0 +1,269 @@
+"""The generative half of the comparison: a prior over each method's codes, its samples, their fidelity.
+
+    python train/run_generation.py --dataset fashion-mnist --codebook-sizes 64 512 --seeds 0 1 2
+
+For every method x K x seed, the method's codes come from the comparison's own
+models: the same flags as train/run_comparison.py give the same config hashes,
+so a model the comparison trained (under --work-dir) is reused, and one it has
+not trained yet is trained here the same way. Over those codes:
+
+* the prior (train/train_prior.py): a gated PixelCNN over the 7x7 code maps of
+  a grid method, the Laplace-smoothed code histogram for one code per image;
+  its test NLL in bits per image (the rate an entropy coder driven by the
+  prior needs) and its perplexity 2^(bits per code);
+* samples at --temperature (1.0 samples the prior itself), decoded by the
+  method's decoder;
+* sample fidelity on the features of a small CNN classifier trained on the same
+  data (train/train_classifier.py, once per dataset; Inception weights cannot
+  be downloaded here): FID of the samples against the test images, of the
+  reconstructions of training images, and of training images themselves (the
+  floor), and the class statistics of the samples under the classifier.
+
+Rows are appended to <results-dir>/generation.csv as each finishes (a rerun
+skips finished rows; a torn last row is redone), with
+<results-dir>/generation_summary.csv (mean and std over seeds per
+configuration) and the first seed's sample grids in <results-dir>/figures/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from train import comparison_methods as cm
+from train import run_comparison as rc
+from utils import methods as vocab
+from utils import paths
+from utils.checkpoint import load_checkpoint, rebuild
+from utils.cli import positive_float, positive_int, run_main
+from utils.errors import UserError
+from utils.results import (append_generation_row, config_hash, finished_generation_keys,
+                           row_key, write_generation_summary)
+from utils.runlock import run_lock
+from utils.runtime import ensure_output_dirs, pick_device, write_run_record
+
+QUANTIZED = [m.name for m in vocab.methods() if m.quantized]
+DEFAULT_METHODS = ["vqvae-conv", "kmeans-conv", "geodesic-conv", "vqvae-global", "kmeans-vae",
+                   "geodesic-vae"]
+# The quick setting trains the comparison's quick models (same epochs and fit images, so
+# make all's comparison has trained them already) and one small prior per method.
+QUICK = {**rc.QUICK, "codebook_sizes": [64], "seeds": [0], "prior_epochs": 3, "n_fid": 1000}
+# train_prior.py flags that only a PixelCNN has: not part of a histogram row's config.
+PIXELCNN_ONLY = ("epochs", "batch_size", "lr", "channels", "n_layers", "kernel_size", "class_conditional")
+COVERED_SHARE = 0.01  # a class is covered when at least this share of the samples falls in it
+
+
+def parse_args(argv=None):
+    p = rc.sweep_parser(__doc__.splitlines()[0], QUICK)
+    p.set_defaults(methods=DEFAULT_METHODS, codebook_sizes=[64, 512])
+    for action in p._actions:  # only methods with codes have a prior
+        if action.dest == "methods":
+            action.choices = QUANTIZED
+    p.add_argument("--prior-epochs", type=positive_int, default=8, help="PixelCNN training epochs")
+    p.add_argument("--prior-channels", type=positive_int, default=64, help="PixelCNN width")
+    p.add_argument("--prior-layers", type=positive_int, default=6, help="PixelCNN gated layers")
+    p.add_argument("--temperature", type=positive_float, default=1.0,
+                   help="sampling temperature (the reported numbers use 1.0)")
+    p.add_argument("--n-fid", type=positive_int, default=2000,
+                   help="samples (and training images, for the reference FIDs) per FID")
+    p.add_argument("--classifier-epochs", type=positive_int, default=5,
+                   help="epochs of the feature classifier")
+    return rc.finish_sweep_args(p.parse_args(argv), QUICK)
+
+
+# --- the models behind a row ----------------------------------------------------------
+
+def classifier_argv(args) -> list[str]:
+    argv = ["--dataset", args.dataset, "--seed", "0", "--epochs", str(args.classifier_epochs),
+            "--device", args.device, "--data-root", str(args.data_root)]
+    return argv + (["--limit", str(args.limit)] if args.limit else [])
+
+
+def classifier_config(args) -> dict:
+    from train import train_classifier
+
+    return {"stage": "classifier", **cm.script_config(train_classifier, classifier_argv(args))}
+
+
+def classifier_checkpoint(args) -> Path:
+    """The feature classifier of the dataset (trained once, then cached)."""
+    from train import train_classifier
+
+    return cm.trained_checkpoint("classifier", train_classifier, classifier_argv(args), args.work_dir,
+                                 classifier_config(args),
+                                 train_classifier.run_paths(".", args.dataset)["checkpoint"].name)
+
+
+@torch.no_grad()
+def classifier_accuracy(path: Path, test, device) -> float:
+    """Test accuracy of the classifier whose features the FIDs use."""
+    from models.classifier import Classifier
+
+    model = rebuild(load_checkpoint(path, device), Classifier, device, path).eval()
+    hits = sum(int((model(x.to(device)).logits.argmax(1).cpu() == y).sum())
+               for x, y in zip(test.images.split(1000), test.labels.split(1000)))
+    return hits / len(test.labels)
+
+
+def code_source(args, seed_run, method: str, K: int, seed: int) -> Path:
+    """The checkpoint whose codes the prior learns (train_prior.py --codes-from):
+    the method's VQ-VAE, or its cached quantizer (fitted first when missing)."""
+    m = vocab.get(method)
+    if m.build == "vqvae":
+        return cm.vqvae_checkpoint(args, m.options["arch"], K, seed)
+    variant = cm.variants(args, method)[0]
+    path = cm.quantizer_path(args, method, K, seed, variant)
+    if not path.is_file():
+        cm.quantizer_for(seed_run(), method, K, variant)
+    return path
+
+
+def prior_argv(args, method: str, seed: int) -> list[str]:
+    """train_prior.py's flags for one row (without --codes-from and --out-dir)."""
+    argv = ["--seed", str(seed), "--device", args.device, "--data-root", str(args.data_root),
+            "--temperature", str(args.temperature), "--n-fid", str(args.n_fid)]
+    if vocab.get(method).codes_per_image > 1:
+        argv += ["--epochs", str(args.prior_epochs), "--channels", str(args.prior_channels),
+                 "--n-layers", str(args.prior_layers)]
+    return argv
+
+
+def prior_config(args, method: str, seed: int) -> dict:
+    """What identifies a row's prior: train_prior.py's flags (a histogram's without
+    the PixelCNN's), with the classifier's config hash for the FID features."""
+    from train import train_prior
+
+    cfg = cm.script_config(train_prior, prior_argv(args, method, seed))
+    drop = {"codes_from", "classifier", "limit", "dataset", "sample_batch_size", "n_samples"}
+    if vocab.get(method).codes_per_image == 1:
+        drop |= set(PIXELCNN_ONLY)
+    cfg = {k: v for k, v in cfg.items() if k not in drop}
+    return {**cfg, "classifier": config_hash(classifier_config(args))}
+
+
+def row_identity(args, method: str, K: int, seed: int) -> dict:
+    """Key columns of a generation row: the comparison's config of the method's codes
+    and the prior's config, hashed with the seed (config_hash) and for seed 0
+    (config_id, shared by the seeds of one configuration)."""
+    def hashed(s):
+        variant = cm.variants(args, method)[0]
+        return config_hash({"codes": cm.method_config(args, method, K, s, variant),
+                            "prior": prior_config(args, method, s)})
+
+    return {"dataset": args.dataset, "setting": args.setting, "method": method, "K": K, "seed": seed,
+            "config_hash": hashed(seed), "config_id": hashed(0)}
+
+
+def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier: Path,
+                  run_dir: Path) -> tuple[dict, float]:
+    """Run train_prior.py on ``source`` into ``run_dir`` (resumed when a partial
+    run is there, read back when it finished); its metrics and wall seconds
+    (NaN when read back)."""
+    from train import train_prior
+
+    finished = sorted(run_dir.glob("logs/*_metrics.json"))
+    if finished:
+        return json.loads(finished[-1].read_text()), float("nan")
+    resume = ["--resume"] if list(run_dir.glob("checkpoints/*.pt")) else ["--overwrite"]
+    argv = ["--codes-from", str(source), "--out-dir", str(run_dir), "--classifier", str(classifier),
+            *prior_argv(args, method, seed), *resume]
+    start = time.perf_counter()
+    metrics = train_prior.main(train_prior.parse_args(argv))
+    return metrics, time.perf_counter() - start
+
+
+def covered_classes(histogram: list[int]) -> int:
+    """Classes that receive at least COVERED_SHARE of the samples."""
+    total = sum(histogram)
+    return sum(1 for n in histogram if total and n / total >= COVERED_SHARE)
+
+
+def generation_row(ident: dict, method: str, K: int, metrics: dict, seconds: float, accuracy: float,
+                   dataset_used: str) -> dict:
+    """One row of generation.csv from train_prior.py's metrics."""
+    return {**ident, "dataset_used": dataset_used, "prior": metrics["prior"],
+            "bits_per_image": vocab.get(method).bits(K),
+            "prior_nll_bits": metrics["test_nll_bits_per_image"],
+            "prior_bits_per_code": metrics["test_bits_per_position"],
+            "prior_perplexity": metrics["test_perplexity"],
+            "histogram_nll_bits": metrics["histogram_test_bits_per_image"],
+            "fid_samples": metrics["fid_samples_vs_test"],
+            "fid_recon": metrics["fid_reconstructions_vs_test"],
+            "fid_train": metrics["fid_train_vs_test"], "classifier_accuracy": accuracy,
+            "sample_class_entropy": metrics["samples_histogram_bits"],
+            "sample_classes_covered": covered_classes(metrics["sample_class_histogram"]),
+            "sample_inception_score": metrics["samples_inception_score"], "prior_seconds": seconds,
+            "test_class_entropy": metrics["test_histogram_bits"], "prior_epochs": metrics["epochs"],
+            "temperature": metrics["temperature"], "n_fid": metrics["n_fid"],
+            "n_train": metrics["n_train"], "n_test": metrics["n_test"]}
+
+
+def publish_grid(metrics: dict, target: Path) -> None:
+    """Copy the prior's sample grid (PNG and PDF) to the results figures."""
+    for shown in metrics.get("sample_grid", []):
+        src = Path(shown)
+        tmp = target.with_name(f".{target.name}{src.suffix}.tmp{os.getpid()}")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, target.with_suffix(src.suffix))
+
+
+# --- the sweep ---------------------------------------------------------------------------
+
+def main(args):
+    if args.decoders != ["frozen"]:
+        raise UserError("--decoders: the priors decode with the VAE decoder as trained; a "
+                        "fine-tuned decoder is not a code source yet")
+    device = pick_device(args.device)
+    out = paths.ResultPaths(args.results_dir)
+    ensure_output_dirs(out.root, out.figures)
+    with run_lock(out.generation):  # one runner per results folder
+        run(args, device, out)
+
+
+def run(args, device, out: paths.ResultPaths) -> None:
+    """The sweep of ``main``, under the results folder's lock."""
+    train, test = rc.sweep_data(args)
+    record = out.run_record(args.dataset, args.setting, "generation")
+    write_run_record(record, args, dataset=train.name, data_source=train.source, device=str(device),
+                     torch_threads=torch.get_num_threads())
+    print(f"generation {args.dataset} ({train.name}), {args.setting}: methods {' '.join(args.methods)}, "
+          f"K {args.codebook_sizes}, seeds {args.seeds}; config in {record}", file=sys.stderr)
+    classifier = classifier_checkpoint(args)
+    accuracy = classifier_accuracy(classifier, test, device)
+    done = finished_generation_keys(out.generation)
+    for seed in args.seeds:
+        cache: dict[str, cm.SeedRun] = {}
+
+        def seed_run(seed=seed):
+            return cache.setdefault("run", cm.SeedRun(args, seed, train, test, device))
+
+        for method in args.methods:
+            for K in vocab.get(method).codebook_sizes(args.codebook_sizes):
+                ident = row_identity(args, method, K, seed)
+                if row_key(ident) in done:
+                    continue
+                source = code_source(args, seed_run, method, K, seed)
+                run_dir = paths.cache_dir(args.work_dir, f"prior-{method}_K{K}", ident["config_hash"])
+                metrics, seconds = prior_metrics(args, source, method, K, seed, classifier, run_dir)
+                row = generation_row(ident, method, K, metrics, seconds, accuracy, train.name)
+                append_generation_row(out.generation, row)
+                done.add(row_key(ident))
+                if seed == args.seeds[0]:
+                    publish_grid(metrics, out.samples_figure(args.dataset, method, K, args.setting))
+                print(f"[{args.dataset} seed {seed}] {method:14s} K={K:<4d} {row['prior']:9s} "
+                      f"NLL {row['prior_nll_bits']:.1f} bits (uniform {row['bits_per_image']:.0f}), "
+                      f"FID samples {row['fid_samples']:.2f}, recon {row['fid_recon']:.2f}, "
+                      f"train {row['fid_train']:.2f}, classes {row['sample_classes_covered']}",
+                      file=sys.stderr)
+    summary = write_generation_summary(out.generation, out.generation_summary)
+    print(f"wrote {out.generation} and {out.generation_summary} ({len(summary)} groups); classifier "
+          f"test accuracy {accuracy:.4f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, parse_args()))
