@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from report import text
+from report import generation, text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
 from report.verdicts import all_ablations, all_verdicts, load_results
@@ -29,10 +29,9 @@ from utils.cli import make_parser, run_main
 from utils.errors import UserError
 from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
 
-# Sections beyond comparison.csv, as report.text.Extra entries, e.g.
-# text.Extra("Generation", lambda p: p.generation, generation.answer, generation.details);
-# each is skipped while its CSV is absent.
-EXTRAS: tuple[text.Extra, ...] = ()
+# Sections beyond comparison.csv, as report.text.Extra entries; each is skipped
+# while its CSV is absent.
+EXTRAS: tuple[text.Extra, ...] = (generation.EXTRA,)
 
 
 def parse_args(argv=None):

@@ -332,12 +332,15 @@ class Extra(NamedTuple):
     answer : (Results, its DataFrame) -> short-answer items (Markdown subset).
     details : (Results, its DataFrame, styles) -> reportlab flowables for the
         details pages (headings included), or None for none.
+    read : path -> its DataFrame (default ``pd.read_csv``; a validating reader
+        drops a torn last row and names a malformed one).
     """
 
     name: str
     path: Callable[[ResultPaths], Path]
     answer: Callable[[Results, pd.DataFrame], list]
     details: Callable | None = None
+    read: Callable[[Path], pd.DataFrame] = pd.read_csv
 
 
 def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
@@ -348,7 +351,7 @@ def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, E
         if path is None or not Path(path).is_file():
             continue
         try:
-            frame = pd.read_csv(path)
+            frame = extra.read(path)
         except pd.errors.EmptyDataError:
             continue
         if len(frame):

@@ -58,6 +58,11 @@ METRICS = {
     "geodesic_distortion": ("geodesic distortion", False),
     "euclidean_distortion": ("Euclidean distortion", False),
     "intra_inter_ratio": ("intra/inter ratio", False),
+    # generation.csv (report/generation.py)
+    "fid_samples": ("sample FID", False),
+    "prior_nll_bits": ("prior NLL", False),
+    "sample_class_entropy": ("class entropy of samples", True),
+    "fid_recon": ("reconstruction FID", False),
 }
 # PSNR is a monotone function of each run's MSE, so it is not counted twice.
 DETAIL_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usage",
@@ -431,27 +436,38 @@ class RateVerdict(NamedTuple):
     against: dict
     collapsed: dict
 
-    @property
-    def main(self) -> str | None:
-        """The opponent the answer is stated against: the question's, else the first."""
-        q = self.contest.question
-        return q if q in self.against else next(iter(self.against), None)
+    main = property(lambda self: main_opponent(self.contest, self.against))
+    answer = property(lambda self: stated_answer(self.contest, self.against))
 
-    @property
-    def answer(self) -> str:
-        """yes, no, mixed, no clear difference, or 'no answer' without an opponent."""
-        return self.against[self.main].answer if self.main else "no answer"
+
+def main_opponent(contest: Contest, against: dict) -> str | None:
+    """The opponent an answer is stated against: the question's, else the first present."""
+    q = contest.question
+    return q if q in against else next(iter(against), None)
+
+
+def stated_answer(contest: Contest, against: dict) -> str:
+    """yes, no, mixed, no clear difference, or 'no answer' without an opponent."""
+    main = main_opponent(contest, against)
+    return against[main].answer if main else "no answer"
 
 
 def opponent_verdict(comparison: pd.DataFrame, dataset: str, setting: str, a: str,
                      b: str) -> OpponentVerdict | None:
     """``a`` against ``b`` on every detail metric (None when no metric applies to both)."""
     tables = {m: compare_methods(comparison, dataset, setting, a, b, m) for m in DETAIL_METRICS}
+    return verdict_of_tables(tables, a, b, ANSWER_METRICS)
+
+
+def verdict_of_tables(tables: dict, a: str, b: str, answer_metrics) -> OpponentVerdict | None:
+    """The OpponentVerdict of per-metric comparison tables ({metric: compare_values
+    table}): each of ``answer_metrics`` grouped by :func:`metric_verdict`, the answer
+    by :func:`overall`; None when no table has a row."""
     tables = {m: t for m, t in tables.items() if len(t)}
     if not tables:
         return None
     groups = {"better": [], "worse": [], "unclear": []}
-    for metric in ANSWER_METRICS:
+    for metric in answer_metrics:
         if metric in tables:
             groups[metric_verdict(tables[metric], a, b)].append(metric)
     return OpponentVerdict(b, overall(groups), groups, tables)

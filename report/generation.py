@@ -1,0 +1,206 @@
+"""The generation part of the report, from generation.csv (train/run_generation.py).
+
+Three jobs, kept apart as in the rest of report/:
+
+* :func:`generation_verdicts` (statistics): at each rate, the proposal's codes
+  against every other quantized method's, with report.verdicts' rule (beyond
+  the seed spread at half the K or more, never losing beyond it) on the sample
+  FID and the prior's test NLL;
+* :func:`answer` (sentences): the short-answer items of page 1 and the README;
+* :func:`details` (layout): the table of every measure and the sample grids.
+
+:data:`EXTRA` plugs the three into report/build_report.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+from reportlab.platypus import Paragraph
+
+from report import text as T
+from report.verdicts import (Contest, OpponentVerdict, active_contests, compare_values,
+                             main_opponent, stated_answer, values_by_k_seed, verdict_of_tables)
+from utils import methods as M
+from utils.paths import ResultPaths
+from utils.results import read_generation
+
+# What the answer is decided on: how close samples are to the test images, and
+# how few bits the prior needs for the test codes (its rate).
+ANSWER_METRICS = ("fid_samples", "prior_nll_bits")
+DETAIL_METRICS = ANSWER_METRICS + ("sample_class_entropy", "fid_recon")
+TABLE_COLUMNS = (("bits_per_image", "uniform bits"), ("prior_nll_bits", "prior NLL (bits)"),
+                 ("prior_perplexity", "perplexity"), ("fid_samples", "sample FID"),
+                 ("fid_recon", "recon. FID"), ("sample_class_entropy", "class entropy (bits)"),
+                 ("sample_classes_covered", "classes"))
+PRIORS = {"pixelcnn": "a gated PixelCNN over the 7x7 code maps", "histogram": "the smoothed code histogram"}
+
+
+def newest(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the newest configuration (the last config_id written) of every
+    (dataset, setting, method, K)."""
+    if frame.empty:
+        return frame
+    last = frame.groupby(["dataset", "setting", "method", "K"], sort=False)["config_id"].transform("last")
+    return frame[frame["config_id"] == last]
+
+
+class GenerationVerdict(NamedTuple):
+    """The generative verdict of one (dataset, setting, rate): ``against``
+    {opponent: report.verdicts.OpponentVerdict} in contest order."""
+
+    dataset: str
+    setting: str
+    contest: Contest
+    dataset_used: tuple
+    n_seeds: int
+    ks: tuple
+    priors: tuple
+    against: dict
+
+    main = property(lambda self: main_opponent(self.contest, self.against))
+    answer = property(lambda self: stated_answer(self.contest, self.against))
+
+
+def opponent(rows: pd.DataFrame, a: str, b: str) -> OpponentVerdict | None:
+    """``a``'s codes against ``b``'s on every detail metric (None when none applies)."""
+    ks = sorted(rows["K"].unique())
+    tables = {m: compare_values(values_by_k_seed(rows, a, m, ks), values_by_k_seed(rows, b, m, ks),
+                                a, b, m) for m in DETAIL_METRICS}
+    return verdict_of_tables(tables, a, b, ANSWER_METRICS)
+
+
+def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
+    """One verdict per (dataset, setting, rate) whose proposal and an opponent have rows."""
+    out = []
+    frame = newest(frame)
+    for (dataset, setting), rows in frame.groupby(["dataset", "setting"], sort=False):
+        present = set(rows["method"])
+        for contest in active_contests(present):
+            against = {b: ov for b in contest.opponents if b in present
+                       for ov in [opponent(rows, contest.proposal, b)] if ov is not None}
+            if not against:
+                continue
+            mine = rows[rows["method"].isin([contest.proposal, *against])]
+            out.append(GenerationVerdict(dataset, setting, contest, tuple(sorted(set(mine["dataset_used"]))),
+                                         int(mine.groupby("method")["seed"].nunique().min()),
+                                         tuple(sorted(set(mine["K"]))), tuple(sorted(set(mine["prior"]))),
+                                         against))
+    return out
+
+
+# --- sentences ------------------------------------------------------------------------------
+
+def value_text(rows: pd.DataFrame, method: str, metric: str, K: int) -> str:
+    """'12.3 ± 0.4': mean ± std over seeds of one method's metric at K."""
+    v = rows[(rows["method"] == method) & (rows["K"] == K)][metric]
+    return T.fmt_mean_std(v.mean(), v.std())
+
+
+def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
+    """The sample FIDs at the largest K, with training images' FID as the floor."""
+    K = max(v.ks)
+    methods = [v.contest.proposal, *v.against]
+    parts = ", ".join(f"{m} {value_text(rows, m, 'fid_samples', K)}" for m in methods
+                      if ((rows["method"] == m) & (rows["K"] == K)).any())
+    floor = rows[rows["K"] == K].drop_duplicates("seed")["fid_train"]  # the same images per seed
+    return (f"Sample FID at K = {K}: {parts} (training images against test images: "
+            f"{T.fmt_mean_std(floor.mean(), floor.std())}).")
+
+
+def answer_item(frame: pd.DataFrame, v: GenerationVerdict) -> str:
+    """One short-answer item for the generative side at one rate."""
+    rows = newest(frame)
+    rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
+    used = ", ".join(v.dataset_used)
+    ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
+    prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
+    head = (f"**Generation, {T.rate_phrase(v.contest)}** ({v.dataset}: {v.setting} setting, {ran}"
+            f"{T.plural(v.n_seeds, 'seed')}, {T.fmt_k_list(v.ks)}; prior: {prior}; samples at "
+            f"temperature 1): **{v.answer}**.")
+    clauses = []
+    for i, (b, ov) in enumerate(v.against.items()):
+        who = v.contest.proposal if i == 0 else "it"
+        clauses.append(f"Against {b}'s codes, {who} is {T.describe(ov, v.contest.proposal)}.")
+    return " ".join([head, *clauses, numbers_sentence(rows, v)])
+
+
+def answer(results, frame: pd.DataFrame) -> list[str]:
+    """The short-answer items of generation.csv (an Extra's ``answer``)."""
+    return [answer_item(frame, v) for v in generation_verdicts(frame)]
+
+
+def intro_text(frame: pd.DataFrame) -> str:
+    """How the numbers were made (from the rows themselves)."""
+    rows = newest(frame)
+    epochs = T.unique_text(int(e) for e in rows.loc[rows["prior"] == "pixelcnn", "prior_epochs"])
+    epochs = f"{epochs} epoch{'' if epochs == '1' else 's'}"
+    acc = T.unique_text(f"{a:.3f}" for a in rows["classifier_accuracy"])
+    n_fid = T.unique_text(int(n) for n in rows["n_fid"])
+    return (f"For each method, K and seed, a prior is fitted to the codes of the training images: "
+            f"{PRIORS['pixelcnn']} for the grid methods (trained {epochs}, each evaluated on "
+            f"the validation part), {PRIORS['histogram']} for one code per image. Its test NLL is the "
+            f"rate an entropy coder driven by it needs (the uniform rate is 'uniform bits'); a lower "
+            f"NLL for the same reconstruction is better, but codes that carry less are also cheaper, "
+            f"so read it with the reconstruction FID. {n_fid} samples at temperature 1 are decoded "
+            f"by the method's decoder; FIDs are computed on the 128 penultimate features of a CNN "
+            f"classifier trained on the same data (test accuracy {acc}; Inception weights cannot be "
+            f"downloaded here), against the test images. 'classes' counts the classes that get at "
+            f"least 1% of the samples under that classifier.")
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+def generation_table(rows: pd.DataFrame, styles):
+    """method x K rows of mean ± std over seeds of every measure."""
+    from report.layout import FRAME_WIDTH, table
+
+    order = {m: i for i, m in enumerate(M.METHODS)}
+    rows = rows.assign(order=rows["method"].map(order)).sort_values(["order", "K", "seed"])
+    head = ["method", "K", "seeds"] + [h for _, h in TABLE_COLUMNS]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    for (method, K), g in rows.groupby(["method", "K"], sort=False):
+        cells = [method, str(int(K)), str(g["seed"].nunique())]
+        for col, _ in TABLE_COLUMNS:
+            cells.append(f"{g[col].mean():g}" if col == "bits_per_image" else
+                         T.fmt_mean_std(g[col].mean(), g[col].std()))
+        data.append(cells)
+    fixed = [0.15, 0.06, 0.06]
+    free = (1 - sum(fixed)) / len(TABLE_COLUMNS)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(TABLE_COLUMNS)])
+
+
+def sample_figures(root: Path, rows: pd.DataFrame, dataset: str, setting: str) -> list[tuple[Path, str]]:
+    """(png, caption) of every published sample grid at the largest K of each method."""
+    out = []
+    for method, g in rows.groupby("method", sort=False):
+        K = int(g["K"].max())
+        png = ResultPaths(root).samples_figure(dataset, method, K, setting).with_suffix(".png")
+        if png.is_file():
+            prior = PRIORS.get(g["prior"].iloc[0], g["prior"].iloc[0])
+            out.append((png, f"Samples of {method} at K = {K} ({dataset}, seed {int(g['seed'].min())}): "
+                             f"codes drawn from {prior} at temperature 1, decoded by its decoder."))
+    return out
+
+
+def details(results, frame: pd.DataFrame, styles) -> list:
+    """The generation section: how, the verdicts in words, the table, the sample grids."""
+    from report.layout import figure_pair, figure, para
+
+    story = [Paragraph("Generation: a learned prior over the codes", styles["h1"]),
+             para(intro_text(frame), styles["body"])]
+    rows_all = newest(frame)
+    verdicts = generation_verdicts(frame)
+    for (dataset, setting), rows in rows_all.groupby(["dataset", "setting"], sort=False):
+        story.append(Paragraph(f"{dataset}, {setting} setting", styles["h2"]))
+        story += [para(answer_item(frame, v), styles["body"]) for v in verdicts
+                  if (v.dataset, v.setting) == (dataset, setting)]
+        story.append(generation_table(rows, styles))
+        figs = sample_figures(results.root, rows, dataset, setting)
+        story += [figure_pair(figs[i], figs[i + 1], styles) if i + 1 < len(figs)
+                  else figure(*figs[i], styles) for i in range(0, len(figs), 2)]
+    return story
+
+
+EXTRA = T.Extra("Generation", lambda p: p.generation, answer, details, read_generation)
