@@ -109,26 +109,33 @@ def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
             f"{T.fmt_mean_std(floor.mean(), floor.std())}).")
 
 
-def answer_item(frame: pd.DataFrame, v: GenerationVerdict) -> str:
-    """One short-answer item for the generative side at one rate."""
+def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False) -> str:
+    """The generative answer at one rate; ``brief`` (page 1, the README) states the
+    other opponents' verdicts in a word each."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
     used = ", ".join(v.dataset_used)
     ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
     prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
-    head = (f"**Generation, {T.rate_phrase(v.contest)}** ({v.dataset}: {v.setting} setting, {ran}"
-            f"{T.plural(v.n_seeds, 'seed')}, {T.fmt_k_list(v.ks)}; prior: {prior}; samples at "
-            f"temperature 1): **{v.answer}**.")
+    setting = "" if brief else f"{v.setting} setting, "
+    head = (f"**{v.dataset}, generation**, {T.rate_phrase(v.contest)} ({setting}{ran}"
+            f"{T.plural(v.n_seeds, 'seed')}, {T.fmt_k_list(v.ks)}; prior: {prior}"
+            f"{'' if brief else '; samples at temperature 1'}): **{v.answer}**.")
+    order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
-    for i, (b, ov) in enumerate(v.against.items()):
-        who = v.contest.proposal if i == 0 else "it"
-        clauses.append(f"Against {b}'s codes, {who} is {T.describe(ov, v.contest.proposal)}.")
+    for i, b in enumerate(order):
+        ov = v.against[b]
+        if brief and i:
+            clauses.append(f"Against {b}'s codes: {ov.answer}.")
+        else:
+            who = v.contest.proposal if i == 0 else "it"
+            clauses.append(f"Against {b}'s codes, {who} is {T.describe(ov, v.contest.proposal)}.")
     return " ".join([head, *clauses, numbers_sentence(rows, v)])
 
 
 def answer(results, frame: pd.DataFrame) -> list[str]:
-    """The short-answer items of generation.csv (an Extra's ``answer``)."""
-    return [answer_item(frame, v) for v in generation_verdicts(frame)]
+    """The short-answer items of generation.csv (an Extra's ``answer``), brief."""
+    return [answer_item(frame, v, brief=True) for v in generation_verdicts(frame)]
 
 
 def intro_text(frame: pd.DataFrame) -> str:

@@ -48,7 +48,7 @@ FRAME_HEIGHT = A4[1] - 2 * PAGE_MARGIN
 FIGURE_MAX = 0.44 * FRAME_HEIGHT
 HEADLINE_MAX = 0.55 * FRAME_HEIGHT
 # Below this much room, page 1's headline figure would be a thumbnail: it moves on.
-HEADLINE_MIN = 0.2 * FRAME_HEIGHT
+HEADLINE_MIN = 0.14 * FRAME_HEIGHT
 # The key metrics, split in two tables that fit the page width at 8 pt.
 TABLES = (("reconstruction", ("bits_per_image", "test_mse", "psnr", "test_bce")),
           ("codes", ("nmi", "code_to_label_accuracy", "usage", "geodesic_distortion")))
@@ -94,6 +94,9 @@ def make_styles() -> dict[str, ParagraphStyle]:
         "meta": ParagraphStyle("meta", parent=body, fontSize=8.5, leading=10.5,
                                textColor=colors.HexColor("#555555"), alignment=TA_CENTER),
         "bullet": ParagraphStyle("bullet", parent=body, leftIndent=12, bulletIndent=2, spaceAfter=3),
+        # page 1's answer: one item per dataset, rate and section, with the headline below
+        "answer": ParagraphStyle("answer", parent=body, fontSize=8.5, leading=10.5, leftIndent=12,
+                                 bulletIndent=2, spaceAfter=2),
         "caption": ParagraphStyle("caption", parent=body, fontSize=8.5, leading=10.5,
                                   fontName="Helvetica-Oblique", spaceAfter=8),
         "cell": ParagraphStyle("cell", parent=body, fontSize=8, leading=9.5, spaceAfter=0),
@@ -109,9 +112,9 @@ def para(md: str, style) -> Paragraph:
     return Paragraph(T.to_markup(md), style)
 
 
-def bullets(texts, styles) -> list:
-    """One bulleted Paragraph per Markdown text."""
-    return [Paragraph(T.to_markup(t), styles["bullet"], bulletText="•") for t in texts]
+def bullets(texts, styles, style: str = "bullet") -> list:
+    """One bulleted Paragraph per Markdown text (in ``styles[style]``)."""
+    return [Paragraph(T.to_markup(t), styles[style], bulletText="•") for t in texts]
 
 
 def table(data, col_widths, extra_style=()) -> Table:
@@ -217,9 +220,9 @@ def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | Non
                   f"{commits}).", styles["meta"]),
              Paragraph("Question", styles["h2"]), para(T.question_text(), styles["body"]),
              Paragraph("Answer", styles["h2"]), para(answer.lead, styles["body"])]
-    story += bullets(answer.items, styles)
+    story += bullets(answer.items, styles, "answer")
     story.append(para(answer.note + " Details, spreads and per-K tables follow from page 2.",
-                      styles["body"]))
+                      styles["caption"]))
     if headline is not None:
         caption = Paragraph(
             "Figure 1. The headline: test MSE and code-to-label accuracy against the codebook "

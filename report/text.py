@@ -251,6 +251,30 @@ def answer_item(v: RateVerdict) -> str:
     return text
 
 
+def brief_item(v: RateVerdict) -> str:
+    """Page 1's (and the README's) item of one (dataset, setting, rate): the verdict
+    against the question's opponent with its numbers, the ablations' verdicts in a
+    word each (their sentences are in the details)."""
+    if not v.against:
+        return answer_item(v)
+    proposal = v.contest.proposal
+    used = ", ".join(map(str, v.dataset_used))
+    ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
+    text = (f"**{v.dataset}**, {rate_phrase(v.contest)} ({ran}{plural(v.n_seeds, 'seed')}, "
+            f"{fmt_k_range(v.ks)}): "
+            f"**{v.answer}**. {opponent_clause(v.against[v.main], proposal, True)}")
+    if v.n_seeds < 2:
+        text += " (1 seed: no difference can be called beyond the spread.)"
+    others = [b for b in v.against if b != v.main]
+    if others:
+        text += " " + " ".join(f"Against the {b} ablation: {v.against[b].answer} "
+                               f"({ABLATION_MEANING[v.against[b].answer]})." for b in others)
+    if v.collapsed:
+        where = join_words(f"{m} at {fmt_k_list(ks)}" for m, ks in v.collapsed.items())
+        text += f" Caveat: the codebook of {where} collapsed to about one code."
+    return text
+
+
 class ShortAnswer(NamedTuple):
     """The short answer: a lead line, one item per (dataset, setting, rate) and
     extra section, and the note that says how the words are decided."""
@@ -262,18 +286,13 @@ class ShortAnswer(NamedTuple):
 
 def answer_note(verdicts: list[RateVerdict]) -> str:
     """How better, worse, yes, no and the percentages are decided."""
-    proposals = join_words(dict.fromkeys(v.contest.proposal for v in verdicts)) or M.PROPOSAL
     metrics = join_words(name(m) for m in ANSWER_METRICS)
-    return (f"Each a-posteriori method is judged at its default cell ({default_cells_text()}); "
-            f"the ablation items measure the other cells, and no cell is chosen on the test "
-            f"split. "
-            f"On each metric, *better* means beating the opponent beyond the seed spread "
-            f"(|mean_A - mean_B| > std_A + std_B over seeds) at half the codebook sizes or more "
-            f"and never losing beyond it, *worse* the reverse; the answer is *yes* when "
-            f"{proposals} is better on at least one of {metrics} and worse on none, *no* the "
-            f"reverse, *mixed* both. In brackets: how much higher or lower the proposal's mean is "
-            f"than the opponent's, at the K where the difference is beyond the spread, or, for a "
-            f"metric without a clear winner, the K where either side wins beyond it.")
+    return (f"Each a-posteriori method is judged at its default cell ({default_cells_text()}); no "
+            f"cell is chosen on the test split. *Better* on a metric: beyond the seed spread "
+            f"(|mean_A - mean_B| > std_A + std_B) at half the K or more and never worse beyond "
+            f"it; *yes*: better on one of {metrics} (generation: sample FID, prior NLL) or more "
+            f"and worse on none, *no* the reverse, *mixed* both. Brackets: the proposal's mean "
+            f"against the opponent's where decided.")
 
 
 def display_path(path: Path) -> str:
@@ -296,9 +315,9 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                  for a in (all_ablations(results) if ablations is None else ablations)}
     items = []
     for group in results.groups:
-        items += [answer_item(v) for v in verdicts if (v.dataset, v.setting) == group]
+        items += [brief_item(v) for v in verdicts if (v.dataset, v.setting) == group]
         if group in ablations:
-            items.append(ablation_item(ablations[group]))
+            items.append(brief_ablation_item(ablations[group]))
     items = items or ["no verdict: these results hold none of the methods compared at matched "
                       "bits."]
     items += [item for _, frame, extra in present_extras(results, extras)
@@ -808,6 +827,18 @@ def ablation_item(av: AblationVerdict) -> str:
         text += (" Switched alone, each factor closes this share of that gap: "
                  + "; ".join(factor_phrase(f, av) for f in av.factors) + ".")
     text += " " + most_sentence(av)
+    labels = labels_sentence(av)
+    return text + (" " + labels if labels else "")
+
+
+def brief_ablation_item(av: AblationVerdict) -> str:
+    """Page 1's item of one group's ablation: the gap at the default cells, which
+    factor explains most of it, and the label metrics under decoder-aware
+    geodesics (each factor's share is in the ablation section)."""
+    a, b = av.proposal.method, av.opponent.method
+    text = (f"**{av.dataset}, ablation** ({fmt_k_range(av.ks)}, {seeds_phrase(av)}): at the default "
+            f"cells {gap_phrase(av.gap, a, b)} (beyond the spread {where_clear(av.gap)}). "
+            f"{most_sentence(av)}")
     labels = labels_sentence(av)
     return text + (" " + labels if labels else "")
 

@@ -436,7 +436,9 @@ def test_ablation_sentences_of_the_designed_outcome(designed):
     assert "K = 16: change -0.008 (beyond the spread), closes 80%, against centroid/finetuned 0%" in details
     # the page-1 answer carries it after the dataset's verdict
     answer = text.short_answer(designed, V.all_verdicts(designed), ablations=[av])
-    assert answer.items[-1] == item and len(answer.items) == 2
+    assert answer.items[-1] == text.brief_ablation_item(av) and len(answer.items) == 2
+    assert "The largest share is explained by refined code vectors: 30%" in answer.items[-1]
+    assert "closes this share" not in answer.items[-1]  # each factor's share: in the section
     assert "default cell (geodesic-vae with latent edge lengths, medoid code vectors and the " \
            "frozen decoder; kmeans-vae with centroid code vectors and the frozen decoder" in answer.note
 

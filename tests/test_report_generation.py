@@ -41,7 +41,7 @@ def test_differences_inside_the_spread_decide_nothing():
                rows("vqvae-conv", 64, [5.5, 6.5, 4.5], [151, 152, 150]))
     (v,) = G.generation_verdicts(df)
     assert v.answer == "no clear difference"
-    assert "without a clear winner on sample FID and prior NLL" in G.answer(None, df)[0]
+    assert "without a clear winner on sample FID and prior NLL" in G.answer_item(df, v)
 
 
 def test_only_the_newest_configuration_is_judged():

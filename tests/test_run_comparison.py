@@ -1,5 +1,6 @@
 """The comparison runner on a tiny setting: every column for every method,
 reruns skip finished rows, an interrupted run keeps its rows."""
+import json
 import math
 
 import pandas as pd
@@ -69,8 +70,13 @@ def test_rerun_skips_finished_rows(tiny_run, monkeypatch):
     monkeypatch.setattr(cm, "vae_for_seed", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(cm, "evaluate", lambda *a, **k: calls.append(a))
     args.no_figures = True
+    record = paths.ResultPaths(root / "res").run_record(args.dataset, args.setting)
+    first = json.loads(record.read_text())
     rc.main(args)
     assert calls == [] and (root / "res" / "comparison.csv").read_text() == before
+    # the rerun's record keeps the first run's, whole, under "earlier"
+    second = json.loads(record.read_text())
+    assert second["earlier"] == [first] and second["config"]["no_figures"] is True
 
 
 def test_interrupted_run_keeps_rows_and_resumes(tmp_path, monkeypatch):
@@ -146,3 +152,16 @@ def test_grid_latents_are_quantized_vector_by_vector():
     d = ((z.transpose(0, 2, 3, 1)[..., None, :] - q.codebook_) ** 2).sum(-1)  # (6, 7, 7, K)
     np.testing.assert_array_equal(codes, d.argmin(-1))
     np.testing.assert_allclose(vectors.numpy(), q.codebook_[codes].transpose(0, 3, 1, 2))
+
+
+def test_a_run_of_grid_methods_only_draws_its_figures(tmp_path):
+    """Regression: a grid-only run (no decodable codebook) crashed in the codebook figure
+    after writing its rows ("Number of columns must be a positive integer, not 0")."""
+    args = rc.parse_args(["--dataset", "mnist-5k", "--limit", "120", "--codebook-sizes", "4",
+                          "--seeds", "0", "--epochs", "1", "--methods", "vqvae-conv", "kmeans-conv",
+                          "--figure-k", "4", "--work-dir", str(tmp_path / "w"),
+                          "--results-dir", str(tmp_path / "r")])
+    rc.main(args)
+    figures = {p.name for p in (tmp_path / "r" / "figures").glob("*.png")}
+    assert "reconstructions_mnist-5k_full.png" in figures and "usage_mnist-5k_full.png" in figures
+    assert "codebooks_mnist-5k_full.png" not in figures

@@ -54,8 +54,10 @@ def draw_figures(args, train, test, device, K: int, seed: int) -> list[Path]:
             rows["conv VAE (continuous)"] = torch.sigmoid(conv.decode_logits(conv.latent_means(x)))
     where = f"{train.name}, K={K}, seed {seed}"
     fig = lambda name: out.figure(name, args.dataset, args.setting)  # noqa: E731
-    files = plot.plot_codebooks_side_by_side(codebooks, fig("codebooks"),
-                                             title=f"decoded codebooks ({where}; first 64 codes)")
+    files = []
+    if codebooks:  # a run of grid methods only has no decodable codebook
+        files += plot.plot_codebooks_side_by_side(codebooks, fig("codebooks"),
+                                                  title=f"decoded codebooks ({where}; first 64 codes)")
     files += plot.plot_reconstructions(x, None, fig("reconstructions"), n=16, rows=rows,
                                        title=f"the same test images through every method ({where})")
     files += plot.plot_latent_graph(run.z_train, train.labels.numpy(), run.graph, fig("latent_map"),

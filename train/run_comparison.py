@@ -179,7 +179,7 @@ def run(args, device, out: paths.ResultPaths) -> None:
     """The sweep of ``main``, under the results folder's lock."""
     train, test = sweep_data(args)
     record = out.run_record(args.dataset, args.setting)
-    write_run_record(record, args, dataset=train.name, data_source=train.source,
+    write_run_record(record, args, keep_earlier=True, dataset=train.name, data_source=train.source,
                      device=str(device), torch_threads=torch.get_num_threads())
     print(f"comparison {args.dataset} ({train.name}), {args.setting}: methods "
           f"{' '.join(args.methods)}, K {args.codebook_sizes}, seeds {args.seeds}, "

@@ -231,8 +231,8 @@ def run(args, device, out: paths.ResultPaths) -> None:
     """The sweep of ``main``, under the results folder's lock."""
     train, test = rc.sweep_data(args)
     record = out.run_record(args.dataset, args.setting, "generation")
-    write_run_record(record, args, dataset=train.name, data_source=train.source, device=str(device),
-                     torch_threads=torch.get_num_threads())
+    write_run_record(record, args, keep_earlier=True, dataset=train.name, data_source=train.source,
+                     device=str(device), torch_threads=torch.get_num_threads())
     print(f"generation {args.dataset} ({train.name}), {args.setting}: methods {' '.join(args.methods)}, "
           f"K {args.codebook_sizes}, seeds {args.seeds}; config in {record}", file=sys.stderr)
     classifier = classifier_checkpoint(args)

@@ -128,11 +128,24 @@ def ensure_output_dirs(*folders: str | Path) -> None:
                             f"choose another --out-dir") from None
 
 
-def write_run_record(path: Path, args, **extra) -> dict:
+def write_run_record(path: Path, args, *, keep_earlier: bool = False, **extra) -> dict:
     """Write config, command line, git commit, versions and ``extra`` (e.g. the
-    dataset actually used) as JSON beside a run's outputs; returns the record."""
+    dataset actually used) as JSON beside a run's outputs; returns the record.
+
+    ``keep_earlier``: for a results folder that several runs append to (the
+    sweep runners), the record already there and its own ``earlier`` list move
+    into this record's ``earlier`` list, oldest first, so no run's provenance
+    is lost; a training run owns its folder and replaces its record."""
     record = {"config": plain_config(args), "argv": sys.argv, "git": git_info(),
               "torch": torch.__version__, "python": sys.version.split()[0], **extra}
+    path = Path(path)
+    if keep_earlier and path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            previous = {"unreadable_record": path.read_text(errors="replace")[:2000]}
+        earlier = previous.pop("earlier", []) if isinstance(previous, dict) else []
+        record["earlier"] = [*earlier, previous]
     with atomic_file(path, "w") as f:
         f.write(json.dumps(record, indent=2, default=str) + "\n")
     return record
