@@ -209,8 +209,11 @@ def test_two_scripts_started_half_a_second_apart(tmp_path):
             "--batch-size", "32", "--out-dir", str(tmp_path), "--device", "cpu", "--no-plots"]
     first_err = tmp_path / "first.err"
     with first_err.open("w") as f:
+        # SIGINT at its default, so that Python turns it into KeyboardInterrupt even when
+        # this suite runs in the background (nohup, &), whose children inherit SIGINT ignored
         first = subprocess.Popen(base + ["--seed", "0", "--epochs", "100000"], cwd=REPO_ROOT,
-                                 env=env, stderr=f)
+                                 env=env, stderr=f,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600  # generous: guards against a hang, not a speed test
         while not (tmp_path / CKPT).exists():  # the first run is training (and holds its lock)
