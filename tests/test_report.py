@@ -621,7 +621,7 @@ def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     assert run_main(br.main, br.parse_args(args + ["--readme", str(readme)])) == 0
     written = readme.read_text()
     assert written.startswith("# title\n\nbefore\n") and written.endswith("\nafter\n")
-    assert "old answer" not in written and "- **mnist** (full setting" in written
+    assert "old answer" not in written and "- **mnist**, one code per image" in written
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 0
     assert "up to date" in capsys.readouterr().err
 
