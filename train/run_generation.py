@@ -27,8 +27,6 @@ configuration) and the first seed's sample grids in <results-dir>/figures/.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ from utils.errors import UserError
 from utils.results import (append_generation_row, config_hash, finished_generation_keys,
                            row_key, write_generation_summary)
 from utils.runlock import run_lock
-from utils.runtime import ensure_output_dirs, pick_device, write_run_record
+from utils.runtime import atomic_file, ensure_output_dirs, pick_device, write_run_record
 
 QUANTIZED = [m.name for m in vocab.methods() if m.quantized]
 DEFAULT_METHODS = ["vqvae-conv", "kmeans-conv", "geodesic-conv", "vqvae-global", "kmeans-vae",
@@ -209,9 +207,8 @@ def publish_grid(metrics: dict, target: Path) -> None:
     """Copy the prior's sample grid (PNG and PDF) to the results figures."""
     for shown in metrics.get("sample_grid", []):
         src = Path(shown)
-        tmp = target.with_name(f".{target.name}{src.suffix}.tmp{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target.with_suffix(src.suffix))
+        with atomic_file(target.with_suffix(src.suffix), "wb") as f:
+            f.write(src.read_bytes())
 
 
 # --- the sweep ---------------------------------------------------------------------------
