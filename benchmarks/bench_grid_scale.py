@@ -1,7 +1,8 @@
 """Geodesic k-medoids at latent-grid scale: approximate k-NN graph, collapsed duplicates, against CLARA.
 
     python benchmarks/bench_grid_scale.py [--n-images 60000] [--clusters 512] [--prefix 300000]
-        [--clara-samples 5] [--clara-size 20000] [--no-exact] [--quick] [--out benchmarks/results/grid_scale.csv]
+        [--clara-samples 5] [--clara-size 20000] [--threads 2] [--no-exact] [--quick]
+        [--out benchmarks/results/grid_scale.csv]
 
 Data, a stand-in for a conv encoder's 7x7 latent grid (the ``data`` column
 says so): 8x8 patches at stride 4 of the first --n-images Fashion-MNIST
@@ -68,6 +69,8 @@ def parse_args(argv=None):
                    help="skip the exact scikit-learn graph of the prefix (the reference route, ~2 min at 300k)")
     p.add_argument("--no-full", action="store_true", help="skip the graph and fit of all vectors (and CLARA)")
     p.add_argument("--seed", type=int, default=0, help="seed of k-medoids, of CLARA's samples and of FasterPAM")
+    p.add_argument("--threads", type=int, default=2,
+                   help="faiss threads of the HNSW graph (NeighborIndex's default is 1: the same graph every run)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 2,000 images, K 64, prefix 30,000, 2 CLARA samples of 3,000, "
                         "written to grid_scale_quick.csv")
@@ -77,8 +80,9 @@ def parse_args(argv=None):
     if args.quick:
         args.n_images, args.clusters, args.prefix = 2000, 64, 30000
         args.clara_samples, args.clara_size = 2, 3000
-    if min(args.n_images, args.clusters, args.n_neighbors) < 1 or args.prefix < 0 or args.clara_samples < 0:
-        p.error("--n-images, --clusters and --n-neighbors must be >= 1, --prefix and --clara-samples >= 0")
+    if min(args.n_images, args.clusters, args.n_neighbors, args.threads) < 1 or min(args.prefix,
+                                                                                   args.clara_samples) < 0:
+        p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix and --clara-samples >= 0")
     if args.out is None:
         args.out = Path("benchmarks/results") / ("grid_scale_quick.csv" if args.quick else "grid_scale.csv")
     return args
@@ -140,7 +144,7 @@ def _repair(graph, points):
     return repaired, n_components
 
 
-def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str) -> dict:
+def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str, threads: int = 1) -> dict:
     """NeighborIndex (duplicates collapsed) + connect_components; saves graph, counts and points."""
     import scipy.sparse as sp
 
@@ -148,10 +152,11 @@ def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str) 
 
     Z = np.load(z_path, mmap_mode="r")[:n_points]
     clock = _Clock()
-    index = NeighborIndex(np.ascontiguousarray(Z), k, method=method)
+    index = NeighborIndex(np.ascontiguousarray(Z), k, method=method, n_threads=threads)
     graph, n_components = _repair(index.graph(), index.points_)
     out = clock.read()
-    out.update(method=index.method_, n_nodes=len(index.points_), n_components=n_components, peak_mb=_peak_mb(),
+    out.update(method=index.method_ + (f", {threads} threads" if index.method_ == "hnsw" else ""),
+               n_nodes=len(index.points_), n_components=n_components, peak_mb=_peak_mb(),
                recall_at_10=round(sample_recall(index, 1000), 4))
     sp.save_npz(out_path, graph, compressed=False)
     np.savez(out_path + ".nodes.npz", counts=index.counts_, inverse=index.inverse_, points=index.points_)
@@ -261,7 +266,8 @@ def main(args):
         print(f"stand-in: {n} vectors of dimension 16", flush=True)
         if args.prefix:
             m = min(args.prefix, n)
-            pg = in_fresh_process(graph_child, z_path, m, k, "auto", os.path.join(tmp, "prefix.npz"))
+            pg = in_fresh_process(graph_child, z_path, m, k, "auto", os.path.join(tmp, "prefix.npz"),
+                                  args.threads)
             report("prefix graph", pg)
             rows.append(row("prefix_graph", m, pg))
             pf = in_fresh_process(kmedoids_child, os.path.join(tmp, "prefix.npz"), K, args.seed)
@@ -274,7 +280,7 @@ def main(args):
             save()
         if not args.no_full:
             full = os.path.join(tmp, "full.npz")
-            g = in_fresh_process(graph_child, z_path, n, k, "auto", full)
+            g = in_fresh_process(graph_child, z_path, n, k, "auto", full, args.threads)
             report("graph", g)
             rows.append(row("graph", n, g, note="target <= 180 s, recall@10 >= 0.9"))
             save()

@@ -86,4 +86,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    import sys
+
+    from utils.cli import run_main
+
+    sys.exit(run_main(main, parse_args()))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import dijkstra
 from sklearn.datasets import make_blobs, make_swiss_roll
 from sklearn.manifold import Isomap
 from sklearn.neighbors import kneighbors_graph
@@ -193,6 +194,56 @@ def test_pruned_search_matches_brute_force(roll):
         mine = cpos == i
         np.testing.assert_array_equal(np.sort(nodes[mine]), np.flatnonzero(D[x] < top2.d2))
         np.testing.assert_allclose(dist[mine], D[x, nodes[mine]], rtol=1e-12)
+
+
+def _with_duplicates(seed=3, n=300, dup=60):
+    """A k-NN graph of points where ``dup`` of them repeat others exactly (zero-length edges)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n - dup, 3))
+    X = np.vstack([X, X[rng.choice(n - dup, dup)]])
+    graph = connect_components(knn_graph(X, 6), X)
+    return graph, dijkstra(graph, directed=False)
+
+
+def test_pruned_search_with_zero_length_edges_and_sources_without_room():
+    """Duplicates (zero-length edges) and sources whose bound is 0 (they get nothing), against brute force."""
+    graph, D = _with_duplicates()
+    n = graph.shape[0]
+    rng = np.random.default_rng(4)
+    bound = D[rng.choice(n, 8, replace=False)].min(axis=0)  # 1-Lipschitz: distance to 8 nodes
+    g = gt._Graph(graph)
+    sources = rng.choice(n, 30, replace=False)
+    search = gt._PrunedSearch(g, 30)
+    cpos, nodes, dist = search.run(sources, bound)
+    assert np.all(np.diff(cpos) >= 0)
+    for i, x in enumerate(sources):
+        mine = cpos == i
+        expected = np.flatnonzero(D[x] < bound) if bound[x] > 0 else np.empty(0, dtype=np.int64)
+        np.testing.assert_array_equal(np.sort(nodes[mine]), expected)
+        np.testing.assert_allclose(dist[mine], D[x, nodes[mine]], rtol=1e-12, atol=1e-15)
+    # the scratch is clean again: a second run gives the same answer
+    again = search.run(sources, bound)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (cpos, nodes, dist)))
+
+
+def test_top2_with_duplicates_matches_brute_force():
+    graph, D = _with_duplicates(seed=5)
+    n = graph.shape[0]
+    medoids = np.random.default_rng(6).choice(n, 20, replace=False)
+    top2 = gt._Top2(gt._Graph(graph))
+    top2.reset(medoids)
+    ordered = np.sort(D[medoids], axis=0)
+    np.testing.assert_allclose(top2.d1, ordered[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(top2.d2, ordered[1], rtol=1e-12, atol=1e-15)
+    assert np.all(top2.s1 != top2.s2)
+
+
+def test_reordered_graph_is_the_same_graph_relabelled(roll):
+    _, graph, D = roll
+    g, order = gt._Graph(graph).reordered()
+    assert np.array_equal(np.sort(order), np.arange(graph.shape[0]))
+    np.testing.assert_allclose(dijkstra(g.csr, directed=True), D[np.ix_(order, order)], rtol=1e-12)
+    assert not np.array_equal(order, np.arange(graph.shape[0]))  # it did reorder
 
 
 def test_kmedoids_still_importable_from_graph_tools():

@@ -387,7 +387,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
                       n_swap_passes: int = 10, candidate_fraction: float = 1.0, candidates_per_cluster: int = 32,
                       batch_size: int | None = None, medoid_candidates: int = 16, tol: float = 1e-3,
                       max_search_entries: int = 2**27, seed_batch: int | None = None,
-                      max_swap_visits: int | None = 2**25, device=None,
+                      max_swap_visits: int | str | None = "auto", device=None,
                       verbose: bool = False) -> GeodesicKMedoidsResult:
     """k-medoids on the geodesic distance of a graph, without any N x N matrix.
 
@@ -441,13 +441,16 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     O(E) edges (plus ``medoid_candidates`` N for the cluster scores), a swap
     pass about ``min(candidate_fraction N, candidates_per_cluster K) x 2
     N/K x k`` edges, i.e. O(N k candidates_per_cluster) at most, and all
-    passes together at most ``max_swap_visits`` node visits (about 1.5 us
-    each on one core: the default 2^25 is ~50 s; it binds only at a few
-    10^5 nodes and more, e.g. about 2 full passes at 252,265 nodes and
-    K = 512). Memory is O(E + B N) with B = ``batch_size``, capped at
-    ``max_search_entries / N`` ((B, N) float64 and int32 scratch: 92 MB at
-    N = 60,000, K = 512; at most 1.6 GB) and dense blocks of at most 2^24
-    float64; nothing is N x N. Measured on 2 shared CPU cores
+    passes together at most ``max_swap_visits`` node visits (about 0.5-1 us
+    each on one core, compiled searches in :mod:`utils.graph_kernels`; the
+    default, the larger of 2^26 and 64 N, binds only from a few 10^5 nodes
+    on: at 252,265 nodes and K = 512 a full pass visits about 2 x 10^7, at
+    2,459,354 nodes about 1.3 x 10^8).
+    The graph is first put in reverse Cuthill-McKee order (neighbours at
+    nearby indices: 1.6x faster searches there). Memory is O(E + P) with P
+    the nodes one batch of searches visits (about B x 2 N/K, at most
+    ``max_search_entries``) and dense blocks of at most 2^24 float64;
+    nothing is N x N. Measured on 2 shared CPU cores
     (``benchmarks/results/geodesic.csv``): N = 60,000, d = 20, k = 10,
     K = 512: 15 s for graph and fit, 0.83 GB peak RSS (0.63 GB of it
     imports); N = 20,000: 2.3-2.8 s against 92 s and 9.8 GB for Isomap +
@@ -493,18 +496,21 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
         Stop the swap passes when one lowers the loss by less than this
         fraction.
     max_search_entries : int, default=2**27
-        Cap on the (batch, N) scratch of the pruned searches: the batch is
-        at most ``max_search_entries // N`` sources (12 bytes per entry,
-        1.6 GB at the cap; 54 sources at N = 2.46M).
+        Cap on ``batch x N``, the worst case of what one batch of pruned
+        searches returns (24 bytes per visited node; a search visits all N
+        only when there is no second medoid): the batch is at most
+        ``max_search_entries // N`` sources (54 at N = 2.46M).
     seed_batch : int, optional
         Medoids drawn per seeding round; default 1 (exact sequential
         k-medoids++) up to :data:`SEQUENTIAL_SEEDING_MAX_N` nodes, else
         ``max(1, K // 16)``.
-    max_swap_visits : int or None, default=2**25
+    max_swap_visits : int, "auto" or None, default="auto"
         Work cap of the swap phase, in (candidate, node) pairs visited by
         the pruned searches over all passes: the time/quality knob at
         millions of nodes. Deterministic (counts work, not seconds); 0 skips
-        the swaps, None removes the cap.
+        the swaps, None removes the cap, ``"auto"`` is ``max(2**26, 64 N)``:
+        measured on the grid stand-in (K = 512), about 3 passes at 252,265
+        nodes (graph and fit 80 s), one pass at 2,459,354 nodes.
     device : str or torch.device, optional
         Where the dense parts (cluster distance blocks, swap gains) run; CPU by
         default, e.g. ``"cuda"``. The graph searches always run on the CPU.
@@ -537,13 +543,19 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
         seed_batch = 1 if n <= SEQUENTIAL_SEEDING_MAX_N else max(1, n_clusters // 16)
     if seed_batch < 1:
         raise ValueError(f"seed_batch must be >= 1, got {seed_batch}.")
+    if isinstance(max_swap_visits, str):
+        if max_swap_visits != "auto":
+            raise ValueError(f"max_swap_visits must be an integer >= 0, 'auto' or None, got {max_swap_visits!r}.")
+        max_swap_visits = max(2**26, 64 * n)
     if max_swap_visits is not None and max_swap_visits < 0:
         raise ValueError(f"max_swap_visits must be >= 0 or None, got {max_swap_visits}.")
-    # the searches keep a (batch, N) scratch: cap it at max_search_entries
+    # one batch's searches return up to batch x N entries: cap that at max_search_entries
     batch_size = max(1, min(batch_size, n, max_search_entries // n))
     device = torch.device(device) if device is not None else torch.device("cpu")
     rng = np.random.default_rng(seed)
-    g = _Graph(graph)
+    # work in reverse Cuthill-McKee order (faster searches); map back at the end
+    g, order = _Graph(graph).reordered()
+    w = w[order]
     search = _PrunedSearch(g, batch_size=batch_size)
     clock, cpu_clock = time.perf_counter(), time.process_time()
 
@@ -593,10 +605,11 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     dist, _, src = dijkstra(g.csr, directed=True, indices=medoids, min_only=True, return_predecessors=True)
     slot_of = np.full(n, -1, dtype=np.int64)
     slot_of[medoids] = np.arange(n_clusters)
-    labels = slot_of[src]
-    distances = dist.astype(_out_dtype(graph), copy=False)
-    return GeodesicKMedoidsResult(medoids=medoids.astype(np.int64), labels=labels, distances=distances,
-                                  loss=float(w @ dist))
+    labels = np.empty(n, dtype=np.int64)
+    labels[order] = slot_of[src]
+    distances = np.empty(n, dtype=_out_dtype(graph))
+    distances[order] = dist
+    return GeodesicKMedoidsResult(medoids=order[medoids], labels=labels, distances=distances, loss=float(w @ dist))
 
 
 def _check_weights(weights, n: int) -> np.ndarray:
