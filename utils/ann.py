@@ -190,8 +190,10 @@ class NeighborIndex:
         0.975 on all 2,459,354 unique grid vectors.
     n_threads : int, optional, default=1
         OpenMP threads of faiss. One thread makes the HNSW graph independent
-        of thread timing (same input, same graph) and, on the shared 2-core
-        machine, was no slower than two; ``None`` uses faiss's default.
+        of thread timing (same input, same graph); more are faster on an
+        idle machine (all 2,940,000 grid stand-in vectors, graph and repair:
+        204 s on one thread, 118 s on two, same recall@10 0.941;
+        ``benchmarks/results/grid_scale.csv``). ``None`` uses faiss's default.
     seed : int, default=0
         Seed of HNSW's level draws.
 
