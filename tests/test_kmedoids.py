@@ -306,3 +306,22 @@ def test_swap_work_budget_stops_the_swaps(roll, capsys):
     np.testing.assert_allclose(small.distances, D[small.medoids].min(axis=0), rtol=1e-12)
     with pytest.raises(ValueError, match="max_swap_visits"):
         geodesic_kmedoids(graph, 3, max_swap_visits=-1)
+
+
+def test_auto_swap_budget_is_the_larger_of_2_26_and_64_n(roll, monkeypatch):
+    """'auto' is max(2**26, 64 N): spy on the budget the swap passes receive."""
+    _, graph, _ = roll
+    seen = []
+    real = km._swap_pass
+
+    def spy(*args, max_visits, **kwargs):
+        seen.append(max_visits)
+        return real(*args, max_visits=max_visits, **kwargs)
+
+    monkeypatch.setattr(km, "_swap_pass", spy)
+    auto = geodesic_kmedoids(graph, 30, seed=0)  # the default
+    assert seen[0] == float(max(2**26, 64 * graph.shape[0])) == float(2**26)
+    explicit = geodesic_kmedoids(graph, 30, seed=0, max_swap_visits=2**26)
+    np.testing.assert_array_equal(auto.medoids, explicit.medoids)
+    with pytest.raises(ValueError, match="'auto'"):
+        geodesic_kmedoids(graph, 3, max_swap_visits="many")
