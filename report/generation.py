@@ -114,8 +114,7 @@ def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False) 
     other opponents' verdicts in a word each."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
-    used = ", ".join(v.dataset_used)
-    ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
+    ran = T.ran_phrase(v.dataset, v.dataset_used)
     prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
     setting = "" if brief else f"{v.setting} setting, "
     head = (f"**{v.dataset}, generation**, {T.rate_phrase(v.contest)} ({setting}{ran}"

@@ -222,13 +222,25 @@ def opponent_clause(ov: OpponentVerdict, proposal: str, first: bool) -> str:
     return f"Against {ov.opponent}, {how}, {who} is {describe(ov, proposal)}."
 
 
+def ran_phrase(dataset: str, dataset_used) -> str:
+    """'ran on mnist-5k, ' when the dataset used is not the one asked, else ''."""
+    used = [str(d) for d in dataset_used]
+    return "" if used == [dataset] else f"ran on {', '.join(used)}, "
+
+
 def data_phrase(v: RateVerdict) -> str:
     """'full setting, 60000 / 10000 images, 3 seeds', with 'ran on mnist-5k, '
     when the dataset used is not the one asked."""
-    used = ", ".join(map(str, v.dataset_used))
-    ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
-    return (f"{v.setting} setting, {ran}{unique_text(v.n_train)} / {unique_text(v.n_test)} "
-            f"images, {plural(v.n_seeds, 'seed')}")
+    return (f"{v.setting} setting, {ran_phrase(v.dataset, v.dataset_used)}{unique_text(v.n_train)} / "
+            f"{unique_text(v.n_test)} images, {plural(v.n_seeds, 'seed')}")
+
+
+def collapse_caveat(v: RateVerdict, where_more: str = "") -> str:
+    """' Caveat: the codebook of ... collapsed to about one code.' ('' when none did)."""
+    if not v.collapsed:
+        return ""
+    where = join_words(f"{m} at {fmt_k_list(ks)}" for m, ks in v.collapsed.items())
+    return f" Caveat: the codebook of {where} collapsed to about one code{where_more}."
 
 
 def answer_item(v: RateVerdict) -> str:
@@ -245,10 +257,7 @@ def answer_item(v: RateVerdict) -> str:
     order = [v.main] + [b for b in v.against if b != v.main]
     text += " " + " ".join(opponent_clause(v.against[b], proposal, i == 0)
                            for i, b in enumerate(order))
-    if v.collapsed:
-        where = join_words(f"{m} at {fmt_k_list(ks)}" for m, ks in v.collapsed.items())
-        text += f" Caveat: the codebook of {where} collapsed to about one code (see Limitations)."
-    return text
+    return text + collapse_caveat(v, " (see Limitations)")
 
 
 def brief_item(v: RateVerdict) -> str:
@@ -258,8 +267,7 @@ def brief_item(v: RateVerdict) -> str:
     if not v.against:
         return answer_item(v)
     proposal = v.contest.proposal
-    used = ", ".join(map(str, v.dataset_used))
-    ran = "" if list(v.dataset_used) == [v.dataset] else f"ran on {used}, "
+    ran = ran_phrase(v.dataset, v.dataset_used)
     text = (f"**{v.dataset}**, {rate_phrase(v.contest)} ({ran}{plural(v.n_seeds, 'seed')}, "
             f"{fmt_k_range(v.ks)}): "
             f"**{v.answer}**. {opponent_clause(v.against[v.main], proposal, True)}")
@@ -269,10 +277,7 @@ def brief_item(v: RateVerdict) -> str:
     if others:
         text += " " + " ".join(f"Against the {b} ablation: {v.against[b].answer} "
                                f"({ABLATION_MEANING[v.against[b].answer]})." for b in others)
-    if v.collapsed:
-        where = join_words(f"{m} at {fmt_k_list(ks)}" for m, ks in v.collapsed.items())
-        text += f" Caveat: the codebook of {where} collapsed to about one code."
-    return text
+    return text + collapse_caveat(v)
 
 
 class ShortAnswer(NamedTuple):
@@ -284,7 +289,7 @@ class ShortAnswer(NamedTuple):
     note: str
 
 
-def answer_note(verdicts: list[RateVerdict]) -> str:
+def answer_note() -> str:
     """How better, worse, yes, no and the percentages are decided."""
     metrics = join_words(name(m) for m in ANSWER_METRICS)
     return (f"Each a-posteriori method is judged at its default cell ({default_cells_text()}); no "
@@ -322,7 +327,7 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                       "bits."]
     items += [item for _, frame, extra in present_extras(results, extras)
               for item in extra.answer(results, frame)]
-    return ShortAnswer(lead, items, answer_note(verdicts))
+    return ShortAnswer(lead, items, answer_note())
 
 
 def readme_block(answer: ShortAnswer, pdf: Path) -> str:
@@ -815,15 +820,17 @@ def cells_phrase(av: AblationVerdict) -> str:
                       for m, cells in av.cells.items())
 
 
-def ablation_item(av: AblationVerdict) -> str:
+def ablation_item(av: AblationVerdict, brief: bool = False) -> str:
     """The short-answer item of one group's ablation: the gap at the default
     cells, the share each factor closes, which explains most, and the label
-    metrics under decoder-aware geodesics (the best cells are in the section)."""
+    metrics under decoder-aware geodesics (the best cells are in the section).
+    ``brief`` (page 1, the README) leaves out the setting, the cell counts and
+    each factor's share (those stay in the ablation section)."""
     a, b = av.proposal.method, av.opponent.method
-    text = (f"**{av.dataset}, ablation** ({av.setting} setting, {cells_phrase(av)}, "
-            f"{fmt_k_range(av.ks)}, {seeds_phrase(av)}): at the default cells "
-            f"{gap_phrase(av.gap, a, b)} (beyond the spread {where_clear(av.gap)}).")
-    if av.factors:
+    where = "" if brief else f"{av.setting} setting, {cells_phrase(av)}, "
+    text = (f"**{av.dataset}, ablation** ({where}{fmt_k_range(av.ks)}, {seeds_phrase(av)}): at the "
+            f"default cells {gap_phrase(av.gap, a, b)} (beyond the spread {where_clear(av.gap)}).")
+    if av.factors and not brief:
         text += (" Switched alone, each factor closes this share of that gap: "
                  + "; ".join(factor_phrase(f, av) for f in av.factors) + ".")
     text += " " + most_sentence(av)
@@ -832,15 +839,8 @@ def ablation_item(av: AblationVerdict) -> str:
 
 
 def brief_ablation_item(av: AblationVerdict) -> str:
-    """Page 1's item of one group's ablation: the gap at the default cells, which
-    factor explains most of it, and the label metrics under decoder-aware
-    geodesics (each factor's share is in the ablation section)."""
-    a, b = av.proposal.method, av.opponent.method
-    text = (f"**{av.dataset}, ablation** ({fmt_k_range(av.ks)}, {seeds_phrase(av)}): at the default "
-            f"cells {gap_phrase(av.gap, a, b)} (beyond the spread {where_clear(av.gap)}). "
-            f"{most_sentence(av)}")
-    labels = labels_sentence(av)
-    return text + (" " + labels if labels else "")
+    """Page 1's item of one group's ablation (:func:`ablation_item`, brief)."""
+    return ablation_item(av, brief=True)
 
 
 def ablation_intro(av: AblationVerdict, record: dict) -> str:

@@ -62,6 +62,14 @@ def _pop(hd, hv, hs, size):
 
 
 @njit(cache=True, inline="always")
+def _push_grow(hd, hv, hs, size, d, v, s):
+    """:func:`_push`, first doubling the heap's arrays when full; returns (hd, hv, hs, size)."""
+    if size == hd.size:
+        hd, hv, hs = _grow(hd, size + 1), _grow(hv, size + 1), _grow(hs, size + 1)
+    return hd, hv, hs, _push(hd, hv, hs, size, d, v, s)
+
+
+@njit(cache=True, inline="always")
 def _grow(a, need):
     if need <= a.size:
         return a
@@ -126,9 +134,7 @@ def pruned_search(indptr, indices, weights, sources, bound, dist, where):
                 heap[j] = last
                 where[last] = j
             if m == out_p.size:
-                out_p = _grow(out_p, m + 1)
-                out_v = _grow(out_v, m + 1)
-                out_d = _grow(out_d, m + 1)
+                out_p, out_v, out_d = _grow(out_p, m + 1), _grow(out_v, m + 1), _grow(out_d, m + 1)
             out_p[m], out_v[m], out_d[m] = i, u, d
             m += 1
             for e in range(indptr[u], indptr[u + 1]):
@@ -200,11 +206,7 @@ def top2_search(indptr, indices, weights, d1, d2, s1, s2, prop_v, prop_d, prop_s
     for i in range(n_prop):
         u, nd, s = prop_v[i], prop_d[i], prop_s[i]
         if _offer(d1, d2, s1, s2, u, nd, s):
-            if size == hd.size:
-                hd = _grow(hd, size + 1)
-                hv = _grow(hv, size + 1)
-                hs = _grow(hs, size + 1)
-            size = _push(hd, hv, hs, size, nd, u, s)
+            hd, hv, hs, size = _push_grow(hd, hv, hs, size, nd, u, s)
     settled = 0
     while size > 0:
         d, u, s, size = _pop(hd, hv, hs, size)
@@ -215,9 +217,5 @@ def top2_search(indptr, indices, weights, d1, d2, s1, s2, prop_v, prop_d, prop_s
             v = indices[e]
             nd = d + weights[e]
             if _offer(d1, d2, s1, s2, v, nd, s):
-                if size == hd.size:
-                    hd = _grow(hd, size + 1)
-                    hv = _grow(hv, size + 1)
-                    hs = _grow(hs, size + 1)
-                size = _push(hd, hv, hs, size, nd, v, s)
+                hd, hv, hs, size = _push_grow(hd, hv, hs, size, nd, v, s)
     return settled

@@ -320,9 +320,10 @@ class _Top2:
     """Distance to and slot (0..K-1) of the nearest and second-nearest medoid of every node.
 
     Maintained by a multi-source Dijkstra that keeps two labels per node
-    (:func:`utils.graph_kernels.top2_search`). Exactness rests on one fact: if medoid s is among the two nearest
-    of v, it is among the two nearest of every node u on a shortest s-v path
-    (otherwise two medoids would be closer to v than s through u). So
+    (:func:`utils.graph_kernels.top2_search`). Exactness rests on one fact: if
+    medoid s is among the two nearest of v, it is among the two nearest of
+    every node u on a shortest s-v path (otherwise two medoids would be closer
+    to v than s through u). So
     propagating only the two labels a node keeps loses nothing, and a search
     only goes where a new label enters somebody's top two.
     """
