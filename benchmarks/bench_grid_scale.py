@@ -1,7 +1,7 @@
 """Geodesic k-medoids at latent-grid scale: approximate k-NN graph, collapsed duplicates, against CLARA.
 
     python benchmarks/bench_grid_scale.py [--n-images 60000] [--clusters 512] [--prefix 300000]
-        [--clara-samples 5] [--clara-size 20000] [--threads 2] [--no-exact] [--quick]
+        [--clara-samples 5] [--clara-size 20000] [--threads 2] [--no-exact] [--conv-vae CKPT] [--quick]
         [--out benchmarks/results/grid_scale.csv]
 
 Data, a stand-in for a conv encoder's 7x7 latent grid (the ``data`` column
@@ -10,6 +10,8 @@ training images padded to 32x32 (49 patches per image, image by image), PCA
 to 16 dimensions fitted on every 20th patch. Exact duplicate patches are
 collapsed before the PCA and expanded after it, so duplicates stay
 bit-identical (60,000 images: 2,940,000 vectors, 2,459,354 unique).
+With ``--conv-vae CKPT``, the data are instead a trained conv VAE's own 7x7
+grid latent means of the training part (54,000 images, 2,646,000 vectors).
 
 Stages, each in a fresh child process forked from a fork server started
 before the data are loaded, so that its peak RSS (``ru_maxrss``) is its own;
@@ -33,7 +35,12 @@ includes waiting for the CPU, single-threaded CPU time does not):
   take 20,000 full-graph Dijkstra runs), ``kmedoids.fasterpam`` on it, and
   its medoids scored on the whole graph with one multi-source Dijkstra,
   weighted by multiplicity; the best of the samples is kept.
-* ``ratio`` rows: loss geodesic / CLARA, and prefix graph time exact / ours.
+* ``prefix_on_full``: the prefix fit's medoids scored on the whole graph
+  (one multi-source Dijkstra, weighted by multiplicity), against the fit on
+  all vectors: what fitting on a subsample of images costs in loss (the
+  comparison's ``--grid-fit-images``; ``--prefix 294000`` is its 6,000 images).
+* ``ratio`` rows: loss geodesic / CLARA, loss prefix fit / full fit, and
+  prefix graph time exact / ours.
 
 A run record (config, command line, git commit) is written beside the CSV.
 """
@@ -59,7 +66,9 @@ DATA_NOTE = ("Fashion-MNIST train 8x8 patches at stride 4 (padded to 32x32), PCA
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--n-images", type=int, default=60000, help="training images (49 vectors each)")
+    p.add_argument("--n-images", type=int, default=60000,
+                   help="training images (49 vectors each; with --conv-vae, counted before the validation "
+                        "part is held out)")
     p.add_argument("--clusters", type=int, default=512, help="number of medoids K")
     p.add_argument("--n-neighbors", type=int, default=10, help="k of the k-NN graph (all routes)")
     p.add_argument("--prefix", type=int, default=300000, help="vectors in the prefix run; 0 skips it")
@@ -68,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--no-exact", action="store_true",
                    help="skip the exact scikit-learn graph of the prefix (the reference route, ~2 min at 300k)")
     p.add_argument("--no-full", action="store_true", help="skip the graph and fit of all vectors (and CLARA)")
+    p.add_argument("--conv-vae", type=Path, default=None,
+                   help="a conv VAE checkpoint (train_vae.py --arch conv on fashion-mnist): use its 7x7 grid of "
+                        "latent means of the training split instead of the patch stand-in")
     p.add_argument("--seed", type=int, default=0, help="seed of k-medoids, of CLARA's samples and of FasterPAM")
     p.add_argument("--threads", type=int, default=2,
                    help="faiss threads of the HNSW graph (NeighborIndex's default is 1: the same graph every run)")
@@ -112,6 +124,22 @@ def grid_standin(n_images: int) -> np.ndarray:
     # transform each distinct patch once: duplicates then stay bit-identical after the PCA
     unique = pca.transform(pixels[first].astype(np.float32) / 255).astype(np.float32)
     return unique[inverse]
+
+
+def conv_vae_latents(checkpoint: Path, n_images: int) -> np.ndarray:
+    """(49 n, D) float32 grid latent means of a conv VAE on the first n images of
+    Fashion-MNIST's training part (the comparison's split: validation held out),
+    image-major like the comparison's ``fit_vectors``."""
+    import torch
+
+    from models.conv_net import grid_vectors
+    from train import train_vae
+    from utils.checkpoint import load_checkpoint, rebuild
+    from utils.datasets import load_dataset
+
+    vae = rebuild(load_checkpoint(checkpoint, "cpu"), train_vae.ARCHS["conv"], "cpu", checkpoint).eval()
+    images = load_dataset("fashion-mnist", "train", download=False, limit=n_images).images
+    return grid_vectors(torch.as_tensor(vae.latent_means(images))).numpy().astype(np.float32)
 
 
 # ----------------------------------------------------------------------------
@@ -190,6 +218,28 @@ def kmedoids_child(graph_path: str, K: int, seed: int) -> dict:
     return out
 
 
+def prefix_on_full_child(full_path: str, prefix_path: str, prefix_medoids) -> dict:
+    """Loss on the whole graph of medoids found on the prefix graph.
+
+    A prefix node is mapped to the first prefix vector it stands for, which
+    is also vector number ``i`` of the whole set, then to that vector's node
+    in the whole graph."""
+    import scipy.sparse as sp
+
+    from utils.kmedoids import kmedoids_loss
+
+    prefix_inverse = np.load(prefix_path + ".nodes.npz")["inverse"]
+    full = np.load(full_path + ".nodes.npz")
+    first_vector = np.full(prefix_inverse.max() + 1, -1, dtype=np.int64)
+    first_vector[prefix_inverse[::-1]] = np.arange(len(prefix_inverse))[::-1]  # first occurrence wins
+    medoid_nodes = full["inverse"][first_vector[np.asarray(prefix_medoids)]]
+    clock = _Clock()
+    loss = kmedoids_loss(sp.load_npz(full_path), medoid_nodes, full["counts"])
+    out = clock.read()
+    out.update(peak_mb=_peak_mb(), loss=loss)
+    return out
+
+
 def clara_child(graph_path: str, K: int, k: int, n_samples: int, size: int, seed: int) -> dict:
     """CLARA with FasterPAM on the exact geodesics of each subsample's own k-NN graph."""
     import kmedoids
@@ -225,9 +275,16 @@ def clara_child(graph_path: str, K: int, k: int, n_samples: int, size: int, seed
 
 
 # ----------------------------------------------------------------------------
+def data_note(args) -> str:
+    if args.conv_vae is None:
+        return DATA_NOTE
+    return (f"Fashion-MNIST train (validation part held out) 7x7 grid latent means of the conv VAE "
+            f"{args.conv_vae.name}")
+
+
 def row(stage, n_points, result=None, **fields) -> dict:
     out = {c: "" for c in COLUMNS}
-    out.update(stage=stage, n_points=n_points, data=DATA_NOTE)
+    out.update(stage=stage, n_points=n_points)
     for key in COLUMNS:
         if result is not None and key in result:
             out[key] = result[key]
@@ -255,11 +312,13 @@ def main(args):
     rows = []
 
     def save():
+        for r in rows:
+            r["data"] = data_note(args)
         write_csv(args.out, rows)
 
     with tempfile.TemporaryDirectory() as tmp:
         z_path = os.path.join(tmp, "Z.npy")
-        Z = grid_standin(args.n_images)
+        Z = grid_standin(args.n_images) if args.conv_vae is None else conv_vae_latents(args.conv_vae, args.n_images)
         n = len(Z)
         np.save(z_path, Z)
         del Z
@@ -289,6 +348,15 @@ def main(args):
             rows.append(row("kmedoids", n, f, n_nodes=g["n_nodes"], K=K, method="geodesic, weighted",
                             note="target <= 900 s, peak <= 8 GB"))
             save()
+            if args.prefix:
+                pof = in_fresh_process(prefix_on_full_child, full, os.path.join(tmp, "prefix.npz"),
+                                       pf["medoids"])
+                report("prefix medoids on the whole graph", pof)
+                rows.append(row("prefix_on_full", n, pof, n_nodes=g["n_nodes"], K=K,
+                                method=f"medoids fitted on the first {m} vectors", note="scoring time only"))
+                rows.append(row("ratio", n, K=K, method="loss prefix fit / full fit, on the whole graph",
+                                ratio=round(pof["loss"] / f["loss"], 4)))
+                save()
             if args.clara_samples:
                 c = in_fresh_process(clara_child, full, K, k, args.clara_samples, args.clara_size, args.seed)
                 report("clara", c)
@@ -310,7 +378,7 @@ def main(args):
                             note=f"CPU seconds ratio {e['cpu_seconds'] / max(pg['cpu_seconds'], 1e-9):.2f}"))
             save()
     save()
-    write_run_record(args.out.with_suffix(".json"), args, data=DATA_NOTE, cpu_count=os.cpu_count(),
+    write_run_record(args.out.with_suffix(".json"), args, data=data_note(args), cpu_count=os.cpu_count(),
                      load_average=os.getloadavg())
     print(f"\n-> {args.out}")
     return rows

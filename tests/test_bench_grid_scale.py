@@ -1,0 +1,51 @@
+"""The grid-scale benchmark's subsample-fit stage maps prefix medoids to the right nodes."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import bench_grid_scale as bench  # noqa: E402
+
+
+def _data(seed=0):
+    """(400, 3) points with many exact duplicates, in an order where the prefix has its own node ids."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(150, 3)).astype(np.float32)
+    return base[rng.integers(0, 150, size=400)]
+
+
+def test_prefix_medoids_are_scored_on_the_same_vectors(tmp_path):
+    Z = _data()
+    z_path = str(tmp_path / "Z.npy")
+    np.save(z_path, Z)
+    prefix, full = str(tmp_path / "prefix.npz"), str(tmp_path / "full.npz")
+    bench.graph_child(z_path, 160, 5, "exact", prefix)
+    bench.graph_child(z_path, len(Z), 5, "exact", full)
+    prefix_points = np.load(prefix + ".nodes.npz")["points"]
+    medoids = np.array([0, 7, 31, len(prefix_points) - 1])
+
+    out = bench.prefix_on_full_child(full, prefix, medoids)
+
+    # brute force: find each medoid's vector among the full graph's nodes by value
+    nodes = np.load(full + ".nodes.npz")
+    full_points, counts = nodes["points"], nodes["counts"]
+    by_value = [int(np.flatnonzero((full_points == prefix_points[m]).all(axis=1))[0]) for m in medoids]
+    D = dijkstra(sp.load_npz(full), directed=False, indices=by_value)
+    assert np.isclose(out["loss"], float((counts * D.min(axis=0)).sum()))
+
+
+def test_prefix_equal_to_whole_set_gives_the_full_fit_loss(tmp_path):
+    Z = _data(1)
+    z_path = str(tmp_path / "Z.npy")
+    np.save(z_path, Z)
+    prefix, full = str(tmp_path / "prefix.npz"), str(tmp_path / "full.npz")
+    bench.graph_child(z_path, len(Z), 5, "exact", prefix)
+    bench.graph_child(z_path, len(Z), 5, "exact", full)
+    fit = bench.kmedoids_child(prefix, 6, 0)
+    assert np.isclose(bench.prefix_on_full_child(full, prefix, fit["medoids"])["loss"], fit["loss"])
