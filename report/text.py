@@ -78,9 +78,10 @@ def fmt_k_list(ks) -> str:
 
 
 def fmt_k_range(ks) -> str:
-    """'K = 16 to 512' (or 'K = 16' for one value)."""
+    """'K = 16 to 512' for three values or more; 'K = 64, 512' or 'K = 16' for fewer
+    (a range of two would suggest the K between them were run)."""
     ks = sorted(int(k) for k in ks)
-    return f"K = {ks[0]}" if len(ks) == 1 else f"K = {ks[0]} to {ks[-1]}"
+    return fmt_k_list(ks) if len(ks) <= 2 else f"K = {ks[0]} to {ks[-1]}"
 
 
 def fmt_mean_std(mean: float, std: float) -> str:

@@ -745,3 +745,9 @@ def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
         warnings.simplefilter("ignore")  # committed files may predate config_id
         code = run_main(br.main, br.parse_args(["--check-readme", "README.md"]))
     assert code == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ks, expected", [([512], "K = 512"), ([512, 64], "K = 64, 512"),
+                                          ([256, 16, 64], "K = 16 to 256")])
+def test_k_range_names_two_values_rather_than_a_range(ks, expected):
+    assert text.fmt_k_range(ks) == expected
