@@ -228,10 +228,8 @@ def prefix_on_full_child(full_path: str, prefix_path: str, prefix_medoids) -> di
 
     from utils.kmedoids import kmedoids_loss
 
-    prefix_inverse = np.load(prefix_path + ".nodes.npz")["inverse"]
+    _, first_vector = np.unique(np.load(prefix_path + ".nodes.npz")["inverse"], return_index=True)
     full = np.load(full_path + ".nodes.npz")
-    first_vector = np.full(prefix_inverse.max() + 1, -1, dtype=np.int64)
-    first_vector[prefix_inverse[::-1]] = np.arange(len(prefix_inverse))[::-1]  # first occurrence wins
     medoid_nodes = full["inverse"][first_vector[np.asarray(prefix_medoids)]]
     clock = _Clock()
     loss = kmedoids_loss(sp.load_npz(full_path), medoid_nodes, full["counts"])
@@ -311,9 +309,11 @@ def main(args):
     K, k = args.clusters, args.n_neighbors
     rows = []
 
+    note = data_note(args)
+
     def save():
         for r in rows:
-            r["data"] = data_note(args)
+            r["data"] = note
         write_csv(args.out, rows)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -378,7 +378,7 @@ def main(args):
                             note=f"CPU seconds ratio {e['cpu_seconds'] / max(pg['cpu_seconds'], 1e-9):.2f}"))
             save()
     save()
-    write_run_record(args.out.with_suffix(".json"), args, data=data_note(args), cpu_count=os.cpu_count(),
+    write_run_record(args.out.with_suffix(".json"), args, data=note, cpu_count=os.cpu_count(),
                      load_average=os.getloadavg())
     print(f"\n-> {args.out}")
     return rows

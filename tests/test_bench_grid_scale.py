@@ -14,7 +14,7 @@ import bench_grid_scale as bench  # noqa: E402
 
 
 def _data(seed=0):
-    """(400, 3) points with many exact duplicates, in an order where the prefix has its own node ids."""
+    """(400, 3) points with many exact duplicates (a prefix holds only some of the distinct ones)."""
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(150, 3)).astype(np.float32)
     return base[rng.integers(0, 150, size=400)]
