@@ -49,6 +49,8 @@ SETTINGS = {
     "after-beta-0.25": ["--beta", "0.25"],
     "after-dead-decay-0.5": ["--dead-decay", "0.5"],
     "after-dead-decay-0.8": ["--dead-decay", "0.8"],
+    "after-batch-64": ["--batch-size", "64"],
+    "after-batch-32": ["--batch-size", "32"],
 }
 COLUMNS = ["dataset", "arch", "K", "setting", "test_usage", "test_perplexity", "test_mse",
            "seconds", "usage_ceiling", "flags"]
