@@ -16,7 +16,7 @@ COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 # A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
 resume_if = $(if $(wildcard $(1)),--resume)
 
-.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation report test bench bench-grid clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation kl-weight report test bench bench-grid clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -80,6 +80,15 @@ ABLATION := --dataset fashion-mnist --codebook-sizes 16 64 256 --seeds 0 1 2 \
 ablation: $(STAMP)  ## the fair-fight ablation on full Fashion-MNIST (K 16 64 256, 3 seeds, every cell, with vqvae-global) -> experiments/results, report/report.pdf
 	$(PY) train/run_comparison.py $(ABLATION) --device $(DEVICE)
 	$(PY) report/build_report.py
+
+KL_WEIGHTS ?= 0.1 0.01
+KL_SWEEP := --dataset fashion-mnist --methods vae-conv kmeans-conv geodesic-conv --codebook-sizes 64 512 \
+	--seeds $(SEEDS) --epochs $(EPOCHS) --conv-epochs 3 --grid-fit-images 6000 --no-figures
+kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS, Fashion-MNIST, as the published grid rows) -> experiments/results/kl_weight/
+	for beta in $(KL_WEIGHTS); do \
+		$(PY) train/run_comparison.py $(KL_SWEEP) --vae-kl-weight $$beta \
+			--results-dir experiments/results/kl_weight/beta-$$beta --device $(DEVICE) || exit 1; \
+	done
 
 report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results
 	$(PY) report/build_report.py

@@ -111,6 +111,17 @@ def test_elbo_total_is_bce_plus_kld(small):
     assert total.item() == pytest.approx(bce.item() + kld.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.1, 2.5])
+def test_kl_weight_scales_only_the_kl_term(small, beta):
+    """The beta-VAE objective: bce + beta * kld, with both terms unweighted."""
+    logits, x, mu, logvar = small
+    total, bce, kld = elbo_loss(logits, x, mu, logvar, kl_weight=beta)
+    assert bce.item() == pytest.approx(bce_reference(logits, x), rel=1e-5)
+    assert kld.item() == pytest.approx(kld_reference(mu, logvar), rel=1e-5)
+    assert total.item() == pytest.approx(bce_reference(logits, x) + beta * kld_reference(mu, logvar),
+                                         rel=1e-5)
+
+
 def test_elbo_sums_over_the_batch(small):
     logits, x, mu, logvar = small
     one = elbo_loss(logits, x, mu, logvar)

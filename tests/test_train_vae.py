@@ -187,7 +187,8 @@ def test_resume_at_the_target_epoch_changes_nothing(copy_of_run2):
 
 @pytest.mark.parametrize("flag,value,key", [("--lr", "0.01", "lr"), ("--seed", "3", "seed"),
                                             ("--latent-dim", "5", "latent_dim"),
-                                            ("--batch-size", "32", "batch_size")])
+                                            ("--batch-size", "32", "batch_size"),
+                                            ("--kl-weight", "0.5", "kl_weight")])
 def test_resume_with_other_settings_is_a_clear_error(copy_of_run2, capsys, flag, value, key):
     ckpt = copy_of_run2 / CKPT_NAME
     before = ckpt.read_bytes()
@@ -197,6 +198,40 @@ def test_resume_with_other_settings_is_a_clear_error(copy_of_run2, capsys, flag,
     assert len(lines) == 1 and f"{key}=" in lines[0] and value in lines[0] and str(ckpt) in lines[0]
     assert ckpt.read_bytes() == before
     assert len(read_log(copy_of_run2)) == 2
+
+
+def test_a_checkpoint_from_before_kl_weight_resumes_as_kl_weight_one(copy_of_run2, capsys):
+    """Checkpoints written before --kl-weight existed hold no kl_weight: they were
+    trained on the plain -ELBO, so they resume at the default 1 and refuse another."""
+    path = copy_of_run2 / CKPT_NAME
+    ck = load_ckpt(copy_of_run2)
+    del ck["config"]["kl_weight"]
+    torch.save(ck, path)
+    assert run_main(main, vae_args(copy_of_run2, "--resume", "--kl-weight", "0.5", epochs=3)) == 2
+    assert "kl_weight=1.0" in error_lines(capsys.readouterr().err)[0]
+    main(vae_args(copy_of_run2, "--resume", epochs=3))
+    assert load_ckpt(copy_of_run2)["epoch"] == 3
+
+
+def test_kl_weight_trains_on_the_beta_objective(run2, tmp_path):
+    """total_loss = bce + beta * kld in the log, and beta changes what is trained."""
+    main(vae_args(tmp_path, "--kl-weight", "0.1"))
+    rows = read_log(tmp_path)
+    for r in rows:
+        for prefix in ("", "val_"):
+            assert float(r[f"{prefix}total_loss"]) == pytest.approx(
+                float(r[f"{prefix}bce"]) + 0.1 * float(r[f"{prefix}kld"]), rel=1e-5)
+    assert load_ckpt(tmp_path)["config"]["kl_weight"] == 0.1
+    # less weight on the KL term: a larger KL term than the beta = 1 run of the same seed
+    assert float(rows[-1]["val_kld"]) > float(read_log(run2)[-1]["val_kld"])
+
+
+def test_kl_weight_must_be_a_finite_non_negative_number(tmp_path, capsys):
+    for bad in ("-1", "inf", "nan", "x"):
+        with pytest.raises(SystemExit) as e:
+            vae_args(tmp_path, "--kl-weight", bad)
+        assert e.value.code == 2
+        assert "--kl-weight" in capsys.readouterr().err
 
 
 def test_resume_without_a_checkpoint(tmp_path, capsys):
@@ -374,8 +409,8 @@ def deterministic_vae(VAE, tv):
     VAE.reparameterize = staticmethod(lambda mu, logvar: mu + 0 * logvar)
     make_step = tv.vae_step
 
-    def vae_step(model):
-        step = make_step(model)
+    def vae_step(model, kl_weight=1.0):
+        step = make_step(model, kl_weight)
         step.loss_reduction = "sum"
         return step
     tv.vae_step = vae_step

@@ -27,6 +27,7 @@ from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from utils.results import config_hash
 from utils.runtime import plain_config
+from utils.training import LATER_FLAGS
 
 # Flags of the training scripts that say where and how a run goes, not what it trains
 # (max_loss_ratio is a guard: it stops a diverged run and changes no finished one).
@@ -130,9 +131,12 @@ class SeedRun:
 
 def script_config(script, argv: list[str]) -> dict:
     """Every flag value the training script will run with (its parser's defaults
-    included), minus those that do not change the model: the cache key."""
+    included), minus those that do not change the model and the later flags at
+    the value that trains what came before them (utils.training.LATER_FLAGS):
+    the cache key."""
     cfg = plain_config(script.parse_args(argv))
-    return {k: v for k, v in cfg.items() if k not in NOT_CONFIG}
+    return {k: v for k, v in cfg.items()
+            if k not in NOT_CONFIG and not (k in LATER_FLAGS and v == LATER_FLAGS[k])}
 
 
 def cached_checkpoint(kind: str, work_dir, config: dict, ckpt_name: str) -> Path:
@@ -165,10 +169,13 @@ def common_argv(args, seed: int, epochs: int) -> list[str]:
 
 
 def vae_argv(args, seed, arch: str = "mlp") -> list[str]:
-    """The conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with."""
+    """The conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with;
+    every VAE with the sweep's --vae-kl-weight."""
+    beta = getattr(args, "vae_kl_weight", LATER_FLAGS["kl_weight"])
+    extra = [] if beta == LATER_FLAGS["kl_weight"] else ["--kl-weight", repr(beta)]
     if arch == "mlp":
-        return common_argv(args, seed, args.epochs)
-    return common_argv(args, seed, args.conv_epochs) + ["--arch", arch]
+        return common_argv(args, seed, args.epochs) + extra
+    return common_argv(args, seed, args.conv_epochs) + ["--arch", arch] + extra
 
 
 def vae_config(args, seed, arch: str = "mlp") -> dict:

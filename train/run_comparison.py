@@ -26,7 +26,7 @@ from train import comparison_methods as cm
 from utils import metrics
 from utils import methods as vocab
 from utils import paths
-from utils.cli import make_parser, positive_int, run_main, seed_int
+from utils.cli import make_parser, non_negative_float, positive_int, run_main, seed_int
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
                            row_key, upgrade, write_summary)
@@ -52,6 +52,9 @@ def sweep_parser(description: str, quick: dict = QUICK):
                    help="epochs of vqvae-conv (default: --epochs)")
     p.add_argument("--methods", nargs="+", default=list(vocab.METHOD_NAMES),
                    choices=vocab.METHOD_NAMES, help="methods to run")
+    p.add_argument("--vae-kl-weight", type=non_negative_float, default=1.0,
+                   help="beta of the KL term of every VAE the sweep trains (train_vae.py "
+                        "--kl-weight); 1 is the VAE of the published rows")
     p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
     p.add_argument("--edge-lengths", nargs="+", default=["latent"], choices=vocab.EDGE_LENGTHS,
                    help="ablation: geodesic edges measured in latent space or through the decoder")

@@ -22,7 +22,8 @@ from pathlib import Path
 from models.conv_vae import ConvVAE
 from models.vae import VAE
 from utils import distributed
-from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
+from utils.cli import (add_data_args, add_training_args, make_parser, non_negative_float,
+                       positive_int, run_main)
 from utils.metrics import elbo_loss
 from utils.paths import stage_paths, vae_stage
 from utils.training import fit, prefixed, prepare_training, run_epoch
@@ -30,7 +31,7 @@ from utils.training import fit, prefixed, prepare_training, run_epoch
 COLUMNS = ["epoch", "total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld",
            "seconds", "dataset"]
 # Flags that must match the checkpoint for --resume to continue the same run.
-RESUME_KEYS = ("dataset", "arch", "latent_dim", "batch_size", "lr", "seed", "limit")
+RESUME_KEYS = ("dataset", "arch", "latent_dim", "kl_weight", "batch_size", "lr", "seed", "limit")
 ARCHS = {"mlp": VAE, "conv": ConvVAE}
 # Latent width per architecture: d of the one-code VAE; D per grid position of the conv VAE
 # (benchmarks/bench_conv_vae.py, benchmarks/results/conv_vae_dim.csv).
@@ -46,6 +47,10 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=positive_int, default=None,
                    help=f"latent width (default {DEFAULT_LATENT_DIM}: d per image for mlp, D per "
                         f"grid position for conv)")
+    p.add_argument("--kl-weight", type=non_negative_float, default=1.0,
+                   help="beta of the KL term (Higgins et al. 2017): 1 trains on the negative "
+                        "ELBO; < 1 weighs reconstruction more, and the logged total_loss is "
+                        "then the beta objective, not the -ELBO")
     args = p.parse_args(argv)
     if args.latent_dim is None:
         args.latent_dim = DEFAULT_LATENT_DIM[args.arch]
@@ -58,12 +63,13 @@ def run_paths(out_dir: Path, dataset: str, arch: str = "mlp") -> dict[str, Path]
     return stage_paths(out_dir, vae_stage(arch), dataset)
 
 
-def vae_step(model: VAE | ConvVAE):
-    """The loss of one batch: the summed negative ELBO, and its terms per image."""
+def vae_step(model: VAE | ConvVAE, kl_weight: float = 1.0):
+    """The loss of one batch: the summed negative ELBO (its KL term weighted by
+    ``kl_weight``), and its terms per image."""
     def step(batch):
         (x,) = batch
         out = model(x)
-        total, bce, kld = elbo_loss(out.recon_logits, x, out.mu, out.logvar)
+        total, bce, kld = elbo_loss(out.recon_logits, x, out.mu, out.logvar, kl_weight)
         b = len(x)
         return total, {"total_loss": total / b, "bce": bce / b, "kld": kld / b}
     step.loss_reduction = "sum"  # the loss is summed over the batch (DDP averages shares by size)
@@ -75,7 +81,7 @@ def main(args):
     cls = ARCHS[args.arch]
     run = prepare_training(args, paths, lambda: cls(latent_dim=args.latent_dim), cls, RESUME_KEYS)
     model = run.model
-    step = vae_step(model)
+    step = vae_step(model, args.kl_weight)
     val_images = run.val.images.to(run.device)
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=step,
         evaluate=lambda: prefixed("val_", run_epoch(step, (val_images,), batch_size=1000,

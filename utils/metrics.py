@@ -29,14 +29,19 @@ def gaussian_kld_sum(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def elbo_loss(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
-              logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              logvar: torch.Tensor, kl_weight: float = 1.0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Negative ELBO of a Bernoulli-decoder VAE, summed over the batch.
 
-    Returns (total, bce, kld) with total = bce + kld, each a scalar tensor.
+    Returns (total, bce, kld) with total = bce + kl_weight * kld, each a scalar
+    tensor. kl_weight = 1 is the negative ELBO (Kingma & Welling 2014, eq. 10);
+    another value is the beta-VAE objective (Higgins et al. 2017, eq. 4, beta =
+    kl_weight), which is no longer a bound on -log p(x); bce and kld are the
+    unweighted terms either way.
     """
     bce = bce_sum(recon_logits, x)
     kld = gaussian_kld_sum(mu, logvar)
-    return bce + kld, bce, kld
+    return bce + kl_weight * kld, bce, kld
 
 
 def mse_sum(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

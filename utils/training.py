@@ -202,6 +202,14 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
         on_epoch_end(epoch, row)
 
 
+# Flags added to the training scripts after results were published, each with the
+# value that trains exactly what the scripts trained before the flag existed. At
+# that value the comparison leaves the flag out of its cache keys (so published
+# config ids and cached models stay valid: comparison_methods.script_config), and a
+# checkpoint written before the flag existed counts as made with it (--resume).
+LATER_FLAGS = {"kl_weight": 1.0}
+
+
 def start_or_resume(args, checkpoint: Path, build: Callable[[], torch.nn.Module], cls,
                     dataset_used: str, resume_keys: tuple[str, ...], device):
     """A new model from ``build()``, or with ``args.resume`` the model, optimizer
@@ -212,8 +220,9 @@ def start_or_resume(args, checkpoint: Path, build: Callable[[], torch.nn.Module]
     ckpt = load_checkpoint(checkpoint, device, hint="train without --resume first")
     stored = ckpt.get("config", {})
     for key in resume_keys:
-        if stored.get(key) != plain_config({key: getattr(args, key)})[key]:
-            raise CheckpointError(f"{checkpoint} was trained with {key}={stored.get(key)!r} but this "
+        was = stored.get(key, LATER_FLAGS.get(key))
+        if was != plain_config({key: getattr(args, key)})[key]:
+            raise CheckpointError(f"{checkpoint} was trained with {key}={was!r} but this "
                                   f"run has {key}={getattr(args, key)!r}; match it or drop --resume")
     if ckpt.get("dataset") != dataset_used:
         raise CheckpointError(f"{checkpoint} was trained on {ckpt.get('dataset')} but this run "
