@@ -353,7 +353,8 @@ class Extra(NamedTuple):
     """A results file beyond comparison.csv (e.g. the generation results).
 
     name : its section title.
-    path : ResultPaths -> the CSV it reads (e.g. ``lambda p: p.generation``).
+    path : ResultPaths -> the CSV it reads (e.g. ``lambda p: p.generation``), or a
+        folder its ``read`` collects.
     answer : (Results, its DataFrame) -> short-answer items (Markdown subset).
     details : (Results, its DataFrame, styles) -> reportlab flowables for the
         details pages (headings included), or None for none.
@@ -369,11 +370,11 @@ class Extra(NamedTuple):
 
 
 def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
-    """(path, frame, extra) of every Extra of ``extras`` whose CSV exists and has rows."""
+    """(path, frame, extra) of every Extra of ``extras`` whose CSV (or folder) exists and has rows."""
     out = []
     for extra in extras:
         path = extra.path(ResultPaths(results.root))
-        if path is None or not Path(path).is_file():
+        if path is None or not Path(path).exists():
             continue
         try:
             frame = extra.read(path)

@@ -82,14 +82,15 @@ def main(args):
     run = prepare_training(args, paths, lambda: cls(latent_dim=args.latent_dim), cls, RESUME_KEYS)
     model = run.model
     step = vae_step(model, args.kl_weight)
+    objective = "-ELBO" if args.kl_weight == 1 else f"BCE+{args.kl_weight:g}*KLD"
     val_images = run.val.images.to(run.device)
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=step,
         evaluate=lambda: prefixed("val_", run_epoch(step, (val_images,), batch_size=1000,
                                                     desc="val")),
         train_images=run.train.images.to(run.device), data=run.train, paths=paths,
         columns=COLUMNS, model_args=asdict(model.config),
-        summary=lambda r: (f"train -ELBO {r['total_loss']:.2f} (BCE {r['bce']:.2f}, "
-                           f"KLD {r['kld']:.2f}) | val -ELBO {r['val_total_loss']:.2f}"))
+        summary=lambda r: (f"train {objective} {r['total_loss']:.2f} (BCE {r['bce']:.2f}, "
+                           f"KLD {r['kld']:.2f}) | val {objective} {r['val_total_loss']:.2f}"))
     if not args.no_plots and distributed.context().main:
         from utils.plot import plot_vae_run
         for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root,

@@ -1,0 +1,241 @@
+"""The beta-VAE part of the report: is the conv VAE's KL term what costs the grid rate?
+
+At the grid rate the a-posteriori codes sit on their bound, the conv VAE's own
+reconstruction, which is about twice as far from the images as vqvae-conv's.
+``make kl-weight`` reruns the grid rows with VAEs trained on BCE + beta * KLD
+(Higgins et al. 2017; ``train/run_comparison.py --vae-kl-weight beta``), one
+results folder per beta under ``experiments/results/kl_weight/``. This module
+
+* reads those folders (:func:`read_kl_rows`), the beta of each from its run record;
+* puts them next to the beta = 1 rows and vqvae-conv of the main comparison
+  (:func:`kl_table_rows`), with report.verdicts' spread rule for "beyond the spread";
+* writes the short-answer item (:func:`answer`) and the section (:func:`details`).
+
+Every beta that was run is shown; none is chosen (the test split decides nothing).
+:data:`EXTRA` plugs it into report/build_report.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from reportlab.platypus import Paragraph
+
+from report import text as T
+from utils.paths import ResultPaths
+from utils.results import read_generation, read_results
+
+FOLDER = "kl_weight"
+GRID = ("geodesic-conv", "kmeans-conv")  # the proposal first
+BOUND, BASELINE = "vae-conv", "vqvae-conv"
+
+
+def folder_of(paths) -> Path:
+    """experiments/results/kl_weight (an Extra's ``path``)."""
+    return Path(paths.root) / FOLDER
+
+
+def run_beta(sub: Path) -> float | None:
+    """The --vae-kl-weight of the run records in ``sub`` (None without a record)."""
+    betas = {json.loads(p.read_text())["config"].get("vae_kl_weight", 1.0)
+             for p in sorted(sub.glob("comparison_*_run.json"))}
+    if len(betas) > 1:
+        raise ValueError(f"{sub} holds runs of several KL weights {sorted(betas)}; one per folder")
+    return float(betas.pop()) if betas else None
+
+
+def read_kl_rows(folder: Path) -> pd.DataFrame:
+    """The comparison rows of every ``beta-*`` folder, with a ``kl_weight`` column."""
+    frames = []
+    for sub in sorted(Path(folder).glob("beta-*")):
+        frame, beta = read_results(sub / "comparison.csv"), run_beta(sub)
+        if len(frame) and beta is not None:
+            frames.append(frame.assign(kl_weight=beta))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class Cell(NamedTuple):
+    """Mean and std over seeds of one metric, and the number of seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def beats(self, other: "Cell") -> bool:
+        """Lower beyond the spread: |mean_a - mean_b| > std_a + std_b (report.verdicts' rule)."""
+        return other.mean - self.mean > _std(self) + _std(other)
+
+
+def _std(c: Cell) -> float:
+    return 0.0 if not np.isfinite(c.std) else c.std
+
+
+def cell(rows: pd.DataFrame, metric: str = "test_mse") -> Cell | None:
+    if rows.empty:
+        return None
+    values = rows[metric].astype(float)
+    return Cell(values.mean(), values.std(), rows["seed"].nunique())
+
+
+def kl_table_rows(results, frame: pd.DataFrame, metric: str = "test_mse") -> tuple[list, dict]:
+    """(Ks, {(dataset, method, beta): {K: Cell}}) for the beta runs, the beta = 1
+    rows of the same datasets, methods and K from the main comparison, and
+    vqvae-conv (beta None). K 0 is the bound's one column."""
+    ks = sorted(int(k) for k in frame.loc[frame["method"] != BOUND, "K"].unique())
+    table: dict = {}
+    main = results.comparison
+    for dataset in frame["dataset"].unique():
+        for method in (*GRID, BOUND, BASELINE):
+            betas = sorted(frame.loc[(frame["dataset"] == dataset) & (frame["method"] == method),
+                                     "kl_weight"].unique(), reverse=True)
+            sources = [(None if method == BASELINE else 1.0, main)] + [(b, frame) for b in betas]
+            for beta, rows in sources:
+                sel = rows[(rows["dataset"] == dataset) & (rows["method"] == method)
+                           & (rows["setting"] == "full")]
+                if beta is not None and "kl_weight" in sel:
+                    sel = sel[sel["kl_weight"] == beta]
+                cells = {k: c for k in ([0] if method == BOUND else ks)
+                         if (c := cell(sel[sel["K"].astype(int) == k], metric)) is not None}
+                if cells:
+                    table[(dataset, method, beta)] = cells
+    return ks, table
+
+
+def beta_text(beta: float | None) -> str:
+    return "end to end" if beta is None else f"β = {beta:g}"
+
+
+def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False) -> str:
+    """What the beta runs say for one dataset, from the numbers."""
+    ks, table = kl_table_rows(results, frame[frame["dataset"] == dataset])
+    betas = sorted({b for (d, m, b) in table if m == GRID[0] and b is not None}, reverse=True)
+    base = table.get((dataset, BASELINE, None), {})
+    seeds = T.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
+                          if b not in (None, 1.0))
+    parts = []
+    for beta in betas:
+        geo, bound = table.get((dataset, GRID[0], beta), {}), table.get((dataset, BOUND, beta), {})
+        if not geo:
+            continue
+        vs = []
+        for k in ks:
+            if k in geo and k in base:
+                g, v = geo[k], base[k]
+                word = "better" if g.beats(v) else "worse" if v.beats(g) else "within the spread"
+                vs.append(f"K = {k} {g.mean:.4f} vs {v.mean:.4f} ({word})")
+        bound_text = f"bound {bound[0].mean:.4f}; " if 0 in bound else ""
+        parts.append(f"{beta_text(beta)}: {bound_text}{GRID[0]} vs {BASELINE}: " + ", ".join(vs))
+    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, "
+            f"{T.fmt_k_range(ks)}; test MSE): ")
+    if brief:
+        return head + "; ".join(parts) + "."
+    k_vs_geo = []
+    for beta in betas:
+        geo, km = table.get((dataset, GRID[0], beta), {}), table.get((dataset, GRID[1], beta), {})
+        worse = [k for k in ks if k in geo and k in km and km[k].beats(geo[k])]
+        better = [k for k in ks if k in geo and k in km and geo[k].beats(km[k])]
+        k_vs_geo.append(f"{beta_text(beta)}: geodesic better than k-means at "
+                        f"{T.fmt_k_list(better) if better else 'no K'}, worse at "
+                        f"{T.fmt_k_list(worse) if worse else 'no K'}")
+    return (head + "; ".join(parts) + ". Against k-means on the same latents, beyond the spread: "
+            + "; ".join(k_vs_geo) + ". Every β that was run is shown; none was chosen.")
+
+
+def answer(results, frame: pd.DataFrame) -> list[str]:
+    """The short-answer items (an Extra's ``answer``), brief."""
+    return [answer_item(results, frame, d, brief=True) for d in frame["dataset"].unique()]
+
+
+INTRO = ("At the grid rate the a-posteriori codes reach their bound, the conv VAE's own "
+         "reconstruction, and that bound is what loses to vqvae-conv. These rows retrain the conv "
+         "VAE on BCE + β·KLD (a β-VAE, Higgins et al. 2017) with β below 1, so that its latents "
+         "keep more of the image, and quantize them exactly as the published grid rows do (same "
+         "epochs, same fitting subsample); the β = 1 rows and vqvae-conv are the main comparison's. "
+         "Below 1 the objective is no longer an ELBO, which does not matter here: the VAE is only "
+         "the encoder and decoder the codes are fitted to. Test MSE, mean ± std over seeds.")
+
+
+def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
+    """(method, beta) x K of test MSE."""
+    from report.layout import FRAME_WIDTH, table
+
+    ks, rows = kl_table_rows(results, frame[frame["dataset"] == dataset])
+    head = ["method", "VAE", "seeds"] + [f"K = {k}" for k in ks]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    for (d, method, beta), cells in rows.items():
+        values = ([T.fmt_mean_std(cells[0].mean, cells[0].std)] + [""] * (len(ks) - 1)
+                  if method == BOUND else
+                  [T.fmt_mean_std(cells[k].mean, cells[k].std) if k in cells else "-" for k in ks])
+        n = T.unique_text(c.n for c in cells.values())
+        data.append([method + (" (bound, any K)" if method == BOUND else ""), beta_text(beta), n,
+                     *values])
+    fixed = [0.3, 0.14, 0.08]
+    free = (1 - sum(fixed)) / max(len(ks), 1)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+
+
+GEN_COLUMNS = (("prior_nll_bits", "prior NLL (bits)"), ("fid_samples", "sample FID"),
+               ("fid_recon", "recon. FID"))
+
+
+def generation_rows(results) -> pd.DataFrame:
+    """generation.csv of every ``beta-*`` folder (with ``kl_weight``), the main
+    generation.csv's beta = 1 rows of the same methods and K, and its vqvae-conv
+    rows (``kl_weight`` NaN); empty when no beta folder has priors."""
+    from report.generation import newest
+
+    folder = Path(results.root) / FOLDER
+    frames = []
+    for sub in sorted(folder.glob("beta-*")):
+        frame, beta = read_generation(sub / "generation.csv"), run_beta(sub)
+        if len(frame) and beta is not None:
+            frames.append(newest(frame).assign(kl_weight=beta))
+    if not frames:
+        return pd.DataFrame()
+    ours = pd.concat(frames, ignore_index=True)
+    main = newest(read_generation(ResultPaths(Path(results.root)).generation))
+    keys = set(zip(ours["dataset"], ours["K"]))
+    same = main[[k in keys for k in zip(main["dataset"], main["K"])]]
+    return pd.concat([same[same["method"].isin(ours["method"])].assign(kl_weight=1.0),
+                      same[same["method"] == BASELINE].assign(kl_weight=np.nan), ours],
+                     ignore_index=True)
+
+
+def generation_table(rows: pd.DataFrame, styles):
+    """(method, beta, K) x the prior's measures, mean ± std over seeds."""
+    from report.layout import FRAME_WIDTH, table
+
+    head = ["method", "VAE", "K", "seeds"] + [h for _, h in GEN_COLUMNS]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    for (method, beta, K), g in rows.groupby(["method", "kl_weight", "K"], sort=False, dropna=False):
+        data.append([method, beta_text(None if np.isnan(beta) else beta), str(int(K)),
+                     str(g["seed"].nunique()),
+                     *[T.fmt_mean_std(g[c].mean(), g[c].std()) for c, _ in GEN_COLUMNS]])
+    fixed = [0.22, 0.14, 0.08, 0.08]
+    free = (1 - sum(fixed)) / len(GEN_COLUMNS)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(GEN_COLUMNS)])
+
+
+def details(results, frame: pd.DataFrame, styles) -> list:
+    """The section: why, the sentence from the numbers, the table."""
+    from report.layout import para
+
+    story = [Paragraph("Grid rate with β-VAEs: is it the KL term?", styles["h1"]),
+             para(INTRO, styles["body"])]
+    for dataset in frame["dataset"].unique():
+        story += [Paragraph(dataset, styles["h2"]), para(answer_item(results, frame, dataset), styles["body"]),
+                  kl_table(results, frame, dataset, styles)]
+    gen = generation_rows(results)
+    if len(gen):
+        story += [Paragraph("Priors over the β-VAE codes", styles["h2"]),
+                  para("The same PixelCNN priors, samples and FIDs as the generation section, over "
+                       "the codes of the β-VAE rows above where they were run, next to the β = 1 "
+                       "rows and vqvae-conv of generation.csv.", styles["body"]),
+                  generation_table(gen, styles)]
+    return story
+
+
+EXTRA = T.Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows)

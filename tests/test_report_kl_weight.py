@@ -1,0 +1,118 @@
+"""report/kl_weight.py on hand-made result folders: the beta of each folder comes
+from its run record, the table's cells are pandas' mean and std over seeds, and
+the words follow the report's spread rule."""
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from report import kl_weight as KW
+from utils.paths import ResultPaths
+from utils.results import COLUMNS, append_row, read_results
+
+
+def row(method, K, seed, mse, config="c"):
+    return dict.fromkeys(COLUMNS, 0.0) | {
+        "dataset": "fashion-mnist", "setting": "full", "method": method, "K": K, "seed": seed,
+        "config_hash": f"{config}{seed}", "config_id": config, "edge_length": "", "code_vectors": "",
+        "decoder": "", "dataset_used": "fashion-mnist", "test_mse": mse}
+
+
+def beta_folder(root, beta, mses: dict):
+    """root/kl_weight/beta-<beta>/ with comparison.csv and a run record of --vae-kl-weight beta."""
+    sub = root / KW.FOLDER / f"beta-{beta}"
+    sub.mkdir(parents=True)
+    for (method, K), values in mses.items():
+        for seed, mse in enumerate(values):
+            append_row(sub / "comparison.csv", row(method, K, seed, mse, config=f"b{beta}"))
+    (sub / "comparison_fashion-mnist_full_run.json").write_text(
+        json.dumps({"config": {"vae_kl_weight": beta}}))
+    return sub
+
+
+@pytest.fixture
+def results(tmp_path):
+    main = [row("vqvae-conv", K, s, m) for K, ms in ((64, [0.0070, 0.0072, 0.0074]),
+                                                      (512, [0.0054, 0.0055, 0.0056]))
+            for s, m in enumerate(ms)]
+    main += [row("geodesic-conv", K, s, m) for K in (64, 512) for s, m in enumerate([0.014, 0.015, 0.016])]
+    beta_folder(tmp_path, 0.1, {("geodesic-conv", 64): [0.0060, 0.0061, 0.0062],   # beats 0.0072
+                                ("geodesic-conv", 512): [0.0050, 0.0056, 0.0062],  # inside the spread
+                                ("kmeans-conv", 64): [0.0070, 0.0071, 0.0072],
+                                ("kmeans-conv", 512): [0.0050, 0.0056, 0.0062],
+                                ("vae-conv", 0): [0.0040, 0.0042, 0.0044]})
+    return types.SimpleNamespace(comparison=pd.DataFrame(main), root=tmp_path)
+
+
+def test_the_folder_is_read_with_the_beta_of_its_run_record(results):
+    frame = KW.read_kl_rows(KW.folder_of(ResultPaths(results.root)))
+    assert set(frame["kl_weight"]) == {0.1} and len(frame) == 15
+    assert KW.read_kl_rows(results.root / "absent").empty
+
+
+def test_a_folder_with_two_betas_is_refused(results):
+    sub = results.root / KW.FOLDER / "beta-0.1"
+    (sub / "comparison_mnist_full_run.json").write_text(json.dumps({"config": {"vae_kl_weight": 0.5}}))
+    with pytest.raises(ValueError, match="several KL weights"):
+        KW.read_kl_rows(results.root / KW.FOLDER)
+
+
+def test_cells_are_mean_and_std_over_seeds(results):
+    frame = KW.read_kl_rows(results.root / KW.FOLDER)
+    ks, table = KW.kl_table_rows(results, frame)
+    assert ks == [64, 512]
+    raw = read_results(results.root / KW.FOLDER / "beta-0.1" / "comparison.csv")
+    for (method, K), g in raw.groupby(["method", "K"]):
+        c = table[("fashion-mnist", method, 0.1)][K]
+        assert c.mean == pytest.approx(np.mean(g["test_mse"]))
+        assert c.std == pytest.approx(np.std(g["test_mse"], ddof=1)) and c.n == 3
+    # beta = 1 comes from the main comparison, vqvae-conv as trained end to end (beta None)
+    assert table[("fashion-mnist", "geodesic-conv", 1.0)][64].mean == pytest.approx(0.015)
+    assert table[("fashion-mnist", "vqvae-conv", None)][512].mean == pytest.approx(0.0055)
+    assert ("fashion-mnist", "vae-conv", 1.0) not in table  # the main rows have no bound here
+
+
+def test_the_words_follow_the_spread_rule(results):
+    frame = KW.read_kl_rows(results.root / KW.FOLDER)
+    (item,) = KW.answer(results, frame)
+    assert "β = 0.1: bound 0.0042" in item
+    assert "geodesic-conv vs vqvae-conv: K = 64 0.0061 vs 0.0072 (better)" in item
+    assert "K = 512 0.0056 vs 0.0055 (within the spread)" in item
+    long = KW.answer_item(results, frame, "fashion-mnist")
+    assert "geodesic better than k-means at K = 64, worse at no K" in long
+    assert "β = 1: geodesic better than k-means at no K" in long
+
+
+def test_beats_is_the_sum_of_stds_rule():
+    a, b = KW.Cell(1.0, 0.1, 3), KW.Cell(1.25, 0.1, 3)
+    assert a.beats(b) and not b.beats(a)
+    assert not KW.Cell(1.0, 0.2, 3).beats(b)  # 0.25 < 0.2 + 0.1
+
+
+def gen_row(method, K, seed, fid, config="g"):
+    from utils.results import GENERATION_COLUMNS
+
+    return dict.fromkeys(GENERATION_COLUMNS, 0.0) | {
+        "dataset": "fashion-mnist", "setting": "full", "method": method, "K": K, "seed": seed,
+        "config_hash": f"{config}{seed}", "config_id": config, "dataset_used": "fashion-mnist",
+        "prior": "pixelcnn", "fid_samples": fid}
+
+
+def test_generation_rows_put_the_beta_priors_next_to_the_main_ones(results):
+    from utils.results import append_generation_row
+
+    sub = results.root / KW.FOLDER / "beta-0.1"
+    for s in range(2):
+        append_generation_row(sub / "generation.csv", gen_row("geodesic-conv", 512, s, 50.0 + s, "b"))
+        for method in ("geodesic-conv", "vqvae-conv", "kmeans-vae"):
+            append_generation_row(results.root / "generation.csv", gen_row(method, 512, s, 100.0 + s))
+        append_generation_row(results.root / "generation.csv", gen_row("geodesic-conv", 64, s, 9.0))
+    rows = KW.generation_rows(results)
+    got = {(m, "nan" if np.isnan(b) else b, K): list(g["fid_samples"])
+           for (m, b, K), g in rows.groupby(["method", "kl_weight", "K"], dropna=False)}
+    assert got == {("geodesic-conv", 0.1, 512): [50.0, 51.0], ("geodesic-conv", 1.0, 512): [100.0, 101.0],
+                   ("vqvae-conv", "nan", 512): [100.0, 101.0]}
