@@ -115,7 +115,7 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
     base = table.get((dataset, BASELINE, None), {})
     seeds = T.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
                           if b not in (None, 1.0))
-    parts = []
+    parts, words = [], []
     for beta in betas:
         geo, bound = table.get((dataset, GRID[0], beta), {}), table.get((dataset, BOUND, beta), {})
         if not geo:
@@ -126,10 +126,13 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
                 g, v = geo[k], base[k]
                 word = "better" if g.beats(v) else "worse" if v.beats(g) else "within the spread"
                 vs.append(f"K = {k} {g.mean:.4f} vs {v.mean:.4f} ({word})")
+                words.append(word)
         bound_text = f"bound {bound[0].mean:.4f}; " if 0 in bound else ""
         parts.append(f"{beta_text(beta)}: {bound_text}{GRID[0]} vs {BASELINE}: " + ", ".join(vs))
-    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, "
-            f"{T.fmt_k_range(ks)}; test MSE): ")
+    verdict = {"worse": "no", "better": "yes", "within the spread": "no clear difference"}
+    overall = verdict[words[0]] if words and len(set(words)) == 1 else "mixed"
+    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, {T.fmt_k_range(ks)}; test "
+            f"MSE): **{overall}**, {GRID[0]} against {BASELINE} at each β and K. ")
     if brief:
         return head + "; ".join(parts) + "."
     k_vs_geo = []
