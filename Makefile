@@ -82,13 +82,20 @@ ablation: $(STAMP)  ## the fair-fight ablation on full Fashion-MNIST (K 16 64 25
 	$(PY) report/build_report.py
 
 KL_WEIGHTS ?= 0.1 0.01
-KL_SWEEP := --dataset fashion-mnist --methods vae-conv kmeans-conv geodesic-conv --codebook-sizes 64 512 \
-	--seeds $(SEEDS) --epochs $(EPOCHS) --conv-epochs 3 --grid-fit-images 6000 --no-figures
-kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS, Fashion-MNIST, as the published grid rows) -> experiments/results/kl_weight/
+KL_GEN_WEIGHTS ?= 0.01
+KL_FLAGS := --dataset fashion-mnist --seeds $(SEEDS) --epochs $(EPOCHS) --conv-epochs 3 --grid-fit-images 6000
+kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS; priors at K=512 for KL_GEN_WEIGHTS), Fashion-MNIST -> experiments/results/kl_weight/, report
 	for beta in $(KL_WEIGHTS); do \
-		$(PY) train/run_comparison.py $(KL_SWEEP) --vae-kl-weight $$beta \
+		$(PY) train/run_comparison.py $(KL_FLAGS) --methods vae-conv kmeans-conv geodesic-conv \
+			--codebook-sizes 64 512 --no-figures --vae-kl-weight $$beta \
 			--results-dir experiments/results/kl_weight/beta-$$beta --device $(DEVICE) || exit 1; \
 	done
+	for beta in $(KL_GEN_WEIGHTS); do \
+		$(PY) train/run_generation.py $(KL_FLAGS) --methods kmeans-conv geodesic-conv \
+			--codebook-sizes 512 --vae-kl-weight $$beta \
+			--results-dir experiments/results/kl_weight/beta-$$beta --device $(DEVICE) || exit 1; \
+	done
+	$(PY) report/build_report.py
 
 report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results
 	$(PY) report/build_report.py
