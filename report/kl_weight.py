@@ -25,6 +25,7 @@ import pandas as pd
 from reportlab.platypus import Paragraph
 
 from report import text as T
+from report.verdicts import clear_difference
 from utils.paths import ResultPaths
 from utils.results import read_generation, read_results
 
@@ -65,12 +66,8 @@ class Cell(NamedTuple):
     n: int
 
     def beats(self, other: "Cell") -> bool:
-        """Lower beyond the spread: |mean_a - mean_b| > std_a + std_b (report.verdicts' rule)."""
-        return other.mean - self.mean > _std(self) + _std(other)
-
-
-def _std(c: Cell) -> float:
-    return 0.0 if not np.isfinite(c.std) else c.std
+        """Lower beyond the spread (report.verdicts.clear_difference)."""
+        return self.mean < other.mean and clear_difference(*self, *other)
 
 
 def cell(rows: pd.DataFrame, metric: str = "test_mse") -> Cell | None:

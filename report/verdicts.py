@@ -276,6 +276,12 @@ def values_by_k_seed(rows: pd.DataFrame, method: str, metric: str, ks) -> pd.Dat
     return sub
 
 
+def clear_difference(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float,
+                     n_b: int) -> bool:
+    """The report's rule: ``|mean_a - mean_b| > std_a + std_b``, with >= 2 seeds each."""
+    return bool(n_a >= 2 and n_b >= 2 and abs(mean_a - mean_b) > std_a + std_b)
+
+
 def compare_at_k(xa: pd.DataFrame, xb: pd.DataFrame, a: str, b: str, higher: bool) -> dict:
     """Two methods' per-seed values (columns seed, value) at one K: the means,
     the stds, the rule ``clear = |diff| > std_a + std_b`` (>= 2 seeds each) and
@@ -285,7 +291,7 @@ def compare_at_k(xa: pd.DataFrame, xb: pd.DataFrame, a: str, b: str, higher: boo
     diff = mean_a - mean_b
     sign = 1 if higher else -1
     better = a if sign * diff > 0 else b if sign * diff < 0 else "tie"
-    clear = bool(len(xa) >= 2 and len(xb) >= 2 and abs(diff) > std_a + std_b)
+    clear = clear_difference(mean_a, std_a, len(xa), mean_b, std_b, len(xb))
     paired = xa.merge(xb, on="seed", suffixes=("_a", "_b"))
     return {"mean_a": mean_a, "std_a": std_a, "mean_b": mean_b, "std_b": std_b,
             "n_a": len(xa), "n_b": len(xb), "diff": diff,

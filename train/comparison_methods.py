@@ -171,7 +171,7 @@ def common_argv(args, seed: int, epochs: int) -> list[str]:
 def vae_argv(args, seed, arch: str = "mlp") -> list[str]:
     """The conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with;
     every VAE with the sweep's --vae-kl-weight."""
-    beta = getattr(args, "vae_kl_weight", LATER_FLAGS["kl_weight"])
+    beta = args.vae_kl_weight
     extra = [] if beta == LATER_FLAGS["kl_weight"] else ["--kl-weight", repr(beta)]
     if arch == "mlp":
         return common_argv(args, seed, args.epochs) + extra
