@@ -24,6 +24,7 @@ from models.vae import VAE
 from models.vqvae import VQVAE
 from utils import methods as vocab
 from utils import paths
+from utils.ann import EXACT_BELOW
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from utils.results import config_hash
 from utils.runtime import plain_config
@@ -429,6 +430,50 @@ def method_config(args, name: str, K: int, seed: int, variant: dict) -> dict:
     """What identifies the row of method ``name`` at K, ``seed`` and ablation cell."""
     method = vocab.get(name)
     return {"method": name, "K": K, **BUILDERS[method.build].config(args, method, K, seed, variant)}
+
+
+# Parameters that joined the configs after the Fashion-MNIST ablation was published
+# (commit dabb13e), each with the value that computes what came before it: the VAE's
+# --arch "mlp" (the only VAE then); the quantizers' neighbour search and k-means
+# algorithm "auto", which below EXACT_BELOW fitted vectors are the exact k-NN and
+# scikit-learn's k-means those rows used (n_iter counts faiss iterations only).
+EARLIER_VAE = {"arch": "mlp"}
+EARLIER_QUANTIZER = {"neighbors": "auto", "exact_below": EXACT_BELOW, "algorithm": "auto",
+                     "n_iter": 50, "faiss_above": EXACT_BELOW}
+
+
+def _without(config: dict, later: dict) -> dict:
+    return {k: v for k, v in config.items() if not (k in later and v == later[k])}
+
+
+def earlier_config(args, name: str, K: int, seed: int, variant: dict, n_fit: int) -> dict | None:
+    """:func:`method_config` as it was spelled before the parameters of
+    :data:`EARLIER_VAE` and :data:`EARLIER_QUANTIZER` existed, when they are at the
+    values that compute what came before them and the quantizer is fitted on
+    ``n_fit`` < EXACT_BELOW vectors; None when no earlier spelling names the same
+    computation (or it is today's)."""
+    if n_fit >= EXACT_BELOW:
+        return None
+    method = vocab.get(name)
+    config = method_config(args, name, K, seed, variant)
+    if method.build == "vae":
+        earlier = _without(config, EARLIER_VAE)
+    elif method.build == "quantizer":
+        vae = vae_config(args, seed, method.options.get("vae", "mlp"))
+        earlier = {**config, "vae": config_hash(_without(vae, EARLIER_VAE)),
+                   "quantizer": _without(config["quantizer"], EARLIER_QUANTIZER)}
+    else:
+        return None
+    return earlier if earlier != config else None
+
+
+def fitted_vectors(args, name: str, n_train: int) -> int:
+    """How many vectors method ``name`` quantizes from ``n_train`` training images
+    (one per image, or a grid method's 49 per image of its first --grid-fit-images)."""
+    per_image = vocab.get(name).codes_per_image
+    if per_image <= 1:
+        return n_train
+    return per_image * min(n_train, args.grid_fit_images or n_train)
 
 
 def evaluate(run: SeedRun, name: str, K: int, variant: dict) -> Evaluated:

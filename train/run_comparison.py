@@ -29,7 +29,7 @@ from utils import paths
 from utils.cli import make_parser, non_negative_float, positive_int, run_main, seed_int
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
-                           row_key, upgrade, write_summary)
+                           rekey, row_key, upgrade, write_summary)
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
@@ -118,6 +118,44 @@ def row_identity(args, method: str, K: int, seed: int, variant: dict | None = No
             "config_id": config_hash(cm.method_config(args, method, K, 0, variant))}
 
 
+def earlier_identity(args, method: str, K: int, seed: int, variant: dict, n_train: int) -> dict | None:
+    """The key columns the same row had before later parameters joined its config
+    (:func:`train.comparison_methods.earlier_config`), or None."""
+    earlier = [cm.earlier_config(args, method, K, s, variant, cm.fitted_vectors(args, method, n_train))
+               for s in (seed, 0)]
+    if earlier[0] is None:
+        return None
+    return {**row_identity(args, method, K, seed, variant),
+            "config_hash": config_hash(earlier[0]), "config_id": config_hash(earlier[1])}
+
+
+def adopt_earlier_rows(args, n_train: int, done: set, results: Path) -> dict[str, str]:
+    """Rows of this sweep written under an earlier spelling of their config
+    (:func:`earlier_identity`) get today's ids in ``results``, so a rerun extends
+    them instead of starting a new configuration beside them; ``done`` learns the
+    new keys. Returns {earlier config_hash: today's} for the run record."""
+    new_ids, adopted = {}, {}
+    for seed in args.seeds:
+        for m in args.methods:
+            for K in vocab.get(m).codebook_sizes(args.codebook_sizes):
+                for v in cm.variants(args, m):
+                    ident = row_identity(args, m, K, seed, v)
+                    if row_key(ident) in done:
+                        continue
+                    old = earlier_identity(args, m, K, seed, v, n_train)
+                    if old is not None and row_key(old) in done:
+                        new_ids[row_key(old)] = (ident["config_hash"], ident["config_id"])
+                        adopted[old["config_hash"]] = ident["config_hash"]
+    if new_ids:
+        rekey(results, new_ids)
+        done.difference_update(new_ids)
+        done.update(row_key({**dict(zip(KEY, old)), "config_hash": new[0]})
+                    for old, new in new_ids.items())
+        print(f"{len(new_ids)} rows written before later parameters joined their config now "
+              f"carry today's config ids", file=sys.stderr)
+    return adopted
+
+
 def epochs_of(args, method: str) -> float:
     """Training epochs behind a method's row (of the VQ-VAE, else of the VAE): the
     conv models, end to end or not, train for --conv-epochs."""
@@ -181,15 +219,17 @@ def main(args):
 def run(args, device, out: paths.ResultPaths) -> None:
     """The sweep of ``main``, under the results folder's lock."""
     train, test = sweep_data(args)
-    record = out.run_record(args.dataset, args.setting)
-    write_run_record(record, args, keep_earlier=True, dataset=train.name, data_source=train.source,
-                     device=str(device), torch_threads=torch.get_num_threads())
-    print(f"comparison {args.dataset} ({train.name}), {args.setting}: methods "
-          f"{' '.join(args.methods)}, K {args.codebook_sizes}, seeds {args.seeds}, "
-          f"{args.epochs} epochs; config in {record}", file=sys.stderr)
     if upgrade(out.comparison):
         print(f"upgraded {out.comparison} to this version's columns", file=sys.stderr)
     done = finished_keys(out.comparison)
+    adopted = adopt_earlier_rows(args, len(train.labels), done, out.comparison)
+    record = out.run_record(args.dataset, args.setting)
+    write_run_record(record, args, keep_earlier=True, dataset=train.name, data_source=train.source,
+                     device=str(device), torch_threads=torch.get_num_threads(),
+                     **({"adopted_config_hashes": adopted} if adopted else {}))
+    print(f"comparison {args.dataset} ({train.name}), {args.setting}: methods "
+          f"{' '.join(args.methods)}, K {args.codebook_sizes}, seeds {args.seeds}, "
+          f"{args.epochs} epochs; config in {record}", file=sys.stderr)
     for seed in args.seeds:
         run_seed(args, seed, train, test, device, done, out.comparison)
     summary = write_summary(out.comparison, out.summary)

@@ -122,6 +122,25 @@ def write_summary(results: Path, out: Path) -> pd.DataFrame:
     return write_frame(summarize(read_results(results)), out)
 
 
+def rekey(path: Path, new_ids: dict[tuple, tuple[str, str]]) -> int:
+    """Give rows of comparison.csv today's ``config_hash`` and ``config_id``:
+    ``new_ids`` maps a row's :func:`row_key` to its new (config_hash, config_id).
+    Every other field is kept as written; the file is rewritten atomically.
+    Returns the number of rows changed."""
+    path = Path(path)
+    rows = csvlog.read_rows(path, text=sorted(TEXT_COLUMNS))
+    changed = 0
+    for row in rows:
+        key = tuple(str(int(float(row[k]))) if k in ("K", "seed") else row[k] for k in KEY)
+        new = new_ids.get(key)
+        if new is not None:
+            row["config_hash"], row["config_id"] = new
+            changed += 1
+    if changed:
+        csvlog.write_rows(path, csvlog.read_header(path), rows)
+    return changed
+
+
 def upgrade(path: Path) -> bool:
     """Rewrite a comparison.csv of an older version (without config_id or the
     variant columns) in today's columns, atomically; the missing values are the
