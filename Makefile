@@ -75,7 +75,7 @@ generation: $(STAMP)  ## the generative half (DATASET=...): PixelCNN / histogram
 
 ABLATION := --dataset fashion-mnist --codebook-sizes 16 64 256 --seeds 0 1 2 \
 	--methods vae-continuous kmeans-vae geodesic-vae vqvae-global --edge-lengths latent decoder \
-	--code-vectors medoid refined --decoders frozen finetuned
+	--code-vectors medoid refined --decoders frozen finetuned --no-figures
 
 ablation: $(STAMP)  ## the fair-fight ablation on full Fashion-MNIST (K 16 64 256, 3 seeds, every cell, with vqvae-global) -> experiments/results, report/report.pdf
 	$(PY) train/run_comparison.py $(ABLATION) --device $(DEVICE)

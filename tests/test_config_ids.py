@@ -71,3 +71,16 @@ def test_the_sweeps_vae_kl_weight_reaches_the_vae_and_its_rows():
         cell = (cm.variants(one, method) or [{}])[0] or None
         assert (rc.row_identity(one, method, K, 0, cell)["config_id"]
                 != rc.row_identity(tenth, method, K, 0, cell)["config_id"])
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
+def test_adopted_rows_carry_todays_ids_and_no_earlier_one_is_left(record):
+    """A run that gave published rows today's config ids (run_comparison.adopt_earlier_rows)
+    names them in its record; comparison.csv must hold the new hashes, not the old."""
+    newest = json.loads(record.read_text())
+    dataset = rc.parse_args(newest["argv"][1:]).dataset
+    hashes = {r["config_hash"] for r in published_rows(dataset)}
+    for run in [newest, *newest.get("earlier", [])]:
+        adopted = run.get("adopted_config_hashes", {})
+        assert set(adopted.values()) <= hashes
+        assert not set(adopted) & hashes

@@ -165,3 +165,67 @@ def test_a_run_of_grid_methods_only_draws_its_figures(tmp_path):
     figures = {p.name for p in (tmp_path / "r" / "figures").glob("*.png")}
     assert "reconstructions_mnist-5k_full.png" in figures and "usage_mnist-5k_full.png" in figures
     assert "codebooks_mnist-5k_full.png" not in figures
+
+
+def _spelled_before_later_params(args, method, K, seed, variant):
+    """The config a row had at commit dabb13e, written out by hand: today's minus the
+    VAE's arch and the quantizers' neighbour-search and k-means-algorithm parameters."""
+    config = cm.method_config(args, method, K, seed, variant)
+    drop_vae = lambda c: {k: v for k, v in c.items() if k != "arch"}  # noqa: E731
+    if method == "vae-continuous":
+        return drop_vae(config)
+    later = {"geodesic-vae": {"neighbors", "exact_below"},
+             "kmeans-vae": {"algorithm", "n_iter", "faiss_above"}}[method]
+    assert later <= set(config["quantizer"])
+    return {**config, "vae": rc.config_hash(drop_vae(cm.vae_config(args, seed))),
+            "quantizer": {k: v for k, v in config["quantizer"].items() if k not in later}}
+
+
+def test_rows_written_before_later_parameters_are_adopted_not_redone(tiny_run, tmp_path, monkeypatch):
+    """A published sweep stays resumable when parameters join the configs later: its rows
+    get today's ids (every other field as written) and nothing is recomputed."""
+    root, args = tiny_run
+    today = (root / "res" / "comparison.csv").read_text()
+    res = tmp_path / "res"
+    res.mkdir()
+    old = pd.read_csv(root / "res" / "comparison.csv", dtype=str, keep_default_na=False)
+    adopted = ("vae-continuous", "kmeans-vae", "geodesic-vae")
+    for i, r in old.iterrows():
+        if r.method in adopted:
+            variant = {c: r[c] for c in vocab.VARIANT_COLUMNS}
+            before = [_spelled_before_later_params(args, r.method, int(r.K), s, variant)
+                      for s in (int(r.seed), 0)]
+            old.loc[i, ["config_hash", "config_id"]] = [rc.config_hash(c) for c in before]
+    (res / "comparison.csv").write_text(old.to_csv(index=False))
+    earlier = (res / "comparison.csv").read_text()
+    assert earlier != today
+    calls = []
+    monkeypatch.setattr(cm, "vae_for_seed", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cm, "evaluate", lambda *a, **k: calls.append(a))
+    rerun = rc.parse_args(ARGV + ["--work-dir", str(root / "work"), "--results-dir", str(res),
+                                  "--no-figures"])
+    rc.main(rerun)
+    assert calls == []
+    assert (res / "comparison.csv").read_text() == today
+    record = json.loads(paths.ResultPaths(res).run_record(rerun.dataset, rerun.setting).read_text())
+    n_adopted = int(old.method.isin(adopted).sum())
+    assert len(record["adopted_config_hashes"]) == n_adopted > 0
+    rc.main(rerun)  # a second rerun has nothing left to adopt
+    assert (res / "comparison.csv").read_text() == today
+    record = json.loads(paths.ResultPaths(res).run_record(rerun.dataset, rerun.setting).read_text())
+    assert "adopted_config_hashes" not in record
+
+
+def test_no_earlier_spelling_where_the_later_parameters_change_the_computation():
+    from utils.ann import EXACT_BELOW
+
+    args = rc.parse_args(ARGV)
+    cell = cm.variants(args, "geodesic-vae")[0]
+    assert cm.earlier_config(args, "geodesic-vae", 8, 0, cell, EXACT_BELOW - 1) is not None
+    # at EXACT_BELOW vectors "auto" is an approximate search / faiss k-means: not the old rows
+    assert cm.earlier_config(args, "geodesic-vae", 8, 0, cell, EXACT_BELOW) is None
+    # a VQ-VAE's config gained no parameter; a grid quantizer fits 49 vectors per image
+    assert cm.earlier_config(args, "vqvae-global", 8, 0, {}, 100) is None
+    assert cm.fitted_vectors(args, "geodesic-conv", 5000) == 49 * 5000
+    assert cm.fitted_vectors(rc.parse_args(ARGV + ["--grid-fit-images", "100"]),
+                             "geodesic-conv", 5000) == 4900

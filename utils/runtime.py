@@ -80,14 +80,21 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-def git_info() -> dict:
-    """The commit of the code that runs and whether the tree had local changes."""
+# Tracked files that runs write (the published results): a sweep that appends to
+# them must not call the code it runs modified.
+RUN_OUTPUTS = "experiments/results"
+
+
+def git_info(root: Path = REPO_ROOT) -> dict:
+    """The commit of the code that runs and whether tracked files other than the
+    runs' own outputs (:data:`RUN_OUTPUTS`) had local changes."""
     def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=REPO_ROOT, capture_output=True,
+        return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
                               text=True, timeout=10).stdout.strip()
     try:
         return {"commit": git("rev-parse", "HEAD") or "unknown",
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  f":(exclude){RUN_OUTPUTS}"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
 
