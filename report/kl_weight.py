@@ -26,6 +26,7 @@ from reportlab.platypus import Paragraph
 
 from report import text as T
 from report.verdicts import clear_difference
+from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import read_generation, read_results
 
@@ -44,7 +45,7 @@ def run_beta(sub: Path) -> float | None:
     betas = {json.loads(p.read_text())["config"].get("vae_kl_weight", 1.0)
              for p in sorted(sub.glob("comparison_*_run.json"))}
     if len(betas) > 1:
-        raise ValueError(f"{sub} holds runs of several KL weights {sorted(betas)}; one per folder")
+        raise UserError(f"{sub} holds runs of several KL weights {sorted(betas)}; one per folder")
     return float(betas.pop()) if betas else None
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from report import kl_weight as KW
+from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import COLUMNS, append_row, read_results
 
@@ -57,7 +58,7 @@ def test_the_folder_is_read_with_the_beta_of_its_run_record(results):
 def test_a_folder_with_two_betas_is_refused(results):
     sub = results.root / KW.FOLDER / "beta-0.1"
     (sub / "comparison_mnist_full_run.json").write_text(json.dumps({"config": {"vae_kl_weight": 0.5}}))
-    with pytest.raises(ValueError, match="several KL weights"):
+    with pytest.raises(UserError, match="several KL weights"):
         KW.read_kl_rows(results.root / KW.FOLDER)
 
 
