@@ -18,7 +18,6 @@ import pytest
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
-from utils import methods as vocab
 from utils.training import LATER_FLAGS
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
@@ -37,16 +36,14 @@ def test_the_newest_published_run_recomputes_its_config_ids(record):
     args = rc.parse_args(argv)
     rows = published_rows(args.dataset)
     checked = 0
-    for method in args.methods:
-        for K in vocab.get(method).codebook_sizes(args.codebook_sizes):
-            for cell in cm.variants(args, method):
-                ident = rc.row_identity(args, method, K, 0, cell or None)
-                ours = [r for r in rows if r["method"] == method and int(r["K"]) == K
-                        and all(r[c] == ident[c] for c in CELL if c in ident)]
-                if not ours:
-                    continue  # a row that run has not written (yet)
-                assert ident["config_id"] in {r["config_id"] for r in ours}, (method, K, cell)
-                checked += 1
+    for method, K, cell in rc.sweep_cells(args):
+        ident = rc.row_identity(args, method, K, 0, cell or None)
+        ours = [r for r in rows if r["method"] == method and int(r["K"]) == K
+                and all(r[c] == ident[c] for c in CELL if c in ident)]
+        if not ours:
+            continue  # a row that run has not written (yet)
+        assert ident["config_id"] in {r["config_id"] for r in ours}, (method, K, cell)
+        checked += 1
     assert checked > 0
 
 

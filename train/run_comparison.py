@@ -118,6 +118,14 @@ def row_identity(args, method: str, K: int, seed: int, variant: dict | None = No
             "config_id": config_hash(cm.method_config(args, method, K, 0, variant))}
 
 
+def sweep_cells(args):
+    """(method, K, ablation cell) of every row the sweep asks for, per seed."""
+    for m in args.methods:
+        for K in vocab.get(m).codebook_sizes(args.codebook_sizes):
+            for v in cm.variants(args, m):
+                yield m, K, v
+
+
 def earlier_identity(args, method: str, K: int, seed: int, variant: dict, n_train: int) -> dict | None:
     """The key columns the same row had before later parameters joined its config
     (:func:`train.comparison_methods.earlier_config`), or None."""
@@ -134,23 +142,21 @@ def adopt_earlier_rows(args, n_train: int, done: set, results: Path) -> dict[str
     (:func:`earlier_identity`) get today's ids in ``results``, so a rerun extends
     them instead of starting a new configuration beside them; ``done`` learns the
     new keys. Returns {earlier config_hash: today's} for the run record."""
-    new_ids, adopted = {}, {}
+    new_ids, new_keys, adopted = {}, [], {}
     for seed in args.seeds:
-        for m in args.methods:
-            for K in vocab.get(m).codebook_sizes(args.codebook_sizes):
-                for v in cm.variants(args, m):
-                    ident = row_identity(args, m, K, seed, v)
-                    if row_key(ident) in done:
-                        continue
-                    old = earlier_identity(args, m, K, seed, v, n_train)
-                    if old is not None and row_key(old) in done:
-                        new_ids[row_key(old)] = (ident["config_hash"], ident["config_id"])
-                        adopted[old["config_hash"]] = ident["config_hash"]
+        for m, K, v in sweep_cells(args):
+            ident = row_identity(args, m, K, seed, v)
+            if row_key(ident) in done:
+                continue
+            old = earlier_identity(args, m, K, seed, v, n_train)
+            if old is not None and row_key(old) in done:
+                new_ids[row_key(old)] = (ident["config_hash"], ident["config_id"])
+                new_keys.append(row_key(ident))
+                adopted[old["config_hash"]] = ident["config_hash"]
     if new_ids:
         rekey(results, new_ids)
         done.difference_update(new_ids)
-        done.update(row_key({**dict(zip(KEY, old)), "config_hash": new[0]})
-                    for old, new in new_ids.items())
+        done.update(new_keys)
         print(f"{len(new_ids)} rows written before later parameters joined their config now "
               f"carry today's config ids", file=sys.stderr)
     return adopted
@@ -166,8 +172,7 @@ def epochs_of(args, method: str) -> float:
 
 def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> None:
     """Every method and K for one seed; appends each finished row."""
-    todo = [row_identity(args, m, K, seed, v) for m in args.methods
-            for K in vocab.get(m).codebook_sizes(args.codebook_sizes) for v in cm.variants(args, m)]
+    todo = [row_identity(args, m, K, seed, v) for m, K, v in sweep_cells(args)]
     todo = [r for r in todo if row_key(r) not in done]
     if not todo:
         return
