@@ -16,7 +16,7 @@ COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 # A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
 resume_if = $(if $(wildcard $(1)),--resume)
 
-.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation kl-weight report test bench bench-grid clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation kl-weight batch-size report test bench bench-grid clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -95,6 +95,15 @@ kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS; priors at K=512 fo
 			--codebook-sizes 512 --vae-kl-weight $$beta \
 			--results-dir experiments/results/kl_weight/beta-$$beta --device $(DEVICE) || exit 1; \
 	done
+	$(PY) report/build_report.py
+
+BATCH_SIZES ?= 16 32 64 128
+ONE_CODE := vae-continuous kmeans-vae geodesic-vae vqvae-global
+batch-size: $(STAMP)  ## each side's batch size chosen on validation (DATASET, seed 0), then the one-code sweep at it -> experiments/results/batch_size/, report
+	flags=$$($(PY) train/select_batch_size.py --dataset $(DATASET) --batch-sizes $(BATCH_SIZES) \
+		--device $(DEVICE)) && \
+	$(PY) train/run_comparison.py --dataset $(DATASET) --methods $(ONE_CODE) $$flags --seeds $(SEEDS) \
+		--results-dir experiments/results/batch_size --no-figures --device $(DEVICE)
 	$(PY) report/build_report.py
 
 report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results

@@ -26,6 +26,7 @@ from utils import methods as vocab
 from utils import paths
 from utils.ann import EXACT_BELOW
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
+from utils.cli import DEFAULT_BATCH_SIZE
 from utils.results import config_hash
 from utils.runtime import plain_config
 from utils.training import LATER_FLAGS
@@ -169,11 +170,20 @@ def common_argv(args, seed: int, epochs: int) -> list[str]:
     return argv + (["--limit", str(args.limit)] if args.limit else [])
 
 
+def vqvae_batch_size(args, K: int) -> int:
+    """The batch size of the sweep's VQ-VAE at codebook size K: --vqvae-batch-size
+    as {"K": B, "*": B of every other K}, else DEFAULT_BATCH_SIZE."""
+    sizes = args.vqvae_batch_size
+    return sizes.get(str(K), sizes.get("*", DEFAULT_BATCH_SIZE))
+
+
 def vae_argv(args, seed, arch: str = "mlp") -> list[str]:
     """The conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with;
-    every VAE with the sweep's --vae-kl-weight."""
+    every VAE with the sweep's --vae-kl-weight and --vae-batch-size (the training
+    scripts' configs hold the batch size, 128 given or not, so the published ids stay)."""
     beta = args.vae_kl_weight
-    extra = [] if beta == LATER_FLAGS["kl_weight"] else ["--kl-weight", repr(beta)]
+    extra = ["--batch-size", str(args.vae_batch_size)]
+    extra += [] if beta == LATER_FLAGS["kl_weight"] else ["--kl-weight", repr(beta)]
     if arch == "mlp":
         return common_argv(args, seed, args.epochs) + extra
     return common_argv(args, seed, args.conv_epochs) + ["--arch", arch] + extra
@@ -189,7 +199,8 @@ def vae_config(args, seed, arch: str = "mlp") -> dict:
 
 def vqvae_argv(args, arch: str, K: int, seed) -> list[str]:
     epochs = args.conv_epochs if arch == "conv" else args.epochs
-    return common_argv(args, seed, epochs) + ["--arch", arch, "--codebook-size", str(K)]
+    return common_argv(args, seed, epochs) + ["--arch", arch, "--codebook-size", str(K),
+                                              "--batch-size", str(vqvae_batch_size(args, K))]
 
 
 def vqvae_config(args, arch: str, K: int, seed) -> dict:

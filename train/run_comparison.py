@@ -26,7 +26,8 @@ from train import comparison_methods as cm
 from utils import metrics
 from utils import methods as vocab
 from utils import paths
-from utils.cli import make_parser, non_negative_float, positive_int, run_main, seed_int
+from utils.cli import (DEFAULT_BATCH_SIZE, keyed_positive_int, make_parser, non_negative_float,
+                       positive_int, run_main, seed_int)
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
                            rekey, row_key, upgrade, write_summary)
@@ -55,6 +56,14 @@ def sweep_parser(description: str, quick: dict = QUICK):
     p.add_argument("--vae-kl-weight", type=non_negative_float, default=1.0,
                    help="beta of the KL term of every VAE the sweep trains (train_vae.py "
                         "--kl-weight); 1 is the VAE of the published rows")
+    p.add_argument("--vae-batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                   help="batch size of every VAE the sweep trains (train_vae.py --batch-size); "
+                        "train/select_batch_size.py chooses it on the validation split")
+    p.add_argument("--vqvae-batch-size", type=keyed_positive_int, nargs="+", default=[],
+                   metavar="[K:]B",
+                   help=f"batch size of the VQ-VAEs: B for every K, or K:B pairs (K not named: "
+                        f"{DEFAULT_BATCH_SIZE}); train/select_batch_size.py chooses them on the "
+                        f"validation split")
     p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
     p.add_argument("--edge-lengths", nargs="+", default=["latent"], choices=vocab.EDGE_LENGTHS,
                    help="ablation: geodesic edges measured in latent space or through the decoder")
@@ -94,6 +103,8 @@ def finish_sweep_args(args, quick: dict = QUICK):
         for name, value in quick.items():
             setattr(args, name, value if name != "grid_fit_images" else args.grid_fit_images or value)
     args.conv_epochs = args.conv_epochs or args.epochs
+    # {"K": B, "*": B for every other K}: plain JSON in the run record
+    args.vqvae_batch_size = {("*" if k is None else str(k)): b for k, b in args.vqvae_batch_size}
     if args.results_dir is None:
         args.results_dir = paths.results_dir(args.setting)
     return args

@@ -22,8 +22,8 @@ from pathlib import Path
 from models.conv_vae import ConvVAE
 from models.vae import VAE
 from utils import distributed
-from utils.cli import (add_data_args, add_training_args, make_parser, non_negative_float,
-                       positive_int, run_main)
+from utils.cli import (DEFAULT_BATCH_SIZE, add_data_args, add_training_args, make_parser,
+                       non_negative_float, positive_int, run_main)
 from utils.metrics import elbo_loss
 from utils.paths import stage_paths, vae_stage
 from utils.training import fit, prefixed, prepare_training, run_epoch
@@ -41,7 +41,7 @@ DEFAULT_LATENT_DIM = {"mlp": 20, "conv": 4}
 def parse_args(argv=None):
     p = make_parser(__doc__.splitlines()[0])
     add_data_args(p)
-    add_training_args(p, epochs=10, batch_size=128, lr=1e-3)
+    add_training_args(p, epochs=10, batch_size=DEFAULT_BATCH_SIZE, lr=1e-3)
     p.add_argument("--arch", default="mlp", choices=tuple(ARCHS),
                    help="mlp: one latent vector per image; conv: a 7x7 grid of latents")
     p.add_argument("--latent-dim", type=positive_int, default=None,

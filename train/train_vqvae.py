@@ -29,7 +29,8 @@ import torch
 from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import metrics
-from utils.cli import add_data_args, add_training_args, make_parser, positive_int, run_main
+from utils.cli import (DEFAULT_BATCH_SIZE, add_data_args, add_training_args, make_parser,
+                       positive_int, run_main)
 from utils.datasets import iterate_batches
 from utils.paths import stage_paths, vqvae_stage
 from utils.training import fit, prefixed, prepare_training
@@ -55,7 +56,7 @@ RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "d
 def parse_args(argv=None):
     p = make_parser(__doc__.splitlines()[0])
     add_data_args(p)
-    add_training_args(p, epochs=10, batch_size=128, lr=1e-3)
+    add_training_args(p, epochs=10, batch_size=DEFAULT_BATCH_SIZE, lr=1e-3)
     p.add_argument("--arch", default="conv", choices=ARCHS,
                    help="conv: 7x7 grid of codes; global: one code per image")
     p.add_argument("--codebook-size", type=positive_int, default=None,

@@ -11,6 +11,9 @@ from utils.datasets import DATASETS
 from utils.errors import RunInterrupted, UserError
 
 SEED_LIMIT = 2**63  # torch.manual_seed takes a signed 64-bit integer
+# --batch-size of train_vae.py and train_vqvae.py, behind every published row
+# (train/select_batch_size.py measures the others on the validation split)
+DEFAULT_BATCH_SIZE = 128
 
 
 def positive_int(text: str) -> int:
@@ -56,6 +59,16 @@ def seed_int(text: str) -> int:
     if not 0 <= value < SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"must be in 0 .. 2**63-1, got {value}")
     return value
+
+
+def keyed_positive_int(text: str) -> tuple[int | None, int]:
+    """argparse type: ``B`` or ``K:B``, two positive integers; returns (K or None, B)."""
+    key, sep, value = text.rpartition(":")
+    try:
+        return (positive_int(key) if sep else None), positive_int(value)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"expected B or K:B with positive integers, got "
+                                         f"{text!r} ({err})") from None
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
