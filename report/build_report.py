@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from report import generation, kl_weight, text
+from report import batch_size, generation, kl_weight, text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
 from report.verdicts import all_ablations, all_verdicts, load_results
@@ -31,7 +31,7 @@ from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
 
 # Sections beyond comparison.csv, as report.text.Extra entries; each is skipped
 # while its CSV is absent.
-EXTRAS: tuple[text.Extra, ...] = (generation.EXTRA, kl_weight.EXTRA)
+EXTRAS: tuple[text.Extra, ...] = (generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
 
 
 def parse_args(argv=None):

@@ -244,11 +244,12 @@ def collapse_caveat(v: RateVerdict, where_more: str = "") -> str:
     return f" Caveat: the codebook of {where} collapsed to about one code{where_more}."
 
 
-def answer_item(v: RateVerdict) -> str:
+def answer_item(v: RateVerdict, label: str | None = None) -> str:
     """The answer of one (dataset, setting, rate), whichever way it falls: the
-    question's opponent first, then the ablations."""
+    question's opponent first, then the ablations; ``label`` replaces the
+    dataset's name at the head."""
     proposal = v.contest.proposal
-    head = (f"**{v.dataset}** ({data_phrase(v)}), {rate_phrase(v.contest)}, "
+    head = (f"**{label or v.dataset}** ({data_phrase(v)}), {rate_phrase(v.contest)}, "
             f"{fmt_k_range(v.ks)}: ")
     if not v.against:
         return head + f"no answer: {proposal} has no matched-bits opponent in these results."
@@ -261,15 +262,16 @@ def answer_item(v: RateVerdict) -> str:
     return text + collapse_caveat(v, " (see Limitations)")
 
 
-def brief_item(v: RateVerdict) -> str:
+def brief_item(v: RateVerdict, label: str | None = None) -> str:
     """Page 1's (and the README's) item of one (dataset, setting, rate): the verdict
     against the question's opponent with its numbers, the ablations' verdicts in a
-    word each (their sentences are in the details)."""
+    word each (their sentences are in the details); ``label`` replaces the
+    dataset's name at the head."""
     if not v.against:
-        return answer_item(v)
+        return answer_item(v, label)
     proposal = v.contest.proposal
     ran = ran_phrase(v.dataset, v.dataset_used)
-    text = (f"**{v.dataset}**, {rate_phrase(v.contest)} ({ran}{plural(v.n_seeds, 'seed')}, "
+    text = (f"**{label or v.dataset}**, {rate_phrase(v.contest)} ({ran}{plural(v.n_seeds, 'seed')}, "
             f"{fmt_k_range(v.ks)}): "
             f"**{v.answer}**. {opponent_clause(v.against[v.main], proposal, True)}")
     if v.n_seeds < 2:

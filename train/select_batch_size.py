@@ -50,7 +50,6 @@ from utils.results import config_hash
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, write_run_record
 
-FOLDER = "batch_size"  # under experiments/results: the selection and the rerun at its choice
 COLUMNS = ["dataset", "dataset_used", "family", "K", "batch_size", "seed", "epochs",
            "criterion", "value", "config_hash"]
 METHODS = ["vae-continuous", "kmeans-vae", "geodesic-vae", "vqvae-global"]
@@ -92,7 +91,7 @@ def parse_args(argv=None):
     p.set_defaults(seeds=[0], methods=METHODS)
     args = p.parse_args(argv)
     if args.results_dir is None:
-        args.results_dir = paths.results_dir("quick" if args.quick else "full") / FOLDER
+        args.results_dir = paths.results_dir("quick" if args.quick else "full") / paths.BATCH_SIZE_DIR
     return finish_sweep_args(args)
 
 

@@ -20,6 +20,8 @@ EXPERIMENTS = Path("experiments")
 RESULTS = EXPERIMENTS / "results"
 WORK = EXPERIMENTS / "comparison"  # cached models of the comparison, by config hash
 REPORT_DIR = Path("report")
+# Under a results folder: train/select_batch_size.py's choice and the sweep rerun at it.
+BATCH_SIZE_DIR = "batch_size"
 SETTINGS = ("full", "quick")
 
 # Figures the runner draws from its models, and figures the report draws from summary.csv.

@@ -1,0 +1,173 @@
+"""The batch-size part of the report: does an answer survive giving each side the
+batch size its own validation loss prefers?
+
+Every published row trains at batch size 128 for a fixed number of epochs; on a
+small training split (mnist-5k: 3,600 images, 29 steps an epoch) that leaves the
+VAE and the VQ-VAE short of steps. ``make batch-size`` chooses each side's
+batch size on the validation split (train/select_batch_size.py) and reruns the
+one-code sweep at the choice into ``experiments/results/batch_size/``. This module
+
+* reads the selection (:func:`read_selection`) and computes the choice again
+  with the script's own rule (``select_batch_size.choose``);
+* computes the verdicts of the rerun with report.verdicts, exactly as for the
+  main rows, and puts them next to the main rows' verdict (:func:`pairs`);
+* writes the short-answer item (:func:`answer`) and the section (:func:`details`).
+
+:data:`EXTRA` plugs it into report/build_report.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from reportlab.platypus import Paragraph
+
+from report import text as T
+from report.verdicts import RateVerdict, all_verdicts, load_results, rows_of
+from train.select_batch_size import choose
+from utils.paths import BATCH_SIZE_DIR, ResultPaths
+
+CRITERIA = {"val_total_loss": "validation -ELBO per image",
+            "val_recon_bce": "validation reconstruction BCE per image"}
+
+
+def folder_of(paths) -> Path:
+    """experiments/results/batch_size (an Extra's ``path``)."""
+    return Path(paths.root) / BATCH_SIZE_DIR
+
+
+def read_selection(folder: Path) -> pd.DataFrame:
+    """Every ``batch_size_<dataset>.csv`` of the folder, one frame."""
+    frames = [pd.read_csv(p) for p in sorted(Path(folder).glob("batch_size_*.csv"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def chosen_text(selection: pd.DataFrame, dataset: str) -> str:
+    """'VAE 16, vqvae-global 32 at every K' (or per K) from the selection of ``dataset``."""
+    picked = choose(selection[selection["dataset"] == dataset])
+    picked = picked[picked["chosen"]]
+    parts = []
+    for family, rows in picked.groupby("family", sort=False):
+        sizes = rows["batch_size"].astype(int).tolist()
+        if family.startswith("vae-"):
+            parts.append(f"VAE ({family[4:]}) {sizes[0]}")
+        elif len(set(sizes)) == 1:
+            parts.append(f"{family} {sizes[0]} at every K")
+        else:
+            parts.append(f"{family} " + ", ".join(f"{b} at K = {int(k)}"
+                                                  for k, b in zip(rows["K"], sizes)))
+    return "; ".join(parts)
+
+
+def pairs(results, selection: pd.DataFrame) -> list[tuple[RateVerdict, RateVerdict | None]]:
+    """(verdict of the rerun, verdict of the main rows of the same dataset, setting
+    and rate, or None) for every dataset of the selection that has rerun rows."""
+    folder = folder_of(ResultPaths(Path(results.root)))
+    if not ResultPaths(folder).comparison.is_file():
+        return []
+    rerun = load_results(folder)
+    main = {(v.dataset, v.setting, v.contest.rate): v for v in all_verdicts(results)}
+    datasets = set(selection["dataset"])
+    return [(v, main.get((v.dataset, v.setting, v.contest.rate)))
+            for v in all_verdicts(rerun) if v.dataset in datasets and v.against]
+
+
+def label(v: RateVerdict) -> str:
+    return f"{v.dataset}, each side at the batch size chosen on validation"
+
+
+def main_clause(main: RateVerdict | None) -> str:
+    if main is None:
+        return "The main rows have no verdict at this rate."
+    return f"At batch size 128 (the main rows) the answer is **{main.answer}**."
+
+
+def answer(results, selection: pd.DataFrame) -> list[str]:
+    """The short-answer items (an Extra's ``answer``), brief."""
+    items = []
+    done = set()
+    for v, main in pairs(results, selection):
+        done.add(v.dataset)
+        items.append(f"{T.brief_item(v, label(v))} Chosen batch sizes: "
+                     f"{chosen_text(selection, v.dataset)}. {main_clause(main)}")
+    for dataset in sorted(set(selection["dataset"]) - done):
+        items.append(f"**{dataset}, batch sizes chosen on validation**: "
+                     f"{chosen_text(selection, dataset)}; the sweep at these sizes has not been run.")
+    return items
+
+
+INTRO = ("The main rows train every model for a fixed number of epochs at batch size 128. On a "
+         "small training split that is few optimiser steps, and both the VAE and the VQ-VAE gain "
+         "from smaller batches. Here each side gets the batch size that its own validation loss "
+         "prefers, measured at the sweep's epochs on the validation part of the training split "
+         "(train/select_batch_size.py, seed 0): the VAE by its -ELBO, each VQ-VAE by its "
+         "reconstruction BCE. The one-code sweep is then rerun at those sizes and judged by the same "
+         "rule as the main rows. The test split chose nothing.")
+
+
+def selection_table(selection: pd.DataFrame, dataset: str, styles):
+    """(family, K) x batch size of the validation criterion; the chosen one in bold."""
+    from report.layout import FRAME_WIDTH, table
+
+    rows = choose(selection[selection["dataset"] == dataset])
+    sizes = sorted(int(b) for b in rows["batch_size"].unique())
+    head = ["model", "K", "criterion"] + [f"batch {b}" for b in sizes]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    for (family, K), g in rows.groupby(["family", "K"], sort=False):
+        crit = selection.loc[selection["family"] == family, "criterion"].iloc[0]
+        by = {int(r.batch_size): r for r in g.itertuples()}
+        cells = []
+        for b in sizes:
+            r = by.get(b)
+            cells.append("-" if r is None else
+                         Paragraph(f"<b>{r.mean:.2f}</b>" if r.chosen else f"{r.mean:.2f}", styles["cell"]))
+        data.append([family, str(int(K)) if K else "-", CRITERIA.get(crit, crit), *cells])
+    fixed = [0.16, 0.07, 0.33]
+    free = (1 - sum(fixed)) / len(sizes)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(sizes)])
+
+
+def mse_table(results, v: RateVerdict, styles):
+    """Method x K test MSE, main rows (batch 128) against the rerun."""
+    from report.layout import FRAME_WIDTH, table
+
+    rerun = load_results(folder_of(ResultPaths(Path(results.root))))
+    ks = list(v.ks)
+    head = ["method", "batch"] + [f"K = {k}" for k in ks]
+    data = [[Paragraph(h, styles["head"]) for h in head]]
+    for method in (v.contest.proposal, *v.against):
+        for name, res in (("128", results), ("chosen", rerun)):
+            rows = rows_of(res.comparison, v.dataset, v.setting)
+            rows = rows[rows["method"] == method]
+            cells = []
+            for k in ks:
+                x = rows.loc[rows["K"].astype(int) == k, "test_mse"].astype(float)
+                cells.append(T.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
+            data.append([method, name, *cells])
+    fixed = [0.2, 0.1]
+    free = (1 - sum(fixed)) / max(len(ks), 1)
+    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+
+
+def details(results, selection: pd.DataFrame, styles) -> list:
+    """The section: why, the choice, the verdict from the numbers, the MSE table."""
+    from report.layout import para
+
+    story = [Paragraph("Batch size chosen on the validation split", styles["h1"]),
+             para(INTRO, styles["body"])]
+    verdicts = {v.dataset: (v, main) for v, main in pairs(results, selection)}
+    for dataset in selection["dataset"].unique():
+        story += [Paragraph(dataset, styles["h2"]),
+                  para(f"Validation criterion of every candidate (mean over "
+                       f"{T.unique_text(choose(selection[selection['dataset'] == dataset])['count'])} "
+                       f"seed(s)); in bold, the chosen batch size.", styles["body"]),
+                  selection_table(selection, dataset, styles)]
+        if dataset in verdicts:
+            v, main = verdicts[dataset]
+            story += [para(f"{T.answer_item(v, label(v))} {main_clause(main)}", styles["body"]),
+                      Paragraph("Test MSE at batch 128 and at the chosen batch sizes", styles["h3"]),
+                      mse_table(results, v, styles)]
+    return story
+
+
+EXTRA = T.Extra("batch size", folder_of, answer, details, read_selection)

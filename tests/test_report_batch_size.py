@@ -1,0 +1,101 @@
+"""report/batch_size.py on hand-made result folders: the choice is the lowest mean
+validation criterion, the rerun is judged by the main rows' rule, and the item
+puts its verdict next to the main rows'."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from report import batch_size as BS
+from report import build_report as br
+from report import text as T
+from report import verdicts as V
+from tests.test_report import ABL, E2E, P, REF, pdf_pages, squash, synthetic_rows, write_results
+from train.select_batch_size import COLUMNS
+from utils.paths import BATCH_SIZE_DIR
+
+METHODS = (E2E, ABL, P, REF)
+# (family, K, batch size) -> criterion per seed
+SELECTION = {("vae-mlp", 0, 16): [120.0, 122.0], ("vae-mlp", 0, 128): [144.0, 145.0],
+             ("vqvae-global", 16, 16): [167.0, 168.0], ("vqvae-global", 16, 128): [170.0, 171.0],
+             ("vqvae-global", 64, 16): [151.0, 150.0], ("vqvae-global", 64, 128): [149.0, 150.0]}
+
+
+def write_selection(folder):
+    rows = [{"dataset": "mnist", "dataset_used": "mnist-5k", "family": f, "K": K, "batch_size": b,
+             "seed": s, "epochs": 10,
+             "criterion": "val_total_loss" if f == "vae-mlp" else "val_recon_bce",
+             "value": v, "config_hash": f"h{f}{K}{b}{s}"}
+            for (f, K, b), values in SELECTION.items() for s, v in enumerate(values)]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "batch_size_mnist.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bs") / "results"
+    main = write_results(root, synthetic_rows("mnist", "full", "mnist-5k", methods=METHODS),
+                         [("mnist", "full")])
+    # at the chosen batch sizes the proposal's MSE doubles: worse than the VQ-VAE
+    rerun = write_results(root / BATCH_SIZE_DIR, synthetic_rows("mnist", "full", "mnist-5k",
+                                                                 methods=METHODS, scale={P: 2.0}),
+                          [("mnist", "full")])
+    write_selection(rerun.root)
+    return main, rerun
+
+
+def test_the_choice_is_the_lowest_mean_per_model_and_k(folders):
+    _, rerun = folders
+    selection = BS.read_selection(rerun.root)
+    assert len(selection) == 12
+    assert BS.chosen_text(selection, "mnist") == (
+        "VAE (mlp) 16; vqvae-global 16 at K = 16, 128 at K = 64")
+
+
+def test_the_item_puts_the_rerun_verdict_next_to_the_main_one(folders):
+    main, rerun = folders
+    results = V.load_results(main.root)
+    selection = BS.read_selection(rerun.root)
+    main_v = next(v for v in V.all_verdicts(results) if v.against)
+    rerun_v = next(v for v in V.all_verdicts(V.load_results(rerun.root)) if v.against)
+    (item,) = BS.answer(results, selection)
+    label = "mnist, each side at the batch size chosen on validation"
+    assert item.startswith(T.brief_item(rerun_v, label))
+    # the design: the proposal's MSE is lower than the VQ-VAE's in the main rows, higher in the rerun
+    assert "MSE (" in item and "higher" in item.split("MSE (")[1].split(")")[0]
+    assert T.brief_item(main_v, label) != T.brief_item(rerun_v, label)
+    assert item.endswith(f"At batch size 128 (the main rows) the answer is **{main_v.answer}**.")
+
+
+def test_without_the_rerun_the_item_says_so(folders, tmp_path):
+    main, rerun = folders
+    write_selection(tmp_path)
+    selection = BS.read_selection(tmp_path)
+    results = V.load_results(main.root)
+    results = results._replace(root=tmp_path.parent / "elsewhere")  # no batch_size/comparison.csv
+    (item,) = BS.answer(results, selection)
+    assert "has not been run" in item and "VAE (mlp) 16" in item
+
+
+def test_the_mse_table_holds_the_means_of_both_folders(folders):
+    from report.layout import make_styles
+
+    main, rerun = folders
+    results = V.load_results(main.root)
+    v = next(v for v, _ in BS.pairs(results, BS.read_selection(rerun.root)))
+    cells = BS.mse_table(results, v, make_styles())._cellvalues
+    got = {(r[0], r[1]): r[2] for r in cells[1:]}  # K = 16
+    for name, folder in (("128", main), ("chosen", rerun)):
+        frame = pd.read_csv(folder.comparison)
+        x = frame[(frame["method"] == P) & (frame["K"] == 16)]["test_mse"]
+        assert got[(P, name)].startswith(f"{x.mean():.4f}"[:5])
+
+
+def test_the_report_has_the_section_and_page_one_the_item(folders, tmp_path):
+    main, _ = folders
+    out = tmp_path / "r.pdf"
+    br.main(br.parse_args(["--results-dir", str(main.root), "--out", str(out)]))
+    pages = pdf_pages(out)
+    assert any("Batch size chosen on the validation split" in p for p in pages[1:])
+    results = V.load_results(main.root)
+    (item,) = BS.answer(results, BS.read_selection(main.root / BATCH_SIZE_DIR))
+    assert squash(item)[:60] in " ".join(" ".join(p.split()) for p in pages[:2])
