@@ -97,7 +97,7 @@ kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS; priors at K=512 fo
 	done
 	$(PY) report/build_report.py
 
-BATCH_SIZES ?= 16 32 64 128
+BATCH_SIZES ?= 8 16 32 64 128
 ONE_CODE := vae-continuous kmeans-vae geodesic-vae vqvae-global
 batch-size: $(STAMP)  ## each side's batch size chosen on validation (DATASET, seed 0), then the one-code sweep at it -> experiments/results/batch_size/, report
 	flags=$$($(PY) train/select_batch_size.py --dataset $(DATASET) --batch-sizes $(BATCH_SIZES) \

@@ -1,6 +1,6 @@
 """Batch size of each side of the comparison, chosen on the validation split.
 
-    python train/select_batch_size.py --dataset mnist --batch-sizes 16 32 64 128
+    python train/select_batch_size.py --dataset mnist --batch-sizes 8 16 32 64 128
     python train/run_comparison.py --dataset mnist <the flags it prints> \
         --results-dir experiments/results/batch_size
 
@@ -86,7 +86,7 @@ def families(methods) -> list[Family]:
 
 def parse_args(argv=None):
     p = sweep_parser(__doc__.splitlines()[0])
-    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[16, 32, 64, 128],
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[8, 16, 32, 64, 128],
                    help="the candidates")
     p.set_defaults(seeds=[0], methods=METHODS)
     args = p.parse_args(argv)
