@@ -11,7 +11,8 @@ one-code sweep at the choice into ``experiments/results/batch_size/``. This modu
   with the script's own rule (``select_batch_size.choose``);
 * computes the verdicts of the rerun with report.verdicts, exactly as for the
   main rows, and puts them next to the main rows' verdict (:func:`pairs`);
-* writes the short-answer item (:func:`answer`) and the section (:func:`details`).
+* writes the short-answer item after the main group's (:func:`group_answer`) and the
+  section (:func:`details`).
 
 :data:`EXTRA` plugs it into report/build_report.py.
 """
@@ -22,12 +23,15 @@ from pathlib import Path
 import pandas as pd
 from reportlab.platypus import Paragraph
 
+from report import generation as G
 from report import text as T
 from report.verdicts import RateVerdict, all_verdicts, load_results, rows_of
-from train.select_batch_size import choose
+from train.select_batch_size import ELBO_SUFFIX, choose
 from utils.paths import BATCH_SIZE_DIR, ResultPaths
+from utils.results import read_generation
 
-CRITERIA = {"val_total_loss": "validation -ELBO per image",
+CRITERIA = {"val_total_loss": "validation -ELBO per image (shown, not used)",
+            "val_kmeans_bce": "validation BCE per image through k-means codes, mean over K",
             "val_recon_bce": "validation reconstruction BCE per image"}
 
 
@@ -47,10 +51,15 @@ def chosen_text(selection: pd.DataFrame, dataset: str) -> str:
     picked = choose(selection[selection["dataset"] == dataset])
     picked = picked[picked["chosen"]]
     parts = []
+    elbo = {f[:-len(ELBO_SUFFIX)]: int(r["batch_size"].iloc[0]) for f, r in picked.groupby("family")
+            if f.endswith(ELBO_SUFFIX)}
     for family, rows in picked.groupby("family", sort=False):
         sizes = rows["batch_size"].astype(int).tolist()
+        if family.endswith(ELBO_SUFFIX):
+            continue
         if family.startswith("vae-"):
-            parts.append(f"VAE ({family[4:]}) {sizes[0]}")
+            by_elbo = f" (its own -ELBO would choose {elbo[family]})" if family in elbo else ""
+            parts.append(f"VAE ({family[4:]}) {sizes[0]}{by_elbo}")
         elif len(set(sizes)) == 1:
             parts.append(f"{family} {sizes[0]} at every K")
         else:
@@ -82,26 +91,49 @@ def main_clause(main: RateVerdict | None) -> str:
     return f"At batch size 128 (the main rows) the answer is **{main.answer}**."
 
 
-def answer(results, selection: pd.DataFrame) -> list[str]:
-    """The short-answer items (an Extra's ``answer``), brief."""
-    items = []
-    done = set()
-    for v, main in pairs(results, selection):
-        done.add(v.dataset)
-        items.append(f"{T.brief_item(v, label(v))} Chosen batch sizes: "
-                     f"{chosen_text(selection, v.dataset)}. {main_clause(main)}")
-    for dataset in sorted(set(selection["dataset"]) - done):
-        items.append(f"**{dataset}, batch sizes chosen on validation**: "
-                     f"{chosen_text(selection, dataset)}; the sweep at these sizes has not been run.")
+def generation_pairs(results) -> list[tuple]:
+    """(generation.csv of the rerun, its verdict, the main generation.csv's verdict
+    of the same dataset, setting and rate or None) for every rerun verdict."""
+    rerun = ResultPaths(folder_of(ResultPaths(Path(results.root)))).generation
+    if not rerun.is_file():
+        return []
+    frame = read_generation(rerun)
+    main_path = ResultPaths(Path(results.root)).generation
+    main = ({(v.dataset, v.setting, v.contest.rate): v
+             for v in G.generation_verdicts(read_generation(main_path))} if main_path.is_file() else {})
+    return [(frame, v, main.get((v.dataset, v.setting, v.contest.rate)))
+            for v in G.generation_verdicts(frame)]
+
+
+def group_answer(results, selection: pd.DataFrame, group: tuple[str, str]) -> list[str]:
+    """The short-answer items of the rerun of one main (dataset, setting) group,
+    placed right after that group's verdicts (an Extra's ``group_answer``): its
+    comparison, then its generation where that was rerun too."""
+    items = [f"{T.brief_item(v, label(v))} Chosen batch sizes: "
+             f"{chosen_text(selection, v.dataset)}. {main_clause(main)}"
+             for v, main in pairs(results, selection) if (v.dataset, v.setting) == group]
+    items += [f"{G.answer_item(frame, v, brief=True, label=label(v).replace(', each', ', generation, each'))} "
+              f"{main_clause(main)}"
+              for frame, v, main in generation_pairs(results) if (v.dataset, v.setting) == group]
     return items
+
+
+def answer(results, selection: pd.DataFrame) -> list[str]:
+    """The items for selections without a rerun (an Extra's ``answer``)."""
+    done = {v.dataset for v, _ in pairs(results, selection)}
+    return [f"**{dataset}, batch sizes chosen on validation**: {chosen_text(selection, dataset)}; "
+            f"the sweep at these sizes has not been run."
+            for dataset in sorted(set(selection["dataset"]) - done)]
 
 
 INTRO = ("The main rows train every model for a fixed number of epochs at batch size 128. On a "
          "small training split that is few optimiser steps, and both the VAE and the VQ-VAE gain "
          "from smaller batches. Here each side gets the batch size that its own validation loss "
          "prefers, measured at the sweep's epochs on the validation part of the training split "
-         "(train/select_batch_size.py, seed 0): the VAE by its -ELBO, each VQ-VAE by its "
-         "reconstruction BCE. The one-code sweep is then rerun at those sizes and judged by the same "
+         "(train/select_batch_size.py, seed 0): each VQ-VAE by its reconstruction BCE, the VAE by "
+         "the reconstruction BCE of its k-means codes (mean over K), i.e. each side by the "
+         "reconstruction of its codes. The VAE's own -ELBO is shown too: it prefers smaller "
+         "batches than its codes do. The one-code sweep is then rerun at those sizes and judged by the same "
          "rule as the main rows. The test split chose nothing.")
 
 
@@ -119,8 +151,9 @@ def selection_table(selection: pd.DataFrame, dataset: str, styles):
         cells = []
         for b in sizes:
             r = by.get(b)
+            bold = r is not None and r.chosen and not family.endswith(ELBO_SUFFIX)
             cells.append("-" if r is None else
-                         Paragraph(f"<b>{r.mean:.2f}</b>" if r.chosen else f"{r.mean:.2f}", styles["cell"]))
+                         Paragraph(f"<b>{r.mean:.2f}</b>" if bold else f"{r.mean:.2f}", styles["cell"]))
         data.append([family, str(int(K)) if K else "-", CRITERIA.get(crit, crit), *cells])
     fixed = [0.16, 0.07, 0.33]
     free = (1 - sum(fixed)) / len(sizes)
@@ -167,7 +200,12 @@ def details(results, selection: pd.DataFrame, styles) -> list:
             story += [para(f"{T.answer_item(v, label(v))} {main_clause(main)}", styles["body"]),
                       Paragraph("Test MSE at batch 128 and at the chosen batch sizes", styles["h3"]),
                       mse_table(results, v, styles)]
+        for frame, v, main in generation_pairs(results):
+            if v.dataset == dataset:
+                story += [Paragraph("Priors over the codes at the chosen batch sizes", styles["h3"]),
+                          para(f"{G.answer_item(frame, v)} {main_clause(main)}", styles["body"]),
+                          G.generation_table(G.newest(frame[frame["dataset"] == dataset]), styles)]
     return story
 
 
-EXTRA = T.Extra("batch size", folder_of, answer, details, read_selection)
+EXTRA = T.Extra("batch size", folder_of, answer, details, read_selection, group_answer)

@@ -109,15 +109,17 @@ def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
             f"{T.fmt_mean_std(floor.mean(), floor.std())}).")
 
 
-def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False) -> str:
+def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
+                label: str | None = None) -> str:
     """The generative answer at one rate; ``brief`` (page 1, the README) states the
-    other opponents' verdicts in a word each."""
+    other opponents' verdicts in a word each; ``label`` replaces the head's
+    '<dataset>, generation'."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
     ran = T.ran_phrase(v.dataset, v.dataset_used)
     prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
     setting = "" if brief else f"{v.setting} setting, "
-    head = (f"**{v.dataset}, generation**, {T.rate_phrase(v.contest)} ({setting}{ran}"
+    head = (f"**{label or f'{v.dataset}, generation'}**, {T.rate_phrase(v.contest)} ({setting}{ran}"
             f"{T.plural(v.n_seeds, 'seed')}, {T.fmt_k_list(v.ks)}; prior: {prior}"
             f"{'' if brief else '; samples at temperature 1'}): **{v.answer}**.")
     order = [v.main] + [b for b in v.against if b != v.main]

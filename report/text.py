@@ -322,14 +322,16 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
     ablations = {(a.dataset, a.setting): a
                  for a in (all_ablations(results) if ablations is None else ablations)}
     items = []
+    present = present_extras(results, extras)
     for group in results.groups:
         items += [brief_item(v) for v in verdicts if (v.dataset, v.setting) == group]
         if group in ablations:
             items.append(brief_ablation_item(ablations[group]))
+        items += [item for _, frame, extra in present if extra.group_answer is not None
+                  for item in extra.group_answer(results, frame, group)]
     items = items or ["no verdict: these results hold none of the methods compared at matched "
                       "bits."]
-    items += [item for _, frame, extra in present_extras(results, extras)
-              for item in extra.answer(results, frame)]
+    items += [item for _, frame, extra in present for item in extra.answer(results, frame)]
     return ShortAnswer(lead, items, answer_note())
 
 
@@ -362,6 +364,9 @@ class Extra(NamedTuple):
         details pages (headings included), or None for none.
     read : path -> its DataFrame (default ``pd.read_csv``; a validating reader
         drops a torn last row and names a malformed one).
+    group_answer : (Results, its DataFrame, (dataset, setting)) -> short-answer
+        items that belong right after that group's verdicts (e.g. the same
+        question rerun under another setting), or None.
     """
 
     name: str
@@ -369,6 +374,7 @@ class Extra(NamedTuple):
     answer: Callable[[Results, pd.DataFrame], list]
     details: Callable | None = None
     read: Callable[[Path], pd.DataFrame] = pd.read_csv
+    group_answer: Callable | None = None
 
 
 def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:

@@ -17,6 +17,7 @@ from utils.paths import BATCH_SIZE_DIR
 METHODS = (E2E, ABL, P, REF)
 # (family, K, batch size) -> criterion per seed
 SELECTION = {("vae-mlp", 0, 16): [120.0, 122.0], ("vae-mlp", 0, 128): [144.0, 145.0],
+             ("vae-mlp-elbo", 0, 16): [99.0, 99.0], ("vae-mlp-elbo", 0, 128): [98.0, 98.0],
              ("vqvae-global", 16, 16): [167.0, 168.0], ("vqvae-global", 16, 128): [170.0, 171.0],
              ("vqvae-global", 64, 16): [151.0, 150.0], ("vqvae-global", 64, 128): [149.0, 150.0]}
 
@@ -24,7 +25,8 @@ SELECTION = {("vae-mlp", 0, 16): [120.0, 122.0], ("vae-mlp", 0, 128): [144.0, 14
 def write_selection(folder):
     rows = [{"dataset": "mnist", "dataset_used": "mnist-5k", "family": f, "K": K, "batch_size": b,
              "seed": s, "epochs": 10,
-             "criterion": "val_total_loss" if f == "vae-mlp" else "val_recon_bce",
+             "criterion": {"vae-mlp": "val_kmeans_bce", "vae-mlp-elbo": "val_total_loss"}.get(
+                 f, "val_recon_bce"),
              "value": v, "config_hash": f"h{f}{K}{b}{s}"}
             for (f, K, b), values in SELECTION.items() for s, v in enumerate(values)]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "batch_size_mnist.csv", index=False)
@@ -46,9 +48,9 @@ def folders(tmp_path_factory):
 def test_the_choice_is_the_lowest_mean_per_model_and_k(folders):
     _, rerun = folders
     selection = BS.read_selection(rerun.root)
-    assert len(selection) == 12
+    assert len(selection) == 16
     assert BS.chosen_text(selection, "mnist") == (
-        "VAE (mlp) 16; vqvae-global 16 at K = 16, 128 at K = 64")
+        "VAE (mlp) 16 (its own -ELBO would choose 128); vqvae-global 16 at K = 16, 128 at K = 64")
 
 
 def test_the_item_puts_the_rerun_verdict_next_to_the_main_one(folders):
@@ -57,7 +59,9 @@ def test_the_item_puts_the_rerun_verdict_next_to_the_main_one(folders):
     selection = BS.read_selection(rerun.root)
     main_v = next(v for v in V.all_verdicts(results) if v.against)
     rerun_v = next(v for v in V.all_verdicts(V.load_results(rerun.root)) if v.against)
-    (item,) = BS.answer(results, selection)
+    assert BS.answer(results, selection) == []  # the rerun's item goes after its group
+    (item,) = BS.group_answer(results, selection, ("mnist", "full"))
+    assert BS.group_answer(results, selection, ("fashion-mnist", "full")) == []
     label = "mnist, each side at the batch size chosen on validation"
     assert item.startswith(T.brief_item(rerun_v, label))
     # the design: the proposal's MSE is lower than the VQ-VAE's in the main rows, higher in the rerun
@@ -73,7 +77,7 @@ def test_without_the_rerun_the_item_says_so(folders, tmp_path):
     results = V.load_results(main.root)
     results = results._replace(root=tmp_path.parent / "elsewhere")  # no batch_size/comparison.csv
     (item,) = BS.answer(results, selection)
-    assert "has not been run" in item and "VAE (mlp) 16" in item
+    assert "has not been run" in item and "VAE (mlp) 16 " in item
 
 
 def test_the_mse_table_holds_the_means_of_both_folders(folders):
@@ -97,5 +101,9 @@ def test_the_report_has_the_section_and_page_one_the_item(folders, tmp_path):
     pages = pdf_pages(out)
     assert any("Batch size chosen on the validation split" in p for p in pages[1:])
     results = V.load_results(main.root)
-    (item,) = BS.answer(results, BS.read_selection(main.root / BATCH_SIZE_DIR))
+    (item,) = BS.group_answer(results, BS.read_selection(main.root / BATCH_SIZE_DIR), ("mnist", "full"))
     assert squash(item)[:60] in " ".join(" ".join(p.split()) for p in pages[:2])
+    # right after the mnist group's own item on page 1
+    answer = br.text.short_answer(results, V.all_verdicts(results), br.EXTRAS)
+    mine = answer.items.index(item)
+    assert answer.items[mine - 1].startswith("**mnist**") or "ablation" in answer.items[mine - 1]

@@ -12,6 +12,7 @@ from train import run_comparison as rc
 from train import select_batch_size as sb
 from train.train_vae import ARCHS
 from utils.checkpoint import load_checkpoint, rebuild
+from models.geodesic_vq import EuclideanQuantizer
 from utils.datasets import load_dataset
 from utils.metrics import elbo_loss
 from utils.results import config_hash
@@ -32,14 +33,38 @@ def test_one_row_per_family_k_and_batch_size(selection):
     _, frame = selection
     assert list(frame.columns) == sb.COLUMNS
     got = sorted(zip(frame["family"], frame["K"], frame["batch_size"]))
-    assert got == [("vae-mlp", 0, 16), ("vae-mlp", 0, 64), ("vqvae-global", 4, 16), ("vqvae-global", 4, 64)]
+    assert got == [("vae-mlp", 0, 16), ("vae-mlp", 0, 64), ("vae-mlp-elbo", 0, 16), ("vae-mlp-elbo", 0, 64),
+                   ("vqvae-global", 4, 16), ("vqvae-global", 4, 64)]
     assert set(frame["dataset_used"]) == {"mnist-5k"} and set(frame["epochs"]) == {1}
 
 
-def test_the_vae_criterion_is_its_negative_elbo_on_the_validation_part(selection):
+def vae_of(root, batch_size):
+    args = rc.parse_args(["--dataset", "mnist-5k", "--limit", "240", "--epochs", "1",
+                          "--work-dir", str(root / "work"), "--vae-batch-size", str(batch_size)])
+    ckpt = cm.cached_checkpoint("vae", args.work_dir, cm.vae_config(args, 0), "vae_mnist-5k.pt")
+    return rebuild(load_checkpoint(ckpt), ARCHS["mlp"], "cpu", ckpt).eval()
+
+
+def test_the_vae_is_chosen_by_the_bce_of_its_k_means_codes(selection):
     root, frame = selection
+    train = load_dataset("mnist-5k", "train", limit=240)
     val = load_dataset("mnist-5k", "val", limit=240)
     for _, row in frame[frame["family"] == "vae-mlp"].iterrows():
+        assert row["criterion"] == "val_kmeans_bce"
+        model = vae_of(root, row["batch_size"])
+        with torch.no_grad():
+            z_train, z_val = model.latent_means(train.images), model.latent_means(val.images)
+            codes = EuclideanQuantizer(4, 0).fit(z_train).quantize(z_val).codes
+            p = torch.sigmoid(model.decode(codes.float())).clamp(1e-7, 1 - 1e-7).double()
+            x = val.images.double()
+            bce = -(x * p.log() + (1 - x) * (1 - p).log()).sum() / len(x)  # Bernoulli NLL by hand
+        assert math.isclose(row["value"], float(bce), rel_tol=1e-3)
+
+
+def test_the_vae_s_own_negative_elbo_is_written_beside_it(selection):
+    root, frame = selection
+    val = load_dataset("mnist-5k", "val", limit=240)
+    for _, row in frame[frame["family"] == "vae-mlp-elbo"].iterrows():
         args = rc.parse_args(["--dataset", "mnist-5k", "--limit", "240", "--epochs", "1",
                               "--work-dir", str(root / "work"), "--vae-batch-size", str(row["batch_size"])])
         ckpt = cm.cached_checkpoint("vae", args.work_dir, cm.vae_config(args, 0), "vae_mnist-5k.pt")

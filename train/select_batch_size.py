@@ -10,8 +10,14 @@ leaves both sides short of steps. This script gives each side the batch size its
 own validation loss prefers, so neither is compared in a regime chosen for it:
 
 * the comparison's VAE of each architecture the methods use (one VAE serves
-  every a-posteriori method and K), scored by its validation objective, the
-  negative ELBO per image (``val_total_loss``);
+  every a-posteriori method and K), scored by what the a-posteriori methods
+  make of it: the validation reconstruction BCE per image through k-means codes
+  (``val_kmeans_bce``: k-means with the sweep's seed fitted to the training
+  latent means at each of the sweep's K, the validation means replaced by their
+  nearest centroid and decoded; the mean over K). Its own objective, the
+  validation negative ELBO per image (``val_total_loss``), is written beside it
+  as family ``vae-<arch>-elbo`` and shown, not used: a VAE that is better as a
+  VAE need not give better codes;
 * each VQ-VAE the methods name, at every K, scored by its validation
   reconstruction BCE per image (``val_recon_bce``; the commitment term is a
   training aid, not part of the model's fit).
@@ -21,7 +27,7 @@ Every candidate is trained by the comparison's own code
 comparison's model cache and the rerun at the chosen sizes reuses the models of
 the selection seeds. Models train for the sweep's epochs and are scored at
 their last epoch (the sweep uses last-epoch models). Only the validation part
-of the training split is read; the test split is not.
+of the training split is scored; the test split is not read.
 
 Writes ``<results-dir>/batch_size_<dataset>.csv`` (one row per family, K,
 batch size and seed; rewritten atomically after each candidate) and a run
@@ -36,12 +42,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
 from train import comparison_methods as cm
 from train.run_comparison import finish_sweep_args, sweep_parser
 from utils import methods as vocab
 from utils import paths
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, rebuild
 from utils.cli import positive_int, run_main
 from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
@@ -68,7 +76,28 @@ class Family(NamedTuple):
 
     @property
     def criterion(self) -> str:
-        return "val_total_loss" if self.kind == "vae" else "val_recon_bce"
+        return "val_kmeans_bce" if self.kind == "vae" else "val_recon_bce"
+
+
+ELBO_SUFFIX = "-elbo"  # the VAE's own objective, shown beside the criterion that chooses
+
+
+def kmeans_bce(ckpt: Path, arch: str, Ks, seed: int, train, val) -> float:
+    """Mean over ``Ks`` of the validation BCE per image of the VAE's decoder on
+    the k-means code (fitted to the training latent means) of each validation image."""
+    from models.geodesic_vq import EuclideanQuantizer
+    from train.train_vae import ARCHS
+
+    model = rebuild(load_checkpoint(ckpt), ARCHS[arch], "cpu", ckpt).eval()
+    z_train, z_val = model.latent_means(train.images), model.latent_means(val.images)
+    values = []
+    for K in Ks:
+        codes = EuclideanQuantizer(K, seed).fit(z_train).quantize(z_val).codes
+        with torch.no_grad():
+            logits = model.decode(codes.to(z_val.dtype))
+        values.append(float(F.binary_cross_entropy_with_logits(logits, val.images, reduction="sum"))
+                      / len(val.images))
+    return sum(values) / len(values)
 
 
 def families(methods) -> list[Family]:
@@ -119,7 +148,7 @@ def choose(frame: pd.DataFrame) -> pd.DataFrame:
 def comparison_flags(chosen: pd.DataFrame) -> list[str]:
     """run_comparison.py flags that train every family at its chosen batch size."""
     flags = []
-    picked = chosen[chosen["chosen"]]
+    picked = chosen[chosen["chosen"] & ~chosen["family"].str.endswith(ELBO_SUFFIX)]
     vae = picked.loc[picked["family"].str.startswith("vae-"), "batch_size"].astype(int).unique()
     if len(vae) > 1:
         raise UserError(f"the VAE architectures chose different batch sizes {sorted(vae)} but the "
@@ -135,13 +164,14 @@ def comparison_flags(chosen: pd.DataFrame) -> list[str]:
 
 
 def main(args):
-    train = load_dataset(args.dataset, "val", args.data_root, limit=args.limit)
+    train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
+    val = load_dataset(args.dataset, "val", args.data_root, limit=args.limit)
     out = Path(args.results_dir)
     ensure_output_dirs(out)
     csv = out / f"batch_size_{args.dataset}.csv"
     with run_lock(csv):
-        write_run_record(out / f"batch_size_{args.dataset}_run.json", args, dataset=train.name,
-                         data_source=train.source)
+        write_run_record(out / f"batch_size_{args.dataset}_run.json", args, dataset=val.name,
+                         data_source=val.source)
         rows = [r for r in (read_rows(csv) if csv.is_file() else [])
                 if r["dataset"] != args.dataset]
         for family in families(args.methods):
@@ -150,15 +180,20 @@ def main(args):
                     for seed in args.seeds:
                         ckpt, chash = candidate(args, family, K, batch_size, seed)
                         ck = load_checkpoint(ckpt)
-                        rows.append({"dataset": args.dataset, "dataset_used": ck["dataset"],
-                                     "family": family.name, "K": K, "batch_size": batch_size,
-                                     "seed": seed, "epochs": ck["epoch"],
-                                     "criterion": family.criterion,
-                                     "value": ck["metrics"][family.criterion],
-                                     "config_hash": chash})
+                        scores = {family.name: (family.criterion, ck["metrics"].get("val_recon_bce"))}
+                        if family.kind == "vae":
+                            scores = {family.name: (family.criterion, kmeans_bce(
+                                          ckpt, family.arch, args.codebook_sizes, seed, train, val)),
+                                      family.name + ELBO_SUFFIX: ("val_total_loss",
+                                                                  ck["metrics"]["val_total_loss"])}
+                        for name, (criterion, value) in scores.items():
+                            rows.append({"dataset": args.dataset, "dataset_used": ck["dataset"],
+                                         "family": name, "K": K, "batch_size": batch_size,
+                                         "seed": seed, "epochs": ck["epoch"], "criterion": criterion,
+                                         "value": value, "config_hash": chash})
+                            print(f"[{args.dataset}] {name} K={K} batch {batch_size} seed {seed}: "
+                                  f"{criterion} {value:.3f}", file=sys.stderr)
                         write_rows(csv, COLUMNS, rows)
-                        print(f"[{args.dataset}] {family.name} K={K} batch {batch_size} seed {seed}: "
-                              f"{family.criterion} {rows[-1]['value']:.3f}", file=sys.stderr)
     frame = pd.DataFrame([r for r in rows if r["dataset"] == args.dataset])
     chosen = choose(frame.astype({"value": float}))
     print(chosen.to_string(index=False), file=sys.stderr)
