@@ -99,11 +99,15 @@ kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS; priors at K=512 fo
 
 BATCH_SIZES ?= 8 16 32 64 128
 ONE_CODE := vae-continuous kmeans-vae geodesic-vae vqvae-global
-batch-size: $(STAMP)  ## each side's batch size chosen on validation (DATASET, seed 0), then the one-code sweep at it -> experiments/results/batch_size/, report
+ONE_CODE_GEN := vqvae-global kmeans-vae geodesic-vae
+batch-size: $(STAMP)  ## each side's batch size chosen on validation (DATASET, seed 0), then the one-code sweep and its priors at it -> experiments/results/batch_size/, report
 	flags=$$($(PY) train/select_batch_size.py --dataset $(DATASET) --batch-sizes $(BATCH_SIZES) \
 		--device $(DEVICE)) && \
 	$(PY) train/run_comparison.py --dataset $(DATASET) --methods $(ONE_CODE) $$flags --seeds $(SEEDS) \
-		--results-dir experiments/results/batch_size --no-figures --device $(DEVICE)
+		--results-dir experiments/results/batch_size --no-figures --device $(DEVICE) && \
+	$(PY) train/run_generation.py --dataset $(DATASET) --methods $(ONE_CODE_GEN) $$flags \
+		--codebook-sizes $(GEN_K) --seeds $(SEEDS) --results-dir experiments/results/batch_size \
+		--device $(DEVICE)
 	$(PY) report/build_report.py
 
 report: $(STAMP)  ## rebuild report/report.pdf from the published results in experiments/results
