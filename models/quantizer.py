@@ -234,11 +234,12 @@ def kmeans(
     (K,), the number of samples nearest to each final center.
     """
     n_samples = samples.shape[0]
+    draw_on = generator.device if generator is not None else samples.device
     if n_samples >= n_clusters:
-        start = torch.randperm(n_samples, generator=generator, device=samples.device)[:n_clusters]
+        start = torch.randperm(n_samples, generator=generator, device=draw_on)[:n_clusters]
     else:
-        start = torch.randint(n_samples, (n_clusters,), generator=generator, device=samples.device)
-    centers = samples[start].clone()
+        start = torch.randint(n_samples, (n_clusters,), generator=generator, device=draw_on)
+    centers = samples[start.to(samples.device)].clone()
     for _ in range(n_iters):
         assignment = nearest_code(samples, centers)
         sizes = torch.bincount(assignment, minlength=n_clusters).to(samples.dtype)
@@ -543,7 +544,7 @@ class VectorQuantizer(nn.Module):
         cfg = self.config
         flat_z_e = self._flatten(z_e)
         if self.training and not bool(self.initialized):
-            self._kmeans_initialise(flat_z_e.detach())
+            self.initialise(flat_z_e.detach())
 
         indices = nearest_code(flat_z_e.detach(), self.codebook.detach())
         # F.embedding carries the gradient to the codebook when it is a Parameter.
@@ -570,8 +571,24 @@ class VectorQuantizer(nn.Module):
                         VQLosses(commit, codebook_loss), stats)
 
     @torch.no_grad()
-    def _kmeans_initialise(self, flat_z_e: torch.Tensor) -> None:
-        centers, sizes = kmeans(flat_z_e, self.n_codes, self.config.kmeans_iters)
+    def initialise(self, samples: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the codebook to ``kmeans_iters`` rounds of :func:`kmeans` on ``samples``.
+
+        What ``kmeans_init`` does with the first training batch; call it before
+        training to initialise from more vectors than a batch holds (a batch of
+        128 cannot give K = 512 distinct codes). The EMA cluster sizes start at
+        the cluster sizes found (at least 1) and the codebook counts as
+        initialised, so the first batch does not overwrite it.
+
+        Parameters
+        ----------
+        samples : tensor of shape (N, D), encoder outputs.
+        generator : torch.Generator or None, for k-means' starting centers.
+        """
+        if samples.dim() != 2 or samples.shape[1] != self.code_dim:
+            raise ValueError(f"expected samples of shape (N, {self.code_dim}), "
+                             f"got {tuple(samples.shape)}.")
+        centers, sizes = kmeans(samples, self.n_codes, self.config.kmeans_iters, generator)
         self.codebook.copy_(centers)
         if self.config.ema:
             sizes = sizes.clamp(min=1.0)

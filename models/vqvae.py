@@ -250,6 +250,39 @@ class VQVAE(nn.Module):
         """
         return self.quantizer.assign(self._continuous_codes(x))
 
+    @torch.no_grad()
+    def initialise_codebook(self, x: torch.Tensor, max_vectors: int | None = None,
+                            generator: torch.Generator | None = None,
+                            batch_size: int = 1000) -> int:
+        """k-means initialisation of the codebook on the encoder outputs of ``x``
+        (``VectorQuantizer.initialise``), instead of on the first training batch.
+
+        Parameters
+        ----------
+        x : tensor of shape (N, 1, 28, 28), training images.
+        max_vectors : int or None. At most this many encoder outputs (a random
+            subset drawn with ``generator``) go into k-means, whose memory is
+            the (vectors, K) distance matrix; None keeps all N * positions.
+        generator : torch.Generator or None, for the subset and k-means' start.
+        batch_size : images encoded at a time.
+
+        Returns
+        -------
+        int, the number of vectors k-means was run on.
+        """
+        was_training = self.training
+        self.eval()  # no codebook update while encoding
+        try:
+            flat = torch.cat([self._continuous_codes(x[i:i + batch_size]).reshape(-1, self.code_dim)
+                              for i in range(0, len(x), batch_size)])
+        finally:
+            self.train(was_training)
+        if max_vectors is not None and len(flat) > max_vectors:
+            pick = torch.randperm(len(flat), generator=generator)[:max_vectors]
+            flat = flat[pick.to(flat.device)]
+        self.quantizer.initialise(flat, generator)
+        return len(flat)
+
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Images decoded from code indices (wrap in ``torch.no_grad()`` for sampling).
 

@@ -178,7 +178,8 @@ def test_resume_with_other_codebook_size_is_refused(run2, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("bad", [["--codebook-size", "0"], ["--arch", "transformer"],
-                                 ["--epochs", "0"]])
+                                 ["--epochs", "0"], ["--kmeans-init-images", "-1"],
+                                 ["--arch", "conv", "--kmeans-init-images", "100"]])
 def test_bad_arguments_give_one_line_errors(bad):
     proc = subprocess.run([sys.executable, "train/train_vqvae.py", *bad], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
@@ -195,3 +196,32 @@ def test_plotted_curves_are_train_and_dashed_validation(run2, tmp_path, drawn_li
     assert curves["reconstruction BCE per image"] == [("train recon_loss", "-"),
                                                       ("validation recon_bce", "--")]
     assert curves["perplexity"] == [("train perplexity", "-"), ("validation perplexity", "--")]
+
+
+def test_kmeans_init_images_initialises_from_the_split_reproducibly(tmp_path, capsys):
+    """--kmeans-init-images: the codebook is k-means on the untrained encoder's
+    outputs of the training images before the first step (the log says how many),
+    the same for the same seed, recorded in the checkpoint's config."""
+    ckpts = []
+    for name in ("a", "b"):
+        main(vq_args(tmp_path / name, "--kmeans-init-images", "100000", epochs=1))
+        ckpts.append(torch.load(run_paths(tmp_path / name, "global", "mnist-5k")["checkpoint"],
+                                weights_only=True))
+    n_train = len(load_dataset("mnist-5k", "train", limit=256).images)
+    assert f"k-means on {n_train} encoder outputs of {n_train} training images" in \
+        capsys.readouterr().err
+    assert ckpts[0]["config"]["kmeans_init_images"] == 100000
+    for k in ckpts[0]["model"]:
+        assert torch.equal(ckpts[0]["model"][k], ckpts[1]["model"][k]), k
+
+
+def test_a_checkpoint_from_before_kmeans_init_images_resumes(run2, tmp_path):
+    """The flag joined after runs were published: a checkpoint whose config lacks
+    it counts as made with its default (utils.training.LATER_FLAGS)."""
+    shutil.copytree(run2, tmp_path / "r")
+    path = run_paths(tmp_path / "r", "global", "mnist-5k")["checkpoint"]
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["kmeans_init_images"]
+    torch.save(ckpt, path)
+    main(vq_args(tmp_path / "r", "--resume", epochs=3))
+    assert torch.load(path, weights_only=True)["epoch"] == 3

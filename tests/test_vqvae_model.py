@@ -650,3 +650,57 @@ def test_wrong_image_shape_raises():
     model = VQVAE("global", 8, 4, hidden=8)
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
         model(torch.rand(2, 784))
+
+
+def test_initialise_on_more_vectors_than_a_batch_gives_k_distinct_codes():
+    """k-means on the first batch cannot give K codes when the batch holds fewer
+    vectors; ``initialise`` on more gives K distinct codes at a Lloyd fixed point,
+    with the EMA state consistent with them, and the first batch leaves it alone."""
+    torch.manual_seed(0)
+    centers = torch.randn(8, 4) * 10
+    data = (centers.repeat_interleave(32, 0) + torch.randn(256, 4)).contiguous()
+    first_batch = VectorQuantizer(8, 4, kmeans_init=True, restart_dead=False)
+    first_batch.initialise(data[torch.randperm(256)[:4]])  # what a training batch of 4 does
+    assert len(torch.unique(first_batch.codebook, dim=0)) <= 4
+
+    vq = VectorQuantizer(8, 4, kmeans_init=True, restart_dead=False, kmeans_iters=50).train()
+    vq.initialise(data, torch.Generator().manual_seed(3))
+    assert bool(vq.initialized)
+    codes = vq.codebook.clone()
+    assert len(torch.unique(codes, dim=0)) == 8
+    assignment = brute_force_nearest(data.numpy(), codes.numpy())
+    sizes = np.bincount(assignment, minlength=8)
+    for k in range(8):
+        np.testing.assert_allclose(codes[k].numpy(), data[assignment == k].mean(0).numpy(),
+                                   rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(vq.cluster_size.numpy(), np.maximum(sizes, 1))
+    torch.testing.assert_close(vq.code_sum, codes * vq.cluster_size.unsqueeze(1))
+    again = VectorQuantizer(8, 4, kmeans_init=True, restart_dead=False, kmeans_iters=50)
+    again.initialise(data, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(again.codebook, codes, rtol=0, atol=0)
+    # No second initialisation: with EMA off the codebook is only moved by an optimizer.
+    frozen = VectorQuantizer(8, 4, ema=False, kmeans_init=True, restart_dead=False).train()
+    frozen.initialise(data)
+    before = frozen.codebook.detach().clone()
+    frozen(data[:4] * 5)
+    torch.testing.assert_close(frozen.codebook.detach(), before, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        vq.initialise(data[:, :3])
+
+
+@pytest.mark.parametrize("arch,positions", [("global", 1), ("conv", 49)])
+def test_vqvae_initialise_codebook_runs_kmeans_on_the_encoder_outputs(arch, positions):
+    torch.manual_seed(0)
+    model = VQVAE(arch, n_codes=6, code_dim=4, kmeans_init=True, kmeans_iters=50).train()
+    x = torch.rand(12, 1, 28, 28)
+    assert model.initialise_codebook(x, generator=torch.Generator().manual_seed(0),
+                                     batch_size=5) == 12 * positions
+    assert model.training and bool(model.quantizer.initialized)
+    with torch.no_grad():
+        z = model._continuous_codes(x).reshape(-1, 4).numpy()
+    codes = model.quantizer.codebook.numpy()
+    assignment = brute_force_nearest(z, codes)
+    for k in np.unique(assignment):
+        np.testing.assert_allclose(codes[k], z[assignment == k].mean(0), rtol=1e-4, atol=1e-5)
+    if positions > 1:
+        assert model.initialise_codebook(x, max_vectors=100) == 100

@@ -30,7 +30,7 @@ from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import metrics
 from utils.cli import (DEFAULT_BATCH_SIZE, add_data_args, add_training_args, make_parser,
-                       positive_int, run_main)
+                       non_negative_int, positive_int, run_main)
 from utils.datasets import iterate_batches
 from utils.paths import stage_paths, vqvae_stage
 from utils.training import fit, prefixed, prepare_training
@@ -49,8 +49,11 @@ DEFAULT_BETA = {"conv": 0.25, "global": 1.0}
 DEFAULT_KMEANS_INIT = {"conv": False, "global": True}
 RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "decay",
                "restart_dead", "dead_rule", "dead_window", "dead_threshold", "dead_decay",
-               "restart_from", "kmeans_init", "rotation_trick", "batch_size", "lr", "seed",
-               "limit")
+               "restart_from", "kmeans_init", "kmeans_init_images", "rotation_trick",
+               "batch_size", "lr", "seed", "limit")
+# Most encoder outputs k-means sees in --kmeans-init-images, per code: its memory is
+# the (vectors, K) distance matrix (K = 512: 131,072 vectors, 268 MB).
+KMEANS_INIT_VECTORS_PER_CODE = 256
 
 
 def parse_args(argv=None):
@@ -87,6 +90,11 @@ def parse_args(argv=None):
     p.add_argument("--kmeans-init", action=argparse.BooleanOptionalAction, default=None,
                    help="initialise the codebook by k-means on the first batch "
                         "(default: on for global, off for conv)")
+    p.add_argument("--kmeans-init-images", type=non_negative_int, default=0,
+                   help="with --kmeans-init: run the k-means on the untrained encoder's outputs "
+                        "of this many training images (a seeded random subset; more than the "
+                        "split means all of it; at most 256 K vectors) before the first step, "
+                        "instead of on the first batch; 0: the first batch")
     p.add_argument("--rotation-trick", action=argparse.BooleanOptionalAction,
                    default=VQConfig.rotation_trick,
                    help="rotation trick (Fifty et al. 2024) instead of the straight-through "
@@ -98,7 +106,20 @@ def parse_args(argv=None):
         args.beta = DEFAULT_BETA[args.arch]
     if args.kmeans_init is None:
         args.kmeans_init = DEFAULT_KMEANS_INIT[args.arch]
+    if args.kmeans_init_images and not args.kmeans_init:
+        p.error("--kmeans-init-images needs --kmeans-init")
     return args
+
+
+def initialise_codebook(model: VQVAE, images: torch.Tensor, n_images: int, seed: int) -> int:
+    """--kmeans-init-images: k-means on the encoder outputs of a random subset of
+    ``n_images`` training images (all when there are fewer), drawn from
+    ``seed`` so every rank of a torchrun job gets the same codebook. Returns the
+    number of vectors used."""
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(images), generator=generator)[:n_images]
+    return model.initialise_codebook(images[pick.to(images.device)],
+                                     KMEANS_INIT_VECTORS_PER_CODE * model.n_codes, generator)
 
 
 def model_config(args) -> VQVAEConfig:
@@ -154,10 +175,15 @@ def main(args):
     print(f"VQ-VAE {args.arch}: K={args.codebook_size}, {model.bits_per_image:g} bits per image",
           file=sys.stderr)
     val_images = run.val.images.to(run.device)
+    train_images = run.train.images.to(run.device)
+    if args.kmeans_init_images and not bool(model.quantizer.initialized):
+        n = initialise_codebook(model, train_images, args.kmeans_init_images, args.seed)
+        print(f"codebook: k-means on {n} encoder outputs of "
+              f"{min(args.kmeans_init_images, len(train_images))} training images", file=sys.stderr)
     fit(args=args, model=model, optimizer=run.optimizer, done=run.done,
         train_step=vqvae_step(model),
         evaluate=lambda: prefixed("val_", evaluate_vqvae(model, val_images)),
-        train_images=run.train.images.to(run.device), data=run.train, paths=paths,
+        train_images=train_images, data=run.train, paths=paths,
         columns=COLUMNS, model_args=model.model_args,
         summary=lambda r: (f"train recon {r['recon_loss']:.2f}, perplexity {r['perplexity']:.1f} | "
                            f"val BCE {r['val_recon_bce']:.2f}, MSE {r['val_recon_mse']:.4f}, "
