@@ -3,6 +3,7 @@
     python benchmarks/bench_vq_usage.py [--datasets mnist-5k fashion-mnist]
         [--global-ks 16 32 64 128 256 512] [--conv-ks 512] [--settings before after]
     python benchmarks/bench_vq_usage.py --append --settings after-rotation ...  # ablations
+    python benchmarks/bench_vq_usage.py --epochs 10 --out benchmarks/results/vq_usage_10epochs.csv ...
 
 Each row is one run of ``train/train_vqvae.py --epochs 1`` (same seed) on the
 dataset, architecture, K and setting: ``before`` reproduces the old defaults
@@ -19,7 +20,11 @@ random, 1 - (1 - 1/K)^N, the most one can expect from equal-mass codes; and,
 for "global", ``kmeans_usage``: the test usage of scikit-learn's k-means with
 the same K fitted to the epoch-1 encoder outputs of the training images, what a
 codebook that fits those outputs well reaches at that point (on mnist-5k's
-1,000 test images at K = 512 it is below 0.90).
+1,000 test images at K = 512 it is below 0.90). ``val_usage`` and
+``val_recon_bce`` are the training log's last validation numbers: settings are
+compared on them, the test columns are the reported ones. ``--epochs 10`` (the
+sweeps' length) asks whether a setting that helps epoch 1 still reconstructs as
+well at the end; its seconds are the last epoch's.
 """
 from __future__ import annotations
 
@@ -54,12 +59,24 @@ SETTINGS = {
     "after-beta-0.25": ["--beta", "0.25"],
     "after-dead-decay-0.5": ["--dead-decay", "0.5"],
     "after-dead-decay-0.8": ["--dead-decay", "0.8"],
+    "after-dead-threshold-1.0": ["--dead-threshold", "1.0"],
+    # k-means on the untrained encoder's outputs of the whole training split (at most
+    # 256 K vectors) instead of the first batch, which at K > 128 holds fewer
+    # vectors than codes
+    "after-init-split": ["--kmeans-init", "--kmeans-init-images", "1000000"],
+    # ... and a codebook that follows the encoder within the 29 steps of an mnist-5k
+    # epoch: EMA decay 0.9 (0.99 moves a code 25% of the way in 29 steps), dead below
+    # the fair share, restarted on random outputs (the worst-quantized are outliers
+    # that test images rarely hit)
+    "fast-codebook": ["--kmeans-init", "--kmeans-init-images", "1000000", "--decay", "0.9",
+                      "--dead-threshold", "1.0", "--restart-from", "random"],
     "after-batch-64": ["--batch-size", "64"],
     "after-batch-32": ["--batch-size", "32"],
     "after-batch-16": ["--batch-size", "16"],
 }
-COLUMNS = ["dataset", "arch", "K", "setting", "test_usage", "test_perplexity", "test_mse",
-           "seconds", "usage_ceiling", "kmeans_usage", "flags"]
+COLUMNS = ["dataset", "arch", "K", "setting", "seed", "epochs", "test_usage", "test_perplexity",
+           "test_mse", "val_usage", "val_recon_bce", "seconds", "usage_ceiling", "kmeans_usage",
+           "flags"]
 POSITIONS = {"global": 1, "conv": 49}
 
 
@@ -74,7 +91,12 @@ def parse_args(argv=None):
                    help="codebook sizes K for --arch conv")
     p.add_argument("--settings", nargs="+", default=["before", "after"], choices=SETTINGS,
                    help="flag sets to compare (see SETTINGS in this file)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (the same for every run)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed (the same for every run; rows of other seeds are kept "
+                        "with --append)")
+    p.add_argument("--epochs", type=int, default=1,
+                   help="training epochs (1: the usage target; 10: does a setting that helps "
+                        "epoch 1 still reconstruct as well on validation at the end?)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (on the shared 2-core machine a second intra-op "
                         "thread only spins: 2 made the mnist-5k runs 5-15x slower)")
@@ -106,7 +128,7 @@ def kmeans_usage(model: VQVAE, train_images: torch.Tensor, test_images: torch.Te
 
 def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
               data_root: Path, test_images: torch.Tensor,
-              train_images: torch.Tensor | None = None) -> tuple[dict, dict]:
+              train_images: torch.Tensor | None = None, epochs: int = 1) -> tuple[dict, dict]:
     """Train one epoch with train_vqvae's own main() in a temporary folder.
 
     Returns its log row and the metrics of its checkpoint on ``test_images``
@@ -115,7 +137,7 @@ def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int
     """
     with tempfile.TemporaryDirectory() as out:
         args = train_args(["--dataset", dataset, "--arch", arch, "--codebook-size", str(n_codes),
-                           "--epochs", "1", "--seed", str(seed), "--device", "cpu",
+                           "--epochs", str(epochs), "--seed", str(seed), "--device", "cpu",
                            "--data-root", str(data_root), "--out-dir", out, "--no-plots", *flags])
         with contextlib.redirect_stderr(io.StringIO()):
             train_main(args)
@@ -131,9 +153,9 @@ def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int
 
 
 def _order(row: dict) -> tuple:
-    """Rows grouped by dataset, architecture and K, settings in SETTINGS order."""
-    return (row["dataset"], row["arch"] != "global", int(row["K"]),
-            list(SETTINGS).index(row["setting"]))
+    """Rows grouped by dataset, epochs, architecture and K, settings in SETTINGS order, then seeds."""
+    return (row["dataset"], int(row["epochs"]), row["arch"] != "global", int(row["K"]),
+            list(SETTINGS).index(row["setting"]), int(row["seed"]))
 
 
 def main(args):
@@ -144,6 +166,9 @@ def main(args):
     if args.append and args.out.is_file():
         with open(args.out, newline="") as f:  # rows from before a column joined get it empty
             rows = [dict.fromkeys(COLUMNS, "") | r for r in csv.DictReader(f)]
+        for r in rows:  # rows from before these columns: one-epoch runs of seed 0
+            r["epochs"] = r["epochs"] or 1
+            r["seed"] = r["seed"] or 0
     test_images, train_images = {}, {}
     for dataset, arch, k in runs:
         if dataset not in test_images:
@@ -153,12 +178,17 @@ def main(args):
         for setting in args.settings:
             row, test = epoch_one(dataset, arch, k, SETTINGS[setting], args.seed, args.data_root,
                                   test_images[dataset],
-                                  train_images[dataset] if arch == "global" else None)
-            rows = [r for r in rows if (r["dataset"], r["arch"], str(r["K"]), r["setting"])
-                    != (row["dataset"], arch, str(k), setting)]
+                                  train_images[dataset] if arch == "global" else None,
+                                  args.epochs)
+            rows = [r for r in rows
+                    if (r["dataset"], r["arch"], str(r["K"]), r["setting"], str(r["seed"]),
+                        str(r["epochs"]))
+                    != (row["dataset"], arch, str(k), setting, str(args.seed), str(args.epochs))]
             rows.append({"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
+                         "seed": args.seed, "epochs": args.epochs,
                          "test_usage": test["usage"], "test_perplexity": test["perplexity"],
-                         "test_mse": test["recon_mse"],
+                         "test_mse": test["recon_mse"], "val_usage": row["val_usage"],
+                         "val_recon_bce": row["val_recon_bce"],
                          "seconds": round(float(row["seconds"]), 1),
                          "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
                          "kmeans_usage": test.get("kmeans_usage", ""),
