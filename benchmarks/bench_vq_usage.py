@@ -126,10 +126,10 @@ def kmeans_usage(model: VQVAE, train_images: torch.Tensor, test_images: torch.Te
     return len(np.unique(km.predict(z_test))) / model.n_codes
 
 
-def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
-              data_root: Path, test_images: torch.Tensor,
-              train_images: torch.Tensor | None = None, epochs: int = 1) -> tuple[dict, dict]:
-    """Train one epoch with train_vqvae's own main() in a temporary folder.
+def train_and_test(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
+                   data_root: Path, test_images: torch.Tensor,
+                   train_images: torch.Tensor | None = None, epochs: int = 1) -> tuple[dict, dict]:
+    """Train ``epochs`` epochs with train_vqvae's own main() in a temporary folder.
 
     Returns its log row and the metrics of its checkpoint on ``test_images``
     (N, 1, 28, 28): ``evaluate_vqvae``'s recon_bce, recon_mse, perplexity, usage,
@@ -150,6 +150,11 @@ def epoch_one(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int
         if train_images is not None:
             test["kmeans_usage"] = kmeans_usage(model, train_images, test_images, seed)
         return row, test
+
+
+def _key(row: dict) -> tuple:
+    """What one row measures: a rerun of the same key replaces it."""
+    return tuple(str(row[c]) for c in ("dataset", "arch", "K", "setting", "seed", "epochs"))
 
 
 def _order(row: dict) -> tuple:
@@ -176,23 +181,20 @@ def main(args):
             train_images[dataset] = load_dataset(dataset, "train", args.data_root).images
         n_test = len(test_images[dataset])
         for setting in args.settings:
-            row, test = epoch_one(dataset, arch, k, SETTINGS[setting], args.seed, args.data_root,
-                                  test_images[dataset],
-                                  train_images[dataset] if arch == "global" else None,
-                                  args.epochs)
-            rows = [r for r in rows
-                    if (r["dataset"], r["arch"], str(r["K"]), r["setting"], str(r["seed"]),
-                        str(r["epochs"]))
-                    != (row["dataset"], arch, str(k), setting, str(args.seed), str(args.epochs))]
-            rows.append({"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
-                         "seed": args.seed, "epochs": args.epochs,
-                         "test_usage": test["usage"], "test_perplexity": test["perplexity"],
-                         "test_mse": test["recon_mse"], "val_usage": row["val_usage"],
-                         "val_recon_bce": row["val_recon_bce"],
-                         "seconds": round(float(row["seconds"]), 1),
-                         "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
-                         "kmeans_usage": test.get("kmeans_usage", ""),
-                         "flags": " ".join(SETTINGS[setting])})
+            row, test = train_and_test(dataset, arch, k, SETTINGS[setting], args.seed,
+                                       args.data_root, test_images[dataset],
+                                       train_images[dataset] if arch == "global" else None,
+                                       args.epochs)
+            new = {"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
+                   "seed": args.seed, "epochs": args.epochs,
+                   "test_usage": test["usage"], "test_perplexity": test["perplexity"],
+                   "test_mse": test["recon_mse"], "val_usage": row["val_usage"],
+                   "val_recon_bce": row["val_recon_bce"],
+                   "seconds": round(float(row["seconds"]), 1),
+                   "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
+                   "kmeans_usage": test.get("kmeans_usage", ""),
+                   "flags": " ".join(SETTINGS[setting])}
+            rows = [r for r in rows if _key(r) != _key(new)] + [new]
             rows.sort(key=_order)
             write_rows(args.out, COLUMNS, rows)
             print(f"{dataset} {arch} K={k} {setting}: test usage {test['usage']:.3f}, "

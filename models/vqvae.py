@@ -37,6 +37,7 @@ from torch import nn
 from models.conv_net import (  # noqa: F401 - ResidualBlock, residual_stack re-exported
     CONV_GRID, IMAGE_SHAPE, ResidualBlock, conv_decoder, conv_encoder, residual_stack)
 from models.quantizer import VectorQuantizer, VQConfig, check_int
+from models.vae import batched
 
 __all__ = ["ARCHS", "VQVAEConfig", "VQVAEOutput", "VQVAE"]
 
@@ -273,14 +274,12 @@ class VQVAE(nn.Module):
         was_training = self.training
         self.eval()  # no codebook update while encoding
         try:
-            flat = torch.cat([self._continuous_codes(x[i:i + batch_size]).reshape(-1, self.code_dim)
-                              for i in range(0, len(x), batch_size)])
+            flat = batched(self._continuous_codes, x, self, batch_size).reshape(-1, self.code_dim)
         finally:
             self.train(was_training)
         if max_vectors is not None and len(flat) > max_vectors:
-            pick = torch.randperm(len(flat), generator=generator)[:max_vectors]
-            flat = flat[pick.to(flat.device)]
-        self.quantizer.initialise(flat, generator)
+            flat = flat[torch.randperm(len(flat), generator=generator)[:max_vectors]]
+        self.quantizer.initialise(flat.to(self.quantizer.codebook.device), generator)
         return len(flat)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:

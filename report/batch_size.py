@@ -186,9 +186,8 @@ def details(results, selection: pd.DataFrame, styles) -> list:
     """The section: why, the choice, the verdict from the numbers, the MSE table."""
     from report.layout import para
 
-    commits = T.unique_text(r.get("git", {}).get("commit", "")[:10]
-                            for r in getattr(results, "records", {}).values() if r.get("git"))
-    ran = f" These runs are at git commit {commits}." if commits else ""
+    commits = T.run_commits(results.records)
+    ran = f" These runs are at git commit {commits}." if commits != "-" else ""
     story = [Paragraph("Batch size chosen on the validation split", styles["h1"]),
              para(INTRO + ran, styles["body"])]
     verdicts = {v.dataset: (v, main) for v, main in pairs(results, selection)}

@@ -211,8 +211,7 @@ class BreakOnPageOne(ActionFlowable):
 def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
     """Title, question, the short answer, the headline figure; then a page break
     (when all of it fits page 1)."""
-    commits = T.unique_text(r.get("git", {}).get("commit", "")[:10] for r in results.records.values()
-                            if r.get("git"))
+    commits = T.run_commits(results.records)
     story = [Paragraph(f"A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
                        f"VQ-VAE", styles["title"]),
              para(f"Comparison report, built {datetime.date.today().isoformat()} from "

@@ -109,6 +109,11 @@ def unique_text(values) -> str:
     return ", ".join(seen) if seen else "-"
 
 
+def run_commits(records: dict) -> str:
+    """The short git commits of run records ({key: record}), distinct, in order."""
+    return unique_text(r["git"].get("commit", "")[:10] for r in records.values() if r.get("git"))
+
+
 def span(low: str, high: str) -> str:
     """'a' when both ends read the same, else 'a to b'."""
     return low if low == high else f"{low} to {high}"
