@@ -16,7 +16,7 @@ COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 # A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
 resume_if = $(if $(wildcard $(1)),--resume)
 
-.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation kl-weight batch-size report test bench bench-grid clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation kl-weight batch-size report test bench bench-grid usage-sweep clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -123,6 +123,9 @@ bench: $(STAMP)  ## run the benchmarks (needs Fashion-MNIST: apt-get install dat
 
 bench-grid: $(STAMP)  ## the 2.94M-vector grid-scale benchmark: HNSW graph, K=512 geodesic k-medoids, CLARA (~25 min)
 	$(PY) benchmarks/bench_grid_scale.py
+
+usage-sweep: $(STAMP)  ## can any codebook-rule setting reach epoch-1 usage 0.90 on mnist-5k? (48 settings, K 256 512, batch 128 16; ~15 min) -> benchmarks/results/vq_restart_sweep.csv
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sweep_vq_restarts.py
 
 clean-outputs:  ## delete generated logs, checkpoints, plots and cached comparison models
 	rm -rf experiments/logs experiments/checkpoints experiments/plots experiments/comparison \
