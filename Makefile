@@ -87,7 +87,7 @@ KL_FLAGS := --dataset fashion-mnist --seeds $(SEEDS) --epochs $(EPOCHS) --conv-e
 kl-weight: $(STAMP)  ## grid rate with beta-VAEs (KL_WEIGHTS; priors at K=512 for KL_GEN_WEIGHTS), Fashion-MNIST -> experiments/results/kl_weight/, report
 	for beta in $(KL_WEIGHTS); do \
 		$(PY) train/run_comparison.py $(KL_FLAGS) --methods vae-conv kmeans-conv geodesic-conv \
-			--codebook-sizes 64 512 --no-figures --vae-kl-weight $$beta \
+			--codebook-sizes 16 32 64 128 256 512 --no-figures --vae-kl-weight $$beta \
 			--results-dir experiments/results/kl_weight/beta-$$beta --device $(DEVICE) || exit 1; \
 	done
 	for beta in $(KL_GEN_WEIGHTS); do \
