@@ -125,7 +125,7 @@ bench-grid: $(STAMP)  ## the 2.94M-vector grid-scale benchmark: HNSW graph, K=51
 	$(PY) benchmarks/bench_grid_scale.py
 
 usage-sweep: $(STAMP)  ## can any codebook-rule setting reach epoch-1 usage 0.90 on mnist-5k? (48 settings, K 256 512, batch 128 16; ~15 min) -> benchmarks/results/vq_restart_sweep.csv
-	OMP_NUM_THREADS=1 $(PY) benchmarks/sweep_vq_restarts.py
+	$(PY) benchmarks/sweep_vq_restarts.py
 
 clean-outputs:  ## delete generated logs, checkpoints, plots and cached comparison models
 	rm -rf experiments/logs experiments/checkpoints experiments/plots experiments/comparison \

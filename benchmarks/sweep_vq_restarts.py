@@ -25,15 +25,15 @@ same on the validation images: above it no codebook can be expected to go.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import itertools
+import sys
 from pathlib import Path
 
 import torch
 
 from bench_vq_usage import train_and_test, usage_ceiling
-from utils.csvlog import write_rows
+from utils.cli import make_parser, positive_int, run_main, seed_int
+from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
 
 # train_vqvae flag -> values tried; the first value of each is the default.
@@ -51,18 +51,17 @@ COLUMNS = (["dataset", "K", "batch_size", *FIELDS.values(), "role", "seed", "cho
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist-5k", help="dataset to train on")
-    p.add_argument("--ks", nargs="+", type=int, default=[256, 512], help="codebook sizes K")
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 16],
+    p.add_argument("--ks", nargs="+", type=positive_int, default=[256, 512], help="codebook sizes K")
+    p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[128, 16],
                    help="batch sizes, each swept on its own (128: the default; 16: the one "
                         "make batch-size chose at K = 256 and 512 on mnist-5k)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
+    p.add_argument("--seeds", nargs="+", type=seed_int, default=[0, 1],
                    help="seeds of the selection runs (mean validation usage over them)")
-    p.add_argument("--confirm-seeds", nargs="+", type=int, default=[0, 1, 2],
+    p.add_argument("--confirm-seeds", nargs="+", type=seed_int, default=[0, 1, 2],
                    help="seeds on which the chosen combination and the defaults are tested")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/vq_restart_sweep.csv"),
                    help="CSV output")
@@ -110,9 +109,8 @@ def _key(row: dict) -> tuple:
 def main(args):
     torch.set_num_threads(args.threads)
     rows = []
-    if args.append and args.out.is_file():
-        with open(args.out, newline="") as f:
-            rows = list(csv.DictReader(f))
+    if args.append and args.out.is_file():  # checked: header, field counts, a torn last row
+        rows = read_rows(args.out, COLUMNS, text=["dataset", "restart_from", "role"])
     done = {_key(r) for r in rows}
     val_n = len(load_dataset(args.dataset, "val", args.data_root).images)
     test_images = load_dataset(args.dataset, "test", args.data_root).images
@@ -158,4 +156,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_main(main, parse_args()))
