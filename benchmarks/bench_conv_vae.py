@@ -37,7 +37,7 @@ from models.geodesic_vq import EuclideanQuantizer
 from train.train_vae import main as train_main
 from train.train_vae import parse_args as train_args
 from train.train_vae import run_paths
-from utils.ann import collapse_duplicates
+from geodesic.ann import collapse_duplicates
 from utils.bench import write_csv
 from utils.checkpoint import load_checkpoint, rebuild
 from utils.datasets import load_dataset

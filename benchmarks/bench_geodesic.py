@@ -8,7 +8,7 @@ latents, as the ``data`` column says), first N rows. For every N in --sizes
 and K in --clusters two routes are timed:
 
 * ours: ``knn_graph`` + ``connect_components`` + ``geodesic_kmedoids``
-  (utils/graph_tools.py), never an N x N array;
+  (geodesic/graph.py), never an N x N array;
 * reference, what a user would otherwise do: ``Isomap(n_neighbors=k).fit(X)``
   for ``dist_matrix_`` (all pairs), then ``kmedoids.fasterpam(D, K)``;
 
@@ -89,7 +89,7 @@ def idle_child(X) -> dict:
     import kmedoids  # noqa: F401  (same imports as the fits)
     import sklearn.manifold  # noqa: F401
 
-    import utils.graph_tools  # noqa: F401
+    import geodesic.graph  # noqa: F401
     return {"peak_mb": _peak_mb()}
 
 
@@ -97,7 +97,8 @@ def ours_child(X, k, K, seed) -> dict:
     import kmedoids  # noqa: F401  (same baseline as the reference child)
     import sklearn.manifold  # noqa: F401
 
-    from utils.graph_tools import connect_components, geodesic_kmedoids, knn_graph
+    from geodesic.graph import connect_components, knn_graph
+    from geodesic.kmedoids import geodesic_kmedoids
     start = time.perf_counter()
     graph = connect_components(knn_graph(X, n_neighbors=k), X)
     built = time.perf_counter()
@@ -111,7 +112,7 @@ def reference_child(X, k, K, seed) -> dict:
     import kmedoids
     from sklearn.manifold import Isomap
 
-    import utils.graph_tools  # noqa: F401  (same baseline as our child)
+    import geodesic.graph  # noqa: F401  (same baseline as our child)
     start = time.perf_counter()
     D = Isomap(n_neighbors=k).fit(X).dist_matrix_
     built = time.perf_counter()

@@ -159,7 +159,7 @@ class _Clock:
 
 def _repair(graph, points):
     """connect_components, returning the number of components it found."""
-    from utils.graph_tools import connect_components
+    from geodesic.graph import connect_components
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -176,7 +176,7 @@ def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str, 
     """NeighborIndex (duplicates collapsed) + connect_components; saves graph, counts and points."""
     import scipy.sparse as sp
 
-    from utils.ann import NeighborIndex, sample_recall
+    from geodesic.ann import NeighborIndex, sample_recall
 
     Z = np.load(z_path, mmap_mode="r")[:n_points]
     clock = _Clock()
@@ -193,7 +193,7 @@ def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str, 
 
 def exact_route_child(z_path: str, n_points: int, k: int) -> dict:
     """Today's route: exact scikit-learn graph of all vectors (duplicates kept) + repair."""
-    from utils.graph_tools import knn_graph
+    from geodesic.graph import knn_graph
 
     Z = np.ascontiguousarray(np.load(z_path, mmap_mode="r")[:n_points])
     clock = _Clock()
@@ -207,7 +207,7 @@ def exact_route_child(z_path: str, n_points: int, k: int) -> dict:
 def kmedoids_child(graph_path: str, K: int, seed: int) -> dict:
     import scipy.sparse as sp
 
-    from utils.kmedoids import geodesic_kmedoids
+    from geodesic.kmedoids import geodesic_kmedoids
 
     graph = sp.load_npz(graph_path)
     counts = np.load(graph_path + ".nodes.npz")["counts"]
@@ -226,7 +226,7 @@ def prefix_on_full_child(full_path: str, prefix_path: str, prefix_medoids) -> di
     in the whole graph."""
     import scipy.sparse as sp
 
-    from utils.kmedoids import kmedoids_loss
+    from geodesic.kmedoids import kmedoids_loss
 
     _, first_vector = np.unique(np.load(prefix_path + ".nodes.npz")["inverse"], return_index=True)
     full = np.load(full_path + ".nodes.npz")
@@ -244,8 +244,8 @@ def clara_child(graph_path: str, K: int, k: int, n_samples: int, size: int, seed
     import scipy.sparse as sp
     from scipy.sparse.csgraph import dijkstra
 
-    from utils.graph_tools import knn_graph
-    from utils.kmedoids import kmedoids_loss
+    from geodesic.graph import knn_graph
+    from geodesic.kmedoids import kmedoids_loss
 
     graph = sp.load_npz(graph_path)
     nodes = np.load(graph_path + ".nodes.npz")

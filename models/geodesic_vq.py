@@ -19,8 +19,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from utils.ann import EXACT_BELOW, NeighborIndex
-from utils.graph_tools import connect_components, geodesic_kmedoids
+from geodesic.ann import EXACT_BELOW, NeighborIndex
+from geodesic.graph import connect_components
+from geodesic.kmedoids import geodesic_kmedoids
+from utils import methods as methods_registry
 
 
 class NodeGraph(NamedTuple):
@@ -170,11 +172,11 @@ class GeodesicQuantizer(_Quantizer):
     """Geodesic k-medoids codebook on the k-NN graph of training latents.
 
     ``fit(Z)``: collapses exact duplicate rows of Z (N, d) into U weighted nodes
-    (:func:`utils.ann.collapse_duplicates`), builds the symmetric k-NN graph of
+    (:func:`geodesic.ann.collapse_duplicates`), builds the symmetric k-NN graph of
     the nodes with Euclidean edge lengths (exact below ``exact_below`` nodes,
-    faiss HNSW above: :class:`utils.ann.NeighborIndex`), joins its components
+    faiss HNSW above: :class:`geodesic.ann.NeighborIndex`), joins its components
     if needed (with a warning, as Isomap does), and runs
-    :func:`utils.kmedoids.geodesic_kmedoids` with the multiplicities as weights,
+    :func:`geodesic.kmedoids.geodesic_kmedoids` with the multiplicities as weights,
     which is the k-medoids objective of the N rows; the codebook is the K
     medoid latents (K, d), i.e. actual encodings of training images. This is
     what lets one fit run on the ~2.6M vectors of a 7x7 latent grid.
@@ -191,14 +193,14 @@ class GeodesicQuantizer(_Quantizer):
 
     * ``edge_length``: ``"latent"`` measures an edge by its Euclidean length in
       the latent space; ``"decoder"`` by the length of the decoded segment, the
-      pull-back metric of ``decoder`` (:mod:`utils.decoder_metric`; Arvanitidis
+      pull-back metric of ``decoder`` (:mod:`geodesic.decoder_metric`; Arvanitidis
       et al. 2018). Neighbours are chosen in latent space either way; the
       edges of new points to their k neighbours are measured the same way.
     * ``code_vectors``: ``"medoid"`` uses the medoid latents as the codebook;
       ``"refined"`` keeps every geodesic cluster (which points share a code)
       but moves its vector to the latent that minimises the summed decoder
       reconstruction loss of its training members (``fit(Z, images=X)``;
-      :func:`utils.code_refinement.refine_code_vectors`).
+      :func:`geodesic.refinement.refine_code_vectors`).
 
     ``decoder`` (a callable latents (B, d) -> Bernoulli logits) is needed by
     both non-default options; it is not part of ``state_dict`` (pass it again to
@@ -241,7 +243,7 @@ class GeodesicQuantizer(_Quantizer):
         self.decoder = decoder
         self.neighbors = neighbors
         self.exact_below = exact_below
-        # The k-medoids options (utils.graph_tools.geodesic_kmedoids), recorded in state_dict
+        # The k-medoids options (geodesic.graph.geodesic_kmedoids), recorded in state_dict
         # so that a saved codebook says how it was fitted.
         self.device = str(device)
         self.max_iter = max_iter
@@ -310,7 +312,7 @@ class GeodesicQuantizer(_Quantizer):
         self.codebook_ = self.train_latents_[self.medoids_]
         self.loss_ = float(result.loss)
         if self.code_vectors == "refined":
-            from utils.code_refinement import refine_code_vectors
+            from geodesic.refinement import refine_code_vectors
 
             self.codebook_ = refine_code_vectors(
                 self._needs_decoder("code_vectors='refined'"), self.codebook_,
@@ -344,7 +346,7 @@ class GeodesicQuantizer(_Quantizer):
                                             exact_below=self.exact_below, seed=self.seed)
         if self.edge_length == "latent":
             return latent_graph
-        from utils.decoder_metric import reweight_graph
+        from geodesic.decoder_metric import reweight_graph
 
         index = latent_graph.index
         return NodeGraph(index, reweight_graph(latent_graph.graph, index.points_, self._decoded_mean(),
@@ -394,7 +396,7 @@ class GeodesicQuantizer(_Quantizer):
         """The extended-graph rule for rows that are not training nodes."""
         edge, nbr = self._neighbors().kneighbors(Z)  # (B, k) each
         if self.edge_length == "decoder":
-            from utils.decoder_metric import segment_lengths
+            from geodesic.decoder_metric import segment_lengths
 
             k = nbr.shape[1]
             edge = segment_lengths(self._decoded_mean(), np.repeat(Z, k, axis=0),
@@ -439,7 +441,7 @@ class EuclideanQuantizer(_Quantizer):
     def fit(self, Z):
         """Z (N, d) -> self; ``codebook_`` (K, d) are the centroids, ``loss_`` the
         inertia (sum of squared distances), ``algorithm_`` the algorithm used."""
-        from utils.ann import collapse_duplicates
+        from geodesic.ann import collapse_duplicates
 
         Z = as_latents(Z)
         _check_counts(self.n_codes, len(Z))
@@ -465,9 +467,9 @@ class EuclideanQuantizer(_Quantizer):
         return self
 
     def _fit_faiss(self, points: np.ndarray, counts: np.ndarray, n_fit: int) -> tuple[np.ndarray, float]:
-        from utils.ann import _faiss_threads
+        from geodesic.ann import faiss_threads
 
-        with _faiss_threads(1) as faiss:
+        with faiss_threads(1) as faiss:
             km = faiss.Kmeans(points.shape[1], n_fit, niter=self.n_iter, seed=self.seed,
                               max_points_per_centroid=len(points))  # no subsampling
             km.train(np.ascontiguousarray(points, dtype=np.float32),
@@ -483,3 +485,25 @@ class EuclideanQuantizer(_Quantizer):
         d2 = (z.pow(2).sum(1, keepdim=True) - 2 * z @ c.T + c.pow(2).sum(1)).clamp_min(0)
         dist, idx = d2.min(dim=1)
         return idx.numpy(), dist.sqrt().numpy()
+
+
+def make_quantizer(name: str, K: int, *, seed: int, n_neighbors: int = 10, device: str = "cpu",
+                   variant: dict | None = None, decoder=None):
+    """The unfitted a-posteriori quantizer of method ``name`` at codebook size K
+    (its ``variant`` cell, see :func:`variants`; ``decoder``: latents -> logits,
+    for decoder edge lengths and refined codes): the one place where a method
+    entry becomes a quantizer object."""
+    method = methods_registry.get(name)
+    if method.build != "quantizer":
+        raise ValueError(f"{name} is not an a-posteriori quantizer method")
+    kind = method.options["quantizer"]
+    variant = variant or {}
+    if kind == "geodesic":
+        return GeodesicQuantizer(K, n_neighbors, seed, device=device, decoder=decoder,
+                                 edge_length=variant.get("edge_length") or "latent",
+                                 code_vectors=variant.get("code_vectors") or "medoid")
+    if kind == "euclidean":
+        if variant.get("code_vectors", "centroid") not in ("", "centroid"):
+            raise ValueError(f"{name} has centroids only, not {variant['code_vectors']!r} codes")
+        return EuclideanQuantizer(K, seed)
+    raise ValueError(f"{name}: unknown quantizer kind {kind!r}")

@@ -8,7 +8,7 @@ batch size on the validation split (train/select_batch_size.py) and reruns the
 one-code sweep at the choice into ``experiments/results/batch_size/``. This module
 
 * reads the selection (:func:`read_selection`) and computes the choice again
-  with the script's own rule (``select_batch_size.choose``);
+  with the script's own rule (``utils.selection.choose``);
 * computes the verdicts of the rerun with report.verdicts, exactly as for the
   main rows, and puts them next to the main rows' verdict (:func:`pairs`);
 * writes the short-answer item after the main group's (:func:`group_answer`) and the
@@ -26,7 +26,7 @@ from reportlab.platypus import Paragraph
 from report import generation as G
 from report import text as T
 from report.verdicts import RateVerdict, all_verdicts, load_results, rows_of
-from train.select_batch_size import ELBO_SUFFIX, choose
+from utils.selection import ELBO_SUFFIX, choose
 from utils.paths import BATCH_SIZE_DIR, ResultPaths
 from utils.results import read_generation
 

@@ -660,10 +660,10 @@ CELL_WORDS = {
 # What switching a factor does, for the ablation section.
 FACTOR_MEANING = {
     "edge_length": "the k-NN graph's edges measured through the decoder (the length of the "
-                   "decoded segment, utils/decoder_metric.py) instead of in latent space",
+                   "decoded segment, geodesic/decoder_metric.py) instead of in latent space",
     "code_vectors": "each code's vector moved from its medoid to the latent that decodes best "
-                    "for its members (utils/code_refinement.py)",
-    "decoder": "a copy of the VAE's decoder fine-tuned on the codes (utils/finetune.py) instead "
+                    "for its members (geodesic/refinement.py)",
+    "decoder": "a copy of the VAE's decoder fine-tuned on the codes (train/finetune.py) instead "
                "of the frozen one",
 }
 

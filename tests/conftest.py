@@ -135,7 +135,7 @@ def roll():
     """500 points of a noisy swiss roll (a 2-D manifold in 3-D), its graph and all geodesics."""
     from sklearn.datasets import make_swiss_roll
 
-    from utils.graph_tools import connect_components, geodesic_distances, knn_graph
+    from geodesic.graph import connect_components, geodesic_distances, knn_graph
 
     X = make_swiss_roll(500, noise=0.3, random_state=0)[0]
     graph = connect_components(knn_graph(X, 10), X)

@@ -1,6 +1,6 @@
-"""Tests for utils/ann.py: duplicate collapse, exact and HNSW neighbour index, recall.
+"""Tests for geodesic/ann.py: duplicate collapse, exact and HNSW neighbour index, recall.
 
-References: ``np.unique(axis=0)``, ``utils.graph_tools.knn_graph`` (the exact
+References: ``np.unique(axis=0)``, ``geodesic.graph.knn_graph`` (the exact
 scikit-learn graph), brute-force distances, hand-made neighbour lists, and
 Dijkstra on the graph extended by the query point.
 """
@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from utils.ann import NeighborIndex, collapse_duplicates, recall_at_k, sample_recall
-from utils.graph_tools import connect_components, knn_graph
-from utils.kmedoids import geodesic_kmedoids
+from geodesic.ann import NeighborIndex, collapse_duplicates, recall_at_k, sample_recall
+from geodesic.graph import connect_components, knn_graph
+from geodesic.kmedoids import geodesic_kmedoids
 
 
 def points_with_duplicates(n=1500, d=6, seed=0):

@@ -1,10 +1,10 @@
-"""utils/decoder_metric.py against analytic lengths and a fine numerical reference."""
+"""geodesic/decoder_metric.py against analytic lengths and a fine numerical reference."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
-from utils.decoder_metric import reweight_graph, segment_lengths
+from geodesic.decoder_metric import reweight_graph, segment_lengths
 
 
 def linear_decoder(d=3, D=7, seed=0):

@@ -5,7 +5,7 @@ result, with nothing lost. Tiny in-process runs on mnist-5k, on the CPU.
 Case numbers refer to the issue: 1 wrong model class, 2 bad --device,
 3 two runs into one --out-dir, 4 rerun over a finished run, 5 unwritable
 --out-dir, 6 disk full at a checkpoint, 7 torn or wrong log rows and
---resume, 9 bad CSV for utils/plot.py, 10 exploding loss, 12 seed range,
+--resume, 9 bad CSV for train/plot_run.py, 10 exploding loss, 12 seed range,
 unsafe torch advice and Ctrl-C; plus quiet logs off a terminal.
 """
 from __future__ import annotations
@@ -497,7 +497,7 @@ def test_resume_of_a_run_logged_on_the_test_split_is_refused(run, capsys, with_l
     (b"step,total_loss\n1,2\n", "no 'epoch' column"),
 ])
 def test_plot_rejects_a_bad_log_in_one_line_naming_it(tmp_path, capsys, content, needle):
-    from utils import plot
+    from train import plot_run as plot
     log = tmp_path / "bad_log.csv"
     log.write_bytes(content)
     args = plot.parse_args(["vae", "--log", str(log), "--checkpoint", str(tmp_path / "none.pt"),

@@ -1,8 +1,8 @@
-"""utils/finetune.py: only the decoder moves, the loss on the codes drops, same seed same result."""
+"""train/finetune.py: only the decoder moves, the loss on the codes drops, same seed same result."""
 import torch
 
 from models.vae import VAE
-from utils.finetune import decoder_parameter_names, finetune_decoder
+from train.finetune import decoder_parameter_names, finetune_decoder
 from utils.metrics import bce_sum
 
 

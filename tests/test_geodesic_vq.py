@@ -370,7 +370,7 @@ def test_faiss_kmeans_is_close_to_scikit_learn_and_reproducible():
 def test_training_rows_take_their_nodes_code_which_the_full_rule_also_gives(edge_length):
     """The shortcut for rows equal to a training node against the extended-graph
     rule min_j (e_j + dn(j)) evaluated over all k neighbours, by hand."""
-    from utils.decoder_metric import segment_lengths
+    from geodesic.decoder_metric import segment_lengths
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))

@@ -1,10 +1,10 @@
-"""utils/interpolation.py: paths follow the manifold, lengths match Dijkstra, resampling is even."""
+"""geodesic/interpolation.py: paths follow the manifold, lengths match Dijkstra, resampling is even."""
 import numpy as np
 import pytest
 from scipy.sparse.csgraph import dijkstra
 from sklearn.neighbors import kneighbors_graph
 
-from utils.interpolation import extended_graph, geodesic_path, resample, straight_line
+from geodesic.interpolation import extended_graph, geodesic_path, resample, straight_line
 
 
 def half_circle(n=200):

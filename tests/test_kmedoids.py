@@ -1,4 +1,4 @@
-"""Tests for utils/kmedoids.py (geodesic k-medoids) against independent references.
+"""Tests for geodesic/kmedoids.py (geodesic k-medoids) against independent references.
 
 References: ``kmedoids.fasterpam`` on the full geodesic matrix (scikit-learn
 Isomap's distances via ``geodesic_distances``), brute force over all
@@ -15,11 +15,11 @@ import torch
 from sklearn.datasets import make_blobs, make_swiss_roll
 
 import kmedoids
-import utils.graph_tools as gt
-import utils.kmedoids as km
-from utils.ann import collapse_duplicates
-from utils.graph_tools import connect_components, geodesic_distances, knn_graph
-from utils.kmedoids import geodesic_kmedoids, kmedoids_loss
+import geodesic.graph as gt
+import geodesic.kmedoids as km
+from geodesic.ann import collapse_duplicates
+from geodesic.graph import connect_components, geodesic_distances, knn_graph
+from geodesic.kmedoids import geodesic_kmedoids, kmedoids_loss
 
 
 def with_duplicates(n_unique=300, d=3, seed=0):
@@ -147,12 +147,12 @@ def test_swap_gains_match_brute_force_with_weights(roll):
     _, graph, D = roll
     rng = np.random.default_rng(1)
     w = rng.integers(1, 50, 500).astype(float)
-    g = gt._Graph(graph)
-    top2 = gt._Top2(g)
+    g = gt.CSRGraph(graph)
+    top2 = gt.Top2Search(g)
     medoids = rng.choice(500, 12, replace=False)
     top2.reset(medoids)
     candidates = rng.choice(np.setdiff1d(np.arange(500), medoids), 40, replace=False)
-    cpos, nodes, dist = gt._PrunedSearch(g, 40).run(candidates, top2.d2)
+    cpos, nodes, dist = gt.PrunedSearch(g, 40).run(candidates, top2.d2)
     delta = km._swap_gains(top2.s1, top2.d1, top2.d2, w, 12, 40, cpos, nodes, dist, device=torch.device("cpu"))
     loss = w @ D[medoids].min(axis=0)
     for i, x in enumerate(candidates):
@@ -263,9 +263,9 @@ def test_small_search_scratch_gives_a_valid_result(roll):
 def test_seeding_keeps_exact_nearest_distances(roll, seed_batch):
     """Sequential, and k-means||-style rounds (scipy rounds, then pruned searches together)."""
     _, graph, D = roll
-    g = gt._Graph(graph)
+    g = gt.CSRGraph(graph)
     w = np.arange(500) % 5 + 1.0
-    medoids, nearest = km._kmedoids_plusplus(g, 40, np.random.default_rng(0), gt._PrunedSearch(g, 16), w,
+    medoids, nearest = km._kmedoids_plusplus(g, 40, np.random.default_rng(0), gt.PrunedSearch(g, 16), w,
                                              seed_batch=seed_batch)
     assert len(np.unique(medoids)) == 40
     np.testing.assert_allclose(nearest, D[medoids].min(axis=0), rtol=1e-12)

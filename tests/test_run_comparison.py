@@ -217,7 +217,7 @@ def test_rows_written_before_later_parameters_are_adopted_not_redone(tiny_run, t
 
 
 def test_no_earlier_spelling_where_the_later_parameters_change_the_computation():
-    from utils.ann import EXACT_BELOW
+    from geodesic.ann import EXACT_BELOW
 
     args = rc.parse_args(ARGV)
     cell = cm.variants(args, "geodesic-vae")[0]

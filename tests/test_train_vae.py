@@ -1,5 +1,5 @@
 """Tests of train/train_vae.py (in process and as a script), utils/training.py's
-epoch loop and utils/plot.py's command line. Small runs on mnist-5k, on the CPU."""
+epoch loop and train/plot_run.py's command line. Small runs on mnist-5k, on the CPU."""
 from __future__ import annotations
 
 import csv
@@ -377,7 +377,7 @@ def test_script_end_to_end_with_plots(tmp_path):
 
 
 def test_plotted_curves_are_train_and_dashed_validation(run2, tmp_path, drawn_lines):
-    from utils.plot import plot_vae_run
+    from train.plot_run import plot_vae_run
     plot_vae_run(run2 / LOG_NAME, run2 / CKPT_NAME, tmp_path, run2 / "data")
     curves = drawn_lines[0]
     assert curves["-ELBO per image"] == [("train total_loss", "-"), ("validation total_loss", "--")]
@@ -386,14 +386,14 @@ def test_plotted_curves_are_train_and_dashed_validation(run2, tmp_path, drawn_li
 
 
 def test_plot_script_help():
-    r = script("utils/plot.py", "--help")
+    r = script("train/plot_run.py", "--help")
     assert r.returncode == 0, r.stderr
     assert "vae" in r.stdout
 
 
 def test_plot_script_with_a_missing_log(tmp_path):
     missing = tmp_path / "no_log.csv"
-    r = script("utils/plot.py", "vae", "--log", str(missing))
+    r = script("train/plot_run.py", "vae", "--log", str(missing))
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and str(missing) in lines[0]

@@ -189,7 +189,7 @@ def test_bad_arguments_give_one_line_errors(bad):
 
 
 def test_plotted_curves_are_train_and_dashed_validation(run2, tmp_path, drawn_lines):
-    from utils.plot import plot_vqvae_run
+    from train.plot_run import plot_vqvae_run
     paths = run_paths(run2, "global", "mnist-5k")
     plot_vqvae_run(paths["log"], paths["checkpoint"], tmp_path)
     curves = drawn_lines[0]

@@ -74,8 +74,9 @@ def draw_interpolations(run: cm.SeedRun, out, *, n_pairs: int = 3, n_frames: int
     """Between pairs of test images of different classes: the VAE's decoding of the
     straight latent line, and of the shortest k-NN graph path with latent and with
     decoder edge lengths (resampled at even latent arc length)."""
-    from utils.decoder_metric import bernoulli_mean_decoder, segment_lengths
-    from utils.interpolation import geodesic_path, plot_interpolations, resample, straight_line
+    from geodesic.decoder_metric import bernoulli_mean_decoder, segment_lengths
+    from geodesic.interpolation import geodesic_path, resample, straight_line
+    from utils.plot import plot_interpolations
 
     vae, labels = run.vae, run.test.labels.numpy()
     mean = bernoulli_mean_decoder(vae)

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from models.conv_net import grid_vectors, vectors_to_grid
-from models.geodesic_vq import GeodesicQuantizer
+from models.geodesic_vq import GeodesicQuantizer, make_quantizer
 from models.vae import VAE
 from models.vqvae import VQVAE
 from utils import methods as vocab
 from utils import paths
-from utils.ann import EXACT_BELOW
+from geodesic.ann import EXACT_BELOW
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from utils.cli import DEFAULT_BATCH_SIZE
 from utils.results import config_hash
@@ -119,7 +119,7 @@ class SeedRun:
             start = time.perf_counter()
             latent = None if edge_length == "latent" else self.graph_for("latent", arch)
             rate = vocab.IMAGE_RATE if arch == "mlp" else vocab.GRID_RATE
-            q = vocab.make_quantizer(vocab.quantizer_method("geodesic", rate).name, 1, seed=self.seed,
+            q = make_quantizer(vocab.quantizer_method("geodesic", rate).name, 1, seed=self.seed,
                                      n_neighbors=self.args.n_neighbors, decoder=self.vae_for(arch).decode,
                                      variant={"edge_length": edge_length})
             self._graphs[key] = q.graph_for(self.fit_vectors(arch), latent_graph=latent)
@@ -222,7 +222,7 @@ def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
     for grid methods the images it was fitted on and, for a fine-tuned decoder,
     its epochs."""
     arch = vocab.get(method).options.get("vae", "mlp")
-    q = vocab.make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors, variant=variant)
+    q = make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors, variant=variant)
     params = {k: v for k, v in q.get_params().items() if k != "device"}
     config = {"stage": method, "vae": config_hash(vae_config(args, seed, arch)), "K": K, "quantizer": params}
     if arch != "mlp" and args.grid_fit_images:
@@ -284,7 +284,7 @@ def load_quantizer(ckpt: dict, decoder=None, device: str = "cpu"):
     """The fitted quantizer in a file of :func:`quantizer_for` (``decoder``: the
     VAE's latents -> logits, which a geodesic quantizer needs for decoder edges)."""
     config = ckpt["config"]
-    q = vocab.make_quantizer(config["stage"], config["K"], seed=0, device=device)
+    q = make_quantizer(config["stage"], config["K"], seed=0, device=device)
     extra = {"decoder": decoder} if isinstance(q, GeodesicQuantizer) else {}
     return type(q).from_state_dict(ckpt["quantizer"], **extra)
 
@@ -312,7 +312,7 @@ def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
     config = quantizer_config(args, method, K, run.seed, cell)
     path = quantizer_path(args, method, K, run.seed, variant)
     decoder = run.vae_for(arch).decode
-    q = vocab.make_quantizer(method, K, seed=run.seed, n_neighbors=args.n_neighbors,
+    q = make_quantizer(method, K, seed=run.seed, n_neighbors=args.n_neighbors,
                              device=str(run.device), variant=cell, decoder=decoder)
     if path.is_file():
         ckpt = load_checkpoint(path)
@@ -351,7 +351,7 @@ def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q):
     vae = run.vae_for(arch)
     if variant.get("decoder") != "finetuned":
         return vae, 0.0
-    from utils.finetune import finetune_decoder
+    from train.finetune import finetune_decoder
 
     config = quantizer_config(run.args, method, K, run.seed, variant)
     path = paths.cached_quantizer(run.args.work_dir, f"{method}-decoder", K, config_hash(config))

@@ -57,6 +57,7 @@ from utils.errors import UserError
 from utils.results import config_hash
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, write_run_record
+from utils.selection import ELBO_SUFFIX, choose
 
 COLUMNS = ["dataset", "dataset_used", "family", "K", "batch_size", "seed", "epochs",
            "criterion", "value", "config_hash"]
@@ -77,9 +78,6 @@ class Family(NamedTuple):
     @property
     def criterion(self) -> str:
         return "val_kmeans_bce" if self.kind == "vae" else "val_recon_bce"
-
-
-ELBO_SUFFIX = "-elbo"  # the VAE's own objective, shown beside the criterion that chooses
 
 
 def kmeans_bce(ckpt: Path, arch: str, Ks, seed: int, train, val) -> float:
@@ -133,16 +131,6 @@ def candidate(args, family: Family, K: int, batch_size: int, seed: int) -> tuple
     args.vqvae_batch_size = {str(K): batch_size}
     return (cm.vqvae_checkpoint(args, family.arch, K, seed),
             config_hash(cm.vqvae_config(args, family.arch, K, seed)))
-
-
-def choose(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (family, K): mean and std over seeds of the criterion per batch size,
-    and ``chosen``, True for the lowest mean (ties: the larger batch, cheaper)."""
-    agg = (frame.groupby(["family", "K", "batch_size"], sort=False)["value"]
-           .agg(["mean", "std", "count"]).reset_index())
-    agg = agg.sort_values(["family", "K", "mean", "batch_size"], ascending=[True, True, True, False])
-    agg["chosen"] = ~agg.duplicated(["family", "K"])
-    return agg.sort_values(["family", "K", "batch_size"]).reset_index(drop=True)
 
 
 def comparison_flags(chosen: pd.DataFrame) -> list[str]:

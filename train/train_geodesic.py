@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.geodesic_vq import GeodesicQuantizer
+from models.geodesic_vq import GeodesicQuantizer, make_quantizer
 from models.vae import VAE
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from utils.cli import make_parser, positive_int, run_main, seed_int
 from utils.csvlog import upsert_row
-from utils.finetune import finetune_decoder
+from train.finetune import finetune_decoder
 from utils.datasets import load_dataset
 from utils import methods as vocab
 from utils import metrics, paths
@@ -118,7 +118,7 @@ def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
         variant = vocab.variants(name, edge_lengths=[args.edge_length],
                                  code_vectors=[args.code_vectors], decoders=[decoder])[0]
         for K in args.codebook_size:
-            quantizer = vocab.make_quantizer(name, K, seed=args.seed, n_neighbors=args.n_neighbors,
+            quantizer = make_quantizer(name, K, seed=args.seed, n_neighbors=args.n_neighbors,
                                              device=str(device), variant=variant, decoder=vae.decode)
             start = time.perf_counter()
             if isinstance(quantizer, GeodesicQuantizer):

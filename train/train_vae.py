@@ -92,7 +92,7 @@ def main(args):
         summary=lambda r: (f"train {objective} {r['total_loss']:.2f} (BCE {r['bce']:.2f}, "
                            f"KLD {r['kld']:.2f}) | val {objective} {r['val_total_loss']:.2f}"))
     if not args.no_plots and distributed.context().main:
-        from utils.plot import plot_vae_run
+        from train.plot_run import plot_vae_run
         for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root,
                                  cls=cls):
             print(f"wrote {path}", file=sys.stderr)

@@ -189,7 +189,7 @@ def main(args):
                            f"val BCE {r['val_recon_bce']:.2f}, MSE {r['val_recon_mse']:.4f}, "
                            f"usage {r['val_usage']:.2f}"))
     if not args.no_plots:
-        from utils.plot import plot_vqvae_run
+        from train.plot_run import plot_vqvae_run
         for path in plot_vqvae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):
             print(f"wrote {path}", file=sys.stderr)
 

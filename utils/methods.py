@@ -176,27 +176,3 @@ def variants(name: str, *, edge_lengths=EDGE_LENGTHS[:1], code_vectors=("medoid"
         edges, vectors = (("latent",) if kind == "geodesic" else ("",)), [CODE_VECTORS[kind][0]]
     return [{"edge_length": e, "code_vectors": v, "decoder": d}
             for e in edges for v in vectors for d in decoders]
-
-
-def make_quantizer(name: str, K: int, *, seed: int, n_neighbors: int = 10, device: str = "cpu",
-                   variant: dict | None = None, decoder=None):
-    """The unfitted a-posteriori quantizer of method ``name`` at codebook size K
-    (its ``variant`` cell, see :func:`variants`; ``decoder``: latents -> logits,
-    for decoder edge lengths and refined codes): the one place where a method
-    entry becomes a quantizer object."""
-    from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer
-
-    method = get(name)
-    if method.build != "quantizer":
-        raise ValueError(f"{name} is not an a-posteriori quantizer method")
-    kind = method.options["quantizer"]
-    variant = variant or {}
-    if kind == "geodesic":
-        return GeodesicQuantizer(K, n_neighbors, seed, device=device, decoder=decoder,
-                                 edge_length=variant.get("edge_length") or "latent",
-                                 code_vectors=variant.get("code_vectors") or "medoid")
-    if kind == "euclidean":
-        if variant.get("code_vectors", "centroid") not in ("", "centroid"):
-            raise ValueError(f"{name} has centroids only, not {variant['code_vectors']!r} codes")
-        return EuclideanQuantizer(K, seed)
-    raise ValueError(f"{name}: unknown quantizer kind {kind!r}")

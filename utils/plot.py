@@ -7,8 +7,6 @@ Every figure is saved as PNG and PDF. CLI:
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -127,36 +125,6 @@ def plot_latent_map(z, labels, out, title: str = "") -> list[Path]:
     return save_figure(fig, out)
 
 
-@torch.no_grad()
-def plot_vae_run(log_csv, checkpoint, plot_dir, data_root="data", n_map: int = 5000, *,
-                 cls=None) -> list[Path]:
-    """Loss curves, reconstructions and latent map of one VAE run (``cls``: the
-    model class, default models.vae.VAE; a conv VAE's grids are flattened for the map)."""
-    from models.vae import VAE
-    from utils.checkpoint import load_checkpoint, rebuild
-    from utils.datasets import load_dataset
-
-    cls = cls or VAE
-    ckpt = load_checkpoint(checkpoint, hint="train it with python train/train_vae.py")
-    model = rebuild(ckpt, cls, "cpu", checkpoint).eval()
-    cfg, name = ckpt["config"], ckpt["dataset"]
-    test = load_dataset(cfg["dataset"], "test", data_root, limit=cfg.get("limit"))
-    stem = "vae" if cls is VAE else "vae_conv"
-    prefix = Path(plot_dir) / f"{stem}_{cfg['dataset']}"
-    kind = "VAE" if cls is VAE else "conv VAE"
-    paths = plot_curves(log_csv, {"-ELBO per image": ["total_loss", "val_total_loss"],
-                                  "BCE per image": ["bce", "val_bce"],
-                                  "KL per image": ["kld", "val_kld"]},
-                        f"{prefix}_curves", title=f"{kind} on {name}")
-    mu = model.latent_means(test.images[:n_map])
-    recon = torch.sigmoid(model.decode(mu[:16]))
-    paths += plot_reconstructions(test.images, recon, f"{prefix}_reconstructions",
-                                  title=f"{kind} on {name}: test images (top), decoded means (bottom)")
-    paths += plot_latent_map(mu.flatten(1).numpy(), test.labels[:n_map].numpy(), f"{prefix}_latents",
-                             title=f"{kind} latent means of {name} test images")
-    return paths
-
-
 def plot_code_usage(counts, out, title: str = "") -> list[Path]:
     """Histogram of how often each code is used, codes sorted by use (K,)."""
     counts = np.sort(np.asarray(counts))[::-1]
@@ -166,39 +134,6 @@ def plot_code_usage(counts, out, title: str = "") -> list[Path]:
     ax.set(xlabel=f"code (sorted by use; {used:.0%} of {len(counts)} used)",
            ylabel="fraction of assignments", title=title)
     return save_figure(fig, out)
-
-
-@torch.no_grad()
-def plot_vqvae_run(log_csv, checkpoint, plot_dir, data_root="data") -> list[Path]:
-    """Loss and perplexity curves, reconstructions, test code usage and (global)
-    the decoded codebook of one VQ-VAE run."""
-    from models.vqvae import VQVAE
-    from utils.checkpoint import load_checkpoint, rebuild
-    from utils.datasets import load_dataset
-    from utils.metrics import code_counts
-
-    ckpt = load_checkpoint(checkpoint, hint="train it with python train/train_vqvae.py")
-    model = rebuild(ckpt, VQVAE, "cpu", checkpoint).eval()
-    cfg, name, arch = ckpt["config"], ckpt["dataset"], ckpt["model_args"]["arch"]
-    test = load_dataset(cfg["dataset"], "test", data_root, limit=cfg.get("limit"))
-    prefix = Path(plot_dir) / f"vqvae_{arch}_{cfg['dataset']}"
-    title = f"VQ-VAE ({arch}, K={model.n_codes}) on {name}"
-    paths = plot_curves(log_csv, {"loss per image": ["total_loss", "recon_loss"],
-                                  "reconstruction BCE per image": ["recon_loss", "val_recon_bce"],
-                                  "perplexity": ["perplexity", "val_perplexity"]},
-                        f"{prefix}_curves", title=title)
-    out = model(test.images[:16])
-    paths += plot_reconstructions(test.images, torch.sigmoid(out.recon_logits),
-                                  f"{prefix}_reconstructions", title=f"{title}: test images (top), "
-                                  f"reconstructions (bottom)")
-    indices = torch.cat([model.encode(test.images[i:i + 1000]).flatten()
-                         for i in range(0, len(test.images), 1000)])
-    paths += plot_code_usage(code_counts(indices, model.n_codes), f"{prefix}_usage",
-                             title=f"{title}: code usage on the test split")
-    if arch == "global":
-        decoded = model.decode_indices(torch.arange(model.n_codes))
-        paths += plot_codebook(decoded, f"{prefix}_codebook", title=f"{title}: every code decoded")
-    return paths
 
 
 def plot_codebooks_side_by_side(named: dict[str, torch.Tensor], out, title: str = "",
@@ -311,32 +246,22 @@ def plot_quantizers(vae, fitted: dict, graph, z_train, labels, test_images, plot
     return paths
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Draw the figures of a run from its files.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = p.add_subparsers(dest="what", required=True)
-    vae = sub.add_parser("vae", help="VAE loss curves, reconstructions and latent map",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    vae.add_argument("--log", type=Path, default=Path("experiments/logs/vae_train_log.csv"),
-                     help="the run's CSV log")
-    vae.add_argument("--checkpoint", type=Path,
-                     default=Path("experiments/checkpoints/vae_mnist.pt"), help="the run's checkpoint")
-    vae.add_argument("--out-dir", type=Path, default=Path("experiments/plots"), help="output folder")
-    vae.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
-    return p.parse_args(argv)
-
-
-def main(args):
-    if args.what == "vae":
-        if not args.log.is_file():
-            from utils.errors import UserError
-            raise UserError(f"no log at {args.log}; train with python train/train_vae.py")
-        load_log(args.log)  # a bad log fails here, before the checkpoint and data are loaded
-        for path in plot_vae_run(args.log, args.checkpoint, args.out_dir, args.data_root):
-            print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    from utils.cli import run_main
-
-    sys.exit(run_main(main, parse_args()))
+def plot_interpolations(pairs: list[dict], out, *, title: str = "") -> list:
+    """Image strips of several interpolations: ``pairs`` is a list of
+    {row label: images (n_frames, 1, 28, 28)}; each pair is a block of rows
+    (e.g. straight line, geodesic with latent edges, geodesic with decoder edges)."""
+    rows = [(f"{label}", imgs) for block in pairs for label, imgs in block.items()]
+    n_frames = max(len(imgs) for _, imgs in rows)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(min(6.6, 0.55 * n_frames + 1.6),
+                                                   0.62 * len(rows) + 0.5), squeeze=False)
+    per_block = len(pairs[0]) if pairs else 1
+    for i, (ax, (label, imgs)) in enumerate(zip(axes[:, 0], rows)):
+        ax.imshow(image_grid(imgs, n_frames), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        if i % per_block == per_block - 1 and i < len(rows) - 1:
+            ax.spines["bottom"].set_linewidth(2.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out)

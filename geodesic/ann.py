@@ -6,7 +6,7 @@ grid). Two things follow, and this module does both:
 
 * :func:`collapse_duplicates` turns the N vectors into U unique *nodes* with a
   multiplicity each; geodesic k-medoids then runs on the U nodes with the
-  objective weighted by multiplicity (``utils.kmedoids.geodesic_kmedoids(...,
+  objective weighted by multiplicity (``geodesic.kmedoids.geodesic_kmedoids(...,
   weights=counts)``), which is the same objective as on the N vectors.
 * :class:`NeighborIndex` finds neighbours among the nodes, once for the k-NN
   graph (:meth:`NeighborIndex.graph`) and again for out-of-sample queries
@@ -14,7 +14,7 @@ grid). Two things follow, and this module does both:
   point is linked into exactly the graph the medoids were fitted on.
 
 Below ``exact_below`` nodes the neighbours are exact (scikit-learn, the graph of
-:func:`utils.graph_tools.knn_graph`); above, approximate with faiss's HNSW
+:func:`geodesic.graph.knn_graph`); above, approximate with faiss's HNSW
 (Malkov & Yashunin, 2018, "Efficient and robust approximate nearest neighbor
 search using Hierarchical Navigable Small World graphs"). Chosen by
 measurement on the grid stand-in (252,265 unique vectors of the 300k prefix,
@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from utils.graph_tools import _as_points, _symmetrize
+from geodesic.graph import as_points, symmetrize
 
 __all__ = ["EXACT_BELOW", "Collapsed", "collapse_duplicates", "NeighborIndex", "recall_at_k", "sample_recall"]
 
@@ -96,7 +96,7 @@ def collapse_duplicates(Z, *, decimals: int | None = None) -> Collapsed:
     Collapsed
         ``(points (U, d), inverse (N,), counts (U,))``.
     """
-    Z = _as_points(Z)
+    Z = as_points(Z)
     keyed = Z if decimals is None else np.round(Z, decimals)
     _, first, inverse = np.unique(_row_keys(keyed), return_index=True, return_inverse=True)
     # np.unique orders nodes by bytes; number them by first occurrence instead
@@ -144,7 +144,7 @@ def _edge_lengths(A: np.ndarray, B: np.ndarray, ids: np.ndarray, dtype) -> np.nd
 
 
 @contextlib.contextmanager
-def _faiss_threads(n_threads: int | None):
+def faiss_threads(n_threads: int | None):
     import faiss
 
     before = faiss.omp_get_max_threads()
@@ -216,7 +216,7 @@ class NeighborIndex:
             raise ValueError(f"method must be 'auto', 'exact' or 'hnsw', got {method!r}.")
         if min(hnsw_m, ef_construction, ef_search) < 1 or (n_threads is not None and n_threads < 1):
             raise ValueError("hnsw_m, ef_construction, ef_search and n_threads must be >= 1.")
-        Z = _as_points(Z)
+        Z = as_points(Z)
         if collapse:
             self.points_, self.inverse_, self.counts_ = collapse_duplicates(Z, decimals=decimals)
         else:
@@ -244,7 +244,7 @@ class NeighborIndex:
             from sklearn.neighbors import NearestNeighbors
 
             return NearestNeighbors(n_neighbors=self.n_neighbors).fit(self.points_)
-        with _faiss_threads(self.n_threads) as faiss:
+        with faiss_threads(self.n_threads) as faiss:
             index = faiss.IndexHNSWFlat(self.points_.shape[1], self.hnsw_m)
             index.hnsw.efConstruction = self.ef_construction
             index.hnsw.rng = faiss.RandomGenerator(self.seed)
@@ -255,7 +255,7 @@ class NeighborIndex:
         """(B, d) -> (B, k) ids of (approximately) nearest nodes, nearest first; -1 where none."""
         if self.method_ == "exact":
             return self._index.kneighbors(Q, n_neighbors=k, return_distance=False)
-        with _faiss_threads(self.n_threads):
+        with faiss_threads(self.n_threads):
             self._index.hnsw.efSearch = max(self.ef_search, k)
             _, ids = self._index.search(np.ascontiguousarray(Q, dtype=np.float32), k)
         return ids
@@ -292,7 +292,7 @@ class NeighborIndex:
         ids : ndarray of shape (B, k), int64
             Node indices in [0, U).
         """
-        Q = _as_points(Q)
+        Q = as_points(Q)
         k = self.n_neighbors if k is None else int(k)
         if Q.shape[1] != self.points_.shape[1]:
             raise ValueError(f"Q has dimension {Q.shape[1]} but the index holds dimension "
@@ -364,12 +364,12 @@ class NeighborIndex:
         Edge i-j when j is among the ``n_neighbors`` nearest of i or i among
         those of j (``knn_graph``'s reading), from :meth:`node_neighbors`.
         Not repaired: pass it to
-        ``utils.graph_tools.connect_components(graph, index.points_)``.
+        ``geodesic.graph.connect_components(graph, index.points_)``.
         """
         dist, ids = self.node_neighbors()
         ok = ids >= 0
         rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[ok]
-        return _symmetrize(rows, ids[ok], dist[ok], len(self.points_), reduce=np.maximum)
+        return symmetrize(rows, ids[ok], dist[ok], len(self.points_), reduce=np.maximum)
 
 
 def sample_recall(index: NeighborIndex, n_sample: int = 1000, *, seed: int = 0) -> float:

@@ -1,4 +1,4 @@
-"""Compiled (numba) graph searches behind :class:`utils.graph_tools._PrunedSearch` and ``_Top2``.
+"""Compiled (numba) graph searches behind :class:`geodesic.graph.PrunedSearch` and ``Top2Search``.
 
 Both are Dijkstra's algorithm with a binary heap over CSR arrays (each
 undirected edge stored both ways), written in plain loops that numba compiles:

@@ -9,18 +9,17 @@ N = 60,000); this module never does at scale:
 
 * :func:`knn_graph` and :func:`connect_components` build the same graph as
   ``Isomap.fit`` (same neighbours, same repair of a disconnected graph);
-  :class:`utils.ann.NeighborIndex` builds it with approximate neighbours
+  :class:`geodesic.ann.NeighborIndex` builds it with approximate neighbours
   above 200,000 nodes and on unique vectors.
 * :func:`geodesic_distances` gives rows of the geodesic matrix (all pairs only
   below :data:`MAX_ALL_PAIRS` points).
 * :func:`medoid_distance_rows` gives the (K, N) distances from the medoids
   that an out-of-sample quantizer needs.
-* :class:`_Top2` and :class:`_PrunedSearch` are the sparse searches that
-  :func:`utils.kmedoids.geodesic_kmedoids` is built from (nearest and second
+* :class:`Top2Search` and :class:`PrunedSearch` are the sparse searches that
+  :func:`geodesic.kmedoids.geodesic_kmedoids` is built from (nearest and second
   nearest of many sources; searches confined by a 1-Lipschitz bound).
 
-Geodesic k-medoids itself lives in :mod:`utils.kmedoids`;
-``from utils.graph_tools import geodesic_kmedoids`` still works.
+Geodesic k-medoids itself lives in :mod:`geodesic.kmedoids`, built on these searches.
 
 All graphs are ``scipy.sparse`` matrices read as undirected, as
 ``scipy.sparse.csgraph.dijkstra(..., directed=False)`` reads them: an edge
@@ -38,7 +37,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra, reverse_cuthill
 from sklearn.metrics import pairwise_distances, pairwise_distances_argmin_min
 from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
-from utils.graph_kernels import pruned_search, top2_search
+from geodesic.kernels import pruned_search, top2_search
 
 __all__ = [
     "MAX_ALL_PAIRS",
@@ -56,7 +55,7 @@ MAX_ALL_PAIRS = 10_000
 # ----------------------------------------------------------------------------
 # Graph construction
 # ----------------------------------------------------------------------------
-def _as_points(X) -> np.ndarray:
+def as_points(X) -> np.ndarray:
     """(N, d) numpy array from numpy or torch input; float32 stays float32."""
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
@@ -94,7 +93,7 @@ def knn_graph(X, n_neighbors: int = 10) -> sp.csr_matrix:
         Symmetric; ``graph[i, j]`` is ``||X[i] - X[j]||``. Zero-length edges
         between duplicate points are kept as explicit zeros.
     """
-    X = _as_points(X)
+    X = as_points(X)
     n = X.shape[0]
     if not 1 <= n_neighbors < n:
         raise ValueError(f"n_neighbors={n_neighbors} must be in [1, N-1] = [1, {n - 1}]; pass a smaller n_neighbors.")
@@ -103,10 +102,10 @@ def knn_graph(X, n_neighbors: int = 10) -> sp.csr_matrix:
     # scikit-learn returns float64 lengths even for float32 points (and Isomap
     # casts its geodesics back to float32): keep the points' precision
     weights = directed.data.astype(X.dtype, copy=False)
-    return _symmetrize(directed.row, directed.col, weights, n, reduce=np.maximum)
+    return symmetrize(directed.row, directed.col, weights, n, reduce=np.maximum)
 
 
-def _symmetrize(rows, cols, weights, n, *, reduce) -> sp.csr_matrix:
+def symmetrize(rows, cols, weights, n, *, reduce) -> sp.csr_matrix:
     """CSR graph holding each edge in both directions, duplicates merged by ``reduce``.
 
     Done by hand because ``A.maximum(A.T)`` drops explicit zeros, i.e. the
@@ -152,8 +151,8 @@ def connect_components(graph, X) -> sp.csr_matrix:
         otherwise a repaired copy with C (C - 1) / 2 new symmetric edges for
         C components, and a ``UserWarning`` naming C.
     """
-    graph = _check_square(graph)
-    X = _as_points(X)
+    graph = check_square(graph)
+    X = as_points(X)
     if X.shape[0] != graph.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but the graph has {graph.shape[0]} nodes; "
                          "pass the points the graph was built from.")
@@ -187,7 +186,7 @@ def connect_components(graph, X) -> sp.csr_matrix:
 # ----------------------------------------------------------------------------
 # Geodesic distances
 # ----------------------------------------------------------------------------
-def _check_square(graph) -> sp.csr_matrix:
+def check_square(graph) -> sp.csr_matrix:
     if not sp.issparse(graph):
         graph = sp.csr_matrix(np.asarray(graph))
     if graph.ndim != 2 or graph.shape[0] != graph.shape[1]:
@@ -199,7 +198,7 @@ def _check_square(graph) -> sp.csr_matrix:
     return graph
 
 
-def _out_dtype(graph) -> np.dtype:
+def out_dtype(graph) -> np.dtype:
     # Isomap returns float32 geodesics for float32 points; csgraph works in float64.
     return np.dtype(np.float32) if graph.dtype == np.float32 else np.dtype(np.float64)
 
@@ -221,7 +220,7 @@ def geodesic_distances(graph, sources=None) -> np.ndarray:
         ``dist[a, j]`` is the geodesic distance from ``sources[a]`` to node j
         (``inf`` when unreachable). float32 for a float32 graph, like Isomap.
     """
-    graph = _check_square(graph)
+    graph = check_square(graph)
     n = graph.shape[0]
     if sources is None:
         if n > MAX_ALL_PAIRS:
@@ -236,7 +235,7 @@ def geodesic_distances(graph, sources=None) -> np.ndarray:
             raise ValueError(f"sources must be a 1-D array of node indices in [0, {n - 1}].")
         out = dijkstra(graph, directed=False, indices=sources)
         out = out.reshape(len(sources), n)
-    return out.astype(_out_dtype(graph), copy=False)
+    return out.astype(out_dtype(graph), copy=False)
 
 
 def medoid_distance_rows(graph, medoids, *, chunk_size: int = 64) -> np.ndarray:
@@ -259,7 +258,7 @@ def medoid_distance_rows(graph, medoids, *, chunk_size: int = 64) -> np.ndarray:
     -------
     rows : ndarray of shape (K, N), float32
     """
-    graph = _check_square(graph)
+    graph = check_square(graph)
     medoids = np.atleast_1d(np.asarray(medoids, dtype=np.int64))
     n = graph.shape[0]
     if medoids.size and (medoids.min() < 0 or medoids.max() >= n):
@@ -274,7 +273,7 @@ def medoid_distance_rows(graph, medoids, *, chunk_size: int = 64) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # Sparse graph searches used by geodesic_kmedoids
 # ----------------------------------------------------------------------------
-class _Graph:
+class CSRGraph:
     """Undirected CSR arrays (each edge stored both ways, float64 lengths).
 
     Same reading as ``dijkstra(directed=False)``: an edge stored in one or both
@@ -282,12 +281,12 @@ class _Graph:
     """
 
     def __init__(self, graph: sp.csr_matrix, *, symmetric: bool = False):
-        if symmetric:  # already both ways, float64 (e.g. a permuted _Graph.csr)
+        if symmetric:  # already both ways, float64 (e.g. a permuted CSRGraph.csr)
             g = sp.csr_matrix(graph)
             g.sort_indices()
         else:
             coo = graph.tocoo()
-            g = _symmetrize(coo.row, coo.col, coo.data.astype(np.float64), graph.shape[0], reduce=np.minimum)
+            g = symmetrize(coo.row, coo.col, coo.data.astype(np.float64), graph.shape[0], reduce=np.minimum)
         self.n = graph.shape[0]
         self.indptr = g.indptr.astype(np.int64)
         self.indices = g.indices.astype(np.int64)
@@ -304,7 +303,7 @@ class _Graph:
         pos = np.arange(total) + np.repeat(start - (ends - deg), deg)
         return rep, self.indices[pos], self.weights[pos]
 
-    def reordered(self) -> tuple["_Graph", np.ndarray]:
+    def reordered(self) -> tuple["CSRGraph", np.ndarray]:
         """The same graph with its nodes in reverse Cuthill-McKee order, and that order.
 
         Node ``i`` of the result is node ``order[i]`` of this graph. Neighbours
@@ -313,14 +312,14 @@ class _Graph:
         reordering (0.1 s there).
         """
         order = reverse_cuthill_mckee(self.csr, symmetric_mode=True).astype(np.int64)
-        return _Graph(self.csr[order][:, order], symmetric=True), order
+        return CSRGraph(self.csr[order][:, order], symmetric=True), order
 
 
-class _Top2:
+class Top2Search:
     """Distance to and slot (0..K-1) of the nearest and second-nearest medoid of every node.
 
     Maintained by a multi-source Dijkstra that keeps two labels per node
-    (:func:`utils.graph_kernels.top2_search`). Exactness rests on one fact: if
+    (:func:`geodesic.kernels.top2_search`). Exactness rests on one fact: if
     medoid s is among the two nearest of v, it is among the two nearest of
     every node u on a shortest s-v path (otherwise two medoids would be closer
     to v than s through u). So
@@ -328,7 +327,7 @@ class _Top2:
     only goes where a new label enters somebody's top two.
     """
 
-    def __init__(self, g: _Graph):
+    def __init__(self, g: CSRGraph):
         n = g.n
         self.g = g
         self.d1 = np.full(n, np.inf)
@@ -382,7 +381,7 @@ class _Top2:
                     np.ascontiguousarray(s, dtype=np.int64))
 
 
-class _PrunedSearch:
+class PrunedSearch:
     """Distances from many sources, each search confined to ``{v : d(x, v) < bound[v]}``.
 
     With ``bound`` 1-Lipschitz on the graph (the distance to the nearest or
@@ -391,11 +390,11 @@ class _PrunedSearch:
     region. So confining the search loses nothing, and it visits about a
     would-be cluster and its border instead of all N nodes.
 
-    One compiled Dijkstra per source (:func:`utils.graph_kernels.pruned_search`)
+    One compiled Dijkstra per source (:func:`geodesic.kernels.pruned_search`)
     with two (N,) scratch arrays; ``batch_size`` is the most sources per call.
     """
 
-    def __init__(self, g: _Graph, batch_size: int):
+    def __init__(self, g: CSRGraph, batch_size: int):
         self.g = g
         self.batch_size = batch_size
         self.dist = np.full(g.n, np.inf)
@@ -408,12 +407,3 @@ class _PrunedSearch:
         return pruned_search(g.indptr, g.indices, g.weights, np.ascontiguousarray(sources, dtype=np.int64),
                              np.ascontiguousarray(bound, dtype=np.float64), self.dist, self.where)
 
-
-def __getattr__(name):
-    # geodesic k-medoids moved to utils.kmedoids; imported lazily because
-    # utils.kmedoids imports the searches above from this module
-    if name in ("geodesic_kmedoids", "GeodesicKMedoidsResult", "kmedoids_loss"):
-        from utils import kmedoids
-
-        return getattr(kmedoids, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

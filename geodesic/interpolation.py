@@ -72,31 +72,3 @@ def straight_line(a: np.ndarray, b: np.ndarray, n_frames: int) -> np.ndarray:
     """(n_frames, d) points a + t (b - a), t evenly spaced in [0, 1]."""
     t = np.linspace(0.0, 1.0, n_frames)[:, None]
     return (1 - t) * np.asarray(a, np.float64) + t * np.asarray(b, np.float64)
-
-
-def plot_interpolations(pairs: list[dict], out, *, title: str = "") -> list:
-    """Image strips of several interpolations: ``pairs`` is a list of
-    {row label: images (n_frames, 1, 28, 28)}; each pair is a block of rows
-    (e.g. straight line, geodesic with latent edges, geodesic with decoder edges)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from utils.plot import image_grid, save_figure
-
-    rows = [(f"{label}", imgs) for block in pairs for label, imgs in block.items()]
-    n_frames = max(len(imgs) for _, imgs in rows)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(min(6.6, 0.55 * n_frames + 1.6),
-                                                   0.62 * len(rows) + 0.5), squeeze=False)
-    per_block = len(pairs[0]) if pairs else 1
-    for i, (ax, (label, imgs)) in enumerate(zip(axes[:, 0], rows)):
-        ax.imshow(image_grid(imgs, n_frames), cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        if i % per_block == per_block - 1 and i < len(rows) - 1:
-            ax.spines["bottom"].set_linewidth(2.5)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out)

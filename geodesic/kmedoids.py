@@ -4,10 +4,10 @@
 medoid nodes under the geodesic (Isomap) distance from sparse graph searches
 only, never an N x N matrix, optionally with a weight per node: the
 multiplicity of a node that stands for several identical vectors
-(:func:`utils.ann.collapse_duplicates`), so that the weighted objective on the
+(:func:`geodesic.ann.collapse_duplicates`), so that the weighted objective on the
 unique vectors equals the plain one on all of them. The graph searches it
-builds on (:class:`utils.graph_tools._Top2`, :class:`utils.graph_tools._PrunedSearch`)
-live with the other graph tools in :mod:`utils.graph_tools`.
+builds on (:class:`geodesic.graph.Top2Search`, :class:`geodesic.graph.PrunedSearch`)
+live with the other graph tools in :mod:`geodesic.graph`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from utils.graph_tools import _check_square, _Graph, _out_dtype, _PrunedSearch, _Top2
+from geodesic.graph import CSRGraph, PrunedSearch, Top2Search, check_square, out_dtype
 
 __all__ = ["GeodesicKMedoidsResult", "geodesic_kmedoids", "kmedoids_loss"]
 
@@ -78,7 +78,7 @@ def _single_torch_thread(device: torch.device):
 
 
 def _check_kmedoids_input(graph, n_clusters) -> sp.csr_matrix:
-    graph = _check_square(graph)
+    graph = check_square(graph)
     n = graph.shape[0]
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
         raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}.")
@@ -95,7 +95,7 @@ def _check_kmedoids_input(graph, n_clusters) -> sp.csr_matrix:
     return graph
 
 
-def _kmedoids_plusplus(g: _Graph, n_clusters: int, rng: np.random.Generator, search: _PrunedSearch,
+def _kmedoids_plusplus(g: CSRGraph, n_clusters: int, rng: np.random.Generator, search: PrunedSearch,
                        w: np.ndarray, *, seed_batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Geodesic k-medoids++ seeding (Arthur & Vassilvitskii, 2007, D^2 sampling).
 
@@ -187,7 +187,7 @@ def _cluster_costs(sub: sp.csr_matrix, rows: np.ndarray, cluster_of: np.ndarray,
     return out
 
 
-def _update_medoids(g: _Graph, top2: _Top2, medoids: np.ndarray, w: np.ndarray, *, n_candidates: int,
+def _update_medoids(g: CSRGraph, top2: Top2Search, medoids: np.ndarray, w: np.ndarray, *, n_candidates: int,
                     device: torch.device) -> int:
     """One medoid-update step of the alternating (Voronoi iteration) algorithm.
 
@@ -289,14 +289,14 @@ def _swap_gains(s1, d1, d2, w, K, n_cand, cpos, v, d, *, device):
     return (removal[None, :] + corr.view(n_cand, K) + shared[:, None]).cpu().numpy()
 
 
-def _swap_pass(g: _Graph, top2: _Top2, medoids: np.ndarray, candidates: np.ndarray, w: np.ndarray,
-               search: _PrunedSearch, *, batch_size: int, device: torch.device, max_visits: float = math.inf,
+def _swap_pass(g: CSRGraph, top2: Top2Search, medoids: np.ndarray, candidates: np.ndarray, w: np.ndarray,
+               search: PrunedSearch, *, batch_size: int, device: torch.device, max_visits: float = math.inf,
                progress=None) -> tuple[int, int]:
     """One pass of FasterPAM-style swaps (Schubert & Rousseeuw, 2021, Alg. 2) over ``candidates``.
 
     FasterPAM's gain of swapping a non-medoid x in for medoid m needs, besides
     the removal loss of every medoid, only the nodes o with d(x, o) < ds(o)
-    (ds: distance to the second-nearest medoid): ``_PrunedSearch`` finds
+    (ds: distance to the second-nearest medoid): ``PrunedSearch`` finds
     exactly those. Candidates are evaluated ``batch_size`` at a time; per batch
     the (B, K) matrix of swap gains is accumulated on ``device`` and the
     improving swaps are applied best first, skipping any whose region (searched
@@ -394,7 +394,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     Minimises the total deviation ``sum_i w_i min_k d(i, m_k)`` over K medoid
     nodes, d the shortest-path distance in the undirected ``graph`` and w_i
     the node weights (the multiplicity of a node that stands for w_i
-    identical vectors, :func:`utils.ann.collapse_duplicates`; all ones by
+    identical vectors, :func:`geodesic.ann.collapse_duplicates`; all ones by
     default), to within about 1 % of FasterPAM on the full geodesic matrix
     (measured on PCA-20 Fashion-MNIST, N = 5,000 and 20,000, K = 64 and 512;
     with weights, against FasterPAM on the expanded points in
@@ -405,7 +405,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     1. **Geodesic k-medoids++ seeding**: D^2 sampling (Arthur & Vassilvitskii,
        2007, "k-means++"), weighted, with ``numpy.random.default_rng(seed)``;
        one medoid at a time, each updating the nearest-medoid distances by a
-       search confined to its own cell (:class:`_PrunedSearch`), or above
+       search confined to its own cell (:class:`PrunedSearch`), or above
        :data:`SEQUENTIAL_SEEDING_MAX_N` nodes in k-means|| rounds of up to
        ``seed_batch`` medoids (:func:`_kmedoids_plusplus`).
     2. **Alternating** (Voronoi iteration; Park & Jun, 2009): assign every
@@ -433,7 +433,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
        bookkeeping above.
 
     The nearest and second-nearest medoid of every node are maintained by a
-    two-label multi-source search (:class:`_Top2`); after a swap only the
+    two-label multi-source search (:class:`Top2Search`); after a swap only the
     nodes that held the removed medoid, or that the new one enters, are
     searched again.
 
@@ -442,7 +442,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     pass about ``min(candidate_fraction N, candidates_per_cluster K) x 2
     N/K x k`` edges, i.e. O(N k candidates_per_cluster) at most, and all
     passes together at most ``max_swap_visits`` node visits (about 0.5-1 us
-    each on one core, compiled searches in :mod:`utils.graph_kernels`; the
+    each on one core, compiled searches in :mod:`geodesic.kernels`; the
     default, the larger of 2^26 and 64 N, binds only from a few 10^5 nodes
     on: at 252,265 nodes and K = 512 a full pass visits about 2 x 10^7, at
     2,459,354 nodes about 1.3 x 10^8).
@@ -463,7 +463,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     ----------
     graph : sparse matrix of shape (N, N)
         Connected neighbour graph (:func:`knn_graph` or
-        ``utils.ann.NeighborIndex.graph`` then :func:`connect_components`),
+        ``geodesic.ann.NeighborIndex.graph`` then :func:`connect_components`),
         read as undirected.
     n_clusters : int
         Number of medoids K, 1 <= K <= N.
@@ -556,9 +556,9 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     device = torch.device(device) if device is not None else torch.device("cpu")
     rng = np.random.default_rng(seed)
     # work in reverse Cuthill-McKee order (faster searches); map back at the end
-    g, order = _Graph(graph).reordered()
+    g, order = CSRGraph(graph).reordered()
     w = w[order]
-    search = _PrunedSearch(g, batch_size=batch_size)
+    search = PrunedSearch(g, batch_size=batch_size)
     clock, cpu_clock = time.perf_counter(), time.process_time()
 
     def log(msg):
@@ -568,7 +568,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
 
     with _single_torch_thread(device):
         medoids, _ = _kmedoids_plusplus(g, n_clusters, rng, search, w, seed_batch=seed_batch)
-        top2 = _Top2(g)
+        top2 = Top2Search(g)
         top2.reset(medoids)
         log(f"k-medoids++ seeding: loss {w @ top2.d1:.6g}")
 
@@ -609,7 +609,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     slot_of[medoids] = np.arange(n_clusters)
     labels = np.empty(n, dtype=np.int64)
     labels[order] = slot_of[src]
-    distances = np.empty(n, dtype=_out_dtype(graph))
+    distances = np.empty(n, dtype=out_dtype(graph))
     distances[order] = dist
     return GeodesicKMedoidsResult(medoids=order[medoids], labels=labels, distances=distances, loss=float(w @ dist))
 
@@ -646,7 +646,7 @@ def kmedoids_loss(graph, medoids, weights=None) -> float:
     loss : float
         ``inf`` when some node cannot reach any medoid.
     """
-    graph = _check_square(graph)
+    graph = check_square(graph)
     n = graph.shape[0]
     w = _check_weights(weights, n)
     medoids = np.unique(np.asarray(medoids, dtype=np.int64))

@@ -1,4 +1,4 @@
-"""Tests for utils/graph_tools.py against independent references.
+"""Tests for geodesic/graph.py against independent references.
 
 References: scikit-learn's ``kneighbors_graph`` and ``Isomap.dist_matrix_``,
 analytic geodesics (circle, line, complete graph), and the all-pairs matrix
@@ -16,8 +16,8 @@ from sklearn.datasets import make_blobs, make_swiss_roll
 from sklearn.manifold import Isomap
 from sklearn.neighbors import kneighbors_graph
 
-import utils.graph_tools as gt
-from utils.graph_tools import connect_components, geodesic_distances, knn_graph, medoid_distance_rows
+import geodesic.graph as gt
+from geodesic.graph import connect_components, geodesic_distances, knn_graph, medoid_distance_rows
 
 
 def isomap_distances(X, k):
@@ -164,7 +164,7 @@ def test_top2_labels_stay_exact_through_swaps(roll):
     """Nearest / second-nearest medoid after a reset and after incremental swaps."""
     _, graph, D = roll
     rng = np.random.default_rng(0)
-    top2 = gt._Top2(gt._Graph(graph))
+    top2 = gt.Top2Search(gt.CSRGraph(graph))
     medoids = rng.choice(500, 25, replace=False)
     top2.reset(medoids)
     for step in range(30):
@@ -184,12 +184,12 @@ def test_pruned_search_matches_brute_force(roll):
     """The pruned searches find exactly {o : d(x, o) < ds(o)} with exact distances."""
     _, graph, D = roll
     rng = np.random.default_rng(1)
-    g = gt._Graph(graph)
-    top2 = gt._Top2(g)
+    g = gt.CSRGraph(graph)
+    top2 = gt.Top2Search(g)
     medoids = rng.choice(500, 12, replace=False)
     top2.reset(medoids)
     candidates = rng.choice(np.setdiff1d(np.arange(500), medoids), 40, replace=False)
-    cpos, nodes, dist = gt._PrunedSearch(g, 40).run(candidates, top2.d2)
+    cpos, nodes, dist = gt.PrunedSearch(g, 40).run(candidates, top2.d2)
     for i, x in enumerate(candidates):
         mine = cpos == i
         np.testing.assert_array_equal(np.sort(nodes[mine]), np.flatnonzero(D[x] < top2.d2))
@@ -211,9 +211,9 @@ def test_pruned_search_with_zero_length_edges_and_sources_without_room():
     n = graph.shape[0]
     rng = np.random.default_rng(4)
     bound = D[rng.choice(n, 8, replace=False)].min(axis=0)  # 1-Lipschitz: distance to 8 nodes
-    g = gt._Graph(graph)
+    g = gt.CSRGraph(graph)
     sources = rng.choice(n, 30, replace=False)
-    search = gt._PrunedSearch(g, 30)
+    search = gt.PrunedSearch(g, 30)
     cpos, nodes, dist = search.run(sources, bound)
     assert np.all(np.diff(cpos) >= 0)
     for i, x in enumerate(sources):
@@ -230,7 +230,7 @@ def test_top2_with_duplicates_matches_brute_force():
     graph, D = _with_duplicates(seed=5)
     n = graph.shape[0]
     medoids = np.random.default_rng(6).choice(n, 20, replace=False)
-    top2 = gt._Top2(gt._Graph(graph))
+    top2 = gt.Top2Search(gt.CSRGraph(graph))
     top2.reset(medoids)
     ordered = np.sort(D[medoids], axis=0)
     np.testing.assert_allclose(top2.d1, ordered[0], rtol=1e-12, atol=1e-15)
@@ -240,18 +240,7 @@ def test_top2_with_duplicates_matches_brute_force():
 
 def test_reordered_graph_is_the_same_graph_relabelled(roll):
     _, graph, D = roll
-    g, order = gt._Graph(graph).reordered()
+    g, order = gt.CSRGraph(graph).reordered()
     assert np.array_equal(np.sort(order), np.arange(graph.shape[0]))
     np.testing.assert_allclose(dijkstra(g.csr, directed=True), D[np.ix_(order, order)], rtol=1e-12)
     assert not np.array_equal(order, np.arange(graph.shape[0]))  # it did reorder
-
-
-def test_kmedoids_still_importable_from_graph_tools():
-    """geodesic_kmedoids moved to utils.kmedoids; the old import path keeps working."""
-    import utils.kmedoids
-    from utils.graph_tools import GeodesicKMedoidsResult, geodesic_kmedoids
-
-    assert geodesic_kmedoids is utils.kmedoids.geodesic_kmedoids
-    assert GeodesicKMedoidsResult is utils.kmedoids.GeodesicKMedoidsResult
-    with pytest.raises(AttributeError):
-        gt.no_such_name  # noqa: B018
