@@ -16,7 +16,6 @@ Without a conv VQ-VAE checkpoint, train one first (about 30 s an epoch on a quie
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -47,16 +46,17 @@ def main(args):
     torch.set_num_threads(args.threads)
     extra = [a for a in args.script_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="bench_prior_") as out:
-        script_args = train_prior.parse_args(["--codes-from", str(args.codes_from), "--out-dir", out,
-                                              "--device", "cpu", "--no-plots", *extra])
+        # the flags after -- are the user's, for train_prior.py: its parser makes them a config
+        script_args = train_prior.parse_args(["--codes-from", str(args.codes_from), "--device", "cpu",
+                                              "--no-plots", *extra])
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        train_prior.main(script_args)
+        result = train_prior.train(script_args, out)
         wall = time.perf_counter() - start
         load_after = os.getloadavg()[0]
-        paths = train_prior.run_paths(Path(out), "vqvae_conv", script_args.dataset)
+        metrics = result.metrics
+        paths = train_prior.run_paths(Path(out), metrics["method"], metrics["dataset_requested"])
         log = read_rows(paths["log"], text=("dataset",))
-        metrics = json.loads(paths["metrics"].read_text())
     rows, cumulative = [], 0.0
     for r in log:
         cumulative += float(r["seconds"])

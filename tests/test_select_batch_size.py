@@ -119,7 +119,7 @@ def test_an_explicit_batch_size_of_128_keeps_the_published_ids():
     plain = rc.parse_args(["--dataset", "mnist"])
     explicit = rc.parse_args(["--dataset", "mnist", "--vae-batch-size", "128", "--vqvae-batch-size", "128"])
     for args in (plain, explicit):
-        assert cm.vae_argv(args, 0)[-2:] == ["--batch-size", "128"]
+        assert cm.vae_train_config(args, 0).batch_size == 128
     assert cm.vae_config(plain, 0) == cm.vae_config(explicit, 0)
     assert cm.vqvae_config(plain, "global", 64, 0) == cm.vqvae_config(explicit, "global", 64, 0)
 

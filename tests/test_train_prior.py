@@ -17,7 +17,7 @@ import torch
 from models.classifier import Classifier
 from models.prior import GatedPixelCNN
 from models.vqvae import VQVAE
-from train.train_prior import COLUMNS, code_maps, main, parse_args, run_paths
+from train.train_prior import COLUMNS, code_maps, main, parse_args, run_paths, train
 from utils.checkpoint import save_checkpoint
 from utils.cli import run_main
 from utils.datasets import load_dataset
@@ -198,7 +198,7 @@ def test_resume_with_another_width_is_refused(sources, run2, tmp_path, capsys):
 def test_one_code_per_image_gets_the_smoothed_histogram(sources, tmp_path, capsys):
     """A global VQ-VAE's codes: no PixelCNN; the test NLL is the Laplace-smoothed
     training histogram's code length, computed here; a rerun does not replace it."""
-    metrics = main(prior_args(tmp_path, sources["global"], "--no-plots"))
+    metrics = train(prior_args(tmp_path, sources["global"], "--no-plots")).metrics
     maps = code_maps(sources["global"])
     counts = np.bincount(maps.train_codes.numpy(), minlength=16)
     p = (counts + 1) / (counts.sum() + 16)

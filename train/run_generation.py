@@ -29,12 +29,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
+from train import train_classifier, train_prior
 from utils import methods as vocab
 from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild
@@ -78,24 +80,19 @@ def parse_args(argv=None):
 
 # --- the models behind a row ----------------------------------------------------------
 
-def classifier_argv(args) -> list[str]:
-    argv = ["--dataset", args.dataset, "--seed", "0", "--epochs", str(args.classifier_epochs),
-            "--device", args.device, "--data-root", str(args.data_root)]
-    return argv + (["--limit", str(args.limit)] if args.limit else [])
+def classifier_train_config(args) -> train_classifier.ClassifierConfig:
+    """The training config of the dataset's feature classifier (seed 0)."""
+    return train_classifier.ClassifierConfig(**cm.common_fields(args, 0, args.classifier_epochs))
 
 
 def classifier_config(args) -> dict:
-    from train import train_classifier
-
-    return {"stage": "classifier", **cm.script_config(train_classifier, classifier_argv(args))}
+    return {"stage": "classifier", **cm.script_config(classifier_train_config(args))}
 
 
 def classifier_checkpoint(args) -> Path:
     """The feature classifier of the dataset (trained once, then cached)."""
-    from train import train_classifier
-
-    return cm.trained_checkpoint("classifier", train_classifier, classifier_argv(args), args.work_dir,
-                                 classifier_config(args),
+    return cm.trained_checkpoint("classifier", train_classifier.train, classifier_train_config(args),
+                                 args.work_dir, classifier_config(args),
                                  train_classifier.run_paths(".", args.dataset)["checkpoint"].name)
 
 
@@ -123,22 +120,20 @@ def code_source(args, seed_run, method: str, K: int, seed: int) -> Path:
     return path
 
 
-def prior_argv(args, method: str, seed: int) -> list[str]:
-    """train_prior.py's flags for one row (without --codes-from and --out-dir)."""
-    argv = ["--seed", str(seed), "--device", args.device, "--data-root", str(args.data_root),
-            "--temperature", str(args.temperature), "--n-fid", str(args.n_fid)]
+def prior_train_config(args, method: str, seed: int) -> train_prior.PriorConfig:
+    """train_prior.py's config for one row (its codes_from and classifier not set yet)."""
+    pixelcnn = {}
     if vocab.get(method).codes_per_image > 1:
-        argv += ["--epochs", str(args.prior_epochs), "--channels", str(args.prior_channels),
-                 "--n-layers", str(args.prior_layers)]
-    return argv
+        pixelcnn = {"epochs": args.prior_epochs, "channels": args.prior_channels,
+                    "n_layers": args.prior_layers}
+    return train_prior.PriorConfig(seed=seed, device=args.device, data_root=Path(args.data_root),
+                                   temperature=args.temperature, n_fid=args.n_fid, **pixelcnn)
 
 
 def prior_config(args, method: str, seed: int) -> dict:
-    """What identifies a row's prior: train_prior.py's flags (a histogram's without
-    the PixelCNN's), with the classifier's config hash for the FID features."""
-    from train import train_prior
-
-    cfg = cm.script_config(train_prior, prior_argv(args, method, seed))
+    """What identifies a row's prior: train_prior.py's config (a histogram's without
+    the PixelCNN's fields), with the classifier's config hash for the FID features."""
+    cfg = cm.script_config(prior_train_config(args, method, seed))
     drop = {"codes_from", "classifier", "limit", "dataset", "sample_batch_size", "n_samples"}
     if vocab.get(method).codes_per_image == 1:
         drop |= set(PIXELCNN_ONLY)
@@ -164,16 +159,14 @@ def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier
     """Run train_prior.py on ``source`` into ``run_dir`` (resumed when a partial
     run is there, read back when it finished); its metrics and wall seconds
     (NaN when read back)."""
-    from train import train_prior
-
     finished = sorted(run_dir.glob("logs/*_metrics.json"))
     if finished:
         return json.loads(finished[-1].read_text()), float("nan")
-    resume = ["--resume"] if list(run_dir.glob("checkpoints/*.pt")) else ["--overwrite"]
-    argv = ["--codes-from", str(source), "--out-dir", str(run_dir), "--classifier", str(classifier),
-            *prior_argv(args, method, seed), *resume]
+    resume = bool(list(run_dir.glob("checkpoints/*.pt")))
+    cfg = replace(prior_train_config(args, method, seed), codes_from=Path(source),
+                  classifier=Path(classifier), resume=resume, overwrite=not resume)
     start = time.perf_counter()
-    metrics = train_prior.main(train_prior.parse_args(argv))
+    metrics = train_prior.train(cfg, run_dir).metrics
     return metrics, time.perf_counter() - start
 
 

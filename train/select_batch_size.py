@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from train import comparison_methods as cm
+from train import train_vae
 from train.run_comparison import finish_sweep_args, sweep_parser
 from utils import methods as vocab
 from utils import paths
@@ -84,9 +85,8 @@ def kmeans_bce(ckpt: Path, arch: str, Ks, seed: int, train, val) -> float:
     """Mean over ``Ks`` of the validation BCE per image of the VAE's decoder on
     the k-means code (fitted to the training latent means) of each validation image."""
     from models.geodesic_vq import EuclideanQuantizer
-    from train.train_vae import ARCHS
 
-    model = rebuild(load_checkpoint(ckpt), ARCHS[arch], "cpu", ckpt).eval()
+    model = rebuild(load_checkpoint(ckpt), train_vae.ARCHS[arch], "cpu", ckpt).eval()
     z_train, z_val = model.latent_means(train.images), model.latent_means(val.images)
     values = []
     for K in Ks:

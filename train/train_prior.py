@@ -38,6 +38,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -46,8 +47,8 @@ import torch
 from models.prior import GatedPixelCNN, HistogramPrior
 from utils import paths as project_paths
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.cli import (add_training_args, make_parser, positive_float, positive_int, run_main,
-                       seed_int)
+from utils.cli import (TrainingConfig, add_training_args, make_parser, positive_float,
+                       positive_int, run_main, seed_int, with_out_dir)
 from utils.datasets import Data, load_dataset
 from utils.errors import UserError
 from utils.runlock import run_lock
@@ -61,7 +62,36 @@ RESUME_KEYS = ("codes_from", "dataset", "limit", "channels", "n_layers", "kernel
 DEFAULT_CODES = Path("experiments/checkpoints/vqvae_conv_mnist.pt")
 
 
-def parse_args(argv=None):
+@dataclass
+class PriorConfig(TrainingConfig):
+    """Every setting of a run: the flags below, one field each (same names and
+    defaults), and ``dataset``, which is not a flag: :func:`train` sets it to
+    the dataset the codes' model was trained on (and ``limit`` to its limit
+    when none is given), so the run records them like every run."""
+
+    dataset: str | None = None
+    codes_from: Path = DEFAULT_CODES
+    epochs: int = 8
+    channels: int = 64
+    n_layers: int = 6
+    kernel_size: int = 3
+    class_conditional: bool = False
+    temperature: float = 1.0
+    n_samples: int = 64
+    classifier: Path | None = None
+    n_fid: int = 2000
+    sample_batch_size: int = 1000
+
+
+class PriorResult(NamedTuple):
+    """What :func:`train` returns: the PixelCNN's checkpoint (None for the
+    histogram prior, which has none) and the run's metrics."""
+
+    checkpoint: Path | None
+    metrics: dict
+
+
+def parse_args(argv=None) -> PriorConfig:
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--codes-from", type=Path, default=DEFAULT_CODES,
                    help="checkpoint of the quantized model whose codes the prior learns (a "
@@ -74,7 +104,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out-dir", type=Path, default=Path("experiments"),
                    help="where logs/, checkpoints/ and plots/ are written")
-    add_training_args(p, epochs=8, batch_size=128, lr=1e-3)
+    add_training_args(p, epochs=PriorConfig.epochs, batch_size=PriorConfig.batch_size,
+                      lr=PriorConfig.lr)
     p.add_argument("--channels", type=positive_int, default=64, help="width C of both stacks")
     p.add_argument("--n-layers", type=positive_int, default=6,
                    help="gated layers (6 of kernel 3 see the whole past of a 7x7 map)")
@@ -93,7 +124,7 @@ def parse_args(argv=None):
                         "test set")
     p.add_argument("--sample-batch-size", type=positive_int, default=1000,
                    help="maps drawn in parallel")
-    return p.parse_args(argv)
+    return PriorConfig(**vars(p.parse_args(argv)))
 
 
 # ----------------------------------------------------------------------------- code maps
@@ -430,23 +461,33 @@ def fit_histogram(args, codes: CodeMaps, paths: dict) -> HistogramPrior:
     return HistogramPrior(codes.n_codes).fit(codes.train_codes)
 
 
-def main(args):
+def train(args: PriorConfig, out_dir: Path | None = None) -> PriorResult:
+    """Learn the prior of ``args.codes_from``'s codes into ``out_dir`` (default
+    ``args.out_dir``), score it, sample it and write its metrics (see the module
+    docstring); returns them with the PixelCNN's checkpoint."""
+    args = with_out_dir(args, out_dir)
     codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
                       limit=args.limit)
     classifier = (load_classifier(args.classifier, codes.dataset.name, pick_device(args.device))
                   if args.classifier is not None else None)
     # The data the codes come from, recorded like every run's --dataset and --limit.
-    args.dataset, args.limit = codes.dataset.requested, codes.dataset.limit
+    args = replace(args, dataset=codes.dataset.requested, limit=codes.dataset.limit)
     paths = run_paths(args.out_dir, codes.method, args.dataset)
     labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
     n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
     if codes.train_codes.dim() == 3:
         prior = train_pixelcnn(args, codes, paths, n_classes)
-        return report(args, prior, "pixelcnn", codes, classifier, n_classes, paths)
+        return PriorResult(paths["checkpoint"],
+                           report(args, prior, "pixelcnn", codes, classifier, n_classes, paths))
     ensure_output_dirs(paths["metrics"].parent, *([] if args.no_plots else [paths["plots"]]))
     with run_lock(paths["metrics"]):  # one code per image: the histogram, fitted in a moment
         prior = fit_histogram(args, codes, paths)
-        return report(args, prior, "histogram", codes, classifier, n_classes, paths)
+        return PriorResult(None, report(args, prior, "histogram", codes, classifier, n_classes,
+                                        paths))
+
+
+def main(args: PriorConfig) -> None:
+    train(args)
 
 
 def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int | None,
