@@ -55,13 +55,13 @@ def main(args):
         wall = time.perf_counter() - start
         load_after = os.getloadavg()[0]
         metrics = result.metrics
-        paths = train_prior.run_paths(Path(out), metrics["method"], metrics["dataset_requested"])
+        paths = train_prior.run_paths(Path(out), metrics.method, metrics.dataset_requested)
         log = read_rows(paths["log"], text=("dataset",))
     rows, cumulative = [], 0.0
     for r in log:
         cumulative += float(r["seconds"])
-        rows.append({"dataset": metrics["dataset"], "n_train": metrics["n_train"],
-                     "n_codes": metrics["n_codes"], "channels": script_args.channels,
+        rows.append({"dataset": metrics.dataset, "n_train": metrics.n_train,
+                     "n_codes": metrics.n_codes, "channels": script_args.channels,
                      "n_layers": script_args.n_layers, "kernel_size": script_args.kernel_size,
                      "batch_size": script_args.batch_size, "lr": script_args.lr,
                      "threads": args.threads, "epoch": int(float(r["epoch"])),
@@ -70,12 +70,12 @@ def main(args):
                      "train_bits_per_image": round(float(r["bits_per_image"]), 2),
                      "val_bits_per_image": round(float(r["val_bits_per_image"]), 2),
                      "val_perplexity": round(float(r["val_perplexity"]), 2),
-                     "final_test_bits_per_image": round(metrics["test_nll_bits_per_image"], 2),
-                     "final_test_perplexity": round(metrics["test_perplexity"], 2),
-                     "histogram_bits_per_image": round(metrics["histogram_test_bits_per_image"], 2),
-                     "uniform_bits_per_image": round(metrics["uniform_bits_per_image"], 2),
-                     "sample_seconds": round(metrics["sample_seconds"], 1),
-                     "n_sampled": metrics["n_sampled"], "wall_seconds": round(wall, 1),
+                     "final_test_bits_per_image": round(metrics.prior_nll_bits, 2),
+                     "final_test_perplexity": round(metrics.prior_perplexity, 2),
+                     "histogram_bits_per_image": round(metrics.histogram_nll_bits, 2),
+                     "uniform_bits_per_image": round(metrics.uniform_bits_per_image, 2),
+                     "sample_seconds": round(metrics.sample_seconds, 1),
+                     "n_sampled": metrics.n_sampled, "wall_seconds": round(wall, 1),
                      "load_before": round(load_before, 2), "load_after": round(load_after, 2)})
         print(f"epoch {rows[-1]['epoch']}: {rows[-1]['epoch_seconds']}s, val "
               f"{rows[-1]['val_bits_per_image']} bits/image, perplexity "

@@ -26,7 +26,6 @@ configuration) and the first seed's sample grids in <results-dir>/figures/.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import replace
@@ -42,8 +41,8 @@ from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild
 from utils.cli import positive_float, positive_int, run_main
 from utils.errors import UserError
-from utils.results import (append_generation_row, config_hash, finished_generation_keys,
-                           row_key, write_generation_summary)
+from utils.results import (GENERATION_COLUMNS, append_generation_row, config_hash,
+                           finished_generation_keys, row_key, write_generation_summary)
 from utils.runlock import run_lock
 from utils.runtime import atomic_file, ensure_output_dirs, pick_device, write_run_record
 
@@ -55,7 +54,6 @@ DEFAULT_METHODS = ["vqvae-conv", "kmeans-conv", "geodesic-conv", "vqvae-global",
 QUICK = {**rc.QUICK, "codebook_sizes": [64], "seeds": [0], "prior_epochs": 3, "n_fid": 1000}
 # train_prior.py flags that only a PixelCNN has: not part of a histogram row's config.
 PIXELCNN_ONLY = ("epochs", "batch_size", "lr", "channels", "n_layers", "kernel_size", "class_conditional")
-COVERED_SHARE = 0.01  # a class is covered when at least this share of the samples falls in it
 
 
 def parse_args(argv=None):
@@ -155,13 +153,16 @@ def row_identity(args, method: str, K: int, seed: int) -> dict:
 
 
 def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier: Path,
-                  run_dir: Path) -> tuple[dict, float]:
+                  run_dir: Path) -> tuple[train_prior.PriorMetrics, float]:
     """Run train_prior.py on ``source`` into ``run_dir`` (resumed when a partial
     run is there, read back when it finished); its metrics and wall seconds
     (NaN when read back)."""
-    finished = sorted(run_dir.glob("logs/*_metrics.json"))
-    if finished:
-        return json.loads(finished[-1].read_text()), float("nan")
+    finished = train_prior.run_paths(run_dir, train_prior.source_name(method), args.dataset)["metrics"]
+    if finished.is_file():
+        try:
+            return train_prior.PriorMetrics.read(finished), float("nan")
+        except (TypeError, ValueError):  # written by an older version: score the prior again
+            pass
     resume = bool(list(run_dir.glob("checkpoints/*.pt")))
     cfg = replace(prior_train_config(args, method, seed), codes_from=Path(source),
                   classifier=Path(classifier), resume=resume, overwrite=not resume)
@@ -170,35 +171,19 @@ def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier
     return metrics, time.perf_counter() - start
 
 
-def covered_classes(histogram: list[int]) -> int:
-    """Classes that receive at least COVERED_SHARE of the samples."""
-    total = sum(histogram)
-    return sum(1 for n in histogram if total and n / total >= COVERED_SHARE)
+def generation_row(ident: dict, method: str, K: int, metrics: train_prior.PriorMetrics,
+                   seconds: float, accuracy: float, dataset_used: str) -> dict:
+    """One row of generation.csv: its identity, the method's bits, the classifier's
+    accuracy, the prior's wall seconds and train_prior.py's metrics of the same names."""
+    row = {**ident, "dataset_used": dataset_used, "bits_per_image": vocab.get(method).bits(K),
+           "classifier_accuracy": accuracy, "prior_seconds": seconds}
+    prior = metrics._asdict()
+    return {c: row[c] if c in row else prior[c] for c in GENERATION_COLUMNS}
 
 
-def generation_row(ident: dict, method: str, K: int, metrics: dict, seconds: float, accuracy: float,
-                   dataset_used: str) -> dict:
-    """One row of generation.csv from train_prior.py's metrics."""
-    return {**ident, "dataset_used": dataset_used, "prior": metrics["prior"],
-            "bits_per_image": vocab.get(method).bits(K),
-            "prior_nll_bits": metrics["test_nll_bits_per_image"],
-            "prior_bits_per_code": metrics["test_bits_per_position"],
-            "prior_perplexity": metrics["test_perplexity"],
-            "histogram_nll_bits": metrics["histogram_test_bits_per_image"],
-            "fid_samples": metrics["fid_samples_vs_test"],
-            "fid_recon": metrics["fid_reconstructions_vs_test"],
-            "fid_train": metrics["fid_train_vs_test"], "classifier_accuracy": accuracy,
-            "sample_class_entropy": metrics["samples_histogram_bits"],
-            "sample_classes_covered": covered_classes(metrics["sample_class_histogram"]),
-            "sample_inception_score": metrics["samples_inception_score"], "prior_seconds": seconds,
-            "test_class_entropy": metrics["test_histogram_bits"], "prior_epochs": metrics["epochs"],
-            "temperature": metrics["temperature"], "n_fid": metrics["n_fid"],
-            "n_train": metrics["n_train"], "n_test": metrics["n_test"]}
-
-
-def publish_grid(metrics: dict, target: Path) -> None:
+def publish_grid(metrics: train_prior.PriorMetrics, target: Path) -> None:
     """Copy the prior's sample grid (PNG and PDF) to the results figures."""
-    for shown in metrics.get("sample_grid", []):
+    for shown in metrics.sample_grid:
         src = Path(shown)
         with atomic_file(target.with_suffix(src.suffix), "wb") as f:
             f.write(src.read_bytes())

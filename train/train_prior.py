@@ -83,12 +83,66 @@ class PriorConfig(TrainingConfig):
     sample_batch_size: int = 1000
 
 
+COVERED_SHARE = 0.01  # a class is covered when at least this share of the samples falls in it
+
+
+class PriorMetrics(NamedTuple):
+    """The numbers of one run, each under one name: the column it has in the
+    comparison's generation.csv where it has one (train/run_generation.py
+    copies them), and in the metrics JSON. Bits are per image unless named per
+    code; the fidelity fields (FIDs against the test images, class statistics
+    under the classifier) are None without --classifier."""
+
+    prior: str  # "pixelcnn" (7x7 maps) or "histogram" (one code per image)
+    method: str  # the code source in file names, e.g. vqvae_conv
+    dataset: str  # the dataset actually used
+    dataset_requested: str
+    n_codes: int
+    grid: list[int]  # the shape of one image's codes: [7, 7] or []
+    class_conditional: bool
+    n_train: int
+    n_test: int
+    prior_nll_bits: float  # test NLL, -log2 p(codes of an image)
+    prior_bits_per_code: float
+    prior_perplexity: float  # 2^(bits per code)
+    histogram_nll_bits: float  # the Laplace-smoothed i.i.d. code histogram's test NLL
+    histogram_perplexity: float
+    uniform_bits_per_image: float  # codes per image * log2 K
+    temperature: float
+    n_sampled: int
+    sample_seconds: float
+    prior_epochs: int  # 0 for the histogram
+    codes_from: str
+    checkpoint: str | None  # the PixelCNN's (None for the histogram)
+    samples: str  # the sampled code maps (.pt)
+    classifier: str | None = None
+    n_fid: int | None = None  # samples (and training images) per FID
+    fid_samples: float | None = None
+    fid_train: float | None = None  # as many training images: the floor
+    fid_recon: float | None = None  # their reconstructions (decoded codes)
+    sample_class_histogram: list[int] | None = None
+    sample_classes_covered: int | None = None  # classes with >= COVERED_SHARE of the samples
+    sample_class_entropy: float | None = None  # bits, of the histogram of predicted classes
+    sample_conditional_entropy: float | None = None  # bits, mean of H(p(y | x))
+    sample_inception_score: float | None = None
+    test_class_entropy: float | None = None
+    test_conditional_entropy: float | None = None
+    test_inception_score: float | None = None
+    sample_grid: tuple[str, ...] = ()  # the PNG and PDF of the samples (none with --no-plots)
+
+    @classmethod
+    def read(cls, path: Path) -> "PriorMetrics":
+        """The metrics JSON written by :func:`train` (a TypeError names a field
+        it lacks or does not know)."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
 class PriorResult(NamedTuple):
     """What :func:`train` returns: the PixelCNN's checkpoint (None for the
     histogram prior, which has none) and the run's metrics."""
 
     checkpoint: Path | None
-    metrics: dict
+    metrics: PriorMetrics
 
 
 def parse_args(argv=None) -> PriorConfig:
@@ -233,7 +287,13 @@ def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> Cod
 
     return CodeMaps(train_codes=codes_of(splits.train.images), val_codes=codes_of(splits.val.images),
                     test_codes=codes_of(splits.test.images), n_codes=int(ckpt["config"]["K"]),
-                    decode=decode, dataset=splits, method=ckpt["config"]["stage"].replace("-", "_"))
+                    decode=decode, dataset=splits, method=source_name(ckpt["config"]["stage"]))
+
+
+def source_name(method: str) -> str:
+    """The name of a comparison method's codes in this script's file names
+    (``vqvae-conv`` -> ``vqvae_conv``, as paths.vqvae_stage names a VQ-VAE's)."""
+    return method.replace("-", "_")
 
 
 # The kinds of checkpoint whose codes a prior can learn. A new kind is one
@@ -334,16 +394,27 @@ def fidelity_metrics(classifier, samples: torch.Tensor, codes: CodeMaps, n: int,
     pick = torch.randperm(len(codes.train_codes), generator=torch.Generator().manual_seed(seed))[:n]
     real = codes.dataset.train.images[pick]
     recon = codes.decode(codes.train_codes[pick])
-    stats = {"samples": sample_class_entropy(classifier, samples),
+    histogram = class_histogram(classifier, samples).tolist()
+    stats = {"sample": sample_class_entropy(classifier, samples),
              "test": sample_class_entropy(classifier, test)}
     return {
         "n_fid": len(samples), "n_test": len(test),
-        "fid_samples_vs_test": frechet_distance(test, samples, feature),
-        "fid_train_vs_test": frechet_distance(test, real, feature),
-        "fid_reconstructions_vs_test": frechet_distance(test, recon, feature),
-        "sample_class_histogram": class_histogram(classifier, samples).tolist(),
-        **{f"{which}_{k}": v for which, s in stats.items() for k, v in s._asdict().items()},
+        "fid_samples": frechet_distance(test, samples, feature),
+        "fid_train": frechet_distance(test, real, feature),
+        "fid_recon": frechet_distance(test, recon, feature),
+        "sample_class_histogram": histogram,
+        "sample_classes_covered": covered_classes(histogram),
+        **{f"{which}_{name}": getattr(s, field) for which, s in stats.items()
+           for name, field in (("class_entropy", "histogram_bits"),
+                               ("conditional_entropy", "conditional_bits"),
+                               ("inception_score", "inception_score"))},
     }
+
+
+def covered_classes(histogram: list[int]) -> int:
+    """Classes that receive at least COVERED_SHARE of the samples."""
+    total = sum(histogram)
+    return sum(1 for n in histogram if total and n / total >= COVERED_SHARE)
 
 
 def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, seed: int,
@@ -372,9 +443,9 @@ def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, s
         "dataset_requested": codes.dataset.requested, "n_codes": codes.n_codes,
         "grid": list(code_shape), "class_conditional": n_classes is not None,
         "n_train": len(codes.train_codes), "n_test": len(codes.test_codes),
-        "test_nll_bits_per_image": test_bits, "test_bits_per_position": test_bits / positions,
-        "test_perplexity": perplexity_of(test_bits, positions),
-        "histogram_test_bits_per_image": histogram_bits,
+        "prior_nll_bits": test_bits, "prior_bits_per_code": test_bits / positions,
+        "prior_perplexity": perplexity_of(test_bits, positions),
+        "histogram_nll_bits": histogram_bits,
         "histogram_perplexity": perplexity_of(histogram_bits, positions),
         "uniform_bits_per_image": positions * math.log2(codes.n_codes),
         "temperature": temperature, "n_sampled": n_draw,
@@ -491,7 +562,7 @@ def main(args: PriorConfig) -> None:
 
 
 def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int | None,
-           paths: dict) -> dict:
+           paths: dict) -> PriorMetrics:
     """Score the trained ``prior`` on the test maps, sample it, decode the
     samples, measure their fidelity (with a classifier), draw the grid and
     write everything to the metrics JSON, which is returned."""
@@ -505,7 +576,8 @@ def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int |
                                        else sample_labels(n_draw, n_classes)})
     metrics.update(prior=kind, codes_from=str(args.codes_from),
                    checkpoint=str(paths["checkpoint"]) if kind == "pixelcnn" else None,
-                   epochs=args.epochs if kind == "pixelcnn" else 0, samples=str(paths["samples"]))
+                   prior_epochs=args.epochs if kind == "pixelcnn" else 0,
+                   samples=str(paths["samples"]))
     if classifier is not None:
         metrics["classifier"] = str(args.classifier)
         metrics.update(fidelity_metrics(classifier, images[:args.n_fid], codes, args.n_fid,
@@ -515,14 +587,15 @@ def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int |
                  f"{codes.method} codes, {codes.dataset.name}, T={args.temperature:g}")
         shown = plot_samples(images[:args.n_samples], paths["sample_grid"], title)
         metrics["sample_grid"] = [str(p) for p in shown]
-    write_json(paths["metrics"], metrics)
-    fid = (f", FID samples {metrics['fid_samples_vs_test']:.2f} (train images "
-           f"{metrics['fid_train_vs_test']:.2f})" if classifier is not None else "")
-    print(f"test NLL {metrics['test_nll_bits_per_image']:.1f} bits/image (histogram "
-          f"{metrics['histogram_test_bits_per_image']:.1f}, uniform "
-          f"{metrics['uniform_bits_per_image']:.0f}), perplexity {metrics['test_perplexity']:.1f}"
-          f"{fid}; wrote {paths['metrics']}", file=sys.stderr)
-    return metrics
+    result = PriorMetrics(**metrics)
+    write_json(paths["metrics"], result._asdict())
+    fid = (f", FID samples {result.fid_samples:.2f} (train images {result.fid_train:.2f})"
+           if classifier is not None else "")
+    print(f"test NLL {result.prior_nll_bits:.1f} bits/image (histogram "
+          f"{result.histogram_nll_bits:.1f}, uniform {result.uniform_bits_per_image:.0f}), "
+          f"perplexity {result.prior_perplexity:.1f}{fid}; wrote {paths['metrics']}",
+          file=sys.stderr)
+    return result
 
 
 if __name__ == "__main__":
