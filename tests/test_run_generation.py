@@ -3,7 +3,9 @@ per method with the prior it should have, the numbers against references
 computed here from the cached models, reruns that skip finished rows."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from models.conv_net import grid_vectors
 from train import comparison_methods as cm
 from train import run_generation as rg
 from train import train_prior
+from utils import methods as vocab
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
 from utils.datasets import load_dataset
@@ -151,3 +154,14 @@ def test_only_quantized_methods_are_accepted(capsys):
     with pytest.raises(SystemExit):
         rg.parse_args(["--methods", "vae-conv"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_default_methods_are_the_registrys_and_those_of_the_published_runs():
+    """DEFAULT_METHODS is a filter over utils/methods.py (every method with codes),
+    in the order of the published runs, which gave no --methods."""
+    assert sorted(rg.DEFAULT_METHODS) == sorted(vocab.names(quantized=True)) == sorted(rg.QUANTIZED)
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    for record in sorted(results.glob("generation_*_full_run.json")):
+        run = json.loads(record.read_text())
+        if "--methods" not in run["argv"]:
+            assert rg.parse_args(run["argv"][1:]).methods == run["config"]["methods"]

@@ -46,9 +46,10 @@ from utils.results import (GENERATION_COLUMNS, append_generation_row, config_has
 from utils.runlock import run_lock
 from utils.runtime import atomic_file, ensure_output_dirs, pick_device, write_run_record
 
-QUANTIZED = [m.name for m in vocab.methods() if m.quantized]
-DEFAULT_METHODS = ["vqvae-conv", "kmeans-conv", "geodesic-conv", "vqvae-global", "kmeans-vae",
-                   "geodesic-vae"]
+QUANTIZED = list(vocab.names(quantized=True))
+# Every method with codes, the grid rate's first (the priors that take longest).
+DEFAULT_METHODS = [*vocab.names(rate=vocab.GRID_RATE, quantized=True),
+                   *vocab.names(rate=vocab.IMAGE_RATE, quantized=True)]
 # The quick setting trains the comparison's quick models (same epochs and fit images, so
 # make all's comparison has trained them already) and one small prior per method.
 QUICK = {**rc.QUICK, "codebook_sizes": [64], "seeds": [0], "prior_epochs": 3, "n_fid": 1000}

@@ -62,7 +62,9 @@ from utils.selection import ELBO_SUFFIX, choose
 
 COLUMNS = ["dataset", "dataset_used", "family", "K", "batch_size", "seed", "epochs",
            "criterion", "value", "config_hash"]
-METHODS = ["vae-continuous", "kmeans-vae", "geodesic-vae", "vqvae-global"]
+# The one-code-per-image methods: the unquantized reference, the a-posteriori ones, the end-to-end one.
+METHODS = [name for family in (vocab.CONTINUOUS, vocab.A_POSTERIORI, vocab.END_TO_END)
+           for name in vocab.names(family=family, rate=vocab.IMAGE_RATE)]
 
 
 class Family(NamedTuple):
