@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from train import train_prior
 from utils.bench import write_csv
 from utils.csvlog import read_rows
 
@@ -41,8 +42,6 @@ def parse_args(argv=None):
 
 
 def main(args):
-    from train import train_prior
-
     torch.set_num_threads(args.threads)
     extra = [a for a in args.script_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="bench_prior_") as out:

@@ -45,6 +45,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from models.prior import GatedPixelCNN, HistogramPrior
+from train import comparison_methods as cm
+from train import train_vae
 from utils import paths as project_paths
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from utils.cli import (TrainingConfig, add_training_args, make_parser, positive_float,
@@ -266,18 +268,16 @@ def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> Cod
     latent means of its VAE quantized, (N,) for one code per image and
     (N, 7, 7) for a grid method (vector by vector, as the comparison does);
     decoded by the VAE from the code vectors."""
-    from train.comparison_methods import cached_vae_checkpoint, load_quantizer, quantized_latents
-    from train.train_vae import ARCHS
-
-    vae_path = cached_vae_checkpoint(path, ckpt)
+    vae_path = cm.cached_vae_checkpoint(path, ckpt)
     vae_ckpt = load_checkpoint(vae_path, device, hint="rerun train/run_comparison.py, which trains it")
-    vae = rebuild(vae_ckpt, ARCHS[vae_ckpt["config"].get("arch", "mlp")], device, vae_path).eval()
-    q = load_quantizer(ckpt, decoder=vae.decode, device=str(device))
+    vae = rebuild(vae_ckpt, train_vae.ARCHS[vae_ckpt["config"].get("arch", "mlp")], device,
+                  vae_path).eval()
+    q = cm.load_quantizer(ckpt, decoder=vae.decode, device=str(device))
     splits = recorded_splits(vae_ckpt, vae_path, data_root, limit)
     codebook = torch.as_tensor(q.codebook, dtype=torch.float32)
 
     def codes_of(images: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(quantized_latents(q, vae.latent_means(images).numpy())[0]).long()
+        return torch.as_tensor(cm.quantized_latents(q, vae.latent_means(images).numpy())[0]).long()
 
     def decode(codes: torch.Tensor) -> torch.Tensor:
         vectors = codebook[codes]  # (B, D), or (B, 7, 7, D) for a map
