@@ -6,7 +6,10 @@ is listed, with the value that trains what came before it, in
 ``utils.training.LATER_FLAGS``; then rerunning the published command (to add seeds
 or K) would start a new group instead of extending the published one. This test
 recomputes, from the newest run record of each published comparison, the ids of
-the rows that run wrote and checks they are the ones in comparison.csv.
+the rows that run wrote and checks they are the ones in comparison.csv; the same
+for the published generation rows and batch-size candidates. The training
+scripts' configs (train/train_*.py) are their flags: the cache key of a config
+built in code is that of the same command line.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pytest
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
+from utils.results import config_hash
 from utils.training import LATER_FLAGS
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
@@ -135,3 +139,25 @@ def test_a_scripts_config_is_its_flags(script, name, capsys):
     for f in dataclasses.fields(cls):
         if f.name not in derived:
             assert f"--{f.name.replace('_', '-')}" in shown, f.name
+
+
+def test_the_published_batch_size_selection_recomputes_its_candidates_hashes():
+    """Every candidate of the published selection (train/select_batch_size.py) keeps
+    the config hash of its model: the VAE and VQ-VAE training configs at each batch size."""
+    from train import select_batch_size as sb
+
+    folder = RESULTS / "batch_size"
+    args = sb.parse_args(json.loads((folder / "batch_size_mnist_run.json").read_text())["argv"][1:])
+    with open(folder / "batch_size_mnist.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        kind, arch = r["family"].removesuffix("-elbo").split("-", 1)
+        K, batch_size, seed = int(r["K"]), int(r["batch_size"]), int(r["seed"])
+        if kind == "vae":
+            args.vae_batch_size = batch_size
+            ours = cm.vae_config(args, seed, arch)
+        else:
+            args.vqvae_batch_size = {str(K): batch_size}
+            ours = cm.vqvae_config(args, arch, K, seed)
+        assert config_hash(ours) == r["config_hash"], (r["family"], K, batch_size, seed)
+    assert rows
