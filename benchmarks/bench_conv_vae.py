@@ -34,9 +34,7 @@ import torch
 from models.conv_net import grid_vectors, vectors_to_grid
 from models.conv_vae import ConvVAE
 from models.geodesic_vq import EuclideanQuantizer
-from train.train_vae import main as train_main
-from train.train_vae import parse_args as train_args
-from train.train_vae import run_paths
+from train import train_vae
 from geodesic.ann import collapse_duplicates
 from utils.bench import write_csv
 from utils.checkpoint import load_checkpoint, rebuild
@@ -79,14 +77,13 @@ def main(args):
     rows = []
     for dim in args.dims:
         with tempfile.TemporaryDirectory() as out:
-            argv = ["--arch", "conv", "--dataset", args.dataset, "--limit", str(args.limit), "--epochs",
-                    str(args.epochs), "--latent-dim", str(dim), "--seed", str(args.seed), "--out-dir", out,
-                    "--no-plots", "--device", "cpu"]
+            cfg = train_vae.VAEConfig(arch="conv", dataset=args.dataset, limit=args.limit,
+                                      epochs=args.epochs, latent_dim=dim, seed=args.seed,
+                                      no_plots=True, device="cpu")
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                train_main(train_args(argv))
+                path = train_vae.train(cfg, out).checkpoint
             seconds = time.perf_counter() - start
-            path = run_paths(Path(out), args.dataset, "conv")["checkpoint"]
             model = rebuild(load_checkpoint(path), ConvVAE).eval()
         row = {"dataset": train.name, "n_train": len(train.images), "n_val": len(val.images),
                "epochs": args.epochs, "D": dim, "K": args.K, "fit_images": args.fit_images,

@@ -16,7 +16,6 @@ Without a conv VQ-VAE checkpoint, train one first (about 30 s an epoch on a quie
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from train import train_prior
 from utils.bench import write_csv
 from utils.csvlog import read_rows
 
@@ -42,26 +42,25 @@ def parse_args(argv=None):
 
 
 def main(args):
-    from train import train_prior
-
     torch.set_num_threads(args.threads)
     extra = [a for a in args.script_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="bench_prior_") as out:
-        script_args = train_prior.parse_args(["--codes-from", str(args.codes_from), "--out-dir", out,
-                                              "--device", "cpu", "--no-plots", *extra])
+        # the flags after -- are the user's, for train_prior.py: its parser makes them a config
+        script_args = train_prior.parse_args(["--codes-from", str(args.codes_from), "--device", "cpu",
+                                              "--no-plots", *extra])
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        train_prior.main(script_args)
+        result = train_prior.train(script_args, out)
         wall = time.perf_counter() - start
         load_after = os.getloadavg()[0]
-        paths = train_prior.run_paths(Path(out), "vqvae_conv", script_args.dataset)
+        metrics = result.metrics
+        paths = train_prior.run_paths(Path(out), metrics.method, metrics.dataset_requested)
         log = read_rows(paths["log"], text=("dataset",))
-        metrics = json.loads(paths["metrics"].read_text())
     rows, cumulative = [], 0.0
     for r in log:
         cumulative += float(r["seconds"])
-        rows.append({"dataset": metrics["dataset"], "n_train": metrics["n_train"],
-                     "n_codes": metrics["n_codes"], "channels": script_args.channels,
+        rows.append({"dataset": metrics.dataset, "n_train": metrics.n_train,
+                     "n_codes": metrics.n_codes, "channels": script_args.channels,
                      "n_layers": script_args.n_layers, "kernel_size": script_args.kernel_size,
                      "batch_size": script_args.batch_size, "lr": script_args.lr,
                      "threads": args.threads, "epoch": int(float(r["epoch"])),
@@ -70,12 +69,12 @@ def main(args):
                      "train_bits_per_image": round(float(r["bits_per_image"]), 2),
                      "val_bits_per_image": round(float(r["val_bits_per_image"]), 2),
                      "val_perplexity": round(float(r["val_perplexity"]), 2),
-                     "final_test_bits_per_image": round(metrics["test_nll_bits_per_image"], 2),
-                     "final_test_perplexity": round(metrics["test_perplexity"], 2),
-                     "histogram_bits_per_image": round(metrics["histogram_test_bits_per_image"], 2),
-                     "uniform_bits_per_image": round(metrics["uniform_bits_per_image"], 2),
-                     "sample_seconds": round(metrics["sample_seconds"], 1),
-                     "n_sampled": metrics["n_sampled"], "wall_seconds": round(wall, 1),
+                     "final_test_bits_per_image": round(metrics.prior_nll_bits, 2),
+                     "final_test_perplexity": round(metrics.prior_perplexity, 2),
+                     "histogram_bits_per_image": round(metrics.histogram_nll_bits, 2),
+                     "uniform_bits_per_image": round(metrics.uniform_bits_per_image, 2),
+                     "sample_seconds": round(metrics.sample_seconds, 1),
+                     "n_sampled": metrics.n_sampled, "wall_seconds": round(wall, 1),
                      "load_before": round(load_before, 2), "load_after": round(load_after, 2)})
         print(f"epoch {rows[-1]['epoch']}: {rows[-1]['epoch_seconds']}s, val "
               f"{rows[-1]['val_bits_per_image']} bits/image, perplexity "

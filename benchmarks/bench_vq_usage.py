@@ -39,41 +39,53 @@ import numpy as np
 import torch
 
 from models.vqvae import VQVAE
-from train.train_vqvae import evaluate_vqvae
-from train.train_vqvae import main as train_main
-from train.train_vqvae import parse_args as train_args
-from train.train_vqvae import run_paths
+from train.train_vqvae import VQVAETrainConfig, evaluate_vqvae, run_paths, train
 from utils.checkpoint import load_checkpoint, rebuild
 from utils.csvlog import write_rows
 from utils.datasets import load_dataset
 
-# Flags added to the training command line, per setting.
+# Fields of train_vqvae's config changed, per setting (its flags: :func:`flags_of`).
 SETTINGS = {
-    "before": ["--dead-rule", "window", "--dead-window", "100", "--restart-from", "random",
-               "--no-kmeans-init", "--beta", "0.25"],
-    "after": [],
-    "after-no-kmeans": ["--no-kmeans-init"],
-    "after-kmeans": ["--kmeans-init"],
-    "after-random-restart": ["--restart-from", "random"],
-    "after-rotation": ["--rotation-trick"],
-    "after-beta-0.25": ["--beta", "0.25"],
-    "after-dead-decay-0.5": ["--dead-decay", "0.5"],
-    "after-dead-decay-0.8": ["--dead-decay", "0.8"],
-    "after-dead-threshold-1.0": ["--dead-threshold", "1.0"],
+    "before": {"dead_rule": "window", "dead_window": 100, "restart_from": "random",
+               "kmeans_init": False, "beta": 0.25},
+    "after": {},
+    "after-no-kmeans": {"kmeans_init": False},
+    "after-kmeans": {"kmeans_init": True},
+    "after-random-restart": {"restart_from": "random"},
+    "after-rotation": {"rotation_trick": True},
+    "after-beta-0.25": {"beta": 0.25},
+    "after-dead-decay-0.5": {"dead_decay": 0.5},
+    "after-dead-decay-0.8": {"dead_decay": 0.8},
+    "after-dead-threshold-1.0": {"dead_threshold": 1.0},
     # k-means on the untrained encoder's outputs of the whole training split (at most
     # 256 K vectors) instead of the first batch, which at K > 128 holds fewer
     # vectors than codes
-    "after-init-split": ["--kmeans-init", "--kmeans-init-images", "1000000"],
+    "after-init-split": {"kmeans_init": True, "kmeans_init_images": 1000000},
     # ... and a codebook that follows the encoder within the 29 steps of an mnist-5k
     # epoch: EMA decay 0.9 (0.99 moves a code 25% of the way in 29 steps), dead below
     # the fair share, restarted on random outputs (the worst-quantized are outliers
     # that test images rarely hit)
-    "fast-codebook": ["--kmeans-init", "--kmeans-init-images", "1000000", "--decay", "0.9",
-                      "--dead-threshold", "1.0", "--restart-from", "random"],
-    "after-batch-64": ["--batch-size", "64"],
-    "after-batch-32": ["--batch-size", "32"],
-    "after-batch-16": ["--batch-size", "16"],
+    "fast-codebook": {"kmeans_init": True, "kmeans_init_images": 1000000, "decay": 0.9,
+                      "dead_threshold": 1.0, "restart_from": "random"},
+    "after-batch-64": {"batch_size": 64},
+    "after-batch-32": {"batch_size": 32},
+    "after-batch-16": {"batch_size": 16},
 }
+
+
+def flags_of(fields: dict) -> list[str]:
+    """The train_vqvae.py flags that set ``fields``: {"kmeans_init": False, "beta": 0.25}
+    -> ["--no-kmeans-init", "--beta", "0.25"]."""
+    flags = []
+    for name, value in fields.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            flags += [f"--{flag}", str(value)]
+    return flags
+
+
 COLUMNS = ["dataset", "arch", "K", "setting", "seed", "epochs", "test_usage", "test_perplexity",
            "test_mse", "val_usage", "val_recon_bce", "seconds", "usage_ceiling", "kmeans_usage",
            "flags"]
@@ -126,21 +138,22 @@ def kmeans_usage(model: VQVAE, train_images: torch.Tensor, test_images: torch.Te
     return len(np.unique(km.predict(z_test))) / model.n_codes
 
 
-def train_and_test(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
+def train_and_test(dataset: str, arch: str, n_codes: int, setting: dict, seed: int,
                    data_root: Path, test_images: torch.Tensor,
                    train_images: torch.Tensor | None = None, epochs: int = 1) -> tuple[dict, dict]:
-    """Train ``epochs`` epochs with train_vqvae's own main() in a temporary folder.
+    """Train ``epochs`` epochs with train_vqvae's own train() in a temporary folder,
+    its config changed by ``setting`` (a value of SETTINGS).
 
     Returns its log row and the metrics of its checkpoint on ``test_images``
     (N, 1, 28, 28): ``evaluate_vqvae``'s recon_bce, recon_mse, perplexity, usage,
     and with ``train_images`` :func:`kmeans_usage`.
     """
     with tempfile.TemporaryDirectory() as out:
-        args = train_args(["--dataset", dataset, "--arch", arch, "--codebook-size", str(n_codes),
-                           "--epochs", str(epochs), "--seed", str(seed), "--device", "cpu",
-                           "--data-root", str(data_root), "--out-dir", out, "--no-plots", *flags])
+        cfg = VQVAETrainConfig(dataset=dataset, arch=arch, codebook_size=n_codes, epochs=epochs,
+                               seed=seed, device="cpu", data_root=Path(data_root), no_plots=True,
+                               **setting)
         with contextlib.redirect_stderr(io.StringIO()):
-            train_main(args)
+            train(cfg, out)
         paths = run_paths(Path(out), arch, dataset)
         with open(paths["log"], newline="") as f:
             row = list(csv.DictReader(f))[-1]
@@ -193,7 +206,7 @@ def main(args):
                    "seconds": round(float(row["seconds"]), 1),
                    "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
                    "kmeans_usage": test.get("kmeans_usage", ""),
-                   "flags": " ".join(SETTINGS[setting])}
+                   "flags": " ".join(flags_of(SETTINGS[setting]))}
             rows = [r for r in rows if _key(r) != _key(new)] + [new]
             rows.sort(key=_order)
             write_rows(args.out, COLUMNS, rows)

@@ -17,8 +17,7 @@ import torch
 from dataclasses import asdict
 
 from models.vqvae import VQVAE
-from train.train_vqvae import DEFAULT_K, model_config, vqvae_step
-from train.train_vqvae import parse_args as train_args
+from train.train_vqvae import DEFAULT_K, VQVAETrainConfig, model_config, vqvae_step
 from utils.bench import alternate, epoch_runner, write_csv
 from utils.datasets import load_dataset
 from utils.runtime import pick_device
@@ -27,7 +26,7 @@ from utils.runtime import pick_device
 def runner(loop: str, arch: str, images, batch_size, device):
     """The model train_vqvae.py builds by default for ``arch`` (its K, beta,
     k-means initialisation and dead-code rule)."""
-    config = asdict(model_config(train_args(["--arch", arch])))
+    config = asdict(model_config(VQVAETrainConfig(arch=arch)))
     return epoch_runner(loop, lambda: VQVAE(**config), vqvae_step,
                         lambda m, x: m(x).loss, images, batch_size, device)
 

@@ -114,9 +114,8 @@ def test_runner_cache_key_follows_the_training_scripts_defaults(monkeypatch):
     args = rc.parse_args(["--dataset", "mnist-5k", "--codebook-sizes", "8", "--seeds", "0"])
     before = cm.vae_config(args, 0)
     assert before["latent_dim"] == train_vae.parse_args([]).latent_dim
-    real = train_vae.parse_args
-    monkeypatch.setattr(train_vae, "parse_args",
-                        lambda argv=None: real(["--latent-dim", "7"] + list(argv or [])))
+    monkeypatch.setitem(train_vae.DEFAULT_LATENT_DIM, "mlp", 7)
+    assert train_vae.parse_args([]).latent_dim == 7
     assert cm.vae_config(args, 0)["latent_dim"] == 7
     assert results.config_hash(cm.vae_config(args, 0)) != results.config_hash(before)
 

@@ -3,7 +3,9 @@ per method with the prior it should have, the numbers against references
 computed here from the cached models, reruns that skip finished rows."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from models.conv_net import grid_vectors
 from train import comparison_methods as cm
 from train import run_generation as rg
 from train import train_prior
+from utils import methods as vocab
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
 from utils.datasets import load_dataset
@@ -110,7 +113,7 @@ def test_rerun_skips_finished_rows(tiny, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished row was redone")
 
-    monkeypatch.setattr(train_prior, "main", boom)
+    monkeypatch.setattr(train_prior, "train", boom)
     rg.main(args)
     assert (root / "res" / "generation.csv").read_text() == before
 
@@ -123,7 +126,7 @@ def test_a_lost_row_is_rebuilt_from_its_finished_prior(tiny, monkeypatch):
     before = read_generation(csv)
     lines = csv.read_text().splitlines(keepends=True)
     csv.write_text("".join(lines[:-1]) + lines[-1].rstrip("\n"))  # a torn last row
-    monkeypatch.setattr(train_prior, "main", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(train_prior, "train", lambda *a, **k: pytest.fail("retrained"))
     with pytest.warns(UserWarning, match="torn"):
         rg.main(args)
     after = read_generation(csv)
@@ -131,11 +134,12 @@ def test_a_lost_row_is_rebuilt_from_its_finished_prior(tiny, monkeypatch):
     assert after[cols].equals(before[cols])
 
 
-def test_covered_classes_counts_classes_with_one_percent():
-    assert rg.covered_classes([100, 0, 0]) == 1
-    assert rg.covered_classes([98, 1, 1, 0]) == 3
-    assert rg.covered_classes([990, 9, 1]) == 1
-    assert rg.covered_classes([0, 0]) == 0
+def test_each_prior_number_keeps_its_one_name_from_train_prior_to_the_csv():
+    """generation.csv's columns are the runner's own (identity, bits, classifier
+    accuracy, seconds) or train_prior.PriorMetrics fields of the same name."""
+    own = {"dataset", "setting", "method", "K", "seed", "config_hash", "config_id", "dataset_used",
+           "bits_per_image", "classifier_accuracy", "prior_seconds"}
+    assert set(GENERATION_COLUMNS) - own <= set(train_prior.PriorMetrics._fields)
 
 
 def test_finetuned_decoders_are_refused_in_one_line(tmp_path, capsys):
@@ -150,3 +154,14 @@ def test_only_quantized_methods_are_accepted(capsys):
     with pytest.raises(SystemExit):
         rg.parse_args(["--methods", "vae-conv"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_default_methods_are_the_registrys_and_those_of_the_published_runs():
+    """DEFAULT_METHODS is a filter over utils/methods.py (every method with codes),
+    in the order of the published runs, which gave no --methods."""
+    assert sorted(rg.DEFAULT_METHODS) == sorted(vocab.names(quantized=True)) == sorted(rg.QUANTIZED)
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    for record in sorted(results.glob("generation_*_full_run.json")):
+        run = json.loads(record.read_text())
+        if "--methods" not in run["argv"]:
+            assert rg.parse_args(run["argv"][1:]).methods == run["config"]["methods"]

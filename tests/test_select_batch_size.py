@@ -1,7 +1,9 @@
 """Batch-size selection on the validation split: the criterion is the model's own
 validation loss recomputed here from the checkpoint, the choice is the lowest
 mean, and the printed flags make the comparison reuse the chosen models."""
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from train import comparison_methods as cm
 from train import run_comparison as rc
 from train import select_batch_size as sb
 from train.train_vae import ARCHS
+from utils import methods as vocab
 from utils.checkpoint import load_checkpoint, rebuild
 from models.geodesic_vq import EuclideanQuantizer
 from utils.datasets import load_dataset
@@ -119,7 +122,7 @@ def test_an_explicit_batch_size_of_128_keeps_the_published_ids():
     plain = rc.parse_args(["--dataset", "mnist"])
     explicit = rc.parse_args(["--dataset", "mnist", "--vae-batch-size", "128", "--vqvae-batch-size", "128"])
     for args in (plain, explicit):
-        assert cm.vae_argv(args, 0)[-2:] == ["--batch-size", "128"]
+        assert cm.vae_train_config(args, 0).batch_size == 128
     assert cm.vae_config(plain, 0) == cm.vae_config(explicit, 0)
     assert cm.vqvae_config(plain, "global", 64, 0) == cm.vqvae_config(explicit, "global", 64, 0)
 
@@ -129,3 +132,14 @@ def test_a_malformed_batch_size_is_one_error_line(capsys):
         rc.parse_args(["--vqvae-batch-size", "64:zero"])
     assert exc.value.code == 2
     assert "expected B or K:B" in capsys.readouterr().err
+
+
+def test_the_default_methods_are_the_registrys_and_those_of_the_published_run():
+    """METHODS is a filter over utils/methods.py (the one-code-per-image methods),
+    in the order of the published selection, which gave no --methods."""
+    assert sorted(sb.METHODS) == sorted(vocab.names(rate=vocab.IMAGE_RATE))
+    record = (Path(__file__).resolve().parents[1] / "experiments" / "results" / "batch_size"
+              / "batch_size_mnist_run.json")
+    run = json.loads(record.read_text())
+    assert "--methods" not in run["argv"]
+    assert sb.parse_args(run["argv"][1:]).methods == run["config"]["methods"]

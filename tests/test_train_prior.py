@@ -17,7 +17,7 @@ import torch
 from models.classifier import Classifier
 from models.prior import GatedPixelCNN
 from models.vqvae import VQVAE
-from train.train_prior import COLUMNS, code_maps, main, parse_args, run_paths
+from train.train_prior import COLUMNS, code_maps, covered_classes, main, parse_args, run_paths, train
 from utils.checkpoint import save_checkpoint
 from utils.cli import run_main
 from utils.datasets import load_dataset
@@ -105,8 +105,8 @@ def test_log_checkpoint_and_metrics(run2):
     maps = code_maps(metrics["codes_from"])
     # the reported test NLL is the checkpointed prior's, recomputed here
     bits = float(prior.nll_bits(maps.test_codes).mean())
-    assert metrics["test_nll_bits_per_image"] == pytest.approx(bits, rel=1e-6)
-    assert metrics["test_perplexity"] == pytest.approx(2 ** (bits / 49), rel=1e-6)
+    assert metrics["prior_nll_bits"] == pytest.approx(bits, rel=1e-6)
+    assert metrics["prior_perplexity"] == pytest.approx(2 ** (bits / 49), rel=1e-6)
     # the last epoch's logged NLL is the same prior's on the validation maps
     val_bits = float(prior.nll_bits(maps.val_codes).mean())
     assert float(rows[-1]["val_bits_per_image"]) == pytest.approx(val_bits, rel=1e-5)
@@ -114,7 +114,7 @@ def test_log_checkpoint_and_metrics(run2):
     counts = np.bincount(maps.train_codes.numpy().ravel(), minlength=16)
     p = (counts + 1) / (counts.sum() + 16)
     expected = -np.log2(p)[maps.test_codes.numpy()].sum(axis=(1, 2)).mean()
-    assert metrics["histogram_test_bits_per_image"] == pytest.approx(expected, rel=1e-9)
+    assert metrics["histogram_nll_bits"] == pytest.approx(expected, rel=1e-9)
     assert metrics["uniform_bits_per_image"] == pytest.approx(49 * 4)
     assert metrics["n_codes"] == 16 and metrics["grid"] == [7, 7] and metrics["dataset"] == "mnist-5k"
 
@@ -125,10 +125,10 @@ def test_samples_fid_and_grid(run2):
     samples = torch.load(paths["samples"], weights_only=True)
     assert samples["codes"].shape == (20, 7, 7) and metrics["n_sampled"] == 20
     assert int(samples["codes"].min()) >= 0 and int(samples["codes"].max()) < 16
-    for key in ("fid_samples_vs_test", "fid_train_vs_test", "fid_reconstructions_vs_test"):
+    for key in ("fid_samples", "fid_train", "fid_recon"):
         assert math.isfinite(metrics[key]) and metrics[key] > -1e-6
     assert metrics["n_fid"] == 20 and sum(metrics["sample_class_histogram"]) == 20
-    assert 0 <= metrics["samples_histogram_bits"] <= math.log2(10) + 1e-9
+    assert 0 <= metrics["sample_class_entropy"] <= math.log2(10) + 1e-9
     assert {Path(p).suffix for p in metrics["sample_grid"]} == {".png", ".pdf"}
     assert all(Path(p).is_file() for p in metrics["sample_grid"])
 
@@ -198,15 +198,22 @@ def test_resume_with_another_width_is_refused(sources, run2, tmp_path, capsys):
 def test_one_code_per_image_gets_the_smoothed_histogram(sources, tmp_path, capsys):
     """A global VQ-VAE's codes: no PixelCNN; the test NLL is the Laplace-smoothed
     training histogram's code length, computed here; a rerun does not replace it."""
-    metrics = main(prior_args(tmp_path, sources["global"], "--no-plots"))
+    metrics = train(prior_args(tmp_path, sources["global"], "--no-plots")).metrics._asdict()
     maps = code_maps(sources["global"])
     counts = np.bincount(maps.train_codes.numpy(), minlength=16)
     p = (counts + 1) / (counts.sum() + 16)
     expected = float(-np.log2(p[maps.test_codes.numpy()]).mean())
-    assert metrics["prior"] == "histogram" and metrics["epochs"] == 0
-    assert math.isclose(metrics["test_nll_bits_per_image"], expected, rel_tol=1e-9)
-    assert math.isclose(metrics["test_perplexity"], 2 ** expected, rel_tol=1e-9)
+    assert metrics["prior"] == "histogram" and metrics["prior_epochs"] == 0
+    assert math.isclose(metrics["prior_nll_bits"], expected, rel_tol=1e-9)
+    assert math.isclose(metrics["prior_perplexity"], 2 ** expected, rel_tol=1e-9)
     saved = json.loads(run_paths(tmp_path, "vqvae_global", "mnist-5k")["metrics"].read_text())
-    assert saved["test_nll_bits_per_image"] == metrics["test_nll_bits_per_image"]
+    assert saved["prior_nll_bits"] == metrics["prior_nll_bits"]
     assert not (tmp_path / "checkpoints" / "prior_vqvae_global_mnist-5k.pt").exists()
     assert "--overwrite" in error_of(prior_args(tmp_path, sources["global"], "--no-plots"), capsys)
+
+
+def test_covered_classes_counts_classes_with_one_percent():
+    assert covered_classes([100, 0, 0]) == 1
+    assert covered_classes([98, 1, 1, 0]) == 3
+    assert covered_classes([990, 9, 1]) == 1
+    assert covered_classes([0, 0]) == 0

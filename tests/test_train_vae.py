@@ -9,12 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
 from models.vae import VAE
-from train.train_vae import COLUMNS, main, parse_args, run_paths
+from train.train_vae import COLUMNS, main, parse_args, run_paths, train
 from utils.checkpoint import CheckpointError, rebuild
 from utils.cli import run_main
 from utils.datasets import load_dataset
@@ -138,6 +139,20 @@ def test_run_paths():
     p = run_paths(Path("o"), "fashion-mnist")
     assert p["log"] == Path("o/logs/vae_fashion-mnist_train_log.csv")
     assert p["checkpoint"] == Path("o/checkpoints/vae_fashion-mnist.pt")
+
+
+def test_train_is_the_script_as_a_function(run2, tmp_path):
+    """train(cfg, out_dir) runs what main runs, into out_dir, and returns the
+    checkpoint and its last epoch's metrics; a finished run returns them again."""
+    cfg = vae_args(tmp_path / "ignored")
+    result = train(cfg, tmp_path / "here")
+    assert result.checkpoint == tmp_path / "here" / CKPT_NAME and result.checkpoint.is_file()
+    assert not (tmp_path / "ignored" / CKPT_NAME).exists()
+    assert losses(read_log(tmp_path / "here")) == losses(read_log(run2))
+    assert result.metrics == load_ckpt(tmp_path / "here")["metrics"]
+    assert "dataset" not in result.metrics and result.metrics["epoch"] == 2
+    again = train(replace(cfg, resume=True), tmp_path / "here")
+    assert again == result
 
 
 # ----------------------------------------------------------------------------- reproducibility
@@ -418,6 +433,7 @@ def deterministic_vae(VAE, tv):
 
 DDP_WRAPPER = """
 import sys
+from dataclasses import replace
 import torch
 from models.vae import VAE
 import train.train_vae as tv

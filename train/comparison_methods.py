@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -26,14 +26,11 @@ from utils import methods as vocab
 from utils import paths
 from geodesic.ann import EXACT_BELOW
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
-from utils.cli import DEFAULT_BATCH_SIZE
+from train import train_vae, train_vqvae
+from utils.cli import DEFAULT_BATCH_SIZE, is_run_only
 from utils.results import config_hash
 from utils.runtime import plain_config
 from utils.training import LATER_FLAGS
-
-# Flags of the training scripts that say where and how a run goes, not what it trains
-# (max_loss_ratio is a guard: it stops a diverged run and changes no finished one).
-NOT_CONFIG = ("out_dir", "resume", "no_plots", "device", "data_root", "overwrite", "max_loss_ratio")
 
 
 class Evaluated(NamedTuple):
@@ -131,14 +128,14 @@ class SeedRun:
 
 # --- training or reusing models ----------------------------------------------------
 
-def script_config(script, argv: list[str]) -> dict:
-    """Every flag value the training script will run with (its parser's defaults
-    included), minus those that do not change the model and the later flags at
-    the value that trains what came before them (utils.training.LATER_FLAGS):
-    the cache key."""
-    cfg = plain_config(script.parse_args(argv))
-    return {k: v for k, v in cfg.items()
-            if k not in NOT_CONFIG and not (k in LATER_FLAGS and v == LATER_FLAGS[k])}
+def script_config(cfg) -> dict:
+    """Every field of a training script's config dataclass (as plain values),
+    minus those it declares run-only (utils.cli.run_only: they do not change
+    the model) and the later flags at the value that trains what came before
+    them (utils.training.LATER_FLAGS): the cache key."""
+    run_only = {f.name for f in fields(cfg) if is_run_only(f)}
+    return {k: v for k, v in plain_config(asdict(cfg)).items()
+            if k not in run_only and not (k in LATER_FLAGS and v == LATER_FLAGS[k])}
 
 
 def cached_checkpoint(kind: str, work_dir, config: dict, ckpt_name: str) -> Path:
@@ -147,27 +144,27 @@ def cached_checkpoint(kind: str, work_dir, config: dict, ckpt_name: str) -> Path
     return paths.cache_dir(work_dir, kind, config_hash(config)) / "checkpoints" / ckpt_name
 
 
-def trained_checkpoint(kind: str, script, argv: list[str], work_dir, config: dict,
-                       ckpt_name: str):
-    """Train with ``script.main`` into work_dir/<kind>-<hash>/ unless a
-    finished checkpoint for this config is there; a partial one is resumed."""
+def trained_checkpoint(kind: str, train, cfg, work_dir, config: dict, ckpt_name: str):
+    """Train ``cfg`` with a script's ``train(cfg, out_dir)`` into
+    work_dir/<kind>-<hash>/ unless a finished checkpoint for this config is
+    there; a partial one is resumed."""
     ckpt = cached_checkpoint(kind, work_dir, config, ckpt_name)
     run_dir = ckpt.parent.parent
-    extra = []
+    resume = False
     if ckpt.is_file():
-        if load_checkpoint(ckpt)["epoch"] >= config["epochs"]:
+        if load_checkpoint(ckpt)["epoch"] >= cfg.epochs:
             return ckpt
-        extra = ["--resume"]
+        resume = True
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    script.main(script.parse_args(argv + extra + ["--out-dir", str(run_dir), "--no-plots"]))
+    train(replace(cfg, resume=resume, no_plots=True), run_dir)
     return ckpt
 
 
-def common_argv(args, seed: int, epochs: int) -> list[str]:
-    argv = ["--dataset", args.dataset, "--seed", str(seed), "--epochs", str(epochs),
-            "--device", args.device, "--data-root", str(args.data_root)]
-    return argv + (["--limit", str(args.limit)] if args.limit else [])
+def common_fields(args, seed: int, epochs: int) -> dict:
+    """The fields every training run of a sweep shares (its data, seed, epochs, device)."""
+    return {"dataset": args.dataset, "seed": seed, "epochs": epochs, "device": args.device,
+            "data_root": Path(args.data_root), "limit": args.limit or None}
 
 
 def vqvae_batch_size(args, K: int) -> int:
@@ -177,37 +174,31 @@ def vqvae_batch_size(args, K: int) -> int:
     return sizes.get(str(K), sizes.get("*", DEFAULT_BATCH_SIZE))
 
 
-def vae_argv(args, seed, arch: str = "mlp") -> list[str]:
-    """The conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with;
-    every VAE with the sweep's --vae-kl-weight and --vae-batch-size (the training
-    scripts' configs hold the batch size, 128 given or not, so the published ids stay)."""
-    beta = args.vae_kl_weight
-    extra = ["--batch-size", str(args.vae_batch_size)]
-    extra += [] if beta == LATER_FLAGS["kl_weight"] else ["--kl-weight", repr(beta)]
-    if arch == "mlp":
-        return common_argv(args, seed, args.epochs) + extra
-    return common_argv(args, seed, args.conv_epochs) + ["--arch", arch] + extra
+def vae_train_config(args, seed, arch: str = "mlp") -> train_vae.VAEConfig:
+    """The training config of the comparison's VAE of one seed and architecture: the
+    conv VAE trains for --conv-epochs, as the conv VQ-VAE it is compared with; every
+    VAE with the sweep's --vae-kl-weight and --vae-batch-size."""
+    epochs = args.epochs if arch == "mlp" else args.conv_epochs
+    return train_vae.VAEConfig(**common_fields(args, seed, epochs), arch=arch,
+                               batch_size=args.vae_batch_size, kl_weight=args.vae_kl_weight)
 
 
 def vae_config(args, seed, arch: str = "mlp") -> dict:
     """The config that identifies the comparison's VAE of one seed and architecture."""
-    from train import train_vae
-
     return {"stage": paths.vae_stage(arch).replace("_", "-"),
-            **script_config(train_vae, vae_argv(args, seed, arch))}
+            **script_config(vae_train_config(args, seed, arch))}
 
 
-def vqvae_argv(args, arch: str, K: int, seed) -> list[str]:
+def vqvae_train_config(args, arch: str, K: int, seed) -> train_vqvae.VQVAETrainConfig:
+    """The training config of the comparison's VQ-VAE of one architecture, K and seed."""
     epochs = args.conv_epochs if arch == "conv" else args.epochs
-    return common_argv(args, seed, epochs) + ["--arch", arch, "--codebook-size", str(K),
-                                              "--batch-size", str(vqvae_batch_size(args, K))]
+    return train_vqvae.VQVAETrainConfig(**common_fields(args, seed, epochs), arch=arch,
+                                        codebook_size=K, batch_size=vqvae_batch_size(args, K))
 
 
 def vqvae_config(args, arch: str, K: int, seed) -> dict:
     """The config that identifies a VQ-VAE of the comparison."""
-    from train import train_vqvae
-
-    return {"stage": f"vqvae-{arch}", **script_config(train_vqvae, vqvae_argv(args, arch, K, seed))}
+    return {"stage": f"vqvae-{arch}", **script_config(vqvae_train_config(args, arch, K, seed))}
 
 
 def variants(args, name: str) -> list[dict]:
@@ -235,17 +226,14 @@ def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
 def vae_checkpoint(args, seed: int, arch: str = "mlp") -> Path:
     """The checkpoint of the comparison's VAE of one seed and architecture,
     trained (or resumed) when it is not finished yet."""
-    from train import train_vae
-
     stage = paths.vae_stage(arch)
-    return trained_checkpoint(stage.replace("_", "-"), train_vae, vae_argv(args, seed, arch), args.work_dir,
-                              vae_config(args, seed, arch), paths.vae_checkpoint(".", args.dataset, arch).name)
+    return trained_checkpoint(stage.replace("_", "-"), train_vae.train, vae_train_config(args, seed, arch),
+                              args.work_dir, vae_config(args, seed, arch),
+                              paths.vae_checkpoint(".", args.dataset, arch).name)
 
 
 def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
     """The comparison's VAE of one seed and architecture (trained once, then cached)."""
-    from train import train_vae
-
     ckpt = vae_checkpoint(args, seed, arch)
     return rebuild(load_checkpoint(ckpt, device), train_vae.ARCHS[arch], device, ckpt).eval()
 
@@ -253,10 +241,8 @@ def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
 def vqvae_checkpoint(args, arch: str, K: int, seed: int) -> Path:
     """The checkpoint of the comparison's VQ-VAE of one architecture, K and seed,
     trained (or resumed) when it is not finished yet."""
-    from train import train_vqvae
-
     stage = paths.vqvae_stage(arch)
-    return trained_checkpoint(f"{stage}_K{K}", train_vqvae, vqvae_argv(args, arch, K, seed),
+    return trained_checkpoint(f"{stage}_K{K}", train_vqvae.train, vqvae_train_config(args, arch, K, seed),
                               args.work_dir, vqvae_config(args, arch, K, seed),
                               paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
 

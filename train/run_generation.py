@@ -26,34 +26,35 @@ configuration) and the first seed's sample grids in <results-dir>/figures/.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
+from train import train_classifier, train_prior
 from utils import methods as vocab
 from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild
 from utils.cli import positive_float, positive_int, run_main
 from utils.errors import UserError
-from utils.results import (append_generation_row, config_hash, finished_generation_keys,
-                           row_key, write_generation_summary)
+from utils.results import (GENERATION_COLUMNS, append_generation_row, config_hash,
+                           finished_generation_keys, row_key, write_generation_summary)
 from utils.runlock import run_lock
 from utils.runtime import atomic_file, ensure_output_dirs, pick_device, write_run_record
 
-QUANTIZED = [m.name for m in vocab.methods() if m.quantized]
-DEFAULT_METHODS = ["vqvae-conv", "kmeans-conv", "geodesic-conv", "vqvae-global", "kmeans-vae",
-                   "geodesic-vae"]
+QUANTIZED = list(vocab.names(quantized=True))
+# Every method with codes, the grid rate's first (the priors that take longest).
+DEFAULT_METHODS = [*vocab.names(rate=vocab.GRID_RATE, quantized=True),
+                   *vocab.names(rate=vocab.IMAGE_RATE, quantized=True)]
 # The quick setting trains the comparison's quick models (same epochs and fit images, so
 # make all's comparison has trained them already) and one small prior per method.
 QUICK = {**rc.QUICK, "codebook_sizes": [64], "seeds": [0], "prior_epochs": 3, "n_fid": 1000}
 # train_prior.py flags that only a PixelCNN has: not part of a histogram row's config.
 PIXELCNN_ONLY = ("epochs", "batch_size", "lr", "channels", "n_layers", "kernel_size", "class_conditional")
-COVERED_SHARE = 0.01  # a class is covered when at least this share of the samples falls in it
 
 
 def parse_args(argv=None):
@@ -78,24 +79,19 @@ def parse_args(argv=None):
 
 # --- the models behind a row ----------------------------------------------------------
 
-def classifier_argv(args) -> list[str]:
-    argv = ["--dataset", args.dataset, "--seed", "0", "--epochs", str(args.classifier_epochs),
-            "--device", args.device, "--data-root", str(args.data_root)]
-    return argv + (["--limit", str(args.limit)] if args.limit else [])
+def classifier_train_config(args) -> train_classifier.ClassifierConfig:
+    """The training config of the dataset's feature classifier (seed 0)."""
+    return train_classifier.ClassifierConfig(**cm.common_fields(args, 0, args.classifier_epochs))
 
 
 def classifier_config(args) -> dict:
-    from train import train_classifier
-
-    return {"stage": "classifier", **cm.script_config(train_classifier, classifier_argv(args))}
+    return {"stage": "classifier", **cm.script_config(classifier_train_config(args))}
 
 
 def classifier_checkpoint(args) -> Path:
     """The feature classifier of the dataset (trained once, then cached)."""
-    from train import train_classifier
-
-    return cm.trained_checkpoint("classifier", train_classifier, classifier_argv(args), args.work_dir,
-                                 classifier_config(args),
+    return cm.trained_checkpoint("classifier", train_classifier.train, classifier_train_config(args),
+                                 args.work_dir, classifier_config(args),
                                  train_classifier.run_paths(".", args.dataset)["checkpoint"].name)
 
 
@@ -123,22 +119,20 @@ def code_source(args, seed_run, method: str, K: int, seed: int) -> Path:
     return path
 
 
-def prior_argv(args, method: str, seed: int) -> list[str]:
-    """train_prior.py's flags for one row (without --codes-from and --out-dir)."""
-    argv = ["--seed", str(seed), "--device", args.device, "--data-root", str(args.data_root),
-            "--temperature", str(args.temperature), "--n-fid", str(args.n_fid)]
+def prior_train_config(args, method: str, seed: int) -> train_prior.PriorConfig:
+    """train_prior.py's config for one row (its codes_from and classifier not set yet)."""
+    pixelcnn = {}
     if vocab.get(method).codes_per_image > 1:
-        argv += ["--epochs", str(args.prior_epochs), "--channels", str(args.prior_channels),
-                 "--n-layers", str(args.prior_layers)]
-    return argv
+        pixelcnn = {"epochs": args.prior_epochs, "channels": args.prior_channels,
+                    "n_layers": args.prior_layers}
+    return train_prior.PriorConfig(seed=seed, device=args.device, data_root=Path(args.data_root),
+                                   temperature=args.temperature, n_fid=args.n_fid, **pixelcnn)
 
 
 def prior_config(args, method: str, seed: int) -> dict:
-    """What identifies a row's prior: train_prior.py's flags (a histogram's without
-    the PixelCNN's), with the classifier's config hash for the FID features."""
-    from train import train_prior
-
-    cfg = cm.script_config(train_prior, prior_argv(args, method, seed))
+    """What identifies a row's prior: train_prior.py's config (a histogram's without
+    the PixelCNN's fields), with the classifier's config hash for the FID features."""
+    cfg = cm.script_config(prior_train_config(args, method, seed))
     drop = {"codes_from", "classifier", "limit", "dataset", "sample_batch_size", "n_samples"}
     if vocab.get(method).codes_per_image == 1:
         drop |= set(PIXELCNN_ONLY)
@@ -160,52 +154,37 @@ def row_identity(args, method: str, K: int, seed: int) -> dict:
 
 
 def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier: Path,
-                  run_dir: Path) -> tuple[dict, float]:
+                  run_dir: Path) -> tuple[train_prior.PriorMetrics, float]:
     """Run train_prior.py on ``source`` into ``run_dir`` (resumed when a partial
     run is there, read back when it finished); its metrics and wall seconds
     (NaN when read back)."""
-    from train import train_prior
-
-    finished = sorted(run_dir.glob("logs/*_metrics.json"))
-    if finished:
-        return json.loads(finished[-1].read_text()), float("nan")
-    resume = ["--resume"] if list(run_dir.glob("checkpoints/*.pt")) else ["--overwrite"]
-    argv = ["--codes-from", str(source), "--out-dir", str(run_dir), "--classifier", str(classifier),
-            *prior_argv(args, method, seed), *resume]
+    finished = train_prior.run_paths(run_dir, train_prior.source_name(method), args.dataset)["metrics"]
+    if finished.is_file():
+        try:
+            return train_prior.PriorMetrics.read(finished), float("nan")
+        except (TypeError, ValueError):  # written by an older version: score the prior again
+            pass
+    resume = bool(list(run_dir.glob("checkpoints/*.pt")))
+    cfg = replace(prior_train_config(args, method, seed), codes_from=Path(source),
+                  classifier=Path(classifier), resume=resume, overwrite=not resume)
     start = time.perf_counter()
-    metrics = train_prior.main(train_prior.parse_args(argv))
+    metrics = train_prior.train(cfg, run_dir).metrics
     return metrics, time.perf_counter() - start
 
 
-def covered_classes(histogram: list[int]) -> int:
-    """Classes that receive at least COVERED_SHARE of the samples."""
-    total = sum(histogram)
-    return sum(1 for n in histogram if total and n / total >= COVERED_SHARE)
+def generation_row(ident: dict, method: str, K: int, metrics: train_prior.PriorMetrics,
+                   seconds: float, accuracy: float, dataset_used: str) -> dict:
+    """One row of generation.csv: its identity, the method's bits, the classifier's
+    accuracy, the prior's wall seconds and train_prior.py's metrics of the same names."""
+    row = {**ident, "dataset_used": dataset_used, "bits_per_image": vocab.get(method).bits(K),
+           "classifier_accuracy": accuracy, "prior_seconds": seconds}
+    prior = metrics._asdict()
+    return {c: row[c] if c in row else prior[c] for c in GENERATION_COLUMNS}
 
 
-def generation_row(ident: dict, method: str, K: int, metrics: dict, seconds: float, accuracy: float,
-                   dataset_used: str) -> dict:
-    """One row of generation.csv from train_prior.py's metrics."""
-    return {**ident, "dataset_used": dataset_used, "prior": metrics["prior"],
-            "bits_per_image": vocab.get(method).bits(K),
-            "prior_nll_bits": metrics["test_nll_bits_per_image"],
-            "prior_bits_per_code": metrics["test_bits_per_position"],
-            "prior_perplexity": metrics["test_perplexity"],
-            "histogram_nll_bits": metrics["histogram_test_bits_per_image"],
-            "fid_samples": metrics["fid_samples_vs_test"],
-            "fid_recon": metrics["fid_reconstructions_vs_test"],
-            "fid_train": metrics["fid_train_vs_test"], "classifier_accuracy": accuracy,
-            "sample_class_entropy": metrics["samples_histogram_bits"],
-            "sample_classes_covered": covered_classes(metrics["sample_class_histogram"]),
-            "sample_inception_score": metrics["samples_inception_score"], "prior_seconds": seconds,
-            "test_class_entropy": metrics["test_histogram_bits"], "prior_epochs": metrics["epochs"],
-            "temperature": metrics["temperature"], "n_fid": metrics["n_fid"],
-            "n_train": metrics["n_train"], "n_test": metrics["n_test"]}
-
-
-def publish_grid(metrics: dict, target: Path) -> None:
+def publish_grid(metrics: train_prior.PriorMetrics, target: Path) -> None:
     """Copy the prior's sample grid (PNG and PDF) to the results figures."""
-    for shown in metrics.get("sample_grid", []):
+    for shown in metrics.sample_grid:
         src = Path(shown)
         with atomic_file(target.with_suffix(src.suffix), "wb") as f:
             f.write(src.read_bytes())

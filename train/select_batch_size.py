@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from train import comparison_methods as cm
+from train import train_vae
 from train.run_comparison import finish_sweep_args, sweep_parser
 from utils import methods as vocab
 from utils import paths
@@ -61,7 +62,9 @@ from utils.selection import ELBO_SUFFIX, choose
 
 COLUMNS = ["dataset", "dataset_used", "family", "K", "batch_size", "seed", "epochs",
            "criterion", "value", "config_hash"]
-METHODS = ["vae-continuous", "kmeans-vae", "geodesic-vae", "vqvae-global"]
+# The one-code-per-image methods: the unquantized reference, the a-posteriori ones, the end-to-end one.
+METHODS = [name for family in (vocab.CONTINUOUS, vocab.A_POSTERIORI, vocab.END_TO_END)
+           for name in vocab.names(family=family, rate=vocab.IMAGE_RATE)]
 
 
 class Family(NamedTuple):
@@ -84,9 +87,8 @@ def kmeans_bce(ckpt: Path, arch: str, Ks, seed: int, train, val) -> float:
     """Mean over ``Ks`` of the validation BCE per image of the VAE's decoder on
     the k-means code (fitted to the training latent means) of each validation image."""
     from models.geodesic_vq import EuclideanQuantizer
-    from train.train_vae import ARCHS
 
-    model = rebuild(load_checkpoint(ckpt), ARCHS[arch], "cpu", ckpt).eval()
+    model = rebuild(load_checkpoint(ckpt), train_vae.ARCHS[arch], "cpu", ckpt).eval()
     z_train, z_val = model.latent_means(train.images), model.latent_means(val.images)
     values = []
     for K in Ks:

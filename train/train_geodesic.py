@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from models.geodesic_vq import GeodesicQuantizer, make_quantizer
 from models.vae import VAE
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.cli import make_parser, positive_int, run_main, seed_int
+from utils.cli import make_parser, positive_int, run_main, run_only, seed_int, with_out_dir
 from utils.csvlog import upsert_row
 from train.finetune import finetune_decoder
 from utils.datasets import load_dataset
@@ -36,14 +38,42 @@ COLUMNS = KEY + ["geodesic_distortion", "euclidean_distortion",
            "test_mse", "perplexity", "usage", "fit_seconds", "dataset"]
 
 
-def parse_args(argv=None):
+@dataclass
+class GeodesicConfig:
+    """Every setting of a run: the flags below, one field each (same names and defaults)."""
+
+    vae_checkpoint: Path = paths.vae_checkpoint(paths.EXPERIMENTS, "mnist")
+    codebook_size: list[int] = field(default_factory=lambda: [64, 128, 256])
+    n_neighbors: int = 10
+    method: list[str] = field(default_factory=lambda: list(vocab.QUANTIZER_KINDS))
+    edge_length: str = "latent"
+    code_vectors: str = "medoid"
+    finetune_decoder: int = 0
+    seed: int = 0
+    device: str = run_only("auto")
+    data_root: Path = run_only(Path("data"))
+    limit: int | None = None
+    out_dir: Path = run_only(paths.EXPERIMENTS)
+    no_plots: bool = run_only(False)
+
+
+class GeodesicResult(NamedTuple):
+    """What :func:`train` returns: the log, and per (method, K) the quantizer's
+    checkpoint and its row of the log."""
+
+    log: Path
+    checkpoints: dict[tuple[str, int], Path]
+    metrics: dict[tuple[str, int], dict]
+
+
+def parse_args(argv=None) -> GeodesicConfig:
+    default = GeodesicConfig()
     p = make_parser(__doc__.splitlines()[0])
-    p.add_argument("--vae-checkpoint", type=Path,
-                   default=paths.vae_checkpoint(paths.EXPERIMENTS, "mnist"), help="trained VAE")
-    p.add_argument("--codebook-size", type=positive_int, nargs="+", default=[64, 128, 256],
+    p.add_argument("--vae-checkpoint", type=Path, default=default.vae_checkpoint, help="trained VAE")
+    p.add_argument("--codebook-size", type=positive_int, nargs="+", default=default.codebook_size,
                    help="codebook sizes K to fit")
     p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
-    p.add_argument("--method", nargs="+", default=list(vocab.QUANTIZER_KINDS),
+    p.add_argument("--method", nargs="+", default=default.method,
                    choices=vocab.QUANTIZER_KINDS,
                    help="quantizers to fit (geodesic k-medoids; euclidean: k-means)")
     p.add_argument("--edge-length", default="latent", choices=vocab.EDGE_LENGTHS,
@@ -59,10 +89,10 @@ def parse_args(argv=None):
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="first N train/test images (default: the VAE run's own limit)")
-    p.add_argument("--out-dir", type=Path, default=paths.EXPERIMENTS,
+    p.add_argument("--out-dir", type=Path, default=default.out_dir,
                    help="where logs/, checkpoints/ and plots/ are written")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
-    return p.parse_args(argv)
+    return GeodesicConfig(**vars(p.parse_args(argv)))
 
 
 def load_vae_and_data(path: Path, device, data_root, limit=None):
@@ -81,20 +111,27 @@ def load_vae_and_data(path: Path, device, data_root, limit=None):
     return vae, ckpt, train, test
 
 
-def main(args):
+def train(args: GeodesicConfig, out_dir: Path | None = None) -> GeodesicResult:
+    """Fit every (method, K) of ``args`` on the VAE's latents, evaluate and log
+    each into ``out_dir`` (default ``args.out_dir``)."""
+    args = with_out_dir(args, out_dir)
     print_args(args)
     device = pick_device(args.device)
     seed_everything(args.seed)
-    vae, vae_ckpt, train, test = load_vae_and_data(args.vae_checkpoint, device, args.data_root,
-                                                   args.limit)
-    requested = vae_ckpt["config"].get("dataset", train.name)
+    vae, vae_ckpt, train_data, test = load_vae_and_data(args.vae_checkpoint, device,
+                                                        args.data_root, args.limit)
+    requested = vae_ckpt["config"].get("dataset", train_data.name)
     out = paths.geodesic_paths(args.out_dir, requested)
     ensure_output_dirs(out["log"].parent, out["checkpoints"])
     with run_lock(out["log"]):  # one writer per log
-        fit_all(args, device, vae, train, test, requested, out)
+        return fit_all(args, device, vae, train_data, test, requested, out)
 
 
-def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
+def main(args: GeodesicConfig) -> None:
+    train(args)
+
+
+def fit_all(args, device, vae, train, test, requested: str, out: dict) -> GeodesicResult:
     """Every (method, K) of ``main``: fit, evaluate, save, log; then the plots."""
     write_run_record(out["record"], args, dataset=train.name, data_source=train.source,
                      device=str(device), vae_checkpoint=str(args.vae_checkpoint))
@@ -111,7 +148,7 @@ def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
     print(f"k-NN graph of {len(z_train)} latents (k={args.n_neighbors}): {graph.nnz} edges, "
           f"{graph_seconds:.1f}s", file=sys.stderr)
 
-    fitted = {}
+    fitted, saved, rows = {}, {}, {}
     decoder = "finetuned" if args.finetune_decoder else "frozen"
     for method in args.method:
         name = vocab.quantizer_method(method).name
@@ -143,14 +180,15 @@ def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
                                "n_neighbors": args.n_neighbors}),
                    "fit_seconds": fit_seconds, "dataset": train.name}
             cell = "" if variant == vocab.variants(name)[0] else "_".join(v for v in variant.values() if v)
-            save_checkpoint(paths.quantizer_checkpoint(out["checkpoints"], method, requested, K, cell), {
+            saved[method, K] = paths.quantizer_checkpoint(out["checkpoints"], method, requested, K, cell)
+            save_checkpoint(saved[method, K], {
                 "quantizer": quantizer.state_dict(), "method": method, "config": plain_config(args),
                 "dataset": train.name, "vae_checkpoint": str(args.vae_checkpoint),
                 "metrics": {k: v for k, v in row.items() if k not in ("method", "dataset")}})
             # the row after its checkpoint, so that the log never names a quantizer not on disk
             if upsert_row(out["log"], COLUMNS, row, KEY):
                 print(f"replaced the earlier row of {method} K={K} in {out['log']}", file=sys.stderr)
-            fitted[method, K] = quantizer
+            fitted[method, K], rows[method, K] = quantizer, row
             print(f"{method:9s} K={K:4d}: test BCE {row['test_bce']:.1f}, MSE {row['test_mse']:.4f}, "
                   f"geodesic distortion {row['geodesic_distortion']:.3f}, usage {row['usage']:.2f}, "
                   f"fit {fit_seconds:.1f}s", file=sys.stderr)
@@ -161,6 +199,7 @@ def fit_all(args, device, vae, train, test, requested: str, out: dict) -> None:
         for path in plot_quantizers(vae, fitted, graph, z_train, train.labels.numpy(), test.images,
                                     out["plots"], f"{requested}", train.name):
             print(f"wrote {path}", file=sys.stderr)
+    return GeodesicResult(out["log"], saved, rows)
 
 
 if __name__ == "__main__":

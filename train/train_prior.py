@@ -38,16 +38,19 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
 
 from models.prior import GatedPixelCNN, HistogramPrior
+from train import comparison_methods as cm
+from train import train_vae
 from utils import paths as project_paths
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.cli import (add_training_args, make_parser, positive_float, positive_int, run_main,
-                       seed_int)
+from utils.cli import (TrainingConfig, add_training_args, make_parser, positive_float,
+                       positive_int, run_main, seed_int, with_out_dir)
 from utils.datasets import Data, load_dataset
 from utils.errors import UserError
 from utils.runlock import run_lock
@@ -61,7 +64,90 @@ RESUME_KEYS = ("codes_from", "dataset", "limit", "channels", "n_layers", "kernel
 DEFAULT_CODES = Path("experiments/checkpoints/vqvae_conv_mnist.pt")
 
 
-def parse_args(argv=None):
+@dataclass
+class PriorConfig(TrainingConfig):
+    """Every setting of a run: the flags below, one field each (same names and
+    defaults), and ``dataset``, which is not a flag: :func:`train` sets it to
+    the dataset the codes' model was trained on (and ``limit`` to its limit
+    when none is given), so the run records them like every run."""
+
+    dataset: str | None = None
+    codes_from: Path = DEFAULT_CODES
+    epochs: int = 8
+    channels: int = 64
+    n_layers: int = 6
+    kernel_size: int = 3
+    class_conditional: bool = False
+    temperature: float = 1.0
+    n_samples: int = 64
+    classifier: Path | None = None
+    n_fid: int = 2000
+    sample_batch_size: int = 1000
+
+
+COVERED_SHARE = 0.01  # a class is covered when at least this share of the samples falls in it
+
+
+class PriorMetrics(NamedTuple):
+    """The numbers of one run, each under one name: the column it has in the
+    comparison's generation.csv where it has one (train/run_generation.py
+    copies them), and in the metrics JSON. Bits are per image unless named per
+    code; the fidelity fields (FIDs against the test images, class statistics
+    under the classifier) are None without --classifier."""
+
+    prior: str  # "pixelcnn" (7x7 maps) or "histogram" (one code per image)
+    method: str  # the code source in file names, e.g. vqvae_conv
+    dataset: str  # the dataset actually used
+    dataset_requested: str
+    n_codes: int
+    grid: list[int]  # the shape of one image's codes: [7, 7] or []
+    class_conditional: bool
+    n_train: int
+    n_test: int
+    prior_nll_bits: float  # test NLL, -log2 p(codes of an image)
+    prior_bits_per_code: float
+    prior_perplexity: float  # 2^(bits per code)
+    histogram_nll_bits: float  # the Laplace-smoothed i.i.d. code histogram's test NLL
+    histogram_perplexity: float
+    uniform_bits_per_image: float  # codes per image * log2 K
+    temperature: float
+    n_sampled: int
+    sample_seconds: float
+    prior_epochs: int  # 0 for the histogram
+    codes_from: str
+    checkpoint: str | None  # the PixelCNN's (None for the histogram)
+    samples: str  # the sampled code maps (.pt)
+    classifier: str | None = None
+    n_fid: int | None = None  # samples (and training images) per FID
+    fid_samples: float | None = None
+    fid_train: float | None = None  # as many training images: the floor
+    fid_recon: float | None = None  # their reconstructions (decoded codes)
+    sample_class_histogram: list[int] | None = None
+    sample_classes_covered: int | None = None  # classes with >= COVERED_SHARE of the samples
+    sample_class_entropy: float | None = None  # bits, of the histogram of predicted classes
+    sample_conditional_entropy: float | None = None  # bits, mean of H(p(y | x))
+    sample_inception_score: float | None = None
+    test_class_entropy: float | None = None
+    test_conditional_entropy: float | None = None
+    test_inception_score: float | None = None
+    sample_grid: tuple[str, ...] = ()  # the PNG and PDF of the samples (none with --no-plots)
+
+    @classmethod
+    def read(cls, path: Path) -> "PriorMetrics":
+        """The metrics JSON written by :func:`train` (a TypeError names a field
+        it lacks or does not know)."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class PriorResult(NamedTuple):
+    """What :func:`train` returns: the PixelCNN's checkpoint (None for the
+    histogram prior, which has none) and the run's metrics."""
+
+    checkpoint: Path | None
+    metrics: PriorMetrics
+
+
+def parse_args(argv=None) -> PriorConfig:
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--codes-from", type=Path, default=DEFAULT_CODES,
                    help="checkpoint of the quantized model whose codes the prior learns (a "
@@ -74,7 +160,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out-dir", type=Path, default=Path("experiments"),
                    help="where logs/, checkpoints/ and plots/ are written")
-    add_training_args(p, epochs=8, batch_size=128, lr=1e-3)
+    add_training_args(p, epochs=PriorConfig.epochs, batch_size=PriorConfig.batch_size,
+                      lr=PriorConfig.lr)
     p.add_argument("--channels", type=positive_int, default=64, help="width C of both stacks")
     p.add_argument("--n-layers", type=positive_int, default=6,
                    help="gated layers (6 of kernel 3 see the whole past of a 7x7 map)")
@@ -93,7 +180,7 @@ def parse_args(argv=None):
                         "test set")
     p.add_argument("--sample-batch-size", type=positive_int, default=1000,
                    help="maps drawn in parallel")
-    return p.parse_args(argv)
+    return PriorConfig(**vars(p.parse_args(argv)))
 
 
 # ----------------------------------------------------------------------------- code maps
@@ -181,18 +268,16 @@ def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> Cod
     latent means of its VAE quantized, (N,) for one code per image and
     (N, 7, 7) for a grid method (vector by vector, as the comparison does);
     decoded by the VAE from the code vectors."""
-    from train.comparison_methods import cached_vae_checkpoint, load_quantizer, quantized_latents
-    from train.train_vae import ARCHS
-
-    vae_path = cached_vae_checkpoint(path, ckpt)
+    vae_path = cm.cached_vae_checkpoint(path, ckpt)
     vae_ckpt = load_checkpoint(vae_path, device, hint="rerun train/run_comparison.py, which trains it")
-    vae = rebuild(vae_ckpt, ARCHS[vae_ckpt["config"].get("arch", "mlp")], device, vae_path).eval()
-    q = load_quantizer(ckpt, decoder=vae.decode, device=str(device))
+    vae = rebuild(vae_ckpt, train_vae.ARCHS[vae_ckpt["config"].get("arch", "mlp")], device,
+                  vae_path).eval()
+    q = cm.load_quantizer(ckpt, decoder=vae.decode, device=str(device))
     splits = recorded_splits(vae_ckpt, vae_path, data_root, limit)
     codebook = torch.as_tensor(q.codebook, dtype=torch.float32)
 
     def codes_of(images: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(quantized_latents(q, vae.latent_means(images).numpy())[0]).long()
+        return torch.as_tensor(cm.quantized_latents(q, vae.latent_means(images).numpy())[0]).long()
 
     def decode(codes: torch.Tensor) -> torch.Tensor:
         vectors = codebook[codes]  # (B, D), or (B, 7, 7, D) for a map
@@ -202,7 +287,13 @@ def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> Cod
 
     return CodeMaps(train_codes=codes_of(splits.train.images), val_codes=codes_of(splits.val.images),
                     test_codes=codes_of(splits.test.images), n_codes=int(ckpt["config"]["K"]),
-                    decode=decode, dataset=splits, method=ckpt["config"]["stage"].replace("-", "_"))
+                    decode=decode, dataset=splits, method=source_name(ckpt["config"]["stage"]))
+
+
+def source_name(method: str) -> str:
+    """The name of a comparison method's codes in this script's file names
+    (``vqvae-conv`` -> ``vqvae_conv``, as paths.vqvae_stage names a VQ-VAE's)."""
+    return method.replace("-", "_")
 
 
 # The kinds of checkpoint whose codes a prior can learn. A new kind is one
@@ -303,16 +394,27 @@ def fidelity_metrics(classifier, samples: torch.Tensor, codes: CodeMaps, n: int,
     pick = torch.randperm(len(codes.train_codes), generator=torch.Generator().manual_seed(seed))[:n]
     real = codes.dataset.train.images[pick]
     recon = codes.decode(codes.train_codes[pick])
-    stats = {"samples": sample_class_entropy(classifier, samples),
+    histogram = class_histogram(classifier, samples).tolist()
+    stats = {"sample": sample_class_entropy(classifier, samples),
              "test": sample_class_entropy(classifier, test)}
     return {
         "n_fid": len(samples), "n_test": len(test),
-        "fid_samples_vs_test": frechet_distance(test, samples, feature),
-        "fid_train_vs_test": frechet_distance(test, real, feature),
-        "fid_reconstructions_vs_test": frechet_distance(test, recon, feature),
-        "sample_class_histogram": class_histogram(classifier, samples).tolist(),
-        **{f"{which}_{k}": v for which, s in stats.items() for k, v in s._asdict().items()},
+        "fid_samples": frechet_distance(test, samples, feature),
+        "fid_train": frechet_distance(test, real, feature),
+        "fid_recon": frechet_distance(test, recon, feature),
+        "sample_class_histogram": histogram,
+        "sample_classes_covered": covered_classes(histogram),
+        **{f"{which}_{name}": getattr(s, field) for which, s in stats.items()
+           for name, field in (("class_entropy", "histogram_bits"),
+                               ("conditional_entropy", "conditional_bits"),
+                               ("inception_score", "inception_score"))},
     }
+
+
+def covered_classes(histogram: list[int]) -> int:
+    """Classes that receive at least COVERED_SHARE of the samples."""
+    total = sum(histogram)
+    return sum(1 for n in histogram if total and n / total >= COVERED_SHARE)
 
 
 def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, seed: int,
@@ -341,9 +443,9 @@ def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, s
         "dataset_requested": codes.dataset.requested, "n_codes": codes.n_codes,
         "grid": list(code_shape), "class_conditional": n_classes is not None,
         "n_train": len(codes.train_codes), "n_test": len(codes.test_codes),
-        "test_nll_bits_per_image": test_bits, "test_bits_per_position": test_bits / positions,
-        "test_perplexity": perplexity_of(test_bits, positions),
-        "histogram_test_bits_per_image": histogram_bits,
+        "prior_nll_bits": test_bits, "prior_bits_per_code": test_bits / positions,
+        "prior_perplexity": perplexity_of(test_bits, positions),
+        "histogram_nll_bits": histogram_bits,
         "histogram_perplexity": perplexity_of(histogram_bits, positions),
         "uniform_bits_per_image": positions * math.log2(codes.n_codes),
         "temperature": temperature, "n_sampled": n_draw,
@@ -430,27 +532,37 @@ def fit_histogram(args, codes: CodeMaps, paths: dict) -> HistogramPrior:
     return HistogramPrior(codes.n_codes).fit(codes.train_codes)
 
 
-def main(args):
+def train(args: PriorConfig, out_dir: Path | None = None) -> PriorResult:
+    """Learn the prior of ``args.codes_from``'s codes into ``out_dir`` (default
+    ``args.out_dir``), score it, sample it and write its metrics (see the module
+    docstring); returns them with the PixelCNN's checkpoint."""
+    args = with_out_dir(args, out_dir)
     codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
                       limit=args.limit)
     classifier = (load_classifier(args.classifier, codes.dataset.name, pick_device(args.device))
                   if args.classifier is not None else None)
     # The data the codes come from, recorded like every run's --dataset and --limit.
-    args.dataset, args.limit = codes.dataset.requested, codes.dataset.limit
+    args = replace(args, dataset=codes.dataset.requested, limit=codes.dataset.limit)
     paths = run_paths(args.out_dir, codes.method, args.dataset)
     labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
     n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
     if codes.train_codes.dim() == 3:
         prior = train_pixelcnn(args, codes, paths, n_classes)
-        return report(args, prior, "pixelcnn", codes, classifier, n_classes, paths)
+        return PriorResult(paths["checkpoint"],
+                           report(args, prior, "pixelcnn", codes, classifier, n_classes, paths))
     ensure_output_dirs(paths["metrics"].parent, *([] if args.no_plots else [paths["plots"]]))
     with run_lock(paths["metrics"]):  # one code per image: the histogram, fitted in a moment
         prior = fit_histogram(args, codes, paths)
-        return report(args, prior, "histogram", codes, classifier, n_classes, paths)
+        return PriorResult(None, report(args, prior, "histogram", codes, classifier, n_classes,
+                                        paths))
+
+
+def main(args: PriorConfig) -> None:
+    train(args)
 
 
 def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int | None,
-           paths: dict) -> dict:
+           paths: dict) -> PriorMetrics:
     """Score the trained ``prior`` on the test maps, sample it, decode the
     samples, measure their fidelity (with a classifier), draw the grid and
     write everything to the metrics JSON, which is returned."""
@@ -464,7 +576,8 @@ def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int |
                                        else sample_labels(n_draw, n_classes)})
     metrics.update(prior=kind, codes_from=str(args.codes_from),
                    checkpoint=str(paths["checkpoint"]) if kind == "pixelcnn" else None,
-                   epochs=args.epochs if kind == "pixelcnn" else 0, samples=str(paths["samples"]))
+                   prior_epochs=args.epochs if kind == "pixelcnn" else 0,
+                   samples=str(paths["samples"]))
     if classifier is not None:
         metrics["classifier"] = str(args.classifier)
         metrics.update(fidelity_metrics(classifier, images[:args.n_fid], codes, args.n_fid,
@@ -474,14 +587,15 @@ def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int |
                  f"{codes.method} codes, {codes.dataset.name}, T={args.temperature:g}")
         shown = plot_samples(images[:args.n_samples], paths["sample_grid"], title)
         metrics["sample_grid"] = [str(p) for p in shown]
-    write_json(paths["metrics"], metrics)
-    fid = (f", FID samples {metrics['fid_samples_vs_test']:.2f} (train images "
-           f"{metrics['fid_train_vs_test']:.2f})" if classifier is not None else "")
-    print(f"test NLL {metrics['test_nll_bits_per_image']:.1f} bits/image (histogram "
-          f"{metrics['histogram_test_bits_per_image']:.1f}, uniform "
-          f"{metrics['uniform_bits_per_image']:.0f}), perplexity {metrics['test_perplexity']:.1f}"
-          f"{fid}; wrote {paths['metrics']}", file=sys.stderr)
-    return metrics
+    result = PriorMetrics(**metrics)
+    write_json(paths["metrics"], result._asdict())
+    fid = (f", FID samples {result.fid_samples:.2f} (train images {result.fid_train:.2f})"
+           if classifier is not None else "")
+    print(f"test NLL {result.prior_nll_bits:.1f} bits/image (histogram "
+          f"{result.histogram_nll_bits:.1f}, uniform {result.uniform_bits_per_image:.0f}), "
+          f"perplexity {result.prior_perplexity:.1f}{fid}; wrote {paths['metrics']}",
+          file=sys.stderr)
+    return result
 
 
 if __name__ == "__main__":

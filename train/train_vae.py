@@ -16,17 +16,17 @@ plots. Other datasets put their name into the file names
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models.conv_vae import ConvVAE
 from models.vae import VAE
 from utils import distributed
-from utils.cli import (DEFAULT_BATCH_SIZE, add_data_args, add_training_args, make_parser,
-                       non_negative_float, positive_int, run_main)
+from utils.cli import (TrainingConfig, add_data_args, add_training_args, make_parser,
+                       non_negative_float, positive_int, run_main, with_out_dir)
 from utils.metrics import elbo_loss
 from utils.paths import stage_paths, vae_stage
-from utils.training import fit, prefixed, prepare_training, run_epoch
+from utils.training import TrainResult, fit, prefixed, prepare_training, run_epoch
 
 COLUMNS = ["epoch", "total_loss", "bce", "kld", "val_total_loss", "val_bce", "val_kld",
            "seconds", "dataset"]
@@ -38,10 +38,26 @@ ARCHS = {"mlp": VAE, "conv": ConvVAE}
 DEFAULT_LATENT_DIM = {"mlp": 20, "conv": 4}
 
 
-def parse_args(argv=None):
+@dataclass
+class VAEConfig(TrainingConfig):
+    """Every setting of a run: the flags below, one field each (same names and
+    defaults). ``latent_dim`` None means the architecture's DEFAULT_LATENT_DIM,
+    filled in when the config is made (so build a conv config as
+    ``VAEConfig(arch="conv")``, not by ``replace`` of an mlp one)."""
+
+    arch: str = "mlp"
+    latent_dim: int | None = None
+    kl_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.latent_dim is None:
+            self.latent_dim = DEFAULT_LATENT_DIM[self.arch]
+
+
+def parse_args(argv=None) -> VAEConfig:
     p = make_parser(__doc__.splitlines()[0])
     add_data_args(p)
-    add_training_args(p, epochs=10, batch_size=DEFAULT_BATCH_SIZE, lr=1e-3)
+    add_training_args(p, epochs=VAEConfig.epochs, batch_size=VAEConfig.batch_size, lr=VAEConfig.lr)
     p.add_argument("--arch", default="mlp", choices=tuple(ARCHS),
                    help="mlp: one latent vector per image; conv: a 7x7 grid of latents")
     p.add_argument("--latent-dim", type=positive_int, default=None,
@@ -51,10 +67,7 @@ def parse_args(argv=None):
                    help="beta of the KL term (Higgins et al. 2017): 1 trains on the negative "
                         "ELBO; < 1 weighs reconstruction more, and the logged total_loss is "
                         "then the beta objective, not the -ELBO")
-    args = p.parse_args(argv)
-    if args.latent_dim is None:
-        args.latent_dim = DEFAULT_LATENT_DIM[args.arch]
-    return args
+    return VAEConfig(**vars(p.parse_args(argv)))
 
 
 def run_paths(out_dir: Path, dataset: str, arch: str = "mlp") -> dict[str, Path]:
@@ -76,7 +89,10 @@ def vae_step(model: VAE | ConvVAE, kl_weight: float = 1.0):
     return step
 
 
-def main(args):
+def train(args: VAEConfig, out_dir: Path | None = None) -> TrainResult:
+    """Train (or with ``args.resume`` continue) the VAE of ``args`` into ``out_dir``
+    (default ``args.out_dir``); returns its checkpoint and last epoch's metrics."""
+    args = with_out_dir(args, out_dir)
     paths = run_paths(args.out_dir, args.dataset, args.arch)
     cls = ARCHS[args.arch]
     run = prepare_training(args, paths, lambda: cls(latent_dim=args.latent_dim), cls, RESUME_KEYS)
@@ -84,7 +100,8 @@ def main(args):
     step = vae_step(model, args.kl_weight)
     objective = "-ELBO" if args.kl_weight == 1 else f"BCE+{args.kl_weight:g}*KLD"
     val_images = run.val.images.to(run.device)
-    fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=step,
+    metrics = fit(
+        args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=step,
         evaluate=lambda: prefixed("val_", run_epoch(step, (val_images,), batch_size=1000,
                                                     desc="val")),
         train_images=run.train.images.to(run.device), data=run.train, paths=paths,
@@ -96,6 +113,11 @@ def main(args):
         for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root,
                                  cls=cls):
             print(f"wrote {path}", file=sys.stderr)
+    return TrainResult(paths["checkpoint"], metrics)
+
+
+def main(args: VAEConfig) -> None:
+    train(args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,11 +29,11 @@ import torch
 from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import metrics
-from utils.cli import (DEFAULT_BATCH_SIZE, add_data_args, add_training_args, make_parser,
-                       non_negative_int, positive_int, run_main)
+from utils.cli import (TrainingConfig, add_data_args, add_training_args, make_parser,
+                       non_negative_int, positive_int, run_main, with_out_dir)
 from utils.datasets import iterate_batches
 from utils.paths import stage_paths, vqvae_stage
-from utils.training import fit, prefixed, prepare_training
+from utils.training import TrainResult, fit, prefixed, prepare_training
 
 COLUMNS = ["epoch", "total_loss", "recon_loss", "codebook_loss", "commit_loss", "perplexity",
            "usage", "val_recon_bce", "val_recon_mse", "val_perplexity", "val_usage",
@@ -56,10 +56,46 @@ RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "d
 KMEANS_INIT_VECTORS_PER_CODE = 256
 
 
-def parse_args(argv=None):
+@dataclass
+class VQVAETrainConfig(TrainingConfig):
+    """Every setting of a run: the flags below, one field each (same names and
+    defaults). ``codebook_size``, ``beta`` and ``kmeans_init`` None mean the
+    architecture's default (DEFAULT_K, DEFAULT_BETA, DEFAULT_KMEANS_INIT),
+    filled in when the config is made (so build a global config as
+    ``VQVAETrainConfig(arch="global")``, not by ``replace`` of a conv one)."""
+
+    arch: str = "conv"
+    codebook_size: int | None = None
+    code_dim: int = 64
+    beta: float | None = None
+    ema: bool = True
+    decay: float = VQConfig.decay
+    restart_dead: bool = VQConfig.restart_dead
+    dead_rule: str = VQConfig.dead_rule
+    dead_threshold: float = VQConfig.dead_threshold
+    dead_decay: float = VQConfig.dead_decay
+    dead_window: int = VQConfig.dead_window
+    restart_from: str = VQConfig.restart_from
+    kmeans_init: bool | None = None
+    kmeans_init_images: int = 0
+    rotation_trick: bool = VQConfig.rotation_trick
+
+    def __post_init__(self):
+        if self.codebook_size is None:
+            self.codebook_size = DEFAULT_K[self.arch]
+        if self.beta is None:
+            self.beta = DEFAULT_BETA[self.arch]
+        if self.kmeans_init is None:
+            self.kmeans_init = DEFAULT_KMEANS_INIT[self.arch]
+        if self.kmeans_init_images and not self.kmeans_init:
+            raise ValueError("--kmeans-init-images needs --kmeans-init")
+
+
+def parse_args(argv=None) -> VQVAETrainConfig:
     p = make_parser(__doc__.splitlines()[0])
     add_data_args(p)
-    add_training_args(p, epochs=10, batch_size=DEFAULT_BATCH_SIZE, lr=1e-3)
+    add_training_args(p, epochs=VQVAETrainConfig.epochs, batch_size=VQVAETrainConfig.batch_size,
+                      lr=VQVAETrainConfig.lr)
     p.add_argument("--arch", default="conv", choices=ARCHS,
                    help="conv: 7x7 grid of codes; global: one code per image")
     p.add_argument("--codebook-size", type=positive_int, default=None,
@@ -99,16 +135,10 @@ def parse_args(argv=None):
                    default=VQConfig.rotation_trick,
                    help="rotation trick (Fifty et al. 2024) instead of the straight-through "
                         "gradient")
-    args = p.parse_args(argv)
-    if args.codebook_size is None:
-        args.codebook_size = DEFAULT_K[args.arch]
-    if args.beta is None:
-        args.beta = DEFAULT_BETA[args.arch]
-    if args.kmeans_init is None:
-        args.kmeans_init = DEFAULT_KMEANS_INIT[args.arch]
-    if args.kmeans_init_images and not args.kmeans_init:
-        p.error("--kmeans-init-images needs --kmeans-init")
-    return args
+    try:
+        return VQVAETrainConfig(**vars(p.parse_args(argv)))
+    except ValueError as err:
+        p.error(str(err))
 
 
 def initialise_codebook(model: VQVAE, images: torch.Tensor, n_images: int, seed: int) -> int:
@@ -167,7 +197,10 @@ def evaluate_vqvae(model: VQVAE, images: torch.Tensor, batch_size: int = 1000) -
             "perplexity": metrics.perplexity(counts), "usage": metrics.usage(counts)}
 
 
-def main(args):
+def train(args: VQVAETrainConfig, out_dir: Path | None = None) -> TrainResult:
+    """Train (or with ``args.resume`` continue) the VQ-VAE of ``args`` into ``out_dir``
+    (default ``args.out_dir``); returns its checkpoint and last epoch's metrics."""
+    args = with_out_dir(args, out_dir)
     paths = run_paths(args.out_dir, args.arch, args.dataset)
     config = model_config(args)  # before loading any data, so bad options fail at once
     run = prepare_training(args, paths, lambda: VQVAE(**asdict(config)), VQVAE, RESUME_KEYS)
@@ -180,7 +213,8 @@ def main(args):
         n = initialise_codebook(model, train_images, args.kmeans_init_images, args.seed)
         print(f"codebook: k-means on {n} encoder outputs of "
               f"{min(args.kmeans_init_images, len(train_images))} training images", file=sys.stderr)
-    fit(args=args, model=model, optimizer=run.optimizer, done=run.done,
+    metrics = fit(
+        args=args, model=model, optimizer=run.optimizer, done=run.done,
         train_step=vqvae_step(model),
         evaluate=lambda: prefixed("val_", evaluate_vqvae(model, val_images)),
         train_images=train_images, data=run.train, paths=paths,
@@ -192,6 +226,11 @@ def main(args):
         from train.plot_run import plot_vqvae_run
         for path in plot_vqvae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):
             print(f"wrote {path}", file=sys.stderr)
+    return TrainResult(paths["checkpoint"], metrics)
+
+
+def main(args: VQVAETrainConfig) -> None:
+    train(args)
 
 
 if __name__ == "__main__":

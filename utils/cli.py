@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from utils.datasets import DATASETS
@@ -78,6 +79,50 @@ def keyed_positive_int(text: str) -> tuple[int | None, int]:
     except argparse.ArgumentTypeError as err:
         raise argparse.ArgumentTypeError(f"expected B or K:B with positive integers, got "
                                          f"{text!r} ({err})") from None
+
+
+def run_only(default, **kwargs):
+    """A config field that says where or how a run goes, not what it trains (the
+    output folder, the device, --resume): left out of the cache key of a model."""
+    return field(default=default, metadata={"run_only": True}, **kwargs)
+
+
+def is_run_only(f) -> bool:
+    """Whether dataclass field ``f`` was declared with :func:`run_only`."""
+    return bool(f.metadata.get("run_only"))
+
+
+@dataclass
+class DataConfig:
+    """The fields of :func:`add_data_args` (same names, same defaults)."""
+
+    dataset: str = "mnist"
+    data_root: Path = run_only(Path("data"))
+    limit: int | None = None
+    seed: int = 0
+    device: str = run_only("auto")
+    out_dir: Path = run_only(Path("experiments"))
+
+
+@dataclass
+class TrainingConfig(DataConfig):
+    """:class:`DataConfig` and the fields of :func:`add_training_args` (a script
+    redeclares ``epochs`` etc. with its own defaults). ``max_loss_ratio`` is a
+    guard: it stops a diverged run and changes no finished one, so it is run-only."""
+
+    epochs: int = 10
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = 1e-3
+    resume: bool = run_only(False)
+    overwrite: bool = run_only(False)
+    max_loss_ratio: float = run_only(1e3)
+    no_plots: bool = run_only(False)
+
+
+def with_out_dir(cfg, out_dir):
+    """``cfg`` with its ``out_dir`` field set to ``out_dir`` (unchanged when None):
+    what a script's ``train(cfg, out_dir)`` runs with."""
+    return cfg if out_dir is None else replace(cfg, out_dir=Path(out_dir))
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:

@@ -330,6 +330,13 @@ def resumed_log_rows(log: Path, columns: list[str], ckpt: dict, ckpt_path: Path)
     return want
 
 
+class TrainResult(NamedTuple):
+    """What a training script's ``train(cfg, out_dir)`` returns."""
+
+    checkpoint: Path
+    metrics: dict  # the last epoch's row (without "dataset"), as in the checkpoint
+
+
 class Prepared(NamedTuple):
     device: torch.device
     train: Data
@@ -393,15 +400,18 @@ def prepare_training(args, paths: dict, build: Callable[[], torch.nn.Module], cl
 
 def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callable[[], dict],
         train_images: torch.Tensor, data, paths: dict, columns: list[str], model_args: dict,
-        summary: Callable[[dict], str]) -> None:
+        summary: Callable[[dict], str]) -> dict:
     """The shared driver: epochs ``done+1..args.epochs``, each ending with one
     atomic checkpoint (model, model_class, model_args, optimizer, epoch,
     config, dataset, the epoch's metrics and every log row so far), then one
     CSV row. Divergence (NaN/inf or ``--max-loss-ratio``), a failed checkpoint
     write and Ctrl-C stop it with a message naming the last good checkpoint,
-    which is left as it was. Releases the run's lock (see prepare_training)."""
+    which is left as it was. Releases the run's lock (see prepare_training).
+    Returns the last epoch's metrics (those of the checkpoint; {} on a rank
+    other than 0)."""
     ckpt_path = Path(paths["checkpoint"])
-    state = {"epoch": None, "saved": done}  # the epoch in progress, that of the last checkpoint
+    # the epoch in progress, that of the last checkpoint and its metrics
+    state = {"epoch": None, "saved": done, "metrics": {}}
 
     def last_good() -> str:
         return f"{ckpt_path} (epoch {state['saved']})" if state["saved"] else "none yet"
@@ -411,6 +421,7 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
         if main:
             acquire_run_lock(ckpt_path)  # held since prepare_training; re-entrant
         resumed = load_checkpoint(ckpt_path) if args.resume and done else {}
+        state["metrics"] = dict(resumed.get("metrics", {})) if main else {}
         rows = []
         if resumed and main:
             rows = resumed_log_rows(Path(paths["log"]), columns, resumed, ckpt_path)
@@ -439,6 +450,7 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
                 "metrics": {k: v for k, v in row.items() if k != "dataset"},
                 "log": history + [line], "reference_loss": guard.reference})
             state["saved"] = epoch
+            state["metrics"] = {k: v for k, v in row.items() if k != "dataset"}
             history.append(line)
             logger.log(row)  # after the checkpoint: a logged epoch always has one
             print(f"epoch {epoch}: {summary(row)} [{row['seconds']:.1f}s]", file=sys.stderr)
@@ -462,6 +474,7 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
         release_run_lock(ckpt_path)
     if main:
         print(f"wrote {paths['log']} and {ckpt_path}", file=sys.stderr)
+    return state["metrics"]
 
 
 def prefixed(prefix: str, terms: dict) -> dict:
