@@ -634,6 +634,27 @@ def test_regression_sample_refuses_a_temperature_that_overflows(temperature):
             prior.sample(2, temperature=temperature)
 
 
+def test_regression_a_cached_quantizer_with_a_nan_code_names_its_file(tmp_path):
+    """Bug: a cached quantizer whose codebook held a NaN loaded silently; the prior then
+    saw every latent on one code and drew 100% NaN samples."""
+    import numpy as np
+
+    from models.geodesic_vq import EuclideanQuantizer, GeodesicQuantizer
+    from train.comparison_methods import load_quantizer
+
+    Z = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    for stage, q, key in (("kmeans-vae", EuclideanQuantizer(4), "codebook_"),
+                          ("geodesic-vae", GeodesicQuantizer(4, n_neighbors=5), "node_distances_")):
+        state = q.fit(Z).state_dict()
+        state[key][1] = float("nan")
+        path = save_checkpoint(tmp_path / f"{stage}_K4.pt", {"config": {"stage": stage, "K": 4},
+                                                            "quantizer": state})
+        with pytest.raises(ValueError) as info:
+            load_quantizer(load_checkpoint(path), source=path)
+        assert str(info.value).startswith(f"{path}: ") and key in str(info.value)
+        assert "NaN or inf" in str(info.value)
+
+
 @pytest.mark.parametrize("script", ["run_comparison", "train_prior", "train_geodesic", "train_vae"])
 def test_regression_a_seed_numpy_refuses_is_refused_before_any_work(script, capsys):
     """Bug: run_comparison --seeds 5000000000 was accepted (help: up to 2**63-1); the VAE

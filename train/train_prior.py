@@ -188,7 +188,7 @@ def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> Cod
     vae_path = cached_vae_checkpoint(path, ckpt)
     vae_ckpt = load_checkpoint(vae_path, device, hint="rerun train/run_comparison.py, which trains it")
     vae = rebuild(vae_ckpt, ARCHS[vae_ckpt["config"].get("arch", "mlp")], device, vae_path).eval()
-    q = load_quantizer(ckpt, decoder=vae.decode, device=str(device))
+    q = load_quantizer(ckpt, decoder=vae.decode, device=str(device), source=path)
     splits = recorded_splits(vae_ckpt, vae_path, data_root, limit)
     codebook = torch.as_tensor(q.codebook, dtype=torch.float32)
 
