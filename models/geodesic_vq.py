@@ -20,23 +20,8 @@ import scipy.sparse as sp
 import torch
 
 from geodesic.ann import EXACT_BELOW, NeighborIndex
-from geodesic.graph import connect_components
-from geodesic.kmedoids import geodesic_kmedoids
+from models.geodesic_kmedoids import GeodesicKMedoids, NodeGraph, build_node_graph, through_nearest
 from utils import methods as methods_registry
-
-
-class NodeGraph(NamedTuple):
-    """The graph a :class:`GeodesicQuantizer` is fitted on, with the index that built it.
-
-    ``index.points_`` (U, d) are the unique training vectors (the nodes),
-    ``index.counts_`` (U,) their multiplicities (the k-medoids weights) and
-    ``index.inverse_`` (N,) the node of each training row; ``graph`` is the
-    repaired symmetric (U, U) k-NN graph. Without duplicates U = N and node i
-    is row i.
-    """
-
-    index: NeighborIndex
-    graph: sp.csr_matrix
 
 
 class NotFittedError(ValueError):
@@ -318,11 +303,12 @@ class GeodesicQuantizer(_Quantizer):
         # K above the number of distinct vectors: every node is a medoid, and the codes
         # beyond U repeat the first ones (never assigned; warn_if_codes_coincide says so)
         n_fit = min(self.n_codes, len(index.points_))
-        result = geodesic_kmedoids(graph.graph, n_fit, seed=self.seed,
-                                   weights=None if (index.counts_ == 1).all() else index.counts_,
-                                   **self.kmedoids_options())
-        self._set_fitted(index.points_, index.counts_, index.inverse_, result.medoids, result.labels,
-                         result.distances, float(result.loss), images)
+        # the one implementation of geodesic k-medoids, its scikit-learn estimator, on this graph
+        km = GeodesicKMedoids(n_fit, n_neighbors=self.n_neighbors, neighbors=self.neighbors,
+                              exact_below=self.exact_below, random_state=self.seed,
+                              **self.kmedoids_options()).fit_graph(graph, weights=index.counts_)
+        self._set_fitted(index.points_, index.counts_, index.inverse_, km.medoid_nodes_, km.node_labels_,
+                         km.node_distances_, km.inertia_, images)
         self.index_ = index
         return self
 
@@ -359,13 +345,8 @@ class GeodesicQuantizer(_Quantizer):
                     exact_below: int = EXACT_BELOW, seed: int = 0) -> NodeGraph:
         """The repaired symmetric k-NN graph of Z's unique rows with Euclidean
         edge lengths, and its index (:class:`NodeGraph`)."""
-        index = NeighborIndex(Z, n_neighbors, method=neighbors, exact_below=exact_below, seed=seed)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            graph = connect_components(index.graph(), index.points_)
-        for w in caught:
-            warnings.warn(str(w.message), w.category, stacklevel=3)
-        return NodeGraph(index, graph)
+        return build_node_graph(Z, n_neighbors, neighbors=neighbors, exact_below=exact_below, seed=seed,
+                                stacklevel=3)
 
     def graph_for(self, Z, latent_graph: NodeGraph | None = None) -> NodeGraph:
         """The graph this quantizer fits on: the repaired k-NN graph of Z
@@ -439,10 +420,7 @@ class GeodesicQuantizer(_Quantizer):
             edge = segment_lengths(self._decoded_mean(), np.repeat(Z, k, axis=0),
                                    self.train_latents_[nbr.ravel()],
                                    n_segments=self.n_segments).reshape(-1, k)
-        through = edge + self.node_distances_[nbr]  # e_j + dn(j)
-        best = through.argmin(axis=1)
-        rows = np.arange(len(Z))
-        return self.node_labels_[nbr[rows, best]], through[rows, best].astype(np.float32)
+        return through_nearest(edge, nbr, self.node_labels_, self.node_distances_)
 
 
 #: Largest latent magnitude whose squared distances stay far inside float32 (d (2 M)^2
