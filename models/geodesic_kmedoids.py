@@ -369,6 +369,21 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
         """
         return self._assign(self._check_X(X))[0]
 
+    def assign(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster of each row and its geodesic distance to that medoid, without the
+        (n_samples, K) matrix of :meth:`transform` (O(k) per row after the search).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int64
+        distances : ndarray of shape (n_samples,), float32
+        """
+        return self._assign(self._check_X(X))
+
     def transform(self, X):
         """Geodesic distance of each row to each medoid, through the fitted graph.
 
