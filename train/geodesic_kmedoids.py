@@ -52,18 +52,18 @@ def parse_args(argv=None) -> Config:
     p.add_argument("-k", "--n-neighbors", type=positive_int, default=10,
                    help="k of the k-NN graph whose shortest paths are the geodesics")
     p.add_argument("-o", "--output", type=Path, default=None,
-                   help="the .npz written (default: <latents>_codes.npz beside the input)")
+                   help="the .npz written; none: <latents>_codes.npz beside the input")
     p.add_argument("--key", default=None,
-                   help="the array to read from a .npz or from a dict saved in a .pt "
-                        "(default: the only one)")
+                   help="the array to read from a .npz or from a dict saved in a .pt; "
+                        "none: the only one there")
     p.add_argument("--weights", type=Path, default=None,
-                   help="optional (N,) non-negative per-row weights (.npy, .npz or .pt); a row of "
-                        "weight w counts as w copies, weight 0 as absent")
+                   help="(N,) non-negative per-row weights (.npy, .npz or .pt); a row of weight w "
+                        "counts as w copies, weight 0 as absent; none: all 1")
     p.add_argument("--weights-key", default=None, help="the array of --weights to read, as --key")
     p.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="cpu", help="torch device of the k-medoids swap step")
     p.add_argument("--progress", action="store_true", default=sys.stderr.isatty(),
-                   help="print the stages and their times on stderr (default: on a terminal)")
+                   help="print the stages and their times on stderr (the default on a terminal)")
     args = p.parse_args(argv)
     output = args.output or args.latents.with_name(args.latents.stem + "_codes.npz")
     return Config(latents=args.latents, output=output, n_clusters=args.n_clusters,
