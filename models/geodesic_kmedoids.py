@@ -345,8 +345,17 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
         if self.index_ is None:  # one node: its edge is the only path
             diff = X.astype(np.float64) - self.nodes_[0].astype(np.float64)
             return np.sqrt((diff * diff).sum(1, keepdims=True)), np.zeros((len(X), 1), dtype=np.int64)
-        edge, nbr = self.index_.kneighbors(X.astype(self.nodes_.dtype, copy=False))
-        return edge.astype(np.float64), nbr
+        X = X.astype(self.nodes_.dtype, copy=False)
+        # A row equal to node u is linked to u alone at length 0: exactly u's geodesics, and no
+        # search (HNSW may return neighbours that are not u's graph edges)
+        own = self.index_.node_of(X)
+        miss = own < 0
+        edge = np.zeros((len(X), self.index_.n_neighbors))
+        nbr = np.repeat(own[:, None], self.index_.n_neighbors, axis=1).astype(np.int64)
+        if miss.any():
+            found, ids = self.index_.kneighbors(X[miss])
+            edge[miss], nbr[miss] = found, ids
+        return edge, nbr
 
     def _assign(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         edge, nbr = self._links(X)

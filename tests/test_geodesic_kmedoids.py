@@ -150,3 +150,7 @@ def test_hnsw_index_pickles_by_rebuilding_it():
     back = pickle.loads(pickle.dumps(km))
     new = swiss_roll(30, seed=9).astype(np.float32)
     assert np.array_equal(back.transform(new), km.transform(new))
+    # training rows are found as nodes, not searched: their labels and geodesics exactly
+    assert np.array_equal(back.predict(X), km.labels_) and np.array_equal(km.labels_, km.node_labels_)
+    D = dijkstra(km.graph_, directed=False, indices=km.medoid_nodes_)
+    assert np.allclose(km.transform(X), D.T, rtol=1e-6)
