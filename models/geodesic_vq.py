@@ -2,6 +2,8 @@
 
 * :class:`GeodesicQuantizer` - geodesic k-medoids on the k-NN graph of the
   training latents (Isomap's geodesics); the codebook is K medoid latents.
+  It fits through the scikit-learn estimator
+  :class:`models.geodesic_kmedoids.GeodesicKMedoids` (one implementation).
 * :class:`EuclideanQuantizer` - k-means on the same latents: the ablation that
   separates "a posteriori" from "geodesic".
 
