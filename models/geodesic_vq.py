@@ -2,6 +2,8 @@
 
 * :class:`GeodesicQuantizer` - geodesic k-medoids on the k-NN graph of the
   training latents (Isomap's geodesics); the codebook is K medoid latents.
+  It fits through the scikit-learn estimator
+  :class:`models.geodesic_kmedoids.GeodesicKMedoids` (one implementation).
 * :class:`EuclideanQuantizer` - k-means on the same latents: the ablation that
   separates "a posteriori" from "geodesic".
 
@@ -20,23 +22,8 @@ import scipy.sparse as sp
 import torch
 
 from geodesic.ann import EXACT_BELOW, NeighborIndex
-from geodesic.graph import connect_components
-from geodesic.kmedoids import geodesic_kmedoids
+from models.geodesic_kmedoids import GeodesicKMedoids, NodeGraph, build_node_graph, through_nearest
 from utils import methods as methods_registry
-
-
-class NodeGraph(NamedTuple):
-    """The graph a :class:`GeodesicQuantizer` is fitted on, with the index that built it.
-
-    ``index.points_`` (U, d) are the unique training vectors (the nodes),
-    ``index.counts_`` (U,) their multiplicities (the k-medoids weights) and
-    ``index.inverse_`` (N,) the node of each training row; ``graph`` is the
-    repaired symmetric (U, U) k-NN graph. Without duplicates U = N and node i
-    is row i.
-    """
-
-    index: NeighborIndex
-    graph: sp.csr_matrix
 
 
 class NotFittedError(ValueError):
@@ -85,10 +72,12 @@ def warn_if_codes_coincide(codebook: np.ndarray, n_codes: int, *, stacklevel: in
     """Warn when fewer than K of the (K, d) code vectors are distinct (latents with many
     duplicates leave fewer distinct points than codes); returns the distinct count."""
     # Centroids of identical points differ by rounding only: count codes within a relative
-    # 1e-5 of an earlier one as the same (K x K is small: K is a codebook size).
+    # 1e-5 of an earlier one as the same (K x K is small: K is a codebook size); relative
+    # to the largest code, so that latents of magnitude 1e-25 are not all "the same".
     c = np.asarray(codebook, dtype=np.float64)
+    c = c / max(float(np.abs(c).max(initial=0.0)), np.finfo(np.float64).tiny)
     d2 = (c * c).sum(1)[:, None] - 2 * c @ c.T + (c * c).sum(1)[None]
-    tol = (1e-5 * max(1.0, float(np.abs(c).max(initial=0.0)))) ** 2
+    tol = 1e-5 ** 2
     same_as_earlier = np.tril(d2 <= tol, k=-1).any(axis=1)
     distinct = int(len(c) - same_as_earlier.sum())
     if distinct < n_codes:
@@ -148,24 +137,38 @@ class _Quantizer:
         """The constructor's arguments (plain values), as scikit-learn's ``get_params``."""
         return {k: getattr(self, k) for k in self._config_keys}
 
-    def load_state_dict(self, state: dict):
-        """Restore what ``state_dict`` returned; returns self."""
+    def load_state_dict(self, state: dict, *, source=None):
+        """Restore what ``state_dict`` returned; returns self.
+
+        Every floating-point array must be finite: a codebook with a NaN would
+        otherwise load silently and put every latent on one code. ``source``
+        (the file the state came from) names it in the error.
+        """
+        where = f"{source}: " if source is not None else ""
         missing = [k for k in (*self._state_keys, "config")
                    if k not in state and k not in self._optional_state]
         if missing:
-            raise ValueError(f"state lacks {missing}; was it saved by a {type(self).__name__}?")
+            raise ValueError(f"{where}state lacks {missing}; was it saved by a {type(self).__name__}?")
+        arrays = {key: state[key].cpu().numpy() if key in state else None for key in self._state_keys}
+        for key, value in arrays.items():
+            if value is not None and value.dtype.kind == "f" and not np.isfinite(value).all():
+                bad = int((~np.isfinite(value)).sum())
+                raise ValueError(f"{where}the saved {type(self).__name__} holds {bad} NaN or inf "
+                                 f"values in {key} {value.shape}; the file is corrupt or was fitted "
+                                 f"on non-finite latents: delete it and refit")
         for key, value in state["config"].items():
             setattr(self, key, value)
-        for key in self._state_keys:
-            setattr(self, key, state[key].cpu().numpy() if key in state else None)
+        for key, value in arrays.items():
+            setattr(self, key, value)
         self._reset_caches()
         return self
 
     @classmethod
-    def from_state_dict(cls, state: dict, **extra):
+    def from_state_dict(cls, state: dict, *, source=None, **extra):
         """Rebuild a fitted quantizer from ``state_dict()``'s output; ``extra``:
-        constructor arguments that are not state (a GeodesicQuantizer's decoder)."""
-        return cls(**state["config"], **extra).load_state_dict(state)
+        constructor arguments that are not state (a GeodesicQuantizer's decoder);
+        ``source``: the file the state was read from, named in any error."""
+        return cls(**state["config"], **extra).load_state_dict(state, source=source)
 
 
 class GeodesicQuantizer(_Quantizer):
@@ -288,6 +291,8 @@ class GeodesicQuantizer(_Quantizer):
         _check_counts(self.n_codes, len(Z), self.n_neighbors)
         if self.code_vectors == "refined" and (images is None or len(images) != len(Z)):
             raise ValueError("code_vectors='refined' needs fit(Z, images=X) with one image per latent")
+        if graph is None and (Z == Z[0]).all():
+            return self._fit_one_vector(Z, images)
         if graph is None:
             graph = self.graph_for(Z)
         elif sp.issparse(graph):
@@ -300,42 +305,50 @@ class GeodesicQuantizer(_Quantizer):
         # K above the number of distinct vectors: every node is a medoid, and the codes
         # beyond U repeat the first ones (never assigned; warn_if_codes_coincide says so)
         n_fit = min(self.n_codes, len(index.points_))
-        result = geodesic_kmedoids(graph.graph, n_fit, seed=self.seed,
-                                   weights=None if (index.counts_ == 1).all() else index.counts_,
-                                   **self.kmedoids_options())
-        self.train_latents_ = index.points_
-        self.node_counts_ = index.counts_
-        medoids = np.asarray(result.medoids, dtype=np.int64)
-        self.medoids_ = np.resize(medoids, self.n_codes)
-        self.node_labels_ = np.asarray(result.labels, dtype=np.int64)
-        self.node_distances_ = np.asarray(result.distances, dtype=np.float32)
+        # the one implementation of geodesic k-medoids, its scikit-learn estimator, on this graph
+        km = GeodesicKMedoids(n_fit, n_neighbors=self.n_neighbors, neighbors=self.neighbors,
+                              exact_below=self.exact_below, random_state=self.seed,
+                              **self.kmedoids_options()).fit_graph(graph, weights=index.counts_)
+        self._set_fitted(index.points_, index.counts_, index.inverse_, km.medoid_nodes_, km.node_labels_,
+                         km.node_distances_, km.inertia_, images)
+        self.index_ = index
+        return self
+
+    def _fit_one_vector(self, Z: np.ndarray, images) -> "GeodesicQuantizer":
+        """All N rows equal: no k-NN graph exists (one node), and the one node is the
+        medoid of every code (warned, as :class:`EuclideanQuantizer` does)."""
+        one = np.zeros(1, dtype=np.int64)
+        self._set_fitted(Z[:1].copy(), np.array([len(Z)], dtype=np.int64), np.zeros(len(Z), dtype=np.int64),
+                         one, one, np.zeros(1, dtype=np.float32), 0.0, images)
+        return self
+
+    def _set_fitted(self, nodes, counts, inverse, medoids, labels, distances, loss: float, images) -> None:
+        """The fitted state from k-medoids' result on the (U, d) nodes."""
+        self.train_latents_ = nodes
+        self.node_counts_ = counts
+        self.medoids_ = np.resize(np.asarray(medoids, dtype=np.int64), self.n_codes)
+        self.node_labels_ = np.asarray(labels, dtype=np.int64)
+        self.node_distances_ = np.asarray(distances, dtype=np.float32)
         self.codebook_ = self.train_latents_[self.medoids_]
-        self.loss_ = float(result.loss)
+        self.loss_ = loss
         if self.code_vectors == "refined":
             from geodesic.refinement import refine_code_vectors
 
             self.codebook_ = refine_code_vectors(
                 self._needs_decoder("code_vectors='refined'"), self.codebook_,
-                self.node_labels_[index.inverse_], images, steps=self.refine_steps,
+                self.node_labels_[inverse], images, steps=self.refine_steps,
                 lr=self.refine_lr, seed=self.seed)
         self._reset_caches()
-        self.index_ = index
-        self.labels_ = self.node_labels_[index.inverse_]
-        warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
-        return self
+        self.labels_ = self.node_labels_[inverse]
+        warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=4)
 
     @staticmethod
     def build_graph(Z: np.ndarray, n_neighbors: int, *, neighbors: str = "auto",
                     exact_below: int = EXACT_BELOW, seed: int = 0) -> NodeGraph:
         """The repaired symmetric k-NN graph of Z's unique rows with Euclidean
         edge lengths, and its index (:class:`NodeGraph`)."""
-        index = NeighborIndex(Z, n_neighbors, method=neighbors, exact_below=exact_below, seed=seed)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            graph = connect_components(index.graph(), index.points_)
-        for w in caught:
-            warnings.warn(str(w.message), w.category, stacklevel=3)
-        return NodeGraph(index, graph)
+        return build_node_graph(Z, n_neighbors, neighbors=neighbors, exact_below=exact_below, seed=seed,
+                                stacklevel=3)
 
     def graph_for(self, Z, latent_graph: NodeGraph | None = None) -> NodeGraph:
         """The graph this quantizer fits on: the repaired k-NN graph of Z
@@ -356,8 +369,8 @@ class GeodesicQuantizer(_Quantizer):
         """Forget what was derived from the training latents (the neighbour index)."""
         self.index_ = None
 
-    def load_state_dict(self, state: dict):
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict, *, source=None):
+        super().load_state_dict(state, source=source)
         if getattr(self, "node_counts_", None) is None:  # saved before duplicates were collapsed
             self.node_counts_ = np.ones(len(self.train_latents_), dtype=np.int64)
         self.labels_ = None  # the training rows are not saved, only their nodes
@@ -381,6 +394,8 @@ class GeodesicQuantizer(_Quantizer):
         there. This skips the neighbour search and, for decoder lengths, the
         Jacobian-vector products of every training row.
         """
+        if len(self.train_latents_) == 1:
+            return self._assign_new(Z)  # a copy of the node gets edge 0 there
         index = self._neighbors()
         own = index.node_of(Z)
         hit = own >= 0
@@ -394,7 +409,12 @@ class GeodesicQuantizer(_Quantizer):
 
     def _assign_new(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The extended-graph rule for rows that are not training nodes."""
-        edge, nbr = self._neighbors().kneighbors(Z)  # (B, k) each
+        if len(self.train_latents_) == 1:  # one node, no index: its edge is the only path
+            nbr = np.zeros((len(Z), 1), dtype=np.int64)
+            diff = Z.astype(np.float64) - self.train_latents_[0].astype(np.float64)
+            edge = np.sqrt((diff * diff).sum(1, keepdims=True)).astype(np.float32)
+        else:
+            edge, nbr = self._neighbors().kneighbors(Z)  # (B, k) each
         if self.edge_length == "decoder":
             from geodesic.decoder_metric import segment_lengths
 
@@ -402,10 +422,25 @@ class GeodesicQuantizer(_Quantizer):
             edge = segment_lengths(self._decoded_mean(), np.repeat(Z, k, axis=0),
                                    self.train_latents_[nbr.ravel()],
                                    n_segments=self.n_segments).reshape(-1, k)
-        through = edge + self.node_distances_[nbr]  # e_j + dn(j)
-        best = through.argmin(axis=1)
-        rows = np.arange(len(Z))
-        return self.node_labels_[nbr[rows, best]], through[rows, best].astype(np.float32)
+        return through_nearest(edge, nbr, self.node_labels_, self.node_distances_)
+
+
+#: Largest latent magnitude whose squared distances stay far inside float32 (d (2 M)^2
+#: < 3.4e38 for any d below 6e7); k-means and the nearest-code search run on latents
+#: scaled by a power of two (exact) into this range when they are larger or tinier.
+SAFE_MAGNITUDE = 2.0 ** 50
+
+
+def power_of_two_scale(*arrays: np.ndarray) -> int:
+    """The exponent e such that ``np.ldexp(x, -e)`` brings the largest magnitude of
+    ``arrays`` into [1, 2) when it lies outside [1/SAFE_MAGNITUDE, SAFE_MAGNITUDE]
+    (0 otherwise, so that ordinary latents are computed on exactly as given).
+    Scaling by a power of two is exact, and k-means and nearest codes are
+    equivariant under scaling."""
+    top = max((float(np.abs(a).max(initial=0.0)) for a in arrays), default=0.0)
+    if top == 0.0 or 1.0 / SAFE_MAGNITUDE <= top <= SAFE_MAGNITUDE:
+        return 0
+    return int(np.frexp(top)[1]) - 1
 
 
 class EuclideanQuantizer(_Quantizer):
@@ -446,12 +481,16 @@ class EuclideanQuantizer(_Quantizer):
         Z = as_latents(Z)
         _check_counts(self.n_codes, len(Z))
         nodes = collapse_duplicates(Z)
+        # Latents of magnitude 1e19 overflow squared distances in float32 (and 1e-25 underflow
+        # them): fit on latents scaled by 2^-e and scale the centroids back.
+        exponent = power_of_two_scale(nodes.points)
+        points = np.ldexp(nodes.points, -exponent).astype(np.float32) if exponent else nodes.points
         # K above the number of distinct vectors: each is a centroid, the rest repeat them
-        n_fit = min(self.n_codes, len(nodes.points))
+        n_fit = min(self.n_codes, len(points))
         self.algorithm_ = self.algorithm if self.algorithm != "auto" else (
-            "faiss" if len(nodes.points) >= self.faiss_above else "lloyd")
+            "faiss" if len(points) >= self.faiss_above else "lloyd")
         if self.algorithm_ == "faiss":
-            self.codebook_, self.loss_ = self._fit_faiss(nodes.points, nodes.counts, n_fit)
+            codebook, loss = self._fit_faiss(points, nodes.counts, n_fit)
         else:
             from sklearn.cluster import KMeans
 
@@ -459,10 +498,12 @@ class EuclideanQuantizer(_Quantizer):
                 # scikit-learn's own "distinct clusters" warning; ours below says it for both quantizers.
                 warnings.filterwarnings("ignore", message="Number of distinct clusters")
                 km = KMeans(n_clusters=n_fit, n_init=self.n_init, random_state=self.seed).fit(
-                    nodes.points, sample_weight=nodes.counts)
-            self.codebook_ = km.cluster_centers_.astype(np.float32)
-            self.loss_ = float(km.inertia_)
-        self.codebook_ = np.resize(self.codebook_, (self.n_codes, Z.shape[1]))
+                    points, sample_weight=nodes.counts)
+            codebook, loss = km.cluster_centers_.astype(np.float32), float(km.inertia_)
+        if exponent:
+            codebook, loss = np.ldexp(codebook, exponent).astype(np.float32), loss * 4.0 ** exponent
+        self.codebook_ = np.resize(codebook, (self.n_codes, Z.shape[1]))
+        self.loss_ = loss
         warn_if_codes_coincide(self.codebook_, self.n_codes, stacklevel=3)
         return self
 
@@ -480,11 +521,18 @@ class EuclideanQuantizer(_Quantizer):
         return codebook, float((counts * dist.astype(np.float64) ** 2).sum())
 
     def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, d) -> nearest centroid (B,) and Euclidean distance (B,), without (B, K, d)."""
-        z, c = torch.from_numpy(Z), torch.from_numpy(self.codebook_)
+        """(B, d) -> nearest centroid (B,) and Euclidean distance (B,), without (B, K, d).
+
+        Latents and codes far from magnitude 1 are scaled together by a power
+        of two first (:func:`power_of_two_scale`), so that the squared distances
+        neither overflow nor underflow float32.
+        """
+        exponent = power_of_two_scale(Z, self.codebook_)
+        z, c = torch.from_numpy(np.ldexp(Z, -exponent).astype(np.float32)), \
+            torch.from_numpy(np.ldexp(self.codebook_, -exponent).astype(np.float32))
         d2 = (z.pow(2).sum(1, keepdim=True) - 2 * z @ c.T + c.pow(2).sum(1)).clamp_min(0)
         dist, idx = d2.min(dim=1)
-        return idx.numpy(), dist.sqrt().numpy()
+        return idx.numpy(), np.ldexp(dist.sqrt().numpy(), exponent).astype(np.float32)
 
 
 def make_quantizer(name: str, K: int, *, seed: int, n_neighbors: int = 10, device: str = "cpu",

@@ -63,10 +63,18 @@ def _check_codes(codes: torch.Tensor, n_codes: int, what: str = "codes") -> None
                          f"[{int(codes.min())}, {int(codes.max())}].")
 
 
+#: Smallest sampling temperature. At T = 1e-6 a logit gap of 1e-4 is already a
+#: probability ratio of e^-100, i.e. greedy decoding; a smaller T changes nothing but
+#: overflows logits / T in float32 (T = 1e-300 is 0 in float32: inf / inf = NaN).
+MIN_TEMPERATURE = 1e-6
+
+
 def _check_temperature(temperature: float) -> float:
-    if not (isinstance(temperature, numbers.Real) and temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a finite number > 0 (1.0 samples the model "
-                         f"itself), got {temperature!r}.")
+    if not (isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+            and MIN_TEMPERATURE <= temperature and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= {MIN_TEMPERATURE:g} (1.0 samples "
+                         f"the model itself, {MIN_TEMPERATURE:g} is greedy decoding), "
+                         f"got {temperature!r}.")
     return float(temperature)
 
 

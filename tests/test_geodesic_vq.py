@@ -1,4 +1,6 @@
 """GeodesicQuantizer / EuclideanQuantizer against explicit references."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -388,3 +390,40 @@ def test_training_rows_take_their_nodes_code_which_the_full_rule_also_gives(edge
     # a mixed batch: the new rows still go through the rule
     mixed = np.concatenate([Z[:5], Z[:5] + 0.01])
     np.testing.assert_array_equal(q.quantize(mixed).indices.numpy()[:5], out.indices.numpy()[:5])
+
+
+# ----------------------------------------------------------------------------- issue #29, item 6
+
+def test_regression_all_identical_latents_give_one_code_with_a_warning():
+    """Bug: GeodesicQuantizer on all-identical latents said 'n_neighbors=1 must be ... in
+    [1, 0]', advice no k satisfies; now it does what EuclideanQuantizer does."""
+    Z = np.full((30, 3), 0.5, dtype=np.float32)
+    for q in (GeodesicQuantizer(4, n_neighbors=1), EuclideanQuantizer(4)):
+        with pytest.warns(UserWarning, match="only 1 of the 4 code vectors are distinct"):
+            q.fit(Z)
+        out = q.quantize(Z)
+        assert (out.indices == 0).all() and (out.distances == 0).all()
+        new = np.array([[0.5, 0.5, 2.5], [0.5, -0.5, 0.5]], dtype=np.float32)
+        assert np.allclose(q.quantize(new).distances.numpy(), [2.0, 1.0])
+    g = GeodesicQuantizer(1, n_neighbors=3).fit(Z)
+    assert g.loss_ == 0 and (g.labels_ == 0).all() and np.array_equal(g.codebook_, Z[:1])
+    back = GeodesicQuantizer.from_state_dict(g.state_dict())
+    assert np.allclose(back.quantize(new).distances.numpy(), [2.0, 1.0])
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "faiss"])
+@pytest.mark.parametrize("magnitude", [1e19, 1e25, 1e30, 1e-25])
+def test_regression_euclidean_quantizer_on_huge_or_tiny_latents(magnitude, algorithm):
+    """Bug: on latents of magnitude 1e19-1e30, 17-20 % of the assignments were the nearest
+    code, distances were inf and only numpy overflow warnings said so."""
+    Z = (np.random.default_rng(0).standard_normal((300, 4)) * magnitude).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        q = EuclideanQuantizer(4, algorithm=algorithm).fit(Z)
+        out = q.quantize(Z)
+    codes = q.codebook_.astype(np.float64) / magnitude
+    d = np.sqrt(((Z.astype(np.float64)[:, None] / magnitude - codes[None]) ** 2).sum(-1))  # (N, K)
+    assert np.isfinite(q.codebook_).all() and np.isfinite(q.loss_)
+    assert np.array_equal(out.indices.numpy(), d.argmin(1))
+    assert np.allclose(out.distances.numpy() / magnitude, d.min(1), rtol=1e-4)
+    assert q.loss_ == pytest.approx((d.min(1) ** 2).sum() * magnitude ** 2, rel=1e-3)

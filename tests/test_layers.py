@@ -60,7 +60,8 @@ def graph():
 
 def test_the_scan_sees_the_project(graph):
     """Guards the test itself: the scan finds known edges, so an empty graph cannot pass."""
-    assert "geodesic.kmedoids" in graph["models.geodesic_vq"]
+    assert "geodesic.kmedoids" in graph["models.geodesic_kmedoids"]
+    assert "models.geodesic_kmedoids" in graph["models.geodesic_vq"]
     assert "geodesic.kernels" in graph["geodesic.graph"]
     assert "utils.methods" in graph["train.run_comparison"]
 

@@ -266,13 +266,14 @@ def quantizer_path(args, method: str, K: int, seed: int, variant: dict) -> Path:
                                   config_hash(quantizer_config(args, method, K, seed, cell)))
 
 
-def load_quantizer(ckpt: dict, decoder=None, device: str = "cpu"):
+def load_quantizer(ckpt: dict, decoder=None, device: str = "cpu", *, source=None):
     """The fitted quantizer in a file of :func:`quantizer_for` (``decoder``: the
-    VAE's latents -> logits, which a geodesic quantizer needs for decoder edges)."""
+    VAE's latents -> logits, which a geodesic quantizer needs for decoder edges;
+    ``source``: that file, named when its quantizer is corrupt)."""
     config = ckpt["config"]
     q = make_quantizer(config["stage"], config["K"], seed=0, device=device)
     extra = {"decoder": decoder} if isinstance(q, GeodesicQuantizer) else {}
-    return type(q).from_state_dict(ckpt["quantizer"], **extra)
+    return type(q).from_state_dict(ckpt["quantizer"], source=source, **extra)
 
 
 def cached_vae_checkpoint(quantizer_file: Path, ckpt: dict) -> Path:
@@ -302,7 +303,7 @@ def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
                              device=str(run.device), variant=cell, decoder=decoder)
     if path.is_file():
         ckpt = load_checkpoint(path)
-        return load_quantizer(ckpt, decoder, str(run.device)), ckpt["fit_seconds"]
+        return load_quantizer(ckpt, decoder, str(run.device), source=path), ckpt["fit_seconds"]
     vectors = run.fit_vectors(arch)
     if isinstance(q, GeodesicQuantizer):
         graph = run.graph_for(q.edge_length, arch)

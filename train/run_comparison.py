@@ -26,8 +26,8 @@ from train import comparison_methods as cm
 from utils import metrics
 from utils import methods as vocab
 from utils import paths
-from utils.cli import (DEFAULT_BATCH_SIZE, keyed_positive_int, make_parser, non_negative_float,
-                       positive_int, run_main, seed_int)
+from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_parser,
+                       non_negative_float, positive_int, run_main, seed_int)
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
                            rekey, row_key, upgrade, write_summary)
@@ -46,7 +46,8 @@ def sweep_parser(description: str, quick: dict = QUICK):
                    help="dataset; mnist falls back to mnist-5k offline")
     p.add_argument("--codebook-sizes", type=positive_int, nargs="+",
                    default=[16, 32, 64, 128, 256, 512], help="codebook sizes K")
-    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="seeds")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2],
+                   help=f"seeds, each a {SEED_HELP}")
     p.add_argument("--epochs", type=positive_int, default=10,
                    help="training epochs of the VAE and of both VQ-VAEs")
     p.add_argument("--conv-epochs", type=positive_int, default=None,

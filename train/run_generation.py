@@ -33,13 +33,14 @@ from pathlib import Path
 
 import torch
 
+from models.prior import MIN_TEMPERATURE
 from train import comparison_methods as cm
 from train import run_comparison as rc
 from train import train_classifier, train_prior
 from utils import methods as vocab
 from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild
-from utils.cli import positive_float, positive_int, run_main
+from utils.cli import float_at_least, positive_int, run_main
 from utils.errors import UserError
 from utils.results import (GENERATION_COLUMNS, append_generation_row, config_hash,
                            finished_generation_keys, row_key, write_generation_summary)
@@ -68,8 +69,8 @@ def parse_args(argv=None):
     # 25 s an epoch at 64 channels on 3,600 maps, a quarter of that at 32).
     p.add_argument("--prior-channels", type=positive_int, default=32, help="PixelCNN width")
     p.add_argument("--prior-layers", type=positive_int, default=6, help="PixelCNN gated layers")
-    p.add_argument("--temperature", type=positive_float, default=1.0,
-                   help="sampling temperature (the reported numbers use 1.0)")
+    p.add_argument("--temperature", type=float_at_least(MIN_TEMPERATURE), default=1.0,
+                   help=f"sampling temperature >= {MIN_TEMPERATURE:g} (the reported numbers use 1.0)")
     p.add_argument("--n-fid", type=positive_int, default=2000,
                    help="samples (and training images, for the reference FIDs) per FID")
     p.add_argument("--classifier-epochs", type=positive_int, default=5,

@@ -22,7 +22,7 @@ import numpy as np
 from models.geodesic_vq import GeodesicQuantizer, make_quantizer
 from models.vae import VAE
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.cli import make_parser, positive_int, run_main, run_only, seed_int, with_out_dir
+from utils.cli import SEED_HELP, make_parser, positive_int, run_main, run_only, seed_int, with_out_dir
 from utils.csvlog import upsert_row
 from train.finetune import finetune_decoder
 from utils.datasets import load_dataset
@@ -84,7 +84,7 @@ def parse_args(argv=None) -> GeodesicConfig:
     p.add_argument("--finetune-decoder", type=int, default=0, metavar="EPOCHS",
                    help="fine-tune a copy of the VAE decoder on each quantizer's codes for EPOCHS "
                         "epochs before decoding the test split (0: the VAE decoder as trained)")
-    p.add_argument("--seed", type=seed_int, default=0, help="random seed of the quantizers")
+    p.add_argument("--seed", type=seed_int, default=0, help=f"{SEED_HELP}; of the quantizers")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i] (VAE and k-medoids)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,

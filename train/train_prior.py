@@ -44,13 +44,13 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from models.prior import GatedPixelCNN, HistogramPrior
+from models.prior import MIN_TEMPERATURE, GatedPixelCNN, HistogramPrior
 from train import comparison_methods as cm
 from train import train_vae
 from utils import paths as project_paths
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from utils.cli import (TrainingConfig, add_training_args, make_parser, positive_float,
-                       positive_int, run_main, seed_int, with_out_dir)
+from utils.cli import (SEED_HELP, TrainingConfig, add_training_args, float_at_least, make_parser,
+                       positive_float, positive_int, run_main, seed_int, with_out_dir)
 from utils.datasets import Data, load_dataset
 from utils.errors import UserError
 from utils.runlock import run_lock
@@ -156,7 +156,7 @@ def parse_args(argv=None) -> PriorConfig:
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="first N train/test images (default: the quantized model's own limit)")
-    p.add_argument("--seed", type=seed_int, default=0, help="random seed (training and sampling)")
+    p.add_argument("--seed", type=seed_int, default=0, help=f"{SEED_HELP}; for training and sampling")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out-dir", type=Path, default=Path("experiments"),
                    help="where logs/, checkpoints/ and plots/ are written")
@@ -169,8 +169,9 @@ def parse_args(argv=None) -> PriorConfig:
     p.add_argument("--class-conditional", action="store_true",
                    help="condition the prior on the class label (eq. 4 of the gated PixelCNN "
                         "paper); samples are then drawn for labels 0, 1, 2, ... in turn")
-    p.add_argument("--temperature", type=positive_float, default=1.0,
-                   help="sampling temperature (1 samples the prior itself)")
+    p.add_argument("--temperature", type=float_at_least(MIN_TEMPERATURE), default=1.0,
+                   help=f"sampling temperature >= {MIN_TEMPERATURE:g} (1 samples the prior itself, "
+                        f"{MIN_TEMPERATURE:g} is greedy decoding)")
     p.add_argument("--n-samples", type=positive_int, default=64, help="samples in the grid")
     p.add_argument("--classifier", type=Path, default=None,
                    help="classifier checkpoint (train/train_classifier.py) for FID and the class "
@@ -272,7 +273,7 @@ def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> Cod
     vae_ckpt = load_checkpoint(vae_path, device, hint="rerun train/run_comparison.py, which trains it")
     vae = rebuild(vae_ckpt, train_vae.ARCHS[vae_ckpt["config"].get("arch", "mlp")], device,
                   vae_path).eval()
-    q = cm.load_quantizer(ckpt, decoder=vae.decode, device=str(device))
+    q = cm.load_quantizer(ckpt, decoder=vae.decode, device=str(device), source=path)
     splits = recorded_splits(vae_ckpt, vae_path, data_root, limit)
     codebook = torch.as_tensor(q.codebook, dtype=torch.float32)
 

@@ -11,7 +11,11 @@ from pathlib import Path
 from utils.datasets import DATASETS
 from utils.errors import RunInterrupted, UserError
 
-SEED_LIMIT = 2**63  # torch.manual_seed takes a signed 64-bit integer
+# One seed range for every script: torch.manual_seed takes up to 2**63-1, but numpy's legacy
+# RandomState and scikit-learn's random_state (KMeans) only 0 .. 2**32-1, and a seed is
+# handed to all of them; checked at the flag, before any work.
+SEED_LIMIT = 2**32
+SEED_HELP = "random seed, 0 .. 2**32-1 (the range numpy, scikit-learn and torch all accept)"
 # --batch-size of train_vae.py and train_vqvae.py, behind every published row
 # (train/select_batch_size.py measures the others on the validation split)
 DEFAULT_BATCH_SIZE = 128
@@ -60,14 +64,27 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def float_at_least(minimum: float):
+    """argparse type factory: a finite float >= ``minimum`` (> 0), e.g. a sampling
+    temperature, below which the computation over- or underflows."""
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not minimum <= value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum:g}, got {value:g}")
+        return value
+
+    parse.__name__ = f"float_at_least_{minimum:g}"
+    return parse
+
+
 def seed_int(text: str) -> int:
-    """argparse type: a seed, 0 <= seed < 2**63 (what torch.manual_seed accepts)."""
+    """argparse type: a seed, 0 <= seed < 2**32 (what numpy, scikit-learn and torch all accept)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be in 0 .. 2**63-1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be in 0 .. 2**32-1, got {value}")
     return value
 
 
@@ -138,7 +155,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default="data", type=Path, help="folder with MNIST/ and FashionMNIST/")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N training and test images (quick runs)")
-    p.add_argument("--seed", type=seed_int, default=0, help="random seed, 0 .. 2**63-1")
+    p.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out-dir", default="experiments", type=Path,
                    help="where logs/, checkpoints/ and plots/ are written")
