@@ -296,3 +296,28 @@ def test_train_vqvae_trains_and_resumes_with_a_library_quantizer(tmp_path, quant
     with pytest.raises(CheckpointError, match="quantizer"):
         main(parse_args([a if a != quantizer else "ours" for a in argv]
                         + ["--epochs", "2", "--resume"]))
+
+
+def test_registry_entries_reach_the_training_flags_and_keep_old_ids():
+    from train import comparison_methods as cm
+    from train import run_comparison as rc
+    from utils import methods as vocab
+
+    args = rc.parse_args(["--dataset", "fashion-mnist", "--codebook-sizes", "512"])
+    for name, flags in (("fsq-conv", ["--quantizer", "fsq"]),
+                        ("rotvq-conv", ["--quantizer", "library-vq", "--rotation-trick",
+                                        "--kmeans-init"]),
+                        ("fsq-global", ["--quantizer", "fsq"])):
+        m = vocab.get(name)
+        assert m.family == vocab.END_TO_END and m.build == "vqvae"
+        argv = cm.vqvae_argv(args, m.options["arch"], 512, 0, m.options)
+        assert argv[-len(flags):] == flags
+        config = cm.method_config(args, name, 512, 0, {})
+        assert config["quantizer"] == m.options["quantizer"]
+    # the methods built before keep their argv, hence their config ids
+    for name in ("vqvae-conv", "vqvae-global"):
+        m = vocab.get(name)
+        assert (cm.vqvae_argv(args, m.options["arch"], 512, 0, m.options)
+                == cm.vqvae_argv(args, m.options["arch"], 512, 0))
+        assert "quantizer" not in cm.method_config(args, name, 512, 0, {})
+    assert vocab.get("fsq-conv").bits(512) == vocab.get("vqvae-conv").bits(512) == 49 * 9
