@@ -34,6 +34,7 @@ import csv
 import io
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -128,12 +129,15 @@ def kmeans_usage(model: VQVAE, train_images: torch.Tensor, test_images: torch.Te
 
 def train_and_test(dataset: str, arch: str, n_codes: int, flags: list[str], seed: int,
                    data_root: Path, test_images: torch.Tensor,
-                   train_images: torch.Tensor | None = None, epochs: int = 1) -> tuple[dict, dict]:
+                   train_images: torch.Tensor | None = None, epochs: int = 1,
+                   inspect: Callable[[VQVAE], dict] | None = None) -> tuple[dict, dict]:
     """Train ``epochs`` epochs with train_vqvae's own main() in a temporary folder.
 
-    Returns its log row and the metrics of its checkpoint on ``test_images``
+    Returns its last log row and the metrics of its checkpoint on ``test_images``
     (N, 1, 28, 28): ``evaluate_vqvae``'s recon_bce, recon_mse, perplexity, usage,
-    and with ``train_images`` :func:`kmeans_usage`.
+    ``seconds_per_epoch`` (the log's mean), with ``train_images``
+    :func:`kmeans_usage`, and whatever ``inspect(model)`` returns about the
+    trained model (before it is put in eval mode).
     """
     with tempfile.TemporaryDirectory() as out:
         args = train_args(["--dataset", dataset, "--arch", arch, "--codebook-size", str(n_codes),
@@ -143,10 +147,12 @@ def train_and_test(dataset: str, arch: str, n_codes: int, flags: list[str], seed
             train_main(args)
         paths = run_paths(Path(out), arch, dataset)
         with open(paths["log"], newline="") as f:
-            row = list(csv.DictReader(f))[-1]
-        model = rebuild(load_checkpoint(paths["checkpoint"]), VQVAE, "cpu",
-                        paths["checkpoint"]).eval()
-        test = evaluate_vqvae(model, test_images)
+            log = list(csv.DictReader(f))
+        row = log[-1]
+        model = rebuild(load_checkpoint(paths["checkpoint"]), VQVAE, "cpu", paths["checkpoint"])
+        extra = inspect(model) if inspect is not None else {}
+        test = evaluate_vqvae(model.eval(), test_images) | extra
+        test["seconds_per_epoch"] = sum(float(r["seconds"]) for r in log) / len(log)
         if train_images is not None:
             test["kmeans_usage"] = kmeans_usage(model, train_images, test_images, seed)
         return row, test
