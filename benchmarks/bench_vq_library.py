@@ -2,7 +2,7 @@
 
     python benchmarks/bench_vq_library.py [--dataset fashion-mnist] [--ks 512]
         [--seeds 0 1 2] [--epochs 10] [--settings ours library ours-rotation library-rotation]
-        [--append]
+        [--device cpu] [--append]
 
 models/quantizer.py writes the EMA codebook, dead-code restarts, k-means
 initialisation and the rotation trick by hand. Each row here is one run of
@@ -67,6 +67,8 @@ def parse_args(argv=None):
                    help="quantizers to train (see SETTINGS in this file)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="only the first N training and test images (a quick check)")
+    p.add_argument("--device", default="cpu",
+                   help="where the runs train (cpu, cuda, auto); evaluation is on the CPU")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/vq_library.csv"),
@@ -108,7 +110,8 @@ def main(args):
                     continue
                 flags = SETTINGS[setting] + limit
                 log, test = train_and_test(
-                    args.dataset, ARCH, k, flags, seed, args.data_root, test_images,
+                    args.dataset, ARCH, k, flags + ["--device", args.device], seed,
+                    args.data_root, test_images,
                     epochs=args.epochs,
                     inspect=lambda model: {"dead_codes": model.quantizer.dead_codes().numel()})
                 row |= {"val_recon_bce": log["val_recon_bce"],

@@ -84,6 +84,16 @@ def test_fsq_extreme_inputs_take_the_extreme_levels():
     assert idx.tolist() == [31, 0, 20]
 
 
+def test_fsq_indices_stay_in_range_under_bfloat16():
+    """Users of the library reported FSQ indices out of range under bf16: the
+    rounding must run in float32 (the library's force_quantization_f32)."""
+    fsq = FSQQuantizer(512, 3)
+    z = torch.randn(2000, 3) * 3
+    idx = fsq(z.bfloat16()).indices
+    assert int(idx.min()) >= 0 and int(idx.max()) < 512
+    assert idx.equal(fsq(z.bfloat16().float()).indices)
+
+
 def test_fsq_levels_table():
     for K, levels in FSQ_LEVELS.items():
         assert math.prod(levels) == K and 2 not in levels  # 2 would need preserve_symmetry
