@@ -34,6 +34,7 @@ import csv
 import io
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -140,26 +141,32 @@ def kmeans_usage(model: VQVAE, train_images: torch.Tensor, test_images: torch.Te
 
 def train_and_test(dataset: str, arch: str, n_codes: int, setting: dict, seed: int,
                    data_root: Path, test_images: torch.Tensor,
-                   train_images: torch.Tensor | None = None, epochs: int = 1) -> tuple[dict, dict]:
+                   train_images: torch.Tensor | None = None, epochs: int = 1,
+                   inspect: Callable[[VQVAE], dict] | None = None) -> tuple[dict, dict]:
     """Train ``epochs`` epochs with train_vqvae's own train() in a temporary folder,
-    its config changed by ``setting`` (a value of SETTINGS).
+    its config changed by ``setting`` (a value of SETTINGS, or any config fields, e.g.
+    ``device`` or ``limit``).
 
-    Returns its log row and the metrics of its checkpoint on ``test_images``
+    Returns its last log row and the metrics of its checkpoint on ``test_images``
     (N, 1, 28, 28): ``evaluate_vqvae``'s recon_bce, recon_mse, perplexity, usage,
-    and with ``train_images`` :func:`kmeans_usage`.
+    ``seconds_per_epoch`` (the log's mean), with ``train_images``
+    :func:`kmeans_usage`, and whatever ``inspect(model)`` returns about the
+    trained model (before it is put in eval mode).
     """
     with tempfile.TemporaryDirectory() as out:
-        cfg = VQVAETrainConfig(dataset=dataset, arch=arch, codebook_size=n_codes, epochs=epochs,
-                               seed=seed, device="cpu", data_root=Path(data_root), no_plots=True,
-                               **setting)
+        cfg = VQVAETrainConfig(**{"dataset": dataset, "arch": arch, "codebook_size": n_codes,
+                                  "epochs": epochs, "seed": seed, "device": "cpu",
+                                  "data_root": Path(data_root), "no_plots": True, **setting})
         with contextlib.redirect_stderr(io.StringIO()):
             train(cfg, out)
         paths = run_paths(Path(out), arch, dataset)
         with open(paths["log"], newline="") as f:
-            row = list(csv.DictReader(f))[-1]
-        model = rebuild(load_checkpoint(paths["checkpoint"]), VQVAE, "cpu",
-                        paths["checkpoint"]).eval()
-        test = evaluate_vqvae(model, test_images)
+            log = list(csv.DictReader(f))
+        row = log[-1]
+        model = rebuild(load_checkpoint(paths["checkpoint"]), VQVAE, "cpu", paths["checkpoint"])
+        extra = inspect(model) if inspect is not None else {}
+        test = evaluate_vqvae(model.eval(), test_images) | extra
+        test["seconds_per_epoch"] = sum(float(r["seconds"]) for r in log) / len(log)
         if train_images is not None:
             test["kmeans_usage"] = kmeans_usage(model, train_images, test_images, seed)
         return row, test

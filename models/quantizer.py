@@ -46,6 +46,8 @@ __all__ = [
     "VQLosses",
     "VQStats",
     "VQOutput",
+    "batch_stats",
+    "QuantizerLayer",
     "VectorQuantizer",
 ]
 
@@ -431,7 +433,51 @@ class VQOutput(NamedTuple):
     stats: VQStats
 
 
-class VectorQuantizer(nn.Module):
+def batch_stats(indices: torch.Tensor, n_codes: int, dtype: torch.dtype = torch.float32) -> VQStats:
+    """:class:`VQStats` (perplexity, usage) of the codes ``indices`` (any shape, long)
+    of one batch, as detached scalars of ``dtype``."""
+    counts = torch.bincount(indices.reshape(-1), minlength=n_codes)
+    return VQStats(perplexity=perplexity(counts.to(dtype)).detach(),
+                   usage=(counts > 0).to(dtype).mean())
+
+
+class QuantizerLayer(nn.Module):
+    """What every quantization layer of a VQ-VAE shares (this module's
+    :class:`VectorQuantizer` and models/library_quantizers.py's): the
+    :class:`VQConfig` in ``self.config``, K and D, and the checks of its inputs."""
+
+    def __init__(self, n_codes: int, code_dim: int, **options) -> None:
+        super().__init__()
+        self.config = VQConfig(n_codes, code_dim, **options)
+
+    @property
+    def n_codes(self) -> int:
+        return self.config.n_codes
+
+    @property
+    def code_dim(self) -> int:
+        return self.config.code_dim
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+    def _flatten(self, z_e: torch.Tensor) -> torch.Tensor:
+        if z_e.dim() < 1 or z_e.shape[-1] != self.code_dim:
+            raise ValueError(
+                f"expected encoder outputs of shape (..., {self.code_dim}) with the code "
+                f"dimension last, got {tuple(z_e.shape)}."
+            )
+        return z_e.reshape(-1, self.code_dim)
+
+    def _check_indices(self, indices: torch.Tensor) -> None:
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}.")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.n_codes):
+            raise ValueError(f"indices must lie in [0, {self.n_codes}), got range "
+                             f"[{int(indices.min())}, {int(indices.max())}].")
+
+
+class VectorQuantizer(QuantizerLayer):
     """Nearest-neighbour vector quantization with a learned codebook (paper section 3.1).
 
     Each input vector z_e is replaced by its nearest code e_k in squared L2
@@ -454,8 +500,7 @@ class VectorQuantizer(nn.Module):
     """
 
     def __init__(self, n_codes: int, code_dim: int, **options) -> None:
-        super().__init__()
-        self.config = VQConfig(n_codes, code_dim, **options)
+        super().__init__(n_codes, code_dim, **options)
         cfg = self.config
 
         codebook = torch.randn(cfg.n_codes, cfg.code_dim) / math.sqrt(cfg.code_dim)
@@ -472,25 +517,6 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("steps_unused", torch.zeros(cfg.n_codes, dtype=torch.long))
         self.register_buffer("usage_ema", torch.full((cfg.n_codes,), 1.0 / cfg.n_codes))
         self.register_buffer("initialized", torch.tensor(not cfg.kmeans_init))
-
-    @property
-    def n_codes(self) -> int:
-        return self.config.n_codes
-
-    @property
-    def code_dim(self) -> int:
-        return self.config.code_dim
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
-
-    def _flatten(self, z_e: torch.Tensor) -> torch.Tensor:
-        if z_e.dim() < 1 or z_e.shape[-1] != self.code_dim:
-            raise ValueError(
-                f"expected encoder outputs of shape (..., {self.code_dim}) with the code "
-                f"dimension last, got {tuple(z_e.shape)}."
-            )
-        return z_e.reshape(-1, self.code_dim)
 
     @torch.no_grad()
     def assign(self, z_e: torch.Tensor) -> torch.Tensor:
@@ -518,11 +544,7 @@ class VectorQuantizer(nn.Module):
         -------
         tensor of shape (..., D).
         """
-        if indices.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}.")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.n_codes):
-            raise ValueError(f"indices must lie in [0, {self.n_codes}), got range "
-                             f"[{int(indices.min())}, {int(indices.max())}].")
+        self._check_indices(indices)
         return F.embedding(indices, self.codebook)
 
     def forward(self, z_e: torch.Tensor) -> VQOutput:
@@ -558,10 +580,7 @@ class VectorQuantizer(nn.Module):
         loss = cfg.beta * commit + codebook_loss
 
         counts = torch.bincount(indices, minlength=cfg.n_codes)
-        stats = VQStats(
-            perplexity=perplexity(counts.to(flat_z_e.dtype)).detach(),
-            usage=(counts > 0).to(flat_z_e.dtype).mean(),
-        )
+        stats = batch_stats(indices, cfg.n_codes, flat_z_e.dtype)
         if self.training:
             self._update_codebook(flat_z_e.detach(), flat_z_q.detach(), indices, counts)
 

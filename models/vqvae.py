@@ -11,7 +11,9 @@ term is copied from the decoder input ``z_q`` to the encoder output ``z_e``
 and the codebook is learned either by the second term ("codebook loss") or, as
 in appendix A.1, by exponential moving averages (EMA) of the cluster sizes and
 sums, in which case the second term is dropped. The quantization layer is
-:class:`models.quantizer.VectorQuantizer`.
+:class:`models.quantizer.VectorQuantizer`, or with ``quantizer="library-vq"`` /
+``"fsq"`` one of vector-quantize-pytorch's (models/library_quantizers.py) on the
+same encoder and decoder.
 
 Contents
 --------
@@ -36,7 +38,8 @@ from torch import nn
 
 from models.conv_net import (  # noqa: F401 - ResidualBlock, residual_stack re-exported
     CONV_GRID, IMAGE_SHAPE, ResidualBlock, conv_decoder, conv_encoder, residual_stack)
-from models.quantizer import VectorQuantizer, VQConfig, check_int
+from models.library_quantizers import QUANTIZERS, make_vq_layer
+from models.quantizer import VQConfig, check_int
 from models.vae import batched
 
 __all__ = ["ARCHS", "VQVAEConfig", "VQVAEOutput", "VQVAE"]
@@ -89,6 +92,14 @@ class VQVAEConfig(VQConfig):
     res_hidden : int or None, default None
         Width of the 3x3 convolution inside each residual block; None means h
         (the paper: "all having 256 hidden units").
+    quantizer : {"ours", "library-vq", "fsq"}, default "ours"
+        The quantization layer (models/library_quantizers.py): ``"ours"``
+        :class:`models.quantizer.VectorQuantizer`; ``"library-vq"``
+        vector-quantize-pytorch's ``VectorQuantize`` at the same decay, beta,
+        k-means and rotation options (its own dead-code rule); ``"fsq"`` its
+        finite scalar quantization with the levels ``FSQ_LEVELS[n_codes]``
+        (the codebook options are then unused). Checkpoints from before this
+        field rebuild with the default.
     """
 
     n_codes: int = 512
@@ -98,9 +109,12 @@ class VQVAEConfig(VQConfig):
     hidden: int | None = None
     n_res_blocks: int = 2
     res_hidden: int | None = None
+    quantizer: str = "ours"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}.")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}.")
         if self.hidden is None:
@@ -172,7 +186,7 @@ class VQVAE(nn.Module):
         super().__init__()
         self.config = VQVAEConfig(n_codes, code_dim, arch=arch, **options)
         cfg = self.config
-        self.quantizer = VectorQuantizer(**asdict(cfg.vq_config))
+        self.quantizer = make_vq_layer(cfg.quantizer, cfg.vq_config)
         hidden, res_hidden, n_res_blocks = cfg.hidden, cfg.res_hidden, cfg.n_res_blocks
         code_dim = cfg.code_dim
 

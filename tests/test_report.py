@@ -348,7 +348,9 @@ def test_image_contest_comes_from_the_vocabulary():
     assert contest == V.Contest(M.IMAGE_RATE, P, M.OPPONENTS, REF)
     assert contest.question == E2E and contest.ablations == (ABL,)
     # the grid rate: the geodesic entry of that rate against its k-means ablation and the VQ-VAE
-    assert V.contest_for(M.GRID_RATE) == V.Contest(M.GRID_RATE, GRID_P, (GRID_ABL, GRID), GRID_REF)
+    # (and the end-to-end methods on vqvae-conv's backbone with the library's quantizers)
+    assert V.contest_for(M.GRID_RATE) == V.Contest(M.GRID_RATE, GRID_P,
+                                                   (GRID_ABL, GRID, "fsq-conv", "rotvq-conv"), GRID_REF)
     assert V.unmatched_methods() == ()
 
 

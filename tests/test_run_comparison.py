@@ -42,7 +42,7 @@ def test_every_method_and_k_has_a_full_row(tiny_run):
     assert a_posteriori[["geodesic_distortion", "euclidean_distortion"]].notna().all().all()
     # the grid methods: code-map usage and perplexity over all 49 positions, no one-code label metrics
     grid = df[df.method.isin(vocab.matched(vocab.GRID_RATE))]
-    assert set(grid.method) == {"vqvae-conv", "kmeans-conv", "geodesic-conv"}
+    assert set(grid.method) == {"vqvae-conv", "kmeans-conv", "geodesic-conv", "fsq-conv", "rotvq-conv"}
     assert grid.nmi.isna().all() and grid[["test_mse", "usage", "perplexity"]].notna().all().all()
     assert (df[df.method.isin(vocab.names(rate=vocab.GRID_RATE))].epochs == 1).all()
     for _, r in df.iterrows():  # bits per image: codes per image x log2 K, NaN unquantized

@@ -31,7 +31,7 @@ def draw_figures(args, train, test, device, K: int, seed: int) -> list[Path]:
     for name in args.methods:
         method = vocab.get(name)
         if method.build == "vqvae":
-            model = cm.vqvae_for(args, method.options["arch"], K, seed, device)
+            model = cm.vqvae_for(args, method.options["arch"], K, seed, device, method.options)
             rows[name] = torch.sigmoid(model(x.to(device)).recon_logits.cpu())
             codes = torch.cat([c.cpu() for c in cm.batched(model.encode, test.images, device)])
             usage[name] = metrics.code_counts(codes, K)

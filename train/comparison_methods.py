@@ -189,16 +189,27 @@ def vae_config(args, seed, arch: str = "mlp") -> dict:
             **script_config(vae_train_config(args, seed, arch))}
 
 
-def vqvae_train_config(args, arch: str, K: int, seed) -> train_vqvae.VQVAETrainConfig:
-    """The training config of the comparison's VQ-VAE of one architecture, K and seed."""
+def method_fields(options: dict | None) -> dict:
+    """The VQ-VAE training-config fields of a method's options other than its arch,
+    e.g. {"arch": "conv", "quantizer": "fsq"} -> {"quantizer": "fsq"} (none for the
+    methods built before options other than arch existed, so their ids are unchanged)."""
+    return {k: v for k, v in (options or {}).items() if k != "arch"}
+
+
+def vqvae_train_config(args, arch: str, K: int, seed, options: dict | None = None
+                       ) -> train_vqvae.VQVAETrainConfig:
+    """The training config of the comparison's VQ-VAE of one architecture, K and seed
+    (``options``: the method's, e.g. its quantizer)."""
     epochs = args.conv_epochs if arch == "conv" else args.epochs
     return train_vqvae.VQVAETrainConfig(**common_fields(args, seed, epochs), arch=arch,
-                                        codebook_size=K, batch_size=vqvae_batch_size(args, K))
+                                        codebook_size=K, batch_size=vqvae_batch_size(args, K),
+                                        **method_fields(options))
 
 
-def vqvae_config(args, arch: str, K: int, seed) -> dict:
+def vqvae_config(args, arch: str, K: int, seed, options: dict | None = None) -> dict:
     """The config that identifies a VQ-VAE of the comparison."""
-    return {"stage": f"vqvae-{arch}", **script_config(vqvae_train_config(args, arch, K, seed))}
+    return {"stage": f"vqvae-{arch}",
+            **script_config(vqvae_train_config(args, arch, K, seed, options))}
 
 
 def variants(args, name: str) -> list[dict]:
@@ -238,18 +249,19 @@ def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
     return rebuild(load_checkpoint(ckpt, device), train_vae.ARCHS[arch], device, ckpt).eval()
 
 
-def vqvae_checkpoint(args, arch: str, K: int, seed: int) -> Path:
-    """The checkpoint of the comparison's VQ-VAE of one architecture, K and seed,
-    trained (or resumed) when it is not finished yet."""
+def vqvae_checkpoint(args, arch: str, K: int, seed: int, options: dict | None = None) -> Path:
+    """The checkpoint of the comparison's VQ-VAE of one architecture, K, seed (and
+    method ``options``), trained (or resumed) when it is not finished yet."""
     stage = paths.vqvae_stage(arch)
-    return trained_checkpoint(f"{stage}_K{K}", train_vqvae.train, vqvae_train_config(args, arch, K, seed),
-                              args.work_dir, vqvae_config(args, arch, K, seed),
+    return trained_checkpoint(f"{stage}_K{K}", train_vqvae.train,
+                              vqvae_train_config(args, arch, K, seed, options),
+                              args.work_dir, vqvae_config(args, arch, K, seed, options),
                               paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
 
 
-def vqvae_for(args, arch: str, K: int, seed: int, device) -> VQVAE:
-    """The comparison's VQ-VAE of one architecture, K and seed."""
-    ckpt = vqvae_checkpoint(args, arch, K, seed)
+def vqvae_for(args, arch: str, K: int, seed: int, device, options: dict | None = None) -> VQVAE:
+    """The comparison's VQ-VAE of one architecture, K, seed (and method ``options``)."""
+    ckpt = vqvae_checkpoint(args, arch, K, seed, options)
     return rebuild(load_checkpoint(ckpt, device), VQVAE, device, ckpt).eval()
 
 
@@ -374,7 +386,7 @@ def build_vae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Eval
 def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
     """An end-to-end VQ-VAE: its own encoder, codebook and decoder."""
     start = time.perf_counter()
-    model = vqvae_for(run.args, method.options["arch"], K, run.seed, run.device)
+    model = vqvae_for(run.args, method.options["arch"], K, run.seed, run.device, method.options)
     fit_seconds = time.perf_counter() - start
     out = batched(model, run.test.images, run.device)
     logits = torch.cat([o.recon_logits.cpu() for o in out])
@@ -417,7 +429,8 @@ class Builder(NamedTuple):
 
 BUILDERS: dict[str, Builder] = {
     "vae": Builder(lambda args, m, K, seed, v: vae_config(args, seed), build_vae),
-    "vqvae": Builder(lambda args, m, K, seed, v: vqvae_config(args, m.options["arch"], K, seed),
+    "vqvae": Builder(lambda args, m, K, seed, v: vqvae_config(args, m.options["arch"], K, seed,
+                                                              m.options),
                      build_vqvae),
     "quantizer": Builder(lambda args, m, K, seed, v: quantizer_config(args, m.name, K, seed, v),
                          build_quantizer),

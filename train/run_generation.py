@@ -112,7 +112,7 @@ def code_source(args, seed_run, method: str, K: int, seed: int) -> Path:
     the method's VQ-VAE, or its cached quantizer (fitted first when missing)."""
     m = vocab.get(method)
     if m.build == "vqvae":
-        return cm.vqvae_checkpoint(args, m.options["arch"], K, seed)
+        return cm.vqvae_checkpoint(args, m.options["arch"], K, seed, m.options)
     variant = cm.variants(args, method)[0]
     path = cm.quantizer_path(args, method, K, seed, variant)
     if not path.is_file():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from models.library_quantizers import QUANTIZERS
 from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import metrics
@@ -50,7 +51,7 @@ DEFAULT_KMEANS_INIT = {"conv": False, "global": True}
 RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "decay",
                "restart_dead", "dead_rule", "dead_window", "dead_threshold", "dead_decay",
                "restart_from", "kmeans_init", "kmeans_init_images", "rotation_trick",
-               "batch_size", "lr", "seed", "limit")
+               "batch_size", "lr", "seed", "limit", "quantizer")
 # Most encoder outputs k-means sees in --kmeans-init-images, per code: its memory is
 # the (vectors, K) distance matrix (K = 512: 131,072 vectors, 268 MB).
 KMEANS_INIT_VECTORS_PER_CODE = 256
@@ -79,6 +80,7 @@ class VQVAETrainConfig(TrainingConfig):
     kmeans_init: bool | None = None
     kmeans_init_images: int = 0
     rotation_trick: bool = VQConfig.rotation_trick
+    quantizer: str = VQVAEConfig.quantizer
 
     def __post_init__(self):
         if self.codebook_size is None:
@@ -135,6 +137,11 @@ def parse_args(argv=None) -> VQVAETrainConfig:
                    default=VQConfig.rotation_trick,
                    help="rotation trick (Fifty et al. 2024) instead of the straight-through "
                         "gradient")
+    p.add_argument("--quantizer", choices=QUANTIZERS, default=VQVAEConfig.quantizer,
+                   help="ours: models/quantizer.py; library-vq: vector-quantize-pytorch's "
+                        "VectorQuantize at the same decay, beta, k-means and rotation flags; "
+                        "fsq: its FSQ with the levels of models/library_quantizers.FSQ_LEVELS "
+                        "(the codebook flags then do nothing)")
     try:
         return VQVAETrainConfig(**vars(p.parse_args(argv)))
     except ValueError as err:
@@ -159,7 +166,8 @@ def model_config(args) -> VQVAEConfig:
                        dead_rule=args.dead_rule, dead_window=args.dead_window,
                        dead_threshold=args.dead_threshold,
                        dead_decay=args.dead_decay, restart_from=args.restart_from,
-                       kmeans_init=args.kmeans_init, rotation_trick=args.rotation_trick)
+                       kmeans_init=args.kmeans_init, rotation_trick=args.rotation_trick,
+                       quantizer=args.quantizer)
 
 
 def run_paths(out_dir: Path, arch: str, dataset: str) -> dict[str, Path]:

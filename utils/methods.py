@@ -98,6 +98,22 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("vae-conv", CONTINUOUS, GRID_RATE, 0, "vae", {"vae": "conv"},
            label="vae-conv (unquantized)", color="#8c8c8c", marker="",
            description="the conv VAE itself, unquantized: the bound of the grid a-posteriori methods"),
+    # end-to-end with vector-quantize-pytorch's quantizers (models/library_quantizers.py):
+    # the same encoder and decoder as vqvae-conv / vqvae-global, only the quantizer differs
+    Method("fsq-conv", END_TO_END, GRID_RATE, GRID_POSITIONS, "vqvae",
+           {"arch": "conv", "quantizer": "fsq"},
+           label=r"fsq-conv ($49\,\log_2 K$ bits)", color="#bcbd22", marker="*",
+           description="end-to-end finite scalar quantization (Mentzer et al. 2024) on a 7x7 grid "
+                       "of codes, vqvae-conv's backbone"),
+    Method("rotvq-conv", END_TO_END, GRID_RATE, GRID_POSITIONS, "vqvae",
+           {"arch": "conv", "quantizer": "library-vq", "rotation_trick": True, "kmeans_init": True},
+           label=r"rotvq-conv ($49\,\log_2 K$ bits)", color="#8c564b", marker="h",
+           description="end-to-end VQ-VAE with vector-quantize-pytorch's VectorQuantize (rotation "
+                       "trick, k-means init, dead-code replacement) on vqvae-conv's backbone"),
+    Method("fsq-global", END_TO_END, IMAGE_RATE, 1, "vqvae", {"arch": "global", "quantizer": "fsq"},
+           label=r"fsq-global ($\log_2 K$ bits)", color="#e377c2", marker="X",
+           description="end-to-end finite scalar quantization, one code per image, "
+                       "vqvae-global's backbone"),
 )}
 METHOD_NAMES = tuple(METHODS)
 

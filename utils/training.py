@@ -207,7 +207,7 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
 # that value the comparison leaves the flag out of its cache keys (so published
 # config ids and cached models stay valid: comparison_methods.script_config), and a
 # checkpoint written before the flag existed counts as made with it (--resume).
-LATER_FLAGS = {"kl_weight": 1.0, "kmeans_init_images": 0}
+LATER_FLAGS = {"kl_weight": 1.0, "kmeans_init_images": 0, "quantizer": "ours"}
 
 
 def start_or_resume(args, checkpoint: Path, build: Callable[[], torch.nn.Module], cls,
