@@ -308,26 +308,26 @@ def test_train_vqvae_trains_and_resumes_with_a_library_quantizer(tmp_path, quant
                         + ["--epochs", "2", "--resume"]))
 
 
-def test_registry_entries_reach_the_training_flags_and_keep_old_ids():
+def test_registry_entries_reach_the_training_config_and_keep_old_ids():
     from train import comparison_methods as cm
     from train import run_comparison as rc
     from utils import methods as vocab
 
     args = rc.parse_args(["--dataset", "fashion-mnist", "--codebook-sizes", "512"])
-    for name, flags in (("fsq-conv", ["--quantizer", "fsq"]),
-                        ("rotvq-conv", ["--quantizer", "library-vq", "--rotation-trick",
-                                        "--kmeans-init"]),
-                        ("fsq-global", ["--quantizer", "fsq"])):
+    for name, fields in (("fsq-conv", {"quantizer": "fsq"}),
+                         ("rotvq-conv", {"quantizer": "library-vq", "rotation_trick": True,
+                                         "kmeans_init": True}),
+                         ("fsq-global", {"quantizer": "fsq"})):
         m = vocab.get(name)
         assert m.family == vocab.END_TO_END and m.build == "vqvae"
-        argv = cm.vqvae_argv(args, m.options["arch"], 512, 0, m.options)
-        assert argv[-len(flags):] == flags
+        cfg = cm.vqvae_train_config(args, m.options["arch"], 512, 0, m.options)
+        assert {k: getattr(cfg, k) for k in fields} == fields
         config = cm.method_config(args, name, 512, 0, {})
         assert config["quantizer"] == m.options["quantizer"]
-    # the methods built before keep their argv, hence their config ids
+    # the methods built before keep their configs, hence their config ids
     for name in ("vqvae-conv", "vqvae-global"):
         m = vocab.get(name)
-        assert (cm.vqvae_argv(args, m.options["arch"], 512, 0, m.options)
-                == cm.vqvae_argv(args, m.options["arch"], 512, 0))
+        assert (cm.vqvae_train_config(args, m.options["arch"], 512, 0, m.options)
+                == cm.vqvae_train_config(args, m.options["arch"], 512, 0))
         assert "quantizer" not in cm.method_config(args, name, 512, 0, {})
     assert vocab.get("fsq-conv").bits(512) == vocab.get("vqvae-conv").bits(512) == 49 * 9

@@ -50,7 +50,7 @@ from train import train_vae
 from utils import paths as project_paths
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from utils.cli import (SEED_HELP, TrainingConfig, add_training_args, float_at_least, make_parser,
-                       positive_float, positive_int, run_main, seed_int, with_out_dir)
+                       positive_int, run_main, seed_int, with_out_dir)
 from utils.datasets import Data, load_dataset
 from utils.errors import UserError
 from utils.runlock import run_lock
