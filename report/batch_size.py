@@ -27,6 +27,7 @@ from report import generation as G
 from report import text as T
 from report.verdicts import RateVerdict, all_verdicts, load_results, rows_of
 from utils.selection import ELBO_SUFFIX, choose
+from utils import metric_registry as R
 from utils.paths import BATCH_SIZE_DIR, ResultPaths
 from utils.results import read_generation
 
@@ -174,7 +175,7 @@ def mse_table(results, v: RateVerdict, styles):
             rows = rows[rows["method"] == method]
             cells = []
             for k in ks:
-                x = rows.loc[rows["K"].astype(int) == k, "test_mse"].astype(float)
+                x = rows.loc[rows["K"].astype(int) == k, R.MSE.column].astype(float)
                 cells.append(T.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
             data.append([method, name, *cells])
     fixed = [0.2, 0.1]

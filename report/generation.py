@@ -23,17 +23,19 @@ from report import text as T
 from report.verdicts import (Contest, OpponentVerdict, active_contests, compare_values,
                              main_opponent, stated_answer, values_by_k_seed, verdict_of_tables)
 from utils import methods as M
+from utils import metric_registry as R
 from utils.paths import ResultPaths
 from utils.results import read_generation
 
 # What the answer is decided on: how close samples are to the test images, and
 # how few bits the prior needs for the test codes (its rate).
-ANSWER_METRICS = ("fid_samples", "prior_nll_bits")
-DETAIL_METRICS = ANSWER_METRICS + ("sample_class_entropy", "fid_recon")
-TABLE_COLUMNS = (("bits_per_image", "uniform bits"), ("prior_nll_bits", "prior NLL (bits)"),
-                 ("prior_perplexity", "perplexity"), ("fid_samples", "sample FID"),
-                 ("fid_recon", "recon. FID"), ("sample_class_entropy", "class entropy (bits)"),
-                 ("sample_classes_covered", "classes"))
+ANSWER_METRICS = (R.FID_SAMPLES.column, R.PRIOR_NLL.column)
+DETAIL_METRICS = ANSWER_METRICS + (R.SAMPLE_CLASS_ENTROPY.column, R.FID_RECON.column)
+TABLE_COLUMNS = ((R.BITS.column, "uniform bits"), (R.PRIOR_NLL.column, "prior NLL (bits)"),
+                 (R.PRIOR_PERPLEXITY.column, "perplexity"), (R.FID_SAMPLES.column, "sample FID"),
+                 (R.FID_RECON.column, "recon. FID"),
+                 (R.SAMPLE_CLASS_ENTROPY.column, "class entropy (bits)"),
+                 (R.SAMPLE_CLASSES.column, "classes"))
 PRIORS = {"pixelcnn": "a gated PixelCNN over the 7x7 code maps", "histogram": "the smoothed code histogram"}
 
 
@@ -102,7 +104,7 @@ def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
     """The sample FIDs at the largest K, with training images' FID as the floor."""
     K = max(v.ks)
     methods = [v.contest.proposal, *v.against]
-    parts = ", ".join(f"{m} {value_text(rows, m, 'fid_samples', K)}" for m in methods
+    parts = ", ".join(f"{m} {value_text(rows, m, R.FID_SAMPLES.column, K)}" for m in methods
                       if ((rows["method"] == m) & (rows["K"] == K)).any())
     floor = rows[rows["K"] == K].drop_duplicates("seed")["fid_train"]  # the same images per seed
     return (f"Sample FID at K = {K}: {parts} (training images against test images: "
@@ -171,7 +173,7 @@ def generation_table(rows: pd.DataFrame, styles):
     for (method, K), g in rows.groupby(["method", "K"], sort=False):
         cells = [method, str(int(K)), str(g["seed"].nunique())]
         for col, _ in TABLE_COLUMNS:
-            cells.append(f"{g[col].mean():g}" if col == "bits_per_image" else
+            cells.append(f"{g[col].mean():g}" if col == R.BITS.column else
                          T.fmt_mean_std(g[col].mean(), g[col].std()))
         data.append(cells)
     fixed = [0.15, 0.06, 0.06]

@@ -26,6 +26,7 @@ from reportlab.platypus import Paragraph
 
 from report import text as T
 from report.verdicts import clear_difference
+from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import read_generation, read_results
@@ -71,14 +72,14 @@ class Cell(NamedTuple):
         return self.mean < other.mean and clear_difference(*self, *other)
 
 
-def cell(rows: pd.DataFrame, metric: str = "test_mse") -> Cell | None:
+def cell(rows: pd.DataFrame, metric: str = R.MSE.column) -> Cell | None:
     if rows.empty:
         return None
     values = rows[metric].astype(float)
     return Cell(values.mean(), values.std(), rows["seed"].nunique())
 
 
-def kl_table_rows(results, frame: pd.DataFrame, metric: str = "test_mse") -> tuple[list, dict]:
+def kl_table_rows(results, frame: pd.DataFrame, metric: str = R.MSE.column) -> tuple[list, dict]:
     """(Ks, {(dataset, method, beta): {K: Cell}}) for the beta runs, the beta = 1
     rows of the same datasets, methods and K from the main comparison, and
     vqvae-conv (beta None). K 0 is the bound's one column."""
@@ -178,8 +179,8 @@ def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
     return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
 
 
-GEN_COLUMNS = (("prior_nll_bits", "prior NLL (bits)"), ("fid_samples", "sample FID"),
-               ("fid_recon", "recon. FID"))
+GEN_COLUMNS = ((R.PRIOR_NLL.column, "prior NLL (bits)"), (R.FID_SAMPLES.column, "sample FID"),
+               (R.FID_RECON.column, "recon. FID"))
 
 
 def generation_rows(results) -> pd.DataFrame:

@@ -36,9 +36,10 @@ from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFram
 from report import text as T
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
-from report.verdicts import (ABLATION_METRIC, METRICS, AblationVerdict, RateVerdict, Results,
+from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, Results,
                              all_ablations, cell_rows, contests, direction, rows_of)
 from utils import methods as M
+from utils import metric_registry as R
 from utils.paths import RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, ResultPaths
 
 PAGE_MARGIN = 2 * cm
@@ -50,8 +51,9 @@ HEADLINE_MAX = 0.55 * FRAME_HEIGHT
 # Below this much room, page 1's headline figure would be a thumbnail: it moves on.
 HEADLINE_MIN = 0.14 * FRAME_HEIGHT
 # The key metrics, split in two tables that fit the page width at 8 pt.
-TABLES = (("reconstruction", ("bits_per_image", "test_mse", "psnr", "test_bce")),
-          ("codes", ("nmi", "code_to_label_accuracy", "usage", "geodesic_distortion")))
+TABLES = (("reconstruction", tuple(m.column for m in (R.BITS, R.MSE, R.PSNR, R.BCE))),
+          ("codes", tuple(m.column for m in (R.NMI, R.LABEL_ACCURACY, R.USAGE,
+                                             R.GEODESIC_DISTORTION))))
 # RUNNER_FIGURES grows at its end (captions in utils/paths.py beside the names); a figure
 # without a caption gets a generic one.
 CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE = RUNNER_FIGURES[:4]
@@ -68,7 +70,7 @@ CAPTIONS = {**RUNNER_FIGURE_CAPTIONS,
               "fine-tuned decoders dashed; the dotted line is the unquantized VAE.",
 }
 # The ablation tables: one per metric, a row per cell, a column per K.
-ABLATION_TABLE_METRICS = (ABLATION_METRIC, "code_to_label_accuracy", "nmi")
+ABLATION_TABLE_METRICS = (ABLATION_METRIC, R.LABEL_ACCURACY.column, R.NMI.column)
 # Each table is followed by the figure of the same metrics; the rest follow the comparisons.
 TABLE_FIGURES = (RATE_DISTORTION, LABEL_METRICS)
 LATER_FIGURES = (METRIC_GRID, CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE, *RUNNER_FIGURES[4:])
@@ -269,13 +271,13 @@ def setup_section(results: Results, styles) -> list:
 def best_rows(rows: pd.DataFrame, metric: str) -> list[int]:
     """Indices of the best mean among each contest's methods at each K."""
     out = []
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     for contest in contests():
         sub = rows[rows["method"].isin([contest.proposal, *contest.opponents])
-                   & np.isfinite(rows[f"{metric}_mean"])]
+                   & np.isfinite(rows[R.get(metric).mean])]
         for _, group in sub.groupby("K"):
             if len(group) > 1:
-                values = group[f"{metric}_mean"]
+                values = group[R.get(metric).mean]
                 out += list(values.index[values == (values.max() if higher else values.min())])
     return out
 
@@ -285,18 +287,18 @@ def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, sty
     rows = rows_of(summary, dataset, setting).copy()
     rows["order"] = rows["method"].map(list(M.METHODS).index)
     rows = rows.sort_values(["order", "K"]).reset_index(drop=True)
-    head = ["method", "K", "seeds"] + ["bits / image" if m == "bits_per_image" else
-                                       f"{METRICS[m][0]}<br/>({direction(m)})" for m in metrics]
+    head = ["method", "K", "seeds"] + ["bits / image" if m == R.BITS.column else
+                                       f"{R.get(m).label}<br/>({direction(m)})" for m in metrics]
     data = [[Paragraph(h, styles["head"]) for h in head]]
     for _, r in rows.iterrows():
         cells = [r["method"], str(int(r["K"])) if r["K"] > 0 else "-", str(int(r["n_seeds"]))]
         for m in metrics:
-            mean = r[f"{m}_mean"]
-            cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == "bits_per_image"
-                         else T.fmt_mean_std(mean, r[f"{m}_std"]))
+            mean = r[R.get(m).mean]
+            cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == R.BITS.column
+                         else T.fmt_mean_std(mean, r[R.get(m).std]))
         data.append(cells)
     bold = [("FONT", (3 + j, 1 + i), (3 + j, 1 + i), "Helvetica-Bold", 8)
-            for j, m in enumerate(metrics) if m != "bits_per_image" for i in best_rows(rows, m)]
+            for j, m in enumerate(metrics) if m != R.BITS.column for i in best_rows(rows, m)]
     fixed = [0.17, 0.07, 0.07]
     free = (1 - sum(fixed)) / len(metrics)
     return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(metrics)], bold)
@@ -315,7 +317,7 @@ def comparison_table(tables: dict, a: str, b: str, styles) -> Table:
     ks = sorted({int(k) for t in tables.values() for k in t["K"]})
     data = [[Paragraph("metric", styles["head"])] + [Paragraph(f"K = {k}", styles["head"]) for k in ks]]
     for metric, t in tables.items():
-        row = [Paragraph(f"{METRICS[metric][0]}<br/>({direction(metric)})", styles["cell"])]
+        row = [Paragraph(f"{R.get(metric).label}<br/>({direction(metric)})", styles["cell"])]
         for k in ks:
             r = t[t["K"] == k]
             row.append(Paragraph(comparison_cell(r.iloc[0], a, b) if len(r) else "-", styles["small"]))
@@ -350,10 +352,10 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
     ks = sorted(int(k) for k in rows[rows["method"].isin(list(av.cells))]["K"].unique() if k > 0)
     head = ["method", "cell", "seeds"] + [f"K = {k}" for k in ks]
     data = [[Paragraph(h, styles["head"]) for h in head]]
-    pick = np.nanmax if METRICS[metric][1] else np.nanmin
+    pick = np.nanmax if R.get(metric).higher_is_better else np.nanmin
     for method, cells in av.cells.items():
         subs = [cell_rows(rows, cell).set_index("K") for cell in cells]
-        means = np.array([[sub.at[k, f"{metric}_mean"] if k in sub.index else np.nan for k in ks]
+        means = np.array([[sub.at[k, R.get(metric).mean] if k in sub.index else np.nan for k in ks]
                           for sub in subs], dtype=float).reshape(len(subs), len(ks))
         finite = np.isfinite(means)
         # a best only where the cells differ (a fine-tuned decoder leaves the codes, so the
@@ -368,7 +370,7 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
                 if not finite[i, j]:
                     row.append("-")
                     continue
-                value = T.fmt_mean_std(means[i, j], sub.at[k, f"{metric}_std"]).replace(
+                value = T.fmt_mean_std(means[i, j], sub.at[k, R.get(metric).std]).replace(
                     " ± ", "<br/>± ")
                 row.append(Paragraph(f"<b>{value}</b>" if means[i, j] == best[j] else value,
                                      styles["small"]))
@@ -387,10 +389,10 @@ def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, style
                        styles["h2"]), para(T.ablation_intro(av, record), styles["body"])]
     story += bullets(T.ablation_sentences(av), styles)
     for metric in ABLATION_TABLE_METRICS:
-        if f"{metric}_mean" not in results.cell_summary:
+        if R.get(metric).mean not in results.cell_summary:
             continue
         story += [Spacer(1, 4), KeepTogether([
-            Paragraph(f"Table: {METRICS[metric][0]} by cell ({direction(metric)})", styles["h3"]),
+            Paragraph(f"Table: {R.get(metric).label} by cell ({direction(metric)})", styles["h3"]),
             cell_table(results.cell_summary, av, metric, styles)])]
     story.append(para(f"Mean ± std over seeds ({T.SUMMARY_CSV}); seeds: fewest to most over K; in "
                       f"bold, the best cell of each method at each K (on the test split: reported, "

@@ -26,12 +26,13 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
-from report.verdicts import (ABLATION_LABEL_METRICS, ABLATION_METRIC, ANSWER_METRICS, METRICS,
+from report.verdicts import (ABLATION_LABEL_METRICS, ABLATION_METRIC, ANSWER_METRICS,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
                              OpponentVerdict, RateVerdict, Results, all_ablations, all_cells,
                              active_contests, collapsed_codebooks, compare_methods, contests,
                              direction, has_ablation, rows_of, unmatched_methods)
 from utils import methods as M
+from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 
@@ -134,7 +135,7 @@ def plural(n: int, word: str) -> str:
 
 def name(metric: str) -> str:
     """The short name of a metric column ('MSE')."""
-    return METRICS[metric][0]
+    return R.get(metric).label
 
 
 def gap_text(table: pd.DataFrame) -> str:
@@ -472,10 +473,10 @@ def natural_sentences(results: Results, dataset: str, setting: str) -> list[str]
                        for n in (c.proposal, *c.opponents, *([c.reference] if c.reference else []))]
     out = []
     for u in unmatched_methods(present):
-        bits = rows[rows["method"] == u]["bits_per_image"].dropna()
+        bits = rows[rows["method"] == u][R.BITS.column].dropna()
         if not len(bits):
             continue
-        matched = rows[rows["method"].isin(M.matched(M.get(M.PROPOSAL).rate))]["bits_per_image"]
+        matched = rows[rows["method"].isin(M.matched(M.get(M.PROPOSAL).rate))][R.BITS.column]
         matched = matched.dropna()
         n = M.get(u).codes_per_image
         out.append(f"{u} spends {bits.min():g}-{bits.max():g} bits per image ({n} log2 K)"
@@ -500,7 +501,7 @@ def quantization_cost(results: Results, v: RateVerdict) -> list[str]:
         return []
     out = []
     for a in (*v.contest.ablations, v.contest.proposal):
-        table = compare_methods(results.comparison, v.dataset, v.setting, a, ref, "test_mse")
+        table = compare_methods(results.comparison, v.dataset, v.setting, a, ref, R.MSE.column)
         if len(table):
             cells = ", ".join(f"{fmt_diff(r['diff'], r['rel_pct'])} at K = {r['K']}"
                               for _, r in table.iterrows())

@@ -39,37 +39,17 @@ import numpy as np
 import pandas as pd
 
 from utils import methods as M
+from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import summarize
 
-# metric column -> (short name, True when higher is better)
-METRICS = {
-    "bits_per_image": ("bits/image", False),
-    "test_mse": ("MSE", False),
-    "psnr": ("PSNR (dB)", True),
-    "test_bce": ("BCE", False),
-    "nmi": ("NMI", True),
-    "ari": ("ARI", True),
-    "purity": ("purity", True),
-    "code_to_label_accuracy": ("code-to-label accuracy", True),
-    "perplexity": ("perplexity", True),
-    "usage": ("usage", True),
-    "geodesic_distortion": ("geodesic distortion", False),
-    "euclidean_distortion": ("Euclidean distortion", False),
-    "intra_inter_ratio": ("intra/inter ratio", False),
-    # generation.csv (report/generation.py)
-    "fid_samples": ("sample FID", False),
-    "prior_nll_bits": ("prior NLL", False),
-    "sample_class_entropy": ("class entropy of samples", True),
-    "fid_recon": ("reconstruction FID", False),
-}
 # PSNR is a monotone function of each run's MSE, so it is not counted twice.
-DETAIL_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usage",
-                  "geodesic_distortion")
+DETAIL_METRICS = tuple(m.column for m in (R.MSE, R.BCE, R.NMI, R.LABEL_ACCURACY, R.USAGE,
+                                          R.GEODESIC_DISTORTION))
 # Geodesic distortion is what geodesic k-medoids minimises: reported, not used for the answer.
-ANSWER_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usage")
-RECONSTRUCTION_METRICS = ("test_mse", "test_bce")
+ANSWER_METRICS = DETAIL_METRICS[:5]
+RECONSTRUCTION_METRICS = (R.MSE.column, R.BCE.column)
 CELL_COLUMNS = list(M.VARIANT_COLUMNS)
 # One configuration is kept per key: every ablation cell of a method is its own key.
 GROUP_KEYS = ["dataset", "setting", "method", *CELL_COLUMNS, "K"]
@@ -79,8 +59,8 @@ COLLAPSE_PERPLEXITY = 2.0
 
 
 def direction(metric: str) -> str:
-    """'higher is better' or 'lower is better'."""
-    return "higher is better" if METRICS[metric][1] else "lower is better"
+    """'higher is better' or 'lower is better' (utils/metric_registry.py)."""
+    return R.get(metric).direction
 
 
 # --- reading the runner's files ----------------------------------------------------
@@ -322,7 +302,7 @@ def compare_values(va: pd.DataFrame, vb: pd.DataFrame, a: str, b: str,
                    metric: str) -> pd.DataFrame:
     """:func:`compare_at_k` at every K of both value frames (columns K, seed,
     value), as :func:`compare_methods` returns it."""
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     out = [compare_at_k(va[va["K"] == k], vb[vb["K"] == k], a, b, higher) | {"K": int(k)}
            for k in sorted(set(va["K"]) & set(vb["K"]))]
     return pd.DataFrame(out, columns=COMPARE_COLUMNS)
@@ -484,7 +464,7 @@ def collapsed_codebooks(summary: pd.DataFrame, dataset: str, setting: str) -> di
     rows = rows_of(summary, dataset, setting)
     out = {}
     for method in M.names(family=M.END_TO_END):
-        sub = rows[(rows["method"] == method) & (rows["perplexity_mean"] < COLLAPSE_PERPLEXITY)]
+        sub = rows[(rows["method"] == method) & (rows[R.PERPLEXITY.mean] < COLLAPSE_PERPLEXITY)]
         if len(sub):
             out[method] = sorted(int(k) for k in sub["K"])
     return out
@@ -571,8 +551,8 @@ class Cell(NamedTuple):
 
 # The factors of the ablation, each switched alone from the default cell: (column, value).
 FACTORS = (("edge_length", "decoder"), ("code_vectors", "refined"), ("decoder", "finetuned"))
-ABLATION_METRIC = "test_mse"
-ABLATION_LABEL_METRICS = ("nmi", "code_to_label_accuracy")
+ABLATION_METRIC = R.MSE.column
+ABLATION_LABEL_METRICS = (R.NMI.column, R.LABEL_ACCURACY.column)
 FACTOR_COLUMNS = ["K", "gap", "gap_clear", "mean", "std", "change", "change_clear",
                   "closed_pct", "closed_pct_both", "remaining", "remaining_clear"]
 
@@ -694,7 +674,7 @@ def best_cells(cells: pd.DataFrame, dataset: str, setting: str, method: str,
     if not len(rows):
         return pd.DataFrame(columns=BEST_COLUMNS)
     stats = rows.groupby(["K", *CELL_COLUMNS])[metric].agg(["mean", "std", "count"]).reset_index()
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     out = []
     for k, group in stats.groupby("K"):
         best = group.loc[group["mean"].idxmax() if higher else group["mean"].idxmin()]
@@ -714,7 +694,7 @@ def compare_best(cells: pd.DataFrame, dataset: str, setting: str, best_a: pd.Dat
     """The best cell of one side against the best of the other at each K
     (:func:`compare_at_k`; winner 'a', 'b' or 'none')."""
     rows = rows_of(cells, dataset, setting)
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     out = []
     for k in sorted(set(best_a["K"]) & set(best_b["K"])):
         ca, cb = (b[b["K"] == k]["cell"].iloc[0] for b in (best_a, best_b))

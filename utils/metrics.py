@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils import metric_registry
+
 
 def bce_sum(recon_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Bernoulli negative log-likelihood summed over pixels and batch.
@@ -220,10 +222,7 @@ def label_agreement(codes, labels) -> dict[str, float]:
 
 # --- one evaluation for every method --------------------------------------------
 
-CODE_METRICS = ["bits_per_image", "test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi",
-                "ari", "purity", "code_to_label_accuracy", "geodesic_distortion",
-                "euclidean_distortion", "intra_cluster_mean", "inter_cluster_mean",
-                "intra_inter_ratio"]
+CODE_METRICS = metric_registry.columns(table=metric_registry.COMPARISON)
 
 
 def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=None,
