@@ -42,7 +42,8 @@ from utils import methods as M
 from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
-from utils.results import summarize
+from utils import csvlog
+from utils.results import read_results, summarize
 
 # PSNR is a monotone function of each run's MSE, so it is not counted twice.
 DETAIL_METRICS = tuple(m.column for m in (R.MSE, R.BCE, R.NMI, R.LABEL_ACCURACY, R.USAGE,
@@ -90,18 +91,58 @@ class Results(NamedTuple):
     cell_summary: pd.DataFrame
 
 
-def read_csv(path: Path, results_dir: Path) -> pd.DataFrame:
-    """A results CSV with config_id as text; a missing or empty file is a UserError."""
-    fix = (f"run make full (or python train/run_comparison.py --results-dir {results_dir})")
+# The metric columns the report requires: every one the runner writes (utils/metric_registry.py).
+REQUIRED_METRICS = R.columns(table=R.COMPARISON)
+
+
+def no_results(path: Path, results_dir: Path, what: str) -> UserError:
+    return UserError(f"{path} {what}; run make full (or python train/run_comparison.py "
+                     f"--results-dir {results_dir})")
+
+
+def require_columns(path: Path, have, required) -> None:
+    """A UserError naming ``path`` and the ``required`` columns it lacks."""
+    missing = [c for c in required if c not in set(have)]
+    if missing:
+        raise UserError(f"{path} lacks the columns {missing} that the report reads "
+                        f"(utils/metric_registry.py); was it written by train/run_comparison.py?")
+
+
+def read_comparison(path: Path, results_dir: Path) -> pd.DataFrame:
+    """comparison.csv read by the runner's own reader (utils.results.read_results:
+    a torn last row is dropped with a warning naming its line, a malformed row
+    elsewhere is an error naming the file and line), with every metric column of
+    :data:`REQUIRED_METRICS`; a missing or empty file is a UserError."""
     if not path.is_file():
-        raise UserError(f"{path} missing; {fix}")
+        raise no_results(path, results_dir, "missing")
+    frame = read_results(path)
+    if frame.empty:
+        raise no_results(path, results_dir, "has no rows")
+    header = csvlog.read_header(path)
+    require_columns(path, header, REQUIRED_METRICS)
+    if CONFIG not in header:
+        warn_one_configuration(path.name)
+    return frame
+
+
+def read_summary(path: Path, results_dir: Path) -> pd.DataFrame:
+    """summary.csv with config_id and the cells as text, and the mean and std of
+    every metric of :data:`REQUIRED_METRICS`; a missing or empty file is a UserError."""
+    if not path.is_file():
+        raise no_results(path, results_dir, "missing")
     try:
         frame = pd.read_csv(path, dtype={CONFIG: str, **{c: str for c in CELL_COLUMNS}})
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
     if frame.empty:
-        raise UserError(f"{path} has no rows; {fix}")
+        raise no_results(path, results_dir, "has no rows")
+    require_columns(path, frame.columns, R.summary_columns(REQUIRED_METRICS))
     return frame
+
+
+def warn_one_configuration(name: str) -> None:
+    warnings.warn(f"{name} has no {CONFIG} column (written before configurations were "
+                  f"recorded); its rows are treated as one configuration", stacklevel=4)
 
 
 def with_config_id(frame: pd.DataFrame, name: str, *, warn: bool = True) -> pd.DataFrame:
@@ -111,8 +152,7 @@ def with_config_id(frame: pd.DataFrame, name: str, *, warn: bool = True) -> pd.D
     frame = frame.copy()
     if CONFIG not in frame:
         if warn:
-            warnings.warn(f"{name} has no {CONFIG} column (written before configurations were "
-                          f"recorded); its rows are treated as one configuration", stacklevel=3)
+            warn_one_configuration(name)
         frame[CONFIG] = ""
     frame[CONFIG] = frame[CONFIG].fillna("").astype(str)
     return frame
@@ -217,9 +257,8 @@ def load_results(results_dir: Path) -> Results:
     ``comparison`` and ``summary`` hold the default cells, ``cells`` and
     ``cell_summary`` every cell."""
     paths = ResultPaths(Path(results_dir))
-    raw = read_csv(paths.comparison, paths.root)
-    comparison = with_config_id(raw, paths.comparison.name)
-    summary = read_csv(paths.summary, paths.root)
+    comparison = read_comparison(paths.comparison, paths.root)
+    summary = read_summary(paths.summary, paths.root)
     # a summary.csv older than config_id stands for the configuration "" only
     summary = with_config_id(summary, paths.summary.name, warn=False)
     comparison = with_cells(known_methods(comparison, paths.comparison.name))

@@ -724,6 +724,69 @@ def test_missing_summary_is_named(tmp_path, capsys):
     assert "summary.csv missing" in capsys.readouterr().err
 
 
+# --- faulty results files (issue #29): the runner's torn-row handling, required columns ----
+
+def build_readme(root: Path, tmp_path: Path) -> int:
+    """build_report.py --readme on a README with empty markers (no PDF): its exit status."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{text.README_START}\n{text.README_END}\n")
+    return run_main(br.main, br.parse_args(["--results-dir", str(root), "--readme", str(readme)]))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def tear_line(path: Path, line_no: int) -> None:
+    """Cut line ``line_no`` (1 = the header) of ``path`` in half, as a writer that
+    died mid-row leaves it (the last line then lacks its newline)."""
+    lines = path.read_text().splitlines(keepends=True)
+    line = lines[line_no - 1]
+    lines[line_no - 1] = line[:len(line) // 2] + ("\n" if line_no < len(lines) else "")
+    path.write_text("".join(lines))
+
+
+def test_torn_last_comparison_row_is_dropped_with_a_warning(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    n_lines = len(paths.comparison.read_text().splitlines())
+    tear_line(paths.comparison, n_lines)
+    with pytest.warns(UserWarning, match=f"comparison.csv: dropped the torn last line {n_lines}"):
+        results = V.load_results(paths.root)
+    assert len(results.comparison) == n_lines - 2  # the header and the torn row
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert build_readme(paths.root, tmp_path) == 0
+
+
+def test_torn_middle_comparison_row_names_file_and_line(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    tear_line(paths.comparison, 5)
+    assert build_readme(paths.root, tmp_path) == 2
+    assert f"{paths.comparison}, line 5:" in one_error_line(capsys)
+
+
+def test_missing_metric_column_of_comparison_is_an_error(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    frame = pd.read_csv(paths.comparison)
+    frame.drop(columns=["test_mse"]).to_csv(paths.comparison, index=False)
+    assert build_readme(paths.root, tmp_path) == 2
+    err = one_error_line(capsys)
+    assert str(paths.comparison) in err and "'test_mse'" in err
+
+
+def test_missing_metric_columns_of_summary_are_an_error(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    frame = pd.read_csv(paths.summary)
+    frame.drop(columns=["test_mse_mean", "test_mse_std"]).to_csv(paths.summary, index=False)
+    assert run_main(br.main, br.parse_args(["--results-dir", str(paths.root), "--out",
+                                            str(tmp_path / "r.pdf")])) == 2
+    err = one_error_line(capsys)
+    assert str(paths.summary) in err and "'test_mse_mean'" in err and "'test_mse_std'" in err
+    assert not (tmp_path / "r.pdf").exists()
+
+
 def test_mean_std_formatting():
     assert text.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
     assert text.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
