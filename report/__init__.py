@@ -1,6 +1,8 @@
-"""The comparison report, in three jobs and one script.
+"""The comparison report, in four jobs and one script.
 
-* :mod:`report.verdicts` -- the statistics: which method beats which beyond the
+* :mod:`report.load` -- the runner's files of a results folder, read and checked
+  (torn rows, required metric columns), newest configuration only;
+* :mod:`report.verdicts` -- the statistics on those frames: which method beats which beyond the
   seed spread, per dataset, setting and rate, at each method's default cell,
   and what the other ablation cells change (no text, no PDF);
 * :mod:`report.text` -- the sentences that state them, among them the short

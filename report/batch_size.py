@@ -25,7 +25,8 @@ from reportlab.platypus import Paragraph
 
 from report import generation as G
 from report import text as T
-from report.verdicts import RateVerdict, all_verdicts, load_results, rows_of
+from report.load import load_results
+from report.verdicts import RateVerdict, all_verdicts, rows_of
 from utils.selection import ELBO_SUFFIX, choose
 from utils import metric_registry as R
 from utils.paths import BATCH_SIZE_DIR, ResultPaths

@@ -23,7 +23,8 @@ from pathlib import Path
 from report import batch_size, generation, kl_weight, text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
-from report.verdicts import all_ablations, all_verdicts, load_results
+from report.load import load_results
+from report.verdicts import all_ablations, all_verdicts
 from utils import methods as M
 from utils.cli import make_parser, run_main
 from utils.errors import UserError

@@ -60,27 +60,27 @@ def read_kl_rows(folder: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-class Cell(NamedTuple):
+class SeedStats(NamedTuple):
     """Mean and std over seeds of one metric, and the number of seeds."""
 
     mean: float
     std: float
     n: int
 
-    def beats(self, other: "Cell") -> bool:
+    def beats(self, other: "SeedStats") -> bool:
         """Lower beyond the spread (report.verdicts.clear_difference)."""
         return self.mean < other.mean and clear_difference(*self, *other)
 
 
-def cell(rows: pd.DataFrame, metric: str = R.MSE.column) -> Cell | None:
+def seed_stats(rows: pd.DataFrame, metric: str = R.MSE.column) -> SeedStats | None:
     if rows.empty:
         return None
     values = rows[metric].astype(float)
-    return Cell(values.mean(), values.std(), rows["seed"].nunique())
+    return SeedStats(values.mean(), values.std(), rows["seed"].nunique())
 
 
 def kl_table_rows(results, frame: pd.DataFrame, metric: str = R.MSE.column) -> tuple[list, dict]:
-    """(Ks, {(dataset, method, beta): {K: Cell}}) for the beta runs, the beta = 1
+    """(Ks, {(dataset, method, beta): {K: SeedStats}}) for the beta runs, the beta = 1
     rows of the same datasets, methods and K from the main comparison, and
     vqvae-conv (beta None). K 0 is the bound's one column."""
     ks = sorted(int(k) for k in frame.loc[frame["method"] != BOUND, "K"].unique())
@@ -97,7 +97,7 @@ def kl_table_rows(results, frame: pd.DataFrame, metric: str = R.MSE.column) -> t
                 if beta is not None and "kl_weight" in sel:
                     sel = sel[sel["kl_weight"] == beta]
                 cells = {k: c for k in ([0] if method == BOUND else ks)
-                         if (c := cell(sel[sel["K"].astype(int) == k], metric)) is not None}
+                         if (c := seed_stats(sel[sel["K"].astype(int) == k], metric)) is not None}
                 if cells:
                     table[(dataset, method, beta)] = cells
     return ks, table

@@ -36,8 +36,9 @@ from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFram
 from report import text as T
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
-from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, Results,
-                             all_ablations, cell_rows, contests, direction, rows_of)
+from report.load import Results
+from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, all_ablations,
+                             cell_rows, contests, direction, rows_of)
 from utils import methods as M
 from utils import metric_registry as R
 from utils.paths import RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, ResultPaths

@@ -26,9 +26,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from report.load import Results, all_cells
 from report.verdicts import (ABLATION_LABEL_METRICS, ABLATION_METRIC, ANSWER_METRICS,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
-                             OpponentVerdict, RateVerdict, Results, all_ablations, all_cells,
+                             OpponentVerdict, RateVerdict, all_ablations,
                              active_contests, collapsed_codebooks, compare_methods, contests,
                              direction, has_ablation, rows_of, unmatched_methods)
 from utils import methods as M

@@ -33,6 +33,7 @@ from reportlab.lib.pagesizes import A4
 
 from report import build_report as br
 from report import layout, text
+from report import load as L
 from report import verdicts as V
 from report.figures import figure_stem
 from train.run_comparison import COLUMNS, write_summary
@@ -116,7 +117,7 @@ def write_results(results: Path, rows: list[dict], groups=()) -> ResultPaths:
 
 def other_cells(method: str) -> list[V.Cell]:
     """Every ablation cell of ``method`` but its default."""
-    return [V.Cell(method, **c) for c in V.all_cells(method)[1:]]
+    return [V.Cell(method, **c) for c in L.all_cells(method)[1:]]
 
 
 def flipping_cells(dataset: str, setting: str, used: str) -> list[dict]:
@@ -296,8 +297,8 @@ def test_newest_configuration_of_each_key_is_kept():
     rows = [{"dataset": "d", "setting": "full", "method": m, "K": k, "seed": s, "config_id": c}
             for c in ("a", "b") for m, k in ((P, 16), (ABL, 16)) for s in (0, 1)
             if not (c == "b" and m == ABL)]
-    frame = V.with_cells(pd.DataFrame(rows))
-    kept, ignored = V.newest_configs(frame)
+    frame = L.with_cells(pd.DataFrame(rows))
+    kept, ignored = L.newest_configs(frame)
     assert set(zip(kept["method"], kept["config_id"])) == {(P, "b"), (ABL, "a")}
     assert len(kept) == 4
     assert ignored[["method", "K", "config_id", "n_rows"]].values.tolist() == [[P, 16, "a", 2]]
@@ -310,19 +311,19 @@ def test_each_cell_keeps_its_own_newest_configuration():
     rows = [{"dataset": "d", "setting": "full", "method": P, "K": 16, "seed": s, "config_id": c,
              **cell}
             for c, cell in (("old", {}), ("new", {}), ("tuned", tuned)) for s in (0, 1)]
-    kept, ignored = V.newest_configs(V.with_cells(pd.DataFrame(rows)))
+    kept, ignored = L.newest_configs(L.with_cells(pd.DataFrame(rows)))
     assert sorted(set(zip(kept["decoder"], kept["config_id"]))) == [("finetuned", "tuned"),
                                                                     ("frozen", "new")]
     assert ignored["config_id"].tolist() == ["old"]
 
 
 def test_rows_without_cells_are_the_default_cells():
-    frame = V.with_cells(pd.DataFrame({"method": [P, ABL, E2E, P],
+    frame = L.with_cells(pd.DataFrame({"method": [P, ABL, E2E, P],
                                        "decoder": [np.nan, "", np.nan, "finetuned"]}))
-    assert frame[V.CELL_COLUMNS].values.tolist() == [
+    assert frame[L.CELL_COLUMNS].values.tolist() == [
         ["latent", "medoid", "frozen"], ["", "centroid", "frozen"], ["", "", ""],
         ["latent", "medoid", "finetuned"]]
-    assert V.is_default(frame).tolist() == [True, True, True, False]
+    assert L.is_default(frame).tolist() == [True, True, True, False]
     assert V.Cell.default(P) == V.Cell(P, **M.variants(P)[0])
 
 
@@ -331,15 +332,15 @@ def test_a_factor_applies_only_where_the_method_has_it():
     assert V.Cell.default(ABL).switched("decoder", "finetuned").name == "centroid/finetuned"
     assert V.Cell.default(ABL).switched("edge_length", "decoder") is None
     assert V.Cell.default(ABL).switched("code_vectors", "refined") is None
-    assert len(V.all_cells(P)) == 8 and len(V.all_cells(ABL)) == 2 and V.all_cells(E2E) == [
+    assert len(L.all_cells(P)) == 8 and len(L.all_cells(ABL)) == 2 and L.all_cells(E2E) == [
         {"edge_length": "", "code_vectors": "", "decoder": ""}]
 
 
 def test_missing_config_id_is_one_configuration_with_a_warning():
     with pytest.warns(UserWarning, match="no config_id column"):
-        frame = V.with_config_id(pd.DataFrame({"method": [P, P]}), "comparison.csv")
+        frame = L.with_config_id(pd.DataFrame({"method": [P, P]}), "comparison.csv")
     assert frame["config_id"].tolist() == ["", ""]
-    kept, ignored = V.newest_configs(V.with_cells(frame.assign(dataset="d", setting="full", K=16)))
+    kept, ignored = L.newest_configs(L.with_cells(frame.assign(dataset="d", setting="full", K=16)))
     assert len(kept) == 2 and ignored.empty
 
 
@@ -358,7 +359,7 @@ def test_the_grid_rate_gets_its_own_verdict(monkeypatch, tmp_path):
     grid_mse = {GRID: 0.015, GRID_P: 0.010, GRID_ABL: 0.012, GRID_REF: 0.008}
     monkeypatch.setitem(BASE, "test_mse", BASE["test_mse"] | grid_mse)
     rows = synthetic_rows("mnist", "full", "mnist", methods=(P, ABL, E2E, REF, GRID, GRID_P, GRID_ABL, GRID_REF))
-    results = V.load_results(write_results(tmp_path, rows).root)
+    results = L.load_results(write_results(tmp_path, rows).root)
     by_rate = {v.contest.rate: v for v in V.all_verdicts(results)}
     assert set(by_rate) == {M.IMAGE_RATE, M.GRID_RATE}
     grid = by_rate[M.GRID_RATE]
@@ -380,7 +381,7 @@ def test_collapsed_codebook_is_found():
 def designed(tmp_path_factory):
     """The designed ablation's results folder, loaded (no PDF)."""
     root = tmp_path_factory.mktemp("ablation")
-    return V.load_results(write_results(root, designed_ablation()).root)
+    return L.load_results(write_results(root, designed_ablation()).root)
 
 
 def test_ablation_numbers_of_the_designed_outcome(designed):
@@ -446,7 +447,7 @@ def test_ablation_sentences_of_the_designed_outcome(designed):
 def test_no_factor_is_credited_with_a_gap_within_the_spread(monkeypatch, tmp_path):
     # k-means' default 1% below the proposal's: within the seed spread (2% of each mean)
     monkeypatch.setitem(DESIGNED_ABL, "centroid/frozen", 0.0495)
-    results = V.load_results(write_results(tmp_path, designed_ablation()).root)
+    results = L.load_results(write_results(tmp_path, designed_ablation()).root)
     (av,) = V.all_ablations(results)
     assert not av.gap["clear"].any() and av.most is None
     assert all(np.isnan(f.explained_mean) for f in av.factors)
@@ -460,7 +461,7 @@ def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
     the proposal better on MSE than k-means; the main verdict stays at the defaults."""
     defaults = [r for r in designed_ablation() if V.Cell(r["method"], r["edge_length"],
                                                          r["code_vectors"], r["decoder"]).is_default]
-    alone = V.load_results(write_results(tmp_path, defaults).root)
+    alone = L.load_results(write_results(tmp_path, defaults).root)
     (v,), (w,) = V.all_verdicts(designed), V.all_verdicts(alone)
     assert v.against[ABL].groups == w.against[ABL].groups
     assert "test_mse" in v.against[ABL].groups["worse"]
@@ -472,7 +473,7 @@ def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
 
 
 def test_no_ablation_section_without_other_cells(tmp_path):
-    results = V.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
+    results = L.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
     assert V.all_ablations(results) == [] and not V.has_ablation(results.cells, "mnist", "full")
     answer = text.short_answer(results, V.all_verdicts(results))
     assert len(answer.items) == 1 and "ablation" not in answer.items[0].split(":")[0]
@@ -488,7 +489,7 @@ def test_a_summary_behind_comparison_is_completed_from_it(tmp_path):
     stale = full[full["decoder"].fillna("") != "finetuned"].drop(columns=["config_id"])
     stale.to_csv(paths.summary, index=False)
     with pytest.warns(UserWarning, match="summary.csv lacks .* summarised from comparison.csv"):
-        results = V.load_results(paths.root)
+        results = L.load_results(paths.root)
     tuned = results.cell_summary[results.cell_summary["decoder"] == "finetuned"]
     expected = summarize(pd.DataFrame(rows, columns=COLUMNS).query("decoder == 'finetuned'"))
     assert len(tuned) == len(expected) == 5 * len(KS)
@@ -507,7 +508,7 @@ def test_runner_figures_have_captions():
 
 def test_verdicts_of_the_fixture(built):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     verdicts = V.all_verdicts(results)
     assert [(v.dataset, v.setting, v.contest.rate) for v in verdicts] == [
         ("mnist", "full", M.IMAGE_RATE)]
@@ -525,7 +526,7 @@ def test_verdicts_of_the_fixture(built):
     assert int(results.ignored["n_rows"].sum()) == len(KS) * len(SEEDS)
     assert set(results.summary["config_id"]) == {NEW}
     # the flipping ablation cells are there, and out of the main verdict
-    assert V.is_default(results.comparison).all() and not V.is_default(results.cells).all()
+    assert L.is_default(results.comparison).all() and not L.is_default(results.cells).all()
     assert [(a.dataset, len(a.factors)) for a in V.all_ablations(results)] == [("mnist", 3)]
     assert "older configuration ignored" in text.setup_facts(results, "mnist", "full")[
         "older configurations"]
@@ -533,7 +534,7 @@ def test_verdicts_of_the_fixture(built):
 
 def test_answer_item_states_the_verdict(built):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     item = text.answer_item(V.all_verdicts(results)[0])
     assert item.startswith("**mnist** (full setting, ran on mnist-5k, 4000 / 1000 images, 3 seeds)")
     assert "**mixed**" in item
@@ -545,7 +546,7 @@ def test_answer_item_states_the_verdict(built):
 
 def test_detail_sentences(built):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     v = V.all_verdicts(results)[0]
     mse = text.metric_sentence(v.against[ABL].tables["test_mse"], P, ABL, "test_mse")
     assert f"{P} beats {ABL} on MSE at 3 of 3 K" in mse
@@ -563,7 +564,7 @@ def test_detail_sentences(built):
 def test_no_opponent_is_no_answer(tmp_path):
     rows = [r for r in synthetic_rows("fashion-mnist", "quick", "fashion-mnist", methods=(P, GRID, REF))
             if r["seed"] == 0]
-    results = V.load_results(write_results(tmp_path, rows).root)
+    results = L.load_results(write_results(tmp_path, rows).root)
     (v,) = V.all_verdicts(results)
     assert v.against == {} and v.answer == "no answer" and v.n_seeds == 1
     assert f"no answer: {P} has no matched-bits opponent" in text.answer_item(v)
@@ -572,7 +573,7 @@ def test_no_opponent_is_no_answer(tmp_path):
 
 def test_results_without_a_contest_say_so(tmp_path):
     rows = synthetic_rows("mnist", "full", "mnist", methods=(GRID, REF))
-    results = V.load_results(write_results(tmp_path, rows).root)
+    results = L.load_results(write_results(tmp_path, rows).root)
     verdicts = V.all_verdicts(results)
     assert verdicts == []
     assert text.short_answer(results, verdicts).items[0].startswith("no verdict")
@@ -581,12 +582,12 @@ def test_results_without_a_contest_say_so(tmp_path):
 def test_groups_full_before_quick_in_order_of_appearance():
     frame = pd.DataFrame({"dataset": ["b", "a", "b", "a"],
                           "setting": ["quick", "quick", "full", "full"]})
-    assert V.result_groups(frame) == [("b", "full"), ("a", "full"), ("b", "quick"), ("a", "quick")]
+    assert L.result_groups(frame) == [("b", "full"), ("a", "full"), ("b", "quick"), ("a", "quick")]
 
 
 def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tmp_path):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     extra_csv = paths.root / "extra_test.csv"
     extra = text.Extra("extra", lambda p: p.root / extra_csv.name,
                        lambda res, frame: [f"extra rows: {len(frame)}"],
@@ -640,7 +641,7 @@ def test_readme_without_markers_is_an_error(built, tmp_path, capsys):
 
 def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
     paths, out, pages = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     answer = text.short_answer(results, V.all_verdicts(results))
     for md in [answer.lead, *answer.items, answer.note]:
         assert squash(md) in pages[0]
@@ -753,7 +754,7 @@ def test_torn_last_comparison_row_is_dropped_with_a_warning(tmp_path, capsys):
     n_lines = len(paths.comparison.read_text().splitlines())
     tear_line(paths.comparison, n_lines)
     with pytest.warns(UserWarning, match=f"comparison.csv: dropped the torn last line {n_lines}"):
-        results = V.load_results(paths.root)
+        results = L.load_results(paths.root)
     assert len(results.comparison) == n_lines - 2  # the header and the torn row
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

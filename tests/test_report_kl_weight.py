@@ -90,9 +90,9 @@ def test_the_words_follow_the_spread_rule(results):
 
 
 def test_beats_is_the_sum_of_stds_rule():
-    a, b = KW.Cell(1.0, 0.1, 3), KW.Cell(1.25, 0.1, 3)
+    a, b = KW.SeedStats(1.0, 0.1, 3), KW.SeedStats(1.25, 0.1, 3)
     assert a.beats(b) and not b.beats(a)
-    assert not KW.Cell(1.0, 0.2, 3).beats(b)  # 0.25 < 0.2 + 0.1
+    assert not KW.SeedStats(1.0, 0.2, 3).beats(b)  # 0.25 < 0.2 + 0.1
 
 
 def gen_row(method, K, seed, fid, config="g"):
