@@ -26,14 +26,18 @@ from reportlab.platypus import Paragraph
 
 from report import text as T
 from report.verdicts import clear_difference
+from utils import methods as M
 from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import read_generation, read_results
 
 FOLDER = "kl_weight"
-GRID = ("geodesic-conv", "kmeans-conv")  # the proposal first
-BOUND, BASELINE = "vae-conv", "vqvae-conv"
+# The grid rate's methods, from utils/methods.py: the a-posteriori ones (the proposal's
+# quantizer first), their bound (the conv VAE) and the end-to-end baseline.
+GRID = tuple(M.quantizer_method(kind, M.GRID_RATE).name for kind in M.QUANTIZER_KINDS)
+BOUND = M.reference(M.GRID_RATE)
+BASELINE = M.names(family=M.END_TO_END, rate=M.GRID_RATE)[0]
 
 
 def folder_of(paths) -> Path:
