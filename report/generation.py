@@ -20,22 +20,14 @@ import pandas as pd
 from reportlab.platypus import Paragraph
 
 from report import text as T
-from report.verdicts import (Contest, OpponentVerdict, active_contests, compare_values,
-                             main_opponent, stated_answer, values_by_k_seed, verdict_of_tables)
+from report.sections import GENERATION
+from report.tables import Key, int_text, mean_std_rows, render
+from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
 from utils import methods as M
 from utils import metric_registry as R
 from utils.paths import ResultPaths
 from utils.results import read_generation
 
-# What the answer is decided on: how close samples are to the test images, and
-# how few bits the prior needs for the test codes (its rate).
-ANSWER_METRICS = (R.FID_SAMPLES.column, R.PRIOR_NLL.column)
-DETAIL_METRICS = ANSWER_METRICS + (R.SAMPLE_CLASS_ENTROPY.column, R.FID_RECON.column)
-TABLE_COLUMNS = ((R.BITS.column, "uniform bits"), (R.PRIOR_NLL.column, "prior NLL (bits)"),
-                 (R.PRIOR_PERPLEXITY.column, "perplexity"), (R.FID_SAMPLES.column, "sample FID"),
-                 (R.FID_RECON.column, "recon. FID"),
-                 (R.SAMPLE_CLASS_ENTROPY.column, "class entropy (bits)"),
-                 (R.SAMPLE_CLASSES.column, "classes"))
 PRIORS = {"pixelcnn": "a gated PixelCNN over the 7x7 code maps", "histogram": "the smoothed code histogram"}
 
 
@@ -65,14 +57,6 @@ class GenerationVerdict(NamedTuple):
     answer = property(lambda self: stated_answer(self.contest, self.against))
 
 
-def opponent(rows: pd.DataFrame, a: str, b: str) -> OpponentVerdict | None:
-    """``a``'s codes against ``b``'s on every detail metric (None when none applies)."""
-    ks = sorted(rows["K"].unique())
-    tables = {m: compare_values(values_by_k_seed(rows, a, m, ks), values_by_k_seed(rows, b, m, ks),
-                                a, b, m) for m in DETAIL_METRICS}
-    return verdict_of_tables(tables, a, b, ANSWER_METRICS)
-
-
 def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
     """One verdict per (dataset, setting, rate) whose proposal and an opponent have rows."""
     out = []
@@ -81,7 +65,8 @@ def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
         present = set(rows["method"])
         for contest in active_contests(present):
             against = {b: ov for b in contest.opponents if b in present
-                       for ov in [opponent(rows, contest.proposal, b)] if ov is not None}
+                       for ov in [opponent_verdict(rows, contest.proposal, b, GENERATION)]
+                       if ov is not None}
             if not against:
                 continue
             mine = rows[rows["method"].isin([contest.proposal, *against])]
@@ -162,23 +147,18 @@ def intro_text(frame: pd.DataFrame) -> str:
 
 # --- layout ---------------------------------------------------------------------------------
 
-def generation_table(rows: pd.DataFrame, styles):
-    """method x K rows of mean ± std over seeds of every measure."""
-    from report.layout import FRAME_WIDTH, table
-
+def table_rows(rows: pd.DataFrame) -> list[list[str]]:
+    """The generation table as data: method x K rows (methods in utils/methods.py
+    order) of mean ± std over seeds of :data:`report.sections.GENERATION`'s columns."""
     order = {m: i for i, m in enumerate(M.METHODS)}
     rows = rows.assign(order=rows["method"].map(order)).sort_values(["order", "K", "seed"])
-    head = ["method", "K", "seeds"] + [h for _, h in TABLE_COLUMNS]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
-    for (method, K), g in rows.groupby(["method", "K"], sort=False):
-        cells = [method, str(int(K)), str(g["seed"].nunique())]
-        for col, _ in TABLE_COLUMNS:
-            cells.append(f"{g[col].mean():g}" if col == R.BITS.column else
-                         T.fmt_mean_std(g[col].mean(), g[col].std()))
-        data.append(cells)
-    fixed = [0.15, 0.06, 0.06]
-    free = (1 - sum(fixed)) / len(TABLE_COLUMNS)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(TABLE_COLUMNS)])
+    return mean_std_rows(rows, (Key("method", "method"), Key("K", "K", int_text)),
+                         GENERATION.table_columns)
+
+
+def generation_table(rows: pd.DataFrame, styles):
+    """:func:`table_rows` laid out."""
+    return render(table_rows(rows), [0.15, 0.06, 0.06], styles)
 
 
 def sample_figures(root: Path, rows: pd.DataFrame, dataset: str, setting: str) -> list[tuple[Path, str]]:

@@ -25,6 +25,8 @@ import pandas as pd
 from reportlab.platypus import Paragraph
 
 from report import text as T
+from report.sections import GENERATION
+from report.tables import Key, int_text, mean_std_rows, render
 from report.verdicts import clear_difference
 from utils import methods as M
 from utils import metric_registry as R
@@ -164,13 +166,10 @@ INTRO = ("At the grid rate the a-posteriori codes reach their bound, the conv VA
          "the encoder and decoder the codes are fitted to. Test MSE, mean ± std over seeds.")
 
 
-def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
-    """(method, beta) x K of test MSE."""
-    from report.layout import FRAME_WIDTH, table
-
+def kl_table_data(results, frame: pd.DataFrame, dataset: str) -> list[list[str]]:
+    """(method, beta) x K of test MSE, as data: the heading, then one row each."""
     ks, rows = kl_table_rows(results, frame[frame["dataset"] == dataset])
-    head = ["method", "VAE", "seeds"] + [f"K = {k}" for k in ks]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["method", "VAE", "seeds"] + [f"K = {k}" for k in ks]]
     for (d, method, beta), cells in rows.items():
         values = ([T.fmt_mean_std(cells[0].mean, cells[0].std)] + [""] * (len(ks) - 1)
                   if method == BOUND else
@@ -178,13 +177,17 @@ def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
         n = T.unique_text(c.n for c in cells.values())
         data.append([method + (" (bound, any K)" if method == BOUND else ""), beta_text(beta), n,
                      *values])
-    fixed = [0.3, 0.14, 0.08]
-    free = (1 - sum(fixed)) / max(len(ks), 1)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+    return data
 
 
-GEN_COLUMNS = ((R.PRIOR_NLL.column, "prior NLL (bits)"), (R.FID_SAMPLES.column, "sample FID"),
-               (R.FID_RECON.column, "recon. FID"))
+def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
+    """:func:`kl_table_data` laid out."""
+    return render(kl_table_data(results, frame, dataset), [0.3, 0.14, 0.08], styles)
+
+
+# the generation section's columns of the prior's rate and the samples' quality
+GEN_COLUMNS = tuple((c, h) for c, h in GENERATION.table_columns
+                    if c in (R.PRIOR_NLL.column, R.FID_SAMPLES.column, R.FID_RECON.column))
 
 
 def generation_rows(results) -> pd.DataFrame:
@@ -210,19 +213,18 @@ def generation_rows(results) -> pd.DataFrame:
                      ignore_index=True)
 
 
+def vae_text(beta: float) -> str:
+    """The VAE of a generation row: its beta, or 'end to end' (NaN) for vqvae-conv."""
+    return beta_text(None if np.isnan(beta) else beta)
+
+
+# (method, beta, K) rows of the prior's measures
+GEN_KEYS = (Key("method", "method"), Key("kl_weight", "VAE", vae_text), Key("K", "K", int_text))
+
+
 def generation_table(rows: pd.DataFrame, styles):
     """(method, beta, K) x the prior's measures, mean ± std over seeds."""
-    from report.layout import FRAME_WIDTH, table
-
-    head = ["method", "VAE", "K", "seeds"] + [h for _, h in GEN_COLUMNS]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
-    for (method, beta, K), g in rows.groupby(["method", "kl_weight", "K"], sort=False, dropna=False):
-        data.append([method, beta_text(None if np.isnan(beta) else beta), str(int(K)),
-                     str(g["seed"].nunique()),
-                     *[T.fmt_mean_std(g[c].mean(), g[c].std()) for c, _ in GEN_COLUMNS]])
-    fixed = [0.22, 0.14, 0.08, 0.08]
-    free = (1 - sum(fixed)) / len(GEN_COLUMNS)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(GEN_COLUMNS)])
+    return render(mean_std_rows(rows, GEN_KEYS, GEN_COLUMNS), [0.22, 0.14, 0.08, 0.08], styles)
 
 
 def details(results, frame: pd.DataFrame, styles) -> list:

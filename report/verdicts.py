@@ -36,14 +36,12 @@ import numpy as np
 import pandas as pd
 
 from report.load import CELL_COLUMNS, Results, all_cells, default_cell, is_default
+from report.sections import COMPARISON, SectionData
 from utils import methods as M
 from utils import metric_registry as R
 
-# PSNR is a monotone function of each run's MSE, so it is not counted twice.
-DETAIL_METRICS = tuple(m.column for m in (R.MSE, R.BCE, R.NMI, R.LABEL_ACCURACY, R.USAGE,
-                                          R.GEODESIC_DISTORTION))
-# Geodesic distortion is what geodesic k-medoids minimises: reported, not used for the answer.
-ANSWER_METRICS = DETAIL_METRICS[:5]
+DETAIL_METRICS = COMPARISON.detail_metrics
+ANSWER_METRICS = COMPARISON.answer_metrics
 RECONSTRUCTION_METRICS = (R.MSE.column, R.BCE.column)
 # An end-to-end codebook whose perplexity is below this used about one code.
 COLLAPSE_PERPLEXITY = 2.0
@@ -259,11 +257,15 @@ def stated_answer(contest: Contest, against: dict) -> str:
     return against[main].answer if main else "no answer"
 
 
-def opponent_verdict(comparison: pd.DataFrame, dataset: str, setting: str, a: str,
-                     b: str) -> OpponentVerdict | None:
-    """``a`` against ``b`` on every detail metric (None when no metric applies to both)."""
-    tables = {m: compare_methods(comparison, dataset, setting, a, b, m) for m in DETAIL_METRICS}
-    return verdict_of_tables(tables, a, b, ANSWER_METRICS)
+def opponent_verdict(rows: pd.DataFrame, a: str, b: str,
+                     section: SectionData = COMPARISON) -> OpponentVerdict | None:
+    """``a`` against ``b`` on every detail metric of ``section`` in ``rows`` (one
+    dataset and setting of its table), the answer decided on its answer metrics;
+    None when no metric applies to both. The one verdict path of every section."""
+    ks = sorted(k for k in rows["K"].unique() if k > 0)
+    tables = {m: compare_values(values_by_k_seed(rows, a, m, ks), values_by_k_seed(rows, b, m, ks),
+                                a, b, m) for m in section.detail_metrics}
+    return verdict_of_tables(tables, a, b, section.answer_metrics)
 
 
 def verdict_of_tables(tables: dict, a: str, b: str, answer_metrics) -> OpponentVerdict | None:
@@ -307,7 +309,7 @@ def rate_verdict(results: Results, dataset: str, setting: str,
     ran = rows[rows["method"].isin([contest.proposal, *contest.opponents])]
     against = {}
     for b in contest.opponents:
-        v = opponent_verdict(results.comparison, dataset, setting, contest.proposal, b)
+        v = opponent_verdict(rows, contest.proposal, b)
         if v is not None:
             against[b] = v
     return RateVerdict(
