@@ -44,6 +44,7 @@ from train.train_vqvae import main as train_main
 from train.train_vqvae import parse_args as train_args
 from train.train_vqvae import run_paths
 from utils.checkpoint import load_checkpoint, rebuild
+from utils import metric_registry as R
 from utils.csvlog import write_rows
 from utils.datasets import load_dataset
 
@@ -75,7 +76,7 @@ SETTINGS = {
     "after-batch-16": ["--batch-size", "16"],
 }
 COLUMNS = ["dataset", "arch", "K", "setting", "seed", "epochs", "test_usage", "test_perplexity",
-           "test_mse", "val_usage", "val_recon_bce", "seconds", "usage_ceiling", "kmeans_usage",
+           R.MSE.column, "val_usage", "val_recon_bce", "seconds", "usage_ceiling", "kmeans_usage",
            "flags"]
 POSITIONS = {"global": 1, "conv": 49}
 
@@ -188,7 +189,7 @@ def main(args):
             new = {"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
                    "seed": args.seed, "epochs": args.epochs,
                    "test_usage": test["usage"], "test_perplexity": test["perplexity"],
-                   "test_mse": test["recon_mse"], "val_usage": row["val_usage"],
+                   R.MSE.column: test["recon_mse"], "val_usage": row["val_usage"],
                    "val_recon_bce": row["val_recon_bce"],
                    "seconds": round(float(row["seconds"]), 1),
                    "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),
