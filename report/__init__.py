@@ -8,7 +8,8 @@
 * :mod:`report.sections` -- what each verdict section reads and compares, as data
   (its table, detail and answer metrics, table columns); one verdict path
   (report.verdicts.opponent_verdict) serves them all;
-* :mod:`report.tables` -- the one table of mean ± std over seeds, as data and laid out;
+* :mod:`report.tables` -- the one table of mean ± std over seeds, as data
+  (report.layout.render lays out every table);
 * :mod:`report.text` -- the sentences that state them, among them the short
   answer shared by page 1 of the PDF and the README;
 * :mod:`report.layout` -- the reportlab layout of the PDF;

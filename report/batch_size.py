@@ -141,12 +141,11 @@ INTRO = ("The main rows train every model for a fixed number of epochs at batch 
 
 def selection_table(selection: pd.DataFrame, dataset: str, styles):
     """(family, K) x batch size of the validation criterion; the chosen one in bold."""
-    from report.layout import FRAME_WIDTH, table
+    from report.layout import render
 
     rows = choose(selection[selection["dataset"] == dataset])
     sizes = sorted(int(b) for b in rows["batch_size"].unique())
-    head = ["model", "K", "criterion"] + [f"batch {b}" for b in sizes]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["model", "K", "criterion"] + [f"batch {b}" for b in sizes]]
     for (family, K), g in rows.groupby(["family", "K"], sort=False):
         crit = selection.loc[selection["family"] == family, "criterion"].iloc[0]
         by = {int(r.batch_size): r for r in g.itertuples()}
@@ -157,19 +156,14 @@ def selection_table(selection: pd.DataFrame, dataset: str, styles):
             cells.append("-" if r is None else
                          Paragraph(f"<b>{r.mean:.2f}</b>" if bold else f"{r.mean:.2f}", styles["cell"]))
         data.append([family, str(int(K)) if K else "-", CRITERIA.get(crit, crit), *cells])
-    fixed = [0.16, 0.07, 0.33]
-    free = (1 - sum(fixed)) / len(sizes)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(sizes)])
+    return render(data, [0.16, 0.07, 0.33], styles)
 
 
-def mse_table(results, v: RateVerdict, styles):
-    """Method x K test MSE, main rows (batch 128) against the rerun."""
-    from report.layout import FRAME_WIDTH, table
-
+def mse_table_data(results, v: RateVerdict) -> list[list[str]]:
+    """Method x K test MSE, main rows (batch 128) against the rerun, as data."""
     rerun = load_results(folder_of(ResultPaths(Path(results.root))))
     ks = list(v.ks)
-    head = ["method", "batch"] + [f"K = {k}" for k in ks]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["method", "batch"] + [f"K = {k}" for k in ks]]
     for method in (v.contest.proposal, *v.against):
         for name, res in (("128", results), ("chosen", rerun)):
             rows = rows_of(res.comparison, v.dataset, v.setting)
@@ -179,9 +173,14 @@ def mse_table(results, v: RateVerdict, styles):
                 x = rows.loc[rows["K"].astype(int) == k, R.MSE.column].astype(float)
                 cells.append(T.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
             data.append([method, name, *cells])
-    fixed = [0.2, 0.1]
-    free = (1 - sum(fixed)) / max(len(ks), 1)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+    return data
+
+
+def mse_table(results, v: RateVerdict, styles):
+    """:func:`mse_table_data` laid out."""
+    from report.layout import render
+
+    return render(mse_table_data(results, v), [0.2, 0.1], styles)
 
 
 def details(results, selection: pd.DataFrame, styles) -> list:

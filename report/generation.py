@@ -21,7 +21,7 @@ from reportlab.platypus import Paragraph
 
 from report import text as T
 from report.sections import GENERATION
-from report.tables import Key, int_text, mean_std_rows, render
+from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
 from utils import methods as M
 from utils import metric_registry as R
@@ -158,6 +158,8 @@ def table_rows(rows: pd.DataFrame) -> list[list[str]]:
 
 def generation_table(rows: pd.DataFrame, styles):
     """:func:`table_rows` laid out."""
+    from report.layout import render
+
     return render(table_rows(rows), [0.15, 0.06, 0.06], styles)
 
 

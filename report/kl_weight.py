@@ -26,7 +26,7 @@ from reportlab.platypus import Paragraph
 
 from report import text as T
 from report.sections import GENERATION
-from report.tables import Key, int_text, mean_std_rows, render
+from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import clear_difference
 from utils import methods as M
 from utils import metric_registry as R
@@ -182,6 +182,8 @@ def kl_table_data(results, frame: pd.DataFrame, dataset: str) -> list[list[str]]
 
 def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
     """:func:`kl_table_data` laid out."""
+    from report.layout import render
+
     return render(kl_table_data(results, frame, dataset), [0.3, 0.14, 0.08], styles)
 
 
@@ -224,6 +226,8 @@ GEN_KEYS = (Key("method", "method"), Key("kl_weight", "VAE", vae_text), Key("K",
 
 def generation_table(rows: pd.DataFrame, styles):
     """(method, beta, K) x the prior's measures, mean ± std over seeds."""
+    from report.layout import render
+
     return render(mean_std_rows(rows, GEN_KEYS, GEN_COLUMNS), [0.22, 0.14, 0.08, 0.08], styles)
 
 

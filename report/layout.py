@@ -20,6 +20,7 @@ import datetime
 import io
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,18 @@ def table(data, col_widths, extra_style=()) -> Table:
         ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
         *extra_style]))
     return t
+
+
+def render(data: list[list], fixed: Sequence[float], styles, extra_style=()):
+    """``data`` (a heading of strings, then rows of strings or Paragraphs) as a grid
+    table across the frame: the first ``len(fixed)`` columns take those fractions of
+    its width, the others share the rest equally; ``extra_style``: more TableStyle
+    commands (e.g. bold cells)."""
+    n_free = len(data[0]) - len(fixed)
+    free = (1 - sum(fixed)) / max(n_free, 1)
+    head = [Paragraph(h, styles["head"]) for h in data[0]]
+    return table([head, *data[1:]], [w * FRAME_WIDTH for w in [*fixed] + [free] * n_free],
+                 extra_style)
 
 
 def image_size(source) -> tuple[int, int]:
@@ -290,7 +303,7 @@ def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, sty
     rows = rows.sort_values(["order", "K"]).reset_index(drop=True)
     head = ["method", "K", "seeds"] + ["bits / image" if m == R.BITS.column else
                                        f"{R.get(m).label}<br/>({direction(m)})" for m in metrics]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [head]
     for _, r in rows.iterrows():
         cells = [r["method"], str(int(r["K"])) if r["K"] > 0 else "-", str(int(r["n_seeds"]))]
         for m in metrics:
@@ -300,9 +313,7 @@ def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, sty
         data.append(cells)
     bold = [("FONT", (3 + j, 1 + i), (3 + j, 1 + i), "Helvetica-Bold", 8)
             for j, m in enumerate(metrics) if m != R.BITS.column for i in best_rows(rows, m)]
-    fixed = [0.17, 0.07, 0.07]
-    free = (1 - sum(fixed)) / len(metrics)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(metrics)], bold)
+    return render(data, [0.17, 0.07, 0.07], styles, bold)
 
 
 def comparison_cell(r: pd.Series, a: str, b: str) -> str:
@@ -351,8 +362,7 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
     sides; the default cells marked, the best mean of each side per K in bold."""
     rows = rows_of(cell_summary, av.dataset, av.setting)
     ks = sorted(int(k) for k in rows[rows["method"].isin(list(av.cells))]["K"].unique() if k > 0)
-    head = ["method", "cell", "seeds"] + [f"K = {k}" for k in ks]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["method", "cell", "seeds"] + [f"K = {k}" for k in ks]]
     pick = np.nanmax if R.get(metric).higher_is_better else np.nanmin
     for method, cells in av.cells.items():
         subs = [cell_rows(rows, cell).set_index("K") for cell in cells]
@@ -376,9 +386,7 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
                 row.append(Paragraph(f"<b>{value}</b>" if means[i, j] == best[j] else value,
                                      styles["small"]))
             data.append(row)
-    fixed = [0.14, 0.26, 0.07]
-    free = (1 - sum(fixed)) / max(len(ks), 1)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+    return render(data, [0.14, 0.26, 0.07], styles)
 
 
 def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, styles,

@@ -1,12 +1,11 @@
-"""The report's table of mean ± std over seeds: one row per group of rows, one
-column per metric, as data (:func:`mean_std_rows`, a list of rows of strings that
-tests read) and as a reportlab table (:func:`render`)."""
+"""The report's table of mean ± std over seeds, as data: one row per group of rows,
+one column per metric (:func:`mean_std_rows`, a list of rows of strings that tests
+read; report.layout.render lays any such list out)."""
 from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
 import pandas as pd
-from reportlab.platypus import Paragraph
 
 from report.text import fmt_mean_std
 from utils import metric_registry as R
@@ -44,14 +43,3 @@ def mean_std_rows(rows: pd.DataFrame, keys: Sequence[Key],
         data.append([k.text(v) for k, v in zip(keys, values)] + [str(g["seed"].nunique())]
                     + [cell_text(g[c], c) for c, _ in columns])
     return data
-
-
-def render(data: list[list[str]], fixed: Sequence[float], styles):
-    """``data`` as a grid table across the frame: the first ``len(fixed)`` columns
-    take those fractions of its width, the others share the rest equally."""
-    from report.layout import FRAME_WIDTH, table
-
-    n_free = len(data[0]) - len(fixed)
-    free = (1 - sum(fixed)) / max(n_free, 1)
-    head = [Paragraph(h, styles["head"]) for h in data[0]]
-    return table([head, *data[1:]], [w * FRAME_WIDTH for w in [*fixed] + [free] * n_free])
