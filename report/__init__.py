@@ -12,6 +12,8 @@
   (report.layout.render lays out every table);
 * :mod:`report.text` -- the sentences that state them, among them the short
   answer shared by page 1 of the PDF and the README;
+* :mod:`report.formatting` -- the Markdown subset and the format of every number;
+* :mod:`report.readme` -- the README's short-answer block between its markers;
 * :mod:`report.layout` -- the reportlab layout of the PDF;
 * :mod:`report.figures` -- the figures drawn from summary.csv (the ablation's included);
 * ``report/build_report.py`` -- the script: ``parse_args()`` then ``main(args)``.

@@ -24,6 +24,7 @@ import pandas as pd
 from reportlab.platypus import Paragraph
 
 from report import generation as G
+from report import formatting as F
 from report import text as T
 from report.load import load_results
 from report.verdicts import RateVerdict, all_verdicts, rows_of
@@ -171,7 +172,7 @@ def mse_table_data(results, v: RateVerdict) -> list[list[str]]:
             cells = []
             for k in ks:
                 x = rows.loc[rows["K"].astype(int) == k, R.MSE.column].astype(float)
-                cells.append(T.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
+                cells.append(F.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
             data.append([method, name, *cells])
     return data
 
@@ -195,7 +196,7 @@ def details(results, selection: pd.DataFrame, styles) -> list:
     for dataset in selection["dataset"].unique():
         story += [Paragraph(dataset, styles["h2"]),
                   para(f"Validation criterion of every candidate (mean over "
-                       f"{T.unique_text(choose(selection[selection['dataset'] == dataset])['count'])} "
+                       f"{F.unique_text(choose(selection[selection['dataset'] == dataset])['count'])} "
                        f"seed(s)); in bold, the chosen batch size.", styles["body"]),
                   selection_table(selection, dataset, styles)]
         if dataset in verdicts:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import pandas as pd
 from reportlab.platypus import Paragraph
 
+from report import formatting as F
 from report import text as T
 from report.sections import GENERATION
 from report.tables import Key, int_text, mean_std_rows
@@ -82,7 +83,7 @@ def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
 def value_text(rows: pd.DataFrame, method: str, metric: str, K: int) -> str:
     """'12.3 ± 0.4': mean ± std over seeds of one method's metric at K."""
     v = rows[(rows["method"] == method) & (rows["K"] == K)][metric]
-    return T.fmt_mean_std(v.mean(), v.std())
+    return F.fmt_mean_std(v.mean(), v.std())
 
 
 def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
@@ -93,7 +94,7 @@ def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
                       if ((rows["method"] == m) & (rows["K"] == K)).any())
     floor = rows[rows["K"] == K].drop_duplicates("seed")["fid_train"]  # the same images per seed
     return (f"Sample FID at K = {K}: {parts} (training images against test images: "
-            f"{T.fmt_mean_std(floor.mean(), floor.std())}).")
+            f"{F.fmt_mean_std(floor.mean(), floor.std())}).")
 
 
 def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
@@ -107,7 +108,7 @@ def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
     prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
     setting = "" if brief else f"{v.setting} setting, "
     head = (f"**{label or f'{v.dataset}, generation'}**, {T.rate_phrase(v.contest)} ({setting}{ran}"
-            f"{T.plural(v.n_seeds, 'seed')}, {T.fmt_k_list(v.ks)}; prior: {prior}"
+            f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
             f"{'' if brief else '; samples at temperature 1'}): **{v.answer}**.")
     order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
@@ -129,10 +130,10 @@ def answer(results, frame: pd.DataFrame) -> list[str]:
 def intro_text(frame: pd.DataFrame) -> str:
     """How the numbers were made (from the rows themselves)."""
     rows = newest(frame)
-    epochs = T.unique_text(int(e) for e in rows.loc[rows["prior"] == "pixelcnn", "prior_epochs"])
+    epochs = F.unique_text(int(e) for e in rows.loc[rows["prior"] == "pixelcnn", "prior_epochs"])
     epochs = f"{epochs} epoch{'' if epochs == '1' else 's'}"
-    acc = T.unique_text(f"{a:.3f}" for a in rows["classifier_accuracy"])
-    n_fid = T.unique_text(int(n) for n in rows["n_fid"])
+    acc = F.unique_text(f"{a:.3f}" for a in rows["classifier_accuracy"])
+    n_fid = F.unique_text(int(n) for n in rows["n_fid"])
     return (f"For each method, K and seed, a prior is fitted to the codes of the training images: "
             f"{PRIORS['pixelcnn']} for the grid methods (trained {epochs}, each evaluated on "
             f"the validation part), {PRIORS['histogram']} for one code per image. Its test NLL is the "

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from reportlab.platypus import Paragraph
 
+from report import formatting as F
 from report import text as T
 from report.sections import GENERATION
 from report.tables import Key, int_text, mean_std_rows
@@ -118,7 +119,7 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
     ks, table = kl_table_rows(results, frame[frame["dataset"] == dataset])
     betas = sorted({b for (d, m, b) in table if m == GRID[0] and b is not None}, reverse=True)
     base = table.get((dataset, BASELINE, None), {})
-    seeds = T.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
+    seeds = F.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
                           if b not in (None, 1.0))
     parts, words = [], []
     for beta in betas:
@@ -136,7 +137,7 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
         parts.append(f"{beta_text(beta)}: {bound_text}{GRID[0]} vs {BASELINE}: " + ", ".join(vs))
     verdict = {"worse": "no", "better": "yes", "within the spread": "no clear difference"}
     overall = verdict[words[0]] if words and len(set(words)) == 1 else "mixed"
-    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, {T.fmt_k_range(ks)}; test "
+    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, {F.fmt_k_range(ks)}; test "
             f"MSE): **{overall}**, {GRID[0]} against {BASELINE} at each β and K. ")
     if brief:
         return head + "; ".join(parts) + "."
@@ -146,8 +147,8 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
         worse = [k for k in ks if k in geo and k in km and km[k].beats(geo[k])]
         better = [k for k in ks if k in geo and k in km and geo[k].beats(km[k])]
         k_vs_geo.append(f"{beta_text(beta)}: geodesic better than k-means at "
-                        f"{T.fmt_k_list(better) if better else 'no K'}, worse at "
-                        f"{T.fmt_k_list(worse) if worse else 'no K'}")
+                        f"{F.fmt_k_list(better) if better else 'no K'}, worse at "
+                        f"{F.fmt_k_list(worse) if worse else 'no K'}")
     return (head + "; ".join(parts) + ". Against k-means on the same latents, beyond the spread: "
             + "; ".join(k_vs_geo) + ". Every β that was run is shown; none was chosen.")
 
@@ -171,10 +172,10 @@ def kl_table_data(results, frame: pd.DataFrame, dataset: str) -> list[list[str]]
     ks, rows = kl_table_rows(results, frame[frame["dataset"] == dataset])
     data = [["method", "VAE", "seeds"] + [f"K = {k}" for k in ks]]
     for (d, method, beta), cells in rows.items():
-        values = ([T.fmt_mean_std(cells[0].mean, cells[0].std)] + [""] * (len(ks) - 1)
+        values = ([F.fmt_mean_std(cells[0].mean, cells[0].std)] + [""] * (len(ks) - 1)
                   if method == BOUND else
-                  [T.fmt_mean_std(cells[k].mean, cells[k].std) if k in cells else "-" for k in ks])
-        n = T.unique_text(c.n for c in cells.values())
+                  [F.fmt_mean_std(cells[k].mean, cells[k].std) if k in cells else "-" for k in ks])
+        n = F.unique_text(c.n for c in cells.values())
         data.append([method + (" (bound, any K)" if method == BOUND else ""), beta_text(beta), n,
                      *values])
     return data

@@ -34,6 +34,7 @@ from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFram
                                 KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
                                 TableStyle)
 
+from report import formatting as F
 from report import text as T
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
@@ -113,12 +114,12 @@ def make_styles() -> dict[str, ParagraphStyle]:
 
 def para(md: str, style) -> Paragraph:
     """A Paragraph of text in report.text's Markdown subset."""
-    return Paragraph(T.to_markup(md), style)
+    return Paragraph(F.to_markup(md), style)
 
 
 def bullets(texts, styles, style: str = "bullet") -> list:
     """One bulleted Paragraph per Markdown text (in ``styles[style]``)."""
-    return [Paragraph(T.to_markup(t), styles[style], bulletText="•") for t in texts]
+    return [Paragraph(F.to_markup(t), styles[style], bulletText="•") for t in texts]
 
 
 def table(data, col_widths, extra_style=()) -> Table:
@@ -309,7 +310,7 @@ def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, sty
         for m in metrics:
             mean = r[R.get(m).mean]
             cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == R.BITS.column
-                         else T.fmt_mean_std(mean, r[R.get(m).std]))
+                         else F.fmt_mean_std(mean, r[R.get(m).std]))
         data.append(cells)
     bold = [("FONT", (3 + j, 1 + i), (3 + j, 1 + i), "Helvetica-Bold", 8)
             for j, m in enumerate(metrics) if m != R.BITS.column for i in best_rows(rows, m)]
@@ -320,7 +321,7 @@ def comparison_cell(r: pd.Series, a: str, b: str) -> str:
     """'-0.0042<br/>(-8.1%)<br/><b>win*</b> 3/3' from one row of compare_methods."""
     word = {a: "win", b: "loss", "tie": "tie"}[r["better"]]
     mark = f"<b>{word}*</b>" if r["clear"] else word
-    return (f"{r['diff']:+.3g}<br/>({T.fmt_rel(r['rel_pct'])})<br/>{mark} "
+    return (f"{r['diff']:+.3g}<br/>({F.fmt_rel(r['rel_pct'])})<br/>{mark} "
             f"{r['seeds_a_better']}/{r['n_paired']}")
 
 
@@ -342,7 +343,7 @@ def verdict_details(results: Results, v: RateVerdict, styles) -> list:
     """One contest on one group: per opponent the metric sentences and the
     comparison table, then where the proposal loses and the cost of quantization."""
     a = v.contest.proposal
-    story = [Paragraph(T.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
+    story = [Paragraph(F.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
                                    f"**{v.answer}**"), styles["h2"])]
     if not v.against:
         return story + [para(T.answer_item(v), styles["body"])]
@@ -376,12 +377,12 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
         for i, (cell, sub) in enumerate(zip(cells, subs)):
             seeds = sub["n_seeds"].astype(int)
             row = [method, cell.name + (" (default)" if cell.is_default else ""),
-                   T.span(str(seeds.min()), str(seeds.max()))]
+                   F.span(str(seeds.min()), str(seeds.max()))]
             for j, k in enumerate(ks):
                 if not finite[i, j]:
                     row.append("-")
                     continue
-                value = T.fmt_mean_std(means[i, j], sub.at[k, R.get(metric).std]).replace(
+                value = F.fmt_mean_std(means[i, j], sub.at[k, R.get(metric).std]).replace(
                     " ± ", "<br/>± ")
                 row.append(Paragraph(f"<b>{value}</b>" if means[i, j] == best[j] else value,
                                      styles["small"]))
@@ -430,7 +431,7 @@ def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, s
     comparisons of every contest, the ``ablation`` (when there is one), the
     unmatched methods, the other figures."""
     summary = results.summary
-    used = T.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
+    used = F.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
     story = [Paragraph(f"{dataset}, {setting} setting", styles["h1"]), para(
         f"Dataset used: {used}. Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the "
         f"methods compared at matched bits at each K. '-' marks a metric that does not apply.",

@@ -7,7 +7,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import pandas as pd
 
-from report.text import fmt_mean_std
+from report.formatting import fmt_mean_std
 from utils import metric_registry as R
 
 # Metrics fixed by the configuration (the same for every seed): their value, not mean ± std.

@@ -32,7 +32,8 @@ from pypdf import PdfReader
 from reportlab.lib.pagesizes import A4
 
 from report import build_report as br
-from report import layout, text
+from report import formatting, layout, text
+from report import readme as RM
 from report import load as L
 from report import verdicts as V
 from report.figures import figure_stem
@@ -203,7 +204,7 @@ def whole_count(pages: list[str], words: str) -> int:
 
 def squash(md: str) -> str:
     """The words of a Markdown-subset text, whitespace collapsed."""
-    return " ".join(text.plain(md).split())
+    return " ".join(formatting.plain(md).split())
 
 
 @pytest.fixture(scope="module")
@@ -604,7 +605,7 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
         # through the script: the extra's item in the README block
         monkeypatch.setattr(br, "EXTRAS", (extra,))
         readme = tmp_path / "README.md"
-        readme.write_text(f"{text.README_START}\n{text.README_END}\n")
+        readme.write_text(f"{RM.README_START}\n{RM.README_END}\n")
         br.main(br.parse_args(["--results-dir", str(paths.root), "--readme", str(readme)]))
         assert "- extra rows: 2\n" in readme.read_text()
     finally:
@@ -614,7 +615,7 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
 def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     paths, _, _ = built
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\nbefore\n{text.README_START}\nold answer\n{text.README_END}\n"
+    readme.write_text(f"# title\n\nbefore\n{RM.README_START}\nold answer\n{RM.README_END}\n"
                       f"\nafter\n")
     args = ["--results-dir", str(paths.root), "--out", str(tmp_path / "r.pdf")]
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 2
@@ -645,7 +646,7 @@ def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
     answer = text.short_answer(results, V.all_verdicts(results))
     for md in [answer.lead, *answer.items, answer.note]:
         assert squash(md) in pages[0]
-    block = text.readme_block(answer, Path("report/report.pdf"))
+    block = RM.readme_block(answer, Path("report/report.pdf"))
     assert all(squash(item) in squash(block) for item in answer.items)
     assert "Question" in pages[0] and "mixed" in pages[0]
     assert page_extents(out)[0][1] >= 1  # the headline figure is on page 1
@@ -730,7 +731,7 @@ def test_missing_summary_is_named(tmp_path, capsys):
 def build_readme(root: Path, tmp_path: Path) -> int:
     """build_report.py --readme on a README with empty markers (no PDF): its exit status."""
     readme = tmp_path / "README.md"
-    readme.write_text(f"{text.README_START}\n{text.README_END}\n")
+    readme.write_text(f"{RM.README_START}\n{RM.README_END}\n")
     return run_main(br.main, br.parse_args(["--results-dir", str(root), "--readme", str(readme)]))
 
 
@@ -789,16 +790,16 @@ def test_missing_metric_columns_of_summary_are_an_error(tmp_path, capsys):
 
 
 def test_mean_std_formatting():
-    assert text.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
-    assert text.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
-    assert text.fmt_mean_std(0.5, float("nan")) == "0.5000"
-    assert text.fmt_mean_std(float("nan"), float("nan")) == "-"
+    assert formatting.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
+    assert formatting.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
+    assert formatting.fmt_mean_std(0.5, float("nan")) == "0.5000"
+    assert formatting.fmt_mean_std(float("nan"), float("nan")) == "-"
 
 
 def test_markup_escapes_then_marks():
-    assert text.to_markup("**a** < *b* & `c`") == ('<b>a</b> &lt; <i>b</i> &amp; '
+    assert formatting.to_markup("**a** < *b* & `c`") == ('<b>a</b> &lt; <i>b</i> &amp; '
                                                     '<font face="Courier">c</font>')
-    assert text.plain("**a** *b* `c`") == "a b c"
+    assert formatting.plain("**a** *b* `c`") == "a b c"
 
 
 def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
@@ -814,4 +815,4 @@ def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
 @pytest.mark.parametrize("ks, expected", [([512], "K = 512"), ([512, 64], "K = 64, 512"),
                                           ([256, 16, 64], "K = 16 to 256")])
 def test_k_range_names_two_values_rather_than_a_range(ks, expected):
-    assert text.fmt_k_range(ks) == expected
+    assert formatting.fmt_k_range(ks) == expected
