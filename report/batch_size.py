@@ -26,6 +26,7 @@ from reportlab.platypus import Paragraph
 from report import generation as G
 from report import formatting as F
 from report import text as T
+from report.sections import Extra
 from report.load import load_results
 from report.verdicts import RateVerdict, all_verdicts, rows_of
 from utils.selection import ELBO_SUFFIX, choose
@@ -212,4 +213,4 @@ def details(results, selection: pd.DataFrame, styles) -> list:
     return story
 
 
-EXTRA = T.Extra("batch size", folder_of, answer, details, read_selection, group_answer)
+EXTRA = Extra("batch size", folder_of, answer, details, read_selection, group_answer)

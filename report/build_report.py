@@ -24,15 +24,16 @@ from report import batch_size, generation, kl_weight, readme, text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
 from report.load import load_results
+from report.sections import Extra
 from report.verdicts import all_ablations, all_verdicts
 from utils import methods as M
 from utils.cli import make_parser, run_main
 from utils.errors import UserError
 from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
 
-# Sections beyond comparison.csv, as report.text.Extra entries; each is skipped
+# Sections beyond comparison.csv, as report.sections.Extra entries; each is skipped
 # while its CSV is absent.
-EXTRAS: tuple[text.Extra, ...] = (generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
+EXTRAS: tuple[Extra, ...] = (generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
 
 
 def parse_args(argv=None):

@@ -21,7 +21,7 @@ from reportlab.platypus import Paragraph
 
 from report import formatting as F
 from report import text as T
-from report.sections import GENERATION
+from report.sections import GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
 from utils import methods as M
@@ -196,4 +196,5 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     return story
 
 
-EXTRA = T.Extra("Generation", lambda p: p.generation, answer, details, read_generation)
+EXTRA = Extra("Generation", lambda p: p.generation, answer, details, read_generation,
+              data=GENERATION)

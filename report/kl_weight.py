@@ -26,7 +26,7 @@ from reportlab.platypus import Paragraph
 
 from report import formatting as F
 from report import text as T
-from report.sections import GENERATION
+from report.sections import GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import clear_difference
 from utils import methods as M
@@ -251,4 +251,4 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     return story
 
 
-EXTRA = T.Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows)
+EXTRA = Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows)

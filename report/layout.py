@@ -7,7 +7,7 @@ the set-up, then one section per (dataset, setting) -- tables, the matched-bits
 comparisons of every rate's contest, the ablation of the a-posteriori cells
 (when the results hold cells other than the default ones), figures -- then the
 sections of
-``extras`` (report.text.Extra) whose CSV is present, then the limitations.
+``extras`` (report.sections.Extra) whose CSV is present, then the limitations.
 
 No page is left mostly empty: figures are at most :data:`FIGURE_MAX` of the
 page tall (so one that does not fit leaves at most that much behind it), each
@@ -39,6 +39,7 @@ from report import text as T
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
 from report.load import Results
+from report.sections import present_extras
 from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, all_ablations,
                              cell_rows, contests, direction, rows_of)
 from utils import methods as M
@@ -459,7 +460,7 @@ def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, s
 def extras_sections(results: Results, extras, styles) -> list:
     """The details of every Extra of ``extras`` whose CSV is present."""
     story = []
-    for _, frame, extra in T.present_extras(results, extras):
+    for _, frame, extra in present_extras(results, extras):
         if extra.details is not None:
             story += extra.details(results, frame, styles)
     return story
@@ -475,7 +476,7 @@ def limitations_section(results: Results, styles) -> list:
 def build_story(results: Results, verdicts: list[RateVerdict], answer: T.ShortAnswer,
                 headline: io.BytesIO | None, fig_dir: Path, styles, extras=(),
                 ablations: list[AblationVerdict] | None = None) -> list:
-    """All sections, in order; ``extras``: report.text.Extra sections;
+    """All sections, in order; ``extras``: report.sections.Extra sections;
     ``ablations``: the groups' AblationVerdicts (default: computed here)."""
     ablations = all_ablations(results) if ablations is None else ablations
     story = page_one(results, answer, headline, styles)

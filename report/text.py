@@ -11,7 +11,7 @@ The ablation of the a-posteriori methods' cells (:func:`ablation_item`,
 :func:`ablation_sentences`) adds one short-answer item and one section per
 dataset whose results hold cells other than the default ones.
 
-Sections beyond comparison.csv (e.g. generation) plug in as :class:`Extra`
+Sections beyond comparison.csv (e.g. generation) plug in as report.sections.Extra
 entries (build_report.EXTRAS): each names its CSV and gives its answer
 sentences and its details, and adds nothing, silently, while its CSV is absent.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ import pandas as pd
 from report.formatting import (fmt_diff, fmt_k_list, fmt_k_range, fmt_pct, fmt_rel, fmt_seconds,
                                fmt_share, join_words, plural, span, unique_text)
 from report.load import Results, all_cells
+from report.sections import present_extras
 from report.verdicts import (ABLATION_METRIC, ANSWER_METRICS,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
                              OpponentVerdict, RateVerdict, all_ablations,
@@ -231,7 +232,7 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
     """The short answer computed from ``results``: one item per verdict, each
     group's ablation item after its verdicts (``ablations``, default
     :func:`report.verdicts.all_ablations`), then the items of every
-    :class:`Extra` of ``extras`` whose CSV is present."""
+    report.sections.Extra of ``extras`` whose CSV is present."""
     lead = (f"**Short answer**, computed from the result files in "
             f"`{display_path(results.root)}` by `report/build_report.py`:")
     ablations = {(a.dataset, a.setting): a
@@ -248,48 +249,6 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                       "bits."]
     items += [item for _, frame, extra in present for item in extra.answer(results, frame)]
     return ShortAnswer(lead, items, answer_note())
-
-
-# --- sections beyond comparison.csv -----------------------------------------------------
-
-class Extra(NamedTuple):
-    """A results file beyond comparison.csv (e.g. the generation results).
-
-    name : its section title.
-    path : ResultPaths -> the CSV it reads (e.g. ``lambda p: p.generation``), or a
-        folder its ``read`` collects.
-    answer : (Results, its DataFrame) -> short-answer items (Markdown subset).
-    details : (Results, its DataFrame, styles) -> reportlab flowables for the
-        details pages (headings included), or None for none.
-    read : path -> its DataFrame (default ``pd.read_csv``; a validating reader
-        drops a torn last row and names a malformed one).
-    group_answer : (Results, its DataFrame, (dataset, setting)) -> short-answer
-        items that belong right after that group's verdicts (e.g. the same
-        question rerun under another setting), or None.
-    """
-
-    name: str
-    path: Callable[[ResultPaths], Path]
-    answer: Callable[[Results, pd.DataFrame], list]
-    details: Callable | None = None
-    read: Callable[[Path], pd.DataFrame] = pd.read_csv
-    group_answer: Callable | None = None
-
-
-def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
-    """(path, frame, extra) of every Extra of ``extras`` whose CSV (or folder) exists and has rows."""
-    out = []
-    for extra in extras:
-        path = extra.path(ResultPaths(results.root))
-        if path is None or not Path(path).exists():
-            continue
-        try:
-            frame = extra.read(path)
-        except pd.errors.EmptyDataError:
-            continue
-        if len(frame):
-            out.append((Path(path), frame, extra))
-    return out
 
 
 # --- detail sentences ---------------------------------------------------------------------

@@ -32,7 +32,7 @@ from pypdf import PdfReader
 from reportlab.lib.pagesizes import A4
 
 from report import build_report as br
-from report import formatting, layout, text
+from report import formatting, layout, sections, text
 from report import readme as RM
 from report import load as L
 from report import verdicts as V
@@ -590,7 +590,7 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
     paths, _, _ = built
     results = L.load_results(paths.root)
     extra_csv = paths.root / "extra_test.csv"
-    extra = text.Extra("extra", lambda p: p.root / extra_csv.name,
+    extra = sections.Extra("extra", lambda p: p.root / extra_csv.name,
                        lambda res, frame: [f"extra rows: {len(frame)}"],
                        lambda res, frame, styles: [layout.para("**extra** details", styles["body"])])
     verdicts = V.all_verdicts(results)
