@@ -42,6 +42,7 @@ import torch
 from models.vqvae import VQVAE
 from train.train_vqvae import VQVAETrainConfig, evaluate_vqvae, run_paths, train
 from utils.checkpoint import load_checkpoint, rebuild
+from utils import metric_registry as R
 from utils.csvlog import write_rows
 from utils.datasets import load_dataset
 
@@ -88,7 +89,7 @@ def flags_of(fields: dict) -> list[str]:
 
 
 COLUMNS = ["dataset", "arch", "K", "setting", "seed", "epochs", "test_usage", "test_perplexity",
-           "test_mse", "val_usage", "val_recon_bce", "seconds", "usage_ceiling", "kmeans_usage",
+           R.MSE.column, "val_usage", "val_recon_bce", "seconds", "usage_ceiling", "kmeans_usage",
            "flags"]
 POSITIONS = {"global": 1, "conv": 49}
 
@@ -208,7 +209,7 @@ def main(args):
             new = {"dataset": row["dataset"], "arch": arch, "K": k, "setting": setting,
                    "seed": args.seed, "epochs": args.epochs,
                    "test_usage": test["usage"], "test_perplexity": test["perplexity"],
-                   "test_mse": test["recon_mse"], "val_usage": row["val_usage"],
+                   R.MSE.column: test["recon_mse"], "val_usage": row["val_usage"],
                    "val_recon_bce": row["val_recon_bce"],
                    "seconds": round(float(row["seconds"]), 1),
                    "usage_ceiling": round(usage_ceiling(k, n_test * POSITIONS[arch]), 4),

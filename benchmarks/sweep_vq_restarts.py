@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from bench_vq_usage import train_and_test, usage_ceiling
+from utils import metric_registry as R
 from utils.cli import make_parser, positive_int, run_main, seed_int
 from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
@@ -46,7 +47,7 @@ GRID = {
 }
 FIELDS = {flag: flag[2:].replace("-", "_") for flag in GRID}
 COLUMNS = (["dataset", "K", "batch_size", *FIELDS.values(), "role", "seed", "chosen", "default",
-            "val_usage", "val_recon_bce", "test_usage", "test_mse", "val_ceiling",
+            "val_usage", "val_recon_bce", "test_usage", R.MSE.column, "val_ceiling",
             "usage_ceiling", "seconds"])
 
 
@@ -125,7 +126,7 @@ def main(args):
         log, test = train_and_test(args.dataset, "global", k, flags_of(combo, batch_size), seed,
                                    args.data_root, test_images)
         row |= {"val_usage": log["val_usage"], "val_recon_bce": log["val_recon_bce"],
-                "test_usage": test["usage"], "test_mse": test["recon_mse"],
+                "test_usage": test["usage"], R.MSE.column: test["recon_mse"],
                 "val_ceiling": round(usage_ceiling(k, val_n), 4),
                 "usage_ceiling": round(usage_ceiling(k, len(test_images)), 4),
                 "seconds": round(float(log["seconds"]), 1)}

@@ -24,9 +24,13 @@ import pandas as pd
 from reportlab.platypus import Paragraph
 
 from report import generation as G
+from report import formatting as F
 from report import text as T
-from report.verdicts import RateVerdict, all_verdicts, load_results, rows_of
+from report.sections import Extra
+from report.load import load_results
+from report.verdicts import RateVerdict, all_verdicts, rows_of
 from utils.selection import ELBO_SUFFIX, choose
+from utils import metric_registry as R
 from utils.paths import BATCH_SIZE_DIR, ResultPaths
 from utils.results import read_generation
 
@@ -139,12 +143,11 @@ INTRO = ("The main rows train every model for a fixed number of epochs at batch 
 
 def selection_table(selection: pd.DataFrame, dataset: str, styles):
     """(family, K) x batch size of the validation criterion; the chosen one in bold."""
-    from report.layout import FRAME_WIDTH, table
+    from report.layout import render
 
     rows = choose(selection[selection["dataset"] == dataset])
     sizes = sorted(int(b) for b in rows["batch_size"].unique())
-    head = ["model", "K", "criterion"] + [f"batch {b}" for b in sizes]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["model", "K", "criterion"] + [f"batch {b}" for b in sizes]]
     for (family, K), g in rows.groupby(["family", "K"], sort=False):
         crit = selection.loc[selection["family"] == family, "criterion"].iloc[0]
         by = {int(r.batch_size): r for r in g.itertuples()}
@@ -155,31 +158,31 @@ def selection_table(selection: pd.DataFrame, dataset: str, styles):
             cells.append("-" if r is None else
                          Paragraph(f"<b>{r.mean:.2f}</b>" if bold else f"{r.mean:.2f}", styles["cell"]))
         data.append([family, str(int(K)) if K else "-", CRITERIA.get(crit, crit), *cells])
-    fixed = [0.16, 0.07, 0.33]
-    free = (1 - sum(fixed)) / len(sizes)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(sizes)])
+    return render(data, [0.16, 0.07, 0.33], styles)
 
 
-def mse_table(results, v: RateVerdict, styles):
-    """Method x K test MSE, main rows (batch 128) against the rerun."""
-    from report.layout import FRAME_WIDTH, table
-
+def mse_table_data(results, v: RateVerdict) -> list[list[str]]:
+    """Method x K test MSE, main rows (batch 128) against the rerun, as data."""
     rerun = load_results(folder_of(ResultPaths(Path(results.root))))
     ks = list(v.ks)
-    head = ["method", "batch"] + [f"K = {k}" for k in ks]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["method", "batch"] + [f"K = {k}" for k in ks]]
     for method in (v.contest.proposal, *v.against):
         for name, res in (("128", results), ("chosen", rerun)):
             rows = rows_of(res.comparison, v.dataset, v.setting)
             rows = rows[rows["method"] == method]
             cells = []
             for k in ks:
-                x = rows.loc[rows["K"].astype(int) == k, "test_mse"].astype(float)
-                cells.append(T.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
+                x = rows.loc[rows["K"].astype(int) == k, R.MSE.column].astype(float)
+                cells.append(F.fmt_mean_std(x.mean(), x.std()) if len(x) else "-")
             data.append([method, name, *cells])
-    fixed = [0.2, 0.1]
-    free = (1 - sum(fixed)) / max(len(ks), 1)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+    return data
+
+
+def mse_table(results, v: RateVerdict, styles):
+    """:func:`mse_table_data` laid out."""
+    from report.layout import render
+
+    return render(mse_table_data(results, v), [0.2, 0.1], styles)
 
 
 def details(results, selection: pd.DataFrame, styles) -> list:
@@ -194,7 +197,7 @@ def details(results, selection: pd.DataFrame, styles) -> list:
     for dataset in selection["dataset"].unique():
         story += [Paragraph(dataset, styles["h2"]),
                   para(f"Validation criterion of every candidate (mean over "
-                       f"{T.unique_text(choose(selection[selection['dataset'] == dataset])['count'])} "
+                       f"{F.unique_text(choose(selection[selection['dataset'] == dataset])['count'])} "
                        f"seed(s)); in bold, the chosen batch size.", styles["body"]),
                   selection_table(selection, dataset, styles)]
         if dataset in verdicts:
@@ -210,4 +213,4 @@ def details(results, selection: pd.DataFrame, styles) -> list:
     return story
 
 
-EXTRA = T.Extra("batch size", folder_of, answer, details, read_selection, group_answer)
+EXTRA = Extra("batch size", folder_of, answer, details, read_selection, group_answer)

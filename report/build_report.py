@@ -20,18 +20,20 @@ import os
 import sys
 from pathlib import Path
 
-from report import batch_size, generation, kl_weight, text
+from report import batch_size, generation, kl_weight, readme, text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
-from report.verdicts import all_ablations, all_verdicts, load_results
+from report.load import load_results
+from report.sections import Extra
+from report.verdicts import all_ablations, all_verdicts
 from utils import methods as M
 from utils.cli import make_parser, run_main
 from utils.errors import UserError
 from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
 
-# Sections beyond comparison.csv, as report.text.Extra entries; each is skipped
+# Sections beyond comparison.csv, as report.sections.Extra entries; each is skipped
 # while its CSV is absent.
-EXTRAS: tuple[text.Extra, ...] = (generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
+EXTRAS: tuple[Extra, ...] = (generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
 
 
 def parse_args(argv=None):
@@ -47,10 +49,10 @@ def parse_args(argv=None):
     p.add_argument("--figures-dir", type=Path, default=None,
                    help="where the figures drawn from summary.csv go (default: the results' "
                         "figures/ folder)")
-    readme = p.add_mutually_exclusive_group()
-    readme.add_argument("--readme", type=Path, default=None,
+    readme_flags = p.add_mutually_exclusive_group()
+    readme_flags.add_argument("--readme", type=Path, default=None,
                         help="rewrite the short answer between this README's markers; no PDF")
-    readme.add_argument("--check-readme", type=Path, default=None,
+    readme_flags.add_argument("--check-readme", type=Path, default=None,
                         help="exit 2 when this README's short answer differs from the results; "
                              "no PDF")
     args = p.parse_args(argv)
@@ -65,7 +67,7 @@ def sync_readme(path: Path, block: str, *, check: bool) -> None:
     if not path.is_file():
         raise UserError(f"{path} not found")
     current = path.read_text()
-    updated = text.replace_readme_block(current, block)
+    updated = readme.replace_readme_block(current, block)
     if check:
         if updated != current:
             raise UserError(f"the short answer in {path} is stale; run python report/build_report.py "
@@ -84,10 +86,10 @@ def main(args):
     verdicts = all_verdicts(results)
     ablations = all_ablations(results)
     answer = text.short_answer(results, verdicts, EXTRAS, ablations)
-    readme = args.readme or args.check_readme
-    if readme:
-        block = text.readme_block(answer, Path(text.display_path(args.out)))
-        sync_readme(readme, block, check=args.check_readme is not None)
+    readme_path = args.readme or args.check_readme
+    if readme_path:
+        block = readme.readme_block(answer, Path(text.display_path(args.out)))
+        sync_readme(readme_path, block, check=args.check_readme is not None)
         return
     headline_rate = M.get(M.PROPOSAL).rate
     headline_groups = [(v.dataset, v.setting) for v in verdicts

@@ -25,15 +25,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from report.verdicts import (ABLATION_METRIC, METRICS, cell_rows, cells_present,  # noqa: E402
+from report.verdicts import (ABLATION_METRIC, cell_rows, cells_present,  # noqa: E402
                              direction, rows_of)
 from utils import methods as M  # noqa: E402
+from utils import metric_registry as R  # noqa: E402
 from utils.paths import SUMMARY_FIGURES, ResultPaths  # noqa: E402
 from utils.plot import save_figure  # noqa: E402
 
 RATE_DISTORTION, LABEL_METRICS, METRIC_GRID, ABLATION = SUMMARY_FIGURES
-GRID_METRICS = ("purity", "ari", "perplexity", "usage", "intra_inter_ratio", "geodesic_distortion")
-HEADLINE_METRICS = ("test_mse", "code_to_label_accuracy")
+GRID_METRICS = tuple(m.column for m in (R.PURITY, R.ARI, R.PERPLEXITY, R.USAGE, R.INTRA_INTER,
+                                         R.GEODESIC_DISTORTION))
+HEADLINE_METRICS = (R.MSE.column, R.LABEL_ACCURACY.column)
 # Figures are drawn about as wide as the report's text column, so 9 pt stays >= 8 pt printed.
 FIGURE_WIDTH_IN = 6.6
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 9,
@@ -59,14 +61,14 @@ def dodge(method: str) -> float:
 
 def method_rows(rows: pd.DataFrame, method: str, metric: str, x: str) -> pd.DataFrame:
     """One method's rows with a finite mean of ``metric``, sorted by ``x``."""
-    sub = rows[(rows["method"] == method) & np.isfinite(rows[f"{metric}_mean"])]
+    sub = rows[(rows["method"] == method) & np.isfinite(rows[R.get(metric).mean])]
     return sub.sort_values(x)
 
 
 def panel_title(metric: str, prefix: str = "") -> str:
     """'<prefix><name> (lower is better)'; the direction on a second line when the
     title is long, so that neighbouring titles never touch."""
-    label = f"{prefix}{METRICS[metric][0]}"
+    label = f"{prefix}{R.get(metric).label}"
     return f"{label} ({direction(metric)})" if len(label) <= 10 else f"{label}\n({direction(metric)})"
 
 
@@ -89,10 +91,10 @@ def continuous_reference(ax, rows: pd.DataFrame, metric: str, rate: str = M.IMAG
     """The unquantized reference of ``rate`` as a dashed horizontal line, its seed
     spread as a band (nothing when the rate has none or it lacks the metric)."""
     name = M.reference(rate)
-    ref = rows[(rows["method"] == name) & np.isfinite(rows[f"{metric}_mean"])] if name else rows[:0]
+    ref = rows[(rows["method"] == name) & np.isfinite(rows[R.get(metric).mean])] if name else rows[:0]
     if ref.empty:
         return
-    mean, std = float(ref[f"{metric}_mean"].iloc[0]), float(np.nan_to_num(ref[f"{metric}_std"].iloc[0]))
+    mean, std = float(ref[R.get(metric).mean].iloc[0]), float(np.nan_to_num(ref[R.get(metric).std].iloc[0]))
     m = M.get(name)
     ax.axhline(mean, color=m.color, ls="--", lw=1.2, label=m.label)
     if std > 0:
@@ -134,19 +136,19 @@ def plot_rate_distortion(summary: pd.DataFrame, dataset: str, setting: str, out)
     rows = rows_of(summary, dataset, setting)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH_IN, 3.3), layout="constrained")
-        matched_bits = rows[rows["method"].isin(matched_methods())]["bits_per_image_mean"].dropna()
-        for ax, metric in zip(axes, ("test_mse", "test_bce")):
+        matched_bits = rows[rows["method"].isin(matched_methods())][R.BITS.mean].dropna()
+        for ax, metric in zip(axes, (R.MSE.column, R.BCE.column)):
             if len(matched_bits):
                 ax.axvspan(matched_bits.min() * 2 ** -0.35, matched_bits.max() * 2 ** 0.35,
                            color="0.85", alpha=0.6, lw=0, label=r"matched bits ($\log_2 K$ per image)")
             for method in M.names(quantized=True):
-                sub = method_rows(rows, method, metric, "bits_per_image_mean")
+                sub = method_rows(rows, method, metric, R.BITS.mean)
                 if len(sub):
-                    errorbar(ax, method, sub["bits_per_image_mean"], sub[f"{metric}_mean"],
-                             sub[f"{metric}_std"], dodge(method))
+                    errorbar(ax, method, sub[R.BITS.mean], sub[R.get(metric).mean],
+                             sub[R.get(metric).std], dodge(method))
             continuous_reference(ax, rows, metric)
             log2_axis(ax)
-            ax.set(xlabel="bits per image (log scale)", ylabel=f"test {METRICS[metric][0]}",
+            ax.set(xlabel="bits per image (log scale)", ylabel=f"test {R.get(metric).label}",
                    title=panel_title(metric, "test "))
         fig.suptitle(f"Rate vs distortion: {dataset}, {setting} setting (mean ± std over seeds)")
         figure_legend(fig, axes)
@@ -170,13 +172,13 @@ def plot_against_k(summary: pd.DataFrame, dataset: str, setting: str, metrics, o
             for method in methods:
                 sub = method_rows(rows[rows["K"] > 0], method, metric, "K")
                 if len(sub):
-                    errorbar(ax, method, sub["K"], sub[f"{metric}_mean"], sub[f"{metric}_std"],
+                    errorbar(ax, method, sub["K"], sub[R.get(metric).mean], sub[R.get(metric).std],
                              dodge(method))
                     drawn += 1
             if not drawn:
                 empty_panel(ax)
             log2_axis(ax)
-            ax.set(xlabel="codebook size K", ylabel=METRICS[metric][0], title=panel_title(metric))
+            ax.set(xlabel="codebook size K", ylabel=R.get(metric).label, title=panel_title(metric))
         fig.suptitle(title)
         figure_legend(fig, axes)
         return save_figure(fig, out)
@@ -184,7 +186,7 @@ def plot_against_k(summary: pd.DataFrame, dataset: str, setting: str, metrics, o
 
 def plot_label_metrics(summary: pd.DataFrame, dataset: str, setting: str, out) -> list[Path]:
     """NMI and code-to-label accuracy against K for the one-code-per-image methods."""
-    return plot_against_k(summary, dataset, setting, ("nmi", "code_to_label_accuracy"), out,
+    return plot_against_k(summary, dataset, setting, (R.NMI.column, R.LABEL_ACCURACY.column), out,
                           title=f"Codes vs labels: {dataset}, {setting} setting "
                                 "(mean ± std over seeds)",
                           ncols=2, methods=matched_methods())
@@ -237,26 +239,26 @@ def plot_ablation(cell_summary: pd.DataFrame, dataset: str, setting: str, out, *
         fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 3.6), layout="constrained")
         for i, cell in enumerate(cells):
             sub = cell_rows(rows[rows["K"] > 0], cell)
-            sub = sub[np.isfinite(sub[f"{metric}_mean"])].sort_values("K")
+            sub = sub[np.isfinite(sub[R.get(metric).mean])].sort_values("K")
             if not len(sub):
                 continue
             # a small shift per cell keeps the error bars of cells at one K apart
             shift = DODGE_STEP ** ((i - (len(cells) - 1) / 2) / 2)
-            ax.errorbar(sub["K"] * shift, sub[f"{metric}_mean"],
-                        yerr=np.nan_to_num(sub[f"{metric}_std"].to_numpy(float)),
+            ax.errorbar(sub["K"] * shift, sub[R.get(metric).mean],
+                        yerr=np.nan_to_num(sub[R.get(metric).std].to_numpy(float)),
                         color=colors[(cell.method, cell.edge_length, cell.code_vectors)],
                         ls=DECODER_STYLES.get(cell.decoder, "-"), marker=M.get(cell.method).marker,
                         ms=4, lw=1.3, capsize=2, label=cell.label)
         reference = M.reference()
-        ref = rows[(rows["method"] == reference) & np.isfinite(rows[f"{metric}_mean"])] \
+        ref = rows[(rows["method"] == reference) & np.isfinite(rows[R.get(metric).mean])] \
             if reference else rows[:0]
         if len(ref):
-            ax.axhline(float(ref[f"{metric}_mean"].iloc[0]), color=M.get(reference).color, ls=":",
+            ax.axhline(float(ref[R.get(metric).mean].iloc[0]), color=M.get(reference).color, ls=":",
                        lw=1.2, label=M.get(reference).label)
         if not cells:
             empty_panel(ax)
         log2_axis(ax)
-        ax.set(xlabel="codebook size K (log2 K bits per image)", ylabel=f"test {METRICS[metric][0]}",
+        ax.set(xlabel="codebook size K (log2 K bits per image)", ylabel=f"test {R.get(metric).label}",
                title=panel_title(metric, "test "))
         fig.suptitle(f"Ablation cells: {dataset}, {setting} setting (mean ± std over seeds; "
                      f"dashed: fine-tuned decoder)")
@@ -303,14 +305,14 @@ def plot_headline(summary: pd.DataFrame, groups, *, rate: str = M.IMAGE_RATE,
                 for method in matched_methods(rate):
                     sub = method_rows(rows[rows["K"] > 0], method, metric, "K")
                     if len(sub):
-                        errorbar(ax, method, sub["K"], sub[f"{metric}_mean"], sub[f"{metric}_std"],
+                        errorbar(ax, method, sub["K"], sub[R.get(metric).mean], sub[R.get(metric).std],
                                  dodge(method))
                         drawn += 1
                 continuous_reference(ax, rows, metric, rate)
                 if not drawn:
                     empty_panel(ax)
                 log2_axis(ax)
-                ax.set(ylabel=METRICS[metric][0], title=panel_title(metric, f"{dataset} ({setting}): "))
+                ax.set(ylabel=R.get(metric).label, title=panel_title(metric, f"{dataset} ({setting}): "))
         for ax in axes[-1]:
             ax.set_xlabel("codebook size K (log2 K bits per image)")
         figure_legend(fig, axes)

@@ -19,21 +19,16 @@ from typing import NamedTuple
 import pandas as pd
 from reportlab.platypus import Paragraph
 
+from report import formatting as F
 from report import text as T
-from report.verdicts import (Contest, OpponentVerdict, active_contests, compare_values,
-                             main_opponent, stated_answer, values_by_k_seed, verdict_of_tables)
+from report.sections import GENERATION, Extra
+from report.tables import Key, int_text, mean_std_rows
+from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
 from utils import methods as M
+from utils import metric_registry as R
 from utils.paths import ResultPaths
 from utils.results import read_generation
 
-# What the answer is decided on: how close samples are to the test images, and
-# how few bits the prior needs for the test codes (its rate).
-ANSWER_METRICS = ("fid_samples", "prior_nll_bits")
-DETAIL_METRICS = ANSWER_METRICS + ("sample_class_entropy", "fid_recon")
-TABLE_COLUMNS = (("bits_per_image", "uniform bits"), ("prior_nll_bits", "prior NLL (bits)"),
-                 ("prior_perplexity", "perplexity"), ("fid_samples", "sample FID"),
-                 ("fid_recon", "recon. FID"), ("sample_class_entropy", "class entropy (bits)"),
-                 ("sample_classes_covered", "classes"))
 PRIORS = {"pixelcnn": "a gated PixelCNN over the 7x7 code maps", "histogram": "the smoothed code histogram"}
 
 
@@ -63,14 +58,6 @@ class GenerationVerdict(NamedTuple):
     answer = property(lambda self: stated_answer(self.contest, self.against))
 
 
-def opponent(rows: pd.DataFrame, a: str, b: str) -> OpponentVerdict | None:
-    """``a``'s codes against ``b``'s on every detail metric (None when none applies)."""
-    ks = sorted(rows["K"].unique())
-    tables = {m: compare_values(values_by_k_seed(rows, a, m, ks), values_by_k_seed(rows, b, m, ks),
-                                a, b, m) for m in DETAIL_METRICS}
-    return verdict_of_tables(tables, a, b, ANSWER_METRICS)
-
-
 def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
     """One verdict per (dataset, setting, rate) whose proposal and an opponent have rows."""
     out = []
@@ -79,7 +66,8 @@ def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
         present = set(rows["method"])
         for contest in active_contests(present):
             against = {b: ov for b in contest.opponents if b in present
-                       for ov in [opponent(rows, contest.proposal, b)] if ov is not None}
+                       for ov in [opponent_verdict(rows, contest.proposal, b, GENERATION)]
+                       if ov is not None}
             if not against:
                 continue
             mine = rows[rows["method"].isin([contest.proposal, *against])]
@@ -95,18 +83,18 @@ def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
 def value_text(rows: pd.DataFrame, method: str, metric: str, K: int) -> str:
     """'12.3 ± 0.4': mean ± std over seeds of one method's metric at K."""
     v = rows[(rows["method"] == method) & (rows["K"] == K)][metric]
-    return T.fmt_mean_std(v.mean(), v.std())
+    return F.fmt_mean_std(v.mean(), v.std())
 
 
 def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
     """The sample FIDs at the largest K, with training images' FID as the floor."""
     K = max(v.ks)
     methods = [v.contest.proposal, *v.against]
-    parts = ", ".join(f"{m} {value_text(rows, m, 'fid_samples', K)}" for m in methods
+    parts = ", ".join(f"{m} {value_text(rows, m, R.FID_SAMPLES.column, K)}" for m in methods
                       if ((rows["method"] == m) & (rows["K"] == K)).any())
     floor = rows[rows["K"] == K].drop_duplicates("seed")["fid_train"]  # the same images per seed
     return (f"Sample FID at K = {K}: {parts} (training images against test images: "
-            f"{T.fmt_mean_std(floor.mean(), floor.std())}).")
+            f"{F.fmt_mean_std(floor.mean(), floor.std())}).")
 
 
 def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
@@ -120,7 +108,7 @@ def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
     prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
     setting = "" if brief else f"{v.setting} setting, "
     head = (f"**{label or f'{v.dataset}, generation'}**, {T.rate_phrase(v.contest)} ({setting}{ran}"
-            f"{T.plural(v.n_seeds, 'seed')}, {T.fmt_k_list(v.ks)}; prior: {prior}"
+            f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
             f"{'' if brief else '; samples at temperature 1'}): **{v.answer}**.")
     order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
@@ -142,10 +130,10 @@ def answer(results, frame: pd.DataFrame) -> list[str]:
 def intro_text(frame: pd.DataFrame) -> str:
     """How the numbers were made (from the rows themselves)."""
     rows = newest(frame)
-    epochs = T.unique_text(int(e) for e in rows.loc[rows["prior"] == "pixelcnn", "prior_epochs"])
+    epochs = F.unique_text(int(e) for e in rows.loc[rows["prior"] == "pixelcnn", "prior_epochs"])
     epochs = f"{epochs} epoch{'' if epochs == '1' else 's'}"
-    acc = T.unique_text(f"{a:.3f}" for a in rows["classifier_accuracy"])
-    n_fid = T.unique_text(int(n) for n in rows["n_fid"])
+    acc = F.unique_text(f"{a:.3f}" for a in rows["classifier_accuracy"])
+    n_fid = F.unique_text(int(n) for n in rows["n_fid"])
     return (f"For each method, K and seed, a prior is fitted to the codes of the training images: "
             f"{PRIORS['pixelcnn']} for the grid methods (trained {epochs}, each evaluated on "
             f"the validation part), {PRIORS['histogram']} for one code per image. Its test NLL is the "
@@ -160,23 +148,20 @@ def intro_text(frame: pd.DataFrame) -> str:
 
 # --- layout ---------------------------------------------------------------------------------
 
-def generation_table(rows: pd.DataFrame, styles):
-    """method x K rows of mean ± std over seeds of every measure."""
-    from report.layout import FRAME_WIDTH, table
-
+def table_rows(rows: pd.DataFrame) -> list[list[str]]:
+    """The generation table as data: method x K rows (methods in utils/methods.py
+    order) of mean ± std over seeds of :data:`report.sections.GENERATION`'s columns."""
     order = {m: i for i, m in enumerate(M.METHODS)}
     rows = rows.assign(order=rows["method"].map(order)).sort_values(["order", "K", "seed"])
-    head = ["method", "K", "seeds"] + [h for _, h in TABLE_COLUMNS]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
-    for (method, K), g in rows.groupby(["method", "K"], sort=False):
-        cells = [method, str(int(K)), str(g["seed"].nunique())]
-        for col, _ in TABLE_COLUMNS:
-            cells.append(f"{g[col].mean():g}" if col == "bits_per_image" else
-                         T.fmt_mean_std(g[col].mean(), g[col].std()))
-        data.append(cells)
-    fixed = [0.15, 0.06, 0.06]
-    free = (1 - sum(fixed)) / len(TABLE_COLUMNS)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(TABLE_COLUMNS)])
+    return mean_std_rows(rows, (Key("method", "method"), Key("K", "K", int_text)),
+                         GENERATION.table_columns)
+
+
+def generation_table(rows: pd.DataFrame, styles):
+    """:func:`table_rows` laid out."""
+    from report.layout import render
+
+    return render(table_rows(rows), [0.15, 0.06, 0.06], styles)
 
 
 def sample_figures(root: Path, rows: pd.DataFrame, dataset: str, setting: str) -> list[tuple[Path, str]]:
@@ -211,4 +196,5 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     return story
 
 
-EXTRA = T.Extra("Generation", lambda p: p.generation, answer, details, read_generation)
+EXTRA = Extra("Generation", lambda p: p.generation, answer, details, read_generation,
+              data=GENERATION)

@@ -24,15 +24,23 @@ import numpy as np
 import pandas as pd
 from reportlab.platypus import Paragraph
 
+from report import formatting as F
 from report import text as T
+from report.sections import GENERATION, Extra
+from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import clear_difference
+from utils import methods as M
+from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import read_generation, read_results
 
 FOLDER = "kl_weight"
-GRID = ("geodesic-conv", "kmeans-conv")  # the proposal first
-BOUND, BASELINE = "vae-conv", "vqvae-conv"
+# The grid rate's methods, from utils/methods.py: the a-posteriori ones (the proposal's
+# quantizer first), their bound (the conv VAE) and the end-to-end baseline.
+GRID = tuple(M.quantizer_method(kind, M.GRID_RATE).name for kind in M.QUANTIZER_KINDS)
+BOUND = M.reference(M.GRID_RATE)
+BASELINE = M.names(family=M.END_TO_END, rate=M.GRID_RATE)[0]
 
 
 def folder_of(paths) -> Path:
@@ -59,27 +67,27 @@ def read_kl_rows(folder: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-class Cell(NamedTuple):
+class SeedStats(NamedTuple):
     """Mean and std over seeds of one metric, and the number of seeds."""
 
     mean: float
     std: float
     n: int
 
-    def beats(self, other: "Cell") -> bool:
+    def beats(self, other: "SeedStats") -> bool:
         """Lower beyond the spread (report.verdicts.clear_difference)."""
         return self.mean < other.mean and clear_difference(*self, *other)
 
 
-def cell(rows: pd.DataFrame, metric: str = "test_mse") -> Cell | None:
+def seed_stats(rows: pd.DataFrame, metric: str = R.MSE.column) -> SeedStats | None:
     if rows.empty:
         return None
     values = rows[metric].astype(float)
-    return Cell(values.mean(), values.std(), rows["seed"].nunique())
+    return SeedStats(values.mean(), values.std(), rows["seed"].nunique())
 
 
-def kl_table_rows(results, frame: pd.DataFrame, metric: str = "test_mse") -> tuple[list, dict]:
-    """(Ks, {(dataset, method, beta): {K: Cell}}) for the beta runs, the beta = 1
+def kl_table_rows(results, frame: pd.DataFrame, metric: str = R.MSE.column) -> tuple[list, dict]:
+    """(Ks, {(dataset, method, beta): {K: SeedStats}}) for the beta runs, the beta = 1
     rows of the same datasets, methods and K from the main comparison, and
     vqvae-conv (beta None). K 0 is the bound's one column."""
     ks = sorted(int(k) for k in frame.loc[frame["method"] != BOUND, "K"].unique())
@@ -96,7 +104,7 @@ def kl_table_rows(results, frame: pd.DataFrame, metric: str = "test_mse") -> tup
                 if beta is not None and "kl_weight" in sel:
                     sel = sel[sel["kl_weight"] == beta]
                 cells = {k: c for k in ([0] if method == BOUND else ks)
-                         if (c := cell(sel[sel["K"].astype(int) == k], metric)) is not None}
+                         if (c := seed_stats(sel[sel["K"].astype(int) == k], metric)) is not None}
                 if cells:
                     table[(dataset, method, beta)] = cells
     return ks, table
@@ -111,7 +119,7 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
     ks, table = kl_table_rows(results, frame[frame["dataset"] == dataset])
     betas = sorted({b for (d, m, b) in table if m == GRID[0] and b is not None}, reverse=True)
     base = table.get((dataset, BASELINE, None), {})
-    seeds = T.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
+    seeds = F.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
                           if b not in (None, 1.0))
     parts, words = [], []
     for beta in betas:
@@ -129,7 +137,7 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
         parts.append(f"{beta_text(beta)}: {bound_text}{GRID[0]} vs {BASELINE}: " + ", ".join(vs))
     verdict = {"worse": "no", "better": "yes", "within the spread": "no clear difference"}
     overall = verdict[words[0]] if words and len(set(words)) == 1 else "mixed"
-    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, {T.fmt_k_range(ks)}; test "
+    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, {F.fmt_k_range(ks)}; test "
             f"MSE): **{overall}**, {GRID[0]} against {BASELINE} at each β and K. ")
     if brief:
         return head + "; ".join(parts) + "."
@@ -139,8 +147,8 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
         worse = [k for k in ks if k in geo and k in km and km[k].beats(geo[k])]
         better = [k for k in ks if k in geo and k in km and geo[k].beats(km[k])]
         k_vs_geo.append(f"{beta_text(beta)}: geodesic better than k-means at "
-                        f"{T.fmt_k_list(better) if better else 'no K'}, worse at "
-                        f"{T.fmt_k_list(worse) if worse else 'no K'}")
+                        f"{F.fmt_k_list(better) if better else 'no K'}, worse at "
+                        f"{F.fmt_k_list(worse) if worse else 'no K'}")
     return (head + "; ".join(parts) + ". Against k-means on the same latents, beyond the spread: "
             + "; ".join(k_vs_geo) + ". Every β that was run is shown; none was chosen.")
 
@@ -159,27 +167,30 @@ INTRO = ("At the grid rate the a-posteriori codes reach their bound, the conv VA
          "the encoder and decoder the codes are fitted to. Test MSE, mean ± std over seeds.")
 
 
-def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
-    """(method, beta) x K of test MSE."""
-    from report.layout import FRAME_WIDTH, table
-
+def kl_table_data(results, frame: pd.DataFrame, dataset: str) -> list[list[str]]:
+    """(method, beta) x K of test MSE, as data: the heading, then one row each."""
     ks, rows = kl_table_rows(results, frame[frame["dataset"] == dataset])
-    head = ["method", "VAE", "seeds"] + [f"K = {k}" for k in ks]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    data = [["method", "VAE", "seeds"] + [f"K = {k}" for k in ks]]
     for (d, method, beta), cells in rows.items():
-        values = ([T.fmt_mean_std(cells[0].mean, cells[0].std)] + [""] * (len(ks) - 1)
+        values = ([F.fmt_mean_std(cells[0].mean, cells[0].std)] + [""] * (len(ks) - 1)
                   if method == BOUND else
-                  [T.fmt_mean_std(cells[k].mean, cells[k].std) if k in cells else "-" for k in ks])
-        n = T.unique_text(c.n for c in cells.values())
+                  [F.fmt_mean_std(cells[k].mean, cells[k].std) if k in cells else "-" for k in ks])
+        n = F.unique_text(c.n for c in cells.values())
         data.append([method + (" (bound, any K)" if method == BOUND else ""), beta_text(beta), n,
                      *values])
-    fixed = [0.3, 0.14, 0.08]
-    free = (1 - sum(fixed)) / max(len(ks), 1)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+    return data
 
 
-GEN_COLUMNS = (("prior_nll_bits", "prior NLL (bits)"), ("fid_samples", "sample FID"),
-               ("fid_recon", "recon. FID"))
+def kl_table(results, frame: pd.DataFrame, dataset: str, styles):
+    """:func:`kl_table_data` laid out."""
+    from report.layout import render
+
+    return render(kl_table_data(results, frame, dataset), [0.3, 0.14, 0.08], styles)
+
+
+# the generation section's columns of the prior's rate and the samples' quality
+GEN_COLUMNS = tuple((c, h) for c, h in GENERATION.table_columns
+                    if c in (R.PRIOR_NLL.column, R.FID_SAMPLES.column, R.FID_RECON.column))
 
 
 def generation_rows(results) -> pd.DataFrame:
@@ -205,19 +216,20 @@ def generation_rows(results) -> pd.DataFrame:
                      ignore_index=True)
 
 
+def vae_text(beta: float) -> str:
+    """The VAE of a generation row: its beta, or 'end to end' (NaN) for vqvae-conv."""
+    return beta_text(None if np.isnan(beta) else beta)
+
+
+# (method, beta, K) rows of the prior's measures
+GEN_KEYS = (Key("method", "method"), Key("kl_weight", "VAE", vae_text), Key("K", "K", int_text))
+
+
 def generation_table(rows: pd.DataFrame, styles):
     """(method, beta, K) x the prior's measures, mean ± std over seeds."""
-    from report.layout import FRAME_WIDTH, table
+    from report.layout import render
 
-    head = ["method", "VAE", "K", "seeds"] + [h for _, h in GEN_COLUMNS]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
-    for (method, beta, K), g in rows.groupby(["method", "kl_weight", "K"], sort=False, dropna=False):
-        data.append([method, beta_text(None if np.isnan(beta) else beta), str(int(K)),
-                     str(g["seed"].nunique()),
-                     *[T.fmt_mean_std(g[c].mean(), g[c].std()) for c, _ in GEN_COLUMNS]])
-    fixed = [0.22, 0.14, 0.08, 0.08]
-    free = (1 - sum(fixed)) / len(GEN_COLUMNS)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(GEN_COLUMNS)])
+    return render(mean_std_rows(rows, GEN_KEYS, GEN_COLUMNS), [0.22, 0.14, 0.08, 0.08], styles)
 
 
 def details(results, frame: pd.DataFrame, styles) -> list:
@@ -239,4 +251,4 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     return story
 
 
-EXTRA = T.Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows)
+EXTRA = Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows)

@@ -7,7 +7,7 @@ the set-up, then one section per (dataset, setting) -- tables, the matched-bits
 comparisons of every rate's contest, the ablation of the a-posteriori cells
 (when the results hold cells other than the default ones), figures -- then the
 sections of
-``extras`` (report.text.Extra) whose CSV is present, then the limitations.
+``extras`` (report.sections.Extra) whose CSV is present, then the limitations.
 
 No page is left mostly empty: figures are at most :data:`FIGURE_MAX` of the
 page tall (so one that does not fit leaves at most that much behind it), each
@@ -20,6 +20,7 @@ import datetime
 import io
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,12 +34,16 @@ from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFram
                                 KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
                                 TableStyle)
 
+from report import formatting as F
 from report import text as T
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
-from report.verdicts import (ABLATION_METRIC, METRICS, AblationVerdict, RateVerdict, Results,
-                             all_ablations, cell_rows, contests, direction, rows_of)
+from report.load import Results
+from report.sections import present_extras
+from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, all_ablations,
+                             cell_rows, contests, direction, rows_of)
 from utils import methods as M
+from utils import metric_registry as R
 from utils.paths import RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, ResultPaths
 
 PAGE_MARGIN = 2 * cm
@@ -50,8 +55,9 @@ HEADLINE_MAX = 0.55 * FRAME_HEIGHT
 # Below this much room, page 1's headline figure would be a thumbnail: it moves on.
 HEADLINE_MIN = 0.14 * FRAME_HEIGHT
 # The key metrics, split in two tables that fit the page width at 8 pt.
-TABLES = (("reconstruction", ("bits_per_image", "test_mse", "psnr", "test_bce")),
-          ("codes", ("nmi", "code_to_label_accuracy", "usage", "geodesic_distortion")))
+TABLES = (("reconstruction", tuple(m.column for m in (R.BITS, R.MSE, R.PSNR, R.BCE))),
+          ("codes", tuple(m.column for m in (R.NMI, R.LABEL_ACCURACY, R.USAGE,
+                                             R.GEODESIC_DISTORTION))))
 # RUNNER_FIGURES grows at its end (captions in utils/paths.py beside the names); a figure
 # without a caption gets a generic one.
 CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE = RUNNER_FIGURES[:4]
@@ -68,7 +74,7 @@ CAPTIONS = {**RUNNER_FIGURE_CAPTIONS,
               "fine-tuned decoders dashed; the dotted line is the unquantized VAE.",
 }
 # The ablation tables: one per metric, a row per cell, a column per K.
-ABLATION_TABLE_METRICS = (ABLATION_METRIC, "code_to_label_accuracy", "nmi")
+ABLATION_TABLE_METRICS = (ABLATION_METRIC, R.LABEL_ACCURACY.column, R.NMI.column)
 # Each table is followed by the figure of the same metrics; the rest follow the comparisons.
 TABLE_FIGURES = (RATE_DISTORTION, LABEL_METRICS)
 LATER_FIGURES = (METRIC_GRID, CODEBOOKS, RECONSTRUCTIONS, LATENT_MAP, USAGE, *RUNNER_FIGURES[4:])
@@ -109,12 +115,12 @@ def make_styles() -> dict[str, ParagraphStyle]:
 
 def para(md: str, style) -> Paragraph:
     """A Paragraph of text in report.text's Markdown subset."""
-    return Paragraph(T.to_markup(md), style)
+    return Paragraph(F.to_markup(md), style)
 
 
 def bullets(texts, styles, style: str = "bullet") -> list:
     """One bulleted Paragraph per Markdown text (in ``styles[style]``)."""
-    return [Paragraph(T.to_markup(t), styles[style], bulletText="•") for t in texts]
+    return [Paragraph(F.to_markup(t), styles[style], bulletText="•") for t in texts]
 
 
 def table(data, col_widths, extra_style=()) -> Table:
@@ -129,6 +135,18 @@ def table(data, col_widths, extra_style=()) -> Table:
         ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
         *extra_style]))
     return t
+
+
+def render(data: list[list], fixed: Sequence[float], styles, extra_style=()):
+    """``data`` (a heading of strings, then rows of strings or Paragraphs) as a grid
+    table across the frame: the first ``len(fixed)`` columns take those fractions of
+    its width, the others share the rest equally; ``extra_style``: more TableStyle
+    commands (e.g. bold cells)."""
+    n_free = len(data[0]) - len(fixed)
+    free = (1 - sum(fixed)) / max(n_free, 1)
+    head = [Paragraph(h, styles["head"]) for h in data[0]]
+    return table([head, *data[1:]], [w * FRAME_WIDTH for w in [*fixed] + [free] * n_free],
+                 extra_style)
 
 
 def image_size(source) -> tuple[int, int]:
@@ -269,13 +287,13 @@ def setup_section(results: Results, styles) -> list:
 def best_rows(rows: pd.DataFrame, metric: str) -> list[int]:
     """Indices of the best mean among each contest's methods at each K."""
     out = []
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     for contest in contests():
         sub = rows[rows["method"].isin([contest.proposal, *contest.opponents])
-                   & np.isfinite(rows[f"{metric}_mean"])]
+                   & np.isfinite(rows[R.get(metric).mean])]
         for _, group in sub.groupby("K"):
             if len(group) > 1:
-                values = group[f"{metric}_mean"]
+                values = group[R.get(metric).mean]
                 out += list(values.index[values == (values.max() if higher else values.min())])
     return out
 
@@ -285,28 +303,26 @@ def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, sty
     rows = rows_of(summary, dataset, setting).copy()
     rows["order"] = rows["method"].map(list(M.METHODS).index)
     rows = rows.sort_values(["order", "K"]).reset_index(drop=True)
-    head = ["method", "K", "seeds"] + ["bits / image" if m == "bits_per_image" else
-                                       f"{METRICS[m][0]}<br/>({direction(m)})" for m in metrics]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
+    head = ["method", "K", "seeds"] + ["bits / image" if m == R.BITS.column else
+                                       f"{R.get(m).label}<br/>({direction(m)})" for m in metrics]
+    data = [head]
     for _, r in rows.iterrows():
         cells = [r["method"], str(int(r["K"])) if r["K"] > 0 else "-", str(int(r["n_seeds"]))]
         for m in metrics:
-            mean = r[f"{m}_mean"]
-            cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == "bits_per_image"
-                         else T.fmt_mean_std(mean, r[f"{m}_std"]))
+            mean = r[R.get(m).mean]
+            cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == R.BITS.column
+                         else F.fmt_mean_std(mean, r[R.get(m).std]))
         data.append(cells)
     bold = [("FONT", (3 + j, 1 + i), (3 + j, 1 + i), "Helvetica-Bold", 8)
-            for j, m in enumerate(metrics) if m != "bits_per_image" for i in best_rows(rows, m)]
-    fixed = [0.17, 0.07, 0.07]
-    free = (1 - sum(fixed)) / len(metrics)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(metrics)], bold)
+            for j, m in enumerate(metrics) if m != R.BITS.column for i in best_rows(rows, m)]
+    return render(data, [0.17, 0.07, 0.07], styles, bold)
 
 
 def comparison_cell(r: pd.Series, a: str, b: str) -> str:
     """'-0.0042<br/>(-8.1%)<br/><b>win*</b> 3/3' from one row of compare_methods."""
     word = {a: "win", b: "loss", "tie": "tie"}[r["better"]]
     mark = f"<b>{word}*</b>" if r["clear"] else word
-    return (f"{r['diff']:+.3g}<br/>({T.fmt_rel(r['rel_pct'])})<br/>{mark} "
+    return (f"{r['diff']:+.3g}<br/>({F.fmt_rel(r['rel_pct'])})<br/>{mark} "
             f"{r['seeds_a_better']}/{r['n_paired']}")
 
 
@@ -315,7 +331,7 @@ def comparison_table(tables: dict, a: str, b: str, styles) -> Table:
     ks = sorted({int(k) for t in tables.values() for k in t["K"]})
     data = [[Paragraph("metric", styles["head"])] + [Paragraph(f"K = {k}", styles["head"]) for k in ks]]
     for metric, t in tables.items():
-        row = [Paragraph(f"{METRICS[metric][0]}<br/>({direction(metric)})", styles["cell"])]
+        row = [Paragraph(f"{R.get(metric).label}<br/>({direction(metric)})", styles["cell"])]
         for k in ks:
             r = t[t["K"] == k]
             row.append(Paragraph(comparison_cell(r.iloc[0], a, b) if len(r) else "-", styles["small"]))
@@ -328,7 +344,7 @@ def verdict_details(results: Results, v: RateVerdict, styles) -> list:
     """One contest on one group: per opponent the metric sentences and the
     comparison table, then where the proposal loses and the cost of quantization."""
     a = v.contest.proposal
-    story = [Paragraph(T.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
+    story = [Paragraph(F.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
                                    f"**{v.answer}**"), styles["h2"])]
     if not v.against:
         return story + [para(T.answer_item(v), styles["body"])]
@@ -348,12 +364,11 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
     sides; the default cells marked, the best mean of each side per K in bold."""
     rows = rows_of(cell_summary, av.dataset, av.setting)
     ks = sorted(int(k) for k in rows[rows["method"].isin(list(av.cells))]["K"].unique() if k > 0)
-    head = ["method", "cell", "seeds"] + [f"K = {k}" for k in ks]
-    data = [[Paragraph(h, styles["head"]) for h in head]]
-    pick = np.nanmax if METRICS[metric][1] else np.nanmin
+    data = [["method", "cell", "seeds"] + [f"K = {k}" for k in ks]]
+    pick = np.nanmax if R.get(metric).higher_is_better else np.nanmin
     for method, cells in av.cells.items():
         subs = [cell_rows(rows, cell).set_index("K") for cell in cells]
-        means = np.array([[sub.at[k, f"{metric}_mean"] if k in sub.index else np.nan for k in ks]
+        means = np.array([[sub.at[k, R.get(metric).mean] if k in sub.index else np.nan for k in ks]
                           for sub in subs], dtype=float).reshape(len(subs), len(ks))
         finite = np.isfinite(means)
         # a best only where the cells differ (a fine-tuned decoder leaves the codes, so the
@@ -363,19 +378,17 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
         for i, (cell, sub) in enumerate(zip(cells, subs)):
             seeds = sub["n_seeds"].astype(int)
             row = [method, cell.name + (" (default)" if cell.is_default else ""),
-                   T.span(str(seeds.min()), str(seeds.max()))]
+                   F.span(str(seeds.min()), str(seeds.max()))]
             for j, k in enumerate(ks):
                 if not finite[i, j]:
                     row.append("-")
                     continue
-                value = T.fmt_mean_std(means[i, j], sub.at[k, f"{metric}_std"]).replace(
+                value = F.fmt_mean_std(means[i, j], sub.at[k, R.get(metric).std]).replace(
                     " ± ", "<br/>± ")
                 row.append(Paragraph(f"<b>{value}</b>" if means[i, j] == best[j] else value,
                                      styles["small"]))
             data.append(row)
-    fixed = [0.14, 0.26, 0.07]
-    free = (1 - sum(fixed)) / max(len(ks), 1)
-    return table(data, [w * FRAME_WIDTH for w in fixed + [free] * len(ks)])
+    return render(data, [0.14, 0.26, 0.07], styles)
 
 
 def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, styles,
@@ -387,10 +400,10 @@ def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, style
                        styles["h2"]), para(T.ablation_intro(av, record), styles["body"])]
     story += bullets(T.ablation_sentences(av), styles)
     for metric in ABLATION_TABLE_METRICS:
-        if f"{metric}_mean" not in results.cell_summary:
+        if R.get(metric).mean not in results.cell_summary:
             continue
         story += [Spacer(1, 4), KeepTogether([
-            Paragraph(f"Table: {METRICS[metric][0]} by cell ({direction(metric)})", styles["h3"]),
+            Paragraph(f"Table: {R.get(metric).label} by cell ({direction(metric)})", styles["h3"]),
             cell_table(results.cell_summary, av, metric, styles)])]
     story.append(para(f"Mean ± std over seeds ({T.SUMMARY_CSV}); seeds: fewest to most over K; in "
                       f"bold, the best cell of each method at each K (on the test split: reported, "
@@ -419,7 +432,7 @@ def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, s
     comparisons of every contest, the ``ablation`` (when there is one), the
     unmatched methods, the other figures."""
     summary = results.summary
-    used = T.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
+    used = F.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
     story = [Paragraph(f"{dataset}, {setting} setting", styles["h1"]), para(
         f"Dataset used: {used}. Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the "
         f"methods compared at matched bits at each K. '-' marks a metric that does not apply.",
@@ -447,7 +460,7 @@ def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, s
 def extras_sections(results: Results, extras, styles) -> list:
     """The details of every Extra of ``extras`` whose CSV is present."""
     story = []
-    for _, frame, extra in T.present_extras(results, extras):
+    for _, frame, extra in present_extras(results, extras):
         if extra.details is not None:
             story += extra.details(results, frame, styles)
     return story
@@ -463,7 +476,7 @@ def limitations_section(results: Results, styles) -> list:
 def build_story(results: Results, verdicts: list[RateVerdict], answer: T.ShortAnswer,
                 headline: io.BytesIO | None, fig_dir: Path, styles, extras=(),
                 ablations: list[AblationVerdict] | None = None) -> list:
-    """All sections, in order; ``extras``: report.text.Extra sections;
+    """All sections, in order; ``extras``: report.sections.Extra sections;
     ``ablations``: the groups' AblationVerdicts (default: computed here)."""
     ablations = all_ablations(results) if ablations is None else ablations
     story = page_one(results, answer, headline, styles)

@@ -11,7 +11,7 @@ The ablation of the a-posteriori methods' cells (:func:`ablation_item`,
 :func:`ablation_sentences`) adds one short-answer item and one section per
 dataset whose results hold cells other than the default ones.
 
-Sections beyond comparison.csv (e.g. generation) plug in as :class:`Extra`
+Sections beyond comparison.csv (e.g. generation) plug in as report.sections.Extra
 entries (build_report.EXTRAS): each names its CSV and gives its answer
 sentences and its details, and adds nothing, silently, while its CSV is absent.
 """
@@ -20,93 +20,27 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Callable, NamedTuple
-from xml.sax.saxutils import escape
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from report.verdicts import (ABLATION_LABEL_METRICS, ABLATION_METRIC, ANSWER_METRICS, METRICS,
+from report.formatting import (fmt_diff, fmt_k_list, fmt_k_range, fmt_pct, fmt_rel, fmt_seconds,
+                               fmt_share, join_words, plural, span, unique_text)
+from report.load import Results, all_cells
+from report.sections import present_extras
+from report.verdicts import (ABLATION_METRIC, ANSWER_METRICS,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
-                             OpponentVerdict, RateVerdict, Results, all_ablations, all_cells,
+                             OpponentVerdict, RateVerdict, all_ablations,
                              active_contests, collapsed_codebooks, compare_methods, contests,
                              direction, has_ablation, rows_of, unmatched_methods)
 from utils import methods as M
-from utils.errors import UserError
+from utils import metric_registry as R
 from utils.paths import ResultPaths
 
 # The results files by the names utils/paths.py gives them, for the sentences.
 COMPARISON_CSV = ResultPaths(Path()).comparison.name
 SUMMARY_CSV = ResultPaths(Path()).summary.name
-README_START = "<!-- short-answer:start -->"
-README_END = "<!-- short-answer:end -->"
-
-
-# --- markup ---------------------------------------------------------------------------
-
-def to_markup(md: str) -> str:
-    """reportlab paragraph markup of the Markdown subset: the text escaped, then
-    **bold** -> <b>, *italic* -> <i>, `code` -> Courier."""
-    text = escape(md)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
-    return re.sub(r"`(.+?)`", r'<font face="Courier">\1</font>', text)
-
-
-def plain(md: str) -> str:
-    """The words of the Markdown subset without its marks."""
-    return re.sub(r"\*\*|\*|`", "", md)
-
-
-# --- numbers ---------------------------------------------------------------------------
-
-def fmt_rel(rel_pct: float) -> str:
-    """'+8.1%', '+0.044%' (two significant digits below 0.1%), 'n/a' for a zero reference."""
-    if not np.isfinite(rel_pct):
-        return "n/a"
-    return f"{rel_pct:+.2g}%" if 0 < abs(rel_pct) < 0.1 else f"{rel_pct:+.1f}%"
-
-
-def fmt_diff(diff: float, rel_pct: float) -> str:
-    """'-0.00421 (-8.1%)'."""
-    return f"{diff:+.3g} ({fmt_rel(rel_pct)})"
-
-
-def fmt_k_list(ks) -> str:
-    """'K = 16, 64'."""
-    return "K = " + ", ".join(str(int(k)) for k in ks)
-
-
-def fmt_k_range(ks) -> str:
-    """'K = 16 to 512' for three values or more; 'K = 64, 512' or 'K = 16' for fewer
-    (a range of two would suggest the K between them were run)."""
-    ks = sorted(int(k) for k in ks)
-    return fmt_k_list(ks) if len(ks) <= 2 else f"K = {ks[0]} to {ks[-1]}"
-
-
-def fmt_mean_std(mean: float, std: float) -> str:
-    """'0.1880 ± 0.0058': four significant digits, the std to the same decimals."""
-    if not np.isfinite(mean):
-        return "-"
-    text = f"{mean:#.4g}"
-    if "e" in text:
-        return f"{mean:.3g}" + (f" ± {std:.2g}" if np.isfinite(std) else "")
-    text = text.rstrip(".")
-    decimals = len(text.split(".")[1]) if "." in text else 0
-    return text + (f" ± {std:.{decimals}f}" if np.isfinite(std) else "")
-
-
-def fmt_seconds(seconds: float) -> str:
-    """'1 h 02 min 05 s'."""
-    s = int(round(seconds))
-    h, m, s = s // 3600, s % 3600 // 60, s % 60
-    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
-
-
-def unique_text(values) -> str:
-    """Distinct values, in order, joined by commas ('-' when none)."""
-    seen = [str(v) for v in dict.fromkeys(values) if not (isinstance(v, float) and math.isnan(v))]
-    return ", ".join(seen) if seen else "-"
 
 
 def run_commits(records: dict) -> str:
@@ -114,27 +48,9 @@ def run_commits(records: dict) -> str:
     return unique_text(r["git"].get("commit", "")[:10] for r in records.values() if r.get("git"))
 
 
-def span(low: str, high: str) -> str:
-    """'a' when both ends read the same, else 'a to b'."""
-    return low if low == high else f"{low} to {high}"
-
-
-def join_words(words) -> str:
-    """'', 'a', 'a and b', 'a, b and c'."""
-    words = list(words)
-    if len(words) < 2:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def plural(n: int, word: str) -> str:
-    """'1 seed', '3 seeds'."""
-    return f"{n} {word}" + ("s" if n != 1 else "")
-
-
 def name(metric: str) -> str:
     """The short name of a metric column ('MSE')."""
-    return METRICS[metric][0]
+    return R.get(metric).label
 
 
 def gap_text(table: pd.DataFrame) -> str:
@@ -158,11 +74,6 @@ def rate_phrase(contest: Contest) -> str:
     side = math.isqrt(n)
     shape = f"a {side}x{side} grid of codes" if side * side == n else f"{n} codes per image"
     return f"{shape} ({n} log2 K bits)"
-
-
-def fmt_pct(pct: float) -> str:
-    """'8.1%', '0.044%' (two significant digits below 0.1%): a size, unsigned."""
-    return fmt_rel(abs(pct)).lstrip("+")
 
 
 def how_much(decided: pd.DataFrame) -> str:
@@ -321,7 +232,7 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
     """The short answer computed from ``results``: one item per verdict, each
     group's ablation item after its verdicts (``ablations``, default
     :func:`report.verdicts.all_ablations`), then the items of every
-    :class:`Extra` of ``extras`` whose CSV is present."""
+    report.sections.Extra of ``extras`` whose CSV is present."""
     lead = (f"**Short answer**, computed from the result files in "
             f"`{display_path(results.root)}` by `report/build_report.py`:")
     ablations = {(a.dataset, a.setting): a
@@ -338,64 +249,6 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                       "bits."]
     items += [item for _, frame, extra in present for item in extra.answer(results, frame)]
     return ShortAnswer(lead, items, answer_note())
-
-
-def readme_block(answer: ShortAnswer, pdf: Path) -> str:
-    """The README's short answer in Markdown, markers excluded."""
-    items = "\n".join(f"- {item}" for item in answer.items)
-    return (f"{answer.lead}\n\n{items}\n\n{answer.note} Details, spreads and per-K tables: "
-            f"[`{pdf}`]({pdf}).")
-
-
-def replace_readme_block(readme: str, block: str) -> str:
-    """``readme`` with the text between the short-answer markers replaced by ``block``."""
-    start, end = readme.find(README_START), readme.find(README_END)
-    if start < 0 or end < start:
-        raise UserError(f"the README has no {README_START} ... {README_END} block; add the two "
-                        f"markers around its short answer")
-    return readme[:start + len(README_START)] + "\n" + block + "\n" + readme[end:]
-
-
-# --- sections beyond comparison.csv -----------------------------------------------------
-
-class Extra(NamedTuple):
-    """A results file beyond comparison.csv (e.g. the generation results).
-
-    name : its section title.
-    path : ResultPaths -> the CSV it reads (e.g. ``lambda p: p.generation``), or a
-        folder its ``read`` collects.
-    answer : (Results, its DataFrame) -> short-answer items (Markdown subset).
-    details : (Results, its DataFrame, styles) -> reportlab flowables for the
-        details pages (headings included), or None for none.
-    read : path -> its DataFrame (default ``pd.read_csv``; a validating reader
-        drops a torn last row and names a malformed one).
-    group_answer : (Results, its DataFrame, (dataset, setting)) -> short-answer
-        items that belong right after that group's verdicts (e.g. the same
-        question rerun under another setting), or None.
-    """
-
-    name: str
-    path: Callable[[ResultPaths], Path]
-    answer: Callable[[Results, pd.DataFrame], list]
-    details: Callable | None = None
-    read: Callable[[Path], pd.DataFrame] = pd.read_csv
-    group_answer: Callable | None = None
-
-
-def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
-    """(path, frame, extra) of every Extra of ``extras`` whose CSV (or folder) exists and has rows."""
-    out = []
-    for extra in extras:
-        path = extra.path(ResultPaths(results.root))
-        if path is None or not Path(path).exists():
-            continue
-        try:
-            frame = extra.read(path)
-        except pd.errors.EmptyDataError:
-            continue
-        if len(frame):
-            out.append((Path(path), frame, extra))
-    return out
 
 
 # --- detail sentences ---------------------------------------------------------------------
@@ -472,10 +325,10 @@ def natural_sentences(results: Results, dataset: str, setting: str) -> list[str]
                        for n in (c.proposal, *c.opponents, *([c.reference] if c.reference else []))]
     out = []
     for u in unmatched_methods(present):
-        bits = rows[rows["method"] == u]["bits_per_image"].dropna()
+        bits = rows[rows["method"] == u][R.BITS.column].dropna()
         if not len(bits):
             continue
-        matched = rows[rows["method"].isin(M.matched(M.get(M.PROPOSAL).rate))]["bits_per_image"]
+        matched = rows[rows["method"].isin(M.matched(M.get(M.PROPOSAL).rate))][R.BITS.column]
         matched = matched.dropna()
         n = M.get(u).codes_per_image
         out.append(f"{u} spends {bits.min():g}-{bits.max():g} bits per image ({n} log2 K)"
@@ -500,7 +353,7 @@ def quantization_cost(results: Results, v: RateVerdict) -> list[str]:
         return []
     out = []
     for a in (*v.contest.ablations, v.contest.proposal):
-        table = compare_methods(results.comparison, v.dataset, v.setting, a, ref, "test_mse")
+        table = compare_methods(results.comparison, v.dataset, v.setting, a, ref, R.MSE.column)
         if len(table):
             cells = ", ".join(f"{fmt_diff(r['diff'], r['rel_pct'])} at K = {r['K']}"
                               for _, r in table.iterrows())
@@ -695,11 +548,6 @@ def cells_rule(results: Results) -> str:
         text += (f" The ablation section of {join_words(groups)} shows the other cells, each "
                  f"factor switched alone from the default.")
     return text
-
-
-def fmt_share(pct: float) -> str:
-    """'30%' (a share of the gap, rounded to a whole percent; never '-0%')."""
-    return f"{int(round(pct))}%"
 
 
 def share_range(values) -> str:

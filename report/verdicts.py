@@ -23,234 +23,33 @@ grid) needs no code here: once its a-posteriori geodesic method is an entry of
 METHODS, :func:`contests` returns its contest and every verdict, sentence and
 table follows.
 
-    >>> results = load_results(Path("experiments/results"))
+    >>> results = report.load.load_results(Path("experiments/results"))
     >>> [v.answer for v in all_verdicts(results)]
     ['mixed', 'yes']
 """
 from __future__ import annotations
 
-import json
 import math
-import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from report.load import CELL_COLUMNS, Results, all_cells, default_cell, is_default
+from report.sections import COMPARISON, SectionData
 from utils import methods as M
-from utils.errors import UserError
-from utils.paths import ResultPaths
-from utils.results import summarize
+from utils import metric_registry as R
 
-# metric column -> (short name, True when higher is better)
-METRICS = {
-    "bits_per_image": ("bits/image", False),
-    "test_mse": ("MSE", False),
-    "psnr": ("PSNR (dB)", True),
-    "test_bce": ("BCE", False),
-    "nmi": ("NMI", True),
-    "ari": ("ARI", True),
-    "purity": ("purity", True),
-    "code_to_label_accuracy": ("code-to-label accuracy", True),
-    "perplexity": ("perplexity", True),
-    "usage": ("usage", True),
-    "geodesic_distortion": ("geodesic distortion", False),
-    "euclidean_distortion": ("Euclidean distortion", False),
-    "intra_inter_ratio": ("intra/inter ratio", False),
-    # generation.csv (report/generation.py)
-    "fid_samples": ("sample FID", False),
-    "prior_nll_bits": ("prior NLL", False),
-    "sample_class_entropy": ("class entropy of samples", True),
-    "fid_recon": ("reconstruction FID", False),
-}
-# PSNR is a monotone function of each run's MSE, so it is not counted twice.
-DETAIL_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usage",
-                  "geodesic_distortion")
-# Geodesic distortion is what geodesic k-medoids minimises: reported, not used for the answer.
-ANSWER_METRICS = ("test_mse", "test_bce", "nmi", "code_to_label_accuracy", "usage")
-RECONSTRUCTION_METRICS = ("test_mse", "test_bce")
-CELL_COLUMNS = list(M.VARIANT_COLUMNS)
-# One configuration is kept per key: every ablation cell of a method is its own key.
-GROUP_KEYS = ["dataset", "setting", "method", *CELL_COLUMNS, "K"]
-CONFIG = "config_id"
+DETAIL_METRICS = COMPARISON.detail_metrics
+ANSWER_METRICS = COMPARISON.answer_metrics
+RECONSTRUCTION_METRICS = (R.MSE.column, R.BCE.column)
 # An end-to-end codebook whose perplexity is below this used about one code.
 COLLAPSE_PERPLEXITY = 2.0
 
 
 def direction(metric: str) -> str:
-    """'higher is better' or 'lower is better'."""
-    return "higher is better" if METRICS[metric][1] else "lower is better"
-
-
-# --- reading the runner's files ----------------------------------------------------
-
-class Results(NamedTuple):
-    """The runner's files of one results folder, newest configuration only.
-
-    comparison : one row per dataset, setting, method, K and seed, each
-        method's default cell only (what the main verdicts use).
-    summary : mean and std over seeds, the rows of those configurations.
-    records : {(dataset, setting): run record dict, {} when absent}.
-    groups : (dataset, setting) pairs, full before quick.
-    ignored : rows of older configurations left out: dataset, setting,
-        method, cell, K, config_id, n_rows (empty when there were none).
-    root : the results folder.
-    cells : like ``comparison``, every ablation cell (the default ones included).
-    cell_summary : like ``summary``, every ablation cell.
-    """
-
-    comparison: pd.DataFrame
-    summary: pd.DataFrame
-    records: dict
-    groups: list
-    ignored: pd.DataFrame
-    root: Path
-    cells: pd.DataFrame
-    cell_summary: pd.DataFrame
-
-
-def read_csv(path: Path, results_dir: Path) -> pd.DataFrame:
-    """A results CSV with config_id as text; a missing or empty file is a UserError."""
-    fix = (f"run make full (or python train/run_comparison.py --results-dir {results_dir})")
-    if not path.is_file():
-        raise UserError(f"{path} missing; {fix}")
-    try:
-        frame = pd.read_csv(path, dtype={CONFIG: str, **{c: str for c in CELL_COLUMNS}})
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame()
-    if frame.empty:
-        raise UserError(f"{path} has no rows; {fix}")
-    return frame
-
-
-def with_config_id(frame: pd.DataFrame, name: str, *, warn: bool = True) -> pd.DataFrame:
-    """``frame`` with a text config_id column; a file written before configurations
-    were recorded counts as one configuration (""), with a warning unless ``warn``
-    is False (when the same was said of comparison.csv)."""
-    frame = frame.copy()
-    if CONFIG not in frame:
-        if warn:
-            warnings.warn(f"{name} has no {CONFIG} column (written before configurations were "
-                          f"recorded); its rows are treated as one configuration", stacklevel=3)
-        frame[CONFIG] = ""
-    frame[CONFIG] = frame[CONFIG].fillna("").astype(str)
-    return frame
-
-
-def default_cell(method: str) -> dict:
-    """The cell the main verdicts use: ``utils.methods.variants(method)[0]``
-    (latent/medoid/frozen, centroid/frozen; empty for the other families)."""
-    return M.variants(method)[0]
-
-
-def all_cells(method: str) -> list[dict]:
-    """Every ablation cell that applies to ``method``, default first."""
-    vectors = tuple(dict.fromkeys(v for vs in M.CODE_VECTORS.values() for v in vs))
-    return M.variants(method, edge_lengths=M.EDGE_LENGTHS, code_vectors=vectors,
-                      decoders=M.DECODERS)
-
-
-def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the ablation columns as text; a value left empty (a row
-    written before the ablation existed) is that method's default cell."""
-    frame = frame.copy()
-    for col in CELL_COLUMNS:
-        frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
-    for method in frame["method"].unique():
-        rows = frame["method"] == method
-        for col, value in default_cell(method).items():
-            frame.loc[rows & (frame[col] == ""), col] = value
-    return frame
-
-
-def is_default(frame: pd.DataFrame) -> pd.Series:
-    """True for the rows of each method's default cell."""
-    defaults = pd.DataFrame([{"method": m, **default_cell(m)} for m in frame["method"].unique()],
-                            columns=["method", *CELL_COLUMNS])
-    marked = frame[["method", *CELL_COLUMNS]].merge(defaults, how="left", indicator=True)
-    return pd.Series((marked["_merge"] == "both").to_numpy(), index=frame.index)
-
-
-def newest_configs(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split comparison rows into the newest configuration of each (dataset,
-    setting, method, cell, K) -- that of its last row, since rows are appended
-    in time order -- and the rest, so that no mean mixes configurations.
-
-    Returns (kept rows, ignored: one row per left-out configuration with
-    dataset, setting, method, cell, K, config_id and n_rows).
-    """
-    newest = comparison.groupby(GROUP_KEYS, sort=False)[CONFIG].last().rename("newest")
-    marked = comparison.join(newest, on=GROUP_KEYS)
-    keep = (marked[CONFIG] == marked["newest"]).to_numpy()
-    old = comparison[~keep]
-    ignored = (old.groupby(GROUP_KEYS + [CONFIG], sort=False).size().rename("n_rows").reset_index()
-               if len(old) else pd.DataFrame(columns=GROUP_KEYS + [CONFIG, "n_rows"]))
-    return comparison[keep].reset_index(drop=True), ignored
-
-
-def matching_summary(summary: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """The summary rows of the configurations in ``kept`` (summary.csv holds one
-    row per configuration). A configuration it lacks (the runner writes it at
-    the end of a run, so a run in progress leaves it behind) is summarised from
-    ``kept`` by the runner's own :func:`utils.results.summarize`, with a warning."""
-    on = GROUP_KEYS + [CONFIG]
-    keys = kept[on].drop_duplicates()
-    out = summary.merge(keys, on=on, how="inner")
-    have = out[on].drop_duplicates()
-    lacking = keys.merge(have, on=on, how="left", indicator=True)["_merge"] == "left_only"
-    if lacking.any():
-        names = ResultPaths(Path())
-        warnings.warn(f"{names.summary.name} lacks {int(lacking.sum())} configuration(s) of "
-                      f"{names.comparison.name} (a run in progress writes it at its end); "
-                      f"they are summarised from {names.comparison.name}", stacklevel=3)
-        rows = kept.merge(keys[lacking.to_numpy()], on=on, how="inner")
-        out = pd.concat([out, with_cells(summarize(rows))], ignore_index=True)
-    return out
-
-
-def known_methods(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Rows of methods in utils/methods.py; others are left out with a warning."""
-    unknown = sorted(set(frame["method"]) - set(M.METHODS))
-    if unknown:
-        warnings.warn(f"{name} has methods unknown to utils/methods.py, left out: "
-                      f"{', '.join(map(str, unknown))}", stacklevel=3)
-    return frame[frame["method"].isin(list(M.METHODS))]
-
-
-def result_groups(comparison: pd.DataFrame) -> list[tuple[str, str]]:
-    """(dataset, setting) pairs present: every full one before every quick one,
-    datasets in the order they first appear."""
-    pairs = list(dict.fromkeys(zip(comparison["dataset"], comparison["setting"])))
-    return sorted(pairs, key=lambda p: p[1] != "full")
-
-
-def load_run_record(paths: ResultPaths, dataset: str, setting: str) -> dict:
-    """The runner's run record of one dataset and setting, or {} when it left none."""
-    path = paths.run_record(dataset, setting)
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def load_results(results_dir: Path) -> Results:
-    """comparison.csv, summary.csv and the run records of ``results_dir``, reduced
-    to the newest configuration of each (dataset, setting, method, cell, K);
-    ``comparison`` and ``summary`` hold the default cells, ``cells`` and
-    ``cell_summary`` every cell."""
-    paths = ResultPaths(Path(results_dir))
-    raw = read_csv(paths.comparison, paths.root)
-    comparison = with_config_id(raw, paths.comparison.name)
-    summary = read_csv(paths.summary, paths.root)
-    # a summary.csv older than config_id stands for the configuration "" only
-    summary = with_config_id(summary, paths.summary.name, warn=False)
-    comparison = with_cells(known_methods(comparison, paths.comparison.name))
-    summary = with_cells(known_methods(summary, paths.summary.name))
-    kept, ignored = newest_configs(comparison)
-    summary = matching_summary(summary, kept)
-    groups = result_groups(kept)
-    records = {g: load_run_record(paths, *g) for g in groups}
-    main_rows = kept[is_default(kept)].reset_index(drop=True)
-    main_summary = summary[is_default(summary)].reset_index(drop=True)
-    return Results(main_rows, main_summary, records, groups, ignored, paths.root, kept, summary)
+    """'higher is better' or 'lower is better' (utils/metric_registry.py)."""
+    return R.get(metric).direction
 
 
 def rows_of(frame: pd.DataFrame, dataset: str, setting: str) -> pd.DataFrame:
@@ -322,7 +121,7 @@ def compare_values(va: pd.DataFrame, vb: pd.DataFrame, a: str, b: str,
                    metric: str) -> pd.DataFrame:
     """:func:`compare_at_k` at every K of both value frames (columns K, seed,
     value), as :func:`compare_methods` returns it."""
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     out = [compare_at_k(va[va["K"] == k], vb[vb["K"] == k], a, b, higher) | {"K": int(k)}
            for k in sorted(set(va["K"]) & set(vb["K"]))]
     return pd.DataFrame(out, columns=COMPARE_COLUMNS)
@@ -458,11 +257,15 @@ def stated_answer(contest: Contest, against: dict) -> str:
     return against[main].answer if main else "no answer"
 
 
-def opponent_verdict(comparison: pd.DataFrame, dataset: str, setting: str, a: str,
-                     b: str) -> OpponentVerdict | None:
-    """``a`` against ``b`` on every detail metric (None when no metric applies to both)."""
-    tables = {m: compare_methods(comparison, dataset, setting, a, b, m) for m in DETAIL_METRICS}
-    return verdict_of_tables(tables, a, b, ANSWER_METRICS)
+def opponent_verdict(rows: pd.DataFrame, a: str, b: str,
+                     section: SectionData = COMPARISON) -> OpponentVerdict | None:
+    """``a`` against ``b`` on every detail metric of ``section`` in ``rows`` (one
+    dataset and setting of its table), the answer decided on its answer metrics;
+    None when no metric applies to both. The one verdict path of every section."""
+    ks = sorted(k for k in rows["K"].unique() if k > 0)
+    tables = {m: compare_values(values_by_k_seed(rows, a, m, ks), values_by_k_seed(rows, b, m, ks),
+                                a, b, m) for m in section.detail_metrics}
+    return verdict_of_tables(tables, a, b, section.answer_metrics)
 
 
 def verdict_of_tables(tables: dict, a: str, b: str, answer_metrics) -> OpponentVerdict | None:
@@ -484,7 +287,7 @@ def collapsed_codebooks(summary: pd.DataFrame, dataset: str, setting: str) -> di
     rows = rows_of(summary, dataset, setting)
     out = {}
     for method in M.names(family=M.END_TO_END):
-        sub = rows[(rows["method"] == method) & (rows["perplexity_mean"] < COLLAPSE_PERPLEXITY)]
+        sub = rows[(rows["method"] == method) & (rows[R.PERPLEXITY.mean] < COLLAPSE_PERPLEXITY)]
         if len(sub):
             out[method] = sorted(int(k) for k in sub["K"])
     return out
@@ -506,7 +309,7 @@ def rate_verdict(results: Results, dataset: str, setting: str,
     ran = rows[rows["method"].isin([contest.proposal, *contest.opponents])]
     against = {}
     for b in contest.opponents:
-        v = opponent_verdict(results.comparison, dataset, setting, contest.proposal, b)
+        v = opponent_verdict(rows, contest.proposal, b)
         if v is not None:
             against[b] = v
     return RateVerdict(
@@ -571,8 +374,8 @@ class Cell(NamedTuple):
 
 # The factors of the ablation, each switched alone from the default cell: (column, value).
 FACTORS = (("edge_length", "decoder"), ("code_vectors", "refined"), ("decoder", "finetuned"))
-ABLATION_METRIC = "test_mse"
-ABLATION_LABEL_METRICS = ("nmi", "code_to_label_accuracy")
+ABLATION_METRIC = R.MSE.column
+ABLATION_LABEL_METRICS = (R.NMI.column, R.LABEL_ACCURACY.column)
 FACTOR_COLUMNS = ["K", "gap", "gap_clear", "mean", "std", "change", "change_clear",
                   "closed_pct", "closed_pct_both", "remaining", "remaining_clear"]
 
@@ -694,7 +497,7 @@ def best_cells(cells: pd.DataFrame, dataset: str, setting: str, method: str,
     if not len(rows):
         return pd.DataFrame(columns=BEST_COLUMNS)
     stats = rows.groupby(["K", *CELL_COLUMNS])[metric].agg(["mean", "std", "count"]).reset_index()
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     out = []
     for k, group in stats.groupby("K"):
         best = group.loc[group["mean"].idxmax() if higher else group["mean"].idxmin()]
@@ -714,7 +517,7 @@ def compare_best(cells: pd.DataFrame, dataset: str, setting: str, best_a: pd.Dat
     """The best cell of one side against the best of the other at each K
     (:func:`compare_at_k`; winner 'a', 'b' or 'none')."""
     rows = rows_of(cells, dataset, setting)
-    higher = METRICS[metric][1]
+    higher = R.get(metric).higher_is_better
     out = []
     for k in sorted(set(best_a["K"]) & set(best_b["K"])):
         ca, cb = (b[b["K"] == k]["cell"].iloc[0] for b in (best_a, best_b))

@@ -32,7 +32,9 @@ from pypdf import PdfReader
 from reportlab.lib.pagesizes import A4
 
 from report import build_report as br
-from report import layout, text
+from report import formatting, layout, sections, text
+from report import readme as RM
+from report import load as L
 from report import verdicts as V
 from report.figures import figure_stem
 from train.run_comparison import COLUMNS, write_summary
@@ -116,7 +118,7 @@ def write_results(results: Path, rows: list[dict], groups=()) -> ResultPaths:
 
 def other_cells(method: str) -> list[V.Cell]:
     """Every ablation cell of ``method`` but its default."""
-    return [V.Cell(method, **c) for c in V.all_cells(method)[1:]]
+    return [V.Cell(method, **c) for c in L.all_cells(method)[1:]]
 
 
 def flipping_cells(dataset: str, setting: str, used: str) -> list[dict]:
@@ -202,7 +204,7 @@ def whole_count(pages: list[str], words: str) -> int:
 
 def squash(md: str) -> str:
     """The words of a Markdown-subset text, whitespace collapsed."""
-    return " ".join(text.plain(md).split())
+    return " ".join(formatting.plain(md).split())
 
 
 @pytest.fixture(scope="module")
@@ -296,8 +298,8 @@ def test_newest_configuration_of_each_key_is_kept():
     rows = [{"dataset": "d", "setting": "full", "method": m, "K": k, "seed": s, "config_id": c}
             for c in ("a", "b") for m, k in ((P, 16), (ABL, 16)) for s in (0, 1)
             if not (c == "b" and m == ABL)]
-    frame = V.with_cells(pd.DataFrame(rows))
-    kept, ignored = V.newest_configs(frame)
+    frame = L.with_cells(pd.DataFrame(rows))
+    kept, ignored = L.newest_configs(frame)
     assert set(zip(kept["method"], kept["config_id"])) == {(P, "b"), (ABL, "a")}
     assert len(kept) == 4
     assert ignored[["method", "K", "config_id", "n_rows"]].values.tolist() == [[P, 16, "a", 2]]
@@ -310,19 +312,19 @@ def test_each_cell_keeps_its_own_newest_configuration():
     rows = [{"dataset": "d", "setting": "full", "method": P, "K": 16, "seed": s, "config_id": c,
              **cell}
             for c, cell in (("old", {}), ("new", {}), ("tuned", tuned)) for s in (0, 1)]
-    kept, ignored = V.newest_configs(V.with_cells(pd.DataFrame(rows)))
+    kept, ignored = L.newest_configs(L.with_cells(pd.DataFrame(rows)))
     assert sorted(set(zip(kept["decoder"], kept["config_id"]))) == [("finetuned", "tuned"),
                                                                     ("frozen", "new")]
     assert ignored["config_id"].tolist() == ["old"]
 
 
 def test_rows_without_cells_are_the_default_cells():
-    frame = V.with_cells(pd.DataFrame({"method": [P, ABL, E2E, P],
+    frame = L.with_cells(pd.DataFrame({"method": [P, ABL, E2E, P],
                                        "decoder": [np.nan, "", np.nan, "finetuned"]}))
-    assert frame[V.CELL_COLUMNS].values.tolist() == [
+    assert frame[L.CELL_COLUMNS].values.tolist() == [
         ["latent", "medoid", "frozen"], ["", "centroid", "frozen"], ["", "", ""],
         ["latent", "medoid", "finetuned"]]
-    assert V.is_default(frame).tolist() == [True, True, True, False]
+    assert L.is_default(frame).tolist() == [True, True, True, False]
     assert V.Cell.default(P) == V.Cell(P, **M.variants(P)[0])
 
 
@@ -331,15 +333,15 @@ def test_a_factor_applies_only_where_the_method_has_it():
     assert V.Cell.default(ABL).switched("decoder", "finetuned").name == "centroid/finetuned"
     assert V.Cell.default(ABL).switched("edge_length", "decoder") is None
     assert V.Cell.default(ABL).switched("code_vectors", "refined") is None
-    assert len(V.all_cells(P)) == 8 and len(V.all_cells(ABL)) == 2 and V.all_cells(E2E) == [
+    assert len(L.all_cells(P)) == 8 and len(L.all_cells(ABL)) == 2 and L.all_cells(E2E) == [
         {"edge_length": "", "code_vectors": "", "decoder": ""}]
 
 
 def test_missing_config_id_is_one_configuration_with_a_warning():
     with pytest.warns(UserWarning, match="no config_id column"):
-        frame = V.with_config_id(pd.DataFrame({"method": [P, P]}), "comparison.csv")
+        frame = L.with_config_id(pd.DataFrame({"method": [P, P]}), "comparison.csv")
     assert frame["config_id"].tolist() == ["", ""]
-    kept, ignored = V.newest_configs(V.with_cells(frame.assign(dataset="d", setting="full", K=16)))
+    kept, ignored = L.newest_configs(L.with_cells(frame.assign(dataset="d", setting="full", K=16)))
     assert len(kept) == 2 and ignored.empty
 
 
@@ -360,7 +362,7 @@ def test_the_grid_rate_gets_its_own_verdict(monkeypatch, tmp_path):
     grid_mse = {GRID: 0.015, GRID_P: 0.010, GRID_ABL: 0.012, GRID_REF: 0.008}
     monkeypatch.setitem(BASE, "test_mse", BASE["test_mse"] | grid_mse)
     rows = synthetic_rows("mnist", "full", "mnist", methods=(P, ABL, E2E, REF, GRID, GRID_P, GRID_ABL, GRID_REF))
-    results = V.load_results(write_results(tmp_path, rows).root)
+    results = L.load_results(write_results(tmp_path, rows).root)
     by_rate = {v.contest.rate: v for v in V.all_verdicts(results)}
     assert set(by_rate) == {M.IMAGE_RATE, M.GRID_RATE}
     grid = by_rate[M.GRID_RATE]
@@ -382,7 +384,7 @@ def test_collapsed_codebook_is_found():
 def designed(tmp_path_factory):
     """The designed ablation's results folder, loaded (no PDF)."""
     root = tmp_path_factory.mktemp("ablation")
-    return V.load_results(write_results(root, designed_ablation()).root)
+    return L.load_results(write_results(root, designed_ablation()).root)
 
 
 def test_ablation_numbers_of_the_designed_outcome(designed):
@@ -448,7 +450,7 @@ def test_ablation_sentences_of_the_designed_outcome(designed):
 def test_no_factor_is_credited_with_a_gap_within_the_spread(monkeypatch, tmp_path):
     # k-means' default 1% below the proposal's: within the seed spread (2% of each mean)
     monkeypatch.setitem(DESIGNED_ABL, "centroid/frozen", 0.0495)
-    results = V.load_results(write_results(tmp_path, designed_ablation()).root)
+    results = L.load_results(write_results(tmp_path, designed_ablation()).root)
     (av,) = V.all_ablations(results)
     assert not av.gap["clear"].any() and av.most is None
     assert all(np.isnan(f.explained_mean) for f in av.factors)
@@ -462,7 +464,7 @@ def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
     the proposal better on MSE than k-means; the main verdict stays at the defaults."""
     defaults = [r for r in designed_ablation() if V.Cell(r["method"], r["edge_length"],
                                                          r["code_vectors"], r["decoder"]).is_default]
-    alone = V.load_results(write_results(tmp_path, defaults).root)
+    alone = L.load_results(write_results(tmp_path, defaults).root)
     (v,), (w,) = V.all_verdicts(designed), V.all_verdicts(alone)
     assert v.against[ABL].groups == w.against[ABL].groups
     assert "test_mse" in v.against[ABL].groups["worse"]
@@ -474,7 +476,7 @@ def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
 
 
 def test_no_ablation_section_without_other_cells(tmp_path):
-    results = V.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
+    results = L.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
     assert V.all_ablations(results) == [] and not V.has_ablation(results.cells, "mnist", "full")
     answer = text.short_answer(results, V.all_verdicts(results))
     assert len(answer.items) == 1 and "ablation" not in answer.items[0].split(":")[0]
@@ -490,7 +492,7 @@ def test_a_summary_behind_comparison_is_completed_from_it(tmp_path):
     stale = full[full["decoder"].fillna("") != "finetuned"].drop(columns=["config_id"])
     stale.to_csv(paths.summary, index=False)
     with pytest.warns(UserWarning, match="summary.csv lacks .* summarised from comparison.csv"):
-        results = V.load_results(paths.root)
+        results = L.load_results(paths.root)
     tuned = results.cell_summary[results.cell_summary["decoder"] == "finetuned"]
     expected = summarize(pd.DataFrame(rows, columns=COLUMNS).query("decoder == 'finetuned'"))
     assert len(tuned) == len(expected) == 5 * len(KS)
@@ -509,7 +511,7 @@ def test_runner_figures_have_captions():
 
 def test_verdicts_of_the_fixture(built):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     verdicts = V.all_verdicts(results)
     assert [(v.dataset, v.setting, v.contest.rate) for v in verdicts] == [
         ("mnist", "full", M.IMAGE_RATE)]
@@ -527,7 +529,7 @@ def test_verdicts_of_the_fixture(built):
     assert int(results.ignored["n_rows"].sum()) == len(KS) * len(SEEDS)
     assert set(results.summary["config_id"]) == {NEW}
     # the flipping ablation cells are there, and out of the main verdict
-    assert V.is_default(results.comparison).all() and not V.is_default(results.cells).all()
+    assert L.is_default(results.comparison).all() and not L.is_default(results.cells).all()
     assert [(a.dataset, len(a.factors)) for a in V.all_ablations(results)] == [("mnist", 3)]
     assert "older configuration ignored" in text.setup_facts(results, "mnist", "full")[
         "older configurations"]
@@ -535,7 +537,7 @@ def test_verdicts_of_the_fixture(built):
 
 def test_answer_item_states_the_verdict(built):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     item = text.answer_item(V.all_verdicts(results)[0])
     assert item.startswith("**mnist** (full setting, ran on mnist-5k, 4000 / 1000 images, 3 seeds)")
     assert "**mixed**" in item
@@ -547,7 +549,7 @@ def test_answer_item_states_the_verdict(built):
 
 def test_detail_sentences(built):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     v = V.all_verdicts(results)[0]
     mse = text.metric_sentence(v.against[ABL].tables["test_mse"], P, ABL, "test_mse")
     assert f"{P} beats {ABL} on MSE at 3 of 3 K" in mse
@@ -565,7 +567,7 @@ def test_detail_sentences(built):
 def test_no_opponent_is_no_answer(tmp_path):
     rows = [r for r in synthetic_rows("fashion-mnist", "quick", "fashion-mnist", methods=(P, GRID, REF))
             if r["seed"] == 0]
-    results = V.load_results(write_results(tmp_path, rows).root)
+    results = L.load_results(write_results(tmp_path, rows).root)
     (v,) = V.all_verdicts(results)
     assert v.against == {} and v.answer == "no answer" and v.n_seeds == 1
     assert f"no answer: {P} has no matched-bits opponent" in text.answer_item(v)
@@ -574,7 +576,7 @@ def test_no_opponent_is_no_answer(tmp_path):
 
 def test_results_without_a_contest_say_so(tmp_path):
     rows = synthetic_rows("mnist", "full", "mnist", methods=(GRID, REF))
-    results = V.load_results(write_results(tmp_path, rows).root)
+    results = L.load_results(write_results(tmp_path, rows).root)
     verdicts = V.all_verdicts(results)
     assert verdicts == []
     assert text.short_answer(results, verdicts).items[0].startswith("no verdict")
@@ -583,14 +585,14 @@ def test_results_without_a_contest_say_so(tmp_path):
 def test_groups_full_before_quick_in_order_of_appearance():
     frame = pd.DataFrame({"dataset": ["b", "a", "b", "a"],
                           "setting": ["quick", "quick", "full", "full"]})
-    assert V.result_groups(frame) == [("b", "full"), ("a", "full"), ("b", "quick"), ("a", "quick")]
+    assert L.result_groups(frame) == [("b", "full"), ("a", "full"), ("b", "quick"), ("a", "quick")]
 
 
 def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tmp_path):
     paths, _, _ = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     extra_csv = paths.root / "extra_test.csv"
-    extra = text.Extra("extra", lambda p: p.root / extra_csv.name,
+    extra = sections.Extra("extra", lambda p: p.root / extra_csv.name,
                        lambda res, frame: [f"extra rows: {len(frame)}"],
                        lambda res, frame, styles: [layout.para("**extra** details", styles["body"])])
     verdicts = V.all_verdicts(results)
@@ -605,7 +607,7 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
         # through the script: the extra's item in the README block
         monkeypatch.setattr(br, "EXTRAS", (extra,))
         readme = tmp_path / "README.md"
-        readme.write_text(f"{text.README_START}\n{text.README_END}\n")
+        readme.write_text(f"{RM.README_START}\n{RM.README_END}\n")
         br.main(br.parse_args(["--results-dir", str(paths.root), "--readme", str(readme)]))
         assert "- extra rows: 2\n" in readme.read_text()
     finally:
@@ -615,7 +617,7 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
 def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     paths, _, _ = built
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\nbefore\n{text.README_START}\nold answer\n{text.README_END}\n"
+    readme.write_text(f"# title\n\nbefore\n{RM.README_START}\nold answer\n{RM.README_END}\n"
                       f"\nafter\n")
     args = ["--results-dir", str(paths.root), "--out", str(tmp_path / "r.pdf")]
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 2
@@ -642,11 +644,11 @@ def test_readme_without_markers_is_an_error(built, tmp_path, capsys):
 
 def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
     paths, out, pages = built
-    results = V.load_results(paths.root)
+    results = L.load_results(paths.root)
     answer = text.short_answer(results, V.all_verdicts(results))
     for md in [answer.lead, *answer.items, answer.note]:
         assert squash(md) in pages[0]
-    block = text.readme_block(answer, Path("report/report.pdf"))
+    block = RM.readme_block(answer, Path("report/report.pdf"))
     assert all(squash(item) in squash(block) for item in answer.items)
     assert "Question" in pages[0] and "mixed" in pages[0]
     assert page_extents(out)[0][1] >= 1  # the headline figure is on page 1
@@ -726,17 +728,80 @@ def test_missing_summary_is_named(tmp_path, capsys):
     assert "summary.csv missing" in capsys.readouterr().err
 
 
+# --- faulty results files (issue #29): the runner's torn-row handling, required columns ----
+
+def build_readme(root: Path, tmp_path: Path) -> int:
+    """build_report.py --readme on a README with empty markers (no PDF): its exit status."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{RM.README_START}\n{RM.README_END}\n")
+    return run_main(br.main, br.parse_args(["--results-dir", str(root), "--readme", str(readme)]))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def tear_line(path: Path, line_no: int) -> None:
+    """Cut line ``line_no`` (1 = the header) of ``path`` in half, as a writer that
+    died mid-row leaves it (the last line then lacks its newline)."""
+    lines = path.read_text().splitlines(keepends=True)
+    line = lines[line_no - 1]
+    lines[line_no - 1] = line[:len(line) // 2] + ("\n" if line_no < len(lines) else "")
+    path.write_text("".join(lines))
+
+
+def test_torn_last_comparison_row_is_dropped_with_a_warning(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    n_lines = len(paths.comparison.read_text().splitlines())
+    tear_line(paths.comparison, n_lines)
+    with pytest.warns(UserWarning, match=f"comparison.csv: dropped the torn last line {n_lines}"):
+        results = L.load_results(paths.root)
+    assert len(results.comparison) == n_lines - 2  # the header and the torn row
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert build_readme(paths.root, tmp_path) == 0
+
+
+def test_torn_middle_comparison_row_names_file_and_line(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    tear_line(paths.comparison, 5)
+    assert build_readme(paths.root, tmp_path) == 2
+    assert f"{paths.comparison}, line 5:" in one_error_line(capsys)
+
+
+def test_missing_metric_column_of_comparison_is_an_error(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    frame = pd.read_csv(paths.comparison)
+    frame.drop(columns=["test_mse"]).to_csv(paths.comparison, index=False)
+    assert build_readme(paths.root, tmp_path) == 2
+    err = one_error_line(capsys)
+    assert str(paths.comparison) in err and "'test_mse'" in err
+
+
+def test_missing_metric_columns_of_summary_are_an_error(tmp_path, capsys):
+    paths = write_results(tmp_path / "res", synthetic_rows("mnist", "full", "mnist-5k"))
+    frame = pd.read_csv(paths.summary)
+    frame.drop(columns=["test_mse_mean", "test_mse_std"]).to_csv(paths.summary, index=False)
+    assert run_main(br.main, br.parse_args(["--results-dir", str(paths.root), "--out",
+                                            str(tmp_path / "r.pdf")])) == 2
+    err = one_error_line(capsys)
+    assert str(paths.summary) in err and "'test_mse_mean'" in err and "'test_mse_std'" in err
+    assert not (tmp_path / "r.pdf").exists()
+
+
 def test_mean_std_formatting():
-    assert text.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
-    assert text.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
-    assert text.fmt_mean_std(0.5, float("nan")) == "0.5000"
-    assert text.fmt_mean_std(float("nan"), float("nan")) == "-"
+    assert formatting.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
+    assert formatting.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
+    assert formatting.fmt_mean_std(0.5, float("nan")) == "0.5000"
+    assert formatting.fmt_mean_std(float("nan"), float("nan")) == "-"
 
 
 def test_markup_escapes_then_marks():
-    assert text.to_markup("**a** < *b* & `c`") == ('<b>a</b> &lt; <i>b</i> &amp; '
+    assert formatting.to_markup("**a** < *b* & `c`") == ('<b>a</b> &lt; <i>b</i> &amp; '
                                                     '<font face="Courier">c</font>')
-    assert text.plain("**a** *b* `c`") == "a b c"
+    assert formatting.plain("**a** *b* `c`") == "a b c"
 
 
 def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
@@ -752,4 +817,4 @@ def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
 @pytest.mark.parametrize("ks, expected", [([512], "K = 512"), ([512, 64], "K = 64, 512"),
                                           ([256, 16, 64], "K = 16 to 256")])
 def test_k_range_names_two_values_rather_than_a_range(ks, expected):
-    assert text.fmt_k_range(ks) == expected
+    assert formatting.fmt_k_range(ks) == expected

@@ -8,6 +8,7 @@ import pytest
 
 from report import batch_size as BS
 from report import build_report as br
+from report import load as L
 from report import text as T
 from report import verdicts as V
 from tests.test_report import ABL, E2E, P, REF, pdf_pages, squash, synthetic_rows, write_results
@@ -55,10 +56,10 @@ def test_the_choice_is_the_lowest_mean_per_model_and_k(folders):
 
 def test_the_item_puts_the_rerun_verdict_next_to_the_main_one(folders):
     main, rerun = folders
-    results = V.load_results(main.root)
+    results = L.load_results(main.root)
     selection = BS.read_selection(rerun.root)
     main_v = next(v for v in V.all_verdicts(results) if v.against)
-    rerun_v = next(v for v in V.all_verdicts(V.load_results(rerun.root)) if v.against)
+    rerun_v = next(v for v in V.all_verdicts(L.load_results(rerun.root)) if v.against)
     assert BS.answer(results, selection) == []  # the rerun's item goes after its group
     (item,) = BS.group_answer(results, selection, ("mnist", "full"))
     assert BS.group_answer(results, selection, ("fashion-mnist", "full")) == []
@@ -74,7 +75,7 @@ def test_without_the_rerun_the_item_says_so(folders, tmp_path):
     main, rerun = folders
     write_selection(tmp_path)
     selection = BS.read_selection(tmp_path)
-    results = V.load_results(main.root)
+    results = L.load_results(main.root)
     results = results._replace(root=tmp_path.parent / "elsewhere")  # no batch_size/comparison.csv
     (item,) = BS.answer(results, selection)
     assert "has not been run" in item and "VAE (mlp) 16 " in item
@@ -84,7 +85,7 @@ def test_the_mse_table_holds_the_means_of_both_folders(folders):
     from report.layout import make_styles
 
     main, rerun = folders
-    results = V.load_results(main.root)
+    results = L.load_results(main.root)
     v = next(v for v, _ in BS.pairs(results, BS.read_selection(rerun.root)))
     cells = BS.mse_table(results, v, make_styles())._cellvalues
     got = {(r[0], r[1]): r[2] for r in cells[1:]}  # K = 16
@@ -100,7 +101,7 @@ def test_the_report_has_the_section_and_page_one_the_item(folders, tmp_path):
     br.main(br.parse_args(["--results-dir", str(main.root), "--out", str(out)]))
     pages = pdf_pages(out)
     assert any("Batch size chosen on the validation split" in p for p in pages[1:])
-    results = V.load_results(main.root)
+    results = L.load_results(main.root)
     (item,) = BS.group_answer(results, BS.read_selection(main.root / BATCH_SIZE_DIR), ("mnist", "full"))
     assert squash(item)[:60] in " ".join(" ".join(p.split()) for p in pages[:2])
     # right after the mnist group's own item on page 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from report import generation as G
+from report import sections as S
+from utils import metric_registry as R
 from utils.results import GENERATION_COLUMNS
 
 
@@ -68,3 +70,21 @@ def test_each_rate_gets_its_own_item_with_its_prior():
 
 def test_no_opponent_no_verdict():
     assert G.generation_verdicts(frame(rows("geodesic-conv", 64, [5.0, 5.1], [1, 2]))) == []
+
+
+def test_table_holds_mean_and_std_of_every_declared_column():
+    df = frame(rows("vqvae-conv", 64, [9.0, 9.2, 8.8], [150, 151, 149]),
+               rows("geodesic-conv", 64, [5.0, 5.1, 4.9], [200, 201, 199]))
+    head, first, second = G.table_rows(df)
+    assert head == ["method", "K", "seeds"] + [h for _, h in S.GENERATION.table_columns]
+    # methods in utils/methods.py order; bits per image fixed by K, the rest mean ± std
+    assert first[:5] == ["vqvae-conv", "64", "3", "294", "150.0 ± 1.0"]
+    assert second[:5] == ["geodesic-conv", "64", "3", "294", "200.0 ± 1.0"]
+    assert second[head.index("sample FID")] == "5.000 ± 0.100"
+
+
+def test_sections_read_only_metrics_of_their_table():
+    for section in (S.COMPARISON, S.GENERATION):
+        assert set(section.answer_metrics) <= set(section.detail_metrics)
+        assert all(R.get(m).table == section.table for m in section.detail_metrics)
+        assert all(c in R.METRICS for c, _ in section.table_columns)

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from report import kl_weight as KW
+from report.tables import mean_std_rows
+from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import COLUMNS, append_row, read_results
@@ -90,9 +92,9 @@ def test_the_words_follow_the_spread_rule(results):
 
 
 def test_beats_is_the_sum_of_stds_rule():
-    a, b = KW.Cell(1.0, 0.1, 3), KW.Cell(1.25, 0.1, 3)
+    a, b = KW.SeedStats(1.0, 0.1, 3), KW.SeedStats(1.25, 0.1, 3)
     assert a.beats(b) and not b.beats(a)
-    assert not KW.Cell(1.0, 0.2, 3).beats(b)  # 0.25 < 0.2 + 0.1
+    assert not KW.SeedStats(1.0, 0.2, 3).beats(b)  # 0.25 < 0.2 + 0.1
 
 
 def gen_row(method, K, seed, fid, config="g"):
@@ -118,3 +120,13 @@ def test_generation_rows_put_the_beta_priors_next_to_the_main_ones(results):
            for (m, b, K), g in rows.groupby(["method", "kl_weight", "K"], dropna=False)}
     assert got == {("geodesic-conv", 0.1, 512): [50.0, 51.0], ("geodesic-conv", 1.0, 512): [100.0, 101.0],
                    ("vqvae-conv", "nan", 512): [100.0, 101.0]}
+
+
+def test_generation_table_keeps_the_end_to_end_rows_apart():
+    rows = pd.DataFrame({"method": ["vqvae-conv"] * 2 + ["geodesic-conv"] * 2,
+                         "kl_weight": [np.nan, np.nan, 0.1, 0.1], "K": [64] * 4, "seed": [0, 1] * 2,
+                         "fid_samples": [9.0, 9.2, 5.0, 5.2]})
+    data = mean_std_rows(rows, KW.GEN_KEYS, [(R.FID_SAMPLES.column, "sample FID")])
+    assert data == [["method", "VAE", "K", "seeds", "sample FID"],
+                    ["vqvae-conv", "end to end", "64", "2", "9.100 ± 0.141"],
+                    ["geodesic-conv", "β = 0.1", "64", "2", "5.100 ± 0.141"]]

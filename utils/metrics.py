@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils import metric_registry as R
+
 
 def bce_sum(recon_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Bernoulli negative log-likelihood summed over pixels and batch.
@@ -220,10 +222,7 @@ def label_agreement(codes, labels) -> dict[str, float]:
 
 # --- one evaluation for every method --------------------------------------------
 
-CODE_METRICS = ["bits_per_image", "test_bce", "test_mse", "psnr", "perplexity", "usage", "nmi",
-                "ari", "purity", "code_to_label_accuracy", "geodesic_distortion",
-                "euclidean_distortion", "intra_cluster_mean", "inter_cluster_mean",
-                "intra_inter_ratio"]
+CODE_METRICS = R.columns(table=R.COMPARISON)
 
 
 def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=None,
@@ -238,24 +237,24 @@ def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=N
     """
     recon = reconstruction_errors(recon_logits, x_test)
     row = {m: float("nan") for m in CODE_METRICS}
-    row.update(bits_per_image=bits, test_bce=recon["bce"], test_mse=recon["mse"],
-               psnr=psnr(recon["mse"]))
+    row.update({R.BITS.column: bits, R.BCE.column: recon["bce"], R.MSE.column: recon["mse"],
+                R.PSNR.column: psnr(recon["mse"])})
     if test_codes is None:
         return row
     counts = code_counts(test_codes, n_codes)
-    row.update(perplexity=perplexity(counts), usage=usage(counts))
+    row.update({R.PERPLEXITY.column: perplexity(counts), R.USAGE.column: usage(counts)})
     codes = np.asarray(test_codes)
     if codes.ndim == 1:
         if test_labels is not None:
             row.update(label_agreement(codes, test_labels))
-            row["code_to_label_accuracy"] = code_to_label_accuracy(
+            row[R.LABEL_ACCURACY.column] = code_to_label_accuracy(
                 np.asarray(train_codes).ravel(), train_labels, codes, test_labels)
         if latent is not None:
             row.update(intra_inter_distances(latent["z_test"], codes))
         if latent is not None and "codebook" in latent:
             cb = latent["codebook"]
-            row["euclidean_distortion"] = euclidean_distortion(latent["z_test"], cb[codes])
-            row["geodesic_distortion"] = float(geodesic_point_code_distances(
+            row[R.EUCLIDEAN_DISTORTION.column] = euclidean_distortion(latent["z_test"], cb[codes])
+            row[R.GEODESIC_DISTORTION.column] = float(geodesic_point_code_distances(
                 latent["graph"], latent["z_train"], latent["z_test"], cb, codes,
                 n_neighbors=latent["n_neighbors"]).mean())
     return row

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from utils import csvlog, metrics
+from utils import metric_registry as R
 from utils.errors import UserError
 from utils import methods as vocab
 from utils.methods import VARIANT_COLUMNS
@@ -170,11 +171,8 @@ def upgrade(path: Path) -> bool:
 
 # --- generation.csv: the prior over each method's codes, its samples ---------------------------
 
-GENERATION_METRICS = ["prior_nll_bits", "prior_bits_per_code", "prior_perplexity", "histogram_nll_bits",
-                      "fid_samples", "fid_recon", "fid_train", "classifier_accuracy",
-                      "sample_class_entropy", "sample_classes_covered", "sample_inception_score",
-                      "prior_seconds"]
-GENERATION_COLUMNS = KEY + ["config_id", "dataset_used", "prior", "bits_per_image"] + GENERATION_METRICS + [
+GENERATION_METRICS = R.columns(table=R.GENERATION)
+GENERATION_COLUMNS = KEY + ["config_id", "dataset_used", "prior", R.BITS.column] + GENERATION_METRICS + [
     "test_class_entropy", "prior_epochs", "temperature", "n_fid", "n_train", "n_test"]
 GENERATION_TEXT = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used", "prior"}
 GENERATION_GROUP = ["dataset", "dataset_used", "setting", "method", "prior", "K", "config_id"]
@@ -205,7 +203,7 @@ def summarize_generation(results: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of every generation metric, per configuration."""
     if results.empty:
         return pd.DataFrame(columns=GENERATION_GROUP + ["n_seeds"])
-    return mean_std(results, GENERATION_GROUP, GENERATION_METRICS + ["bits_per_image"])
+    return mean_std(results, GENERATION_GROUP, GENERATION_METRICS + [R.BITS.column])
 
 
 def write_generation_summary(results: Path, out: Path) -> pd.DataFrame:

@@ -1,0 +1,111 @@
+"""What each section of the report reads and compares, declared as data.
+
+A section reads one results table (comparison.csv or generation.csv), compares
+the proposal of every contest (report.verdicts.contests: the methods of
+utils/methods.py, rate by rate) against its opponents by one rule (beyond the
+seed spread, report.verdicts.compare_values) on its detail metrics, decides its
+answer on its answer metrics (report.verdicts.verdict_of_tables) and tabulates
+its table columns (report.tables). Adding a section on another CSV is declaring
+an entry here; the verdict path and the table renderer are shared. A section
+beyond comparison.csv plugs into report/build_report.py as an :class:`Extra`:
+the CSV (or folder) it reads, its reader, its sentences and its layout, and
+the SectionData it follows.
+
+    >>> GENERATION.answer_metrics
+    ('fid_samples', 'prior_nll_bits')
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pandas as pd
+
+from report.load import Results
+from utils import metric_registry as R
+from utils.paths import ResultPaths
+
+
+class SectionData(NamedTuple):
+    """The data of one section.
+
+    name : what the section is about.
+    table : the results table it reads (utils.metric_registry.COMPARISON or GENERATION).
+    detail_metrics : the metric columns compared between the proposal and each opponent.
+    answer_metrics : those of them the answer is decided on (the rest are stated only).
+    table_columns : (metric column, heading) of its table of mean ± std over seeds.
+    """
+
+    name: str
+    table: str
+    detail_metrics: tuple[str, ...]
+    answer_metrics: tuple[str, ...]
+    table_columns: tuple[tuple[str, str], ...] = ()
+
+
+def columns(*metrics: R.Metric) -> tuple[str, ...]:
+    return tuple(m.column for m in metrics)
+
+
+# PSNR is a monotone function of each run's MSE, so it is not counted twice; geodesic
+# distortion is what geodesic k-medoids minimises: reported, not used for the answer.
+COMPARISON = SectionData(
+    "reconstruction, labels and codebook use", R.COMPARISON,
+    detail_metrics=columns(R.MSE, R.BCE, R.NMI, R.LABEL_ACCURACY, R.USAGE, R.GEODESIC_DISTORTION),
+    answer_metrics=columns(R.MSE, R.BCE, R.NMI, R.LABEL_ACCURACY, R.USAGE))
+
+# What the generative answer is decided on: how close samples are to the test images,
+# and how few bits the prior needs for the test codes (its rate).
+GENERATION = SectionData(
+    "generation", R.GENERATION,
+    detail_metrics=columns(R.FID_SAMPLES, R.PRIOR_NLL, R.SAMPLE_CLASS_ENTROPY, R.FID_RECON),
+    answer_metrics=columns(R.FID_SAMPLES, R.PRIOR_NLL),
+    table_columns=((R.BITS.column, "uniform bits"), (R.PRIOR_NLL.column, "prior NLL (bits)"),
+                   (R.PRIOR_PERPLEXITY.column, "perplexity"), (R.FID_SAMPLES.column, "sample FID"),
+                   (R.FID_RECON.column, "recon. FID"),
+                   (R.SAMPLE_CLASS_ENTROPY.column, "class entropy (bits)"),
+                   (R.SAMPLE_CLASSES.column, "classes")))
+
+
+class Extra(NamedTuple):
+    """A results file beyond comparison.csv (e.g. the generation results).
+
+    name : its section title.
+    path : ResultPaths -> the CSV it reads (e.g. ``lambda p: p.generation``), or a
+        folder its ``read`` collects.
+    answer : (Results, its DataFrame) -> short-answer items (Markdown subset).
+    details : (Results, its DataFrame, styles) -> reportlab flowables for the
+        details pages (headings included), or None for none.
+    read : path -> its DataFrame (default ``pd.read_csv``; a validating reader
+        drops a torn last row and names a malformed one).
+    group_answer : (Results, its DataFrame, (dataset, setting)) -> short-answer
+        items that belong right after that group's verdicts (e.g. the same
+        question rerun under another setting), or None.
+    data : the :class:`SectionData` its verdicts and table follow, or None when
+        it states the main comparison's verdicts on other rows (a rerun) or its
+        own per-K cells.
+    """
+
+    name: str
+    path: Callable[[ResultPaths], Path]
+    answer: Callable[[Results, pd.DataFrame], list]
+    details: Callable | None = None
+    read: Callable[[Path], pd.DataFrame] = pd.read_csv
+    group_answer: Callable | None = None
+    data: SectionData | None = None
+
+
+def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
+    """(path, frame, extra) of every Extra of ``extras`` whose CSV (or folder) exists and has rows."""
+    out = []
+    for extra in extras:
+        path = extra.path(ResultPaths(results.root))
+        if path is None or not Path(path).exists():
+            continue
+        try:
+            frame = extra.read(path)
+        except pd.errors.EmptyDataError:
+            continue
+        if len(frame):
+            out.append((Path(path), frame, extra))
+    return out

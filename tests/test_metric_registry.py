@@ -1,0 +1,47 @@
+"""utils/metric_registry.py: every metric column of the results files is declared
+once, with its summary columns and its direction."""
+from __future__ import annotations
+
+import pytest
+
+from utils import metric_registry as R
+from utils.metrics import CODE_METRICS
+from utils.results import COLUMNS, GENERATION_COLUMNS, GENERATION_METRICS, summarize
+
+
+def test_every_metric_column_of_the_results_files_is_declared():
+    assert CODE_METRICS == R.columns(table=R.COMPARISON)
+    assert GENERATION_METRICS == R.columns(table=R.GENERATION)
+    assert set(R.columns()) <= set(COLUMNS) | set(GENERATION_COLUMNS)
+
+
+def test_summary_columns_are_what_summary_csv_holds():
+    import pandas as pd
+
+    row = {c: 0.0 for c in COLUMNS} | {c: "" for c in ("config_id", "edge_length", "code_vectors",
+                                                       "decoder", "config_hash", "dataset_used")}
+    frame = pd.DataFrame([row | {"dataset": "d", "setting": "s", "method": "m", "K": 1, "seed": s}
+                          for s in (0, 1)])
+    summary = summarize(frame)
+    assert set(R.summary_columns(CODE_METRICS)) <= set(summary.columns)
+    assert R.summary_columns([R.MSE.column]) == ["test_mse_mean", "test_mse_std"]
+
+
+@pytest.mark.parametrize("metric, lower", [(R.MSE, True), (R.BCE, True), (R.PSNR, False),
+                                           (R.NMI, False), (R.USAGE, False), (R.FID_SAMPLES, True),
+                                           (R.GEODESIC_DISTORTION, True)])
+def test_direction(metric, lower):
+    assert metric.lower_is_better is lower and metric.higher_is_better is not lower
+    assert metric.direction == ("lower is better" if lower else "higher is better")
+
+
+def test_names_are_unique_and_roles_known():
+    names = [m.name for m in R.METRICS.values()]
+    assert len(names) == len(set(names))
+    assert {m.role for m in R.METRICS.values()} <= {R.PRIMARY, R.SECONDARY}
+    assert R.metrics(role=R.PRIMARY) == [R.MSE, R.FID_SAMPLES]
+
+
+def test_unknown_column_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown metric column 'mse'.*test_mse"):
+        R.get("mse")

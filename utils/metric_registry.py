@@ -1,0 +1,139 @@
+"""The experiment's metrics, named once: what each column of the results files means.
+
+Each :class:`Metric` says which column of which results table holds it, how
+summary.csv spells its mean and standard deviation over seeds, how a table or
+an axis labels it, its unit, and which way is better. The runner's tables
+(``utils/results.py``), the verdicts, the figures, the report's tables and the
+README's short answer read these entries instead of spelling column names;
+adding a metric is adding one entry to :data:`METRICS`.
+
+    >>> MSE.column, MSE.mean, MSE.lower_is_better
+    ('test_mse', 'test_mse_mean', True)
+    >>> get("psnr").direction
+    'higher is better'
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Tables: comparison.csv (one row per method, K and seed) and generation.csv (a prior
+# over each method's codes, and its samples).
+COMPARISON = "comparison"
+GENERATION = "generation"
+
+# Roles: a primary metric is what the question is about (reconstruction of the codes,
+# quality of the samples); a secondary one is reported beside it.
+PRIMARY = "primary"
+SECONDARY = "secondary"
+
+
+class Metric(NamedTuple):
+    """One metric of the results files.
+
+    name : the identifier used in code ("mse").
+    column : its column in the results table ("test_mse").
+    label : its short name in sentences, tables and axes ("MSE").
+    unit : "" when it has none.
+    lower_is_better : which way is better.
+    role : PRIMARY or SECONDARY.
+    table : COMPARISON or GENERATION, the CSV whose rows hold it.
+    """
+
+    name: str
+    column: str
+    label: str
+    unit: str = ""
+    lower_is_better: bool = True
+    role: str = SECONDARY
+    table: str = COMPARISON
+
+    @property
+    def mean(self) -> str:
+        """Its mean over seeds in summary.csv ("test_mse_mean")."""
+        return f"{self.column}_mean"
+
+    @property
+    def std(self) -> str:
+        """Its standard deviation over seeds (ddof 1) in summary.csv ("test_mse_std")."""
+        return f"{self.column}_std"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return not self.lower_is_better
+
+    @property
+    def direction(self) -> str:
+        """'lower is better' or 'higher is better'."""
+        return "lower is better" if self.lower_is_better else "higher is better"
+
+
+HIGHER = {"lower_is_better": False}
+
+# comparison.csv, in its column order
+BITS = Metric("bits", "bits_per_image", "bits/image", "bits")
+BCE = Metric("bce", "test_bce", "BCE", "nats per image")
+MSE = Metric("mse", "test_mse", "MSE", role=PRIMARY)
+PSNR = Metric("psnr", "psnr", "PSNR (dB)", "dB", **HIGHER)
+PERPLEXITY = Metric("perplexity", "perplexity", "perplexity", "codes", **HIGHER)
+USAGE = Metric("usage", "usage", "usage", **HIGHER)
+NMI = Metric("nmi", "nmi", "NMI", **HIGHER)
+ARI = Metric("ari", "ari", "ARI", **HIGHER)
+PURITY = Metric("purity", "purity", "purity", **HIGHER)
+LABEL_ACCURACY = Metric("label_accuracy", "code_to_label_accuracy", "code-to-label accuracy",
+                        **HIGHER)
+GEODESIC_DISTORTION = Metric("geodesic_distortion", "geodesic_distortion", "geodesic distortion")
+EUCLIDEAN_DISTORTION = Metric("euclidean_distortion", "euclidean_distortion",
+                              "Euclidean distortion")
+INTRA_CLUSTER = Metric("intra_cluster", "intra_cluster_mean", "intra-cluster distance")
+INTER_CLUSTER = Metric("inter_cluster", "inter_cluster_mean", "inter-cluster distance", **HIGHER)
+INTRA_INTER = Metric("intra_inter", "intra_inter_ratio", "intra/inter ratio")
+
+# generation.csv, in its column order
+_GEN = {"table": GENERATION}
+PRIOR_NLL = Metric("prior_nll", "prior_nll_bits", "prior NLL", "bits", **_GEN)
+PRIOR_BITS_PER_CODE = Metric("prior_bits_per_code", "prior_bits_per_code", "prior bits per code",
+                             "bits", **_GEN)
+PRIOR_PERPLEXITY = Metric("prior_perplexity", "prior_perplexity", "perplexity", **HIGHER, **_GEN)
+HISTOGRAM_NLL = Metric("histogram_nll", "histogram_nll_bits", "histogram NLL", "bits", **_GEN)
+FID_SAMPLES = Metric("fid_samples", "fid_samples", "sample FID", role=PRIMARY, **_GEN)
+FID_RECON = Metric("fid_recon", "fid_recon", "reconstruction FID", **_GEN)
+FID_TRAIN = Metric("fid_train", "fid_train", "train FID", **_GEN)
+CLASSIFIER_ACCURACY = Metric("classifier_accuracy", "classifier_accuracy", "classifier accuracy",
+                             **HIGHER, **_GEN)
+SAMPLE_CLASS_ENTROPY = Metric("sample_class_entropy", "sample_class_entropy",
+                              "class entropy of samples", "bits", **HIGHER, **_GEN)
+SAMPLE_CLASSES = Metric("sample_classes", "sample_classes_covered", "classes", **HIGHER, **_GEN)
+INCEPTION_SCORE = Metric("inception_score", "sample_inception_score", "inception score", **HIGHER,
+                         **_GEN)
+PRIOR_SECONDS = Metric("prior_seconds", "prior_seconds", "prior seconds", "s", **_GEN)
+
+METRICS: dict[str, Metric] = {m.column: m for m in (
+    BITS, BCE, MSE, PSNR, PERPLEXITY, USAGE, NMI, ARI, PURITY, LABEL_ACCURACY,
+    GEODESIC_DISTORTION, EUCLIDEAN_DISTORTION, INTRA_CLUSTER, INTER_CLUSTER, INTRA_INTER,
+    PRIOR_NLL, PRIOR_BITS_PER_CODE, PRIOR_PERPLEXITY, HISTOGRAM_NLL, FID_SAMPLES, FID_RECON,
+    FID_TRAIN, CLASSIFIER_ACCURACY, SAMPLE_CLASS_ENTROPY, SAMPLE_CLASSES, INCEPTION_SCORE,
+    PRIOR_SECONDS)}
+
+
+def get(column: str) -> Metric:
+    """The entry of a column; a ValueError lists the known ones."""
+    try:
+        return METRICS[column]
+    except KeyError:
+        raise ValueError(f"unknown metric column {column!r}; known: {', '.join(METRICS)}") from None
+
+
+def metrics(*, table: str | None = None, role: str | None = None) -> list[Metric]:
+    """Entries in :data:`METRICS` order, filtered by table and role."""
+    return [m for m in METRICS.values()
+            if (table is None or m.table == table) and (role is None or m.role == role)]
+
+
+def columns(**filters) -> list[str]:
+    """Columns of :func:`metrics` (same filters)."""
+    return [m.column for m in metrics(**filters)]
+
+
+def summary_columns(metric_columns) -> list[str]:
+    """The mean and std columns summary.csv holds for ``metric_columns``, in order."""
+    return [c for col in metric_columns for c in (get(col).mean, get(col).std)]
