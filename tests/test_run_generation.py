@@ -157,11 +157,13 @@ def test_only_quantized_methods_are_accepted(capsys):
 
 
 def test_the_default_methods_are_the_registrys_and_those_of_the_published_runs():
-    """DEFAULT_METHODS is a filter over utils/methods.py (every method with codes),
-    in the order of the published runs, which gave no --methods."""
+    """DEFAULT_METHODS is a filter over utils/methods.py (every method with codes); the
+    published runs, which gave no --methods, ran a subset of it, in its order (methods
+    added to the registry later join the default)."""
     assert sorted(rg.DEFAULT_METHODS) == sorted(vocab.names(quantized=True)) == sorted(rg.QUANTIZED)
     results = Path(__file__).resolve().parents[1] / "experiments" / "results"
     for record in sorted(results.glob("generation_*_full_run.json")):
         run = json.loads(record.read_text())
         if "--methods" not in run["argv"]:
-            assert rg.parse_args(run["argv"][1:]).methods == run["config"]["methods"]
+            today = rg.parse_args(run["argv"][1:]).methods
+            assert [m for m in today if m in run["config"]["methods"]] == run["config"]["methods"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from utils.errors import UserError
 import torch
 
 from train import comparison_methods as cm
@@ -137,7 +138,11 @@ def test_a_malformed_batch_size_is_one_error_line(capsys):
 def test_the_default_methods_are_the_registrys_and_those_of_the_published_run():
     """METHODS is a filter over utils/methods.py (the one-code-per-image methods),
     in the order of the published selection, which gave no --methods."""
-    assert sorted(sb.METHODS) == sorted(vocab.names(rate=vocab.IMAGE_RATE))
+    assert sorted(sb.METHODS) == sorted(n for n in vocab.names(rate=vocab.IMAGE_RATE)
+                                        if vocab.get(n).family != vocab.END_TO_END
+                                        or vocab.get(n).options == {"arch": "global"})
+    with pytest.raises(UserError, match="fsq-global"):
+        sb.families(["fsq-global"])
     record = (Path(__file__).resolve().parents[1] / "experiments" / "results" / "batch_size"
               / "batch_size_mnist_run.json")
     run = json.loads(record.read_text())

@@ -62,9 +62,20 @@ from utils.selection import ELBO_SUFFIX, choose
 
 COLUMNS = ["dataset", "dataset_used", "family", "K", "batch_size", "seed", "epochs",
            "criterion", "value", "config_hash"]
-# The one-code-per-image methods: the unquantized reference, the a-posteriori ones, the end-to-end one.
+
+
+def classical(name: str) -> bool:
+    """False for an end-to-end method whose VQ-VAE differs from its arch's classical one
+    (e.g. fsq-global): the runner's --vqvae-batch-size is one size per K for every VQ-VAE of
+    an arch, so a selection here would choose for two models at once."""
+    m = vocab.get(name)
+    return m.family != vocab.END_TO_END or set(m.options) == {"arch"}
+
+
+# The one-code-per-image methods: the unquantized reference, the a-posteriori ones, the
+# classical end-to-end one.
 METHODS = [name for family in (vocab.CONTINUOUS, vocab.A_POSTERIORI, vocab.END_TO_END)
-           for name in vocab.names(family=family, rate=vocab.IMAGE_RATE)]
+           for name in vocab.names(family=family, rate=vocab.IMAGE_RATE) if classical(name)]
 
 
 class Family(NamedTuple):
@@ -106,6 +117,9 @@ def families(methods) -> list[Family]:
     out = []
     for name in methods:
         m = vocab.get(name)
+        if not classical(name):
+            raise UserError(f"{name}: batch sizes are chosen for the classical VQ-VAE of each arch "
+                            f"only (the runner's --vqvae-batch-size applies to every VQ-VAE of it)")
         family = (Family("vqvae", m.options["arch"]) if "arch" in m.options
                   else Family("vae", m.options.get("vae", "mlp")))
         if family not in out:
