@@ -472,7 +472,8 @@ def fixed_limitations(results: Results) -> list[str]:
     """The caveats that hold for every run."""
     n_neighbors = unique_text(results.comparison["n_neighbors"].dropna().astype(int))
     ablations = join_words(dict.fromkeys(b for c in contests() for b in c.ablations)) or "k-means"
-    multi = [m for m in M.methods(quantized=True) if m.codes_per_image > 1]
+    present = set(results.comparison["method"])
+    multi = [m for m in M.methods(quantized=True) if m.codes_per_image > 1 and m.name in present]
     out = [
         "Intra- and inter-cluster distances (and their ratio) are Euclidean distances in the VAE "
         "latent space, for every method, the VQ-VAEs' codes included.",
