@@ -62,22 +62,25 @@ def parse_args(argv=None):
     return args
 
 
-def sync_readme(path: Path, block: str, *, check: bool) -> None:
-    """Rewrite (atomically) or, with ``check``, verify the README's short-answer block."""
+def sync_readme(path: Path, block: str, *, check: bool, others: dict[str, str] | None = None) -> None:
+    """Rewrite (atomically) or, with ``check``, verify the README's short-answer block
+    and the ``others`` blocks ({name: content}) whose markers it has."""
     if not path.is_file():
         raise UserError(f"{path} not found")
     current = path.read_text()
     updated = readme.replace_readme_block(current, block)
+    for name, content in (others or {}).items():
+        updated = readme.replace_optional_block(updated, name, content)
     if check:
         if updated != current:
-            raise UserError(f"the short answer in {path} is stale; run python report/build_report.py "
+            raise UserError(f"the generated blocks in {path} are stale; run python report/build_report.py "
                             f"--readme {path}")
-        print(f"{path}: short answer up to date", file=sys.stderr)
+        print(f"{path}: generated blocks up to date", file=sys.stderr)
         return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(updated)
     os.replace(tmp, path)
-    print(f"wrote the short answer into {path}", file=sys.stderr)
+    print(f"wrote the generated blocks into {path}", file=sys.stderr)
 
 
 def main(args):
@@ -89,7 +92,8 @@ def main(args):
     readme_path = args.readme or args.check_readme
     if readme_path:
         block = readme.readme_block(answer, Path(text.display_path(args.out)))
-        sync_readme(readme_path, block, check=args.check_readme is not None)
+        sync_readme(readme_path, block, check=args.check_readme is not None,
+                    others=readme.generated_blocks(args.results_dir))
         return
     headline_rate = M.get(M.PROPOSAL).rate
     headline_groups = [(v.dataset, v.setting) for v in verdicts

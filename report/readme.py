@@ -1,10 +1,14 @@
-"""The README's short answer: the Markdown block between two markers, written from
-the same :class:`report.text.ShortAnswer` as page 1 of the PDF."""
+"""The README's generated blocks, each between two markers: the short answer
+(written from the same :class:`report.text.ShortAnswer` as page 1 of the PDF,
+required), the methods table (from the method registry) and the wall times of
+the make targets (from ``wall_times.csv``), both optional."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from report.text import ShortAnswer
+from utils import methods as M
+from utils.csvlog import read_rows
 from utils.errors import UserError
 
 README_START = "<!-- short-answer:start -->"
@@ -25,3 +29,51 @@ def replace_readme_block(readme: str, block: str) -> str:
         raise UserError(f"the README has no {README_START} ... {README_END} block; add the two "
                         f"markers around its short answer")
     return readme[:start + len(README_START)] + "\n" + block + "\n" + readme[end:]
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The two markers of the README block ``name``."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def replace_optional_block(readme: str, name: str, block: str) -> str:
+    """``readme`` with block ``name`` replaced by ``block`` when its markers are there."""
+    start, end = markers(name)
+    i, j = readme.find(start), readme.find(end)
+    if i < 0 and j < 0:
+        return readme
+    if i < 0 or j < i:
+        raise UserError(f"the README's {name} block needs both {start} and {end}, in that order")
+    return readme[:i + len(start)] + "\n" + block + "\n" + readme[j:]
+
+
+def methods_table() -> str:
+    """The README's methods table, one row per entry of utils/methods.py."""
+    rows = ["| method | family | rate | codes per image | what it is |",
+            "| --- | --- | --- | --- | --- |"]
+    for m in M.methods():
+        per_image = str(m.codes_per_image) if m.quantized else "–"
+        rows.append(f"| `{m.name}` | {m.family} | {m.rate} | {per_image} | {m.description} |")
+    return "\n".join(rows)
+
+
+WALL_TIME_COLUMNS = ["target", "command", "what", "wall_minutes", "commit", "date", "machine"]
+
+
+def wall_times_table(csv: Path) -> str:
+    """The README's table of measured wall times, from ``wall_times.csv``."""
+    rows = ["| target | what | wall time | measured at |", "| --- | --- | --- | --- |"]
+    for r in read_rows(csv, WALL_TIME_COLUMNS, text=[c for c in WALL_TIME_COLUMNS if c != "wall_minutes"]):
+        minutes = float(r["wall_minutes"])
+        when = " ".join(x for x in (r["commit"], r["date"]) if x) or "–"
+        rows.append(f"| `{r['command']}` | {r['what']} | {minutes:.0f} min | {when}, {r['machine']} |")
+    return "\n".join(rows)
+
+
+def generated_blocks(results_dir: Path) -> dict[str, str]:
+    """The optional blocks' contents: the methods table, and the wall times when
+    ``results_dir`` has a wall_times.csv."""
+    blocks = {"methods": methods_table()}
+    if (Path(results_dir) / "wall_times.csv").is_file():
+        blocks["wall-times"] = wall_times_table(Path(results_dir) / "wall_times.csv")
+    return blocks

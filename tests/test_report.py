@@ -621,7 +621,7 @@ def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
                       f"\nafter\n")
     args = ["--results-dir", str(paths.root), "--out", str(tmp_path / "r.pdf")]
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 2
-    assert "is stale; run python report/build_report.py --readme" in capsys.readouterr().err
+    assert "are stale; run python report/build_report.py --readme" in capsys.readouterr().err
     assert run_main(br.main, br.parse_args(args + ["--readme", str(readme)])) == 0
     written = readme.read_text()
     assert written.startswith("# title\n\nbefore\n") and written.endswith("\nafter\n")
