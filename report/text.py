@@ -211,12 +211,14 @@ class ShortAnswer(NamedTuple):
 def answer_note() -> str:
     """How better, worse, yes, no and the percentages are decided."""
     metrics = join_words(name(m) for m in ANSWER_METRICS)
+    generation = join_words(m.label for m in R.metrics(table=R.GENERATION, role=R.PRIMARY))
     return (f"Each a-posteriori method is judged at its default cell ({default_cells_text()}); no "
             f"cell is chosen on the test split. *Better* on a metric: beyond the seed spread "
             f"(|mean_A - mean_B| > std_A + std_B) at half the K or more and never worse beyond "
-            f"it; *yes*: better on one of {metrics} (generation: sample FID, prior NLL) or more "
-            f"and worse on none, *no* the reverse, *mixed* both. Brackets: the proposal's mean "
-            f"against the opponent's where decided.")
+            f"it; only the primary metrics vote ({metrics}; generation: {generation}), the "
+            f"others are reported; *yes*: better on one of them or more and worse on none, *no* "
+            f"the reverse, *mixed* both. Brackets: the proposal's mean against the opponent's "
+            f"where decided.")
 
 
 def display_path(path: Path) -> str:

@@ -39,7 +39,7 @@ def test_names_are_unique_and_roles_known():
     names = [m.name for m in R.METRICS.values()]
     assert len(names) == len(set(names))
     assert {m.role for m in R.METRICS.values()} <= {R.PRIMARY, R.SECONDARY}
-    assert R.metrics(role=R.PRIMARY) == [R.MSE, R.FID_SAMPLES]
+    assert R.metrics(role=R.PRIMARY) == [R.MSE, R.ARI, R.FID_SAMPLES]
 
 
 def test_unknown_column_lists_the_known_ones():

@@ -366,7 +366,7 @@ def test_the_grid_rate_gets_its_own_verdict(monkeypatch, tmp_path):
     by_rate = {v.contest.rate: v for v in V.all_verdicts(results)}
     assert set(by_rate) == {M.IMAGE_RATE, M.GRID_RATE}
     grid = by_rate[M.GRID_RATE]
-    assert grid.against[GRID].groups["better"] == ["test_mse", "test_bce"]
+    assert grid.against[GRID].groups["better"] == ["test_mse"]  # ARI has no grid value
     assert grid.answer == "yes"
     item = text.answer_item(grid)
     assert "a 7x7 grid of codes (49 log2 K bits)" in item and "**yes**" in item
@@ -517,10 +517,10 @@ def test_verdicts_of_the_fixture(built):
         ("mnist", "full", M.IMAGE_RATE)]
     full = verdicts[0]
     assert full.main == E2E and full.answer == "mixed" and full.n_seeds == 3
-    assert full.against[E2E].groups == {"better": ["test_mse", "test_bce", "usage"],
-                                        "worse": ["nmi"], "unclear": ["code_to_label_accuracy"]}
-    assert full.against[ABL].groups == {"better": ["test_mse", "test_bce"], "worse": ["nmi"],
-                                        "unclear": ["code_to_label_accuracy", "usage"]}
+    # only the primary metrics vote: MSE for reconstruction, ARI for the labels
+    assert full.against[E2E].groups == {"better": ["test_mse"], "worse": ["ari"], "unclear": []}
+    assert full.against[ABL].groups == {"better": ["test_mse"], "worse": ["ari"], "unclear": []}
+    assert "usage" in full.against[E2E].tables  # secondary metrics are still compared
     mse = full.against[E2E].tables["test_mse"]
     assert (mse["winner"] == P).all() and (mse["seeds_a_better"] == 3).all()
     assert mse["rel_pct"].tolist() == pytest.approx([100 * (0.035 - 0.06) / 0.06] * 3, rel=1e-4)
@@ -542,8 +542,7 @@ def test_answer_item_states_the_verdict(built):
     assert item.startswith("**mnist** (full setting, ran on mnist-5k, 4000 / 1000 images, 3 seeds)")
     assert "**mixed**" in item
     assert f"Against {E2E}, trained end to end, {P} is better on MSE (41.7% lower)" in item
-    assert "worse on NMI (33.3% lower)" in item
-    assert "without a clear winner on code-to-label accuracy" in item
+    assert "worse on ARI (" in item and "NMI" not in item
     assert f"Against the {ABL} ablation" in item
 
 
@@ -558,7 +557,7 @@ def test_detail_sentences(built):
     acc = text.metric_sentence(v.against[E2E].tables["code_to_label_accuracy"], P, E2E,
                                "code_to_label_accuracy")
     assert "no clear winner at 3 of 3 K" in acc
-    assert text.losses_sentence(v).startswith(f"**Where {P} loses:** it loses to {ABL} on NMI")
+    assert text.losses_sentence(v).startswith(f"**Where {P} loses:** it loses to {ABL} on ARI")
     natural = " ".join(text.natural_sentences(results, "mnist", "full"))
     assert f"{GRID} beats {P} on MSE at 3 of 3 K" in natural
     assert f"{GRID} beats {REF} on BCE at 3 of 3 K" in natural
