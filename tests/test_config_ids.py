@@ -1,19 +1,20 @@
 """The published rows stay addressable: recomputing their config ids with today's code.
 
-A row's ``config_id`` hashes every flag of the training scripts its models came
-from (train/comparison_methods.py). A flag added later changes every id unless it
-is listed, with the value that trains what came before it, in
-``utils.training.LATER_FLAGS``; then rerunning the published command (to add seeds
-or K) would start a new group instead of extending the published one. This test
-recomputes, from the newest run record of each published comparison, the ids of
-the rows that run wrote and checks they are the ones in comparison.csv; the same
-for the published generation rows and batch-size candidates. The training
-scripts' configs (train/train_*.py) are their flags: the cache key of a config
-built in code is that of the same command line.
+A row's ``config_id`` hashes the configs of the models it came from
+(train/comparison_methods.py), each by one rule (utils.cli.config_key): every
+field of a training script's config dataclass that is not run-only and not at
+its declared default (a quantizer's parameters: not at its constructor's
+default). A flag added later with a default that trains what came before it is
+then absent from every earlier key, so rerunning the published command (to add
+seeds or K) extends the published rows instead of starting new ones. These tests
+recompute, from every run recorded beside the published results, the ids of
+every published row; the training scripts' configs (train/train_*.py) are their
+flags: the cache key of a config built in code is that of the same command line.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,44 +22,82 @@ import pytest
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
+from utils.cli import config_key, run_only
 from utils.results import config_hash
-from utils.training import LATER_FLAGS
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
-RECORDS = sorted(RESULTS.glob("comparison_*_full_run.json"))
+# v1/ is archived as it was published, with the ids of the rule of its day.
+FOLDERS = sorted({p.parent for p in RESULTS.glob("**/comparison.csv")} - {RESULTS / "v1"})
 CELL = ("edge_length", "code_vectors", "decoder")
 
 
-def published_rows(dataset: str) -> list[dict]:
-    with open(RESULTS / "comparison.csv", newline="") as f:
-        return [r for r in csv.DictReader(f) if r["dataset"] == dataset and r["setting"] == "full"]
+def recorded_runs(record: Path) -> list[list[str]]:
+    """The argv (without the script) of every run a record names, newest first."""
+    newest = json.loads(record.read_text())
+    return [run["argv"][1:] for run in [newest, *newest.get("earlier", [])]]
 
 
-@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
-def test_the_newest_published_run_recomputes_its_config_ids(record):
-    argv = json.loads(record.read_text())["argv"][1:]
-    args = rc.parse_args(argv)
-    rows = published_rows(args.dataset)
-    checked = 0
-    for method, K, cell in rc.sweep_cells(args):
-        ident = rc.row_identity(args, method, K, 0, cell or None)
-        ours = [r for r in rows if r["method"] == method and int(r["K"]) == K
-                and all(r[c] == ident[c] for c in CELL if c in ident)]
-        if not ours:
-            continue  # a row that run has not written (yet)
-        assert ident["config_id"] in {r["config_id"] for r in ours}, (method, K, cell)
-        checked += 1
-    assert checked > 0
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
-def test_a_later_flag_at_its_neutral_value_is_not_part_of_the_key():
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: str(p.relative_to(RESULTS)) or "results")
+def test_every_published_comparison_row_recomputes_its_config_ids(folder):
+    """Every row of a comparison.csv has the ids a run recorded beside it computes
+    today for its cell (so rerunning that command finds it done)."""
+    ours = {}
+    for record in folder.glob("comparison_*_run.json"):
+        for argv in recorded_runs(record):
+            args = rc.parse_args(argv)
+            for seed in args.seeds:
+                for method, K, cell in rc.sweep_cells(args):
+                    ident = rc.row_identity(args, method, K, seed, cell or None)
+                    key = (ident["dataset"], ident["setting"], method, K, seed,
+                           *(ident.get(c, "") for c in CELL))
+                    ours.setdefault(key, set()).add((ident["config_hash"], ident["config_id"]))
+    rows = read_rows(folder / "comparison.csv")
+    for r in rows:
+        key = (r["dataset"], r["setting"], r["method"], int(r["K"]), int(r["seed"]), *(r[c] for c in CELL))
+        assert (r["config_hash"], r["config_id"]) in ours.get(key, set()), key
+    assert rows
+
+
+def test_a_field_at_its_declared_default_is_not_part_of_the_key():
     from train import train_vae
 
-    plain = cm.script_config(train_vae.VAEConfig(dataset="mnist", arch="conv"))
-    assert set(LATER_FLAGS).isdisjoint(plain)
-    beta = cm.script_config(train_vae.VAEConfig(dataset="mnist", arch="conv", kl_weight=0.5))
+    plain = config_key(train_vae.VAEConfig(dataset="mnist", arch="conv"))
+    assert "kl_weight" not in plain and "resume" not in plain
+    beta = config_key(train_vae.VAEConfig(dataset="mnist", arch="conv", kl_weight=0.5))
     assert beta["kl_weight"] == 0.5
     assert {k: v for k, v in beta.items() if k != "kl_weight"} == plain
+
+
+def test_a_field_added_later_at_a_neutral_default_leaves_the_key_unchanged():
+    """The rule itself keeps old ids: a config class that gained a field (at the
+    default that does what came before) keys an old config as before, and a new
+    value of that field gets a new key."""
+    from train import train_vqvae
+
+    old = train_vqvae.VQVAETrainConfig(dataset="fashion-mnist", codebook_size=64, epochs=3)
+    Later = dataclasses.make_dataclass("Later", [("new_trick", float, dataclasses.field(default=0.0)),
+                                                 ("new_out", str, run_only("x"))],
+                                       bases=(train_vqvae.VQVAETrainConfig,))
+    later = Later(dataset="fashion-mnist", codebook_size=64, epochs=3)
+    assert config_hash(config_key(later)) == config_hash(config_key(old))
+    assert config_hash(config_key(dataclasses.replace(later, new_out="y"))) == config_hash(config_key(old))
+    assert config_key(dataclasses.replace(later, new_trick=0.5)) == {**config_key(old), "new_trick": 0.5}
+
+
+def test_a_quantizer_parameter_at_its_constructor_default_is_not_part_of_the_key():
+    args = rc.parse_args("--dataset mnist --methods geodesic-vae kmeans-vae".split())
+    for method in ("geodesic-vae", "kmeans-vae"):
+        cell = cm.variants(args, method)[0]
+        params = cm.quantizer_config(args, method, 64, 0, cell)["quantizer"]
+        q = cm.make_quantizer(method, 64, seed=0, n_neighbors=args.n_neighbors, variant=cell)
+        defaults = cm.constructor_defaults(type(q))
+        assert params and all(params[k] != defaults.get(k) for k in params), method
+        assert "device" not in params
 
 
 def test_the_sweeps_vae_kl_weight_reaches_the_vae_and_its_rows():
@@ -73,46 +112,42 @@ def test_the_sweeps_vae_kl_weight_reaches_the_vae_and_its_rows():
                 != rc.row_identity(tenth, method, K, 0, cell)["config_id"])
 
 
-@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
-def test_adopted_rows_carry_todays_ids_and_no_earlier_one_is_left(record):
-    """A run that gave published rows today's config ids (run_comparison.adopt_earlier_rows)
-    names them in its record; comparison.csv must hold the new hashes, not the old."""
-    newest = json.loads(record.read_text())
-    dataset = rc.parse_args(newest["argv"][1:]).dataset
-    hashes = {r["config_hash"] for r in published_rows(dataset)}
-    for run in [newest, *newest.get("earlier", [])]:
-        adopted = run.get("adopted_config_hashes", {})
-        assert set(adopted.values()) <= hashes
-        assert not set(adopted) & hashes
+SUMMARIES = sorted(p for p in RESULTS.glob("**/*summary.csv") if p.parent != RESULTS / "v1")
 
 
-GENERATION_RECORDS = sorted(RESULTS.glob("**/generation_*_full_run.json"))
+@pytest.mark.parametrize("path", SUMMARIES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_a_summarys_config_ids_are_those_of_its_rows(path):
+    rows = path.parent / {"summary.csv": "comparison.csv", "generation_summary.csv": "generation.csv"}[path.name]
+    ids = {r["config_id"] for r in read_rows(path)}
+    assert ids and ids == {r["config_id"] for r in read_rows(rows)}
 
 
-@pytest.mark.parametrize("record", GENERATION_RECORDS,
-                         ids=lambda p: str(p.relative_to(RESULTS)))
-def test_the_published_generation_runs_recompute_their_row_hashes(record):
-    """The generation rows' hashes cover the classifier's and the prior's training
-    configs (train_classifier.ClassifierConfig, train_prior.PriorConfig): every
-    run recorded beside a generation.csv recomputes the hashes of its rows."""
+GENERATION_FOLDERS = sorted({p.parent for p in RESULTS.glob("**/generation.csv")})
+
+
+@pytest.mark.parametrize("folder", GENERATION_FOLDERS,
+                         ids=lambda p: str(p.relative_to(RESULTS)) or "results")
+def test_every_published_generation_row_recomputes_its_config_ids(folder):
+    """The generation rows' ids cover the classifier's and the prior's training
+    configs (train_classifier.ClassifierConfig, train_prior.PriorConfig): the runs
+    recorded beside a generation.csv recompute the ids of every row."""
     from train import run_generation as rg
 
-    with open(record.parent / "generation.csv", newline="") as f:
-        published = {(r["dataset"], r["setting"], r["method"], int(r["K"]), int(r["seed"])):
-                     r["config_hash"] for r in csv.DictReader(f)}
-    newest = json.loads(record.read_text())
-    checked = 0
-    for run in [newest, *newest.get("earlier", [])]:
-        args = rg.parse_args(run["argv"][1:])
-        for seed in args.seeds:
-            for method in args.methods:
-                for K in args.codebook_sizes:
-                    ident = rg.row_identity(args, method, K, seed)
-                    key = (ident["dataset"], ident["setting"], method, K, seed)
-                    if key in published:
-                        assert ident["config_hash"] == published[key], key
-                        checked += 1
-    assert checked > 0
+    ours = {}
+    for record in folder.glob("generation_*_full_run.json"):
+        for argv in recorded_runs(record):
+            args = rg.parse_args(argv)
+            for seed in args.seeds:
+                for method in args.methods:
+                    for K in args.codebook_sizes:
+                        ident = rg.row_identity(args, method, K, seed)
+                        key = (ident["dataset"], ident["setting"], method, K, seed)
+                        ours.setdefault(key, set()).add((ident["config_hash"], ident["config_id"]))
+    rows = read_rows(folder / "generation.csv")
+    for r in rows:
+        key = (r["dataset"], r["setting"], r["method"], int(r["K"]), int(r["seed"]))
+        assert (r["config_hash"], r["config_id"]) in ours.get(key, set()), key
+    assert rows
 
 
 SCRIPT_CONFIGS = [("train_vae", "VAEConfig"), ("train_vqvae", "VQVAETrainConfig"),
@@ -126,7 +161,6 @@ def test_a_scripts_config_is_its_flags(script, name, capsys):
     default (so a config built in code trains what the command line trains, and
     its cache key is that of the same command line), except the fields the
     script sets itself (train_prior's dataset, from its codes)."""
-    import dataclasses
     import importlib
 
     module = importlib.import_module(f"train.{script}")
@@ -161,3 +195,40 @@ def test_the_published_batch_size_selection_recomputes_its_candidates_hashes():
             ours = cm.vqvae_config(args, arch, K, seed)
         assert config_hash(ours) == r["config_hash"], (r["family"], K, batch_size, seed)
     assert rows
+
+
+# The commit before the results were re-keyed to the one cache rule (utils.cli.config_key):
+# every re-keyed file must hold the same rows with the same numbers, only other ids.
+BEFORE_REKEY = "9826ff0"
+ID_COLUMNS = ("config_hash", "config_id")
+
+
+def _rows_at(commit: str, path: Path) -> list[list[str]] | None:
+    import subprocess
+
+    rel = path.relative_to(RESULTS.parents[1]).as_posix()
+    shown = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=RESULTS.parents[1],
+                           capture_output=True, text=True)
+    return list(csv.reader(shown.stdout.splitlines())) if shown.returncode == 0 else None
+
+
+REKEYED = sorted(p for p in RESULTS.glob("**/*.csv") if "v1" not in p.relative_to(RESULTS).parts
+                 and set(ID_COLUMNS) & set(next(csv.reader(open(p)))))
+
+
+@pytest.mark.parametrize("path", REKEYED, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_the_rekey_changed_only_the_ids_and_one_to_one(path):
+    before = _rows_at(BEFORE_REKEY, path)
+    if before is None:
+        pytest.skip(f"{BEFORE_REKEY} is not in this clone's history")
+    with open(path, newline="") as f:
+        after = list(csv.reader(f))
+    assert after[0] == before[0] and len(after) == len(before)
+    ids = [i for i, c in enumerate(after[0]) if c in ID_COLUMNS]
+    for old, new in zip(before[1:], after[1:]):
+        assert [v for i, v in enumerate(old) if i not in ids] == \
+            [v for i, v in enumerate(new) if i not in ids]
+    for i in ids:
+        pairs = {(old[i], new[i]) for old, new in zip(before[1:], after[1:])}
+        assert len({o for o, _ in pairs}) == len({n for _, n in pairs}) == len(pairs), after[0][i]
+        assert not {o for o, _ in pairs} & {n for _, n in pairs}, after[0][i]

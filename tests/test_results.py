@@ -118,17 +118,3 @@ def test_runner_cache_key_follows_the_training_scripts_defaults(monkeypatch):
     assert train_vae.parse_args([]).latent_dim == 7
     assert cm.vae_config(args, 0)["latent_dim"] == 7
     assert results.config_hash(cm.vae_config(args, 0)) != results.config_hash(before)
-
-
-def test_rekey_changes_the_ids_of_the_named_rows_only(tmp_path):
-    path = tmp_path / "comparison.csv"
-    for seed in range(3):
-        results.append_row(path, row(seed=seed, mse=0.01 * (seed + 1)))
-    before = path.read_text().splitlines()
-    target = results.row_key(row(seed=1))
-    assert results.rekey(path, {target: ("new1", "new")}) == 1
-    after = path.read_text().splitlines()
-    assert after[:2] == before[:2] and after[3:] == before[3:]
-    assert after[2] == before[2].replace("abc1,abc,", "new1,new,")
-    assert results.rekey(path, {target: ("x", "y")}) == 0  # that key is gone now
-    assert path.read_text().splitlines() == after

@@ -217,7 +217,7 @@ def test_kmeans_init_images_initialises_from_the_split_reproducibly(tmp_path, ca
 
 def test_a_checkpoint_from_before_kmeans_init_images_resumes(run2, tmp_path):
     """The flag joined after runs were published: a checkpoint whose config lacks
-    it counts as made with its default (utils.training.LATER_FLAGS)."""
+    it counts as made with the default VQVAETrainConfig declares (utils.cli.field_default)."""
     shutil.copytree(run2, tmp_path / "r")
     path = run_paths(tmp_path / "r", "global", "mnist-5k")["checkpoint"]
     ckpt = torch.load(path, weights_only=True)

@@ -9,9 +9,10 @@ a new way of building is one function here and one line in :data:`BUILDERS`.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -24,13 +25,11 @@ from models.vae import VAE
 from models.vqvae import VQVAE
 from utils import methods as vocab
 from utils import paths
-from geodesic.ann import EXACT_BELOW
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from train import train_vae, train_vqvae
-from utils.cli import DEFAULT_BATCH_SIZE, is_run_only
+from utils.cli import DEFAULT_BATCH_SIZE, changed_values, config_key
 from utils.results import config_hash
 from utils.runtime import plain_config
-from utils.training import LATER_FLAGS
 
 
 class Evaluated(NamedTuple):
@@ -128,16 +127,6 @@ class SeedRun:
 
 # --- training or reusing models ----------------------------------------------------
 
-def script_config(cfg) -> dict:
-    """Every field of a training script's config dataclass (as plain values),
-    minus those it declares run-only (utils.cli.run_only: they do not change
-    the model) and the later flags at the value that trains what came before
-    them (utils.training.LATER_FLAGS): the cache key."""
-    run_only = {f.name for f in fields(cfg) if is_run_only(f)}
-    return {k: v for k, v in plain_config(asdict(cfg)).items()
-            if k not in run_only and not (k in LATER_FLAGS and v == LATER_FLAGS[k])}
-
-
 def cached_checkpoint(kind: str, work_dir, config: dict, ckpt_name: str) -> Path:
     """Where :func:`trained_checkpoint` keeps the model of ``config``:
     work_dir/<kind>-<hash>/checkpoints/<ckpt_name>."""
@@ -186,13 +175,12 @@ def vae_train_config(args, seed, arch: str = "mlp") -> train_vae.VAEConfig:
 def vae_config(args, seed, arch: str = "mlp") -> dict:
     """The config that identifies the comparison's VAE of one seed and architecture."""
     return {"stage": paths.vae_stage(arch).replace("_", "-"),
-            **script_config(vae_train_config(args, seed, arch))}
+            **config_key(vae_train_config(args, seed, arch))}
 
 
 def method_fields(options: dict | None) -> dict:
     """The VQ-VAE training-config fields of a method's options other than its arch,
-    e.g. {"arch": "conv", "quantizer": "fsq"} -> {"quantizer": "fsq"} (none for the
-    methods built before options other than arch existed, so their ids are unchanged)."""
+    e.g. {"arch": "conv", "quantizer": "fsq"} -> {"quantizer": "fsq"}."""
     return {k: v for k, v in (options or {}).items() if k != "arch"}
 
 
@@ -209,7 +197,7 @@ def vqvae_train_config(args, arch: str, K: int, seed, options: dict | None = Non
 def vqvae_config(args, arch: str, K: int, seed, options: dict | None = None) -> dict:
     """The config that identifies a VQ-VAE of the comparison."""
     return {"stage": f"vqvae-{arch}",
-            **script_config(vqvae_train_config(args, arch, K, seed, options))}
+            **config_key(vqvae_train_config(args, arch, K, seed, options))}
 
 
 def variants(args, name: str) -> list[dict]:
@@ -218,14 +206,22 @@ def variants(args, name: str) -> list[dict]:
                           decoders=args.decoders)
 
 
+def constructor_defaults(cls) -> dict:
+    """The defaults of ``cls``'s keyword arguments, as plain values."""
+    return plain_config({k: p.default for k, p in inspect.signature(cls).parameters.items()
+                         if p.default is not inspect.Parameter.empty})
+
+
 def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
     """The config that identifies a fitted a-posteriori quantizer: its VAE, K,
-    every quantizer parameter (the device, which changes no result, left out),
+    every quantizer parameter not at its constructor's default (the cache-key
+    rule of utils.cli.config_key; the device, which changes no result, left out),
     for grid methods the images it was fitted on and, for a fine-tuned decoder,
     its epochs."""
     arch = vocab.get(method).options.get("vae", "mlp")
     q = make_quantizer(method, K, seed=seed, n_neighbors=args.n_neighbors, variant=variant)
-    params = {k: v for k, v in q.get_params().items() if k != "device"}
+    params = changed_values({k: v for k, v in q.get_params().items() if k != "device"},
+                            constructor_defaults(type(q)))
     config = {"stage": method, "vae": config_hash(vae_config(args, seed, arch)), "K": K, "quantizer": params}
     if arch != "mlp" and args.grid_fit_images:
         config["fit_images"] = args.grid_fit_images
@@ -441,50 +437,6 @@ def method_config(args, name: str, K: int, seed: int, variant: dict) -> dict:
     """What identifies the row of method ``name`` at K, ``seed`` and ablation cell."""
     method = vocab.get(name)
     return {"method": name, "K": K, **BUILDERS[method.build].config(args, method, K, seed, variant)}
-
-
-# Parameters that joined the configs after the Fashion-MNIST ablation was published
-# (commit dabb13e), each with the value that computes what came before it: the VAE's
-# --arch "mlp" (the only VAE then); the quantizers' neighbour search and k-means
-# algorithm "auto", which below EXACT_BELOW fitted vectors are the exact k-NN and
-# scikit-learn's k-means those rows used (n_iter counts faiss iterations only).
-EARLIER_VAE = {"arch": "mlp"}
-EARLIER_QUANTIZER = {"neighbors": "auto", "exact_below": EXACT_BELOW, "algorithm": "auto",
-                     "n_iter": 50, "faiss_above": EXACT_BELOW}
-
-
-def _without(config: dict, later: dict) -> dict:
-    return {k: v for k, v in config.items() if not (k in later and v == later[k])}
-
-
-def earlier_config(args, name: str, K: int, seed: int, variant: dict, n_fit: int) -> dict | None:
-    """:func:`method_config` as it was spelled before the parameters of
-    :data:`EARLIER_VAE` and :data:`EARLIER_QUANTIZER` existed, when they are at the
-    values that compute what came before them and the quantizer is fitted on
-    ``n_fit`` < EXACT_BELOW vectors; None when no earlier spelling names the same
-    computation (or it is today's)."""
-    if n_fit >= EXACT_BELOW:
-        return None
-    method = vocab.get(name)
-    config = method_config(args, name, K, seed, variant)
-    if method.build == "vae":
-        earlier = _without(config, EARLIER_VAE)
-    elif method.build == "quantizer":
-        vae = vae_config(args, seed, method.options.get("vae", "mlp"))
-        earlier = {**config, "vae": config_hash(_without(vae, EARLIER_VAE)),
-                   "quantizer": _without(config["quantizer"], EARLIER_QUANTIZER)}
-    else:
-        return None
-    return earlier if earlier != config else None
-
-
-def fitted_vectors(args, name: str, n_train: int) -> int:
-    """How many vectors method ``name`` quantizes from ``n_train`` training images
-    (one per image, or a grid method's 49 per image of its first --grid-fit-images)."""
-    per_image = vocab.get(name).codes_per_image
-    if per_image <= 1:
-        return n_train
-    return per_image * min(n_train, args.grid_fit_images or n_train)
 
 
 def evaluate(run: SeedRun, name: str, K: int, variant: dict) -> Evaluated:

@@ -30,7 +30,7 @@ from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_p
                        non_negative_float, positive_int, run_main, seed_int)
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
-                           rekey, row_key, upgrade, write_summary)
+                           row_key, write_summary)
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
@@ -138,42 +138,6 @@ def sweep_cells(args):
                 yield m, K, v
 
 
-def earlier_identity(args, method: str, K: int, seed: int, variant: dict, n_train: int) -> dict | None:
-    """The key columns the same row had before later parameters joined its config
-    (:func:`train.comparison_methods.earlier_config`), or None."""
-    earlier = [cm.earlier_config(args, method, K, s, variant, cm.fitted_vectors(args, method, n_train))
-               for s in (seed, 0)]
-    if earlier[0] is None:
-        return None
-    return {**row_identity(args, method, K, seed, variant),
-            "config_hash": config_hash(earlier[0]), "config_id": config_hash(earlier[1])}
-
-
-def adopt_earlier_rows(args, n_train: int, done: set, results: Path) -> dict[str, str]:
-    """Rows of this sweep written under an earlier spelling of their config
-    (:func:`earlier_identity`) get today's ids in ``results``, so a rerun extends
-    them instead of starting a new configuration beside them; ``done`` learns the
-    new keys. Returns {earlier config_hash: today's} for the run record."""
-    new_ids, new_keys, adopted = {}, [], {}
-    for seed in args.seeds:
-        for m, K, v in sweep_cells(args):
-            ident = row_identity(args, m, K, seed, v)
-            if row_key(ident) in done:
-                continue
-            old = earlier_identity(args, m, K, seed, v, n_train)
-            if old is not None and row_key(old) in done:
-                new_ids[row_key(old)] = (ident["config_hash"], ident["config_id"])
-                new_keys.append(row_key(ident))
-                adopted[old["config_hash"]] = ident["config_hash"]
-    if new_ids:
-        rekey(results, new_ids)
-        done.difference_update(new_ids)
-        done.update(new_keys)
-        print(f"{len(new_ids)} rows written before later parameters joined their config now "
-              f"carry today's config ids", file=sys.stderr)
-    return adopted
-
-
 def epochs_of(args, method: str) -> float:
     """Training epochs behind a method's row (of the VQ-VAE, else of the VAE): the
     conv models, end to end or not, train for --conv-epochs."""
@@ -236,14 +200,10 @@ def main(args):
 def run(args, device, out: paths.ResultPaths) -> None:
     """The sweep of ``main``, under the results folder's lock."""
     train, test = sweep_data(args)
-    if upgrade(out.comparison):
-        print(f"upgraded {out.comparison} to this version's columns", file=sys.stderr)
     done = finished_keys(out.comparison)
-    adopted = adopt_earlier_rows(args, len(train.labels), done, out.comparison)
     record = out.run_record(args.dataset, args.setting)
     write_run_record(record, args, keep_earlier=True, dataset=train.name, data_source=train.source,
-                     device=str(device), torch_threads=torch.get_num_threads(),
-                     **({"adopted_config_hashes": adopted} if adopted else {}))
+                     device=str(device), torch_threads=torch.get_num_threads())
     print(f"comparison {args.dataset} ({train.name}), {args.setting}: methods "
           f"{' '.join(args.methods)}, K {args.codebook_sizes}, seeds {args.seeds}, "
           f"{args.epochs} epochs; config in {record}", file=sys.stderr)

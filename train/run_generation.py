@@ -40,7 +40,7 @@ from train import train_classifier, train_prior
 from utils import methods as vocab
 from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild
-from utils.cli import float_at_least, positive_int, run_main
+from utils.cli import config_key, float_at_least, positive_int, run_main
 from utils.errors import UserError
 from utils.results import (GENERATION_COLUMNS, append_generation_row, config_hash,
                            finished_generation_keys, row_key, write_generation_summary)
@@ -54,8 +54,6 @@ DEFAULT_METHODS = [*vocab.names(rate=vocab.GRID_RATE, quantized=True),
 # The quick setting trains the comparison's quick models (same epochs and fit images, so
 # make all's comparison has trained them already) and one small prior per method.
 QUICK = {**rc.QUICK, "codebook_sizes": [64], "seeds": [0], "prior_epochs": 3, "n_fid": 1000}
-# train_prior.py flags that only a PixelCNN has: not part of a histogram row's config.
-PIXELCNN_ONLY = ("epochs", "batch_size", "lr", "channels", "n_layers", "kernel_size", "class_conditional")
 
 
 def parse_args(argv=None):
@@ -86,7 +84,7 @@ def classifier_train_config(args) -> train_classifier.ClassifierConfig:
 
 
 def classifier_config(args) -> dict:
-    return {"stage": "classifier", **cm.script_config(classifier_train_config(args))}
+    return {"stage": "classifier", **config_key(classifier_train_config(args))}
 
 
 def classifier_checkpoint(args) -> Path:
@@ -131,13 +129,10 @@ def prior_train_config(args, method: str, seed: int) -> train_prior.PriorConfig:
 
 
 def prior_config(args, method: str, seed: int) -> dict:
-    """What identifies a row's prior: train_prior.py's config (a histogram's without
-    the PixelCNN's fields), with the classifier's config hash for the FID features."""
-    cfg = cm.script_config(prior_train_config(args, method, seed))
-    drop = {"codes_from", "classifier", "limit", "dataset", "sample_batch_size", "n_samples"}
-    if vocab.get(method).codes_per_image == 1:
-        drop |= set(PIXELCNN_ONLY)
-    cfg = {k: v for k, v in cfg.items() if k not in drop}
+    """What identifies a row's prior: train_prior.py's config (utils.cli.config_key: a
+    histogram's PixelCNN fields are at their defaults, so left out), with the
+    classifier's config hash for the FID features."""
+    cfg = config_key(prior_train_config(args, method, seed))
     return {**cfg, "classifier": config_hash(classifier_config(args))}
 
 

@@ -5,11 +5,12 @@ import argparse
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from utils.datasets import DATASETS
 from utils.errors import RunInterrupted, UserError
+from utils.runtime import plain_config
 
 # One seed range for every script: torch.manual_seed takes up to 2**63-1, but numpy's legacy
 # RandomState and scikit-learn's random_state (KMeans) only 0 .. 2**32-1, and a seed is
@@ -107,6 +108,34 @@ def run_only(default, **kwargs):
 def is_run_only(f) -> bool:
     """Whether dataclass field ``f`` was declared with :func:`run_only`."""
     return bool(f.metadata.get("run_only"))
+
+
+def declared_default(f):
+    """The default dataclass field ``f`` declares (MISSING when it has none)."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def changed_values(values: dict, defaults: dict) -> dict:
+    """``values`` (plain values) without those equal to their entry in ``defaults``:
+    the one rule of every cache key. A parameter added later with a default that
+    does what came before it is then absent from the keys of what came before."""
+    return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
+
+
+def config_key(cfg) -> dict:
+    """The cache key of a config dataclass: every field (as a plain value) that is
+    not run-only (:func:`run_only`) and not at the default the dataclass declares."""
+    kept = [f for f in fields(cfg) if not is_run_only(f)]
+    defaults = {f.name: declared_default(f) for f in kept if declared_default(f) is not MISSING}
+    return changed_values(plain_config({f.name: getattr(cfg, f.name) for f in kept}),
+                          plain_config(defaults))
+
+
+def field_default(cfg, name: str):
+    """The default the config dataclass ``cfg`` declares for field ``name`` (None
+    when none): what a checkpoint written before the field existed was made with."""
+    found = next((declared_default(f) for f in fields(cfg) if f.name == name), MISSING)
+    return None if found is MISSING else found
 
 
 @dataclass

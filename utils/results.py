@@ -19,7 +19,6 @@ import pandas as pd
 from utils import csvlog, metrics
 from utils import metric_registry as R
 from utils.errors import UserError
-from utils import methods as vocab
 from utils.methods import VARIANT_COLUMNS
 from utils.runtime import atomic_file
 
@@ -121,52 +120,6 @@ def write_frame(agg: pd.DataFrame, out: Path) -> pd.DataFrame:
 def write_summary(results: Path, out: Path) -> pd.DataFrame:
     """summary.csv from comparison.csv (:func:`summarize`), written atomically."""
     return write_frame(summarize(read_results(results)), out)
-
-
-def rekey(path: Path, new_ids: dict[tuple, tuple[str, str]]) -> int:
-    """Give rows of comparison.csv today's ``config_hash`` and ``config_id``:
-    ``new_ids`` maps a row's :func:`row_key` to its new (config_hash, config_id).
-    Every other field is kept as written; the file is rewritten atomically.
-    Returns the number of rows changed."""
-    path = Path(path)
-    rows = csvlog.read_rows(path, text=sorted(TEXT_COLUMNS))
-    changed = 0
-    for row in rows:
-        key = tuple(str(int(float(row[k]))) if k in ("K", "seed") else row[k] for k in KEY)
-        new = new_ids.get(key)
-        if new is not None:
-            row["config_hash"], row["config_id"] = new
-            changed += 1
-    if changed:
-        csvlog.write_rows(path, csvlog.read_header(path), rows)
-    return changed
-
-
-def upgrade(path: Path) -> bool:
-    """Rewrite a comparison.csv of an older version (without config_id or the
-    variant columns) in today's columns, atomically; the missing values are the
-    cells those rows were: one configuration, latent edges, medoid/centroid
-    codes, frozen decoder. Returns True when the file was rewritten."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    if csvlog.read_header(path) == COLUMNS:
-        return False
-    df = read_results(path)
-    a_posteriori = df["method"].isin(vocab.names(family=vocab.A_POSTERIORI))
-    geodesic = df["method"].isin([m.name for m in vocab.methods(family=vocab.A_POSTERIORI)
-                                  if m.options.get("quantizer") == "geodesic"])
-    df.loc[geodesic & (df["edge_length"] == ""), "edge_length"] = "latent"
-    df.loc[geodesic & (df["code_vectors"] == ""), "code_vectors"] = "medoid"
-    df.loc[a_posteriori & ~geodesic & (df["code_vectors"] == ""), "code_vectors"] = "centroid"
-    df.loc[a_posteriori & (df["decoder"] == ""), "decoder"] = "frozen"
-    unknown = [c for c in df.columns if c not in COLUMNS]
-    if unknown:
-        raise UserError(f"{path} has columns this version does not know: {unknown}")
-    with atomic_file(path, "w") as f:
-        f.write(df[COLUMNS].to_csv(index=False, float_format="%.6g"))
-    return True
-
 
 
 # --- generation.csv: the prior over each method's codes, its samples ---------------------------

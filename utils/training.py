@@ -41,6 +41,7 @@ from tqdm import tqdm
 from utils import distributed
 from utils.checkpoint import (CheckpointError, CheckpointWriteError, load_checkpoint, rebuild,
                               save_checkpoint)
+from utils.cli import field_default
 from utils.csvlog import CSVError, CSVLogger, format_row, format_value, read_rows
 from utils.datasets import Data, iterate_batches, load_dataset, n_batches
 from utils.errors import RunInterrupted, UserError
@@ -202,25 +203,19 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
         on_epoch_end(epoch, row)
 
 
-# Flags added to the training scripts after results were published, each with the
-# value that trains exactly what the scripts trained before the flag existed. At
-# that value the comparison leaves the flag out of its cache keys (so published
-# config ids and cached models stay valid: comparison_methods.script_config), and a
-# checkpoint written before the flag existed counts as made with it (--resume).
-LATER_FLAGS = {"kl_weight": 1.0, "kmeans_init_images": 0, "quantizer": "ours"}
-
-
 def start_or_resume(args, checkpoint: Path, build: Callable[[], torch.nn.Module], cls,
                     dataset_used: str, resume_keys: tuple[str, ...], device):
     """A new model from ``build()``, or with ``args.resume`` the model, optimizer
     state and last epoch of ``checkpoint`` after checking it was made with the
-    same ``resume_keys`` settings and dataset. Returns (model, optimizer_state, epoch)."""
+    same ``resume_keys`` settings and dataset (a setting the checkpoint's config lacks,
+    one added since, counts as the default ``args`` declares for it). Returns
+    (model, optimizer_state, epoch)."""
     if not args.resume:
         return build().to(device), None, 0
     ckpt = load_checkpoint(checkpoint, device, hint="train without --resume first")
     stored = ckpt.get("config", {})
     for key in resume_keys:
-        was = stored.get(key, LATER_FLAGS.get(key))
+        was = stored.get(key, plain_config({key: field_default(args, key)})[key])
         if was != plain_config({key: getattr(args, key)})[key]:
             raise CheckpointError(f"{checkpoint} was trained with {key}={was!r} but this "
                                   f"run has {key}={getattr(args, key)!r}; match it or drop --resume")
