@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from train import comparison_methods as cm
-from utils import metrics
+from utils import cache_index, metrics
 from utils import methods as vocab
 from utils import paths
 from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_parser,
@@ -116,6 +116,9 @@ def parse_args(argv=None):
     p.add_argument("--figure-k", type=positive_int, default=64,
                    help="codebook size shown in the image figures (else the middle K)")
     p.add_argument("--no-figures", action="store_true", help="skip the image figures")
+    p.add_argument("--cached-only", action="store_true",
+                   help="evaluate only models already cached under --work-dir: a missing one is "
+                        "a one-line error, never trained (default: train what is missing)")
     return finish_sweep_args(p.parse_args(argv))
 
 
@@ -182,6 +185,39 @@ def epochs_of(args, method: str) -> float:
     return args.conv_epochs if conv else args.epochs
 
 
+def evaluate_cell(run: cm.SeedRun, method: str, K: int, variant: dict, test_labels=None) -> dict:
+    """The comparison's metrics (:func:`utils.metrics.evaluate_codes`) of one cell on
+    ``run.test.images``, with its fit and evaluation seconds; label metrics need
+    ``test_labels`` ((N_test,) integers), else they are NaN."""
+    built = cm.evaluate(run, method, K, variant)
+    start = time.perf_counter()
+    labels = {} if test_labels is None else {"train_labels": run.train.labels.numpy(),
+                                             "test_labels": test_labels}
+    with torch.no_grad():
+        row = metrics.evaluate_codes(recon_logits=built.recon_logits, x_test=run.test.images,
+                                     bits=built.bits, test_codes=built.test_codes,
+                                     train_codes=built.train_codes,
+                                     n_codes=K if K else None, latent=built.latent, **labels)
+    row.update(fit_seconds=built.fit_seconds, eval_seconds=time.perf_counter() - start)
+    return row
+
+
+def index_seed(args, seed: int) -> None:
+    """Name every cached model of this sweep's cells of ``seed`` in
+    ``<work-dir>/index.csv`` (:mod:`utils.cache_index`); files not cached are left out."""
+    entries = []
+    for m, K, v in sweep_cells(args):
+        ident = row_identity(args, m, K, seed, v)
+        for part, (digest, path) in cm.cell_files(args, m, K, seed, v).items():
+            if path.is_file():
+                entries.append({**{k: ident[k] for k in ("dataset", "method", "K", "seed",
+                                                         *vocab.VARIANT_COLUMNS)},
+                                "row_hash": ident["config_hash"], "part": part,
+                                "config_hash": digest, "path": path})
+    if entries:
+        cache_index.record(args.work_dir, entries)
+
+
 def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> None:
     """Every method and K for one seed; appends each finished row."""
     todo = [row_identity(args, m, K, seed, v) for m, K, v in sweep_cells(args)]
@@ -189,21 +225,13 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
     if not todo:
         return
     run = cm.SeedRun(args, seed, train, test, device)
-    labels = {"train_labels": train.labels.numpy(), "test_labels": test.labels.numpy()}
     for ident in todo:
         method, K = ident["method"], ident["K"]
         variant = {c: ident[c] for c in vocab.VARIANT_COLUMNS}
-        built = cm.evaluate(run, method, K, variant)
-        start = time.perf_counter()
-        with torch.no_grad():
-            row = metrics.evaluate_codes(recon_logits=built.recon_logits, x_test=test.images,
-                                         bits=built.bits, test_codes=built.test_codes,
-                                         train_codes=built.train_codes,
-                                         n_codes=K if K else None, latent=built.latent, **labels)
+        row = evaluate_cell(run, method, K, variant, test.labels.numpy())
         row.update(ident, dataset_used=train.name, epochs=epochs_of(args, method),
                    n_neighbors=args.n_neighbors, n_train=len(train.labels),
-                   n_test=len(test.labels), fit_seconds=built.fit_seconds,
-                   eval_seconds=time.perf_counter() - start)
+                   n_test=len(test.labels))
         row["wall_seconds"] = row["fit_seconds"] + row["eval_seconds"]
         append_row(results, row)
         done.add(row_key(ident))
@@ -229,7 +257,7 @@ def main(args):
     device = pick_device(args.device)
     out = paths.ResultPaths(args.results_dir)
     ensure_output_dirs(out.root)
-    with run_lock(out.comparison):  # one runner per results folder
+    with run_lock(out.comparison), cm.cached_only(args.cached_only):  # one runner per results folder
         run(args, device, out)
 
 
@@ -249,6 +277,7 @@ def run(args, device, out: paths.ResultPaths) -> None:
           f"{args.epochs} epochs; config in {record}", file=sys.stderr)
     for seed in args.seeds:
         run_seed(args, seed, train, test, device, done, out.comparison)
+        index_seed(args, seed)
     summary = write_summary(out.comparison, out.summary)
     if not args.no_figures:
         from train.comparison_figures import draw_figures
