@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -28,6 +29,7 @@ from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from train import train_vae, train_vqvae
 from utils.cli import DEFAULT_BATCH_SIZE, changed_values, config_key
+from utils.errors import UserError
 from utils.results import config_hash
 from utils.runtime import plain_config
 
@@ -144,6 +146,7 @@ def trained_checkpoint(kind: str, train, cfg, work_dir, config: dict, ckpt_name:
         if load_checkpoint(ckpt)["epoch"] >= cfg.epochs:
             return ckpt
         resume = True
+    refuse_miss(f"{kind} of seed {cfg.seed}", ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     train(replace(cfg, resume=resume, no_plots=True), run_dir)
@@ -230,13 +233,19 @@ def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
     return config
 
 
+def vae_cache_key(args, seed: int, arch: str = "mlp") -> tuple[str, dict, str]:
+    """(kind, config, checkpoint name) under which the VAE of one seed and
+    architecture is cached (:func:`cached_checkpoint`)."""
+    return (paths.vae_stage(arch).replace("_", "-"), vae_config(args, seed, arch),
+            paths.vae_checkpoint(".", args.dataset, arch).name)
+
+
 def vae_checkpoint(args, seed: int, arch: str = "mlp") -> Path:
     """The checkpoint of the comparison's VAE of one seed and architecture,
     trained (or resumed) when it is not finished yet."""
-    stage = paths.vae_stage(arch)
-    return trained_checkpoint(stage.replace("_", "-"), train_vae.train, vae_train_config(args, seed, arch),
-                              args.work_dir, vae_config(args, seed, arch),
-                              paths.vae_checkpoint(".", args.dataset, arch).name)
+    kind, config, name = vae_cache_key(args, seed, arch)
+    return trained_checkpoint(kind, train_vae.train, vae_train_config(args, seed, arch),
+                              args.work_dir, config, name)
 
 
 def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
@@ -245,14 +254,20 @@ def vae_for_seed(args, seed: int, device, arch: str = "mlp"):
     return rebuild(load_checkpoint(ckpt, device), train_vae.ARCHS[arch], device, ckpt).eval()
 
 
+def vqvae_cache_key(args, arch: str, K: int, seed: int, options: dict | None = None
+                    ) -> tuple[str, dict, str]:
+    """(kind, config, checkpoint name) under which a VQ-VAE of the comparison is cached."""
+    stage = paths.vqvae_stage(arch)
+    return (f"{stage}_K{K}", vqvae_config(args, arch, K, seed, options),
+            paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
+
+
 def vqvae_checkpoint(args, arch: str, K: int, seed: int, options: dict | None = None) -> Path:
     """The checkpoint of the comparison's VQ-VAE of one architecture, K, seed (and
     method ``options``), trained (or resumed) when it is not finished yet."""
-    stage = paths.vqvae_stage(arch)
-    return trained_checkpoint(f"{stage}_K{K}", train_vqvae.train,
-                              vqvae_train_config(args, arch, K, seed, options),
-                              args.work_dir, vqvae_config(args, arch, K, seed, options),
-                              paths.stage_paths(".", stage, args.dataset)["checkpoint"].name)
+    kind, config, name = vqvae_cache_key(args, arch, K, seed, options)
+    return trained_checkpoint(kind, train_vqvae.train, vqvae_train_config(args, arch, K, seed, options),
+                              args.work_dir, config, name)
 
 
 def vqvae_for(args, arch: str, K: int, seed: int, device, options: dict | None = None) -> VQVAE:
@@ -312,6 +327,7 @@ def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
     if path.is_file():
         ckpt = load_checkpoint(path)
         return load_quantizer(ckpt, decoder, str(run.device), source=path), ckpt["fit_seconds"]
+    refuse_miss(f"{method} K={K}", path)
     vectors = run.fit_vectors(arch)
     if isinstance(q, GeodesicQuantizer):
         graph = run.graph_for(q.edge_length, arch)
@@ -339,6 +355,12 @@ def quantized_latents(q, z: np.ndarray):
     return out.indices.numpy().reshape(n, h, w), vectors_to_grid(out.codes, n, h)
 
 
+def decoder_path(args, method: str, K: int, seed: int, variant: dict) -> Path:
+    """Where :func:`decoder_for` caches the decoder fine-tuned on one cell's codes."""
+    config = quantizer_config(args, method, K, seed, variant)
+    return paths.cached_quantizer(args.work_dir, f"{method}-decoder", K, config_hash(config))
+
+
 def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q):
     """The VAE whose decoder decodes this cell's codes: the VAE itself, or a copy
     whose decoder was fine-tuned on the quantized training latents (cached)."""
@@ -349,10 +371,11 @@ def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q):
     from train.finetune import finetune_decoder
 
     config = quantizer_config(run.args, method, K, run.seed, variant)
-    path = paths.cached_quantizer(run.args.work_dir, f"{method}-decoder", K, config_hash(config))
+    path = decoder_path(run.args, method, K, run.seed, variant)
     if path.is_file():
         ckpt = load_checkpoint(path, run.device)
         return rebuild(ckpt, type(vae), run.device, path).eval(), ckpt["fit_seconds"]
+    refuse_miss(f"{method} K={K} fine-tuned decoder", path)
     start = time.perf_counter()
     tuned = finetune_decoder(vae, quantized_latents(q, run.latents(arch)[0])[1], run.train.images,
                              epochs=run.args.finetune_epochs, seed=run.seed)
@@ -443,3 +466,53 @@ def evaluate(run: SeedRun, name: str, K: int, variant: dict) -> Evaluated:
     """Build method ``name`` at codebook size K and ablation cell ``variant`` for the run's seed."""
     method = vocab.get(name)
     return BUILDERS[method.build].build(run, method, K, variant)
+
+
+# --- cached models only: evaluating what a sweep trained, never training ---------------
+
+class CacheMiss(UserError):
+    """A model asked for under :func:`cached_only` is not in the work folder."""
+
+
+_CACHED_ONLY = [False]  # set by cached_only(); read where a miss would train or fit
+
+
+@contextmanager
+def cached_only(on: bool = True):
+    """Within the block, a model that is not cached yet raises :class:`CacheMiss`
+    (one line: what and where) instead of being trained, fitted or fine-tuned, so
+    nothing is written into the work folder."""
+    before = _CACHED_ONLY[0]
+    _CACHED_ONLY[0] = on
+    try:
+        yield
+    finally:
+        _CACHED_ONLY[0] = before
+
+
+def refuse_miss(what: str, path: Path) -> None:
+    """Raise :class:`CacheMiss` for ``what`` (not cached at ``path``) under :func:`cached_only`."""
+    if _CACHED_ONLY[0]:
+        raise CacheMiss(f"{what} is not cached ({path} is missing or unfinished); pass the flags "
+                        f"of the sweep that trained it (index.csv in the work folder lists what is "
+                        f"cached), or drop --cached-only to train it")
+
+
+def cell_files(args, method: str, K: int, seed: int, variant: dict) -> dict[str, tuple[str, Path]]:
+    """The cached files one row is built from, computed from configs alone (nothing
+    is trained): {part: (its config hash, its path)}, parts among "vae", "vqvae",
+    "quantizer" and "decoder" (a fine-tuned one)."""
+    m = vocab.get(method)
+    if m.build == "vqvae":
+        kind, config, name = vqvae_cache_key(args, m.options["arch"], K, seed, m.options)
+        return {"vqvae": (config_hash(config), cached_checkpoint(kind, args.work_dir, config, name))}
+    kind, config, name = vae_cache_key(args, seed, arch_of(method))
+    files = {"vae": (config_hash(config), cached_checkpoint(kind, args.work_dir, config, name))}
+    if m.build == "quantizer":
+        cell = {k: v for k, v in variant.items() if k != "decoder"}
+        files["quantizer"] = (config_hash(quantizer_config(args, method, K, seed, cell)),
+                              quantizer_path(args, method, K, seed, variant))
+        if variant.get("decoder") == "finetuned":
+            files["decoder"] = (config_hash(quantizer_config(args, method, K, seed, variant)),
+                                decoder_path(args, method, K, seed, variant))
+    return files

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from train import comparison_methods as cm
-from utils import metrics
+from utils import cache_index, metrics
 from utils import methods as vocab
 from utils import paths
 from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_parser,
@@ -31,7 +31,7 @@ from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_p
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
                            row_key, write_summary)
-from utils.runlock import run_lock
+from utils.runlock import run_lock, waiting_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
 QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5, "grid_fit_images": 1000}
@@ -116,7 +116,15 @@ def parse_args(argv=None):
     p.add_argument("--figure-k", type=positive_int, default=64,
                    help="codebook size shown in the image figures (else the middle K)")
     p.add_argument("--no-figures", action="store_true", help="skip the image figures")
+    add_cached_only(p)
     return finish_sweep_args(p.parse_args(argv))
+
+
+def add_cached_only(p) -> None:
+    """The --cached-only flag (:func:`train.comparison_methods.cached_only`)."""
+    p.add_argument("--cached-only", action="store_true",
+                   help="evaluate only models already cached under --work-dir: a missing one is "
+                        "a one-line error, never trained (default: train what is missing)")
 
 
 def row_identity(args, method: str, K: int, seed: int, variant: dict | None = None) -> dict:
@@ -146,6 +154,88 @@ def epochs_of(args, method: str) -> float:
     return args.conv_epochs if conv else args.epochs
 
 
+def evaluate_cell(run: cm.SeedRun, method: str, K: int, variant: dict, test_labels=None) -> dict:
+    """The comparison's metrics (:func:`utils.metrics.evaluate_codes`) of one cell on
+    ``run.test.images``, with its fit and evaluation seconds; label metrics need
+    ``test_labels`` ((N_test,) integers), else they are NaN."""
+    built = cm.evaluate(run, method, K, variant)
+    start = time.perf_counter()
+    labels = {} if test_labels is None else {"train_labels": run.train.labels.numpy(),
+                                             "test_labels": test_labels}
+    with torch.no_grad():
+        row = metrics.evaluate_codes(recon_logits=built.recon_logits, x_test=run.test.images,
+                                     bits=built.bits, test_codes=built.test_codes,
+                                     train_codes=built.train_codes,
+                                     n_codes=K if K else None, latent=built.latent, **labels)
+    row.update(fit_seconds=built.fit_seconds, eval_seconds=time.perf_counter() - start)
+    return row
+
+
+def index_seed(args, seed: int, cells=None) -> None:
+    """Name every cached model of this sweep's cells (or of ``cells``, (method, K,
+    variant) triples) of ``seed`` in ``<work-dir>/index.csv`` (:mod:`utils.cache_index`);
+    files not cached are left out."""
+    entries = []
+    for m, K, v in (sweep_cells(args) if cells is None else cells):
+        ident = row_identity(args, m, K, seed, v)
+        for part, (digest, path) in cm.cell_files(args, m, K, seed, v).items():
+            if path.is_file():
+                entries.append({**{k: ident[k] for k in ("dataset", "method", "K", "seed",
+                                                         *vocab.VARIANT_COLUMNS)},
+                                "row_hash": ident["config_hash"], "part": part,
+                                "config_hash": digest, "path": path})
+    if entries:
+        cache_index.record(args.work_dir, entries)
+
+
+def cell_row(run: cm.SeedRun, ident: dict) -> dict:
+    """The row of comparison.csv of the cell ``ident`` (:func:`row_identity`), built
+    and evaluated on the run's test split."""
+    args, method = run.args, ident["method"]
+    variant = {c: ident[c] for c in vocab.VARIANT_COLUMNS}
+    row = evaluate_cell(run, method, ident["K"], variant, run.test.labels.numpy())
+    row.update(ident, dataset_used=run.train.name, epochs=epochs_of(args, method),
+               n_neighbors=args.n_neighbors, n_train=len(run.train.labels),
+               n_test=len(run.test.labels))
+    row["wall_seconds"] = row["fit_seconds"] + row["eval_seconds"]
+    return row
+
+
+def append_new_row(results: Path, row: dict) -> bool:
+    """Append ``row`` to comparison.csv unless a row of its key is there already,
+    under a lock that waits (``comparison.csv.rows.lock``), so that a cell run twice,
+    by a sweep or by cluster jobs side by side, writes one row. Returns True when written."""
+    with waiting_lock(results.with_name(results.name + ".rows")):
+        if row_key(row) in finished_keys(results):
+            return False
+        append_row(results, row)
+        return True
+
+
+def run_cell(args, method: str, K: int, seed: int, variant: dict) -> bool:
+    """One cell of the sweep as a job of its own (train/submit_sweep.py): the code
+    path of :func:`run_seed` for this cell alone, without the results folder's
+    one-runner lock, so that jobs run side by side. Jobs of one seed train its VAE
+    once: the first holds a lock beside its checkpoint while the others wait for
+    it. Returns True when this job wrote the row, False when it was there already."""
+    results = paths.ResultPaths(args.results_dir).comparison
+    ident = row_identity(args, method, K, seed, variant)
+    if row_key(ident) in finished_keys(results):
+        return False
+    train, test = sweep_data(args)
+    run = cm.SeedRun(args, seed, train, test, pick_device(args.device))
+    with cm.cached_only(args.cached_only):
+        if vocab.get(method).build != "vqvae" and not args.cached_only:
+            kind, config, name = cm.vae_cache_key(args, seed, cm.arch_of(method))
+            vae = cm.cached_checkpoint(kind, args.work_dir, config, name)
+            with waiting_lock(vae.with_name(vae.name + ".cell")):
+                run.vae_for(cm.arch_of(method))
+        row = cell_row(run, ident)
+    written = append_new_row(results, row)
+    index_seed(args, seed, [(method, K, variant)])
+    return written
+
+
 def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> None:
     """Every method and K for one seed; appends each finished row."""
     todo = [row_identity(args, m, K, seed, v) for m, K, v in sweep_cells(args)]
@@ -153,23 +243,11 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
     if not todo:
         return
     run = cm.SeedRun(args, seed, train, test, device)
-    labels = {"train_labels": train.labels.numpy(), "test_labels": test.labels.numpy()}
     for ident in todo:
         method, K = ident["method"], ident["K"]
         variant = {c: ident[c] for c in vocab.VARIANT_COLUMNS}
-        built = cm.evaluate(run, method, K, variant)
-        start = time.perf_counter()
-        with torch.no_grad():
-            row = metrics.evaluate_codes(recon_logits=built.recon_logits, x_test=test.images,
-                                         bits=built.bits, test_codes=built.test_codes,
-                                         train_codes=built.train_codes,
-                                         n_codes=K if K else None, latent=built.latent, **labels)
-        row.update(ident, dataset_used=train.name, epochs=epochs_of(args, method),
-                   n_neighbors=args.n_neighbors, n_train=len(train.labels),
-                   n_test=len(test.labels), fit_seconds=built.fit_seconds,
-                   eval_seconds=time.perf_counter() - start)
-        row["wall_seconds"] = row["fit_seconds"] + row["eval_seconds"]
-        append_row(results, row)
+        row = cell_row(run, ident)
+        append_new_row(results, row)
         done.add(row_key(ident))
         cell = "/".join(v for v in variant.values() if v)
         print(f"[{args.dataset} seed {seed}] {method:14s} {cell:24s} K={K:<4d} bits={row['bits_per_image']:<6.4g} "
@@ -193,7 +271,7 @@ def main(args):
     device = pick_device(args.device)
     out = paths.ResultPaths(args.results_dir)
     ensure_output_dirs(out.root)
-    with run_lock(out.comparison):  # one runner per results folder
+    with run_lock(out.comparison), cm.cached_only(args.cached_only):  # one runner per results folder
         run(args, device, out)
 
 
@@ -209,6 +287,7 @@ def run(args, device, out: paths.ResultPaths) -> None:
           f"{args.epochs} epochs; config in {record}", file=sys.stderr)
     for seed in args.seeds:
         run_seed(args, seed, train, test, device, done, out.comparison)
+        index_seed(args, seed)
     summary = write_summary(out.comparison, out.summary)
     if not args.no_figures:
         from train.comparison_figures import draw_figures

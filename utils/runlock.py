@@ -133,3 +133,23 @@ class run_lock:  # noqa: N801 - used as a context manager, like open()
 def _release_all() -> None:
     for key in list(_HELD):
         _HELD.pop(key).release()
+
+
+class waiting_lock:  # noqa: N801 - used as a context manager, like open()
+    """``with waiting_lock(path): ...`` holds ``<path>.lock`` exclusively for a short
+    read-modify-write of ``path`` shared by concurrent processes (the cache index,
+    the rows of cluster jobs), waiting for another holder instead of refusing as
+    :class:`RunLock` does. The lock file is left in place: unlinking it would race
+    with a waiter that opened it (:func:`_lock_fd`'s inode check is for RunLock)."""
+
+    def __init__(self, path: str | Path):
+        self.path = lock_path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing drops the flock
