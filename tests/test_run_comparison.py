@@ -165,3 +165,17 @@ def test_a_run_of_grid_methods_only_draws_its_figures(tmp_path):
     figures = {p.name for p in (tmp_path / "r" / "figures").glob("*.png")}
     assert "reconstructions_mnist-5k_full.png" in figures and "usage_mnist-5k_full.png" in figures
     assert "codebooks_mnist-5k_full.png" not in figures
+
+
+def test_quick_setting_leaves_out_the_library_methods_unless_asked():
+    """make all's quick sweep trains the classical methods (vector-quantize-pytorch's
+    three would add 27 conv models to it); the full setting and --methods are unchanged."""
+    from utils import methods as vocab
+
+    full = rc.parse_args(["--dataset", "mnist"]).methods
+    quick = rc.parse_args(["--dataset", "mnist", "--quick"]).methods
+    assert full == list(vocab.METHOD_NAMES)
+    assert quick == [m for m in vocab.METHOD_NAMES if not vocab.get(m).from_library]
+    assert {"fsq-conv", "rotvq-conv", "fsq-global"} == set(full) - set(quick)
+    asked = rc.parse_args(["--dataset", "mnist", "--quick", "--methods", "fsq-conv"]).methods
+    assert asked == ["fsq-conv"]

@@ -52,8 +52,9 @@ def sweep_parser(description: str, quick: dict = QUICK):
                    help="training epochs of the VAE and of both VQ-VAEs")
     p.add_argument("--conv-epochs", type=positive_int, default=None,
                    help="epochs of vqvae-conv (default: --epochs)")
-    p.add_argument("--methods", nargs="+", default=list(vocab.METHOD_NAMES),
-                   choices=vocab.METHOD_NAMES, help="methods to run")
+    p.add_argument("--methods", nargs="+", default=None, choices=vocab.METHOD_NAMES,
+                   help="methods to run (default: every method of utils/methods.py; with --quick "
+                        "those built without vector-quantize-pytorch, to keep make all short)")
     p.add_argument("--vae-kl-weight", type=non_negative_float, default=1.0,
                    help="beta of the KL term of every VAE the sweep trains (train_vae.py "
                         "--kl-weight); 1 is the VAE of the published rows")
@@ -97,9 +98,12 @@ def sweep_parser(description: str, quick: dict = QUICK):
     return p
 
 
-def finish_sweep_args(args, quick: dict = QUICK):
-    """The setting (``quick`` overrides its flags), --conv-epochs and --results-dir defaults."""
+def finish_sweep_args(args, quick: dict = QUICK, methods=vocab.METHOD_NAMES):
+    """The setting (``quick`` overrides its flags), the default ``methods`` (in the quick
+    setting less those from vector-quantize-pytorch), --conv-epochs and --results-dir defaults."""
     args.setting = "quick" if args.quick else "full"
+    if args.methods is None:
+        args.methods = [m for m in methods if not (args.quick and vocab.get(m).from_library)]
     if args.quick:
         for name, value in quick.items():
             setattr(args, name, value if name != "grid_fit_images" else args.grid_fit_images or value)

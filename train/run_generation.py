@@ -58,7 +58,7 @@ QUICK = {**rc.QUICK, "codebook_sizes": [64], "seeds": [0], "prior_epochs": 3, "n
 
 def parse_args(argv=None):
     p = rc.sweep_parser(__doc__.splitlines()[0], QUICK)
-    p.set_defaults(methods=DEFAULT_METHODS, codebook_sizes=[64, 512])
+    p.set_defaults(codebook_sizes=[64, 512])
     for action in p._actions:  # only methods with codes have a prior
         if action.dest == "methods":
             action.choices = QUANTIZED
@@ -73,7 +73,7 @@ def parse_args(argv=None):
                    help="samples (and training images, for the reference FIDs) per FID")
     p.add_argument("--classifier-epochs", type=positive_int, default=5,
                    help="epochs of the feature classifier")
-    return rc.finish_sweep_args(p.parse_args(argv), QUICK)
+    return rc.finish_sweep_args(p.parse_args(argv), QUICK, DEFAULT_METHODS)
 
 
 # --- the models behind a row ----------------------------------------------------------

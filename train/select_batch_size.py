@@ -68,8 +68,7 @@ def classical(name: str) -> bool:
     """False for an end-to-end method whose VQ-VAE differs from its arch's classical one
     (e.g. fsq-global): the runner's --vqvae-batch-size is one size per K for every VQ-VAE of
     an arch, so a selection here would choose for two models at once."""
-    m = vocab.get(name)
-    return m.family != vocab.END_TO_END or set(m.options) == {"arch"}
+    return not vocab.get(name).from_library
 
 
 # The one-code-per-image methods: the unquantized reference, the a-posteriori ones, the

@@ -56,6 +56,12 @@ class Method:
     description: str = ""
 
     @property
+    def from_library(self) -> bool:
+        """True for an end-to-end method whose quantizer is not the classical VQ-VAE's
+        (options beyond its arch, e.g. {"quantizer": "fsq"}: vector-quantize-pytorch's)."""
+        return self.family == END_TO_END and set(self.options) != {"arch"}
+
+    @property
     def quantized(self) -> bool:
         """False for the unquantized reference (no K, no bits)."""
         return self.codes_per_image > 0
