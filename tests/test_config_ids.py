@@ -89,6 +89,31 @@ def test_a_field_added_later_at_a_neutral_default_leaves_the_key_unchanged():
     assert config_key(dataclasses.replace(later, new_trick=0.5)) == {**config_key(old), "new_trick": 0.5}
 
 
+def test_a_cache_hit_trained_under_another_default_is_refused(tmp_path, monkeypatch):
+    """The key leaves defaults out, so a changed declared default (here the learning rate)
+    keeps the key: the cached model's stored config then disagrees, and the runner says so
+    in one line instead of silently reusing a model trained otherwise."""
+    from train import train_vae
+    from utils.checkpoint import save_checkpoint
+    from utils.cli import config_mismatches
+    from utils.errors import UserError
+    from utils.runtime import plain_config
+
+    cfg = train_vae.VAEConfig(dataset="mnist", seed=0, epochs=1)
+    stored = {**plain_config(dataclasses.asdict(cfg)), "lr": 3e-4}  # as fit() stores it
+    stored.pop("kl_weight")  # a field the old checkpoint lacks counts as its declared default
+    assert config_mismatches(cfg, stored) == {"lr": (3e-4, cfg.lr)}
+    assert config_mismatches(cfg, {**plain_config(dataclasses.asdict(cfg)), "out_dir": "x"}) == {}
+    ckpt = cm.cached_checkpoint("vae", tmp_path, config_key(cfg), "vae.pt")
+    save_checkpoint(ckpt, {"epoch": 1, "config": stored})
+    monkeypatch.setattr(train_vae, "train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(UserError, match=r"lr=0\.0003 there, 0\.001 here"):
+        cm.trained_checkpoint("vae", train_vae.train, cfg, tmp_path, config_key(cfg), "vae.pt")
+    save_checkpoint(ckpt, {"epoch": 1, "config": plain_config(dataclasses.asdict(cfg))})
+    assert cm.trained_checkpoint("vae", train_vae.train, cfg, tmp_path, config_key(cfg),
+                                 "vae.pt") == ckpt
+
+
 def test_a_quantizer_parameter_at_its_constructor_default_is_not_part_of_the_key():
     args = rc.parse_args("--dataset mnist --methods geodesic-vae kmeans-vae".split())
     for method in ("geodesic-vae", "kmeans-vae"):

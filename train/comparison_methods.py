@@ -28,7 +28,7 @@ from utils import methods as vocab
 from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild, save_checkpoint
 from train import train_vae, train_vqvae
-from utils.cli import DEFAULT_BATCH_SIZE, changed_values, config_key
+from utils.cli import DEFAULT_BATCH_SIZE, changed_values, config_key, config_mismatches
 from utils.errors import UserError
 from utils.results import config_hash
 from utils.runtime import plain_config
@@ -143,7 +143,15 @@ def trained_checkpoint(kind: str, train, cfg, work_dir, config: dict, ckpt_name:
     run_dir = ckpt.parent.parent
     resume = False
     if ckpt.is_file():
-        if load_checkpoint(ckpt)["epoch"] >= cfg.epochs:
+        stored = load_checkpoint(ckpt)
+        # epochs may differ for a partial run (resumed below); anything else is another model
+        differ = {k: v for k, v in config_mismatches(cfg, stored.get("config", {})).items()
+                  if k != "epochs"}
+        if differ:
+            said = ", ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in sorted(differ.items()))
+            raise UserError(f"{ckpt} holds a model of the same cache key trained otherwise ({said}): "
+                            f"a declared default changed since; move that cache folder away")
+        if stored["epoch"] >= cfg.epochs:
             return ckpt
         resume = True
     refuse_miss(f"{kind} of seed {cfg.seed}", ckpt)

@@ -131,6 +131,18 @@ def config_key(cfg) -> dict:
                           plain_config(defaults))
 
 
+def config_mismatches(cfg, stored: dict) -> dict:
+    """{field: (stored value, this config's value)} of the fields, run-only ones aside,
+    where the config a model was trained with (``stored``, plain values as checkpoints
+    keep them) differs from ``cfg``; a field ``stored`` lacks counts as its declared
+    default. The cache key leaves fields at their default out, so a cache hit after a
+    declared default changed would find a model trained otherwise: this finds it."""
+    now = plain_config({f.name: getattr(cfg, f.name) for f in fields(cfg) if not is_run_only(f)})
+    was = plain_config({f.name: stored.get(f.name, declared_default(f)) for f in fields(cfg)
+                        if not is_run_only(f)})
+    return {k: (was[k], now[k]) for k in now if was[k] != now[k]}
+
+
 def field_default(cfg, name: str):
     """The default the config dataclass ``cfg`` declares for field ``name`` (None
     when none): what a checkpoint written before the field existed was made with."""
