@@ -45,10 +45,23 @@ def test_wrap_is_the_identity_in_one_process():
     assert distributed.wrap(model) is model and distributed.is_wrapped(model)
 
 
+class CountingLinear(torch.nn.Linear):
+    """A linear layer with a buffer updated in training forwards, as the VQ-VAE's
+    EMA codebook is: the number of rows it has seen."""
+
+    def __init__(self, *shape):
+        super().__init__(*shape)
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, x):
+        self.seen += len(x)
+        return super().forward(x)
+
+
 def make_problem():
     torch.manual_seed(0)
     x = torch.randn(N, 3)
-    return torch.nn.Linear(3, 2), x, x @ torch.randn(3, 2)
+    return CountingLinear(3, 2), x, x @ torch.randn(3, 2)
 
 
 def train_one_epoch(model, step_model, x, y, reduction, parallel):
@@ -63,7 +76,7 @@ def train_one_epoch(model, step_model, x, y, reduction, parallel):
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     terms = run_epoch(step, (torch.arange(N),), batch_size=BATCH, optimizer=optimizer,
                       generator=torch.Generator().manual_seed(1), parallel=parallel)
-    return terms, [p.detach().clone() for p in model.parameters()]
+    return terms, [p.detach().clone() for p in model.parameters()], float(model.seen)
 
 
 def rank_main(rank: int, port: int, out: str) -> None:
@@ -84,8 +97,7 @@ def rank_main(rank: int, port: int, out: str) -> None:
                      model=torch.nn.Linear(1, 1))
     except RuntimeError as err:
         results["unwrapped"] = str(err)
-    if rank == 0:
-        torch.save(results, out)
+    torch.save(results, f"{out}.{rank}")
     distributed.shutdown()
 
 
@@ -96,13 +108,17 @@ def free_port() -> int:
 
 
 def test_two_gloo_ranks_under_ddp_equal_one_process(tmp_path):
-    out = str(tmp_path / "rank0.pt")
+    out = str(tmp_path / "results.pt")
     mp.start_processes(rank_main, args=(free_port(), out), nprocs=2, start_method="spawn")
-    two = torch.load(out, weights_only=True)
+    two, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in (0, 1))
     for reduction in ("mean", "sum"):
         model, x, y = make_problem()
-        terms, params = train_one_epoch(model, model, x, y, reduction, parallel=False)
-        ddp_terms, ddp_params = two[reduction]
+        terms, params, seen = train_one_epoch(model, model, x, y, reduction, parallel=False)
+        assert seen == N
+        ddp_terms, ddp_params, _ = two[reduction]
+        # batches of 5, 5, 1 rows, shared 3+2, 3+2, 1+(the first row at weight 0): rank 1
+        # starts each forward from rank 0's buffers (3, 6), not its own (2, 4)
+        assert rank1[reduction][2] == 6 + 1
         assert ddp_terms == pytest.approx(terms, rel=1e-6), reduction
         for a, b in zip(ddp_params, params):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=reduction)

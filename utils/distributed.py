@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import warnings
 import weakref
 from typing import NamedTuple
 
@@ -127,9 +128,13 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     if ctx.world_size == 1:
         return model
     _wrapped.add(model)
+    # a conv with one input channel: autograd gives its grad another stride on that size-1
+    # dim than the bucket's, which DDP's backward reports although the memory layout is the same
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+    # DDP's default syncs buffers from rank 0 at each forward (``broadcast_buffers``, a name
+    # newer torch deprecates)
     return DistributedDataParallel(
-        model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
-        broadcast_buffers=True)
+        model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
 
 
 def is_wrapped(model: torch.nn.Module) -> bool:
