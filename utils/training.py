@@ -181,8 +181,9 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
 
     Each epoch reseeds torch and its shuffling generator from (seed, epoch), so
     resuming at epoch e reproduces an uninterrupted run exactly on CPU. Under
-    torchrun every rank trains on its share of each batch, and only rank 0
-    evaluates.
+    torchrun every rank trains on its share of each batch (``train_step``
+    calls the model through ``distributed.wrap(model)``, checked here), and
+    only rank 0 evaluates, on ``model`` itself.
     """
     ctx = distributed.context()
     parallel = ctx.world_size > 1
