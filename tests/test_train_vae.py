@@ -468,6 +468,7 @@ def test_torchrun_two_ranks_equal_one_process_with_the_same_global_batch(tmp_pat
     # rank 0 alone prints the epochs
     assert [ln[:7] for ln in err.splitlines() if ln.startswith("epoch ")] == ["epoch 1", "epoch 2"]
     one, two = (torch.load(tmp_path / n / CKPT_NAME, weights_only=True) for n in ("single", "ddp"))
+    assert set(two["model"]) == set(one["model"])  # DDP's module: no "module." prefix
     for key, a in one["model"].items():
         torch.testing.assert_close(two["model"][key], a, rtol=1e-5, atol=1e-6, msg=key)
     steps = 2 * -(-len(load_dataset("mnist-5k", "train", limit=100).images) // 33)

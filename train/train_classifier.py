@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from models.classifier import Classifier
+from utils import distributed
 from utils.cli import (TrainingConfig, add_data_args, add_training_args, make_parser,
                        positive_int, run_main, with_out_dir)
 from utils.paths import stage_paths
@@ -74,7 +75,8 @@ def train(args: ClassifierConfig, out_dir: Path | None = None) -> TrainResult:
                                feature_dim=args.feature_dim, dropout=args.dropout)
     run = prepare_training(args, paths, build, Classifier, RESUME_KEYS)
     model, device = run.model, run.device
-    train_step = classifier_step(model, run.train.images.to(device), run.train.labels.to(device))
+    train_step = classifier_step(distributed.wrap(model), run.train.images.to(device),
+                                 run.train.labels.to(device))
     val_step = classifier_step(model, run.val.images.to(device), run.val.labels.to(device))
     val_rows = torch.arange(len(run.val.labels), device=device)
     metrics = fit(

@@ -47,6 +47,7 @@ import torch
 from models.prior import MIN_TEMPERATURE, GatedPixelCNN, HistogramPrior
 from train import comparison_methods as cm
 from train import train_vae
+from utils import distributed
 from utils import paths as project_paths
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from utils.cli import (SEED_HELP, TrainingConfig, add_training_args, float_at_least, make_parser,
@@ -498,7 +499,8 @@ def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None) ->
     positions = height * width
     cond = n_classes is not None
     labels_train, labels_val = codes.dataset.train.labels, codes.dataset.val.labels
-    train_step = prior_step(model, codes.train_codes.to(device), labels_train.to(device) if cond else None)
+    train_step = prior_step(distributed.wrap(model), codes.train_codes.to(device),
+                            labels_train.to(device) if cond else None)
     val_step = prior_step(model, codes.val_codes.to(device), labels_val.to(device) if cond else None)
     val_rows = torch.arange(len(codes.val_codes), device=device)
 

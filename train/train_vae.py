@@ -97,11 +97,11 @@ def train(args: VAEConfig, out_dir: Path | None = None) -> TrainResult:
     cls = ARCHS[args.arch]
     run = prepare_training(args, paths, lambda: cls(latent_dim=args.latent_dim), cls, RESUME_KEYS)
     model = run.model
-    step = vae_step(model, args.kl_weight)
+    step = vae_step(model, args.kl_weight)  # evaluates (rank 0 alone)
     objective = "-ELBO" if args.kl_weight == 1 else f"BCE+{args.kl_weight:g}*KLD"
     val_images = run.val.images.to(run.device)
     metrics = fit(
-        args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=step,
+        args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=vae_step(distributed.wrap(model), args.kl_weight),
         evaluate=lambda: prefixed("val_", run_epoch(step, (val_images,), batch_size=1000,
                                                     desc="val")),
         train_images=run.train.images.to(run.device), data=run.train, paths=paths,

@@ -29,7 +29,7 @@ import torch
 from models.library_quantizers import QUANTIZERS
 from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
-from utils import metrics
+from utils import distributed, metrics
 from utils.cli import (TrainingConfig, add_data_args, add_training_args, make_parser,
                        non_negative_int, positive_int, run_main, with_out_dir)
 from utils.datasets import iterate_batches
@@ -223,7 +223,7 @@ def train(args: VQVAETrainConfig, out_dir: Path | None = None) -> TrainResult:
               f"{min(args.kmeans_init_images, len(train_images))} training images", file=sys.stderr)
     metrics = fit(
         args=args, model=model, optimizer=run.optimizer, done=run.done,
-        train_step=vqvae_step(model),
+        train_step=vqvae_step(distributed.wrap(model)),  # after the k-means initialisation
         evaluate=lambda: prefixed("val_", evaluate_vqvae(model, val_images)),
         train_images=train_images, data=run.train, paths=paths,
         columns=COLUMNS, model_args=model.model_args,

@@ -104,7 +104,7 @@ def run_epoch(step: Step, tensors: tuple[torch.Tensor, ...], *, batch_size: int,
               optimizer: torch.optim.Optimizer | None = None,
               generator: torch.Generator | None = None, desc: str = "",
               progress: bool | None = None, guard: LossGuard | None = None,
-              sync: distributed.Sync | None = None) -> dict[str, float]:
+              parallel: bool = False) -> dict[str, float]:
     """One pass over ``tensors`` (aligned, first dim N); trains when ``optimizer``
     is given (shuffled with ``generator``), else evaluates under no_grad in order.
 
@@ -112,44 +112,47 @@ def run_epoch(step: Step, tensors: tuple[torch.Tensor, ...], *, batch_size: int,
     as a check sees a NaN/inf loss, and LossExplodedError when training with a
     ``guard`` and a batch loss exceeded its limit, before anything is saved.
     ``progress`` (default: stderr is a terminal) shows a tqdm bar. With
-    ``sync`` (under torchrun) each global batch is shared among the ranks
-    and the gradients, losses and sums are those of the global batch (see
+    ``parallel`` (training under torchrun, ``step`` calling the model through
+    ``distributed.wrap``) each global batch is shared among the ranks and the
+    gradients, losses and sums are those of the global batch (see
     utils/distributed.py; ``step.loss_reduction`` says how the loss reduces).
     """
     train = optimizer is not None
-    sync = sync if train else None
+    parallel = parallel and train
     reduction = getattr(step, "loss_reduction", "mean")
+    world = distributed.context().world_size if parallel else 1
     progress = progress_default() if progress is None else progress
     n = len(tensors[0])
     sums: dict[str, torch.Tensor] = {}
-    worst = None  # max |loss| so far, on the device (NaN propagates through maximum)
+    # this rank's weighted share of each global batch loss since the last check: summed
+    # over ranks only at the check, so that no collective waits on every batch
+    pending: list[torch.Tensor] = []
     batches = iterate_batches(*tensors, batch_size=batch_size, shuffle=train, generator=generator)
     bar = tqdm(batches, total=n_batches(n, batch_size), desc=desc, leave=False,
                disable=not progress, mininterval=1.0)
     with torch.set_grad_enabled(train):
         for i, batch in enumerate(bar):
-            weight = 1.0
-            if sync is not None:
-                batch, weight = distributed.shard(batch, reduction)
-            b = len(batch[0])
-            loss, terms = step(batch) if b else (None, {})  # b = 0: a rank's empty share
+            weight, b = 1.0, len(batch[0])
+            if parallel:
+                batch, weight, b = distributed.shard(batch, reduction)
+            loss, terms = step(batch)
             if train:
                 optimizer.zero_grad(set_to_none=True)
-                if loss is not None:
-                    loss.backward()
-                if sync is not None:
-                    loss = sync.gradients(optimizer, loss, weight)  # the global batch's loss
-                if guard is not None:
-                    guard.observe_first(loss)
+                # DDP averages the ranks' gradients: world * weight makes it their weighted sum
+                (loss * (world * weight) if parallel else loss).backward()
                 optimizer.step()
-                if sync is not None:
-                    sync.buffers()
-            for name, value in terms.items():
+            for name, value in (terms.items() if b else ()):
                 sums[name] = sums.get(name, 0.0) + value.detach() * b
-            size = loss.detach().abs()
-            worst = size if worst is None else torch.maximum(worst, size)
+            pending.append(loss.detach().reshape(()) * weight)
             if (i + 1) % CHECK_EVERY == 0 or i + 1 == bar.total:
-                value = worst.item()
+                losses = torch.stack(pending)
+                pending.clear()
+                if parallel:
+                    losses = distributed.all_sum(losses)
+                if train and guard is not None and guard.reference is None:
+                    for value in losses:
+                        guard.observe_first(value)
+                value = losses.abs().max().item()  # NaN propagates through max
                 if not math.isfinite(value):
                     raise NonFiniteLossError(f"{desc or 'epoch'}: the loss became NaN/inf by batch "
                                              f"{i + 1}; stopping (lower --lr?)")
@@ -163,8 +166,8 @@ def run_epoch(step: Step, tensors: tuple[torch.Tensor, ...], *, batch_size: int,
     names = sorted(sums)
     totals = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64) for k in names]) \
         if names else torch.zeros(0, dtype=torch.float64)
-    if sync is not None:
-        totals = sync.sum(totals.to(distributed.context().device))
+    if parallel:
+        totals = distributed.all_sum(totals)
     return {name: float(total) / n for name, total in zip(names, totals.tolist())}
 
 
@@ -179,11 +182,15 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
 
     Each epoch reseeds torch and its shuffling generator from (seed, epoch), so
     resuming at epoch e reproduces an uninterrupted run exactly on CPU. Under
-    torchrun every rank trains on its share of each batch, and only rank 0
-    evaluates.
+    torchrun every rank trains on its share of each batch (``train_step``
+    calls the model through ``distributed.wrap(model)``, checked here), and
+    only rank 0 evaluates, on ``model`` itself.
     """
     ctx = distributed.context()
-    sync = distributed.Sync(model) if ctx.world_size > 1 else None
+    parallel = ctx.world_size > 1
+    if not distributed.is_wrapped(model):  # else each rank would follow its own gradients
+        raise RuntimeError("under torchrun the training step must call the model through "
+                           "utils.distributed.wrap(model)")
     for epoch in range(start_epoch, epochs + 1):
         if on_epoch_start is not None:
             on_epoch_start(epoch)
@@ -194,7 +201,7 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
         model.train()
         row = run_epoch(train_step, train_tensors, batch_size=batch_size, optimizer=optimizer,
                         generator=gen, desc=f"epoch {epoch}/{epochs}", progress=progress,
-                        guard=guard, sync=sync)
+                        guard=guard, parallel=parallel)
         model.eval()
         if ctx.main:  # the other ranks' rows are not logged
             with torch.no_grad():
