@@ -16,7 +16,7 @@ COMMON  := --dataset $(DATASET) --seed $(SEED) --device $(DEVICE)
 # A stage whose checkpoint exists is resumed (a no-op once it has its epochs), so make all reruns.
 resume_if = $(if $(wildcard $(1)),--resume)
 
-.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid generation ablation kl-weight batch-size report test bench bench-grid usage-sweep clean-outputs help
+.PHONY: all venv vae vqvae geodesic compare-quick generate-quick report-quick full grid tuned generation ablation kl-weight batch-size report test bench bench-grid usage-sweep clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ grid: $(STAMP)  ## the grid-rate sweep (DATASET=fashion-mnist; GRID_FIT=N fits t
 		--seeds $(SEEDS) --epochs $(EPOCHS) --conv-epochs $(CONV_EPOCHS) \
 		$(if $(GRID_FIT),--grid-fit-images $(GRID_FIT)) --device $(DEVICE)
 	$(PY) report/build_report.py
+
+RATE ?= image
+tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid): settings and cells chosen on validation, then every seed -> experiments/results/tuned/ (resumes)
+	$(PY) train/run_tuned.py --dataset $(DATASET) --rate $(RATE) --device $(DEVICE)
 
 GEN_K ?= 64 512
 generation: $(STAMP)  ## the generative half (DATASET=...): PixelCNN / histogram priors, samples, FID at GEN_K, then the report

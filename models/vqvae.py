@@ -245,7 +245,7 @@ class VQVAE(nn.Module):
             z_e = z_e.permute(0, 2, 3, 1)
         return z_e
 
-    def _decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
+    def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
         """Logits (B, 1, 28, 28) from codes with the code dimension last."""
         if self.arch == "conv":
             z_q = z_q.permute(0, 3, 1, 2)
@@ -311,7 +311,7 @@ class VQVAE(nn.Module):
         if indices.dim() != expected:
             raise ValueError(f"arch {self.arch!r} expects indices with {expected} dimension(s), "
                              f"got shape {tuple(indices.shape)}.")
-        return torch.sigmoid(self._decode_codes(self.quantizer.lookup(indices)))
+        return torch.sigmoid(self.decode_codes(self.quantizer.lookup(indices)))
 
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
         """Encode, quantize, decode and compute the loss of eq. (3).
@@ -327,7 +327,7 @@ class VQVAE(nn.Module):
         """
         z_e = self._continuous_codes(x)
         quantized = self.quantizer(z_e)
-        recon_logits = self._decode_codes(quantized.z_q)
+        recon_logits = self.decode_codes(quantized.z_q)
 
         batch_size = x.shape[0]
         recon_loss = F.binary_cross_entropy_with_logits(recon_logits, x, reduction="sum") / batch_size

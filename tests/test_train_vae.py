@@ -149,7 +149,8 @@ def test_train_is_the_script_as_a_function(run2, tmp_path):
     assert result.checkpoint == tmp_path / "here" / CKPT_NAME and result.checkpoint.is_file()
     assert not (tmp_path / "ignored" / CKPT_NAME).exists()
     assert losses(read_log(tmp_path / "here")) == losses(read_log(run2))
-    assert result.metrics == load_ckpt(tmp_path / "here")["metrics"]
+    assert result.metrics == {**load_ckpt(tmp_path / "here")["metrics"], "epochs_trained": 2,
+                              "best_epoch": 2}
     assert "dataset" not in result.metrics and result.metrics["epoch"] == 2
     again = train(replace(cfg, resume=True), tmp_path / "here")
     assert again == result

@@ -32,6 +32,8 @@ from utils.cli import DEFAULT_BATCH_SIZE, changed_values, config_key, config_mis
 from utils.errors import UserError
 from utils.results import config_hash
 from utils.runtime import plain_config
+from utils.training import counting_checkpoint, finished
+from train.finetune import vae_decode, vqvae_decode
 
 
 class Evaluated(NamedTuple):
@@ -43,6 +45,9 @@ class Evaluated(NamedTuple):
     train_codes: np.ndarray | None  # (N_train,) for label votes, else None
     latent: dict | None  # geometry inputs of evaluate_codes
     fit_seconds: float
+    # how the models behind the row trained: epochs_trained / best_epoch of the VQ-VAE or
+    # VAE, decoder_epochs_trained / decoder_best_epoch of a fine-tuned decoder, its settings
+    training: dict = {}
 
 
 class SeedRun:
@@ -53,9 +58,11 @@ class SeedRun:
     "conv" (a 7x7 grid of latents per image, quantized vector by vector).
     """
 
-    def __init__(self, args, seed: int, train, test, device):
+    def __init__(self, args, seed: int, train, test, device, val=None):
         self.args, self.seed, self.train, self.test, self.device = args, seed, train, test, device
+        self._val = val
         self._vaes: dict[str, object] = {}
+        self.vae_files: dict[str, Path] = {}  # the checkpoint behind each VAE
         self._z: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._graphs: dict[tuple[str, str], object] = {}
         self.vae_seconds: dict[str, float] = {}
@@ -66,11 +73,23 @@ class SeedRun:
         if arch not in self._vaes:
             start = time.perf_counter()
             vae = vae_for_seed(self.args, self.seed, self.device, arch)
+            self.vae_files[arch] = vae_checkpoint(self.args, self.seed, arch)
             self._z[arch] = (vae.latent_means(self.train.images).numpy(),
                              vae.latent_means(self.test.images).numpy())
             self._vaes[arch] = vae
             self.vae_seconds[arch] = time.perf_counter() - start
         return self._vaes[arch]
+
+    @property
+    def val(self):
+        """The validation part of the training split (early stopping of fine-tuned
+        decoders), loaded when first needed."""
+        if self._val is None:
+            from utils.datasets import load_dataset
+
+            self._val = load_dataset(self.args.dataset, "val", self.args.data_root,
+                                     limit=self.args.limit)
+        return self._val
 
     @property
     def vae(self) -> VAE:
@@ -151,20 +170,21 @@ def trained_checkpoint(kind: str, train, cfg, work_dir, config: dict, ckpt_name:
             said = ", ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in sorted(differ.items()))
             raise UserError(f"{ckpt} holds a model of the same cache key trained otherwise ({said}): "
                             f"a declared default changed since; move that cache folder away")
-        if stored["epoch"] >= cfg.epochs:
-            return ckpt
+        if finished(stored, cfg.epochs):
+            return counting_checkpoint(ckpt, stored, cfg.patience)
         resume = True
     refuse_miss(f"{kind} of seed {cfg.seed}", ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    train(replace(cfg, resume=resume, no_plots=True), run_dir)
-    return ckpt
+    return Path(train(replace(cfg, resume=resume, no_plots=True), run_dir).checkpoint)
 
 
 def common_fields(args, seed: int, epochs: int) -> dict:
-    """The fields every training run of a sweep shares (its data, seed, epochs, device)."""
+    """The fields every training run of a sweep shares (its data, seed, epochs, early
+    stopping patience, device)."""
     return {"dataset": args.dataset, "seed": seed, "epochs": epochs, "device": args.device,
-            "data_root": Path(args.data_root), "limit": args.limit or None}
+            "data_root": Path(args.data_root), "limit": args.limit or None,
+            "patience": getattr(args, "patience", None)}
 
 
 def vqvae_batch_size(args, K: int) -> int:
@@ -200,9 +220,11 @@ def vqvae_train_config(args, arch: str, K: int, seed, options: dict | None = Non
     """The training config of the comparison's VQ-VAE of one architecture, K and seed
     (``options``: the method's, e.g. its quantizer)."""
     epochs = args.conv_epochs if arch == "conv" else args.epochs
+    tuned = {k: v for k, v in (("beta", getattr(args, "vqvae_beta", None)),
+                               ("lr", getattr(args, "vqvae_lr", None))) if v is not None}
     return train_vqvae.VQVAETrainConfig(**common_fields(args, seed, epochs), arch=arch,
                                         codebook_size=K, batch_size=vqvae_batch_size(args, K),
-                                        **method_fields(options))
+                                        **method_fields(options), **tuned)
 
 
 def vqvae_config(args, arch: str, K: int, seed, options: dict | None = None) -> dict:
@@ -237,8 +259,16 @@ def quantizer_config(args, method: str, K: int, seed, variant: dict) -> dict:
     if arch != "mlp" and args.grid_fit_images:
         config["fit_images"] = args.grid_fit_images
     if variant.get("decoder") == "finetuned":
-        config["finetune_epochs"] = args.finetune_epochs
+        config.update(finetune_fields(args))
     return config
+
+
+def finetune_fields(args) -> dict:
+    """What identifies a decoder fine-tuning: its epochs, and its early-stopping
+    patience when the sweep has one (then the epochs are the budget)."""
+    patience = getattr(args, "patience", None)
+    return {"finetune_epochs": args.finetune_epochs, **({"finetune_patience": patience}
+                                                        if patience else {})}
 
 
 def vae_cache_key(args, seed: int, arch: str = "mlp") -> tuple[str, dict, str]:
@@ -371,26 +401,64 @@ def decoder_path(args, method: str, K: int, seed: int, variant: dict) -> Path:
 
 def decoder_for(run: SeedRun, method: str, K: int, variant: dict, q):
     """The VAE whose decoder decodes this cell's codes: the VAE itself, or a copy
-    whose decoder was fine-tuned on the quantized training latents (cached)."""
+    whose decoder was fine-tuned on the quantized training latents (cached).
+    Returns it, the seconds it took and how the fine-tuning went (:func:`tuned_copy`)."""
     arch = arch_of(method)
     vae = run.vae_for(arch)
     if variant.get("decoder") != "finetuned":
-        return vae, 0.0
-    from train.finetune import finetune_decoder
+        return vae, 0.0, {}
 
-    config = quantizer_config(run.args, method, K, run.seed, variant)
-    path = decoder_path(run.args, method, K, run.seed, variant)
+    def codes(images):
+        z = run.latents(arch)[0] if images is run.train.images else \
+            vae.latent_means(images).numpy()
+        return quantized_latents(q, z)[1]
+
+    return tuned_copy(run, vae, codes, vae_decode, asdict(vae.config),
+                      quantizer_config(run.args, method, K, run.seed, variant),
+                      decoder_path(run.args, method, K, run.seed, variant),
+                      f"{method} K={K} fine-tuned decoder")
+
+
+def tuned_copy(run: SeedRun, model, codes, decode, model_args: dict, config: dict, path: Path,
+               what: str):
+    """A copy of ``model`` whose decoder is fine-tuned on its frozen codes
+    (``codes(images)`` -> code vectors of those images) for --finetune-epochs, with early
+    stopping on the validation split when the sweep has a --patience; cached at ``path``.
+    Returns (the copy, fit seconds, {decoder_epochs_trained, decoder_best_epoch})."""
+    from train.finetune import finetune
+
     if path.is_file():
         ckpt = load_checkpoint(path, run.device)
-        return rebuild(ckpt, type(vae), run.device, path).eval(), ckpt["fit_seconds"]
-    refuse_miss(f"{method} K={K} fine-tuned decoder", path)
+        return (rebuild(ckpt, type(model), run.device, path).eval(), ckpt["fit_seconds"],
+                ckpt.get("training", {}))
+    refuse_miss(what, path)
+    patience = getattr(run.args, "patience", None)
     start = time.perf_counter()
-    tuned = finetune_decoder(vae, quantized_latents(q, run.latents(arch)[0])[1], run.train.images,
-                             epochs=run.args.finetune_epochs, seed=run.seed)
+    val = (codes(run.val.images), run.val.images) if patience else None
+    out = finetune(model, codes(run.train.images), run.train.images,
+                   epochs=run.args.finetune_epochs, seed=run.seed, decode=decode, val=val,
+                   patience=patience)
     seconds = time.perf_counter() - start
-    save_checkpoint(path, {"model": tuned.state_dict(), "model_args": asdict(tuned.config),
-                           "config": config, "fit_seconds": seconds})
-    return tuned, seconds
+    training = {"decoder_epochs_trained": out.epochs_trained, "decoder_best_epoch": out.best_epoch}
+    save_checkpoint(path, {"model": out.model.state_dict(), "model_class": type(model).__name__,
+                           "model_args": model_args, "config": config, "fit_seconds": seconds,
+                           "training": training})
+    return out.model, seconds, training
+
+
+def training_info(ckpt: Path) -> dict:
+    """How the model of checkpoint ``ckpt`` trained: ``epochs_trained``, ``best_epoch``
+    (the epoch of its weights: under early stopping ``ckpt`` is the best-validation file
+    and the run's last epoch is in its last-epoch checkpoint) and the settings the tuned
+    protocol chooses (``kl_weight`` of a VAE, ``beta`` of a VQ-VAE, ``lr``, ``batch_size``)."""
+    ckpt = Path(ckpt)
+    stored = load_checkpoint(ckpt)
+    last = stored
+    if ckpt.stem.endswith("_best"):
+        last = load_checkpoint(ckpt.with_name(ckpt.name.replace("_best", "")))
+    config = stored.get("config", {})
+    return {"epochs_trained": int(last["epoch"]), "best_epoch": int(stored["epoch"]),
+            **{k: config.get(k, float("nan")) for k in ("kl_weight", "beta", "lr", "batch_size")}}
 
 
 # --- the builders -------------------------------------------------------------------
@@ -406,15 +474,31 @@ def build_vae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Eval
     arch = arch_of(method.name)
     vae = run.vae_for(arch)
     return Evaluated(vae.decode_logits(torch.from_numpy(run.latents(arch)[1])), method.bits(K), None,
-                     None, None, run.vae_seconds[arch])
+                     None, None, run.vae_seconds[arch], training_info(run.vae_files[arch]))
 
 
 @torch.no_grad()
 def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Evaluated:
     """An end-to-end VQ-VAE: its own encoder, codebook and decoder."""
     start = time.perf_counter()
-    model = vqvae_for(run.args, method.options["arch"], K, run.seed, run.device, method.options)
+    arch = method.options["arch"]
+    ckpt = vqvae_checkpoint(run.args, arch, K, run.seed, method.options)
+    model = rebuild(load_checkpoint(ckpt, run.device), VQVAE, run.device, ckpt).eval()
+    training = training_info(ckpt)
     fit_seconds = time.perf_counter() - start
+    if variant.get("decoder") == "finetuned":  # the same decoder treatment as a-posteriori codes
+        def codes(images):
+            return torch.cat([model.quantizer.lookup(model.encode(b)).cpu()
+                              for b in batched(lambda x: x, images, run.device)])
+
+        config = {**vqvae_config(run.args, arch, K, run.seed, method.options),
+                  "decoder": "finetuned", **finetune_fields(run.args)}
+        model, seconds, tuned = tuned_copy(
+            run, model, codes, vqvae_decode, model.model_args, config,
+            paths.cached_quantizer(run.args.work_dir, f"{method.name}-decoder", K,
+                                   config_hash(config)), f"{method.name} K={K} fine-tuned decoder")
+        fit_seconds += seconds
+        training = {**training, **tuned}
     out = batched(model, run.test.images, run.device)
     logits = torch.cat([o.recon_logits.cpu() for o in out])
     test_codes = torch.cat([o.indices.cpu() for o in out]).numpy()
@@ -423,7 +507,8 @@ def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Ev
         train_codes = torch.cat([c.cpu() for c in batched(model.encode, run.train.images,
                                                           run.device)]).numpy()
     latent = {"z_test": run.z_test} if method.codes_per_image == 1 else None
-    return Evaluated(logits, model.bits_per_image, test_codes, train_codes, latent, fit_seconds)
+    return Evaluated(logits, model.bits_per_image, test_codes, train_codes, latent, fit_seconds,
+                     training)
 
 
 @torch.no_grad()
@@ -434,7 +519,7 @@ def build_quantizer(run: SeedRun, method: vocab.Method, K: int, variant: dict) -
     codes carry no one-code label votes or latent geometry, as vqvae-conv's."""
     arch = arch_of(method.name)
     q, fit_seconds = quantizer_for(run, method.name, K, variant)
-    vae, tune_seconds = decoder_for(run, method.name, K, variant, q)
+    vae, tune_seconds, tuned = decoder_for(run, method.name, K, variant, q)
     z_train, z_test = run.latents(arch)
     test_codes, test_vectors = quantized_latents(q, z_test)
     train_codes, latent = None, None
@@ -443,7 +528,7 @@ def build_quantizer(run: SeedRun, method: vocab.Method, K: int, variant: dict) -
         latent = {"graph": run.graph, "z_train": z_train, "z_test": z_test,
                   "codebook": q.codebook.numpy(), "n_neighbors": run.args.n_neighbors}
     return Evaluated(vae.decode_logits(test_vectors), method.bits(K), test_codes, train_codes, latent,
-                     fit_seconds + tune_seconds)
+                     fit_seconds + tune_seconds, {**training_info(run.vae_files[arch]), **tuned})
 
 
 class Builder(NamedTuple):
@@ -456,9 +541,10 @@ class Builder(NamedTuple):
 
 BUILDERS: dict[str, Builder] = {
     "vae": Builder(lambda args, m, K, seed, v: vae_config(args, seed), build_vae),
-    "vqvae": Builder(lambda args, m, K, seed, v: vqvae_config(args, m.options["arch"], K, seed,
-                                                              m.options),
-                     build_vqvae),
+    "vqvae": Builder(lambda args, m, K, seed, v: {
+        **vqvae_config(args, m.options["arch"], K, seed, m.options),
+        **({"decoder": "finetuned", **finetune_fields(args)} if v.get("decoder") == "finetuned"
+           else {})}, build_vqvae),
     "quantizer": Builder(lambda args, m, K, seed, v: quantizer_config(args, m.name, K, seed, v),
                          build_quantizer),
 }

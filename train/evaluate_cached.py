@@ -101,7 +101,7 @@ def evaluate_cached(args, method: str, K: int, seed: int, images, labels=None, *
                 train.name, "caller")
     ident = rc.row_identity(args, method, K, seed, variant)
     with cm.cached_only():
-        row = rc.evaluate_cell(cm.SeedRun(args, seed, train, test, device), method, K, variant, y)
+        row, _ = rc.evaluate_cell(cm.SeedRun(args, seed, train, test, device), method, K, variant, y)
     keep = ("method", "K", "seed", *vocab.VARIANT_COLUMNS, "config_hash")
     return {**{k: ident[k] for k in keep}, "n_test": len(x),
             **{m: row[m] for m in rc.metrics.CODE_METRICS}}

@@ -27,21 +27,32 @@ from utils import cache_index, metrics
 from utils import methods as vocab
 from utils import paths
 from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_parser,
-                       non_negative_float, positive_int, run_main, seed_int)
+                       non_negative_float, positive_float, positive_int, run_main, seed_int)
 from utils.datasets import DATASETS, load_dataset
-from utils.results import (COLUMNS, KEY, append_row, config_hash, finished_keys,  # noqa: F401
-                           row_key, write_summary)
+from utils.results import (COLUMNS, KEY, PROTOCOL_COLUMNS, append_row, config_hash,  # noqa: F401
+                           finished_keys, row_key, write_summary)
 from utils.runlock import run_lock, waiting_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
 QUICK = {"codebook_sizes": [16, 64, 256], "seeds": [0, 1, 2], "epochs": 5, "grid_fit_images": 1000}
 
 
-def sweep_parser(description: str, quick: dict = QUICK):
+def sweep_parser(description: str, quick: dict = QUICK, chosen: dict | None = None):
     """The flags that say which models a sweep trains and where: this runner's,
     and run_generation.py's, whose priors reuse the same cached models (the
-    same flags give the same config hashes)."""
+    same flags give the same config hashes). ``chosen``: {dest: value} of the
+    settings a caller decides itself (train/run_tuned.py chooses them on
+    validation), left out of its flags and set to ``value``."""
     p = make_parser(description)
+    chosen = chosen or {}
+    p.set_defaults(**chosen)
+    add = p.add_argument
+
+    def add_argument(*flags, **kwargs):
+        if flags[0].lstrip("-").replace("-", "_") not in chosen:
+            add(*flags, **kwargs)
+
+    p.add_argument = add_argument
     p.add_argument("--dataset", default="mnist", choices=DATASETS,
                    help="dataset; mnist falls back to mnist-5k offline")
     p.add_argument("--codebook-sizes", type=positive_int, nargs="+",
@@ -66,6 +77,15 @@ def sweep_parser(description: str, quick: dict = QUICK):
                    help=f"batch size of the VQ-VAEs: B for every K, or K:B pairs (K not named: "
                         f"{DEFAULT_BATCH_SIZE}); train/select_batch_size.py chooses them on the "
                         f"validation split")
+    p.add_argument("--vqvae-beta", type=non_negative_float, default=None,
+                   help="commitment weight of every VQ-VAE (default: its arch's, 0.25 conv, 1 global)")
+    p.add_argument("--vqvae-lr", type=positive_float, default=None,
+                   help="Adam learning rate of every VQ-VAE (default: train_vqvae.py's, 1e-3)")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="early stopping of every model and fine-tuned decoder: stop this many "
+                        "epochs after the best validation loss and keep that epoch's weights; "
+                        "--epochs (and --finetune-epochs) are then the budget (None: train every "
+                        "epoch and use the last)")
     p.add_argument("--n-neighbors", type=positive_int, default=10, help="k of the k-NN graph")
     p.add_argument("--edge-lengths", nargs="+", default=["latent"], choices=vocab.EDGE_LENGTHS,
                    help="ablation: geodesic edges measured in latent space or through the decoder")
@@ -95,6 +115,7 @@ def sweep_parser(description: str, quick: dict = QUICK):
     p.add_argument("--results-dir", type=Path, default=None,
                    help=f"comparison.csv and summary.csv go here (default: "
                         f"{paths.results_dir('full')}, or {paths.results_dir('quick')} with --quick)")
+    p.add_argument = add
     return p
 
 
@@ -158,10 +179,12 @@ def epochs_of(args, method: str) -> float:
     return args.conv_epochs if conv else args.epochs
 
 
-def evaluate_cell(run: cm.SeedRun, method: str, K: int, variant: dict, test_labels=None) -> dict:
+def evaluate_cell(run: cm.SeedRun, method: str, K: int, variant: dict,
+                  test_labels=None) -> tuple[dict, dict]:
     """The comparison's metrics (:func:`utils.metrics.evaluate_codes`) of one cell on
     ``run.test.images``, with its fit and evaluation seconds; label metrics need
-    ``test_labels`` ((N_test,) integers), else they are NaN."""
+    ``test_labels`` ((N_test,) integers), else they are NaN. Also returns how the
+    cell's models trained (``Evaluated.training``)."""
     built = cm.evaluate(run, method, K, variant)
     start = time.perf_counter()
     labels = {} if test_labels is None else {"train_labels": run.train.labels.numpy(),
@@ -172,7 +195,7 @@ def evaluate_cell(run: cm.SeedRun, method: str, K: int, variant: dict, test_labe
                                      train_codes=built.train_codes,
                                      n_codes=K if K else None, latent=built.latent, **labels)
     row.update(fit_seconds=built.fit_seconds, eval_seconds=time.perf_counter() - start)
-    return row
+    return row, built.training
 
 
 def index_seed(args, seed: int, cells=None) -> None:
@@ -197,10 +220,13 @@ def cell_row(run: cm.SeedRun, ident: dict) -> dict:
     and evaluated on the run's test split."""
     args, method = run.args, ident["method"]
     variant = {c: ident[c] for c in vocab.VARIANT_COLUMNS}
-    row = evaluate_cell(run, method, ident["K"], variant, run.test.labels.numpy())
+    row, training = evaluate_cell(run, method, ident["K"], variant, run.test.labels.numpy())
     row.update(ident, dataset_used=run.train.name, epochs=epochs_of(args, method),
                n_neighbors=args.n_neighbors, n_train=len(run.train.labels),
                n_test=len(run.test.labels))
+    if getattr(args, "protocol", None):  # a tuned sweep's row says how its models trained
+        row.update({c: float("nan") for c in PROTOCOL_COLUMNS})
+        row.update(training, protocol=args.protocol)
     row["wall_seconds"] = row["fit_seconds"] + row["eval_seconds"]
     return row
 

@@ -79,12 +79,12 @@ def train(args: ClassifierConfig, out_dir: Path | None = None) -> TrainResult:
                                  run.train.labels.to(device))
     val_step = classifier_step(model, run.val.images.to(device), run.val.labels.to(device))
     val_rows = torch.arange(len(run.val.labels), device=device)
-    metrics = fit(
+    result = fit(
         args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=train_step,
         evaluate=lambda: prefixed("val_", run_epoch(val_step, (val_rows,), batch_size=1000,
                                                     desc="val")),
         train_images=torch.arange(len(run.train.labels), device=device), data=run.train,
-        paths=paths, columns=COLUMNS, model_args=model.model_args,
+        paths=paths, columns=COLUMNS, model_args=model.model_args, monitor="val_loss",
         summary=lambda r: (f"train loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f} | "
                            f"val loss {r['val_loss']:.4f}, accuracy {r['val_accuracy']:.4f}"))
     if not args.no_plots:
@@ -94,7 +94,7 @@ def train(args: ClassifierConfig, out_dir: Path | None = None) -> TrainResult:
                                 paths["plots"] / f"classifier_{args.dataset}_curves",
                                 title=f"classifier on {run.train.name}"):
             print(f"wrote {path}", file=sys.stderr)
-    return TrainResult(paths["checkpoint"], metrics)
+    return result
 
 
 def main(args: ClassifierConfig) -> None:

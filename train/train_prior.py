@@ -487,9 +487,11 @@ def write_json(path: Path, record: dict) -> Path:
     return path
 
 
-def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None) -> GatedPixelCNN:
+def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None
+                   ) -> tuple[GatedPixelCNN, Path]:
     """Train (or resume) the gated PixelCNN over the training maps, each epoch
-    evaluated on the validation maps; returns it in eval mode."""
+    evaluated on the validation maps; returns it in eval mode (with the best
+    validation weights under ``--patience``) and the checkpoint of those weights."""
     height, width = codes.train_codes.shape[1:]
     build = lambda: GatedPixelCNN(n_codes=codes.n_codes, height=height, width=width,  # noqa: E731
                                   channels=args.channels, n_layers=args.n_layers,
@@ -512,13 +514,13 @@ def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None) ->
     print(f"PixelCNN prior over {len(codes.train_codes)} {height}x{width} maps of "
           f"{codes.method} codes (K={codes.n_codes}, uniform {positions * math.log2(codes.n_codes):.0f} "
           f"bits per image)", file=sys.stderr)
-    fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=train_step,
+    result = fit(args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=train_step,
         evaluate=evaluate, train_images=torch.arange(len(codes.train_codes), device=device),
-        data=run.train, paths=paths, columns=COLUMNS, model_args=model.model_args,
+        data=run.train, paths=paths, columns=COLUMNS, model_args=model.model_args, monitor="val_loss",
         summary=lambda r: (f"train {r['bits_per_image']:.1f} bits/image | val "
                            f"{r['val_bits_per_image']:.1f} bits/image, perplexity "
                            f"{r['val_perplexity']:.1f}"))
-    return model.eval()
+    return model.eval(), result.checkpoint
 
 
 def fit_histogram(args, codes: CodeMaps, paths: dict) -> HistogramPrior:
@@ -550,8 +552,8 @@ def train(args: PriorConfig, out_dir: Path | None = None) -> PriorResult:
     labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
     n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
     if codes.train_codes.dim() == 3:
-        prior = train_pixelcnn(args, codes, paths, n_classes)
-        return PriorResult(paths["checkpoint"],
+        prior, checkpoint = train_pixelcnn(args, codes, paths, n_classes)
+        return PriorResult(checkpoint,
                            report(args, prior, "pixelcnn", codes, classifier, n_classes, paths))
     ensure_output_dirs(paths["metrics"].parent, *([] if args.no_plots else [paths["plots"]]))
     with run_lock(paths["metrics"]):  # one code per image: the histogram, fitted in a moment

@@ -100,12 +100,12 @@ def train(args: VAEConfig, out_dir: Path | None = None) -> TrainResult:
     step = vae_step(model, args.kl_weight)  # evaluates (rank 0 alone)
     objective = "-ELBO" if args.kl_weight == 1 else f"BCE+{args.kl_weight:g}*KLD"
     val_images = run.val.images.to(run.device)
-    metrics = fit(
+    result = fit(
         args=args, model=model, optimizer=run.optimizer, done=run.done, train_step=vae_step(distributed.wrap(model), args.kl_weight),
         evaluate=lambda: prefixed("val_", run_epoch(step, (val_images,), batch_size=1000,
                                                     desc="val")),
         train_images=run.train.images.to(run.device), data=run.train, paths=paths,
-        columns=COLUMNS, model_args=asdict(model.config),
+        columns=COLUMNS, model_args=asdict(model.config), monitor="val_total_loss",
         summary=lambda r: (f"train {objective} {r['total_loss']:.2f} (BCE {r['bce']:.2f}, "
                            f"KLD {r['kld']:.2f}) | val {objective} {r['val_total_loss']:.2f}"))
     if not args.no_plots and distributed.context().main:
@@ -113,7 +113,7 @@ def train(args: VAEConfig, out_dir: Path | None = None) -> TrainResult:
         for path in plot_vae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root,
                                  cls=cls):
             print(f"wrote {path}", file=sys.stderr)
-    return TrainResult(paths["checkpoint"], metrics)
+    return result
 
 
 def main(args: VAEConfig) -> None:

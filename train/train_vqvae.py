@@ -221,12 +221,12 @@ def train(args: VQVAETrainConfig, out_dir: Path | None = None) -> TrainResult:
         n = initialise_codebook(model, train_images, args.kmeans_init_images, args.seed)
         print(f"codebook: k-means on {n} encoder outputs of "
               f"{min(args.kmeans_init_images, len(train_images))} training images", file=sys.stderr)
-    metrics = fit(
+    result = fit(
         args=args, model=model, optimizer=run.optimizer, done=run.done,
         train_step=vqvae_step(distributed.wrap(model)),  # after the k-means initialisation
         evaluate=lambda: prefixed("val_", evaluate_vqvae(model, val_images)),
         train_images=train_images, data=run.train, paths=paths,
-        columns=COLUMNS, model_args=model.model_args,
+        columns=COLUMNS, model_args=model.model_args, monitor="val_recon_bce",
         summary=lambda r: (f"train recon {r['recon_loss']:.2f}, perplexity {r['perplexity']:.1f} | "
                            f"val BCE {r['val_recon_bce']:.2f}, MSE {r['val_recon_mse']:.4f}, "
                            f"usage {r['val_usage']:.2f}"))
@@ -234,7 +234,7 @@ def train(args: VQVAETrainConfig, out_dir: Path | None = None) -> TrainResult:
         from train.plot_run import plot_vqvae_run
         for path in plot_vqvae_run(paths["log"], paths["checkpoint"], paths["plots"], args.data_root):
             print(f"wrote {path}", file=sys.stderr)
-    return TrainResult(paths["checkpoint"], metrics)
+    return result
 
 
 def main(args: VQVAETrainConfig) -> None:

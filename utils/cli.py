@@ -171,6 +171,7 @@ class TrainingConfig(DataConfig):
     epochs: int = 10
     batch_size: int = DEFAULT_BATCH_SIZE
     lr: float = 1e-3
+    patience: int | None = None
     resume: bool = run_only(False)
     overwrite: bool = run_only(False)
     max_loss_ratio: float = run_only(1e3)
@@ -203,11 +204,15 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_training_args(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float) -> None:
-    """--epochs, --batch-size, --lr, --resume, --overwrite, --max-loss-ratio, --no-plots."""
+    """--epochs, --batch-size, --lr, --patience, --resume, --overwrite, --max-loss-ratio, --no-plots."""
     p.add_argument("--epochs", type=positive_int, default=epochs, help="total number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help="mini-batch size (the global one when run under torchrun)")
     p.add_argument("--lr", type=positive_float, default=lr, help="Adam learning rate")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="early stopping: end training this many epochs after the best validation "
+                        "loss, and keep that epoch's weights (<checkpoint>_best.pt); default: "
+                        "train all --epochs and use the last")
     p.add_argument("--resume", action="store_true",
                    help="continue from this run's checkpoint up to --epochs")
     p.add_argument("--overwrite", action="store_true",

@@ -185,10 +185,15 @@ def variants(name: str, *, edge_lengths=EDGE_LENGTHS[:1], code_vectors=("medoid"
              decoders=DECODERS[:1]) -> list[dict]:
     """The ablation cells of method ``name`` among the requested options: every
     combination that applies to it (k-means has no edges and only centroids;
-    methods that are not a-posteriori have one empty cell)."""
+    methods that are not a-posteriori have one empty cell, and an end-to-end one a
+    second, ``decoder="finetuned"``, when fine-tuned decoders are asked for: the
+    same decoder treatment, on its own frozen codes)."""
     method = get(name)
     if method.family != A_POSTERIORI:
-        return [{c: "" for c in VARIANT_COLUMNS}]
+        cells = [{c: "" for c in VARIANT_COLUMNS}]
+        if method.family == END_TO_END and "finetuned" in decoders:
+            cells.append({"edge_length": "", "code_vectors": "", "decoder": "finetuned"})
+        return cells
     kind = method.options["quantizer"]
     edges = edge_lengths if kind == "geodesic" else ("",)
     vectors = [v for v in code_vectors if v in CODE_VECTORS[kind]] or [CODE_VECTORS[kind][0]]

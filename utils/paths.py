@@ -22,6 +22,7 @@ WORK = EXPERIMENTS / "comparison"  # cached models of the comparison, by config 
 REPORT_DIR = Path("report")
 # Under a results folder: train/select_batch_size.py's choice and the sweep rerun at it.
 BATCH_SIZE_DIR = "batch_size"
+TUNED_DIR = "tuned"  # the tuned protocol's rows and selection table
 SETTINGS = ("full", "quick")
 
 # Figures the runner draws from its models, and figures the report draws from summary.csv.
@@ -90,6 +91,12 @@ def results_dir(setting: str, base: Path = RESULTS) -> Path:
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     return Path(base) if setting == "full" else Path(base) / "quick"
+
+
+def tuned_dir(setting: str, base: Path = RESULTS) -> Path:
+    """Where the tuned protocol (train/run_tuned.py) writes in a setting:
+    ``<results_dir(setting)>/tuned``."""
+    return results_dir(setting, base) / TUNED_DIR
 
 
 def report_pdf(setting: str) -> Path:

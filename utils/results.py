@@ -26,8 +26,15 @@ KEY = ["dataset", "setting", "method", "K", "seed", "config_hash"]
 METRICS = metrics.CODE_METRICS
 COLUMNS = KEY + ["config_id", *VARIANT_COLUMNS, "dataset_used"] + METRICS + [
     "epochs", "n_neighbors", "n_train", "n_test", "fit_seconds", "eval_seconds", "wall_seconds"]
+# Rows of the tuned protocol (docs/protocol.md) say so and how their models trained: the
+# epochs run, the epoch whose weights count (early stopping), a fine-tuned decoder's, and the
+# settings chosen on validation (kl_weight of the VAE, beta / lr / batch_size of the model).
+PROTOCOLS = ("fixed", "tuned")
+PROTOCOL_COLUMNS = ["protocol", "epochs_trained", "best_epoch", "decoder_epochs_trained",
+                    "decoder_best_epoch", "kl_weight", "beta", "lr", "batch_size"]
+TUNED_COLUMNS = COLUMNS + PROTOCOL_COLUMNS
 TEXT_COLUMNS = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used",
-                *VARIANT_COLUMNS}
+                "protocol", *VARIANT_COLUMNS}
 GROUP = ["dataset", "dataset_used", "setting", "method", *VARIANT_COLUMNS, "K", "config_id"]
 
 
@@ -56,6 +63,8 @@ def read_results(path: Path) -> pd.DataFrame:
     for col in VARIANT_COLUMNS:  # ... and before the ablation: the default cell
         if col not in frame:
             frame[col] = ""
+    if "protocol" not in frame:  # a file of the fixed-budget sweeps
+        frame["protocol"] = "fixed"
     return typed(frame, TEXT_COLUMNS)
 
 
@@ -87,8 +96,9 @@ def row_key(row: dict) -> tuple:
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append one row of :data:`COLUMNS`, on disk at once (a torn tail is cut first)."""
-    csvlog.append_row(path, COLUMNS, row)
+    """Append one row, on disk at once (a torn tail is cut first): of :data:`TUNED_COLUMNS`
+    when it carries a ``protocol`` (a tuned sweep's file), else of :data:`COLUMNS`."""
+    csvlog.append_row(path, TUNED_COLUMNS if row.get("protocol") else COLUMNS, row)
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

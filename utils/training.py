@@ -175,10 +175,12 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
                  optimizer, batch_size: int, seed: int, start_epoch: int, epochs: int,
                  on_epoch_end: Callable[[int, dict], None], model: torch.nn.Module,
                  progress: bool | None = None, guard: LossGuard | None = None,
-                 on_epoch_start: Callable[[int], None] | None = None) -> None:
+                 on_epoch_start: Callable[[int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
     """Epochs ``start_epoch..epochs`` (1-based): train, then ``evaluate()`` in
     eval mode (its dict joins the row), then ``on_epoch_end(epoch, row)`` logs
-    and checkpoints.
+    and checkpoints; the loop ends early once ``should_stop()`` is true
+    (checked before each epoch: early stopping).
 
     Each epoch reseeds torch and its shuffling generator from (seed, epoch), so
     resuming at epoch e reproduces an uninterrupted run exactly on CPU. Under
@@ -192,6 +194,8 @@ def train_epochs(*, train_step: Step, evaluate: Callable[[], dict], train_tensor
         raise RuntimeError("under torchrun the training step must call the model through "
                            "utils.distributed.wrap(model)")
     for epoch in range(start_epoch, epochs + 1):
+        if should_stop is not None and should_stop():
+            break
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         start = time.perf_counter()
@@ -333,10 +337,60 @@ def resumed_log_rows(log: Path, columns: list[str], ckpt: dict, ckpt_path: Path)
 
 
 class TrainResult(NamedTuple):
-    """What a training script's ``train(cfg, out_dir)`` returns."""
+    """What a training script's ``train(cfg, out_dir)`` returns: the checkpoint
+    whose weights count (the best-validation one under early stopping, else the
+    last epoch's) and its epoch's row (without "dataset"), with
+    ``epochs_trained`` (epochs run) and ``best_epoch`` (the epoch of those weights)."""
 
     checkpoint: Path
-    metrics: dict  # the last epoch's row (without "dataset"), as in the checkpoint
+    metrics: dict
+
+
+def best_checkpoint(path: Path) -> Path:
+    """Where early stopping keeps the best-validation weights of the run whose
+    last-epoch checkpoint is ``path``: vae_mnist.pt -> vae_mnist_best.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_best{path.suffix}")
+
+
+def finished(ckpt: dict, epochs: int) -> bool:
+    """Whether the run of checkpoint ``ckpt`` is done at a budget of ``epochs``:
+    it has them, or early stopping ended it (``ckpt["stopped"]``)."""
+    return int(ckpt["epoch"]) >= epochs or bool(ckpt.get("stopped"))
+
+
+def counting_checkpoint(path: Path, ckpt: dict, patience: int | None) -> Path:
+    """The checkpoint whose weights a finished run ``ckpt`` (at ``path``) stands for:
+    the best-validation one when it trained with early stopping, else ``path``."""
+    return best_checkpoint(path) if patience and ckpt.get("best_epoch") else Path(path)
+
+
+class EarlyStopping:
+    """Early stopping on a validation column (lower is better): a run stops once
+    ``patience`` epochs passed without a new best (strictly lower; NaN never is),
+    and the best epoch's weights are kept (:func:`best_checkpoint`). Its state
+    lives in each checkpoint (``best_epoch``, ``best_value``, ``stopped``), so a
+    resumed run goes on exactly where it stood."""
+
+    def __init__(self, monitor: str, patience: int, ckpt: dict | None = None):
+        ckpt = ckpt or {}
+        self.monitor, self.patience = monitor, int(patience)
+        self.best_epoch = ckpt.get("best_epoch")
+        self.best_value = float(ckpt.get("best_value", math.inf))
+        self.stopped = bool(ckpt.get("stopped"))
+
+    def observe(self, epoch: int, row: dict) -> bool:
+        """Take epoch ``epoch``'s row; True when it is the new best."""
+        value = float(row[self.monitor])
+        improved = value < self.best_value  # False for NaN
+        if improved:
+            self.best_epoch, self.best_value = epoch, value
+        self.stopped = epoch - (self.best_epoch or 0) >= self.patience
+        return improved
+
+    def state(self) -> dict:
+        return {"best_epoch": self.best_epoch, "best_value": self.best_value,
+                "stopped": self.stopped}
 
 
 class Prepared(NamedTuple):
@@ -402,16 +456,24 @@ def prepare_training(args, paths: dict, build: Callable[[], torch.nn.Module], cl
 
 def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callable[[], dict],
         train_images: torch.Tensor, data, paths: dict, columns: list[str], model_args: dict,
-        summary: Callable[[dict], str]) -> dict:
+        summary: Callable[[dict], str], monitor: str) -> TrainResult:
     """The shared driver: epochs ``done+1..args.epochs``, each ending with one
     atomic checkpoint (model, model_class, model_args, optimizer, epoch,
     config, dataset, the epoch's metrics and every log row so far), then one
     CSV row. Divergence (NaN/inf or ``--max-loss-ratio``), a failed checkpoint
     write and Ctrl-C stop it with a message naming the last good checkpoint,
     which is left as it was. Releases the run's lock (see prepare_training).
-    Returns the last epoch's metrics (those of the checkpoint; {} on a rank
-    other than 0)."""
+
+    With ``args.patience`` (early stopping, :class:`EarlyStopping` on the
+    validation column ``monitor``), a new best epoch's checkpoint is also
+    written to :func:`best_checkpoint` (before the last-epoch one, so a crash
+    between the two redoes that epoch), training ends ``patience`` epochs after
+    the best, and ``model`` is left holding the best weights.
+
+    Returns the checkpoint whose weights count and its metrics (see
+    :class:`TrainResult`; {} on a rank other than 0)."""
     ckpt_path = Path(paths["checkpoint"])
+    patience = getattr(args, "patience", None)
     # the epoch in progress, that of the last checkpoint and its metrics
     state = {"epoch": None, "saved": done, "metrics": {}}
 
@@ -430,11 +492,13 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
         elif main and getattr(args, "overwrite", False) and ckpt_path.is_file():
             # the log starts anew, so the old checkpoint would disagree with it
             ckpt_path.unlink()
+            best_checkpoint(ckpt_path).unlink(missing_ok=True)
             print(f"--overwrite: removed the previous run's {ckpt_path}", file=sys.stderr)
         logger = CSVLogger(paths["log"], columns, rows=rows) if main else None
         history = [dict(r) for r in rows]
         guard = LossGuard(getattr(args, "max_loss_ratio", math.inf),
                           reference=resumed.get("reference_loss"))
+        stopping = EarlyStopping(monitor, patience, resumed) if patience else None
         config = plain_config(args)
 
         def on_epoch_start(epoch):
@@ -445,25 +509,35 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
                 return
             row["dataset"] = data.name
             line = format_row(row, columns)
-            save_checkpoint(ckpt_path, {
+            payload = {
                 "model": model.state_dict(), "model_class": type(model).__name__,
                 "model_args": model_args, "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "config": config, "dataset": data.name, "data_source": data.source,
                 "metrics": {k: v for k, v in row.items() if k != "dataset"},
-                "log": history + [line], "reference_loss": guard.reference})
+                "log": history + [line], "reference_loss": guard.reference}
+            if stopping is not None:
+                improved = stopping.observe(epoch, row)
+                payload.update(stopping.state())
+                if improved:
+                    save_checkpoint(best_checkpoint(ckpt_path), payload)
+            save_checkpoint(ckpt_path, payload)
             state["saved"] = epoch
             state["metrics"] = {k: v for k, v in row.items() if k != "dataset"}
             history.append(line)
             logger.log(row)  # after the checkpoint: a logged epoch always has one
             print(f"epoch {epoch}: {summary(row)} [{row['seconds']:.1f}s]", file=sys.stderr)
 
-        if done >= args.epochs and main:
+        if stopping is not None and stopping.stopped and main:
+            print(f"{ckpt_path} stopped early at epoch {done} (best epoch {stopping.best_epoch})",
+                  file=sys.stderr)
+        elif done >= args.epochs and main:
             print(f"{ckpt_path} already has {done} epochs (--epochs {args.epochs})",
                   file=sys.stderr)
         train_epochs(train_step=train_step, evaluate=evaluate, model=model, optimizer=optimizer,
                      train_tensors=(train_images,), batch_size=args.batch_size, seed=args.seed,
                      start_epoch=done + 1, epochs=args.epochs, on_epoch_end=on_epoch_end,
-                     on_epoch_start=on_epoch_start, guard=guard)
+                     on_epoch_start=on_epoch_start, guard=guard,
+                     should_stop=(lambda: stopping.stopped) if stopping is not None else None)
     except DivergenceError as err:
         raise type(err)(f"{err}; last good checkpoint: {last_good()}") from None
     except CheckpointWriteError as err:
@@ -474,9 +548,21 @@ def fit(*, args, model, optimizer, done: int, train_step: Step, evaluate: Callab
         raise RunInterrupted(f"stopped {where}; last good checkpoint: {last_good()}") from None
     finally:
         release_run_lock(ckpt_path)
-    if main:
-        print(f"wrote {paths['log']} and {ckpt_path}", file=sys.stderr)
-    return state["metrics"]
+    if not main:
+        return TrainResult(ckpt_path, {})
+    print(f"wrote {paths['log']} and {ckpt_path}", file=sys.stderr)
+    counted, metrics = ckpt_path, dict(state["metrics"])
+    if stopping is not None and stopping.best_epoch:
+        counted = best_checkpoint(ckpt_path)
+        best = load_checkpoint(counted, next(model.parameters()).device)
+        model.load_state_dict(best["model"])  # the script goes on with the best weights
+        metrics = dict(best["metrics"])
+        print(f"best validation {monitor} {stopping.best_value:.6g} at epoch "
+              f"{stopping.best_epoch}{' (stopped early)' if stopping.stopped else ''}: {counted}",
+              file=sys.stderr)
+    metrics.update(epochs_trained=state["saved"],
+                   best_epoch=stopping.best_epoch if stopping is not None else state["saved"])
+    return TrainResult(counted, metrics)
 
 
 def prefixed(prefix: str, terms: dict) -> dict:

@@ -1,0 +1,311 @@
+"""The tuned protocol: every setting chosen on validation, then the chosen ones on every seed.
+
+    python train/run_tuned.py --dataset mnist --rate image            # selection, then rows
+    python train/run_tuned.py --dataset fashion-mnist --rate grid --stage select
+
+The fixed-budget sweeps (run_comparison.py) train every model for a set number
+of epochs with one setting per side. Here (docs/protocol.md, utils/protocol.py):
+
+1. **Equal budget, to convergence.** Every model, fine-tuned decoder and prior
+   trains up to the same epoch budget (``utils.protocol.MAX_EPOCHS``) with early
+   stopping on the validation split (the same ``--patience``), keeping the
+   best-validation weights.
+2. **Selection on validation (seed 0, the same number of candidates a side).**
+   The a-posteriori side chooses its VAE's KL weight by the validation MSE of
+   the VAE's k-means codes at each K; the end-to-end side its VQ-VAE's
+   commitment weight and learning rate by its own validation MSE at each K
+   (on mnist-5k each candidate is crossed with two batch sizes). Then, at the
+   chosen KL weight, every a-posteriori method chooses its cell (geodesic: edge
+   lengths latent / decoder x medoid / refined code vectors; k-means: its
+   centroids) by its validation MSE through a decoder fine-tuned on its codes.
+   Every candidate is one row of ``<results-dir>/selection_<dataset>.csv``
+   (``side``, ``family``, ``K``, ``candidate``, ``val_score``, ``chosen``). The
+   test split is not read by this stage.
+3. **Rows.** The chosen settings and cells on every seed, each a-posteriori cell
+   with its fine-tuned and its frozen decoder, each VQ-VAE with its own decoder
+   and with the same decoder fine-tuning on its frozen codes, into
+   ``<results-dir>/comparison.csv`` with ``protocol = tuned``, ``epochs_trained``,
+   ``best_epoch`` and the chosen settings.
+
+Everything is cached by config hash under ``--work-dir`` and the CSVs are written
+row by row, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from argparse import Namespace
+from copy import deepcopy
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from train import comparison_methods as cm
+from train import run_comparison as rc
+from utils import metrics
+from utils import methods as vocab
+from utils import paths
+from utils import protocol as P
+from utils.cli import DEFAULT_BATCH_SIZE, run_main, seed_int
+from utils.csvlog import read_rows, write_rows
+from utils.datasets import load_dataset
+from utils.errors import UserError
+from utils.results import config_hash, finished_keys, row_key, write_summary
+from utils.runlock import run_lock
+from utils.runtime import ensure_output_dirs, pick_device, write_run_record
+
+STAGES = ("select", "rows", "all")
+SELECTION_COLUMNS = ["dataset", "dataset_used", "rate", "side", "family", "method", "K",
+                     "candidate", "edge_length", "code_vectors", "decoder", "seed", "criterion",
+                     "val_score", "epochs_trained", "best_epoch", "decoder_epochs_trained",
+                     "decoder_best_epoch", "config_hash", "chosen"]
+SELECTION_TEXT = ("dataset", "dataset_used", "rate", "side", "family", "method", "candidate",
+                  "edge_length", "code_vectors", "decoder", "criterion", "config_hash", "chosen")
+SELECTION_KEY = ("rate", "family", "method", "K", "candidate", "edge_length", "code_vectors",
+                 "decoder", "seed")
+QUICK_CANDIDATES = 2  # the quick form: the first two candidates of each side
+HELP = {
+    "--epochs": "the epoch budget of every model, fine-tuned decoder and prior (default: "
+                "utils/protocol.py's MAX_EPOCHS of the dataset and rate)",
+    "--quick": "the quick form: the first 2 candidates of each side, 2 epochs, patience 1, the "
+               "first 600 images, K <= 64, 2 seeds; results under experiments/results/quick/tuned",
+    "--results-dir": "selection_<dataset>.csv, comparison.csv and summary.csv go here (default: "
+                     "experiments/results/tuned, or experiments/results/quick/tuned with --quick)",
+}
+# run_comparison.py's flags that this protocol decides (utils/protocol.py), at their start values
+CHOSEN = {"methods": None, "conv_epochs": None, "finetune_epochs": None, "vae_kl_weight": 1.0,
+          "vae_batch_size": DEFAULT_BATCH_SIZE, "vqvae_batch_size": [], "vqvae_beta": None,
+          "vqvae_lr": None, "edge_lengths": ["latent"], "code_vectors": ["medoid"],
+          "decoders": ["frozen"], "grid_fit_images": None}
+
+
+def parse_args(argv=None):
+    p = rc.sweep_parser(__doc__.splitlines()[0], chosen=CHOSEN)
+    p.add_argument("--rate", choices=(vocab.IMAGE_RATE, vocab.GRID_RATE), default=vocab.IMAGE_RATE,
+                   help="one code per image, or a 7x7 grid of codes")
+    p.add_argument("--stage", choices=STAGES, default="all",
+                   help="select: choose on validation; rows: run the choice on every seed; all: both")
+    p.add_argument("--selection-seed", type=seed_int, default=None,
+                   help="seed of the selection runs (default: the first of --seeds)")
+    rc.add_cached_only(p)
+    for flag, text in HELP.items():  # the sweep's flags, as this protocol uses them
+        p._option_string_actions[flag].help = text
+    p.set_defaults(codebook_sizes=[16, 64, 512], patience=P.PATIENCE, epochs=None)
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.quick = False  # the sweep's own quick setting does not apply; this one is below
+    args = rc.finish_sweep_args(args)
+    args.quick = quick
+    if quick:  # tiny candidate lists, 2 epochs, a subset: make all's budget
+        args.limit = args.limit or 600
+        args.epochs, args.patience = args.epochs or 2, 1
+        args.codebook_sizes = [K for K in args.codebook_sizes if K <= 64] or [16]
+        args.seeds = args.seeds[:2]
+    args.epochs = args.epochs or P.max_epochs(args.dataset, args.rate)
+    args.conv_epochs = args.finetune_epochs = args.epochs  # one budget for every model
+    args.protocol = "tuned"
+    args.selection_seed = args.seeds[0] if args.selection_seed is None else args.selection_seed
+    if args.results_dir == paths.results_dir("full"):
+        args.results_dir = paths.tuned_dir("quick" if quick else "full")
+    args.candidate_limit = QUICK_CANDIDATES if quick else None
+    return args
+
+
+def rate_methods(rate: str, family: str) -> list[str]:
+    """The classical methods of ``family`` at ``rate`` (the library's quantizers have their
+    own candidates, issue #27)."""
+    return [m.name for m in vocab.methods(family=family, rate=rate) if not m.from_library]
+
+
+def with_settings(args, settings: dict) -> Namespace:
+    """A copy of the sweep's ``args`` with a candidate's settings (a batch size of a VQ-VAE
+    given for every K)."""
+    out = deepcopy(args)
+    for name, value in settings.items():
+        setattr(out, name, {"*": value} if name == "vqvae_batch_size" else value)
+    return out
+
+
+def candidate_text(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True)
+
+
+def val_score(run: cm.SeedRun, method: str, K: int, variant: dict) -> dict:
+    """One cell scored on ``run.test`` (the validation split here): its MSE per pixel
+    and how its models trained."""
+    built = cm.evaluate(run, method, K, variant)
+    with torch.no_grad():
+        mse = metrics.reconstruction_errors(built.recon_logits, run.test.images)["mse"]
+    return {"val_score": mse, **{k: built.training.get(k, float("nan"))
+                                  for k in ("epochs_trained", "best_epoch",
+                                            "decoder_epochs_trained", "decoder_best_epoch")}}
+
+
+class Selection:
+    """The selection table of one dataset: read at start (a rerun skips what it has),
+    rewritten atomically after each candidate with ``chosen`` recomputed."""
+
+    def __init__(self, path: Path, dataset: str):
+        self.path, self.dataset = path, dataset
+        self.rows = read_rows(path, SELECTION_COLUMNS, text=SELECTION_TEXT) if path.is_file() else []
+
+    def key(self, row: dict) -> tuple:
+        return tuple(str(row[k]) for k in SELECTION_KEY)
+
+    def has(self, row: dict) -> bool:
+        return any(self.key(r) == self.key(row) for r in self.rows)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.rows = mark_chosen(self.rows)
+        write_rows(self.path, SELECTION_COLUMNS, self.rows)
+
+    def chosen(self, rate: str, family: str, K: int) -> dict:
+        """The chosen row of (rate, family, K); a one-line error when there is none."""
+        for r in self.rows:
+            if (r["rate"], r["family"], int(float(r["K"]))) == (rate, family, K) and \
+                    str(r["chosen"]) == "True" and r["dataset"] == self.dataset:
+                return r
+        raise UserError(f"{self.path} has no choice for {family} at K={K} ({rate} rate); "
+                         f"run --stage select first")
+
+
+def mark_chosen(rows: list[dict]) -> list[dict]:
+    """``chosen`` = True for the lowest mean ``val_score`` over seeds per (dataset, rate,
+    family, K); ties go to the earlier candidate (the table's order: the published setting
+    first)."""
+    frame = pd.DataFrame(rows)
+    frame["val_score"] = frame["val_score"].astype(float)
+    frame["K"] = frame["K"].astype(float).astype(int)
+    cand = ["candidate", "method", "edge_length", "code_vectors", "decoder"]
+    group = ["dataset", "rate", "family", "K"]
+    means = frame.groupby(group + cand, sort=False)["val_score"].mean().reset_index()
+    best = means.loc[means.groupby(group, sort=False)["val_score"].idxmin()]
+    picked = {tuple(r) for r in best[group + cand].astype(str).itertuples(index=False)}
+    for row, key in zip(rows, frame[group + cand].astype(str).itertuples(index=False)):
+        row["chosen"] = tuple(key) in picked
+    return rows
+
+
+def selection_run(args, settings: dict, train, val, device) -> cm.SeedRun:
+    """A run whose "test" split is the validation split: its scores are validation scores."""
+    return cm.SeedRun(with_settings(args, settings), args.selection_seed, train, val, device, val=val)
+
+
+def select(args, train, val, device, table: Selection) -> None:
+    """Stage 1 (module docstring, item 2): every candidate of both sides at every K, then
+    every a-posteriori cell at the chosen KL weight; each a row of the selection table."""
+    seed, rate = args.selection_seed, args.rate
+    kmeans = vocab.quantizer_method("euclidean", rate).name
+    frozen = vocab.variants(kmeans)[0]
+    sides = {P.A_POSTERIORI_SIDE: [(kmeans, frozen)],
+             P.END_TO_END_SIDE: [(m, vocab.variants(m)[0])
+                                 for m in rate_methods(rate, vocab.END_TO_END)]}
+    for side, cells in sides.items():
+        for settings in P.candidates(side, args.dataset, args.candidate_limit):
+            for method, variant in cells:
+                family = "vae-" + cm.arch_of(method) if side == P.A_POSTERIORI_SIDE else method
+                for K in args.codebook_sizes:
+                    score(args, table, train, val, device, side, family, method, K, settings, variant)
+    for method in rate_methods(rate, vocab.A_POSTERIORI):
+        for K in args.codebook_sizes:
+            settings = chosen_settings(table, args, P.A_POSTERIORI_SIDE, "vae-" + cm.arch_of(method), K)
+            for variant in vocab.variants(method, decoders=(P.SELECTION_DECODER,),
+                                          **P.CELL_OPTIONS):
+                score(args, table, train, val, device, P.A_POSTERIORI_SIDE, f"cell:{method}",
+                      method, K, settings, variant)
+
+
+def score(args, table, train, val, device, side, family, method, K, settings, variant) -> None:
+    """Score one candidate on validation unless the table has it."""
+    row = {"dataset": args.dataset, "dataset_used": train.name, "rate": args.rate, "side": side,
+           "family": family, "method": method, "K": K, "candidate": candidate_text(settings),
+           **variant, "seed": args.selection_seed, "criterion": P.CRITERION}
+    if table.has(row):
+        return
+    run = selection_run(args, settings, train, val, device)
+    start = time.perf_counter()
+    row.update(val_score(run, method, K, variant),
+               config_hash=config_hash(cm.method_config(run.args, method, K, run.seed, variant)))
+    table.add(row)
+    print(f"[select {args.dataset} {args.rate}] {family:18s} K={K:<4d} {row['candidate']} "
+          f"{'/'.join(v for v in variant.values() if v)}: val MSE {row['val_score']:.5f} "
+          f"[{time.perf_counter() - start:.0f}s]", file=sys.stderr)
+
+
+def chosen_settings(table: Selection, args, side: str, family: str, K: int) -> dict:
+    return json.loads(table.chosen(args.rate, family, K)["candidate"])
+
+
+def chosen_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, dict]]:
+    """(args with the chosen settings, method, cell) of every row of stage 3 at K."""
+    rate = args.rate
+    out = []
+    for method in rate_methods(rate, vocab.END_TO_END):
+        a = with_settings(args, chosen_settings(table, args, P.END_TO_END_SIDE, method, K))
+        out += [(a, method, v) for v in vocab.variants(method, decoders=vocab.DECODERS)]
+    family = "vae-" + ("conv" if rate == vocab.GRID_RATE else "mlp")
+    a = with_settings(args, chosen_settings(table, args, P.A_POSTERIORI_SIDE, family, K))
+    for method in rate_methods(rate, vocab.CONTINUOUS):
+        out.append((a, method, vocab.variants(method)[0]))
+    for method in rate_methods(rate, vocab.A_POSTERIORI):
+        cell = table.chosen(rate, f"cell:{method}", K)
+        out += [(a, method, {"edge_length": cell["edge_length"], "code_vectors": cell["code_vectors"],
+                             "decoder": d}) for d in vocab.DECODERS]
+    return out
+
+
+def rows(args, table: Selection, train, test, device, results: Path) -> None:
+    """Stage 3: the chosen settings and cells on every seed, one row each."""
+    done = finished_keys(results)
+    for seed in args.seeds:
+        for K in args.codebook_sizes:
+            runs: dict[str, cm.SeedRun] = {}  # one run per distinct setting (its VAE, its graph)
+            for a, method, variant in chosen_cells(table, args, K):
+                continuous = vocab.get(method).family == vocab.CONTINUOUS
+                ident = rc.row_identity(a, method, 0 if continuous else K, seed, variant)
+                if row_key(ident) in done:
+                    continue
+                key = json.dumps({k: str(v) for k, v in sorted(vars(a).items())})
+                run = runs.setdefault(key, cm.SeedRun(a, seed, train, test, device))
+                row = rc.cell_row(run, ident)
+                rc.append_new_row(results, row)
+                done.add(row_key(ident))
+                print(f"[tuned {args.dataset} seed {seed}] {method:14s} "
+                      f"{'/'.join(v for v in variant.values() if v):24s} K={ident['K']:<4d} "
+                      f"MSE {row['test_mse']:.4f} epochs {row['epochs_trained']:.0f} "
+                      f"(best {row['best_epoch']:.0f})", file=sys.stderr)
+
+
+def main(args):
+    device = pick_device(args.device)
+    out = Path(args.results_dir)
+    ensure_output_dirs(out)
+    results = paths.ResultPaths(out)
+    table_path = out / f"selection_{args.dataset}.csv"
+    with run_lock(results.comparison), cm.cached_only(args.cached_only):
+        train = load_dataset(args.dataset, "train", args.data_root, limit=args.limit)
+        val = load_dataset(args.dataset, "val", args.data_root, limit=args.limit)
+        table = Selection(table_path, args.dataset)
+        if args.stage in ("select", "all"):
+            write_run_record(out / f"selection_{args.dataset}_{args.rate}_run.json", args,
+                             keep_earlier=True, dataset=train.name, data_source=train.source,
+                             splits=["train", "val"], device=str(device))
+            select(args, train, val, device, table)
+            print(f"wrote {table_path}", file=sys.stderr)
+        if args.stage in ("rows", "all"):
+            test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
+            write_run_record(results.run_record(args.dataset, f"tuned-{args.rate}"), args,
+                             keep_earlier=True, dataset=train.name, data_source=train.source,
+                             splits=["train", "val", "test"], device=str(device),
+                             torch_threads=torch.get_num_threads())
+            rows(args, table, train, test, device, results.comparison)
+            summary = write_summary(results.comparison, results.summary)
+            print(f"wrote {results.comparison} and {results.summary} ({len(summary)} groups)",
+                  file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, parse_args()))

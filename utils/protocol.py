@@ -1,0 +1,75 @@
+"""The tuned protocol's settings and candidates, declared as data (docs/protocol.md).
+
+``train/run_tuned.py`` reads this table: which settings each side may choose
+among on the validation split, with the same number of candidates per side;
+the epoch budget of every model, decoder and prior per dataset and rate; the
+early-stopping patience shared by all; and the a-posteriori cells that are
+candidates too (issue #31). Adding a candidate is one entry here.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+A_POSTERIORI_SIDE = "a-posteriori"
+END_TO_END_SIDE = "end-to-end"
+SIDES = (A_POSTERIORI_SIDE, END_TO_END_SIDE)
+
+PATIENCE = 5  # epochs without a better validation loss before a model stops; the same for all
+
+# The epoch budget (the most a model may train before early stopping ends it), per dataset and
+# rate: the same for the VAE, the VQ-VAE, the fine-tuned decoders and the priors of a cell.
+MAX_EPOCHS = {("mnist", "image"): 100, ("mnist", "grid"): 100,
+              ("mnist-5k", "image"): 100, ("mnist-5k", "grid"): 100,
+              ("fashion-mnist", "image"): 100, ("fashion-mnist", "grid"): 30}
+
+
+class Candidate(NamedTuple):
+    """One candidate setting of a side: sweep flags (run_comparison.py's names) and values."""
+
+    side: str
+    settings: dict
+
+
+# The a-posteriori side: the VAE's KL weight beta (1 is the VAE of the fixed rows; smaller
+# betas trade the prior match for reconstruction). The end-to-end side: the VQ-VAE's
+# commitment weight and learning rate (the paper's 0.25 and 1e-3 among them). Four each.
+CANDIDATES = (
+    *(Candidate(A_POSTERIORI_SIDE, {"vae_kl_weight": b}) for b in (1.0, 0.3, 0.1, 0.01)),
+    *(Candidate(END_TO_END_SIDE, {"vqvae_beta": c, "vqvae_lr": lr})
+      for c in (0.25, 1.0) for lr in (1e-3, 3e-4)),
+)
+
+# On the small data every candidate is crossed with these batch sizes (a side's batch-size flag):
+# 3,600 training images leave 29 steps an epoch at 128 (make batch-size's finding).
+SMALL_DATA_BATCH_SIZES = {"mnist": (32, 128)}
+BATCH_SIZE_FLAG = {A_POSTERIORI_SIDE: "vae_batch_size", END_TO_END_SIDE: "vqvae_batch_size"}
+
+# The a-posteriori cells chosen on validation at each K (issue #31), each decoded through a
+# decoder fine-tuned on its codes (the frozen decoder is reported beside it).
+CELL_OPTIONS = {"edge_lengths": ("latent", "decoder"), "code_vectors": ("medoid", "refined")}
+SELECTION_DECODER = "finetuned"
+
+# What a candidate is scored by: the validation MSE per pixel of its reconstructions (of the
+# k-means codes of the VAE for the a-posteriori side, so neither quantizer is favoured).
+CRITERION = "val_mse"
+
+
+def candidates(side: str, dataset: str, limit: int | None = None) -> list[dict]:
+    """The settings of ``side``'s candidates on ``dataset`` (its batch sizes crossed in on
+    the small data), the first ``limit`` of them when given (the quick form)."""
+    out = []
+    for c in CANDIDATES:
+        if c.side != side:
+            continue
+        sizes = SMALL_DATA_BATCH_SIZES.get(dataset, (None,))
+        out += [{**c.settings, **({BATCH_SIZE_FLAG[side]: b} if b else {})} for b in sizes]
+    return out[:limit] if limit else out
+
+
+def max_epochs(dataset: str, rate: str) -> int:
+    """The epoch budget of ``dataset`` at ``rate`` (:data:`MAX_EPOCHS`)."""
+    try:
+        return MAX_EPOCHS[(dataset, rate)]
+    except KeyError:
+        raise ValueError(f"no epoch budget for {dataset!r} at rate {rate!r}; "
+                         f"declared: {sorted(MAX_EPOCHS)}") from None
