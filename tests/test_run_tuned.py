@@ -1,0 +1,133 @@
+"""train/run_tuned.py: the tuned protocol. Selection never reads the test split, picks the
+lowest mean validation score (brute force over the table), and the rows run exactly the chosen
+settings and cells, with both decoders, and say so; a rerun adds nothing."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from train import run_tuned as rt
+from utils import datasets
+from utils import methods as vocab
+from utils import protocol as P
+from utils.results import read_results
+
+
+def test_each_side_has_the_same_number_of_candidates():
+    for dataset in ("mnist", "fashion-mnist"):
+        counts = {side: len(P.candidates(side, dataset)) for side in P.SIDES}
+        assert len(set(counts.values())) == 1 and min(counts.values()) >= 4, counts
+    # the small data crosses every candidate with its batch sizes, on each side's own flag
+    mnist = P.candidates(P.END_TO_END_SIDE, "mnist")
+    assert {c["vqvae_batch_size"] for c in mnist} == set(P.SMALL_DATA_BATCH_SIZES["mnist"])
+    # the published settings are candidates: beta = 1 VAE, the paper's 0.25 and 1e-3
+    assert {"vae_kl_weight": 1.0} in P.candidates(P.A_POSTERIORI_SIDE, "fashion-mnist")
+    assert {"vqvae_beta": 0.25, "vqvae_lr": 1e-3} in P.candidates(P.END_TO_END_SIDE, "fashion-mnist")
+
+
+def test_mark_chosen_is_the_argmin_of_the_mean_over_seeds():
+    rows = []
+    scores = {("a", 0): 3.0, ("a", 1): 1.0, ("b", 0): 2.1, ("b", 1): 2.1, ("c", 0): 1.5, ("c", 1): 2.9}
+    for K in (4, 8):
+        for (cand, seed), v in scores.items():
+            rows.append({"dataset": "d", "rate": "image", "family": "f", "K": K, "candidate": cand,
+                         "method": "m", "edge_length": "", "code_vectors": "", "decoder": "",
+                         "seed": seed, "val_score": v + (K == 8) * (cand == "b") * -1})
+    marked = pd.DataFrame(rt.mark_chosen(rows))
+    picked = marked[marked["chosen"]].drop_duplicates(["K", "candidate"])
+    frame = pd.DataFrame(rows)
+    brute = frame.groupby(["K", "candidate"])["val_score"].mean().groupby("K").idxmin()
+    assert sorted(zip(picked["K"], picked["candidate"])) == sorted(brute.tolist())
+    assert dict(zip(picked["K"], picked["candidate"])) == {4: "a", 8: "b"}
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One quick tuned run (selection, then rows), recording which splits were loaded
+    while selecting."""
+    root = tmp_path_factory.mktemp("tuned")
+    loaded, stage = [], {"now": "select"}
+    real = datasets.load_dataset
+
+    def recording(name, split, *a, **k):
+        loaded.append((stage["now"], split))
+        return real(name, split, *a, **k)
+
+    argv = ["--dataset", "mnist", "--quick", "--limit", "300", "--codebook-sizes", "4", "8",
+            "--seeds", "0", "1", "--work-dir", str(root / "work"), "--results-dir", str(root / "res")]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rt, "load_dataset", recording)
+    try:
+        rt.main(rt.parse_args(argv + ["--stage", "select"]))
+        stage["now"] = "rows"
+        rt.main(rt.parse_args(argv + ["--stage", "rows"]))
+    finally:
+        mp.undo()
+    return root, argv, loaded
+
+
+def test_selection_never_reads_the_test_split(tuned):
+    _, _, loaded = tuned
+    assert {split for stage, split in loaded if stage == "select"} == {"train", "val"}
+    assert "test" in {split for stage, split in loaded if stage == "rows"}
+
+
+def test_the_table_chooses_the_lowest_validation_score(tuned):
+    root, _, _ = tuned
+    table = pd.read_csv(root / "res" / "selection_mnist.csv")
+    assert set(table["side"]) == set(P.SIDES) and (table["criterion"] == P.CRITERION).all()
+    for _, group in table.groupby(["rate", "family", "K"]):
+        assert group["chosen"].sum() == 1
+        assert group.loc[group["chosen"], "val_score"].iloc[0] == group["val_score"].min()
+    # the same number of candidates a side, at every K
+    per_side = table[~table["family"].str.startswith("cell:")].groupby(["side", "K"]).size()
+    assert per_side.nunique() == 1
+
+
+def test_rows_run_the_chosen_settings_and_cells_with_both_decoders(tuned):
+    root, _, _ = tuned
+    table = pd.read_csv(root / "res" / "selection_mnist.csv", keep_default_na=False)
+    rows = read_results(root / "res" / "comparison.csv")
+    assert (rows["protocol"] == "tuned").all() and (rows["epochs_trained"] >= rows["best_epoch"]).all()
+    assert sorted(rows["seed"].unique()) == [0, 1]
+    for K in (4, 8):
+        vq = json.loads(table[(table["family"] == "vqvae-global") & (table["K"] == K)
+                              & (table["chosen"].astype(str) == "True")]["candidate"].iloc[0])
+        mine = rows[(rows["method"] == "vqvae-global") & (rows["K"] == K)]
+        assert set(mine["decoder"]) == {"", "finetuned"}
+        assert (mine["beta"] == vq["vqvae_beta"]).all() and (mine["lr"] == vq["vqvae_lr"]).all()
+        assert (mine["batch_size"] == vq["vqvae_batch_size"]).all()
+        vae = json.loads(table[(table["family"] == "vae-mlp") & (table["K"] == K)
+                               & (table["chosen"].astype(str) == "True")]["candidate"].iloc[0])
+        for method in vocab.names(family=vocab.A_POSTERIORI, rate=vocab.IMAGE_RATE):
+            if vocab.get(method).from_library:
+                continue
+            cell = table[(table["family"] == f"cell:{method}") & (table["K"] == K)
+                         & (table["chosen"].astype(str) == "True")].iloc[0]
+            mine = rows[(rows["method"] == method) & (rows["K"] == K)]
+            assert set(mine["decoder"]) == {"frozen", "finetuned"}
+            assert (mine["code_vectors"] == cell["code_vectors"]).all()
+            assert (mine["edge_length"] == cell["edge_length"]).all()
+            assert (mine["kl_weight"] == vae["vae_kl_weight"]).all()
+            tuned_rows = mine[mine["decoder"] == "finetuned"]
+            assert (tuned_rows["decoder_epochs_trained"] >= tuned_rows["decoder_best_epoch"]).all()
+
+
+def test_a_rerun_adds_nothing(tuned):
+    root, argv, _ = tuned
+    before = {p.name: p.read_text() for p in (root / "res").glob("*.csv")}
+    rt.main(rt.parse_args(argv))
+    after = {p.name: p.read_text() for p in (root / "res").glob("*.csv")}
+    assert before == after
+
+
+def test_rows_before_selection_is_a_one_line_error(tmp_path, capsys):
+    from utils.cli import run_main
+
+    args = rt.parse_args(["--quick", "--limit", "300", "--codebook-sizes", "4", "--stage", "rows",
+                          "--work-dir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r")])
+    assert run_main(rt.main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "--stage select" in err[-1]
