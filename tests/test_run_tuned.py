@@ -131,3 +131,23 @@ def test_rows_before_selection_is_a_one_line_error(tmp_path, capsys):
     assert run_main(rt.main, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "--stage select" in err[-1]
+
+
+def test_library_methods_get_as_many_candidates_chosen_at_one_k():
+    classical = len(P.candidates(P.END_TO_END_SIDE, "fashion-mnist"))
+    for name in vocab.names(family=vocab.END_TO_END):
+        lib = rt.library_of(name)
+        if lib is None:
+            continue
+        assert len(P.candidates(P.END_TO_END_SIDE, "fashion-mnist", library=lib)) == classical
+        # on the small data crossed with the same batch sizes as the classical VQ-VAE's
+        assert len(P.candidates(P.END_TO_END_SIDE, "mnist", library=lib)) == \
+            len(P.candidates(P.END_TO_END_SIDE, "mnist"))
+        args = rt.parse_args(["--codebook-sizes", "16", "64", "512", "--library"])
+        assert rt.selection_ks(args, name) == [P.LIBRARY_SELECTION_K]
+        args = rt.parse_args(["--codebook-sizes", "16", "32", "512"])
+        assert rt.selection_ks(args, name) == [32]
+    assert rt.selection_ks(rt.parse_args(["--codebook-sizes", "16", "512"]), "vqvae-conv") == [16, 512]
+    assert rt.rate_methods(vocab.GRID_RATE, vocab.END_TO_END) == ["vqvae-conv"]
+    assert set(rt.rate_methods(vocab.GRID_RATE, vocab.END_TO_END, library=True)) == \
+        {"vqvae-conv", "fsq-conv", "rotvq-conv"}

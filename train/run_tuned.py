@@ -87,6 +87,10 @@ def parse_args(argv=None):
                    help="one code per image, or a 7x7 grid of codes")
     p.add_argument("--stage", choices=STAGES, default="all",
                    help="select: choose on validation; rows: run the choice on every seed; all: both")
+    p.add_argument("--library", action="store_true",
+                   help="also the end-to-end methods built on vector-quantize-pytorch (FSQ, "
+                        "rotation-trick VQ), each with its own candidates, chosen at K = "
+                        f"{P.LIBRARY_SELECTION_K} and reused at the other K")
     p.add_argument("--selection-seed", type=seed_int, default=None,
                    help="seed of the selection runs (default: the first of --seeds)")
     rc.add_cached_only(p)
@@ -113,10 +117,28 @@ def parse_args(argv=None):
     return args
 
 
-def rate_methods(rate: str, family: str) -> list[str]:
-    """The classical methods of ``family`` at ``rate`` (the library's quantizers have their
-    own candidates, issue #27)."""
-    return [m.name for m in vocab.methods(family=family, rate=rate) if not m.from_library]
+def rate_methods(rate: str, family: str, library: bool = False) -> list[str]:
+    """The methods of ``family`` at ``rate``: the classical ones, and with ``library``
+    those built on vector-quantize-pytorch too (issue #27)."""
+    return [m.name for m in vocab.methods(family=family, rate=rate)
+            if library or not m.from_library]
+
+
+def library_of(method: str) -> str | None:
+    """The vector-quantize-pytorch quantizer of an end-to-end method ("fsq", "library-vq"),
+    None for a classical one."""
+    m = vocab.get(method)
+    return m.options.get("quantizer") if m.from_library else None
+
+
+def selection_ks(args, method: str) -> list[int]:
+    """The K at which ``method``'s candidates are scored: every K, or for a library method
+    one (utils.protocol.LIBRARY_SELECTION_K when the run has it, else its middle K), whose
+    choice the other K reuse."""
+    if library_of(method) is None:
+        return list(args.codebook_sizes)
+    ks = sorted(args.codebook_sizes)
+    return [P.LIBRARY_SELECTION_K if P.LIBRARY_SELECTION_K in ks else ks[len(ks) // 2]]
 
 
 def with_settings(args, settings: dict) -> Namespace:
@@ -200,15 +222,13 @@ def select(args, train, val, device, table: Selection) -> None:
     seed, rate = args.selection_seed, args.rate
     kmeans = vocab.quantizer_method("euclidean", rate).name
     frozen = vocab.variants(kmeans)[0]
-    sides = {P.A_POSTERIORI_SIDE: [(kmeans, frozen)],
-             P.END_TO_END_SIDE: [(m, vocab.variants(m)[0])
-                                 for m in rate_methods(rate, vocab.END_TO_END)]}
-    for side, cells in sides.items():
-        for settings in P.candidates(side, args.dataset, args.candidate_limit):
-            for method, variant in cells:
-                family = "vae-" + cm.arch_of(method) if side == P.A_POSTERIORI_SIDE else method
-                for K in args.codebook_sizes:
-                    score(args, table, train, val, device, side, family, method, K, settings, variant)
+    sides = [(P.A_POSTERIORI_SIDE, kmeans, frozen, "vae-" + cm.arch_of(kmeans))]
+    sides += [(P.END_TO_END_SIDE, m, vocab.variants(m)[0], m)
+              for m in rate_methods(rate, vocab.END_TO_END, args.library)]
+    for side, method, variant, family in sides:
+        for settings in P.candidates(side, args.dataset, args.candidate_limit, library_of(method)):
+            for K in selection_ks(args, method):
+                score(args, table, train, val, device, side, family, method, K, settings, variant)
     for method in rate_methods(rate, vocab.A_POSTERIORI):
         for K in args.codebook_sizes:
             settings = chosen_settings(table, args, P.A_POSTERIORI_SIDE, "vae-" + cm.arch_of(method), K)
@@ -243,8 +263,9 @@ def chosen_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, d
     """(args with the chosen settings, method, cell) of every row of stage 3 at K."""
     rate = args.rate
     out = []
-    for method in rate_methods(rate, vocab.END_TO_END):
-        a = with_settings(args, chosen_settings(table, args, P.END_TO_END_SIDE, method, K))
+    for method in rate_methods(rate, vocab.END_TO_END, args.library):
+        at = K if library_of(method) is None else selection_ks(args, method)[0]
+        a = with_settings(args, chosen_settings(table, args, P.END_TO_END_SIDE, method, at))
         out += [(a, method, v) for v in vocab.variants(method, decoders=vocab.DECODERS)]
     family = "vae-" + ("conv" if rate == vocab.GRID_RATE else "mlp")
     a = with_settings(args, chosen_settings(table, args, P.A_POSTERIORI_SIDE, family, K))

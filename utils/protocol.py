@@ -39,6 +39,15 @@ CANDIDATES = (
       for c in (0.25, 1.0) for lr in (1e-3, 3e-4)),
 )
 
+# The end-to-end methods built on vector-quantize-pytorch (issue #27) get candidates of their
+# own quantizer's knobs, as many as the classical VQ-VAE's (FSQ has no commitment term, so its
+# four are learning rates), chosen at one K and reused at the others to save CPU time.
+LIBRARY_CANDIDATES = {
+    "fsq": tuple({"vqvae_lr": lr} for lr in (2e-3, 1e-3, 5e-4, 2.5e-4)),
+    "library-vq": tuple({"vqvae_beta": c, "vqvae_lr": lr} for c in (0.25, 1.0) for lr in (1e-3, 3e-4)),
+}
+LIBRARY_SELECTION_K = 64
+
 # On the small data every candidate is crossed with these batch sizes (a side's batch-size flag):
 # 3,600 training images leave 29 steps an epoch at 128 (make batch-size's finding).
 SMALL_DATA_BATCH_SIZES = {"mnist": (32, 128)}
@@ -54,15 +63,17 @@ SELECTION_DECODER = "finetuned"
 CRITERION = "val_mse"
 
 
-def candidates(side: str, dataset: str, limit: int | None = None) -> list[dict]:
+def candidates(side: str, dataset: str, limit: int | None = None,
+               library: str | None = None) -> list[dict]:
     """The settings of ``side``'s candidates on ``dataset`` (its batch sizes crossed in on
-    the small data), the first ``limit`` of them when given (the quick form)."""
-    out = []
-    for c in CANDIDATES:
-        if c.side != side:
-            continue
-        sizes = SMALL_DATA_BATCH_SIZES.get(dataset, (None,))
-        out += [{**c.settings, **({BATCH_SIZE_FLAG[side]: b} if b else {})} for b in sizes]
+    the small data), the first ``limit`` of them when given (the quick form); with
+    ``library`` (an end-to-end method's quantizer option, "fsq" or "library-vq"), those of
+    :data:`LIBRARY_CANDIDATES` instead."""
+    base = (LIBRARY_CANDIDATES[library] if library else
+            [c.settings for c in CANDIDATES if c.side == side])
+    sizes = SMALL_DATA_BATCH_SIZES.get(dataset, (None,))
+    out = [{**settings, **({BATCH_SIZE_FLAG[side]: b} if b else {})}
+           for settings in base for b in sizes]
     return out[:limit] if limit else out
 
 
