@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.classifier import Classifier, ClassifierConfig, ClassifierOutput
-from utils.fid import (FeatureExtractor, class_histogram, frechet_distance, predicted_probabilities,
-                       sample_class_entropy)
+from utils.fid import (FeatureExtractor, class_histogram, frechet_distance,
+                       kernel_inception_distance, predicted_probabilities, sample_class_entropy)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,42 @@ def gaussians(n1, n2, d, seed=0):
     a = rng.normal(size=(n1, d)) @ mix
     b = rng.normal(size=(n2, d)) @ (mix + 0.3 * np.eye(d)) + 0.5
     return a, b
+
+
+# ------------------------------------------------------------------------------------- KID
+
+def brute_force_kid(a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased MMD^2 with the kernel (x.y/d + 1)^3 (Bińkowski et al. 2018, eq. 3), by
+    every pair: the U-statistics leave out the diagonals of the within-set sums."""
+    d = a.shape[1]
+    k = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731
+    m, n = len(a), len(b)
+    kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                 + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
+
+
+def test_kid_on_whole_sets_is_the_brute_force_unbiased_mmd():
+    a, b = gaussians(150, 150, 5)
+    kid = kernel_inception_distance(torch.from_numpy(a), torch.from_numpy(b), identity(5),
+                                    subsets=3, subset_size=150, batch_size=64)
+    # a subset of the whole set is the set itself, so every subset gives the same value
+    assert kid.mean == pytest.approx(brute_force_kid(a, b), rel=1e-6) and kid.std < 1e-9
+
+
+def test_kid_is_near_zero_for_one_distribution_and_seeded():
+    rng = np.random.default_rng(0)
+    a, c = rng.normal(size=(400, 4)), rng.normal(size=(400, 4))  # one distribution, two draws
+    b = rng.normal(size=(400, 4)) + 0.5
+    same = kernel_inception_distance(torch.from_numpy(a), torch.from_numpy(c), identity(4),
+                                     subsets=20, subset_size=100)
+    other = kernel_inception_distance(torch.from_numpy(a), torch.from_numpy(b), identity(4),
+                                      subsets=20, subset_size=100)
+    # subsets of one pair of sets overlap, so the spread over them bounds the mean loosely
+    assert abs(same.mean) < 2 * same.std and other.mean > 10 * same.std
+    again = kernel_inception_distance(torch.from_numpy(a), torch.from_numpy(c), identity(4),
+                                      subsets=20, subset_size=100)
+    assert again == same
 
 
 # ------------------------------------------------------------------------------------- FID
