@@ -90,9 +90,10 @@ def label(v: RateVerdict) -> str:
 
 
 def main_clause(main: RateVerdict | None) -> str:
-    if main is None:
+    if main is None or not main.against:
         return "The main rows have no verdict at this rate."
-    return f"At batch size 128 (the main rows) the answer is **{main.answer}**."
+    return (f"At batch size 128 (the main rows) the answer is "
+            f"{T.verdict_words(main.against[main.main])}.")
 
 
 def generation_pairs(results) -> list[tuple]:

@@ -45,10 +45,12 @@ def fmt_k_list(ks) -> str:
 
 
 def fmt_k_range(ks) -> str:
-    """'K = 16 to 512' for three values or more; 'K = 64, 512' or 'K = 16' for fewer
-    (a range of two would suggest the K between them were run)."""
+    """'K = 16 to 512' for three values or more that double from one to the next
+    (every power of two between was run); the K as run otherwise ('K = 16, 64, 256',
+    'K = 64, 512'): a range would suggest K that were not run."""
     ks = sorted(int(k) for k in ks)
-    return fmt_k_list(ks) if len(ks) <= 2 else f"K = {ks[0]} to {ks[-1]}"
+    doubling = len(ks) > 2 and all(b == 2 * a for a, b in zip(ks, ks[1:]))
+    return f"K = {ks[0]} to {ks[-1]}" if doubling else fmt_k_list(ks)
 
 
 def fmt_mean_std(mean: float, std: float) -> str:

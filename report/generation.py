@@ -109,13 +109,14 @@ def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
     setting = "" if brief else f"{v.setting} setting, "
     head = (f"**{label or f'{v.dataset}, generation'}**, {T.rate_phrase(v.contest)} ({setting}{ran}"
             f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
-            f"{'' if brief else '; samples at temperature 1'}): **{v.answer}**.")
+            f"{'' if brief else '; samples at temperature 1'}): "
+            f"{T.verdict_words(v.against[v.main])}.")
     order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
     for i, b in enumerate(order):
         ov = v.against[b]
         if brief and i:
-            clauses.append(f"Against {b}'s codes: {ov.answer}.")
+            clauses.append(f"Against {b}'s codes: {T.verdict_words(ov, bold=False)}.")
         else:
             who = v.contest.proposal if i == 0 else "it"
             clauses.append(f"Against {b}'s codes, {who} is {T.describe(ov, v.contest.proposal)}.")

@@ -345,7 +345,8 @@ def verdict_details(results: Results, v: RateVerdict, styles) -> list:
     comparison table, then where the proposal loses and the cost of quantization."""
     a = v.contest.proposal
     story = [Paragraph(F.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
-                                   f"**{v.answer}**"), styles["h2"])]
+                                   f"{T.verdict_words(v.against[v.main]) if v.against else v.answer}"),
+                      styles["h2"])]
     if not v.against:
         return story + [para(T.answer_item(v), styles["body"])]
     for b, ov in v.against.items():

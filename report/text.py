@@ -127,6 +127,21 @@ ABLATION_MEANING = {"yes": "the geodesic distances add a gain of their own",
                                            "difference"}
 
 
+def verdict_words(ov: OpponentVerdict, *, bold: bool = True) -> str:
+    """'**yes**' when every K says the same; else the K the answer rests on and
+    what the others say: '**yes** at K = 16, 64; no clear difference at K = 512',
+    or '**no clear difference** (yes at K = 16; no at K = 64)' when no K alone
+    gives the answer (report.verdicts.OpponentVerdict.split)."""
+    word = f"**{ov.answer}**" if bold else ov.answer
+    split = ov.split
+    if len(split) <= 1:
+        return word
+    parts = [f"{a} at {fmt_k_list(ks)}" for a, ks in split]
+    if split[0][0] == ov.answer:
+        return f"{word} at {fmt_k_list(split[0][1])}; " + "; ".join(parts[1:])
+    return f"{word} ({'; '.join(parts)})"
+
+
 def opponent_clause(ov: OpponentVerdict, proposal: str, first: bool) -> str:
     """'Against vqvae-global, trained end to end, geodesic-vae is ...' or, for an
     a-posteriori opponent, the ablation's clause and what it means."""
@@ -169,7 +184,7 @@ def answer_item(v: RateVerdict, label: str | None = None) -> str:
             f"{fmt_k_range(v.ks)}: ")
     if not v.against:
         return head + f"no answer: {proposal} has no matched-bits opponent in these results."
-    text = head + f"**{v.answer}**."
+    text = head + f"{verdict_words(v.against[v.main])}."
     if v.n_seeds < 2:
         text += " (1 seed: no difference can be called beyond the spread.)"
     order = [v.main] + [b for b in v.against if b != v.main]
@@ -189,12 +204,13 @@ def brief_item(v: RateVerdict, label: str | None = None) -> str:
     ran = ran_phrase(v.dataset, v.dataset_used)
     text = (f"**{label or v.dataset}**, {rate_phrase(v.contest)} ({ran}{plural(v.n_seeds, 'seed')}, "
             f"{fmt_k_range(v.ks)}): "
-            f"**{v.answer}**. {opponent_clause(v.against[v.main], proposal, True)}")
+            f"{verdict_words(v.against[v.main])}. "
+            f"{opponent_clause(v.against[v.main], proposal, True)}")
     if v.n_seeds < 2:
         text += " (1 seed: no difference can be called beyond the spread.)"
     others = [b for b in v.against if b != v.main]
     if others:
-        text += " " + " ".join(f"Against the {b} ablation: {v.against[b].answer} "
+        text += " " + " ".join(f"Against the {b} ablation: {verdict_words(v.against[b], bold=False)} "
                                f"({ABLATION_MEANING[v.against[b].answer]})." for b in others)
     return text + collapse_caveat(v)
 

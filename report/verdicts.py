@@ -138,6 +138,9 @@ def metric_verdict(table: pd.DataFrame, a: str, b: str) -> str:
     return "unclear"
 
 
+NO_DIFFERENCE = "no clear difference"
+
+
 def overall(groups: dict[str, list[str]]) -> str:
     """'yes' (better somewhere, worse nowhere), 'no' (the reverse), 'mixed' or
     'no clear difference', from metric_verdict groups."""
@@ -145,7 +148,7 @@ def overall(groups: dict[str, list[str]]) -> str:
         return "yes"
     if groups["worse"] and not groups["better"]:
         return "no"
-    return "mixed" if groups["better"] else "no clear difference"
+    return "mixed" if groups["better"] else NO_DIFFERENCE
 
 
 # --- contests and verdicts ------------------------------------------------------------
@@ -214,13 +217,26 @@ def unmatched_methods(present=None) -> tuple[str, ...]:
 
 class OpponentVerdict(NamedTuple):
     """The proposal against one opponent: answer (overall of groups), groups
-    ({'better'|'worse'|'unclear': [answer metric columns]}) and tables
-    ({metric: compare_methods table}, DETAIL_METRICS that apply to both)."""
+    ({'better'|'worse'|'unclear': [answer metric columns]}), tables
+    ({metric: compare_methods table}, DETAIL_METRICS that apply to both) and
+    by_k ({K: the answer at that K alone}, :func:`answers_by_k`)."""
 
     opponent: str
     answer: str
     groups: dict
     tables: dict
+    by_k: dict = {}
+
+    @property
+    def rests_on(self) -> tuple[int, ...]:
+        """The K the answer rests on (:func:`resting_ks`)."""
+        return resting_ks(self.answer, self.by_k)
+
+    @property
+    def split(self) -> list[tuple[str, tuple[int, ...]]]:
+        """[(answer, K)]: the K grouped by their own answer, the overall answer's
+        first; one entry when every K says the same (:func:`split_by_answer`)."""
+        return split_by_answer(self.answer, self.by_k)
 
 
 class RateVerdict(NamedTuple):
@@ -279,7 +295,46 @@ def verdict_of_tables(tables: dict, a: str, b: str, answer_metrics) -> OpponentV
     for metric in answer_metrics:
         if metric in tables:
             groups[metric_verdict(tables[metric], a, b)].append(metric)
-    return OpponentVerdict(b, overall(groups), groups, tables)
+    return OpponentVerdict(b, overall(groups), groups, tables,
+                           answers_by_k(tables, a, b, answer_metrics))
+
+
+def answers_by_k(tables: dict, a: str, b: str, answer_metrics) -> dict[int, str]:
+    """{K: the answer at that K alone}: :func:`overall` of the answer metrics,
+    each better (``a`` wins beyond the spread at K), worse (``b`` does) or
+    unclear there; K in increasing order."""
+    voting = [tables[m] for m in answer_metrics if m in tables]
+    out = {}
+    for k in sorted({int(k) for t in voting for k in t["K"]}):
+        groups = {"better": [], "worse": [], "unclear": []}
+        for metric, t in zip(answer_metrics, voting):
+            winner = t.loc[t["K"] == k, "winner"]
+            if len(winner):
+                key = {a: "better", b: "worse"}.get(winner.iloc[0], "unclear")
+                groups[key].append(metric)
+        out[k] = overall(groups)
+    return out
+
+
+def resting_ks(answer: str, by_k: dict) -> tuple[int, ...]:
+    """The K an ``answer`` rests on: those whose own answer is the same; for
+    'mixed' (one metric won at some K, another lost at others), those decided
+    either way; every K when none is."""
+    if answer == "mixed":
+        ks = tuple(k for k, a in by_k.items() if a != NO_DIFFERENCE)
+    else:
+        ks = tuple(k for k, a in by_k.items() if a == answer)
+    return ks or tuple(by_k)
+
+
+def split_by_answer(answer: str, by_k: dict) -> list[tuple[str, tuple[int, ...]]]:
+    """[(answer, K)] of ``by_k`` grouped by answer: ``answer``'s K first, then the
+    others in order of their first K; one entry when every K says the same."""
+    groups = {}
+    for k, a in by_k.items():
+        groups.setdefault(a, []).append(k)
+    first = [(answer, tuple(groups.pop(answer)))] if answer in groups else []
+    return first + [(a, tuple(ks)) for a, ks in groups.items()]
 
 
 def collapsed_codebooks(summary: pd.DataFrame, dataset: str, setting: str) -> dict[str, list[int]]:

@@ -294,6 +294,48 @@ def test_overall(better, worse, expected):
     assert V.overall({"better": better, "worse": worse, "unclear": ["usage"]}) == expected
 
 
+def k_table(winners: dict[int, str]) -> pd.DataFrame:
+    """A hand-made compare_values table: the winner at each K."""
+    return pd.DataFrame({"K": list(winners), "winner": list(winners.values())})
+
+
+NONE = "none"
+
+
+@pytest.mark.parametrize("tables, answer, by_k, rests_on, split", [
+    # two K of three decide it: the verdict rests on them and names the third
+    ({"test_mse": {16: P, 64: P, 512: NONE}}, "yes",
+     {16: "yes", 64: "yes", 512: V.NO_DIFFERENCE}, (16, 64),
+     [("yes", (16, 64)), (V.NO_DIFFERENCE, (512,))]),
+    # every K says the same: one entry, all K
+    ({"test_mse": {16: E2E, 64: E2E}}, "no", {16: "no", 64: "no"}, (16, 64), [("no", (16, 64))]),
+    # one K of four is not half: no clear difference, resting on the three undecided K
+    ({"test_mse": {16: P, 64: NONE, 256: NONE, 512: NONE}}, V.NO_DIFFERENCE,
+     {16: "yes", 64: V.NO_DIFFERENCE, 256: V.NO_DIFFERENCE, 512: V.NO_DIFFERENCE},
+     (64, 256, 512), [(V.NO_DIFFERENCE, (64, 256, 512)), ("yes", (16,))]),
+    # two metrics, each decided at other K: mixed rests on every K decided either way
+    ({"test_mse": {16: P, 64: P, 256: NONE}, "ari": {16: NONE, 64: E2E, 256: E2E}}, "mixed",
+     {16: "yes", 64: "mixed", 256: "no"}, (16, 64, 256),
+     [("mixed", (64,)), ("yes", (16,)), ("no", (256,))]),
+    # won and lost at as many K: no K alone says 'no clear difference', so it rests on all
+    ({"test_mse": {16: P, 64: E2E}}, V.NO_DIFFERENCE, {16: "yes", 64: "no"}, (16, 64),
+     [("yes", (16,)), ("no", (64,))]),
+])
+def test_a_verdict_names_the_k_it_rests_on(tables, answer, by_k, rests_on, split):
+    ov = V.verdict_of_tables({m: k_table(w) for m, w in tables.items()}, P, E2E, list(tables))
+    assert (ov.answer, ov.by_k, ov.rests_on, ov.split) == (answer, by_k, rests_on, split)
+
+
+def test_verdict_words_name_the_k_only_when_fewer_than_all_decide():
+    some = V.verdict_of_tables({"test_mse": k_table({16: P, 64: P, 512: NONE})}, P, E2E,
+                               ["test_mse"])
+    assert text.verdict_words(some) == "**yes** at K = 16, 64; no clear difference at K = 512"
+    every = V.verdict_of_tables({"test_mse": k_table({16: P, 64: P})}, P, E2E, ["test_mse"])
+    assert text.verdict_words(every) == "**yes**"
+    split = V.verdict_of_tables({"test_mse": k_table({16: P, 64: E2E})}, P, E2E, ["test_mse"])
+    assert text.verdict_words(split, bold=False) == "no clear difference (yes at K = 16; no at K = 64)"
+
+
 def test_newest_configuration_of_each_key_is_kept():
     rows = [{"dataset": "d", "setting": "full", "method": m, "K": k, "seed": s, "config_id": c}
             for c in ("a", "b") for m, k in ((P, 16), (ABL, 16)) for s in (0, 1)
@@ -425,7 +467,7 @@ def test_ablation_sentences_of_the_designed_outcome(designed):
     (av,) = V.all_ablations(designed)
     item = text.ablation_item(av)
     assert item.startswith("**fashion-mnist, ablation** (full setting, 8 of 8 geodesic-vae cells "
-                           "and 2 of 2 kmeans-vae cells, K = 16 to 256, 3 seeds per cell)")
+                           "and 2 of 2 kmeans-vae cells, K = 16, 64, 256, 3 seeds per cell)")
     assert f"{P}'s MSE is 25.0% higher than {ABL}'s (beyond the spread at every K)" in item
     assert ("decoder edge lengths 0% (within the spread); refined code vectors 30% (beyond the "
             "spread); a fine-tuned decoder 80% (beyond the spread), 0% once kmeans-vae gets it too "
@@ -814,6 +856,8 @@ def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("ks, expected", [([512], "K = 512"), ([512, 64], "K = 64, 512"),
-                                          ([256, 16, 64], "K = 16 to 256")])
-def test_k_range_names_two_values_rather_than_a_range(ks, expected):
+                                          ([256, 16, 64], "K = 16, 64, 256"),
+                                          ([64, 16, 32], "K = 16 to 64")])
+def test_k_range_names_the_k_as_run(ks, expected):
+    """Regression (#28): 'K = 16 to 256' was printed where only 16, 64 and 256 were run."""
     assert formatting.fmt_k_range(ks) == expected
