@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from report.load import CELL_COLUMNS, Results, all_cells, default_cell, is_default
-from report.sections import COMPARISON, SectionData
+from report.sections import COMPARISON, QUESTIONS, SectionData
 from utils import methods as M
 from utils import metric_registry as R
 
@@ -385,6 +385,60 @@ def all_verdicts(results: Results) -> list[RateVerdict]:
     return out
 
 
+# --- page 1: one verdict per question, rate and dataset ------------------------------
+
+class QuestionVerdict(NamedTuple):
+    """One cell of page 1's answer table: the proposal of ``contest`` against its
+    end-to-end opponent (``contest.question``) on the primary metric of
+    ``section`` (one of report.sections.QUESTIONS), on one dataset and setting.
+
+    verdict : the OpponentVerdict, or None where the metric does not apply to
+        both or either has no rows.
+    k : the largest K the verdict rests on (None without a verdict); mean_a,
+        mean_b : the proposal's and the opponent's means over seeds there.
+    """
+
+    dataset: str
+    setting: str
+    dataset_used: tuple
+    section: SectionData
+    contest: Contest
+    verdict: OpponentVerdict | None
+    k: int | None = None
+    mean_a: float = math.nan
+    mean_b: float = math.nan
+
+
+def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Contest,
+                     section: SectionData) -> QuestionVerdict:
+    """The cell of ``section`` at ``contest``'s rate from ``rows`` (any dataset and
+    setting of ``section``'s table: rows from any protocol serve alike)."""
+    rows = rows_of(rows, dataset, setting)
+    used = distinct(rows.loc[rows["method"] == contest.proposal, "dataset_used"])
+    b = contest.question
+    ov = opponent_verdict(rows, contest.proposal, b, section) if b in set(rows["method"]) else None
+    if ov is None:
+        return QuestionVerdict(dataset, setting, used, section, contest, None)
+    k = max(ov.rests_on)
+    at = ov.tables[section.answer_metrics[0]].set_index("K").loc[k]
+    return QuestionVerdict(dataset, setting, used, section, contest, ov, k, float(at["mean_a"]),
+                           float(at["mean_b"]))
+
+
+def answer_grid(tables: dict[str, pd.DataFrame], groups) -> list[QuestionVerdict]:
+    """Page 1's answer table as data: for each question of report.sections.QUESTIONS
+    and each rate whose proposal has rows in ``tables`` ({table name:
+    rows}, e.g. comparison.csv's and generation.csv's newest rows), the
+    :func:`question_verdict` of every (dataset, setting) of ``groups``, in order."""
+    present = {m for frame in tables.values() for m in frame["method"]}
+    return [question_verdict(tables.get(section.table, NO_ROWS), d, s, contest, section)
+            for section in QUESTIONS for contest in active_contests(present) for d, s in groups]
+
+
+# A table without rows (a results folder without generation.csv).
+NO_ROWS = pd.DataFrame(columns=["dataset", "setting", "method", "K", "seed", "dataset_used"])
+
+
 # --- the ablation: what each cell of the a-posteriori methods changes -----------------
 
 class Cell(NamedTuple):
@@ -591,6 +645,7 @@ class AblationVerdict(NamedTuple):
     factors : the :class:`Factor` of each of :data:`FACTORS` whose cell is present.
     best : {method: best_cells table on MSE}; best_gap: compare_best of the two.
     n_seeds : (fewest, most) seeds of any cell at any K.
+    dataset_used : the data the rows ran on (e.g. mnist-5k for mnist).
     """
 
     dataset: str
@@ -603,6 +658,7 @@ class AblationVerdict(NamedTuple):
     best: dict
     best_gap: pd.DataFrame
     n_seeds: tuple
+    dataset_used: tuple = ()
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -647,7 +703,8 @@ def ablation_verdict(results: Results, dataset: str, setting: str,
     both = rows[rows["method"].isin(list(present)) & (rows["K"] > 0)]
     counts = both.groupby(["method", *CELL_COLUMNS, "K"])["seed"].nunique()
     return AblationVerdict(dataset, setting, base, opponent, present, gap, factors, best,
-                           best_gap, (int(counts.min()), int(counts.max())))
+                           best_gap, (int(counts.min()), int(counts.max())),
+                           distinct(both["dataset_used"]))
 
 
 def all_ablations(results: Results) -> list[AblationVerdict]:
