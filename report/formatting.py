@@ -54,10 +54,10 @@ def fmt_k_range(ks) -> str:
 
 
 def fmt_mean_std(mean: float, std: float) -> str:
-    """'0.1880 ± 0.0058': four significant digits, the std to the same decimals."""
+    """'0.188 ± 0.006': three significant digits, the std to the same decimals."""
     if not np.isfinite(mean):
         return "-"
-    text = f"{mean:#.4g}"
+    text = f"{mean:#.3g}"
     if "e" in text:
         return f"{mean:.3g}" + (f" ± {std:.2g}" if np.isfinite(std) else "")
     text = text.rstrip(".")
@@ -104,3 +104,10 @@ def fmt_pct(pct: float) -> str:
 def fmt_share(pct: float) -> str:
     """'30%' (a share of the gap, rounded to a whole percent; never '-0%')."""
     return f"{int(round(pct))}%"
+
+
+def run_label(dataset: str, setting: str, used=()) -> str:
+    """A dataset as run: the data used ('mnist-5k', never the 'mnist' asked when it
+    fell back), with the setting when it is not the full one."""
+    name = ", ".join(map(str, used)) or dataset
+    return name if setting == "full" else f"{name}, {setting} setting"
