@@ -86,19 +86,24 @@ def sync_readme(path: Path, block: str, *, check: bool, others: dict[str, str] |
 def main(args):
     """Read the results, compute the verdicts; write the README block, or the PDF."""
     results = load_results(args.results_dir)
-    verdicts = all_verdicts(results)
-    ablations = all_ablations(results)
-    answer = text.short_answer(results, verdicts, EXTRAS, ablations)
     readme_path = args.readme or args.check_readme
     if readme_path:
+        answer = text.short_answer(results, all_verdicts(results), EXTRAS, all_ablations(results))
         block = readme.readme_block(answer, Path(text.display_path(args.out)))
         sync_readme(readme_path, block, check=args.check_readme is not None,
                     others=readme.generated_blocks(args.results_dir))
         return
-    story = build_story(results, verdicts, answer, headline_figure(results, verdicts),
-                        args.figures_dir, make_styles(), EXTRAS, ablations)
-    pages = write_pdf(story, args.out)
+    pages = write_pdf(report_story(results, args.figures_dir), args.out)
     print(f"wrote {args.out} ({pages} pages)", file=sys.stderr)
+
+
+def report_story(results, figures_dir: Path) -> list:
+    """The PDF's flowables from ``results`` (report.layout.build_story), the
+    figures drawn from summary.csv into ``figures_dir``."""
+    verdicts, ablations = all_verdicts(results), all_ablations(results)
+    answer = text.short_answer(results, verdicts, EXTRAS, ablations)
+    return build_story(results, verdicts, answer, headline_figure(results, verdicts), figures_dir,
+                       make_styles(), EXTRAS, ablations)
 
 
 def headline_figure(results, verdicts):
