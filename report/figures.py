@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from report.formatting import run_label  # noqa: E402
 from report.verdicts import (ABLATION_METRIC, cell_rows, cells_present,  # noqa: E402
                              direction, rows_of)
 from utils import methods as M  # noqa: E402
@@ -62,6 +63,13 @@ def method_rows(rows: pd.DataFrame, method: str, metric: str, x: str) -> pd.Data
     """One method's rows with a finite mean of ``metric``, sorted by ``x``."""
     sub = rows[(rows["method"] == method) & np.isfinite(rows[R.get(metric).mean])]
     return sub.sort_values(x)
+
+
+def run_title(rows: pd.DataFrame, dataset: str, setting: str) -> str:
+    """The dataset of ``rows`` as run ('mnist-5k'), never the name asked when it fell back."""
+    rows = rows_of(rows, dataset, setting)
+    used = dict.fromkeys(rows["dataset_used"]) if "dataset_used" in rows else ()
+    return run_label(dataset, setting, used)
 
 
 def panel_title(metric: str, prefix: str = "") -> str:
@@ -151,7 +159,8 @@ def plot_rate_distortion(summary: pd.DataFrame, dataset: str, setting: str, out)
             log2_axis(ax)
             ax.set(xlabel="bits per image (log scale)", ylabel=f"test {R.get(metric).label}",
                    title=panel_title(metric, "test "))
-        fig.suptitle(f"Rate vs distortion: {dataset}, {setting} setting (mean ± std over seeds)")
+        fig.suptitle(f"Rate vs distortion: {run_title(rows, dataset, setting)} (mean ± std over "
+                     f"seeds)")
         figure_legend(fig, axes)
         return save_figure(fig, out)
 
@@ -188,7 +197,7 @@ def plot_against_k(summary: pd.DataFrame, dataset: str, setting: str, metrics, o
 def plot_label_metrics(summary: pd.DataFrame, dataset: str, setting: str, out) -> list[Path]:
     """NMI and code-to-label accuracy against K for the one-code-per-image methods."""
     return plot_against_k(summary, dataset, setting, (R.NMI.column, R.LABEL_ACCURACY.column), out,
-                          title=f"Codes vs labels: {dataset}, {setting} setting "
+                          title=f"Codes vs labels: {run_title(summary, dataset, setting)} "
                                 "(mean ± std over seeds)",
                           ncols=2, methods=matched_methods())
 
@@ -198,7 +207,7 @@ def plot_metric_grid(summary: pd.DataFrame, dataset: str, setting: str, out,
     """Purity, ARI, perplexity, usage, intra/inter ratio and geodesic distortion
     against K; a method appears in a panel where the metric applies to it."""
     return plot_against_k(summary, dataset, setting, metrics, out, ncols=3,
-                          title=f"Further code metrics: {dataset}, {setting} setting "
+                          title=f"Further code metrics: {run_title(summary, dataset, setting)} "
                                 "(mean ± std over seeds)")
 
 
@@ -261,7 +270,7 @@ def plot_ablation(cell_summary: pd.DataFrame, dataset: str, setting: str, out, *
         log2_axis(ax)
         ax.set(xlabel="codebook size K (log2 K bits per image)", ylabel=f"test {R.get(metric).label}",
                title=panel_title(metric, "test "))
-        fig.suptitle(f"Ablation cells: {dataset}, {setting} setting (mean ± std over seeds; "
+        fig.suptitle(f"Ablation cells: {run_title(rows, dataset, setting)} (mean ± std over seeds; "
                      f"dashed: fine-tuned decoder)")
         handles, labels = ax.get_legend_handles_labels()
         if labels:
