@@ -223,7 +223,7 @@ def appendix(results, selection: pd.DataFrame, styles) -> list:
         seeds = F.unique_text(choose(selection[selection["dataset"] == dataset])["count"])
         story += heading(f"{dataset}: batch sizes chosen on validation", styles, "h2") + [
             para(f"Validation criterion of every candidate (mean over {seeds} seed(s)); in bold, "
-                 f"the chosen batch size.", styles["body"]), selection_table(selection, dataset, styles)]
+                 f"the chosen batch size.", styles["lead"]), selection_table(selection, dataset, styles)]
         if dataset in verdicts:
             v, _ = verdicts[dataset]
             story += [Paragraph(f"Test MSE of {T.verdict_label(v)}, main rows and chosen batch "

@@ -259,13 +259,13 @@ def appendix(results, frame: pd.DataFrame, styles) -> list:
         used = F.unique_text(frame.loc[frame["dataset"] == dataset, "dataset_used"])
         story += heading(f"{used}: the β-VAE rows", styles, "h2") + [
             para("Test MSE, mean ± std over seeds; the β = 1 rows and vqvae-conv are the main "
-                 "comparison's.", styles["body"]), kl_table(results, frame, dataset, styles)]
+                 "comparison's.", styles["lead"]), kl_table(results, frame, dataset, styles)]
     gen = generation_rows(results)
     if len(gen):
         story += heading("Priors over the β-VAE codes", styles, "h2") + [
             para("The same PixelCNN priors, samples and FIDs as the generation section, over the "
                  "codes of the β-VAE rows above where they were run, next to the β = 1 rows and "
-                 "vqvae-conv of generation.csv.", styles["body"]), generation_table(gen, styles)]
+                 "vqvae-conv of generation.csv.", styles["lead"]), generation_table(gen, styles)]
     return story
 
 

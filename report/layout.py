@@ -104,6 +104,8 @@ def make_styles() -> dict[str, ParagraphStyle]:
         "h2": ParagraphStyle("h2", parent=base["Heading2"], fontSize=11.5, leading=14, keepWithNext=1),
         "h3": ParagraphStyle("h3", parent=base["Heading3"], fontSize=10, leading=12.5, keepWithNext=1),
         "body": body,
+        # a paragraph that introduces the table below it: kept on the same page
+        "lead": ParagraphStyle("lead", parent=body, keepWithNext=1),
         "meta": ParagraphStyle("meta", parent=body, fontSize=8.5, leading=10.5,
                                textColor=colors.HexColor("#555555"), alignment=TA_CENTER),
         "bullet": ParagraphStyle("bullet", parent=body, leftIndent=12, bulletIndent=2, spaceAfter=3),
@@ -586,7 +588,7 @@ def group_appendix(results: Results, verdicts: list[RateVerdict], dataset: str, 
     label = T.group_label(results, dataset, setting)
     story = heading(f"{label}: every metric at every K", styles, "h2") + [para(
         f"Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the methods compared at "
-        f"matched bits at each K. '-' marks a metric that does not apply.", styles["body"])]
+        f"matched bits at each K. '-' marks a metric that does not apply.", styles["lead"])]
     for title, metrics in TABLES:
         story += [Paragraph(f"Table: {title} metrics, {label}", styles["h3"]),
                   metric_table(results.summary, dataset, setting, metrics, styles), Spacer(1, 6)]
