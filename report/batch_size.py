@@ -86,13 +86,20 @@ def pairs(results, selection: pd.DataFrame) -> list[tuple[RateVerdict, RateVerdi
 
 
 def label(v: RateVerdict) -> str:
-    return f"{v.dataset}, each side at the batch size chosen on validation"
+    return f"{T.verdict_label(v)}, each side at the batch size chosen on validation"
 
 
-def main_clause(main: RateVerdict | None) -> str:
-    if main is None:
+def main_batch(results, dataset: str, setting: str) -> str:
+    """The main rows' batch sizes, from their run record ('VAE 128, VQ-VAE 128')."""
+    return T.batch_sizes(results.records.get((dataset, setting), {}))
+
+
+def main_clause(results, main) -> str:
+    """The main rows' verdict at the same rate (a RateVerdict or GenerationVerdict)."""
+    if main is None or not main.against:
         return "The main rows have no verdict at this rate."
-    return f"At batch size 128 (the main rows) the answer is **{main.answer}**."
+    return (f"At the main rows' batch sizes ({main_batch(results, main.dataset, main.setting)}) "
+            f"the answer is {T.verdict_words(main.against[main.main])}.")
 
 
 def generation_pairs(results) -> list[tuple]:
@@ -114,10 +121,10 @@ def group_answer(results, selection: pd.DataFrame, group: tuple[str, str]) -> li
     placed right after that group's verdicts (an Extra's ``group_answer``): its
     comparison, then its generation where that was rerun too."""
     items = [f"{T.brief_item(v, label(v))} Chosen batch sizes: "
-             f"{chosen_text(selection, v.dataset)}. {main_clause(main)}"
+             f"{chosen_text(selection, v.dataset)}. {main_clause(results, main)}"
              for v, main in pairs(results, selection) if (v.dataset, v.setting) == group]
     items += [f"{G.answer_item(frame, v, brief=True, label=label(v).replace(', each', ', generation, each'))} "
-              f"{main_clause(main)}"
+              f"{main_clause(results, main)}"
               for frame, v, main in generation_pairs(results) if (v.dataset, v.setting) == group]
     return items
 
@@ -130,7 +137,8 @@ def answer(results, selection: pd.DataFrame) -> list[str]:
             for dataset in sorted(set(selection["dataset"]) - done)]
 
 
-INTRO = ("The main rows train every model for a fixed number of epochs at batch size 128. On a "
+INTRO = ("The main rows train every model for a fixed number of epochs at one batch size "
+         "({batch}, from their run record). On a "
          "small training split that is few optimiser steps, and both the VAE and the VQ-VAE gain "
          "from smaller batches. Here each side gets the batch size that its own validation loss "
          "prefers, measured at the sweep's epochs on the validation part of the training split "
@@ -162,12 +170,12 @@ def selection_table(selection: pd.DataFrame, dataset: str, styles):
 
 
 def mse_table_data(results, v: RateVerdict) -> list[list[str]]:
-    """Method x K test MSE, main rows (batch 128) against the rerun, as data."""
+    """Method x K test MSE, the main rows against the rerun at the chosen batch sizes, as data."""
     rerun = load_results(folder_of(ResultPaths(Path(results.root))))
     ks = list(v.ks)
     data = [["method", "batch"] + [f"K = {k}" for k in ks]]
     for method in (v.contest.proposal, *v.against):
-        for name, res in (("128", results), ("chosen", rerun)):
+        for name, res in (("main rows", results), ("chosen", rerun)):
             rows = rows_of(res.comparison, v.dataset, v.setting)
             rows = rows[rows["method"] == method]
             cells = []
@@ -186,31 +194,47 @@ def mse_table(results, v: RateVerdict, styles):
 
 
 def details(results, selection: pd.DataFrame, styles) -> list:
-    """The section: why, the choice, the verdict from the numbers, the MSE table."""
-    from report.layout import para
+    """The section of the main body: why, the choice, the verdict from the numbers."""
+    from report.layout import heading, para
 
-    commits = T.run_commits(results.records)
-    ran = f" These runs are at git commit {commits}." if commits != "-" else ""
-    story = [Paragraph("Batch size chosen on the validation split", styles["h1"]),
-             para(INTRO + ran, styles["body"])]
+    batch = F.unique_text(main_batch(results, *g) for g in results.groups)
+    story = heading("Batch size chosen on the validation split", styles) + [
+        para(INTRO.format(batch=batch), styles["body"])]
     verdicts = {v.dataset: (v, main) for v, main in pairs(results, selection)}
     for dataset in selection["dataset"].unique():
-        story += [Paragraph(dataset, styles["h2"]),
-                  para(f"Validation criterion of every candidate (mean over "
-                       f"{F.unique_text(choose(selection[selection['dataset'] == dataset])['count'])} "
-                       f"seed(s)); in bold, the chosen batch size.", styles["body"]),
-                  selection_table(selection, dataset, styles)]
         if dataset in verdicts:
             v, main = verdicts[dataset]
-            story += [para(f"{T.answer_item(v, label(v))} {main_clause(main)}", styles["body"]),
-                      Paragraph("Test MSE at batch 128 and at the chosen batch sizes", styles["h3"]),
-                      mse_table(results, v, styles)]
-        for frame, v, main in generation_pairs(results):
-            if v.dataset == dataset:
-                story += [Paragraph("Priors over the codes at the chosen batch sizes", styles["h3"]),
-                          para(f"{G.answer_item(frame, v)} {main_clause(main)}", styles["body"]),
-                          G.generation_table(G.newest(frame[frame["dataset"] == dataset]), styles)]
+            story.append(para(f"{T.answer_item(v, label(v))} Chosen batch sizes: "
+                              f"{chosen_text(selection, dataset)}. {main_clause(results, main)}",
+                              styles["body"]))
+        story += [para(f"{G.answer_item(frame, v)} {main_clause(results, main)}", styles["body"])
+                  for frame, v, main in generation_pairs(results) if v.dataset == dataset]
     return story
 
 
-EXTRA = Extra("batch size", folder_of, answer, details, read_selection, group_answer)
+def appendix(results, selection: pd.DataFrame, styles) -> list:
+    """The section of the appendix: the validation criterion of every candidate,
+    test MSE at both batch sizes and the priors at the chosen ones."""
+    from report.layout import heading, para
+
+    story = []
+    verdicts = {v.dataset: (v, main) for v, main in pairs(results, selection)}
+    for dataset in selection["dataset"].unique():
+        seeds = F.unique_text(choose(selection[selection["dataset"] == dataset])["count"])
+        story += heading(f"{dataset}: batch sizes chosen on validation", styles, "h2") + [
+            para(f"Validation criterion of every candidate (mean over {seeds} seed(s)); in bold, "
+                 f"the chosen batch size.", styles["lead"]), selection_table(selection, dataset, styles)]
+        if dataset in verdicts:
+            v, _ = verdicts[dataset]
+            story += [Paragraph(f"Test MSE of {T.verdict_label(v)}, main rows and chosen batch "
+                                f"sizes", styles["h3"]), mse_table(results, v, styles)]
+        story += [item for frame, v, _ in generation_pairs(results) if v.dataset == dataset
+                  for item in (Paragraph("Priors over the codes at the chosen batch sizes",
+                                         styles["h3"]),
+                               G.generation_table(G.newest(frame[frame["dataset"] == dataset]),
+                                                  styles))]
+    return story
+
+
+EXTRA = Extra("batch size", folder_of, answer, details, read_selection, group_answer,
+              appendix=appendix)

@@ -24,9 +24,9 @@ from report import batch_size, generation, kl_weight, readme, text
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
 from report.load import load_results
-from report.sections import Extra
+from report.sections import Extra, present_extras
 from report.verdicts import all_ablations, all_verdicts
-from utils import methods as M
+from utils import metric_registry as R
 from utils.cli import make_parser, run_main
 from utils.errors import UserError
 from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
@@ -86,23 +86,38 @@ def sync_readme(path: Path, block: str, *, check: bool, others: dict[str, str] |
 def main(args):
     """Read the results, compute the verdicts; write the README block, or the PDF."""
     results = load_results(args.results_dir)
-    verdicts = all_verdicts(results)
-    ablations = all_ablations(results)
-    answer = text.short_answer(results, verdicts, EXTRAS, ablations)
     readme_path = args.readme or args.check_readme
     if readme_path:
+        answer = text.short_answer(results, all_verdicts(results), EXTRAS, all_ablations(results))
         block = readme.readme_block(answer, Path(text.display_path(args.out)))
         sync_readme(readme_path, block, check=args.check_readme is not None,
                     others=readme.generated_blocks(args.results_dir))
         return
-    headline_rate = M.get(M.PROPOSAL).rate
-    headline_groups = [(v.dataset, v.setting) for v in verdicts
-                       if v.contest.rate == headline_rate and v.against]
-    headline = plot_headline(results.summary, headline_groups) if headline_groups else None
-    story = build_story(results, verdicts, answer, headline, args.figures_dir, make_styles(),
-                        EXTRAS, ablations)
-    pages = write_pdf(story, args.out)
+    pages = write_pdf(report_story(results, args.figures_dir), args.out)
     print(f"wrote {args.out} ({pages} pages)", file=sys.stderr)
+
+
+def report_story(results, figures_dir: Path) -> list:
+    """The PDF's flowables from ``results`` (report.layout.build_story), the
+    figures drawn from summary.csv into ``figures_dir``."""
+    verdicts, ablations = all_verdicts(results), all_ablations(results)
+    answer = text.short_answer(results, verdicts, EXTRAS, ablations)
+    return build_story(results, verdicts, answer, headline_figure(results, verdicts), figures_dir,
+                       make_styles(), EXTRAS, ablations)
+
+
+def headline_figure(results, verdicts):
+    """Page 1's figure (report.figures.plot_headline) over every group with a
+    verdict, at every rate, with the generation rows where they exist; None
+    without a verdict."""
+    groups = list(dict.fromkeys((v.dataset, v.setting) for v in verdicts if v.against))
+    if not groups:
+        return None
+    tables = text.answer_tables(results, present_extras(results, EXTRAS))
+    contests = list(dict.fromkeys(v.contest for v in verdicts if v.against))
+    return plot_headline(results.summary,
+                         [(d, s, text.group_label(results, d, s)) for d, s in groups], contests,
+                         tables.get(R.GENERATION))
 
 
 if __name__ == "__main__":

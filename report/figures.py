@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from report.formatting import run_label  # noqa: E402
 from report.verdicts import (ABLATION_METRIC, cell_rows, cells_present,  # noqa: E402
                              direction, rows_of)
 from utils import methods as M  # noqa: E402
@@ -35,7 +36,6 @@ from utils.plot import save_figure  # noqa: E402
 RATE_DISTORTION, LABEL_METRICS, METRIC_GRID, ABLATION = SUMMARY_FIGURES
 GRID_METRICS = tuple(m.column for m in (R.PURITY, R.ARI, R.PERPLEXITY, R.USAGE, R.INTRA_INTER,
                                          R.GEODESIC_DISTORTION))
-HEADLINE_METRICS = (R.MSE.column, R.LABEL_ACCURACY.column)
 # Figures are drawn about as wide as the report's text column, so 9 pt stays >= 8 pt printed.
 FIGURE_WIDTH_IN = 6.6
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 9,
@@ -65,6 +65,13 @@ def method_rows(rows: pd.DataFrame, method: str, metric: str, x: str) -> pd.Data
     return sub.sort_values(x)
 
 
+def run_title(rows: pd.DataFrame, dataset: str, setting: str) -> str:
+    """The dataset of ``rows`` as run ('mnist-5k'), never the name asked when it fell back."""
+    rows = rows_of(rows, dataset, setting)
+    used = dict.fromkeys(rows["dataset_used"]) if "dataset_used" in rows else ()
+    return run_label(dataset, setting, used)
+
+
 def panel_title(metric: str, prefix: str = "") -> str:
     """'<prefix><name> (lower is better)'; the direction on a second line when the
     title is long, so that neighbouring titles never touch."""
@@ -87,9 +94,11 @@ def errorbar(ax, method: str, x, mean, std, shift: float = 1.0) -> None:
                 color=m.color, marker=m.marker, ms=5, lw=1.4, capsize=3, label=m.label)
 
 
-def continuous_reference(ax, rows: pd.DataFrame, metric: str, rate: str = M.IMAGE_RATE) -> None:
+def continuous_reference(ax, rows: pd.DataFrame, metric: str, rate: str = M.IMAGE_RATE, *,
+                         band: bool = True) -> None:
     """The unquantized reference of ``rate`` as a dashed horizontal line, its seed
-    spread as a band (nothing when the rate has none or it lacks the metric)."""
+    spread as a band unless not ``band`` (nothing when the rate has none or it
+    lacks the metric)."""
     name = M.reference(rate)
     ref = rows[(rows["method"] == name) & np.isfinite(rows[R.get(metric).mean])] if name else rows[:0]
     if ref.empty:
@@ -97,7 +106,7 @@ def continuous_reference(ax, rows: pd.DataFrame, metric: str, rate: str = M.IMAG
     mean, std = float(ref[R.get(metric).mean].iloc[0]), float(np.nan_to_num(ref[R.get(metric).std].iloc[0]))
     m = M.get(name)
     ax.axhline(mean, color=m.color, ls="--", lw=1.2, label=m.label)
-    if std > 0:
+    if band and std > 0:
         ax.axhspan(mean - std, mean + std, color=m.color, alpha=0.12, lw=0)
 
 
@@ -150,7 +159,8 @@ def plot_rate_distortion(summary: pd.DataFrame, dataset: str, setting: str, out)
             log2_axis(ax)
             ax.set(xlabel="bits per image (log scale)", ylabel=f"test {R.get(metric).label}",
                    title=panel_title(metric, "test "))
-        fig.suptitle(f"Rate vs distortion: {dataset}, {setting} setting (mean ± std over seeds)")
+        fig.suptitle(f"Rate vs distortion: {run_title(rows, dataset, setting)} (mean ± std over "
+                     f"seeds)")
         figure_legend(fig, axes)
         return save_figure(fig, out)
 
@@ -187,7 +197,7 @@ def plot_against_k(summary: pd.DataFrame, dataset: str, setting: str, metrics, o
 def plot_label_metrics(summary: pd.DataFrame, dataset: str, setting: str, out) -> list[Path]:
     """NMI and code-to-label accuracy against K for the one-code-per-image methods."""
     return plot_against_k(summary, dataset, setting, (R.NMI.column, R.LABEL_ACCURACY.column), out,
-                          title=f"Codes vs labels: {dataset}, {setting} setting "
+                          title=f"Codes vs labels: {run_title(summary, dataset, setting)} "
                                 "(mean ± std over seeds)",
                           ncols=2, methods=matched_methods())
 
@@ -197,7 +207,7 @@ def plot_metric_grid(summary: pd.DataFrame, dataset: str, setting: str, out,
     """Purity, ARI, perplexity, usage, intra/inter ratio and geodesic distortion
     against K; a method appears in a panel where the metric applies to it."""
     return plot_against_k(summary, dataset, setting, metrics, out, ncols=3,
-                          title=f"Further code metrics: {dataset}, {setting} setting "
+                          title=f"Further code metrics: {run_title(summary, dataset, setting)} "
                                 "(mean ± std over seeds)")
 
 
@@ -260,7 +270,7 @@ def plot_ablation(cell_summary: pd.DataFrame, dataset: str, setting: str, out, *
         log2_axis(ax)
         ax.set(xlabel="codebook size K (log2 K bits per image)", ylabel=f"test {R.get(metric).label}",
                title=panel_title(metric, "test "))
-        fig.suptitle(f"Ablation cells: {dataset}, {setting} setting (mean ± std over seeds; "
+        fig.suptitle(f"Ablation cells: {run_title(rows, dataset, setting)} (mean ± std over seeds; "
                      f"dashed: fine-tuned decoder)")
         handles, labels = ax.get_legend_handles_labels()
         if labels:
@@ -288,33 +298,68 @@ def draw_summary_figures(summary: pd.DataFrame, dataset: str, setting: str,
             for name, plot in PLOTS.items()}
 
 
-def plot_headline(summary: pd.DataFrame, groups, *, rate: str = M.IMAGE_RATE,
-                  metrics=HEADLINE_METRICS) -> io.BytesIO:
-    """The headline figure: one row per (dataset, setting), one panel per metric
-    against K, the matched-bits methods of ``rate`` with their seed spread and
-    the unquantized reference; returned as PNG bytes (150 dpi)."""
+def seed_stats(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean and std over seeds (ddof 1, as summary.csv) of ``metric`` and of the bits
+    per image, per method and K: columns method, K, mean, std, bits."""
+    rows = rows[np.isfinite(rows[metric].astype(float))]
+    stats = rows.groupby(["method", "K"])[metric].agg(["mean", "std"])
+    bits = rows.groupby(["method", "K"])[R.BITS.column].first().rename("bits")
+    return stats.join(bits).reset_index()
+
+
+def headline_methods(contests) -> list[str]:
+    """Each contest's proposal, its a-posteriori ablations and its end-to-end
+    opponent, rate by rate."""
+    return list(dict.fromkeys(n for c in contests for n in (*c.ablations, c.proposal, c.question)
+                              if n))
+
+
+def plot_headline(summary: pd.DataFrame, groups, contests, generation: pd.DataFrame | None = None
+                  ) -> io.BytesIO:
+    """Page 1's figure: one row per (dataset, setting, label) of ``groups``; test MSE
+    against bits per image (log2 x) for the methods of every contest of
+    ``contests`` (both rates), mean ± std over seeds, the unquantized reference of
+    each rate dashed; and, where ``generation`` (its newest rows) has them, sample
+    FID against bits, the FID of training against test images dotted. Returned as
+    PNG bytes (150 dpi)."""
     groups = list(groups)
+    methods = headline_methods(contests)
+    metrics = [R.MSE.column] + ([R.FID_SAMPLES.column] if generation is not None
+                                and len(generation) else [])
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(max(len(groups), 1), len(metrics), squeeze=False,
-                                 figsize=(FIGURE_WIDTH_IN, 1.8 * max(len(groups), 1) + 0.5),
+                                 figsize=(FIGURE_WIDTH_IN, 2.0 * max(len(groups), 1) + 0.6),
                                  layout="constrained")
-        for row, (dataset, setting) in zip(axes, groups):
-            rows = rows_of(summary, dataset, setting)
+        for row, (dataset, setting, label) in zip(axes, groups):
             for ax, metric in zip(row, metrics):
+                if metric == R.MSE.column:
+                    rows = rows_of(summary, dataset, setting)
+                    stats = rows.assign(mean=rows[R.MSE.mean], std=rows[R.MSE.std],
+                                        bits=rows[R.BITS.mean])
+                    for c in contests:
+                        continuous_reference(ax, rows, metric, c.rate, band=False)
+                else:
+                    gen = rows_of(generation, dataset, setting)
+                    stats = seed_stats(gen, metric)
+                    if len(gen):
+                        floor = gen.drop_duplicates("seed")[R.FID_TRAIN.column]
+                        ax.axhline(floor.mean(), color="0.3", ls=":", lw=1.2,
+                                   label="training vs test images")
                 drawn = 0
-                for method in matched_methods(rate):
-                    sub = method_rows(rows[rows["K"] > 0], method, metric, "K")
+                for method in methods:
+                    sub = stats[(stats["method"] == method) & np.isfinite(stats["mean"])]
                     if len(sub):
-                        errorbar(ax, method, sub["K"], sub[R.get(metric).mean], sub[R.get(metric).std],
-                                 dodge(method))
+                        sub = sub.sort_values("bits")
+                        errorbar(ax, method, sub["bits"], sub["mean"], sub["std"], dodge(method))
                         drawn += 1
-                continuous_reference(ax, rows, metric, rate)
                 if not drawn:
                     empty_panel(ax)
                 log2_axis(ax)
-                ax.set(ylabel=R.get(metric).label, title=panel_title(metric, f"{dataset} ({setting}): "))
+                ax.set(ylabel=f"test {R.get(metric).label}" if metric == R.MSE.column
+                       else R.get(metric).label,
+                       title=panel_title(metric, f"{label}: "))
         for ax in axes[-1]:
-            ax.set_xlabel("codebook size K (log2 K bits per image)")
+            ax.set_xlabel("bits per image (log scale)")
         figure_legend(fig, axes)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=150)

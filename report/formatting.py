@@ -45,17 +45,19 @@ def fmt_k_list(ks) -> str:
 
 
 def fmt_k_range(ks) -> str:
-    """'K = 16 to 512' for three values or more; 'K = 64, 512' or 'K = 16' for fewer
-    (a range of two would suggest the K between them were run)."""
+    """'K = 16 to 512' for three values or more that double from one to the next
+    (every power of two between was run); the K as run otherwise ('K = 16, 64, 256',
+    'K = 64, 512'): a range would suggest K that were not run."""
     ks = sorted(int(k) for k in ks)
-    return fmt_k_list(ks) if len(ks) <= 2 else f"K = {ks[0]} to {ks[-1]}"
+    doubling = len(ks) > 2 and all(b == 2 * a for a, b in zip(ks, ks[1:]))
+    return f"K = {ks[0]} to {ks[-1]}" if doubling else fmt_k_list(ks)
 
 
 def fmt_mean_std(mean: float, std: float) -> str:
-    """'0.1880 ± 0.0058': four significant digits, the std to the same decimals."""
+    """'0.188 ± 0.006': three significant digits, the std to the same decimals."""
     if not np.isfinite(mean):
         return "-"
-    text = f"{mean:#.4g}"
+    text = f"{mean:#.3g}"
     if "e" in text:
         return f"{mean:.3g}" + (f" ± {std:.2g}" if np.isfinite(std) else "")
     text = text.rstrip(".")
@@ -102,3 +104,10 @@ def fmt_pct(pct: float) -> str:
 def fmt_share(pct: float) -> str:
     """'30%' (a share of the gap, rounded to a whole percent; never '-0%')."""
     return f"{int(round(pct))}%"
+
+
+def run_label(dataset: str, setting: str, used=()) -> str:
+    """A dataset as run: the data used ('mnist-5k', never the 'mnist' asked when it
+    fell back), with the setting when it is not the full one."""
+    name = ", ".join(map(str, used)) or dataset
+    return name if setting == "full" else f"{name}, {setting} setting"

@@ -104,18 +104,17 @@ def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
     '<dataset>, generation'."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
-    ran = T.ran_phrase(v.dataset, v.dataset_used)
     prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
-    setting = "" if brief else f"{v.setting} setting, "
-    head = (f"**{label or f'{v.dataset}, generation'}**, {T.rate_phrase(v.contest)} ({setting}{ran}"
+    head = (f"**{label or f'{T.verdict_label(v)}, generation'}**, {T.rate_phrase(v.contest)} ("
             f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
-            f"{'' if brief else '; samples at temperature 1'}): **{v.answer}**.")
+            f"{'' if brief else '; samples at temperature 1'}): "
+            f"{T.verdict_words(v.against[v.main])}.")
     order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
     for i, b in enumerate(order):
         ov = v.against[b]
         if brief and i:
-            clauses.append(f"Against {b}'s codes: {ov.answer}.")
+            clauses.append(f"Against {b}'s codes: {T.verdict_words(ov, bold=False)}.")
         else:
             who = v.contest.proposal if i == 0 else "it"
             clauses.append(f"Against {b}'s codes, {who} is {T.describe(ov, v.contest.proposal)}.")
@@ -172,24 +171,40 @@ def sample_figures(root: Path, rows: pd.DataFrame, dataset: str, setting: str) -
         png = ResultPaths(root).samples_figure(dataset, method, K, setting).with_suffix(".png")
         if png.is_file():
             prior = PRIORS.get(g["prior"].iloc[0], g["prior"].iloc[0])
-            out.append((png, f"Samples of {method} at K = {K} ({dataset}, seed {int(g['seed'].min())}): "
+            out.append((png, f"Samples of {method} at K = {K} ({group_label(g, dataset, setting)}, "
+                             f"seed {int(g['seed'].min())}): "
                              f"codes drawn from {prior} at temperature 1, decoded by its decoder."))
     return out
 
 
-def details(results, frame: pd.DataFrame, styles) -> list:
-    """The generation section: how, the verdicts in words, the table, the sample grids."""
-    from report.layout import figure_pair, figure, para
+def group_label(rows: pd.DataFrame, dataset: str, setting: str) -> str:
+    """One (dataset, setting) of generation.csv as run ('mnist-5k')."""
+    return F.run_label(dataset, setting, dict.fromkeys(rows["dataset_used"]))
 
-    story = [Paragraph("Generation: a learned prior over the codes", styles["h1"]),
-             para(intro_text(frame), styles["body"])]
-    rows_all = newest(frame)
+
+def details(results, frame: pd.DataFrame, styles) -> list:
+    """The generation section of the main body: how, and the verdicts in words."""
+    from report.layout import heading, para
+
+    story = heading("Generation: a learned prior over the codes", styles) + [
+        para(intro_text(frame), styles["body"])]
     verdicts = generation_verdicts(frame)
-    for (dataset, setting), rows in rows_all.groupby(["dataset", "setting"], sort=False):
-        story.append(Paragraph(f"{dataset}, {setting} setting", styles["h2"]))
+    for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
+        story += heading(group_label(rows, dataset, setting), styles, "h2", 0.15)
         story += [para(answer_item(frame, v), styles["body"]) for v in verdicts
                   if (v.dataset, v.setting) == (dataset, setting)]
-        story.append(generation_table(rows, styles))
+    return story
+
+
+def appendix(results, frame: pd.DataFrame, styles) -> list:
+    """The generation section of the appendix: the table of every measure per K,
+    and the sample grids."""
+    from report.layout import figure, figure_pair, heading
+
+    story = []
+    for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
+        story += heading(f"{group_label(rows, dataset, setting)}: generation at every K", styles,
+                         "h2") + [generation_table(rows, styles)]
         figs = sample_figures(results.root, rows, dataset, setting)
         story += [figure_pair(figs[i], figs[i + 1], styles) if i + 1 < len(figs)
                   else figure(*figs[i], styles) for i in range(0, len(figs), 2)]
@@ -197,4 +212,4 @@ def details(results, frame: pd.DataFrame, styles) -> list:
 
 
 EXTRA = Extra("Generation", lambda p: p.generation, answer, details, read_generation,
-              data=GENERATION)
+              data=GENERATION, rows=newest, appendix=appendix)

@@ -121,26 +121,33 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
     base = table.get((dataset, BASELINE, None), {})
     seeds = F.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
                           if b not in (None, 1.0))
-    parts, words = [], []
+    parts, briefs, words = [], [], []
     for beta in betas:
         geo, bound = table.get((dataset, GRID[0], beta), {}), table.get((dataset, BOUND, beta), {})
         if not geo:
             continue
-        vs = []
+        vs, mine = [], {}
         for k in ks:
             if k in geo and k in base:
                 g, v = geo[k], base[k]
                 word = "better" if g.beats(v) else "worse" if v.beats(g) else "within the spread"
-                vs.append(f"K = {k} {g.mean:.4f} vs {v.mean:.4f} ({word})")
+                vs.append(f"K = {k} {g.mean:.3g} vs {v.mean:.3g} ({word})")
+                mine.setdefault(word, []).append(k)
                 words.append(word)
-        bound_text = f"bound {bound[0].mean:.4f}; " if 0 in bound else ""
+        bound_text = f"bound {bound[0].mean:.3g}; " if 0 in bound else ""
         parts.append(f"{beta_text(beta)}: {bound_text}{GRID[0]} vs {BASELINE}: " + ", ".join(vs))
+        where = "; ".join(f"{w} at every K" if len(ks_) == len(vs) else f"{w} at {F.fmt_k_list(ks_)}"
+                          for w, ks_ in mine.items())
+        top = max(k for k in ks if k in geo and k in base) if vs else None
+        briefs.append(f"{beta_text(beta)}: {bound_text}{where}"
+                      + (f" (K = {top}: {geo[top].mean:.3g} vs {base[top].mean:.3g})" if top else ""))
     verdict = {"worse": "no", "better": "yes", "within the spread": "no clear difference"}
     overall = verdict[words[0]] if words and len(set(words)) == 1 else "mixed"
-    head = (f"**{dataset}, grid rate with β-VAEs** ({seeds} seeds, {F.fmt_k_range(ks)}; test "
+    used = F.unique_text(frame.loc[frame["dataset"] == dataset, "dataset_used"])
+    head = (f"**{used}, grid rate with β-VAEs** ({seeds} seeds, {F.fmt_k_range(ks)}; test "
             f"MSE): **{overall}**, {GRID[0]} against {BASELINE} at each β and K. ")
     if brief:
-        return head + "; ".join(parts) + "."
+        return head + "; ".join(briefs) + "."
     k_vs_geo = []
     for beta in betas:
         geo, km = table.get((dataset, GRID[0], beta), {}), table.get((dataset, GRID[1], beta), {})
@@ -233,22 +240,33 @@ def generation_table(rows: pd.DataFrame, styles):
 
 
 def details(results, frame: pd.DataFrame, styles) -> list:
-    """The section: why, the sentence from the numbers, the table."""
-    from report.layout import para
+    """The section of the main body: why, and the sentence from the numbers."""
+    from report.layout import heading, para
 
-    story = [Paragraph("Grid rate with β-VAEs: is it the KL term?", styles["h1"]),
-             para(INTRO, styles["body"])]
+    story = heading("Grid rate with β-VAEs: is it the KL term?", styles) + [
+        para(f"{INTRO} Each folder's β is read from its run record; training epochs of its rows: "
+             f"{T.epochs_text(frame)}.", styles["body"])]
+    return story + [para(answer_item(results, frame, dataset), styles["body"])
+                    for dataset in frame["dataset"].unique()]
+
+
+def appendix(results, frame: pd.DataFrame, styles) -> list:
+    """The section of the appendix: the β rows' table, and the priors over their codes."""
+    from report.layout import heading, para
+
+    story = []
     for dataset in frame["dataset"].unique():
-        story += [Paragraph(dataset, styles["h2"]), para(answer_item(results, frame, dataset), styles["body"]),
-                  kl_table(results, frame, dataset, styles)]
+        used = F.unique_text(frame.loc[frame["dataset"] == dataset, "dataset_used"])
+        story += heading(f"{used}: the β-VAE rows", styles, "h2") + [
+            para("Test MSE, mean ± std over seeds; the β = 1 rows and vqvae-conv are the main "
+                 "comparison's.", styles["lead"]), kl_table(results, frame, dataset, styles)]
     gen = generation_rows(results)
     if len(gen):
-        story += [Paragraph("Priors over the β-VAE codes", styles["h2"]),
-                  para("The same PixelCNN priors, samples and FIDs as the generation section, over "
-                       "the codes of the β-VAE rows above where they were run, next to the β = 1 "
-                       "rows and vqvae-conv of generation.csv.", styles["body"]),
-                  generation_table(gen, styles)]
+        story += heading("Priors over the β-VAE codes", styles, "h2") + [
+            para("The same PixelCNN priors, samples and FIDs as the generation section, over the "
+                 "codes of the β-VAE rows above where they were run, next to the β = 1 rows and "
+                 "vqvae-conv of generation.csv.", styles["lead"]), generation_table(gen, styles)]
     return story
 
 
-EXTRA = Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows)
+EXTRA = Extra("β-VAE grid rate", folder_of, answer, details, read_kl_rows, appendix=appendix)

@@ -1,18 +1,22 @@
-"""The PDF's layout with reportlab: page 1 carries the answer, the details follow.
+"""The PDF's layout with reportlab: page 1 answers, the main body explains, the
+appendix holds the rows.
 
-Page 1: the question, the short answer (report/text.py, the same words as the
-README) and one headline figure (at the top of page 2 when the answer leaves it
-too little room). From page 2: methods and bit budgets, the rule,
-the set-up, then one section per (dataset, setting) -- tables, the matched-bits
-comparisons of every rate's contest, the ablation of the a-posteriori cells
-(when the results hold cells other than the default ones), figures -- then the
-sections of
-``extras`` (report.sections.Extra) whose CSV is present, then the limitations.
+Page 1: the question in two sentences, the answer in one, the answer table and
+the headline figure across both rates (report/text.py: the sentence and the table
+are the README's block too). The main body, at most twelve pages: the findings,
+methods and bit budgets, the rule, one section per (dataset, setting) -- what ran,
+the figures of reconstruction and labels, the verdict of every rate's contest, the
+ablation -- then the sections of ``extras`` (report.sections.Extra) whose CSV is
+present, then the limitations. The appendix: per group every metric at every K,
+the comparisons at each K, the ablation cells and the further figures; the
+extras' rows; the set-up and configuration ids; the commit of every published
+row (report/provenance.py).
 
-No page is left mostly empty: figures are at most :data:`FIGURE_MAX` of the
-page tall (so one that does not fit leaves at most that much behind it), each
-table is followed by the figure of its metrics, and the square figures that
-read at half width (:data:`PAIRED`) go two side by side.
+Every text cell wraps within its column (:func:`render`, checked by
+:func:`cell_overflows`); headings start a new page rather than end one
+(:func:`heading`). No page is left mostly empty: figures are at most
+:data:`FIGURE_MAX` of the page tall, and the square figures that read at half
+width (:data:`PAIRED`) go two side by side.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import io
 import os
 from pathlib import Path
 from typing import Sequence
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
@@ -30,15 +35,17 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFrame,
-                                KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
-                                TableStyle)
+                                KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer,
+                                Table, TableStyle)
 
 from report import formatting as F
 from report import text as T
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
 from report.load import Results
+from report.provenance import provenance
 from report.sections import present_extras
 from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, all_ablations,
                              cell_rows, contests, direction, rows_of)
@@ -97,6 +104,8 @@ def make_styles() -> dict[str, ParagraphStyle]:
         "h2": ParagraphStyle("h2", parent=base["Heading2"], fontSize=11.5, leading=14, keepWithNext=1),
         "h3": ParagraphStyle("h3", parent=base["Heading3"], fontSize=10, leading=12.5, keepWithNext=1),
         "body": body,
+        # a paragraph that introduces the table below it: kept on the same page
+        "lead": ParagraphStyle("lead", parent=body, keepWithNext=1),
         "meta": ParagraphStyle("meta", parent=body, fontSize=8.5, leading=10.5,
                                textColor=colors.HexColor("#555555"), alignment=TA_CENTER),
         "bullet": ParagraphStyle("bullet", parent=body, leftIndent=12, bulletIndent=2, spaceAfter=3),
@@ -110,6 +119,8 @@ def make_styles() -> dict[str, ParagraphStyle]:
                                fontName="Helvetica-Bold", alignment=TA_CENTER),
         "small": ParagraphStyle("small", parent=body, fontSize=7.5, leading=9, spaceAfter=0,
                                 alignment=TA_CENTER),
+        "num": ParagraphStyle("num", parent=body, fontSize=8, leading=9.5, spaceAfter=0,
+                              alignment=TA_CENTER),
     }
 
 
@@ -123,6 +134,10 @@ def bullets(texts, styles, style: str = "bullet") -> list:
     return [Paragraph(F.to_markup(t), styles[style], bulletText="•") for t in texts]
 
 
+# Left and right padding of every table cell (points).
+CELL_PADDING = 3
+
+
 def table(data, col_widths, extra_style=()) -> Table:
     """A grid table with a grey header row repeated across pages."""
     t = Table(data, colWidths=col_widths, repeatRows=1, hAlign="LEFT")
@@ -132,21 +147,75 @@ def table(data, col_widths, extra_style=()) -> Table:
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#999999")),
         ("ALIGN", (1, 1), (-1, -1), "CENTER"),
         ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ("LEFTPADDING", (0, 0), (-1, -1), CELL_PADDING),
+        ("RIGHTPADDING", (0, 0), (-1, -1), CELL_PADDING),
         *extra_style]))
     return t
 
 
-def render(data: list[list], fixed: Sequence[float], styles, extra_style=()):
+def fit(cell, width: float, style: ParagraphStyle, bold: bool = False):
+    """A text cell as a Paragraph that wraps within ``width`` (a column's width), its
+    ' ± ' broken onto a line of its own when the text is wider than the column;
+    any other cell (a Paragraph, an image) as it is."""
+    if not isinstance(cell, str):
+        return cell
+    font = "Helvetica-Bold" if bold else style.fontName
+    text = escape(cell)
+    if stringWidth(cell, font, style.fontSize) > width - 2 * CELL_PADDING:
+        text = text.replace(" ± ", "<br/>± ")
+    return Paragraph(f"<b>{text}</b>" if bold else text, style)
+
+
+def render(data: list[list], fixed: Sequence[float], styles, bold=()) -> Table:
     """``data`` (a heading of strings, then rows of strings or Paragraphs) as a grid
     table across the frame: the first ``len(fixed)`` columns take those fractions of
-    its width, the others share the rest equally; ``extra_style``: more TableStyle
-    commands (e.g. bold cells)."""
+    its width, the others share the rest equally; every text cell wraps within its
+    column (:func:`fit`); ``bold``: (row, column) of ``data`` in bold."""
     n_free = len(data[0]) - len(fixed)
     free = (1 - sum(fixed)) / max(n_free, 1)
+    widths = [w * FRAME_WIDTH for w in [*fixed] + [free] * n_free]
     head = [Paragraph(h, styles["head"]) for h in data[0]]
-    return table([head, *data[1:]], [w * FRAME_WIDTH for w in [*fixed] + [free] * n_free],
-                 extra_style)
+    body = [[fit(cell, w, styles["cell" if j == 0 else "num"], (i, j) in bold)
+             for j, (cell, w) in enumerate(zip(row, widths))]
+            for i, row in enumerate(data[1:], start=1)]
+    return table([head, *body], widths)
+
+
+def cell_overflows(t: Table) -> list[tuple[int, int, str]]:
+    """(row, column, text) of every cell of ``t`` whose text cannot fit its column:
+    a Paragraph whose widest word, or a string whose widest line, is wider than
+    the column less its padding (reportlab's own measures: Paragraph.minWidth,
+    stringWidth in the cell's font)."""
+    out = []
+    for i, row in enumerate(t._cellvalues):
+        for j, value in enumerate(row):
+            cs = t._cellStyles[i][j]
+            room = t._argW[j] - cs.leftPadding - cs.rightPadding
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, Paragraph):
+                    need, text = v.minWidth(), v.getPlainText()
+                elif isinstance(v, str) and v:
+                    need = max(stringWidth(line, cs.fontname, cs.fontsize) for line in v.split("\n"))
+                    text = v
+                else:
+                    continue
+                if need > room + 0.01:
+                    out.append((i, j, text))
+    return out
+
+
+def tables_in(story) -> list[Table]:
+    """Every Table of ``story``, those inside KeepTogether, KeepInFrame and other
+    tables' cells included."""
+    out = []
+    for f in story:
+        if isinstance(f, Table):
+            out.append(f)
+            out += tables_in(v for row in f._cellvalues for cell in row
+                             for v in (cell if isinstance(cell, (list, tuple)) else [cell]))
+        elif isinstance(f, (KeepTogether, KeepInFrame)):
+            out += tables_in(f._content)
+    return out
 
 
 def image_size(source) -> tuple[int, int]:
@@ -226,29 +295,55 @@ class BreakOnPageOne(ActionFlowable):
             doc.handle_pageBreak()
 
 
+def lines(md: str, style) -> Paragraph:
+    """A Paragraph of Markdown-subset text whose '\\n' break the line."""
+    return Paragraph(F.to_markup(md).replace("\n", "<br/>"), style)
+
+
+def answer_table(table: T.AnswerTable, styles) -> Table:
+    """Page 1's answer table (report.text.answer_table) laid out."""
+    rows = [[lines(c, styles["cell" if j < 2 else "num"]) for j, c in enumerate(row)]
+            for row in table.rows]
+    return render([table.head, *rows], [0.22, 0.18], styles)
+
+
+HEADLINE_CAPTION = (
+    "Figure 1. Test MSE and sample FID against bits per image, mean ± std over seeds: one code per "
+    "image at left, a 7x7 grid at right. Dashed: the unquantized VAEs; dotted: training against "
+    "test images.")
+
+
 def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
-    """Title, question, the short answer, the headline figure; then a page break
-    (when all of it fits page 1)."""
-    commits = T.run_commits(results.records)
-    story = [Paragraph(f"A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
-                       f"VQ-VAE", styles["title"]),
-             para(f"Comparison report, built {datetime.date.today().isoformat()} from "
-                  f"{T.display_path(results.root)} (runs at git commit{'s' * (',' in commits)} "
-                  f"{commits}).", styles["meta"]),
+    """Title, the question in two sentences, the answer in one, the answer table,
+    the headline figure; then a page break (when all of it fits page 1)."""
+    story = [Paragraph("A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
+                       "VQ-VAE", styles["title"]),
+             para(f"Built {datetime.date.today().isoformat()} from {T.display_path(results.root)}; "
+                  f"the commit of every row: appendix, Provenance.", styles["meta"]),
              Paragraph("Question", styles["h2"]), para(T.question_text(), styles["body"]),
-             Paragraph("Answer", styles["h2"]), para(answer.lead, styles["body"])]
-    story += bullets(answer.items, styles, "answer")
-    story.append(para(answer.note + " Details, spreads and per-K tables follow from page 2.",
-                      styles["caption"]))
+             Paragraph("Answer", styles["h2"]), para(answer.sentence, styles["body"]),
+             answer_table(answer.table, styles), Spacer(1, 3),
+             para(answer.table_note, styles["caption"])]
     if headline is not None:
-        caption = Paragraph(
-            "Figure 1. The headline: test MSE and code-to-label accuracy against the codebook "
-            "size K for the methods compared at matched bits (log2 K bits per image), mean ± std "
-            "over seeds; the dashed line and band are the unquantized VAE.", styles["caption"])
+        caption = Paragraph(HEADLINE_CAPTION, styles["caption"])
         image = fitted_image(headline, FRAME_WIDTH, HEADLINE_MAX)
         story += [CondPageBreak(HEADLINE_MIN),
                   KeepInFrame(0, HEADLINE_MAX, [image, caption], mode="shrink")]
     return story + [BreakOnPageOne()]
+
+
+def heading(md: str, styles, level: str = "h1", room: float = 0.2) -> list:
+    """A heading that starts a new page unless ``room`` of the frame's height is
+    left below it, so that it never ends a page (its style keeps it with the next
+    flowable too)."""
+    return [CondPageBreak(room * FRAME_HEIGHT), Paragraph(F.to_markup(md), styles[level])]
+
+
+def findings_section(answer: T.ShortAnswer, styles) -> list:
+    """Every finding in one item (the verdicts with their numbers, the ablation, the
+    extra sections), and how their words are decided."""
+    return (heading("Findings", styles) + bullets(answer.items, styles, "answer")
+            + [para(answer.note, styles["caption"])])
 
 
 # --- the details -------------------------------------------------------------------------------
@@ -260,14 +355,14 @@ def methods_section(results: Results, styles) -> list:
               para(bits, styles["cell"]), para(role, styles["cell"])]
              for m, what, bits, role in T.methods_rows(results)]
     widths = [w * FRAME_WIDTH for w in (0.17, 0.43, 0.12, 0.28)]
-    return [Paragraph("Methods and bit budgets", styles["h1"]), table(data, widths),
+    return [*heading("Methods and bit budgets", styles), table(data, widths),
             Spacer(1, 6), para(T.methods_text(results), styles["body"]),
             Paragraph("How a winner is called", styles["h2"]), para(T.RULE, styles["body"])]
 
 
 def setup_section(results: Results, styles) -> list:
-    """One table per up to three (dataset, setting) columns."""
-    story = [Paragraph("Set-up", styles["h1"]), para(
+    """The appendix's set-up: one table per up to three (dataset, setting) columns."""
+    story = heading("Set-up and configurations", styles, "h2") + [para(
         f"From the run records and {T.COMPARISON_CSV}. Wall time sums fit and evaluation seconds "
         f"of every row; models reused from the cache count only their loading time.",
         styles["body"])]
@@ -275,13 +370,28 @@ def setup_section(results: Results, styles) -> list:
     for start in range(0, len(groups), 3):
         chunk = groups[start:start + 3]
         facts = [T.setup_facts(results, *g) for g in chunk]
-        head = [Paragraph("", styles["head"])] + [para(f"{d}, {s}", styles["head"]) for d, s in chunk]
-        data = [head] + [[para(label, styles["cell"])] + [para(f[label], styles["cell"]) for f in facts]
-                         for label in facts[0]]
-        label_w = 0.25 * FRAME_WIDTH
-        story += [table(data, [label_w] + [(FRAME_WIDTH - label_w) / len(chunk)] * len(chunk)),
-                  Spacer(1, 8)]
+        head = [""] + [T.group_label(results, *g) for g in chunk]
+        data = [head] + [[label] + [f[label] for f in facts] for label in facts[0]]
+        story += [render(data, [0.25], styles), Spacer(1, 8)]
     return story
+
+
+def provenance_section(results: Results, extras, styles) -> list:
+    """Every commit that produced a published row, with its dirty flag
+    (report.provenance)."""
+    others = [path for path, _, _ in present_extras(results, extras)]
+    frame = provenance(results.root, results.cells, others)
+    data = [["folder", "table", "dataset", "commit", "dirty", "methods", "rows"]]
+    for r in frame.itertuples():
+        folder, _, name = r.table.rpartition("/")
+        data.append([folder or "(main)", name, F.run_label(r.dataset, r.setting, [r.dataset_used]),
+                     r.commit,
+                     "yes" if r.dirty else "no", r.methods, str(r.n_rows)])
+    return heading("Provenance", styles, "h2") + [para(
+        "The git commit of the run that produced each published row, and whether that checkout had "
+        "uncommitted changes: the run record that stood beside the row when it first appeared in "
+        "the history of its table (report/provenance.py).", styles["body"]),
+        render(data, [0.19, 0.14, 0.12, 0.11, 0.1, 0.27], styles)]
 
 
 def best_rows(rows: pd.DataFrame, metric: str) -> list[int]:
@@ -313,8 +423,8 @@ def metric_table(summary: pd.DataFrame, dataset: str, setting: str, metrics, sty
             cells.append((f"{mean:g}" if np.isfinite(mean) else "continuous") if m == R.BITS.column
                          else F.fmt_mean_std(mean, r[R.get(m).std]))
         data.append(cells)
-    bold = [("FONT", (3 + j, 1 + i), (3 + j, 1 + i), "Helvetica-Bold", 8)
-            for j, m in enumerate(metrics) if m != R.BITS.column for i in best_rows(rows, m)]
+    bold = {(1 + i, 3 + j) for j, m in enumerate(metrics) if m != R.BITS.column
+            for i in best_rows(rows, m)}
     return render(data, [0.17, 0.07, 0.07], styles, bold)
 
 
@@ -340,23 +450,32 @@ def comparison_table(tables: dict, a: str, b: str, styles) -> Table:
     return table(data, [label_w] + [(FRAME_WIDTH - label_w) / len(ks)] * len(ks))
 
 
+def verdict_summary(results: Results, v: RateVerdict, styles) -> list:
+    """One contest on one group, in the main body: its verdict (with the K it rests
+    on), the sentences against each opponent, where the proposal loses and the
+    cost of quantization."""
+    words = T.verdict_words(v.against[v.main]) if v.against else v.answer
+    story = heading(f"At matched bits, {T.rate_phrase(v.contest)}: {words}", styles, "h2")
+    story.append(para(T.answer_item(v), styles["body"]))
+    if v.against:
+        story.append(para(T.losses_sentence(v), styles["body"]))
+    return story + bullets(T.quantization_cost(results, v), styles)
+
+
 def verdict_details(results: Results, v: RateVerdict, styles) -> list:
-    """One contest on one group: per opponent the metric sentences and the
-    comparison table, then where the proposal loses and the cost of quantization."""
-    a = v.contest.proposal
-    story = [Paragraph(F.to_markup(f"At matched bits, {T.rate_phrase(v.contest)}: "
-                                   f"**{v.answer}**"), styles["h2"])]
-    if not v.against:
-        return story + [para(T.answer_item(v), styles["body"])]
+    """One contest on one group, in the appendix: per opponent the metric sentences
+    and the comparison table of every metric at every K."""
+    a, label = v.contest.proposal, T.verdict_label(v)
+    story = []
     for b, ov in v.against.items():
-        story.append(Paragraph(f"{a} vs {b} (differences are {a} minus {b})", styles["h3"]))
+        story += heading(f"{label}, {T.rate_short(v.contest)}: {a} vs {b} (differences are {a} "
+                         f"minus {b})", styles, "h3", 0.15)
         story += bullets([T.metric_sentence(t, a, b, m) for m, t in ov.tables.items()], styles)
         story += [Spacer(1, 4), KeepTogether([comparison_table(ov.tables, a, b, styles), para(
             f"Each cell: mean of {a} minus mean of {b} (relative to {b}); win/loss: {a}'s mean is "
             f"better/worse; * beyond the spread; k/n: seeds on which {a} is better, paired by "
             f"seed.", styles["caption"])])]
-    story.append(para(T.losses_sentence(v), styles["body"]))
-    return story + bullets(T.quantization_cost(results, v), styles)
+    return story
 
 
 def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, styles) -> Table:
@@ -391,13 +510,23 @@ def cell_table(cell_summary: pd.DataFrame, av: AblationVerdict, metric: str, sty
     return render(data, [0.14, 0.26, 0.07], styles)
 
 
-def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, styles,
+def ablation_summary(av: AblationVerdict, fig_dir: Path, results: Results, styles,
                      counter: list) -> list:
-    """One group's ablation: what the cells are, the computed sentences, a table
-    per metric of every cell and K, and the figure of test MSE against K."""
+    """One group's ablation in the main body: what each factor closes of the gap,
+    and the figure of test MSE against K for every cell."""
+    story = heading(f"Ablation: the cells of {av.proposal.method} and {av.opponent.method}",
+                    styles, "h2") + [para(T.ablation_item(av), styles["body"])]
+    png = draw_ablation_figure(results.cell_summary, av.dataset, av.setting, fig_dir,
+                               methods=tuple(av.cells))[0]
+    return story + figure_flowables([(ABLATION, png, caption(ABLATION))], styles, counter)
+
+
+def ablation_cells(results: Results, av: AblationVerdict, styles) -> list:
+    """One group's ablation in the appendix: what the cells are, the computed
+    sentences per K and a table per metric of every cell and K."""
     record = results.records.get((av.dataset, av.setting), {})
-    story = [Paragraph(f"Ablation: the cells of {av.proposal.method} and {av.opponent.method}",
-                       styles["h2"]), para(T.ablation_intro(av, record), styles["body"])]
+    story = heading(f"{T.verdict_label(av)}: the ablation cells", styles, "h2") + [
+        para(T.ablation_intro(av, record), styles["body"])]
     story += bullets(T.ablation_sentences(av), styles)
     for metric in ABLATION_TABLE_METRICS:
         if R.get(metric).mean not in results.cell_summary:
@@ -405,12 +534,9 @@ def ablation_section(results: Results, av: AblationVerdict, fig_dir: Path, style
         story += [Spacer(1, 4), KeepTogether([
             Paragraph(f"Table: {R.get(metric).label} by cell ({direction(metric)})", styles["h3"]),
             cell_table(results.cell_summary, av, metric, styles)])]
-    story.append(para(f"Mean ± std over seeds ({T.SUMMARY_CSV}); seeds: fewest to most over K; in "
-                      f"bold, the best cell of each method at each K (on the test split: reported, "
-                      f"not used for any verdict).", styles["caption"]))
-    png = draw_ablation_figure(results.cell_summary, av.dataset, av.setting, fig_dir,
-                               methods=tuple(av.cells))[0]
-    return story + figure_flowables([(ABLATION, png, caption(ABLATION))], styles, counter)
+    return story + [para(f"Mean ± std over seeds ({T.SUMMARY_CSV}); seeds: fewest to most over K; "
+                         f"in bold, the best cell of each method at each K (on the test split: "
+                         f"reported, not used for any verdict).", styles["caption"])]
 
 
 def caption(name: str) -> str:
@@ -425,70 +551,108 @@ def runner_figures(results: Results, dataset: str, setting: str, names) -> list[
     return [(name, png) for name, png in pngs if png.is_file()]
 
 
-def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, setting: str,
-                  fig_dir: Path, styles, counter: list,
-                  ablation: AblationVerdict | None = None) -> list:
-    """One dataset and setting: each table with the figure of its metrics, the
-    comparisons of every contest, the ``ablation`` (when there is one), the
-    unmatched methods, the other figures."""
-    summary = results.summary
-    used = F.unique_text(rows_of(summary, dataset, setting)["dataset_used"])
-    story = [Paragraph(f"{dataset}, {setting} setting", styles["h1"]), para(
-        f"Dataset used: {used}. Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the "
-        f"methods compared at matched bits at each K. '-' marks a metric that does not apply.",
-        styles["body"])]
-    drawn = draw_summary_figures(summary, dataset, setting, fig_dir)
+def group_figures(results: Results, dataset: str, setting: str, fig_dir: Path) -> dict:
+    """{name: (name, png, caption)} of one group: the figures drawn from summary.csv
+    (into ``fig_dir``) and the runner's that are present."""
+    drawn = draw_summary_figures(results.summary, dataset, setting, fig_dir)
     items = {name: (name, paths[0], caption(name)) for name, paths in drawn.items()}
-    items |= {name: (name, png, caption(name))
-              for name, png in runner_figures(results, dataset, setting, RUNNER_FIGURES)}
-    for (title, metrics), name in zip(TABLES, TABLE_FIGURES):
-        story += [Paragraph(f"Table: {title} metrics", styles["h3"]),
-                  metric_table(summary, dataset, setting, metrics, styles), Spacer(1, 6)]
-        story += figure_flowables([items[name]] if name in items else [], styles, counter)
+    return items | {name: (name, png, caption(name))
+                    for name, png in runner_figures(results, dataset, setting, RUNNER_FIGURES)}
+
+
+def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, setting: str,
+                  figures: dict, fig_dir: Path, styles, counter: list,
+                  ablation: AblationVerdict | None = None) -> list:
+    """One dataset and setting in the main body: what ran, the figures of
+    reconstruction and labels against bits, the verdict of every contest, the
+    ``ablation`` (when there is one) and the unmatched methods."""
+    story = heading(T.group_label(results, dataset, setting), styles) + [
+        para(T.group_intro(results, dataset, setting), styles["body"])]
+    story += figure_flowables([figures[n] for n in TABLE_FIGURES if n in figures], styles, counter)
+    for v in verdicts:
+        story += verdict_summary(results, v, styles)
+    if ablation is not None:
+        story += ablation_summary(ablation, fig_dir, results, styles, counter)
+    natural = T.natural_sentences(results, dataset, setting)
+    if natural:
+        story += heading("At natural bits: methods with more codes per image, and the continuous "
+                         "bound", styles, "h2") + bullets(natural, styles)
+    return story
+
+
+def group_appendix(results: Results, verdicts: list[RateVerdict], dataset: str, setting: str,
+                   figures: dict, styles, counter: list,
+                   ablation: AblationVerdict | None = None) -> list:
+    """One dataset and setting in the appendix: the per-K tables of every metric,
+    the comparisons at each K, the ablation cells and the further figures."""
+    label = T.group_label(results, dataset, setting)
+    story = heading(f"{label}: every metric at every K", styles, "h2") + [para(
+        f"Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the methods compared at "
+        f"matched bits at each K. '-' marks a metric that does not apply.", styles["lead"])]
+    for title, metrics in TABLES:
+        story += [Paragraph(f"Table: {title} metrics, {label}", styles["h3"]),
+                  metric_table(results.summary, dataset, setting, metrics, styles), Spacer(1, 6)]
     for v in verdicts:
         story += verdict_details(results, v, styles)
     if ablation is not None:
-        story += ablation_section(results, ablation, fig_dir, styles, counter)
-    natural = T.natural_sentences(results, dataset, setting)
-    if natural:
-        story += [Paragraph("At natural bits: methods with more codes per image, and the "
-                            "continuous bound", styles["h2"])] + bullets(natural, styles)
-    later = [items[n] for n in LATER_FIGURES if n in items]
+        story += ablation_cells(results, ablation, styles)
+    later = [figures[n] for n in LATER_FIGURES if n in figures]
+    if later:
+        story += heading(f"{label}: further figures", styles, "h2", 0.3)
     return story + figure_flowables(later, styles, counter)
 
 
-def extras_sections(results: Results, extras, styles) -> list:
-    """The details of every Extra of ``extras`` whose CSV is present."""
+def extras_sections(results: Results, extras, styles, part: str = "details") -> list:
+    """The ``part`` ('details': the main body's, 'appendix') of every Extra of
+    ``extras`` whose CSV is present."""
     story = []
     for _, frame, extra in present_extras(results, extras):
-        if extra.details is not None:
-            story += extra.details(results, frame, styles)
+        make = getattr(extra, part)
+        if make is not None:
+            story += make(results, frame, styles)
     return story
 
 
 def limitations_section(results: Results, styles) -> list:
     """Computed facts, then the caveats that hold for every run."""
-    return ([Paragraph("Limitations", styles["h1"])]
+    return (heading("Limitations", styles)
             + bullets(T.limitation_facts(results), styles)
             + bullets(T.fixed_limitations(results), styles))
+
+
+APPENDIX = "Appendix"
 
 
 def build_story(results: Results, verdicts: list[RateVerdict], answer: T.ShortAnswer,
                 headline: io.BytesIO | None, fig_dir: Path, styles, extras=(),
                 ablations: list[AblationVerdict] | None = None) -> list:
-    """All sections, in order; ``extras``: report.sections.Extra sections;
-    ``ablations``: the groups' AblationVerdicts (default: computed here)."""
+    """All sections, in order: page 1, the main body (findings, methods, one section
+    per group, the extras' sections, limitations), then the appendix (per-K
+    tables, comparisons and ablation cells per group, the extras' rows, set-up,
+    provenance); ``extras``: report.sections.Extra sections; ``ablations``: the
+    groups' AblationVerdicts (default: computed here)."""
     ablations = all_ablations(results) if ablations is None else ablations
     story = page_one(results, answer, headline, styles)
-    story += methods_section(results, styles) + setup_section(results, styles)
+    story += findings_section(answer, styles) + methods_section(results, styles)
     counter = [1]  # Figure 1 is the headline
+    groups = []
     for dataset, setting in results.groups:
         mine = [v for v in verdicts if (v.dataset, v.setting) == (dataset, setting)]
         ablation = next((a for a in ablations if (a.dataset, a.setting) == (dataset, setting)),
                         None)
-        story += group_section(results, mine, dataset, setting, fig_dir, styles, counter,
+        groups.append((mine, dataset, setting, group_figures(results, dataset, setting, fig_dir),
+                       ablation))
+    for mine, dataset, setting, figures, ablation in groups:
+        story += group_section(results, mine, dataset, setting, figures, fig_dir, styles, counter,
                                ablation)
-    return story + extras_sections(results, extras, styles) + limitations_section(results, styles)
+    story += extras_sections(results, extras, styles) + limitations_section(results, styles)
+    story += [PageBreak(), Paragraph(f"{APPENDIX}: per-K tables, ablation cells, β and batch-size "
+                                     f"rows, configurations and commits", styles["h1"])]
+    for mine, dataset, setting, figures, ablation in groups:
+        story += group_appendix(results, mine, dataset, setting, figures, styles, counter,
+                                ablation)
+    story += extras_sections(results, extras, styles, "appendix")
+    return story + setup_section(results, styles) + provenance_section(results, extras, styles)
 
 
 def write_pdf(story: list, out: Path) -> int:

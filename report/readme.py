@@ -1,6 +1,6 @@
 """The README's generated blocks, each between two markers: the short answer
-(written from the same :class:`report.text.ShortAnswer` as page 1 of the PDF,
-required), the methods table (from the method registry) and the wall times of
+(the sentence and the answer table of page 1 of the PDF, from the same
+:class:`report.text.ShortAnswer`, required), the methods table (from the method registry) and the wall times of
 the make targets (from ``wall_times.csv``), both optional."""
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ README_START = "<!-- short-answer:start -->"
 README_END = "<!-- short-answer:end -->"
 
 
+def markdown_table(head, rows) -> str:
+    """A Markdown table of text cells ('\\n' in a cell becomes a line break)."""
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", "<br>")
+
+    lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + " --- |" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in rows])
+
+
 def readme_block(answer: ShortAnswer, pdf: Path) -> str:
-    """The README's short answer in Markdown, markers excluded."""
-    items = "\n".join(f"- {item}" for item in answer.items)
-    return (f"{answer.lead}\n\n{items}\n\n{answer.note} Details, spreads and per-K tables: "
-            f"[`{pdf}`]({pdf}).")
+    """The README's short answer in Markdown, markers excluded: the sentence and
+    the table of page 1 of the PDF, and the note under that table."""
+    return (f"{answer.sentence}\n\n{markdown_table(answer.table.head, answer.table.rows)}\n\n"
+            f"{answer.table_note} Details, spreads and per-K tables: [`{pdf}`]({pdf}).")
 
 
 def replace_readme_block(readme: str, block: str) -> str:
@@ -49,12 +58,10 @@ def replace_optional_block(readme: str, name: str, block: str) -> str:
 
 def methods_table() -> str:
     """The README's methods table, one row per entry of utils/methods.py."""
-    rows = ["| method | family | rate | codes per image | what it is |",
-            "| --- | --- | --- | --- | --- |"]
-    for m in M.methods():
-        per_image = str(m.codes_per_image) if m.quantized else "–"
-        rows.append(f"| `{m.name}` | {m.family} | {m.rate} | {per_image} | {m.description} |")
-    return "\n".join(rows)
+    return markdown_table(["method", "family", "rate", "codes per image", "what it is"],
+                          [[f"`{m.name}`", m.family, m.rate,
+                            str(m.codes_per_image) if m.quantized else "–", m.description]
+                           for m in M.methods()])
 
 
 WALL_TIME_COLUMNS = ["target", "command", "what", "wall_minutes", "commit", "date", "machine"]
@@ -62,12 +69,12 @@ WALL_TIME_COLUMNS = ["target", "command", "what", "wall_minutes", "commit", "dat
 
 def wall_times_table(csv: Path) -> str:
     """The README's table of measured wall times, from ``wall_times.csv``."""
-    rows = ["| target | what | wall time | measured at |", "| --- | --- | --- | --- |"]
+    rows = []
     for r in read_rows(csv, WALL_TIME_COLUMNS, text=[c for c in WALL_TIME_COLUMNS if c != "wall_minutes"]):
-        minutes = float(r["wall_minutes"])
         when = " ".join(x for x in (r["commit"], r["date"]) if x) or "–"
-        rows.append(f"| `{r['command']}` | {r['what']} | {minutes:.0f} min | {when}, {r['machine']} |")
-    return "\n".join(rows)
+        rows.append([f"`{r['command']}`", r["what"], f"{float(r['wall_minutes']):.0f} min",
+                     f"{when}, {r['machine']}"])
+    return markdown_table(["target", "what", "wall time", "measured at"], rows)
 
 
 def generated_blocks(results_dir: Path) -> dict[str, str]:

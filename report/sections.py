@@ -13,6 +13,8 @@ the SectionData it follows.
 
     >>> GENERATION.answer_metrics
     ('fid_samples',)
+    >>> [q.name for q in QUESTIONS]
+    ['reconstruction', 'label agreement', 'generation']
 """
 from __future__ import annotations
 
@@ -70,6 +72,17 @@ GENERATION = SectionData(
                    (R.SAMPLE_CLASSES.column, "classes")))
 
 
+def question_section(metric: R.Metric) -> SectionData:
+    """The section of one question: its table's rows, compared and decided on its
+    primary metric alone."""
+    return SectionData(metric.question, metric.table, detail_metrics=(metric.column,),
+                       answer_metrics=(metric.column,))
+
+
+# Page 1's answer table: one row per question (utils.metric_registry.questions) and rate.
+QUESTIONS = tuple(question_section(m) for m in R.questions())
+
+
 class Extra(NamedTuple):
     """A results file beyond comparison.csv (e.g. the generation results).
 
@@ -87,6 +100,10 @@ class Extra(NamedTuple):
     data : the :class:`SectionData` its verdicts and table follow, or None when
         it states the main comparison's verdicts on other rows (a rerun) or its
         own per-K cells.
+    rows : its DataFrame -> the rows its verdicts read (e.g. the newest
+        configuration only); page 1's answer table reads them for ``data.table``.
+    appendix : (Results, its DataFrame, styles) -> reportlab flowables for the
+        appendix (its per-K tables and rows), or None for none.
     """
 
     name: str
@@ -96,6 +113,8 @@ class Extra(NamedTuple):
     read: Callable[[Path], pd.DataFrame] = pd.read_csv
     group_answer: Callable | None = None
     data: SectionData | None = None
+    rows: Callable[[pd.DataFrame], pd.DataFrame] = lambda frame: frame
+    appendix: Callable | None = None
 
 
 def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:

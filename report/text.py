@@ -2,18 +2,20 @@
 
 Every sentence is written once, in a small subset of Markdown (``**bold**``,
 ``*italic*``, ```code```), so that the README and the PDF say the same words:
-:func:`short_answer` is page 1 of the PDF and the README block between
+:func:`short_answer` gives page 1's one-sentence answer (:func:`answer_sentence`)
+and answer table (:func:`answer_table`), which are also the README block between
 ``<!-- short-answer:start -->`` and ``<!-- short-answer:end -->``
-(:func:`readme_block`, :func:`replace_readme_block`); :func:`to_markup` turns
-the Markdown into reportlab's paragraph markup.
+(report.readme), and the findings of page 2 (one item per verdict and extra
+section); report.formatting.to_markup turns the Markdown into reportlab's
+paragraph markup.
 
 The ablation of the a-posteriori methods' cells (:func:`ablation_item`,
-:func:`ablation_sentences`) adds one short-answer item and one section per
-dataset whose results hold cells other than the default ones.
+:func:`ablation_sentences`) adds one finding and one section per dataset whose
+results hold cells other than the default ones.
 
 Sections beyond comparison.csv (e.g. generation) plug in as report.sections.Extra
-entries (build_report.EXTRAS): each names its CSV and gives its answer
-sentences and its details, and adds nothing, silently, while its CSV is absent.
+entries (build_report.EXTRAS): each names its CSV and gives its findings and its
+sections, and adds nothing, silently, while its CSV is absent.
 """
 from __future__ import annotations
 
@@ -26,16 +28,17 @@ import numpy as np
 import pandas as pd
 
 from report.formatting import (fmt_diff, fmt_k_list, fmt_k_range, fmt_pct, fmt_rel, fmt_seconds,
-                               fmt_share, join_words, plural, span, unique_text)
+                               fmt_share, join_words, plural, run_label, span, unique_text)
 from report.load import Results, all_cells
 from report.sections import present_extras
-from report.verdicts import (ABLATION_METRIC, ANSWER_METRICS,
+from report.verdicts import (ABLATION_METRIC, ANSWER_METRICS, NO_DIFFERENCE,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
-                             OpponentVerdict, RateVerdict, all_ablations,
-                             active_contests, collapsed_codebooks, compare_methods, contests,
+                             OpponentVerdict, QuestionVerdict, RateVerdict, active_contests,
+                             all_ablations, answer_grid, collapsed_codebooks, compare_methods, contests,
                              direction, has_ablation, rows_of, unmatched_methods)
 from utils import methods as M
 from utils import metric_registry as R
+from utils.cli import DEFAULT_BATCH_SIZE
 from utils.paths import ResultPaths
 
 # The results files by the names utils/paths.py gives them, for the sentences.
@@ -127,6 +130,21 @@ ABLATION_MEANING = {"yes": "the geodesic distances add a gain of their own",
                                            "difference"}
 
 
+def verdict_words(ov: OpponentVerdict, *, bold: bool = True) -> str:
+    """'**yes**' when every K says the same; else the K the answer rests on and
+    what the others say: '**yes** at K = 16, 64; no clear difference at K = 512',
+    or '**no clear difference** (yes at K = 16; no at K = 64)' when no K alone
+    gives the answer (report.verdicts.OpponentVerdict.split)."""
+    word = f"**{ov.answer}**" if bold else ov.answer
+    split = ov.split
+    if len(split) <= 1:
+        return word
+    parts = [f"{a} at {fmt_k_list(ks)}" for a, ks in split]
+    if split[0][0] == ov.answer:
+        return f"{word} at {fmt_k_list(split[0][1])}; " + "; ".join(parts[1:])
+    return f"{word} ({'; '.join(parts)})"
+
+
 def opponent_clause(ov: OpponentVerdict, proposal: str, first: bool) -> str:
     """'Against vqvae-global, trained end to end, geodesic-vae is ...' or, for an
     a-posteriori opponent, the ablation's clause and what it means."""
@@ -139,17 +157,20 @@ def opponent_clause(ov: OpponentVerdict, proposal: str, first: bool) -> str:
     return f"Against {ov.opponent}, {how}, {who} is {describe(ov, proposal)}."
 
 
-def ran_phrase(dataset: str, dataset_used) -> str:
-    """'ran on mnist-5k, ' when the dataset used is not the one asked, else ''."""
-    used = [str(d) for d in dataset_used]
-    return "" if used == [dataset] else f"ran on {', '.join(used)}, "
+def verdict_label(v) -> str:
+    """The dataset of a verdict (anything with dataset, setting and dataset_used) as run."""
+    return run_label(v.dataset, v.setting, v.dataset_used)
+
+
+def group_label(results: Results, dataset: str, setting: str) -> str:
+    """A (dataset, setting) of ``results`` as run ('mnist-5k' for mnist's rows)."""
+    rows = rows_of(results.cells, dataset, setting)
+    return run_label(dataset, setting, dict.fromkeys(rows["dataset_used"]))
 
 
 def data_phrase(v: RateVerdict) -> str:
-    """'full setting, 60000 / 10000 images, 3 seeds', with 'ran on mnist-5k, '
-    when the dataset used is not the one asked."""
-    return (f"{v.setting} setting, {ran_phrase(v.dataset, v.dataset_used)}{unique_text(v.n_train)} / "
-            f"{unique_text(v.n_test)} images, {plural(v.n_seeds, 'seed')}")
+    """'4000 / 1000 images, 3 seeds'."""
+    return f"{unique_text(v.n_train)} / {unique_text(v.n_test)} images, {plural(v.n_seeds, 'seed')}"
 
 
 def collapse_caveat(v: RateVerdict, where_more: str = "") -> str:
@@ -165,11 +186,11 @@ def answer_item(v: RateVerdict, label: str | None = None) -> str:
     question's opponent first, then the ablations; ``label`` replaces the
     dataset's name at the head."""
     proposal = v.contest.proposal
-    head = (f"**{label or v.dataset}** ({data_phrase(v)}), {rate_phrase(v.contest)}, "
+    head = (f"**{label or verdict_label(v)}** ({data_phrase(v)}), {rate_phrase(v.contest)}, "
             f"{fmt_k_range(v.ks)}: ")
     if not v.against:
         return head + f"no answer: {proposal} has no matched-bits opponent in these results."
-    text = head + f"**{v.answer}**."
+    text = head + f"{verdict_words(v.against[v.main])}."
     if v.n_seeds < 2:
         text += " (1 seed: no difference can be called beyond the spread.)"
     order = [v.main] + [b for b in v.against if b != v.main]
@@ -186,24 +207,150 @@ def brief_item(v: RateVerdict, label: str | None = None) -> str:
     if not v.against:
         return answer_item(v, label)
     proposal = v.contest.proposal
-    ran = ran_phrase(v.dataset, v.dataset_used)
-    text = (f"**{label or v.dataset}**, {rate_phrase(v.contest)} ({ran}{plural(v.n_seeds, 'seed')}, "
+    text = (f"**{label or verdict_label(v)}**, {rate_phrase(v.contest)} ({plural(v.n_seeds, 'seed')}, "
             f"{fmt_k_range(v.ks)}): "
-            f"**{v.answer}**. {opponent_clause(v.against[v.main], proposal, True)}")
+            f"{verdict_words(v.against[v.main])}. "
+            f"{opponent_clause(v.against[v.main], proposal, True)}")
     if v.n_seeds < 2:
         text += " (1 seed: no difference can be called beyond the spread.)"
     others = [b for b in v.against if b != v.main]
     if others:
-        text += " " + " ".join(f"Against the {b} ablation: {v.against[b].answer} "
+        text += " " + " ".join(f"Against the {b} ablation: {verdict_words(v.against[b], bold=False)} "
                                f"({ABLATION_MEANING[v.against[b].answer]})." for b in others)
     return text + collapse_caveat(v)
 
 
-class ShortAnswer(NamedTuple):
-    """The short answer: a lead line, one item per (dataset, setting, rate) and
-    extra section, and the note that says how the words are decided."""
+# --- page 1 and the README: one sentence and one table ----------------------------------
 
-    lead: str
+def rate_short(contest: Contest) -> str:
+    """'one code per image' or 'a 7x7 grid' (of codes per image)."""
+    n = M.get(contest.proposal).codes_per_image
+    side = math.isqrt(n)
+    return ("one code per image" if n == 1 else f"a {side}x{side} grid" if side * side == n
+            else f"{n} codes per image")
+
+
+def fmt3(x: float) -> str:
+    """Three significant digits, trailing zeros kept ('0.0500', '60.0', '112')."""
+    return f"{x:#.3g}".rstrip(".") if np.isfinite(x) else "-"
+
+
+class AnswerTable(NamedTuple):
+    """Page 1's answer table as text (the Markdown subset; '\n' breaks a line in a
+    cell): ``head`` and one row per question and rate, a column per dataset."""
+
+    head: list
+    rows: list
+
+
+def question_label(q: QuestionVerdict) -> str:
+    """'reconstruction (MSE)'."""
+    return f"{q.section.name} ({name(q.section.answer_metrics[0])})"
+
+
+def answer_cell(q: QuestionVerdict) -> str:
+    """'**no**\n0.0303 vs 0.0262 (K = 256)': the verdict, with the K it rests on
+    when fewer than all decide it, then both means at the largest of those K."""
+    if q.verdict is None:
+        return "n/a" if q.dataset_used else "not run"
+    ov = q.verdict
+    where = "" if len(ov.split) == 1 else f" at {fmt_k_list(ov.rests_on)}"
+    return f"**{ov.answer}**{where}\n{fmt3(q.mean_a)} vs {fmt3(q.mean_b)} (K = {q.k})"
+
+
+def group_labels(cells: list[QuestionVerdict]) -> dict[tuple, str]:
+    """{(dataset, setting): its label as run}, in order of appearance; the data used
+    as the rows of any question name it."""
+    used = {}
+    for q in cells:
+        used.setdefault((q.dataset, q.setting), [])
+        used[(q.dataset, q.setting)] += [u for u in q.dataset_used if u not in used[(q.dataset, q.setting)]]
+    return {g: run_label(*g, u) for g, u in used.items()}
+
+
+def answer_table(cells: list[QuestionVerdict]) -> AnswerTable:
+    """The rows of report.verdicts.answer_grid: question and rate, then a cell per
+    dataset (:func:`answer_cell`)."""
+    labels = group_labels(cells)
+    rows = {}
+    for q in cells:
+        key = (question_label(q), rate_short(q.contest))
+        rows.setdefault(key, {})[(q.dataset, q.setting)] = answer_cell(q)
+    return AnswerTable(["question", "rate", *labels.values()],
+                       [[*key, *(by.get(g, "not run") for g in labels)] for key, by in rows.items()])
+
+
+VERDICT_PHRASES = {"yes": "better", "no": "worse", "mixed": "mixed",
+                   NO_DIFFERENCE: "without a clear difference"}
+
+
+def datasets_phrase(groups, labels: dict) -> str:
+    """'(both datasets)', '(every dataset)' or '(mnist-5k)'."""
+    if len(groups) == len(labels) > 1:
+        return "(both datasets)" if len(labels) == 2 else "(every dataset)"
+    return f"({join_words(labels[g] for g in groups)})"
+
+
+def questions_phrase(hits: list[QuestionVerdict], labels: dict) -> str:
+    """'generation (both datasets) and on reconstruction and label agreement
+    (mnist-5k)': each question with the datasets that give it, questions on the
+    same datasets together."""
+    datasets = {}
+    for q in hits:
+        datasets.setdefault(q.section.name, []).append((q.dataset, q.setting))
+    together = {}
+    for question, groups in datasets.items():
+        together.setdefault(tuple(groups), []).append(question)
+    return " and on ".join(f"{join_words(questions)} {datasets_phrase(groups, labels)}"
+                           for groups, questions in together.items())
+
+
+def answer_sentence(cells: list[QuestionVerdict]) -> str:
+    """The answer in one sentence, from the cells of the answer table: for each
+    verdict, at each rate, the questions and datasets that give it ('every
+    question' when all of a rate's cells do)."""
+    labels = group_labels(cells)
+    decided = [q for q in cells if q.verdict is not None]
+    if not decided:
+        return "No question has an answer yet: these results hold no matched-bits contest."
+    rates = list(dict.fromkeys(q.contest for q in decided))
+    opponents = join_words(dict.fromkeys(c.question for c in rates))
+    clauses = []
+    for word, phrase in VERDICT_PHRASES.items():
+        parts = []
+        for contest in rates:
+            mine = [q for q in decided if q.contest == contest]
+            hits = [q for q in mine if q.verdict.answer == word]
+            if len(hits) == len(mine):
+                groups = list(dict.fromkeys((q.dataset, q.setting) for q in hits))
+                parts.append(f"with {rate_short(contest)} on every question "
+                             f"{datasets_phrase(groups, labels)}")
+            elif hits:
+                parts.append(f"with {rate_short(contest)} on {questions_phrase(hits, labels)}")
+        if parts:
+            clauses.append(f"{phrase} " + ", and ".join(parts))
+    return (f"Against the end-to-end VQ-VAE at equal bits ({opponents}), geodesic k-medoids codes "
+            f"of a trained VAE are " + "; ".join(clauses) + ".")
+
+
+def table_note(cells: list[QuestionVerdict]) -> str:
+    """How to read the answer table."""
+    metrics = [R.get(s.answer_metrics[0]) for s in dict.fromkeys(q.section for q in cells)]
+    directions = join_words(f"{m.label} {'higher' if m.higher_is_better else 'lower'}"
+                            for m in metrics)
+    return (f"Each cell: the verdict on the question's metric (with the K it rests on when not "
+            f"all), then the means of geodesic and of the VQ-VAE; {directions} is better.")
+
+
+class ShortAnswer(NamedTuple):
+    """The answer: one sentence and one table (page 1 and the README, from
+    :func:`answer_sentence` and :func:`answer_table`), the note under the table,
+    the findings (one item per (dataset, setting, rate) and extra section) and the
+    note that says how their words are decided."""
+
+    sentence: str
+    table: AnswerTable
+    table_note: str
     items: list
     note: str
 
@@ -229,14 +376,23 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def answer_tables(results: Results, present) -> dict[str, pd.DataFrame]:
+    """{table name: rows} the answer table reads: comparison.csv's newest default
+    cells and the rows (``Extra.rows``) of every present extra that declares a
+    SectionData, by its table (generation.csv)."""
+    tables = {R.COMPARISON: results.comparison}
+    tables |= {extra.data.table: extra.rows(frame) for _, frame, extra in present
+               if extra.data is not None}
+    return tables
+
+
 def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                  ablations: list[AblationVerdict] | None = None) -> ShortAnswer:
-    """The short answer computed from ``results``: one item per verdict, each
-    group's ablation item after its verdicts (``ablations``, default
-    :func:`report.verdicts.all_ablations`), then the items of every
-    report.sections.Extra of ``extras`` whose CSV is present."""
-    lead = (f"**Short answer**, computed from the result files in "
-            f"`{display_path(results.root)}` by `report/build_report.py`:")
+    """The answer computed from ``results``: the sentence and table of
+    report.verdicts.answer_grid on the rows of :func:`answer_tables`; the
+    findings: one item per verdict, each group's ablation item after its verdicts
+    (``ablations``, default :func:`report.verdicts.all_ablations`), then the items
+    of every report.sections.Extra of ``extras`` whose CSV is present."""
     ablations = {(a.dataset, a.setting): a
                  for a in (all_ablations(results) if ablations is None else ablations)}
     items = []
@@ -250,27 +406,83 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
     items = items or ["no verdict: these results hold none of the methods compared at matched "
                       "bits."]
     items += [item for _, frame, extra in present for item in extra.answer(results, frame)]
-    return ShortAnswer(lead, items, answer_note())
+    cells = answer_grid(answer_tables(results, present), results.groups)
+    return ShortAnswer(answer_sentence(cells), answer_table(cells), table_note(cells), items,
+                       answer_note())
 
 
 # --- detail sentences ---------------------------------------------------------------------
 
 def question_text() -> str:
-    """The research question, as asked."""
-    return (f"Does quantizing a trained VAE's latent space *a posteriori*, with geodesic "
-            f"distances on a k-NN graph of the latents (Isomap-style) and geodesic k-medoids as "
-            f"the codebook (**{M.PROPOSAL}**), give better discrete representations than a "
-            f"classical VQ-VAE trained end to end (van den Oord et al., 2017)? Better is measured "
-            f"on held-out test images: reconstruction (MSE, BCE), agreement of the codes with the "
-            f"class labels (NMI, code-to-label accuracy) and codebook use (usage), at matched "
-            f"bits per image.")
+    """The research question in two sentences: the proposals of every rate, and the
+    primary metric of each question (utils.metric_registry.questions)."""
+    proposals = ", ".join(f"**{c.proposal}**" for c in contests())
+    measures = join_words(f"{m.question} ({m.label})" for m in R.questions())
+    return (f"Does quantizing a trained VAE's latent space *a posteriori*, with geodesic k-medoids "
+            f"on a k-NN graph of its latents ({proposals}), give better discrete codes than a "
+            f"VQ-VAE trained end to end (van den Oord et al., 2017) at the same bits per image? "
+            f"Better is measured on held-out test images, one metric per question: {measures}.")
 
 
 RULE = (f"A method *beats* another beyond the spread at a codebook size K when the difference of "
         f"their means over seeds exceeds the sum of their standard deviations over seeds, "
         f"|mean_A - mean_B| > std_A + std_B (sample std, as in {SUMMARY_CSV}); otherwise, or with "
         f"a single seed, there is *no clear winner*. The number of seeds on which one method is "
-        f"better, paired by seed in {COMPARISON_CSV}, is given alongside.")
+        f"better, paired by seed in {COMPARISON_CSV}, is given alongside. A verdict holds at half "
+        f"the K or more; when fewer than all K decide it, it names the K it rests on and what the "
+        f"others say (*yes at K = 16, 64; no clear difference at K = 512*).")
+
+
+def epochs_text(rows: pd.DataFrame) -> str:
+    """'10' when every row trained as long, else '10 (vqvae-global, kmeans-vae);
+    3 (vqvae-conv)': the epochs column of the rows themselves, by method."""
+    rows = rows.dropna(subset=["epochs"])
+    by_epochs = {}
+    for method, e in zip(rows["method"], rows["epochs"].astype(int)):
+        by_epochs.setdefault(e, [])
+        if method not in by_epochs[e]:
+            by_epochs[e].append(method)
+    if len(by_epochs) <= 1:
+        return unique_text(by_epochs) if by_epochs else "not recorded"
+    return "; ".join(f"{e} ({', '.join(ms)})" for e, ms in by_epochs.items())
+
+
+def sizes_by_k(sizes: dict) -> str:
+    """'32 at K = 16, 32; 64 at K = 64' from {K: batch size} ('*' for every K)."""
+    by_size = {}
+    for k, b in sizes.items():
+        by_size.setdefault(int(b), []).append(k)
+    return "; ".join(f"{b} at every K" if ks == ["*"] else f"{b} at {fmt_k_list(ks)}"
+                     for b, ks in by_size.items())
+
+
+def batch_sizes(record: dict) -> str:
+    """'VAE 128, VQ-VAE 128' (or the VQ-VAE's per K) from a run record's config; a
+    record without them ran before they were flags, at utils.cli.DEFAULT_BATCH_SIZE."""
+    config = record.get("config", {})
+    if not config:
+        return "not recorded"
+    vae = config.get("vae_batch_size") or DEFAULT_BATCH_SIZE
+    vqvae = config.get("vqvae_batch_size") or {"*": DEFAULT_BATCH_SIZE}
+    vq_text = (str(next(iter(vqvae.values()))) if len(set(vqvae.values())) == 1
+               else sizes_by_k(vqvae))
+    return f"VAE {vae}, VQ-VAE {vq_text}"
+
+
+def group_intro(results: Results, dataset: str, setting: str) -> str:
+    """What one dataset's rows are, read from the rows: the data used, images,
+    seeds, K and epochs; the batch sizes from its run record."""
+    rows = rows_of(results.cells, dataset, setting)
+    record = results.records.get((dataset, setting), {})
+    used = unique_text(rows["dataset_used"])
+    asked = "" if used == dataset else f" ({dataset} was asked)"
+    return (f"Ran on {used}{asked}: {unique_text(rows['n_train'].astype(int))} train / "
+            f"{unique_text(rows['n_test'].astype(int))} test images, "
+            f"{plural(rows['seed'].nunique(), 'seed')}, "
+            f"{fmt_k_list(sorted(int(k) for k in rows['K'].unique() if k > 0))}. Training epochs "
+            f"(from the rows): {epochs_text(rows)}. Batch sizes (from the run record): "
+            f"{batch_sizes(record)}. Per-K tables of every metric, the comparisons at each K and "
+            f"the further figures are in the appendix.")
 
 
 def count_clause(table: pd.DataFrame, winner: str, loser: str, metric: str) -> str:
@@ -382,8 +594,6 @@ def setup_facts(results: Results, dataset: str, setting: str) -> dict[str, str]:
     record = results.records.get((dataset, setting), {})
     config = record.get("config", {})
     source = record.get("data_source")
-    epochs = (f"{config['epochs']} (grid VQ-VAE: {config.get('conv_epochs', config['epochs'])})"
-              if "epochs" in config else unique_text(sorted(rows["epochs"].unique())))
     git = record.get("git", {})
     configs = [c for c in dict.fromkeys(rows["config_id"]) if c]
     return {
@@ -393,7 +603,8 @@ def setup_facts(results: Results, dataset: str, setting: str) -> dict[str, str]:
                                f"{unique_text(rows['n_test'].astype(int))}"
                                + (f" (--limit {config['limit']})" if config.get("limit") else ""),
         "seeds": unique_text(sorted(rows["seed"].unique())),
-        "epochs": epochs,
+        "epochs (from the rows)": epochs_text(rows),
+        "batch sizes (run record)": batch_sizes(record),
         "codebook sizes K": unique_text(sorted(int(k) for k in rows["K"].unique() if k > 0)),
         "k-NN neighbours": unique_text(rows["n_neighbors"].dropna().astype(int)),
         "configurations (config_id)": (f"{len(configs)}: {', '.join(configs)}" if configs
@@ -402,8 +613,9 @@ def setup_facts(results: Results, dataset: str, setting: str) -> dict[str, str]:
         "device": str(record.get("device", "not recorded")),
         "torch threads": str(record.get("torch_threads", "not recorded")),
         "torch / python": f"{record.get('torch', '?')} / {record.get('python', '?')}",
-        "git commit": (f"{git.get('commit', '?')[:10]}" + (" (dirty)" if git.get("dirty") else ""))
-                      if git else "not recorded",
+        "git commit of the last run": (f"{git.get('commit', '?')[:10]}"
+                                       + (" (dirty)" if git.get("dirty") else ""))
+                                      if git else "not recorded (every row's: Provenance)",
         "wall time (sum of wall_seconds)": fmt_seconds(rows["wall_seconds"].sum()),
     }
 
@@ -431,11 +643,25 @@ def methods_rows(results: Results) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def ks_as_run(results: Results) -> str:
+    """'fashion-mnist: K = 16, 64, 256 (one code per image), K = 16 to 512 (a 7x7
+    grid); mnist-5k: ...': the K of each group and rate, as its rows hold them."""
+    parts = []
+    for dataset, setting in results.groups:
+        rows = rows_of(results.comparison, dataset, setting)
+        by_rate = []
+        for contest in active_contests(set(rows["method"])):
+            ks = rows.loc[rows["method"].isin(M.matched(contest.rate)) & (rows["K"] > 0), "K"]
+            if len(ks):
+                by_rate.append(f"{fmt_k_range(sorted(set(ks)))} ({rate_short(contest)})")
+        parts.append(f"{group_label(results, dataset, setting)}: {', '.join(by_rate) or 'none'}")
+    return "; ".join(parts)
+
+
 def methods_text(results: Results) -> str:
     """The bit budgets, in a sentence."""
-    ks = sorted(int(k) for k in results.comparison["K"].unique() if k > 0)
     one = [n for n in M.matched(M.get(M.PROPOSAL).rate) if n in set(results.comparison["method"])]
-    return (f"The sweep uses K in {{{', '.join(map(str, ks))}}}. The one-code-per-image methods "
+    return (f"K as run: {ks_as_run(results)}. The one-code-per-image methods "
             f"({join_words(one) if one else 'none here'}) spend exactly log2 K bits per image, so "
             f"at equal K they are compared at matched bits; methods with more codes per image are "
             f"reported at their natural budget. Bits count the code indices only (no entropy "
@@ -449,12 +675,12 @@ def limitation_facts(results: Results) -> list[str]:
         rows = rows_of(results.comparison, dataset, setting)
         config = results.records.get((dataset, setting), {}).get("config", {})
         seeds = sorted(rows["seed"].unique())
-        epochs = unique_text(sorted(rows["epochs"].unique()))
         used = list(dict.fromkeys(rows["dataset_used"]))
         spread = (f"{len(seeds)} seeds, so the spread is estimated from {len(seeds)} values"
                   if len(seeds) > 1 else "1 seed, so the spread cannot be estimated and no "
                                          "difference is called beyond it")
-        text = f"{dataset}, {setting}: {spread}; {epochs} training epochs"
+        text = (f"{run_label(dataset, setting, used)}: {spread}; training epochs "
+                f"{epochs_text(rows)}")
         if used != [dataset]:
             text += (f"; {dataset} was asked and the run used {', '.join(map(str, used))} "
                      f"({unique_text(rows['n_train'].astype(int))} train / "
@@ -546,10 +772,11 @@ def cells_rule(results: Results) -> str:
             f"matched-bits comparisons) use each a-posteriori method's default cell: "
             f"{default_cells_text()}. These cells were fixed before any run, not chosen on the "
             f"test split; nothing is tuned on test.")
-    groups = [f"{d} ({s})" for d, s in results.groups if has_ablation(results.cells, d, s)]
+    groups = [group_label(results, d, s) for d, s in results.groups
+              if has_ablation(results.cells, d, s)]
     if groups:
-        text += (f" The ablation section of {join_words(groups)} shows the other cells, each "
-                 f"factor switched alone from the default.")
+        text += (f" The ablation of {join_words(groups)} shows the other cells, each factor "
+                 f"switched alone from the default.")
     return text
 
 
@@ -628,9 +855,14 @@ def most_sentence(av: AblationVerdict) -> str:
         return ("No factor closes any of the gap on average over the K where it is beyond the "
                 "spread.")
     fair = " (both sides fine-tuned)" if most.opponent is not None else ""
-    return (f"The largest share is explained by {factor_name(most)}{fair}: "
-            f"{fmt_share(most.explained_mean)} on average over the K where the gap is beyond "
-            f"the spread.")
+    share = fmt_share(most.explained_mean)
+    if most.explained_mean > 100:  # more than closed: the gap turns the other way
+        return (f"The largest share is explained by {factor_name(most)}{fair}: it more than "
+                f"closes the gap ({share} of it on average over the K where the gap is beyond the "
+                f"spread): with it, {most.cell.method} ends ahead of "
+                f"{(most.opponent or av.opponent).label}.")
+    return (f"The largest share is explained by {factor_name(most)}{fair}: {share} on average "
+            f"over the K where the gap is beyond the spread.")
 
 
 def labels_sentence(av: AblationVerdict) -> str:
@@ -693,8 +925,8 @@ def ablation_item(av: AblationVerdict, brief: bool = False) -> str:
     ``brief`` (page 1, the README) leaves out the setting, the cell counts and
     each factor's share (those stay in the ablation section)."""
     a, b = av.proposal.method, av.opponent.method
-    where = "" if brief else f"{av.setting} setting, {cells_phrase(av)}, "
-    text = (f"**{av.dataset}, ablation** ({where}{fmt_k_range(av.ks)}, {seeds_phrase(av)}): at the "
+    where = "" if brief else f"{cells_phrase(av)}, "
+    text = (f"**{verdict_label(av)}, ablation** ({where}{fmt_k_range(av.ks)}, {seeds_phrase(av)}): at the "
             f"default cells {gap_phrase(av.gap, a, b)} (beyond the spread {where_clear(av.gap)}).")
     if av.factors and not brief:
         text += (" Switched alone, each factor closes this share of that gap: "

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from report.load import CELL_COLUMNS, Results, all_cells, default_cell, is_default
-from report.sections import COMPARISON, SectionData
+from report.sections import COMPARISON, QUESTIONS, SectionData
 from utils import methods as M
 from utils import metric_registry as R
 
@@ -138,6 +138,9 @@ def metric_verdict(table: pd.DataFrame, a: str, b: str) -> str:
     return "unclear"
 
 
+NO_DIFFERENCE = "no clear difference"
+
+
 def overall(groups: dict[str, list[str]]) -> str:
     """'yes' (better somewhere, worse nowhere), 'no' (the reverse), 'mixed' or
     'no clear difference', from metric_verdict groups."""
@@ -145,7 +148,7 @@ def overall(groups: dict[str, list[str]]) -> str:
         return "yes"
     if groups["worse"] and not groups["better"]:
         return "no"
-    return "mixed" if groups["better"] else "no clear difference"
+    return "mixed" if groups["better"] else NO_DIFFERENCE
 
 
 # --- contests and verdicts ------------------------------------------------------------
@@ -214,13 +217,26 @@ def unmatched_methods(present=None) -> tuple[str, ...]:
 
 class OpponentVerdict(NamedTuple):
     """The proposal against one opponent: answer (overall of groups), groups
-    ({'better'|'worse'|'unclear': [answer metric columns]}) and tables
-    ({metric: compare_methods table}, DETAIL_METRICS that apply to both)."""
+    ({'better'|'worse'|'unclear': [answer metric columns]}), tables
+    ({metric: compare_methods table}, DETAIL_METRICS that apply to both) and
+    by_k ({K: the answer at that K alone}, :func:`answers_by_k`)."""
 
     opponent: str
     answer: str
     groups: dict
     tables: dict
+    by_k: dict = {}
+
+    @property
+    def rests_on(self) -> tuple[int, ...]:
+        """The K the answer rests on (:func:`resting_ks`)."""
+        return resting_ks(self.answer, self.by_k)
+
+    @property
+    def split(self) -> list[tuple[str, tuple[int, ...]]]:
+        """[(answer, K)]: the K grouped by their own answer, the overall answer's
+        first; one entry when every K says the same (:func:`split_by_answer`)."""
+        return split_by_answer(self.answer, self.by_k)
 
 
 class RateVerdict(NamedTuple):
@@ -279,7 +295,46 @@ def verdict_of_tables(tables: dict, a: str, b: str, answer_metrics) -> OpponentV
     for metric in answer_metrics:
         if metric in tables:
             groups[metric_verdict(tables[metric], a, b)].append(metric)
-    return OpponentVerdict(b, overall(groups), groups, tables)
+    return OpponentVerdict(b, overall(groups), groups, tables,
+                           answers_by_k(tables, a, b, answer_metrics))
+
+
+def answers_by_k(tables: dict, a: str, b: str, answer_metrics) -> dict[int, str]:
+    """{K: the answer at that K alone}: :func:`overall` of the answer metrics,
+    each better (``a`` wins beyond the spread at K), worse (``b`` does) or
+    unclear there; K in increasing order."""
+    voting = [tables[m] for m in answer_metrics if m in tables]
+    out = {}
+    for k in sorted({int(k) for t in voting for k in t["K"]}):
+        groups = {"better": [], "worse": [], "unclear": []}
+        for metric, t in zip(answer_metrics, voting):
+            winner = t.loc[t["K"] == k, "winner"]
+            if len(winner):
+                key = {a: "better", b: "worse"}.get(winner.iloc[0], "unclear")
+                groups[key].append(metric)
+        out[k] = overall(groups)
+    return out
+
+
+def resting_ks(answer: str, by_k: dict) -> tuple[int, ...]:
+    """The K an ``answer`` rests on: those whose own answer is the same; for
+    'mixed' (one metric won at some K, another lost at others), those decided
+    either way; every K when none is."""
+    if answer == "mixed":
+        ks = tuple(k for k, a in by_k.items() if a != NO_DIFFERENCE)
+    else:
+        ks = tuple(k for k, a in by_k.items() if a == answer)
+    return ks or tuple(by_k)
+
+
+def split_by_answer(answer: str, by_k: dict) -> list[tuple[str, tuple[int, ...]]]:
+    """[(answer, K)] of ``by_k`` grouped by answer: ``answer``'s K first, then the
+    others in order of their first K; one entry when every K says the same."""
+    groups = {}
+    for k, a in by_k.items():
+        groups.setdefault(a, []).append(k)
+    first = [(answer, tuple(groups.pop(answer)))] if answer in groups else []
+    return first + [(a, tuple(ks)) for a, ks in groups.items()]
 
 
 def collapsed_codebooks(summary: pd.DataFrame, dataset: str, setting: str) -> dict[str, list[int]]:
@@ -328,6 +383,60 @@ def all_verdicts(results: Results) -> list[RateVerdict]:
             if v is not None:
                 out.append(v)
     return out
+
+
+# --- page 1: one verdict per question, rate and dataset ------------------------------
+
+class QuestionVerdict(NamedTuple):
+    """One cell of page 1's answer table: the proposal of ``contest`` against its
+    end-to-end opponent (``contest.question``) on the primary metric of
+    ``section`` (one of report.sections.QUESTIONS), on one dataset and setting.
+
+    verdict : the OpponentVerdict, or None where the metric does not apply to
+        both or either has no rows.
+    k : the largest K the verdict rests on (None without a verdict); mean_a,
+        mean_b : the proposal's and the opponent's means over seeds there.
+    """
+
+    dataset: str
+    setting: str
+    dataset_used: tuple
+    section: SectionData
+    contest: Contest
+    verdict: OpponentVerdict | None
+    k: int | None = None
+    mean_a: float = math.nan
+    mean_b: float = math.nan
+
+
+def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Contest,
+                     section: SectionData) -> QuestionVerdict:
+    """The cell of ``section`` at ``contest``'s rate from ``rows`` (any dataset and
+    setting of ``section``'s table: rows from any protocol serve alike)."""
+    rows = rows_of(rows, dataset, setting)
+    used = distinct(rows.loc[rows["method"] == contest.proposal, "dataset_used"])
+    b = contest.question
+    ov = opponent_verdict(rows, contest.proposal, b, section) if b in set(rows["method"]) else None
+    if ov is None:
+        return QuestionVerdict(dataset, setting, used, section, contest, None)
+    k = max(ov.rests_on)
+    at = ov.tables[section.answer_metrics[0]].set_index("K").loc[k]
+    return QuestionVerdict(dataset, setting, used, section, contest, ov, k, float(at["mean_a"]),
+                           float(at["mean_b"]))
+
+
+def answer_grid(tables: dict[str, pd.DataFrame], groups) -> list[QuestionVerdict]:
+    """Page 1's answer table as data: for each question of report.sections.QUESTIONS
+    and each rate whose proposal has rows in ``tables`` ({table name:
+    rows}, e.g. comparison.csv's and generation.csv's newest rows), the
+    :func:`question_verdict` of every (dataset, setting) of ``groups``, in order."""
+    present = {m for frame in tables.values() for m in frame["method"]}
+    return [question_verdict(tables.get(section.table, NO_ROWS), d, s, contest, section)
+            for section in QUESTIONS for contest in active_contests(present) for d, s in groups]
+
+
+# A table without rows (a results folder without generation.csv).
+NO_ROWS = pd.DataFrame(columns=["dataset", "setting", "method", "K", "seed", "dataset_used"])
 
 
 # --- the ablation: what each cell of the a-posteriori methods changes -----------------
@@ -536,6 +645,7 @@ class AblationVerdict(NamedTuple):
     factors : the :class:`Factor` of each of :data:`FACTORS` whose cell is present.
     best : {method: best_cells table on MSE}; best_gap: compare_best of the two.
     n_seeds : (fewest, most) seeds of any cell at any K.
+    dataset_used : the data the rows ran on (e.g. mnist-5k for mnist).
     """
 
     dataset: str
@@ -548,6 +658,7 @@ class AblationVerdict(NamedTuple):
     best: dict
     best_gap: pd.DataFrame
     n_seeds: tuple
+    dataset_used: tuple = ()
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -592,7 +703,8 @@ def ablation_verdict(results: Results, dataset: str, setting: str,
     both = rows[rows["method"].isin(list(present)) & (rows["K"] > 0)]
     counts = both.groupby(["method", *CELL_COLUMNS, "K"])["seed"].nunique()
     return AblationVerdict(dataset, setting, base, opponent, present, gap, factors, best,
-                           best_gap, (int(counts.min()), int(counts.max())))
+                           best_gap, (int(counts.min()), int(counts.max())),
+                           distinct(both["dataset_used"]))
 
 
 def all_ablations(results: Results) -> list[AblationVerdict]:

@@ -45,3 +45,10 @@ def test_names_are_unique_and_roles_known():
 def test_unknown_column_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown metric column 'mse'.*test_mse"):
         R.get("mse")
+
+
+def test_one_primary_metric_per_question():
+    assert [(m.question, m.column) for m in R.questions()] == [
+        ("reconstruction", "test_mse"), ("label agreement", "ari"), ("generation", "fid_samples")]
+    assert R.questions() == R.metrics(role=R.PRIMARY)  # every primary metric answers a question
+    assert not any(m.question for m in R.metrics(role=R.SECONDARY))

@@ -294,6 +294,48 @@ def test_overall(better, worse, expected):
     assert V.overall({"better": better, "worse": worse, "unclear": ["usage"]}) == expected
 
 
+def k_table(winners: dict[int, str]) -> pd.DataFrame:
+    """A hand-made compare_values table: the winner at each K."""
+    return pd.DataFrame({"K": list(winners), "winner": list(winners.values())})
+
+
+NONE = "none"
+
+
+@pytest.mark.parametrize("tables, answer, by_k, rests_on, split", [
+    # two K of three decide it: the verdict rests on them and names the third
+    ({"test_mse": {16: P, 64: P, 512: NONE}}, "yes",
+     {16: "yes", 64: "yes", 512: V.NO_DIFFERENCE}, (16, 64),
+     [("yes", (16, 64)), (V.NO_DIFFERENCE, (512,))]),
+    # every K says the same: one entry, all K
+    ({"test_mse": {16: E2E, 64: E2E}}, "no", {16: "no", 64: "no"}, (16, 64), [("no", (16, 64))]),
+    # one K of four is not half: no clear difference, resting on the three undecided K
+    ({"test_mse": {16: P, 64: NONE, 256: NONE, 512: NONE}}, V.NO_DIFFERENCE,
+     {16: "yes", 64: V.NO_DIFFERENCE, 256: V.NO_DIFFERENCE, 512: V.NO_DIFFERENCE},
+     (64, 256, 512), [(V.NO_DIFFERENCE, (64, 256, 512)), ("yes", (16,))]),
+    # two metrics, each decided at other K: mixed rests on every K decided either way
+    ({"test_mse": {16: P, 64: P, 256: NONE}, "ari": {16: NONE, 64: E2E, 256: E2E}}, "mixed",
+     {16: "yes", 64: "mixed", 256: "no"}, (16, 64, 256),
+     [("mixed", (64,)), ("yes", (16,)), ("no", (256,))]),
+    # won and lost at as many K: no K alone says 'no clear difference', so it rests on all
+    ({"test_mse": {16: P, 64: E2E}}, V.NO_DIFFERENCE, {16: "yes", 64: "no"}, (16, 64),
+     [("yes", (16,)), ("no", (64,))]),
+])
+def test_a_verdict_names_the_k_it_rests_on(tables, answer, by_k, rests_on, split):
+    ov = V.verdict_of_tables({m: k_table(w) for m, w in tables.items()}, P, E2E, list(tables))
+    assert (ov.answer, ov.by_k, ov.rests_on, ov.split) == (answer, by_k, rests_on, split)
+
+
+def test_verdict_words_name_the_k_only_when_fewer_than_all_decide():
+    some = V.verdict_of_tables({"test_mse": k_table({16: P, 64: P, 512: NONE})}, P, E2E,
+                               ["test_mse"])
+    assert text.verdict_words(some) == "**yes** at K = 16, 64; no clear difference at K = 512"
+    every = V.verdict_of_tables({"test_mse": k_table({16: P, 64: P})}, P, E2E, ["test_mse"])
+    assert text.verdict_words(every) == "**yes**"
+    split = V.verdict_of_tables({"test_mse": k_table({16: P, 64: E2E})}, P, E2E, ["test_mse"])
+    assert text.verdict_words(split, bold=False) == "no clear difference (yes at K = 16; no at K = 64)"
+
+
 def test_newest_configuration_of_each_key_is_kept():
     rows = [{"dataset": "d", "setting": "full", "method": m, "K": k, "seed": s, "config_id": c}
             for c in ("a", "b") for m, k in ((P, 16), (ABL, 16)) for s in (0, 1)
@@ -424,8 +466,8 @@ def test_ablation_numbers_of_the_designed_outcome(designed):
 def test_ablation_sentences_of_the_designed_outcome(designed):
     (av,) = V.all_ablations(designed)
     item = text.ablation_item(av)
-    assert item.startswith("**fashion-mnist, ablation** (full setting, 8 of 8 geodesic-vae cells "
-                           "and 2 of 2 kmeans-vae cells, K = 16 to 256, 3 seeds per cell)")
+    assert item.startswith("**fashion-mnist, ablation** (8 of 8 geodesic-vae cells "
+                           "and 2 of 2 kmeans-vae cells, K = 16, 64, 256, 3 seeds per cell)")
     assert f"{P}'s MSE is 25.0% higher than {ABL}'s (beyond the spread at every K)" in item
     assert ("decoder edge lengths 0% (within the spread); refined code vectors 30% (beyond the "
             "spread); a fine-tuned decoder 80% (beyond the spread), 0% once kmeans-vae gets it too "
@@ -539,7 +581,8 @@ def test_answer_item_states_the_verdict(built):
     paths, _, _ = built
     results = L.load_results(paths.root)
     item = text.answer_item(V.all_verdicts(results)[0])
-    assert item.startswith("**mnist** (full setting, ran on mnist-5k, 4000 / 1000 images, 3 seeds)")
+    # the dataset as run, never the 'mnist' asked (#28)
+    assert item.startswith("**mnist-5k** (4000 / 1000 images, 3 seeds)")
     assert "**mixed**" in item
     assert f"Against {E2E}, trained end to end, {P} is better on MSE (41.7% lower)" in item
     assert "worse on ARI (" in item and "NMI" not in item
@@ -587,7 +630,7 @@ def test_groups_full_before_quick_in_order_of_appearance():
     assert L.result_groups(frame) == [("b", "full"), ("a", "full"), ("b", "quick"), ("a", "quick")]
 
 
-def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tmp_path):
+def test_extra_section_is_skipped_while_its_csv_is_absent(built):
     paths, _, _ = built
     results = L.load_results(paths.root)
     extra_csv = paths.root / "extra_test.csv"
@@ -603,12 +646,12 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built, monkeypatch, tm
     try:
         assert text.short_answer(results, verdicts, [extra]).items[-1] == "extra rows: 2"
         assert len(layout.extras_sections(results, [extra], styles)) == 1
-        # through the script: the extra's item in the README block
-        monkeypatch.setattr(br, "EXTRAS", (extra,))
-        readme = tmp_path / "README.md"
-        readme.write_text(f"{RM.README_START}\n{RM.README_END}\n")
-        br.main(br.parse_args(["--results-dir", str(paths.root), "--readme", str(readme)]))
-        assert "- extra rows: 2\n" in readme.read_text()
+        # the extra's item is a finding of the report (the README shows page 1's table only)
+        answer = text.short_answer(results, verdicts, [extra])
+        findings = layout.findings_section(answer, styles)
+        assert any("extra rows: 2" in f.getPlainText() for f in findings
+                   if isinstance(f, layout.Paragraph))
+        assert answer.table == text.short_answer(results, verdicts).table
     finally:
         extra_csv.unlink()
 
@@ -624,7 +667,8 @@ def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     assert run_main(br.main, br.parse_args(args + ["--readme", str(readme)])) == 0
     written = readme.read_text()
     assert written.startswith("# title\n\nbefore\n") and written.endswith("\nafter\n")
-    assert "old answer" not in written and "- **mnist**, one code per image" in written
+    assert "old answer" not in written
+    assert "| reconstruction (MSE) | one code per image | **yes**<br>" in written
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 0
     assert "up to date" in capsys.readouterr().err
 
@@ -645,12 +689,43 @@ def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
     paths, out, pages = built
     results = L.load_results(paths.root)
     answer = text.short_answer(results, V.all_verdicts(results))
-    for md in [answer.lead, *answer.items, answer.note]:
-        assert squash(md) in pages[0]
+    assert squash(answer.sentence) in pages[0] and squash(answer.table_note) in pages[0]
+    cells = [c for row in answer.table.rows for c in row]
+    assert all(squash(line) in pages[0] for c in cells for line in c.split("\n"))
+    # the README's block is that sentence and that table, row for row
     block = RM.readme_block(answer, Path("report/report.pdf"))
-    assert all(squash(item) in squash(block) for item in answer.items)
-    assert "Question" in pages[0] and "mixed" in pages[0]
+    assert block.startswith(answer.sentence)
+    assert RM.markdown_table(answer.table.head, answer.table.rows) in block
+    # the findings follow on page 2
+    assert all(squash(item) in " ".join(pages[1:3]) for item in answer.items)
+    assert "Question" in pages[0] and "**yes**" in answer.table.rows[0][2]
     assert page_extents(out)[0][1] >= 1  # the headline figure is on page 1
+
+
+def test_the_answer_table_is_a_function_of_the_rows(built):
+    """Page 1's table reads only (dataset, setting, rows) per question: rows of another
+    protocol (a later tuned folder) give its cells without any other change."""
+    paths, _, _ = built
+    results = L.load_results(paths.root)
+    cells = V.answer_grid({"comparison": results.comparison}, results.groups)
+    assert [(q.section.name, q.contest.rate) for q in cells] == [
+        ("reconstruction", M.IMAGE_RATE), ("label agreement", M.IMAGE_RATE),
+        ("generation", M.IMAGE_RATE)]
+    mse, ari, gen = cells
+    assert (mse.verdict.answer, mse.k, mse.dataset_used) == ("yes", max(KS), ("mnist-5k",))
+    assert mse.mean_a == pytest.approx(0.035) and mse.mean_b == pytest.approx(0.060)
+    assert ari.verdict.answer == "no" and gen.verdict is None  # no generation rows here
+    # the same rows with the proposal's MSE doubled: the cell turns, nothing else is needed
+    doubled = results.comparison.assign(test_mse=np.where(
+        results.comparison["method"] == P, 2 * results.comparison["test_mse"],
+        results.comparison["test_mse"]))
+    mse2 = V.answer_grid({"comparison": doubled}, results.groups)[0]
+    assert mse2.verdict.answer == "no" and mse2.mean_a == pytest.approx(0.070)
+    table = text.answer_table(cells)
+    assert table.head == ["question", "rate", "mnist-5k"]
+    assert table.rows[0] == ["reconstruction (MSE)", "one code per image",
+                             "**yes**\n0.0350 vs 0.0600 (K = 256)"]
+    assert table.rows[2][2] == "not run"
 
 
 def test_no_page_is_mostly_empty(built):
@@ -663,15 +738,18 @@ def test_no_page_is_mostly_empty(built):
 def test_headings_in_order(built):
     _, _, pages = built
     whole = " ".join(pages)
-    headings = ["Question", "Answer", "Methods and bit budgets", "How a winner is called",
-                "Set-up", "mnist, full setting", "At matched bits",
-                f"Ablation: the cells of {P} and {ABL}", "Table: MSE by cell",
-                "Table: code-to-label accuracy by cell", "Table: NMI by cell", "Limitations"]
+    headings = ["Question", "Answer", "Findings", "Methods and bit budgets",
+                "How a winner is called", "mnist-5k", "At matched bits",
+                f"Ablation: the cells of {P} and {ABL}", "Limitations", "Appendix",
+                "mnist-5k: every metric at every K", "mnist-5k: the ablation cells",
+                "Table: MSE by cell", "Table: code-to-label accuracy by cell",
+                "Table: NMI by cell", "Set-up and configurations", "Provenance"]
     at = 0
     for heading in headings:  # each found after the one before
         at = whole.find(heading, at)
         assert at >= 0, heading
     assert "older configuration ignored" in whole
+    assert "mnist, full" not in whole and "mnist (full)" not in whole  # the dataset as run
 
 
 def test_setup_and_limitations_are_computed(built):
@@ -791,9 +869,9 @@ def test_missing_metric_columns_of_summary_are_an_error(tmp_path, capsys):
 
 
 def test_mean_std_formatting():
-    assert formatting.fmt_mean_std(0.187968, 0.00582727) == "0.1880 ± 0.0058"
-    assert formatting.fmt_mean_std(474.993, 9.42432) == "475.0 ± 9.4"
-    assert formatting.fmt_mean_std(0.5, float("nan")) == "0.5000"
+    assert formatting.fmt_mean_std(0.187968, 0.00582727) == "0.188 ± 0.006"
+    assert formatting.fmt_mean_std(474.993, 9.42432) == "475 ± 9"
+    assert formatting.fmt_mean_std(0.5, float("nan")) == "0.500"
     assert formatting.fmt_mean_std(float("nan"), float("nan")) == "-"
 
 
@@ -814,6 +892,8 @@ def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("ks, expected", [([512], "K = 512"), ([512, 64], "K = 64, 512"),
-                                          ([256, 16, 64], "K = 16 to 256")])
-def test_k_range_names_two_values_rather_than_a_range(ks, expected):
+                                          ([256, 16, 64], "K = 16, 64, 256"),
+                                          ([64, 16, 32], "K = 16 to 64")])
+def test_k_range_names_the_k_as_run(ks, expected):
+    """Regression (#28): 'K = 16 to 256' was printed where only 16, 64 and 256 were run."""
     assert formatting.fmt_k_range(ks) == expected

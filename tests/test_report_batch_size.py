@@ -63,12 +63,14 @@ def test_the_item_puts_the_rerun_verdict_next_to_the_main_one(folders):
     assert BS.answer(results, selection) == []  # the rerun's item goes after its group
     (item,) = BS.group_answer(results, selection, ("mnist", "full"))
     assert BS.group_answer(results, selection, ("fashion-mnist", "full")) == []
-    label = "mnist, each side at the batch size chosen on validation"
+    label = "mnist-5k, each side at the batch size chosen on validation"  # the data as run
     assert item.startswith(T.brief_item(rerun_v, label))
     # the design: the proposal's MSE is lower than the VQ-VAE's in the main rows, higher in the rerun
     assert "MSE (" in item and "higher" in item.split("MSE (")[1].split(")")[0]
     assert T.brief_item(main_v, label) != T.brief_item(rerun_v, label)
-    assert item.endswith(f"At batch size 128 (the main rows) the answer is **{main_v.answer}**.")
+    # the main rows' batch sizes are read from their run record (the runner's default there)
+    assert item.endswith(f"At the main rows' batch sizes (VAE 128, VQ-VAE 128) the answer is "
+                         f"**{main_v.answer}**.")
 
 
 def test_without_the_rerun_the_item_says_so(folders, tmp_path):
@@ -82,20 +84,18 @@ def test_without_the_rerun_the_item_says_so(folders, tmp_path):
 
 
 def test_the_mse_table_holds_the_means_of_both_folders(folders):
-    from report.layout import make_styles
-
     main, rerun = folders
     results = L.load_results(main.root)
     v = next(v for v, _ in BS.pairs(results, BS.read_selection(rerun.root)))
-    cells = BS.mse_table(results, v, make_styles())._cellvalues
+    cells = BS.mse_table_data(results, v)
     got = {(r[0], r[1]): r[2] for r in cells[1:]}  # K = 16
-    for name, folder in (("128", main), ("chosen", rerun)):
+    for name, folder in (("main rows", main), ("chosen", rerun)):
         frame = pd.read_csv(folder.comparison)
         x = frame[(frame["method"] == P) & (frame["K"] == 16)]["test_mse"]
-        assert got[(P, name)].startswith(f"{x.mean():.4f}"[:5])
+        assert got[(P, name)].startswith(f"{x.mean():#.3g}")
 
 
-def test_the_report_has_the_section_and_page_one_the_item(folders, tmp_path):
+def test_the_report_has_the_section_and_the_findings_the_item(folders, tmp_path):
     main, _ = folders
     out = tmp_path / "r.pdf"
     br.main(br.parse_args(["--results-dir", str(main.root), "--out", str(out)]))
@@ -103,8 +103,8 @@ def test_the_report_has_the_section_and_page_one_the_item(folders, tmp_path):
     assert any("Batch size chosen on the validation split" in p for p in pages[1:])
     results = L.load_results(main.root)
     (item,) = BS.group_answer(results, BS.read_selection(main.root / BATCH_SIZE_DIR), ("mnist", "full"))
-    assert squash(item)[:60] in " ".join(" ".join(p.split()) for p in pages[:2])
-    # right after the mnist group's own item on page 1
+    assert squash(item)[:60] in " ".join(" ".join(p.split()) for p in pages[1:3])  # the findings
+    # right after the mnist group's own item
     answer = br.text.short_answer(results, V.all_verdicts(results), br.EXTRAS)
     mine = answer.items.index(item)
-    assert answer.items[mine - 1].startswith("**mnist**") or "ablation" in answer.items[mine - 1]
+    assert answer.items[mine - 1].startswith("**mnist-5k**") or "ablation" in answer.items[mine - 1]

@@ -40,6 +40,8 @@ class Metric(NamedTuple):
     lower_is_better : which way is better.
     role : PRIMARY or SECONDARY.
     table : COMPARISON or GENERATION, the CSV whose rows hold it.
+    question : for a primary metric, the question it answers ("reconstruction"):
+        one row of page 1's answer table; "" for the others.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Metric(NamedTuple):
     lower_is_better: bool = True
     role: str = SECONDARY
     table: str = COMPARISON
+    question: str = ""
 
     @property
     def mean(self) -> str:
@@ -75,12 +78,12 @@ HIGHER = {"lower_is_better": False}
 # comparison.csv, in its column order
 BITS = Metric("bits", "bits_per_image", "bits/image", "bits")
 BCE = Metric("bce", "test_bce", "BCE", "nats per image")
-MSE = Metric("mse", "test_mse", "MSE", role=PRIMARY)
+MSE = Metric("mse", "test_mse", "MSE", role=PRIMARY, question="reconstruction")
 PSNR = Metric("psnr", "psnr", "PSNR (dB)", "dB", **HIGHER)
 PERPLEXITY = Metric("perplexity", "perplexity", "perplexity", "codes", **HIGHER)
 USAGE = Metric("usage", "usage", "usage", **HIGHER)
 NMI = Metric("nmi", "nmi", "NMI", **HIGHER)
-ARI = Metric("ari", "ari", "ARI", role=PRIMARY, **HIGHER)
+ARI = Metric("ari", "ari", "ARI", role=PRIMARY, question="label agreement", **HIGHER)
 PURITY = Metric("purity", "purity", "purity", **HIGHER)
 LABEL_ACCURACY = Metric("label_accuracy", "code_to_label_accuracy", "code-to-label accuracy",
                         **HIGHER)
@@ -98,7 +101,8 @@ PRIOR_BITS_PER_CODE = Metric("prior_bits_per_code", "prior_bits_per_code", "prio
                              "bits", **_GEN)
 PRIOR_PERPLEXITY = Metric("prior_perplexity", "prior_perplexity", "perplexity", **HIGHER, **_GEN)
 HISTOGRAM_NLL = Metric("histogram_nll", "histogram_nll_bits", "histogram NLL", "bits", **_GEN)
-FID_SAMPLES = Metric("fid_samples", "fid_samples", "sample FID", role=PRIMARY, **_GEN)
+FID_SAMPLES = Metric("fid_samples", "fid_samples", "sample FID", role=PRIMARY, question="generation",
+                     **_GEN)
 FID_RECON = Metric("fid_recon", "fid_recon", "reconstruction FID", **_GEN)
 FID_TRAIN = Metric("fid_train", "fid_train", "train FID", **_GEN)
 CLASSIFIER_ACCURACY = Metric("classifier_accuracy", "classifier_accuracy", "classifier accuracy",
@@ -130,6 +134,11 @@ def metrics(*, table: str | None = None, role: str | None = None) -> list[Metric
     """Entries in :data:`METRICS` order, filtered by table and role."""
     return [m for m in METRICS.values()
             if (table is None or m.table == table) and (role is None or m.role == role)]
+
+
+def questions() -> list[Metric]:
+    """The primary metrics, one per question, in :data:`METRICS` order."""
+    return [m for m in metrics(role=PRIMARY) if m.question]
 
 
 def columns(**filters) -> list[str]:
