@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from report import batch_size, generation, kl_weight, readme, text
+from report import batch_size, generation, kl_weight, readme, text, tuned
 from report.figures import plot_headline
 from report.layout import build_story, make_styles, write_pdf
 from report.load import load_results
@@ -33,7 +33,7 @@ from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
 
 # Sections beyond comparison.csv, as report.sections.Extra entries; each is skipped
 # while its CSV is absent.
-EXTRAS: tuple[Extra, ...] = (generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
+EXTRAS: tuple[Extra, ...] = (tuned.EXTRA, generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
 
 
 def parse_args(argv=None):

@@ -21,6 +21,7 @@ from reportlab.platypus import Paragraph
 
 from report import formatting as F
 from report import text as T
+from report.load import newest
 from report.sections import GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
@@ -30,15 +31,6 @@ from utils.paths import ResultPaths
 from utils.results import read_generation
 
 PRIORS = {"pixelcnn": "a gated PixelCNN over the 7x7 code maps", "histogram": "the smoothed code histogram"}
-
-
-def newest(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the newest configuration (the last config_id written) of every
-    (dataset, setting, method, K)."""
-    if frame.empty:
-        return frame
-    last = frame.groupby(["dataset", "setting", "method", "K"], sort=False)["config_id"].transform("last")
-    return frame[frame["config_id"] == last]
 
 
 class GenerationVerdict(NamedTuple):

@@ -240,3 +240,22 @@ def load_results(results_dir: Path) -> Results:
     main_rows = kept[is_default(kept)].reset_index(drop=True)
     main_summary = summary[is_default(summary)].reset_index(drop=True)
     return Results(main_rows, main_summary, records, groups, ignored, paths.root, kept, summary)
+
+
+def newest(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the newest configuration (the last config_id written) of every
+    (dataset, setting, method, cell, K) of a results table (rows are appended in time order)."""
+    if frame.empty:
+        return frame
+    keys = ["dataset", "setting", "method", *[c for c in CELL_COLUMNS if c in frame], "K"]
+    last = frame.groupby(keys, sort=False)["config_id"].transform("last")
+    return frame[frame["config_id"] == last]
+
+
+def replace_rows(rows: pd.DataFrame, better: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with those of every (dataset, method) that ``better`` has replaced by
+    ``better``'s: e.g. the fixed-budget rows of a method by its tuned-protocol rows."""
+    covered = better[["dataset", "method"]].drop_duplicates()
+    marked = rows.merge(covered, on=["dataset", "method"], how="left", indicator=True)
+    kept = rows[(marked["_merge"] == "left_only").to_numpy()]
+    return pd.concat([kept, better], ignore_index=True)

@@ -26,10 +26,21 @@ def int_text(value) -> str:
     return str(int(value))
 
 
+# Counts that differ between seeds (epochs run, the best epoch): their range over seeds.
+COUNTS = ("epochs_trained", "best_epoch", "decoder_epochs_trained", "decoder_best_epoch")
+
+
 def cell_text(values: pd.Series, column: str) -> str:
-    """'0.0123 ± 0.0004' over seeds; the value of a :data:`FIXED` column."""
+    """'0.0123 ± 0.0004' over seeds; the value of a :data:`FIXED` column; '31-40', the
+    range over seeds, of a :data:`COUNTS` column ('-' when it does not apply)."""
     if column in FIXED:
         return f"{values.mean():g}"
+    if column in COUNTS:
+        v = values.dropna()
+        if v.empty:
+            return "-"
+        low, high = int(v.min()), int(v.max())
+        return str(low) if low == high else f"{low}-{high}"
     return fmt_mean_std(values.mean(), values.std())
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from report.formatting import (fmt_diff, fmt_k_list, fmt_k_range, fmt_pct, fmt_rel, fmt_seconds,
                                fmt_share, join_words, plural, run_label, span, unique_text)
-from report.load import Results, all_cells
+from report.load import Results, all_cells, replace_rows
 from report.sections import present_extras
 from report.verdicts import (ABLATION_METRIC, ANSWER_METRICS, NO_DIFFERENCE,
                              RECONSTRUCTION_METRICS, AblationVerdict, Cell, Contest, Factor,
@@ -255,7 +255,8 @@ def answer_cell(q: QuestionVerdict) -> str:
         return "n/a" if q.dataset_used else "not run"
     ov = q.verdict
     where = "" if len(ov.split) == 1 else f" at {fmt_k_list(ov.rests_on)}"
-    return f"**{ov.answer}**{where}\n{fmt3(q.mean_a)} vs {fmt3(q.mean_b)} (K = {q.k})"
+    tuned = ", tuned" if q.protocol == "tuned" else ""
+    return f"**{ov.answer}**{where}\n{fmt3(q.mean_a)} vs {fmt3(q.mean_b)} (K = {q.k}{tuned})"
 
 
 def group_labels(cells: list[QuestionVerdict]) -> dict[tuple, str]:
@@ -338,8 +339,12 @@ def table_note(cells: list[QuestionVerdict]) -> str:
     metrics = [R.get(s.answer_metrics[0]) for s in dict.fromkeys(q.section for q in cells)]
     directions = join_words(f"{m.label} {'higher' if m.higher_is_better else 'lower'}"
                             for m in metrics)
+    tuned = any(q.protocol == "tuned" for q in cells)
     return (f"Each cell: the verdict on the question's metric (with the K it rests on when not "
-            f"all), then the means of geodesic and of the VQ-VAE; {directions} is better.")
+            f"all), then the means of geodesic and of the VQ-VAE; {directions} is better."
+            + (" 'tuned': both sides trained to convergence, tuned on validation, decoders "
+               "fine-tuned on their codes (the tuned protocol); the other cells rest on the "
+               "fixed-budget rows." if tuned else ""))
 
 
 class ShortAnswer(NamedTuple):
@@ -381,8 +386,11 @@ def answer_tables(results: Results, present) -> dict[str, pd.DataFrame]:
     cells and the rows (``Extra.rows``) of every present extra that declares a
     SectionData, by its table (generation.csv)."""
     tables = {R.COMPARISON: results.comparison}
-    tables |= {extra.data.table: extra.rows(frame) for _, frame, extra in present
-               if extra.data is not None}
+    for _, frame, extra in present:
+        if extra.data is not None:
+            rows = extra.rows(frame)
+            have = tables.get(extra.data.table)
+            tables[extra.data.table] = rows if have is None else replace_rows(have, rows)
     return tables
 
 

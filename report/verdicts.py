@@ -407,6 +407,7 @@ class QuestionVerdict(NamedTuple):
     k: int | None = None
     mean_a: float = math.nan
     mean_b: float = math.nan
+    protocol: str = "fixed"  # of the rows it rests on: "fixed" budgets or "tuned" (run_tuned.py)
 
 
 def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Contest,
@@ -421,8 +422,10 @@ def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Co
         return QuestionVerdict(dataset, setting, used, section, contest, None)
     k = max(ov.rests_on)
     at = ov.tables[section.answer_metrics[0]].set_index("K").loc[k]
+    mine = rows[rows["method"] == contest.proposal]
+    protocol = "/".join(distinct(mine["protocol"])) if "protocol" in mine else "fixed"
     return QuestionVerdict(dataset, setting, used, section, contest, ov, k, float(at["mean_a"]),
-                           float(at["mean_b"]))
+                           float(at["mean_b"]), protocol or "fixed")
 
 
 def answer_grid(tables: dict[str, pd.DataFrame], groups) -> list[QuestionVerdict]:

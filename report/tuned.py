@@ -1,0 +1,221 @@
+"""The tuned protocol's part of the report (train/run_tuned.py, docs/protocol.md).
+
+Its rows (``<results>/tuned/comparison.csv``) give both sides equal budgets,
+early stopping, settings chosen on validation and the same decoder treatment,
+so where they exist they decide the main answer:
+
+* :func:`verdict_rows` (data): each quantized method's verdict cell, its codes
+  decoded by a decoder fine-tuned on them; page 1's answer table reads these in
+  place of the fixed-budget rows of the same dataset and method
+  (report.text.answer_tables);
+* :func:`tuned_verdicts` (statistics): at each rate, the proposal against each
+  opponent by report.verdicts' rule on COMPARISON's metrics;
+* :func:`choices` (data): what validation chose at each K, from
+  ``selection_<dataset>.csv``;
+* :func:`answer`, :func:`details`, :func:`appendix` (sentences and layout).
+
+:data:`EXTRA` plugs them into report/build_report.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from report import formatting as F
+from report import text as T
+from report.load import newest
+from report.sections import COMPARISON, Extra
+from report.tables import Key, int_text, mean_std_rows
+from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
+from utils import methods as M
+from utils import metric_registry as R
+from utils.paths import TUNED_DIR
+from utils.results import read_results
+
+VERDICT_DECODER = "finetuned"  # the decoder the verdict's cells decode with, on both sides
+TABLE_COLUMNS = ((R.MSE.column, "MSE"), (R.ARI.column, "ARI"), (R.USAGE.column, "usage"),
+                 ("epochs_trained", "epochs"), ("best_epoch", "best epoch"),
+                 ("decoder_best_epoch", "decoder best epoch"))
+
+
+def read_tuned(path: Path) -> pd.DataFrame:
+    """The tuned comparison.csv, validated (utils.results.read_results)."""
+    return read_results(path)
+
+
+def verdict_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the tuned verdicts read: every quantized method's cell decoded by a
+    decoder fine-tuned on its codes, newest configuration of each (dataset, method, K)."""
+    rows = newest(frame)
+    quantized = rows["method"].map(lambda m: M.get(m).quantized)
+    return rows[quantized & (rows["decoder"] == VERDICT_DECODER)].reset_index(drop=True)
+
+
+class TunedVerdict(NamedTuple):
+    """The tuned verdict of one (dataset, setting, rate): ``against``
+    {opponent: report.verdicts.OpponentVerdict} in contest order."""
+
+    dataset: str
+    setting: str
+    contest: Contest
+    dataset_used: tuple
+    n_seeds: int
+    ks: tuple
+    against: dict
+
+    main = property(lambda self: main_opponent(self.contest, self.against))
+    answer = property(lambda self: stated_answer(self.contest, self.against))
+
+
+def tuned_verdicts(frame: pd.DataFrame) -> list[TunedVerdict]:
+    """One verdict per (dataset, setting, rate) whose proposal and an opponent have rows."""
+    out = []
+    for (dataset, setting), rows in verdict_rows(frame).groupby(["dataset", "setting"], sort=False):
+        present = set(rows["method"])
+        for contest in active_contests(present):
+            against = {b: ov for b in contest.opponents if b in present
+                       for ov in [opponent_verdict(rows, contest.proposal, b, COMPARISON)]
+                       if ov is not None}
+            if against:
+                mine = rows[rows["method"].isin([contest.proposal, *against])]
+                out.append(TunedVerdict(dataset, setting, contest,
+                                        tuple(sorted(set(mine["dataset_used"]))),
+                                        int(mine.groupby("method")["seed"].nunique().min()),
+                                        tuple(sorted(set(mine["K"]))), against))
+    return out
+
+
+# --- what validation chose ------------------------------------------------------------------
+
+def selection_path(root: Path, dataset: str) -> Path:
+    return Path(root) / TUNED_DIR / f"selection_{dataset}.csv"
+
+
+def read_selection(root: Path, dataset: str) -> pd.DataFrame:
+    """selection_<dataset>.csv (empty when absent)."""
+    path = selection_path(root, dataset)
+    if not path.is_file():
+        return pd.DataFrame(columns=["rate", "family", "K", "candidate", "chosen", "val_score"])
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame["chosen"] = frame["chosen"].astype(str) == "True"
+    return frame
+
+
+def setting_text(row: pd.Series) -> str:
+    """A chosen candidate in words: 'β = 1, batch 32' or 'latent/refined'."""
+    if str(row["family"]).startswith("cell:"):
+        return "/".join(v for v in (row["edge_length"], row["code_vectors"]) if v)
+    names = {"vae_kl_weight": "β", "vqvae_beta": "commitment", "vqvae_lr": "lr",
+             "vae_batch_size": "batch", "vqvae_batch_size": "batch"}
+    return ", ".join(f"{names.get(k, k)} {v:g}" for k, v in json.loads(row["candidate"]).items())
+
+
+def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
+    """The table of what validation chose at ``rate``: one row per family, one column per K."""
+    chosen = selection[(selection["rate"] == rate) & selection["chosen"]]
+    if chosen.empty:
+        return []
+    ks = sorted(int(k) for k in chosen["K"].unique())
+    data = [["chosen on validation", *(f"K = {k}" for k in ks)]]
+    for family, g in chosen.groupby("family", sort=False):
+        by_k = {int(r["K"]): setting_text(r) for _, r in g.iterrows()}
+        data.append([family.removeprefix("cell:") + (" cell" if family.startswith("cell:") else ""),
+                     *(by_k.get(k, "-") for k in ks)])
+    return data
+
+
+# --- sentences ------------------------------------------------------------------------------
+
+def answer_item(frame: pd.DataFrame, v: TunedVerdict, brief: bool = False) -> str:
+    """The tuned verdict at one rate, on reconstruction and labels."""
+    rows = newest(frame)
+    rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
+    epochs = F.unique_text(int(e) for e in rows["epochs_trained"].dropna())
+    head = (f"**{T.verdict_label(v)}, tuned protocol**, {T.rate_phrase(v.contest)} "
+            f"({F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; every model trained to "
+            f"convergence with early stopping on validation (epochs run: {epochs}), settings and "
+            f"cells chosen on validation, both sides decoded by decoders fine-tuned on their "
+            f"codes): {T.verdict_words(v.against[v.main])}.")
+    order = [v.main] + [b for b in v.against if b != v.main]
+    clauses = []
+    for i, b in enumerate(order):
+        ov = v.against[b]
+        if brief and i:
+            clauses.append(f"Against {b}: {T.verdict_words(ov, bold=False)}.")
+        else:
+            who = v.contest.proposal if i == 0 else "it"
+            clauses.append(f"Against {b}, {who} is {T.describe(ov, v.contest.proposal)}.")
+    return " ".join([head, *clauses])
+
+
+def answer(results, frame: pd.DataFrame) -> list[str]:
+    """The short-answer items of the tuned rows (an Extra's ``answer``), brief."""
+    return [answer_item(frame, v, brief=True) for v in tuned_verdicts(frame)]
+
+
+INTRO = ("The fixed-budget rows above train every model for a set number of epochs with one "
+         "setting per side, so training budgets can decide a verdict before the quantizer does. "
+         "The tuned protocol (docs/protocol.md, train/run_tuned.py) gives every model the same "
+         "epoch budget with early stopping on the validation split (patience 5, best weights "
+         "kept), chooses each side's settings on validation at each K with the same number of "
+         "candidates (the VAE's β for the a-posteriori side, scored through k-means codes; the "
+         "VQ-VAE's commitment weight and learning rate), chooses the a-posteriori cells on "
+         "validation too, and decodes both sides' codes with a decoder fine-tuned on them (the "
+         "frozen decoders are in the tables beside). The test split is read only for these rows. "
+         "The a-posteriori side's cell choice adds up to four choices at one code per image that "
+         "the end-to-end side does not get.")
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+def table_rows(rows: pd.DataFrame) -> list[list[str]]:
+    """Method x cell x K rows of mean ± std over seeds (methods in utils/methods.py order)."""
+    order = {m: i for i, m in enumerate(M.METHODS)}
+    rows = rows.assign(order=rows["method"].map(order),
+                       cell=rows[["edge_length", "code_vectors", "decoder"]].fillna("").agg(
+                           lambda r: "/".join(v for v in r if v) or "-", axis=1))
+    rows = rows.sort_values(["order", "cell", "K", "seed"])
+    return mean_std_rows(rows, (Key("method", "method"), Key("cell", "cell"), Key("K", "K", int_text)),
+                         TABLE_COLUMNS)
+
+
+def group_label(rows: pd.DataFrame, dataset: str, setting: str) -> str:
+    return F.run_label(dataset, setting, dict.fromkeys(rows["dataset_used"]))
+
+
+def details(results, frame: pd.DataFrame, styles) -> list:
+    """The tuned section of the main body: how, the verdicts, and what validation chose."""
+    from report.layout import heading, para, render
+
+    story = heading("The tuned protocol: equal budgets, chosen on validation", styles) + [
+        para(INTRO, styles["body"])]
+    verdicts = tuned_verdicts(frame)
+    for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
+        story += heading(group_label(rows, dataset, setting), styles, "h2", 0.15)
+        story += [para(answer_item(frame, v), styles["body"]) for v in verdicts
+                  if (v.dataset, v.setting) == (dataset, setting)]
+        selection = read_selection(results.root, dataset)
+        for rate in (M.IMAGE_RATE, M.GRID_RATE):
+            data = choices(selection, rate)
+            if data:
+                story.append(render(data, [0.2] + [0.8 / (len(data[0]) - 1)] * (len(data[0]) - 1),
+                                    styles))
+    return story
+
+
+def appendix(results, frame: pd.DataFrame, styles) -> list:
+    """The tuned rows at every K, both decoders, with the epochs they trained."""
+    from report.layout import heading, render
+
+    story = []
+    for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
+        story += heading(f"{group_label(rows, dataset, setting)}: the tuned rows at every K",
+                         styles, "h2") + [render(table_rows(rows), [0.13, 0.22, 0.05], styles)]
+    return story
+
+
+EXTRA = Extra("The tuned protocol", lambda p: p.root / TUNED_DIR / p.comparison.name,
+              answer, details, read_tuned, data=COMPARISON, rows=verdict_rows, appendix=appendix)

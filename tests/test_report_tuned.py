@@ -1,0 +1,113 @@
+"""report/tuned.py and the answer table's use of the tuned rows, on hand-made tables:
+the verdict reads each method's fine-tuned-decoder cell of the newest configuration, the tuned
+rows of a (dataset, method) replace its fixed-budget rows and nothing else, the cell says
+'tuned', and what validation chose is tabulated per K."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from report import tables
+from report import text
+from report import tuned as TU
+from report import verdicts as V
+from report.load import replace_rows
+from utils import metric_registry as R
+
+KS = (16, 64)
+P, B = "geodesic-vae", "vqvae-global"
+
+
+def rows(method, mse, *, dataset="mnist", cell=("", "", ""), protocol="tuned", config="c1",
+         seeds=(0, 1, 2)):
+    """One row per K and seed; ``mse`` at every K, metric columns filled so that only MSE
+    and ARI (higher for lower MSE) differ between methods."""
+    edge, vectors, decoder = cell
+    out = []
+    for K in KS:
+        for s in seeds:
+            row = {c: 0.5 for c in R.columns(table=R.COMPARISON)}
+            row.update(dataset=dataset, setting="full", dataset_used="mnist-5k", method=method, K=K,
+                       seed=s, edge_length=edge, code_vectors=vectors, decoder=decoder,
+                       config_id=config, protocol=protocol, epochs_trained=30 + s, best_epoch=25 + s,
+                       test_mse=mse + 0.0001 * s, ari=0.5 - mse + 0.001 * s)
+            out.append(row)
+    return out
+
+
+def frame(*parts) -> pd.DataFrame:
+    return pd.DataFrame([r for part in parts for r in part])
+
+
+GEO_TUNED = ("latent", "refined", "finetuned")
+GEO_FROZEN = ("latent", "refined", "frozen")
+
+
+def test_verdict_rows_are_the_finetuned_cells_of_the_newest_configuration():
+    f = frame(rows(P, 0.9, cell=GEO_TUNED, config="old"), rows(P, 0.03, cell=GEO_TUNED, config="new"),
+              rows(P, 0.04, cell=GEO_FROZEN), rows(B, 0.05), rows(B, 0.045, cell=("", "", "finetuned")),
+              rows("vae-continuous", 0.02))
+    kept = TU.verdict_rows(f)
+    assert set(zip(kept["method"], kept["decoder"])) == {(P, "finetuned"), (B, "finetuned")}
+    assert set(kept.loc[kept["method"] == P, "config_id"]) == {"new"}
+
+
+def test_tuned_rows_replace_the_fixed_rows_of_their_dataset_and_method_only():
+    fixed = frame(rows(P, 0.06, protocol="fixed"), rows(B, 0.04, protocol="fixed"),
+                  rows(P, 0.06, dataset="fashion-mnist", protocol="fixed"))
+    tuned = frame(rows(P, 0.03))
+    out = replace_rows(fixed, tuned)
+    by = out.groupby(["dataset", "method"])["protocol"].agg(set).to_dict()
+    assert by == {("mnist", P): {"tuned"}, ("mnist", B): {"fixed"},
+                  ("fashion-mnist", P): {"fixed"}}
+    assert len(out) == len(fixed)  # one (dataset, method) swapped for as many rows
+
+
+def test_the_answer_cell_turns_with_the_tuned_rows_and_says_so():
+    """Fixed budgets: the proposal loses on MSE; tuned: it wins. The answer table reads
+    the tuned rows in place of the fixed ones, and its cell says 'tuned'."""
+    fixed = frame(rows(P, 0.06, protocol="fixed"), rows(B, 0.04, protocol="fixed"))
+    tuned = frame(rows(P, 0.03, cell=GEO_TUNED), rows(P, 0.05, cell=GEO_FROZEN),
+                  rows(B, 0.04, cell=("", "", "finetuned")), rows(B, 0.045))
+    groups = [("mnist", "full")]
+    before = V.answer_grid({R.COMPARISON: fixed}, groups)[0]
+    assert (before.verdict.answer, before.protocol) == ("no", "fixed")
+    merged = replace_rows(fixed, TU.verdict_rows(tuned))
+    after = V.answer_grid({R.COMPARISON: merged}, groups)[0]
+    assert (after.verdict.answer, after.protocol) == ("yes", "tuned")
+    assert after.mean_a == pytest.approx(0.0301) and after.mean_b == pytest.approx(0.0401)
+    assert text.answer_cell(after).endswith("(K = 64, tuned)")
+    assert "tuned" not in text.answer_cell(before)
+
+
+def test_tuned_verdicts_per_rate():
+    tuned = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")))
+    [v] = TU.tuned_verdicts(tuned)
+    assert v.against[B].answer == "yes" and v.ks == KS and v.n_seeds == 3
+
+
+def test_choices_tabulate_what_validation_chose_per_k():
+    sel = pd.DataFrame([
+        {"rate": "image", "family": "vae-mlp", "K": 16, "candidate": json.dumps({"vae_kl_weight": 1.0}),
+         "edge_length": "", "code_vectors": "", "chosen": True},
+        {"rate": "image", "family": "vae-mlp", "K": 16, "candidate": json.dumps({"vae_kl_weight": 0.1}),
+         "edge_length": "", "code_vectors": "", "chosen": False},
+        {"rate": "image", "family": "vae-mlp", "K": 64, "candidate": json.dumps({"vae_kl_weight": 0.3}),
+         "edge_length": "", "code_vectors": "", "chosen": True},
+        {"rate": "image", "family": f"cell:{P}", "K": 64, "candidate": "{}", "edge_length": "decoder",
+         "code_vectors": "refined", "chosen": True},
+        {"rate": "grid", "family": "vae-conv", "K": 16, "candidate": json.dumps({"vae_kl_weight": 1.0}),
+         "edge_length": "", "code_vectors": "", "chosen": True},
+    ])
+    assert TU.choices(sel, "image") == [["chosen on validation", "K = 16", "K = 64"],
+                                        ["vae-mlp", "β 1", "β 0.3"],
+                                        [f"{P} cell", "-", "decoder/refined"]]
+    assert TU.choices(sel, "grid")[1] == ["vae-conv", "β 1"]
+
+
+def test_counts_print_their_range_over_seeds():
+    assert tables.cell_text(pd.Series([30.0, 33.0, 31.0]), "epochs_trained") == "30-33"
+    assert tables.cell_text(pd.Series([12.0, 12.0]), "best_epoch") == "12"
+    assert tables.cell_text(pd.Series([float("nan")]), "decoder_best_epoch") == "-"
