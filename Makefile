@@ -67,7 +67,7 @@ grid: $(STAMP)  ## the grid-rate sweep (DATASET=fashion-mnist; GRID_FIT=N fits t
 	$(PY) report/build_report.py
 
 RATE ?= image
-tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid): settings and cells chosen on validation, then every seed -> experiments/results/tuned/ (resumes)
+tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid): settings and cells chosen on validation, then every seed, then priors over the chosen codes -> experiments/results/tuned/ (resumes)
 	$(PY) train/run_tuned.py --dataset $(DATASET) --rate $(RATE) --device $(DEVICE)
 
 GEN_K ?= 64 512

@@ -6,13 +6,19 @@ import pytest
 
 from utils import metric_registry as R
 from utils.metrics import CODE_METRICS
-from utils.results import COLUMNS, GENERATION_COLUMNS, GENERATION_METRICS, summarize
+from utils.results import (COLUMNS, GENERATION_COLUMNS, GENERATION_METRICS,
+                           TUNED_GENERATION_COLUMNS, TUNED_GENERATION_METRICS, summarize)
 
 
 def test_every_metric_column_of_the_results_files_is_declared():
     assert CODE_METRICS == R.columns(table=R.COMPARISON)
-    assert GENERATION_METRICS == R.columns(table=R.GENERATION)
-    assert set(R.columns()) <= set(COLUMNS) | set(GENERATION_COLUMNS)
+    assert GENERATION_METRICS == R.columns(table=R.GENERATION, protocol=R.FIXED)
+    assert GENERATION_METRICS + TUNED_GENERATION_METRICS == R.columns(table=R.GENERATION)
+    assert set(R.columns()) <= set(COLUMNS) | set(TUNED_GENERATION_COLUMNS)
+    # a metric only the tuned protocol measures is no column of the fixed files
+    tuned_only = R.columns(table=R.GENERATION, protocol=R.TUNED)
+    assert set(tuned_only) - set(GENERATION_COLUMNS) == {R.BITS_PER_DIM.column, R.RECON_NLL.column}
+    assert R.BITS_PER_DIM.role == R.SECONDARY and R.BITS_PER_DIM.lower_is_better
 
 
 def test_summary_columns_are_what_summary_csv_holds():

@@ -22,7 +22,9 @@ def test_rows_round_trip_with_nan(tmp_path):
     for seed in range(3):
         results.append_row(path, row(seed=seed, mse=0.01 * (seed + 1)))
     df = results.read_results(path)
-    assert list(df.columns) == results.COLUMNS and len(df) == 3
+    # a file of the fixed sweeps reads with its protocol
+    assert list(df.columns) == results.COLUMNS + ["protocol"] and len(df) == 3
+    assert (df.protocol == "fixed").all()
     assert df.test_mse.tolist() == pytest.approx([0.01, 0.02, 0.03])
     assert df.nmi.isna().all()
     assert results.finished_keys(path) == {results.row_key(row(seed=s)) for s in range(3)}
@@ -118,3 +120,36 @@ def test_runner_cache_key_follows_the_training_scripts_defaults(monkeypatch):
     assert train_vae.parse_args([]).latent_dim == 7
     assert cm.vae_config(args, 0)["latent_dim"] == 7
     assert results.config_hash(cm.vae_config(args, 0)) != results.config_hash(before)
+
+
+def generation_row(seed=0, **extra):
+    r = {c: math.nan for c in results.TUNED_GENERATION_COLUMNS}
+    r.update(dataset="mnist", setting="full", method="kmeans-conv", K=64, seed=seed,
+             config_hash=f"h{seed}", config_id="h0", dataset_used="mnist-5k", prior="pixelcnn",
+             bits_per_image=294.0, prior_nll_bits=200.0 + seed, edge_length="",
+             code_vectors="centroid", decoder="finetuned", **extra)
+    return r
+
+
+def test_generation_files_of_both_protocols_read_and_the_fixed_header_is_unchanged(tmp_path):
+    """A fixed sweep's generation.csv keeps its header and reads as protocol "fixed"; a
+    tuned one has the protocol, the cell and the tuned-only metrics (bits/dim)."""
+    fixed, tuned = tmp_path / "fixed.csv", tmp_path / "tuned.csv"
+    for seed in (0, 1):
+        row = generation_row(seed)
+        results.append_generation_row(fixed, {c: row[c] for c in results.GENERATION_COLUMNS})
+        results.append_generation_row(tuned, generation_row(seed, protocol="tuned",
+                                                            bits_per_dim=0.5 + seed))
+    assert fixed.read_text().splitlines()[0].split(",") == results.GENERATION_COLUMNS
+    assert "bits_per_dim" not in results.GENERATION_COLUMNS
+    old, new = results.read_generation(fixed), results.read_generation(tuned)
+    assert (old.protocol == "fixed").all() and (new.protocol == "tuned").all()
+    assert new.bits_per_dim.tolist() == [0.5, 1.5] and (new.decoder == "finetuned").all()
+    assert results.finished_generation_keys(tuned) == {results.row_key(generation_row(s))
+                                                        for s in (0, 1)}
+    summary = results.summarize_generation(new)
+    assert summary.bits_per_dim_mean.tolist() == [1.0] and summary.n_seeds.tolist() == [2]
+    assert "bits_per_dim_mean" not in results.summarize_generation(old)
+    # a tuned row does not go into a fixed file, nor the other way round
+    with pytest.raises(UserError, match="move it away"):
+        results.append_generation_row(fixed, generation_row(2, protocol="tuned"))

@@ -118,7 +118,8 @@ def test_rows_run_the_chosen_settings_and_cells_with_both_decoders(tuned):
 def test_a_rerun_adds_nothing(tuned):
     root, argv, _ = tuned
     before = {p.name: p.read_text() for p in (root / "res").glob("*.csv")}
-    rt.main(rt.parse_args(argv))
+    for stage in ("select", "rows"):  # "all" adds generation: tests/test_tuned_generation.py
+        rt.main(rt.parse_args(argv + ["--stage", stage]))
     after = {p.name: p.read_text() for p in (root / "res").glob("*.csv")}
     assert before == after
 

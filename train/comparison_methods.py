@@ -487,16 +487,7 @@ def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Ev
     training = training_info(ckpt)
     fit_seconds = time.perf_counter() - start
     if variant.get("decoder") == "finetuned":  # the same decoder treatment as a-posteriori codes
-        def codes(images):
-            return torch.cat([model.quantizer.lookup(model.encode(b)).cpu()
-                              for b in batched(lambda x: x, images, run.device)])
-
-        config = {**vqvae_config(run.args, arch, K, run.seed, method.options),
-                  "decoder": "finetuned", **finetune_fields(run.args)}
-        model, seconds, tuned = tuned_copy(
-            run, model, codes, vqvae_decode, model.model_args, config,
-            paths.cached_quantizer(run.args.work_dir, f"{method.name}-decoder", K,
-                                   config_hash(config)), f"{method.name} K={K} fine-tuned decoder")
+        model, seconds, tuned = finetuned_vqvae(run, method, K, model)
         fit_seconds += seconds
         training = {**training, **tuned}
     out = batched(model, run.test.images, run.device)
@@ -509,6 +500,49 @@ def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Ev
     latent = {"z_test": run.z_test} if method.codes_per_image == 1 else None
     return Evaluated(logits, model.bits_per_image, test_codes, train_codes, latent, fit_seconds,
                      training)
+
+
+def vqvae_decoder_config(args, method: vocab.Method, K: int, seed: int) -> dict:
+    """What identifies a VQ-VAE's copy whose decoder was fine-tuned on its frozen codes."""
+    return {**vqvae_config(args, method.options["arch"], K, seed, method.options),
+            "decoder": "finetuned", **finetune_fields(args)}
+
+
+def vqvae_decoder_path(args, method: vocab.Method, K: int, seed: int) -> Path:
+    """Where :func:`finetuned_vqvae` caches that copy."""
+    return paths.cached_quantizer(args.work_dir, f"{method.name}-decoder", K,
+                                  config_hash(vqvae_decoder_config(args, method, K, seed)))
+
+
+def finetuned_vqvae(run: SeedRun, method: vocab.Method, K: int, model: VQVAE):
+    """The copy of the run's VQ-VAE ``model`` whose decoder is fine-tuned on its own
+    frozen codes (cached; :func:`tuned_copy`'s return)."""
+    def codes(images):
+        return torch.cat([model.quantizer.lookup(model.encode(b)).cpu()
+                          for b in batched(lambda x: x, images, run.device)])
+
+    return tuned_copy(run, model, codes, vqvae_decode, model.model_args,
+                      vqvae_decoder_config(run.args, method, K, run.seed),
+                      vqvae_decoder_path(run.args, method, K, run.seed),
+                      f"{method.name} K={K} fine-tuned decoder")
+
+
+def finetuned_decoder_file(run: SeedRun, name: str, K: int, variant: dict) -> Path:
+    """The cached file of the copy whose decoder was fine-tuned on the codes of method
+    ``name``'s cell (:func:`tuned_copy`'s: a VQ-VAE's, or an a-posteriori cell's VAE),
+    fine-tuned first when it is not cached."""
+    method = vocab.get(name)
+    if method.build == "vqvae":
+        path = vqvae_decoder_path(run.args, method, K, run.seed)
+        if not path.is_file():
+            model = vqvae_for(run.args, method.options["arch"], K, run.seed, run.device,
+                              method.options)
+            finetuned_vqvae(run, method, K, model)
+        return path
+    path = decoder_path(run.args, name, K, run.seed, variant)
+    if not path.is_file():
+        decoder_for(run, name, K, variant, quantizer_for(run, name, K, variant)[0])
+    return path
 
 
 @torch.no_grad()
@@ -541,10 +575,9 @@ class Builder(NamedTuple):
 
 BUILDERS: dict[str, Builder] = {
     "vae": Builder(lambda args, m, K, seed, v: vae_config(args, seed), build_vae),
-    "vqvae": Builder(lambda args, m, K, seed, v: {
-        **vqvae_config(args, m.options["arch"], K, seed, m.options),
-        **({"decoder": "finetuned", **finetune_fields(args)} if v.get("decoder") == "finetuned"
-           else {})}, build_vqvae),
+    "vqvae": Builder(lambda args, m, K, seed, v: (
+        vqvae_decoder_config(args, m, K, seed) if v.get("decoder") == "finetuned"
+        else vqvae_config(args, m.options["arch"], K, seed, m.options)), build_vqvae),
     "quantizer": Builder(lambda args, m, K, seed, v: quantizer_config(args, m.name, K, seed, v),
                          build_quantizer),
 }
@@ -599,7 +632,11 @@ def cell_files(args, method: str, K: int, seed: int, variant: dict) -> dict[str,
     m = vocab.get(method)
     if m.build == "vqvae":
         kind, config, name = vqvae_cache_key(args, m.options["arch"], K, seed, m.options)
-        return {"vqvae": (config_hash(config), cached_checkpoint(kind, args.work_dir, config, name))}
+        files = {"vqvae": (config_hash(config), cached_checkpoint(kind, args.work_dir, config, name))}
+        if variant.get("decoder") == "finetuned":
+            files["decoder"] = (config_hash(vqvae_decoder_config(args, m, K, seed)),
+                                vqvae_decoder_path(args, m, K, seed))
+        return files
     kind, config, name = vae_cache_key(args, seed, arch_of(method))
     files = {"vae": (config_hash(config), cached_checkpoint(kind, args.work_dir, config, name))}
     if m.build == "quantizer":

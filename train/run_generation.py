@@ -67,20 +67,29 @@ def parse_args(argv=None):
     # 25 s an epoch at 64 channels on 3,600 maps, a quarter of that at 32).
     p.add_argument("--prior-channels", type=positive_int, default=32, help="PixelCNN width")
     p.add_argument("--prior-layers", type=positive_int, default=6, help="PixelCNN gated layers")
+    add_sample_args(p)
+    return rc.finish_sweep_args(p.parse_args(argv), QUICK, DEFAULT_METHODS)
+
+
+def add_sample_args(p) -> None:
+    """The flags of sampling and of sample fidelity, shared with train/run_tuned.py's
+    generation stage: --temperature, --n-fid, --classifier-epochs."""
     p.add_argument("--temperature", type=float_at_least(MIN_TEMPERATURE), default=1.0,
                    help=f"sampling temperature >= {MIN_TEMPERATURE:g} (the reported numbers use 1.0)")
     p.add_argument("--n-fid", type=positive_int, default=2000,
                    help="samples (and training images, for the reference FIDs) per FID")
     p.add_argument("--classifier-epochs", type=positive_int, default=5,
                    help="epochs of the feature classifier")
-    return rc.finish_sweep_args(p.parse_args(argv), QUICK, DEFAULT_METHODS)
 
 
 # --- the models behind a row ----------------------------------------------------------
 
 def classifier_train_config(args) -> train_classifier.ClassifierConfig:
-    """The training config of the dataset's feature classifier (seed 0)."""
-    return train_classifier.ClassifierConfig(**cm.common_fields(args, 0, args.classifier_epochs))
+    """The training config of the dataset's feature classifier (seed 0). It is the
+    instrument of every FID, not a model compared, so it trains its --classifier-epochs
+    without early stopping in either protocol: the fixed and tuned rows share it."""
+    return train_classifier.ClassifierConfig(**{**cm.common_fields(args, 0, args.classifier_epochs),
+                                                "patience": None})
 
 
 def classifier_config(args) -> dict:
@@ -105,13 +114,14 @@ def classifier_accuracy(path: Path, test, device) -> float:
     return hits / len(test.labels)
 
 
-def code_source(args, seed_run, method: str, K: int, seed: int) -> Path:
+def code_source(args, seed_run, method: str, K: int, seed: int, variant: dict | None = None) -> Path:
     """The checkpoint whose codes the prior learns (train_prior.py --codes-from):
-    the method's VQ-VAE, or its cached quantizer (fitted first when missing)."""
+    the method's VQ-VAE, or the cached quantizer of its cell (``variant``, default the
+    sweep's first; fitted first when missing)."""
     m = vocab.get(method)
     if m.build == "vqvae":
         return cm.vqvae_checkpoint(args, m.options["arch"], K, seed, m.options)
-    variant = cm.variants(args, method)[0]
+    variant = variant or cm.variants(args, method)[0]
     path = cm.quantizer_path(args, method, K, seed, variant)
     if not path.is_file():
         cm.quantizer_for(seed_run(), method, K, variant)
@@ -121,9 +131,9 @@ def code_source(args, seed_run, method: str, K: int, seed: int) -> Path:
 def prior_train_config(args, method: str, seed: int) -> train_prior.PriorConfig:
     """train_prior.py's config for one row (its codes_from and classifier not set yet)."""
     pixelcnn = {}
-    if vocab.get(method).codes_per_image > 1:
+    if vocab.get(method).codes_per_image > 1:  # early-stopped on validation under --patience
         pixelcnn = {"epochs": args.prior_epochs, "channels": args.prior_channels,
-                    "n_layers": args.prior_layers}
+                    "n_layers": args.prior_layers, "patience": getattr(args, "patience", None)}
     return train_prior.PriorConfig(seed=seed, device=args.device, data_root=Path(args.data_root),
                                    temperature=args.temperature, n_fid=args.n_fid, **pixelcnn)
 
@@ -136,12 +146,14 @@ def prior_config(args, method: str, seed: int) -> dict:
     return {**cfg, "classifier": config_hash(classifier_config(args))}
 
 
-def row_identity(args, method: str, K: int, seed: int) -> dict:
+def row_identity(args, method: str, K: int, seed: int, variant: dict | None = None) -> dict:
     """Key columns of a generation row: the comparison's config of the method's codes
-    and the prior's config, hashed with the seed (config_hash) and for seed 0
-    (config_id, shared by the seeds of one configuration)."""
+    (of its cell ``variant``, default the sweep's first) and the prior's config, hashed
+    with the seed (config_hash) and for seed 0 (config_id, shared by the seeds of one
+    configuration)."""
+    variant = variant or cm.variants(args, method)[0]
+
     def hashed(s):
-        variant = cm.variants(args, method)[0]
         return config_hash({"codes": cm.method_config(args, method, K, s, variant),
                             "prior": prior_config(args, method, s)})
 
@@ -149,33 +161,50 @@ def row_identity(args, method: str, K: int, seed: int) -> dict:
             "config_hash": hashed(seed), "config_id": hashed(0)}
 
 
+def prior_dir(args, method: str, K: int, ident: dict) -> Path:
+    """Where the prior of the row ``ident`` (:func:`row_identity`) is trained and scored."""
+    return paths.cache_dir(args.work_dir, f"prior-{method}_K{K}", ident["config_hash"])
+
+
+def prior_run_config(args, source: Path, method: str, seed: int, classifier: Path | None,
+                     run_dir: Path, decoder: Path | None = None) -> train_prior.PriorConfig:
+    """train_prior.py's config of the prior in ``run_dir`` over ``source``'s codes (decoded
+    by ``decoder``, a fine-tuned copy, when given): resumed when a partial run is there."""
+    resume = bool(list(run_dir.glob("checkpoints/*.pt")))
+    return replace(prior_train_config(args, method, seed), codes_from=Path(source),
+                   decoder_from=None if decoder is None else Path(decoder),
+                   classifier=None if classifier is None else Path(classifier), resume=resume,
+                   overwrite=not resume)
+
+
 def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier: Path,
-                  run_dir: Path) -> tuple[train_prior.PriorMetrics, float]:
-    """Run train_prior.py on ``source`` into ``run_dir`` (resumed when a partial
-    run is there, read back when it finished); its metrics and wall seconds
-    (NaN when read back)."""
+                  run_dir: Path, decoder: Path | None = None
+                  ) -> tuple[train_prior.PriorMetrics, float]:
+    """Run train_prior.py on ``source`` (with the fine-tuned ``decoder``, when given)
+    into ``run_dir`` (resumed when a partial run is there, read back when it
+    finished); its metrics and wall seconds (NaN when read back)."""
     finished = train_prior.run_paths(run_dir, train_prior.source_name(method), args.dataset)["metrics"]
     if finished.is_file():
         try:
             return train_prior.PriorMetrics.read(finished), float("nan")
         except (TypeError, ValueError):  # written by an older version: score the prior again
             pass
-    resume = bool(list(run_dir.glob("checkpoints/*.pt")))
-    cfg = replace(prior_train_config(args, method, seed), codes_from=Path(source),
-                  classifier=Path(classifier), resume=resume, overwrite=not resume)
+    cfg = prior_run_config(args, source, method, seed, classifier, run_dir, decoder)
     start = time.perf_counter()
     metrics = train_prior.train(cfg, run_dir).metrics
     return metrics, time.perf_counter() - start
 
 
 def generation_row(ident: dict, method: str, K: int, metrics: train_prior.PriorMetrics,
-                   seconds: float, accuracy: float, dataset_used: str) -> dict:
-    """One row of generation.csv: its identity, the method's bits, the classifier's
-    accuracy, the prior's wall seconds and train_prior.py's metrics of the same names."""
+                   seconds: float, accuracy: float, dataset_used: str,
+                   columns=GENERATION_COLUMNS) -> dict:
+    """One row of generation.csv (``columns``): its identity, the method's bits, the
+    classifier's accuracy, the prior's wall seconds and train_prior.py's metrics of
+    the same names."""
     row = {**ident, "dataset_used": dataset_used, "bits_per_image": vocab.get(method).bits(K),
            "classifier_accuracy": accuracy, "prior_seconds": seconds}
     prior = metrics._asdict()
-    return {c: row[c] if c in row else prior[c] for c in GENERATION_COLUMNS}
+    return {c: row[c] if c in row else prior[c] for c in columns}
 
 
 def publish_grid(metrics: train_prior.PriorMetrics, target: Path) -> None:
@@ -190,8 +219,9 @@ def publish_grid(metrics: train_prior.PriorMetrics, target: Path) -> None:
 
 def main(args):
     if args.decoders != ["frozen"]:
-        raise UserError("--decoders: the priors decode with the VAE decoder as trained; a "
-                        "fine-tuned decoder is not a code source yet")
+        raise UserError("--decoders: these priors decode with the VAE decoder as trained; the "
+                        "tuned protocol's priors decode with the fine-tuned decoders "
+                        "(train/run_tuned.py --stage generation)")
     device = pick_device(args.device)
     out = paths.ResultPaths(args.results_dir)
     ensure_output_dirs(out.root, out.figures)
@@ -222,8 +252,8 @@ def run(args, device, out: paths.ResultPaths) -> None:
                 if row_key(ident) in done:
                     continue
                 source = code_source(args, seed_run, method, K, seed)
-                run_dir = paths.cache_dir(args.work_dir, f"prior-{method}_K{K}", ident["config_hash"])
-                metrics, seconds = prior_metrics(args, source, method, K, seed, classifier, run_dir)
+                metrics, seconds = prior_metrics(args, source, method, K, seed, classifier,
+                                                 prior_dir(args, method, K, ident))
                 row = generation_row(ident, method, K, metrics, seconds, accuracy, train.name)
                 append_generation_row(out.generation, row)
                 done.add(row_key(ident))

@@ -1,6 +1,6 @@
 """The tuned protocol: every setting chosen on validation, then the chosen ones on every seed.
 
-    python train/run_tuned.py --dataset mnist --rate image            # selection, then rows
+    python train/run_tuned.py --dataset mnist --rate image     # selection, rows, generation
     python train/run_tuned.py --dataset fashion-mnist --rate grid --stage select
 
 The fixed-budget sweeps (run_comparison.py) train every model for a set number
@@ -26,9 +26,22 @@ of epochs with one setting per side. Here (docs/protocol.md, utils/protocol.py):
    and with the same decoder fine-tuning on its frozen codes, into
    ``<results-dir>/comparison.csv`` with ``protocol = tuned``, ``epochs_trained``,
    ``best_epoch`` and the chosen settings.
+4. **Generation.** At the generation K (``utils.protocol.GENERATION_K``; the quick
+   form: the run's K), a prior over the codes of every chosen cell with its
+   fine-tuned decoder (the verdict's cell; the VQ-VAEs' too), on every seed
+   (train/train_prior.py through run_generation.py's helpers): a gated PixelCNN
+   over 7x7 code maps, early-stopped on its validation NLL within the epoch
+   budget, or the code histogram for one code per image. The PixelCNN's size is
+   chosen first among ``utils.protocol.PRIOR_CANDIDATES`` on the validation NLL,
+   once for every method (the lowest mean over the methods at ``PRIOR_K`` on the
+   selection seed; family ``prior`` in the selection table; the test split is not
+   read). Samples and reconstructions are decoded by the fine-tuned decoder, and
+   the rows of ``<results-dir>/generation.csv`` (``protocol = tuned``) add the
+   decoder's reconstruction NLL and the likelihood bound in bits per dimension.
 
-Everything is cached by config hash under ``--work-dir`` and the CSVs are written
-row by row, so an interrupted run resumes where it stopped.
+``--stage all`` runs selection, rows and generation in turn; each stage reuses what
+the earlier ones cached. Everything is cached by config hash under ``--work-dir`` and
+the CSVs are written row by row, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -44,6 +57,8 @@ import torch
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
+from train import run_generation as rg
+from train import train_prior
 from utils import metrics
 from utils import methods as vocab
 from utils import paths
@@ -52,11 +67,13 @@ from utils.cli import DEFAULT_BATCH_SIZE, run_main, seed_int
 from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
 from utils.errors import UserError
-from utils.results import config_hash, finished_keys, row_key, write_summary
+from utils.results import (TUNED_GENERATION_COLUMNS, append_generation_row, config_hash,
+                           finished_generation_keys, finished_keys, row_key,
+                           write_generation_summary, write_summary)
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
-STAGES = ("select", "rows", "all")
+STAGES = ("select", "rows", "generation", "all")
 SELECTION_COLUMNS = ["dataset", "dataset_used", "rate", "side", "family", "method", "K",
                      "candidate", "edge_length", "code_vectors", "decoder", "seed", "criterion",
                      "val_score", "epochs_trained", "best_epoch", "decoder_epochs_trained",
@@ -70,10 +87,15 @@ HELP = {
     "--epochs": "the epoch budget of every model, fine-tuned decoder and prior (default: "
                 "utils/protocol.py's MAX_EPOCHS of the dataset and rate)",
     "--quick": "the quick form: the first 2 candidates of each side, 2 epochs, patience 1, the "
-               "first 600 images, K <= 64, 2 seeds; results under experiments/results/quick/tuned",
-    "--results-dir": "selection_<dataset>.csv, comparison.csv and summary.csv go here (default: "
-                     "experiments/results/tuned, or experiments/results/quick/tuned with --quick)",
+               "first 600 images, K <= 64 (every one a generation K), 2 seeds, at most 1000 "
+               "samples per FID; results under experiments/results/quick/tuned",
+    "--results-dir": "selection_<dataset>.csv, comparison.csv, summary.csv, generation.csv and "
+                     "generation_summary.csv go here (default: experiments/results/tuned, or "
+                     "experiments/results/quick/tuned with --quick)",
 }
+# Families whose candidate is chosen once for every method: by its mean validation score over
+# the methods, every row of the chosen candidate marked (the prior's size).
+POOLED_FAMILIES = (P.PRIOR_FAMILY,)
 # run_comparison.py's flags that this protocol decides (utils/protocol.py), at their start values
 CHOSEN = {"methods": None, "conv_epochs": None, "finetune_epochs": None, "vae_kl_weight": 1.0,
           "vae_batch_size": DEFAULT_BATCH_SIZE, "vqvae_batch_size": [], "vqvae_beta": None,
@@ -86,7 +108,10 @@ def parse_args(argv=None):
     p.add_argument("--rate", choices=(vocab.IMAGE_RATE, vocab.GRID_RATE), default=vocab.IMAGE_RATE,
                    help="one code per image, or a 7x7 grid of codes")
     p.add_argument("--stage", choices=STAGES, default="all",
-                   help="select: choose on validation; rows: run the choice on every seed; all: both")
+                   help="select: choose on validation; rows: run the choice on every seed; "
+                        "generation: priors over the chosen cells' codes, decoded by their "
+                        "fine-tuned decoders (the prior's size chosen on validation first); "
+                        "all: the three in turn")
     p.add_argument("--library", action="store_true",
                    help="also the end-to-end methods built on vector-quantize-pytorch (FSQ, "
                         "rotation-trick VQ), each with its own candidates, chosen at K = "
@@ -94,6 +119,7 @@ def parse_args(argv=None):
     p.add_argument("--selection-seed", type=seed_int, default=None,
                    help="seed of the selection runs (default: the first of --seeds)")
     rc.add_cached_only(p)
+    rg.add_sample_args(p)
     for flag, text in HELP.items():  # the sweep's flags, as this protocol uses them
         p._option_string_actions[flag].help = text
     p.set_defaults(codebook_sizes=[16, 64, 512], patience=P.PATIENCE, epochs=None)
@@ -107,8 +133,10 @@ def parse_args(argv=None):
         args.epochs, args.patience = args.epochs or 2, 1
         args.codebook_sizes = [K for K in args.codebook_sizes if K <= 64] or [16]
         args.seeds = args.seeds[:2]
+        args.n_fid = min(args.n_fid, rg.QUICK["n_fid"])
     args.epochs = args.epochs or P.max_epochs(args.dataset, args.rate)
-    args.conv_epochs = args.finetune_epochs = args.epochs  # one budget for every model
+    # one budget for every model, fine-tuned decoder and prior
+    args.conv_epochs = args.finetune_epochs = args.prior_epochs = args.epochs
     args.protocol = "tuned"
     args.selection_seed = args.seeds[0] if args.selection_seed is None else args.selection_seed
     if args.results_dir == paths.results_dir("full"):
@@ -197,11 +225,13 @@ class Selection:
 def mark_chosen(rows: list[dict]) -> list[dict]:
     """``chosen`` = True for the lowest mean ``val_score`` over seeds per (dataset, rate,
     family, K); ties go to the earlier candidate (the table's order: the published setting
-    first)."""
+    first). In a family of :data:`POOLED_FAMILIES` a candidate is its settings alone,
+    scored by the mean over its methods and cells, and all its rows are marked."""
     frame = pd.DataFrame(rows)
     frame["val_score"] = frame["val_score"].astype(float)
     frame["K"] = frame["K"].astype(float).astype(int)
     cand = ["candidate", "method", "edge_length", "code_vectors", "decoder"]
+    frame.loc[frame["family"].isin(POOLED_FAMILIES), cand[1:]] = ""
     group = ["dataset", "rate", "family", "K"]
     means = frame.groupby(group + cand, sort=False)["val_score"].mean().reset_index()
     best = means.loc[means.groupby(group, sort=False)["val_score"].idxmin()]
@@ -278,6 +308,15 @@ def chosen_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, d
     return out
 
 
+def seed_run(runs: dict, a: Namespace, seed: int, train, test, device, val=None) -> cm.SeedRun:
+    """The run of settings ``a`` in ``runs`` (one per distinct setting: its VAE, its
+    graph), made when first asked for."""
+    key = json.dumps({k: str(v) for k, v in sorted(vars(a).items())})
+    if key not in runs:
+        runs[key] = cm.SeedRun(a, seed, train, test, device, val=val)
+    return runs[key]
+
+
 def rows(args, table: Selection, train, test, device, results: Path) -> None:
     """Stage 3: the chosen settings and cells on every seed, one row each."""
     done = finished_keys(results)
@@ -289,8 +328,7 @@ def rows(args, table: Selection, train, test, device, results: Path) -> None:
                 ident = rc.row_identity(a, method, 0 if continuous else K, seed, variant)
                 if row_key(ident) in done:
                     continue
-                key = json.dumps({k: str(v) for k, v in sorted(vars(a).items())})
-                run = runs.setdefault(key, cm.SeedRun(a, seed, train, test, device))
+                run = seed_run(runs, a, seed, train, test, device)
                 row = rc.cell_row(run, ident)
                 rc.append_new_row(results, row)
                 done.add(row_key(ident))
@@ -298,6 +336,110 @@ def rows(args, table: Selection, train, test, device, results: Path) -> None:
                       f"{'/'.join(v for v in variant.values() if v):24s} K={ident['K']:<4d} "
                       f"MSE {row['test_mse']:.4f} epochs {row['epochs_trained']:.0f} "
                       f"(best {row['best_epoch']:.0f})", file=sys.stderr)
+
+
+def generation_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, dict]]:
+    """(args with the chosen settings, method, cell) of every generation row at K: the
+    chosen cell of every method with codes, with its fine-tuned decoder (the verdict's)."""
+    return [(a, m, v) for a, m, v in chosen_cells(table, args, K)
+            if vocab.get(m).quantized and v["decoder"] == "finetuned"]
+
+
+def cell_sources(run: cm.SeedRun, method: str, K: int, variant: dict) -> tuple[Path, Path]:
+    """(codes_from, decoder_from) of train_prior.py for one cell: the method's VQ-VAE or
+    its cell's quantizer, and the copy whose decoder was fine-tuned on those codes
+    (comparison_methods.tuned_copy's file); each built first when missing."""
+    source = rg.code_source(run.args, lambda: run, method, K, run.seed, variant)
+    return source, cm.finetuned_decoder_file(run, method, K, variant)
+
+
+def choose_prior(args, table: Selection, train, val, device, sizes: list[int]) -> dict:
+    """The PixelCNN's size (utils.protocol.PRIOR_CANDIDATES), chosen on the validation
+    NLL of the codes once for every method: each candidate's prior over the codes of
+    every generation cell at ``utils.protocol.prior_k(sizes)`` on the selection seed,
+    early-stopped on validation, a row of the selection table (family ``prior``); the
+    lowest mean over the methods wins. Reads the training and validation splits only.
+    {} at one code per image, whose histogram prior has no size."""
+    if args.rate != vocab.GRID_RATE:
+        return {}
+    K, seed = P.prior_k(sizes), args.selection_seed
+    runs: dict[str, cm.SeedRun] = {}
+    for settings in P.PRIOR_CANDIDATES[:args.candidate_limit]:
+        for a, method, variant in generation_cells(table, args, K):
+            row = {"dataset": args.dataset, "dataset_used": train.name, "rate": args.rate,
+                   "side": vocab.get(method).family, "family": P.PRIOR_FAMILY, "method": method,
+                   "K": K, "candidate": candidate_text(settings), **variant, "seed": seed,
+                   "criterion": P.PRIOR_CRITERION}
+            if table.has(row):
+                continue
+            run = seed_run(runs, a, seed, train, val, device, val=val)  # its "test" is val
+            source, decoder = cell_sources(run, method, K, variant)
+            sized = with_settings(a, settings)
+            ident = rg.row_identity(sized, method, K, seed, variant)
+            run_dir = rg.prior_dir(sized, method, K, ident)  # the row's prior if this size wins
+            fitted = train_prior.fit_prior(
+                rg.prior_run_config(sized, source, method, seed, None, run_dir, decoder), run_dir)
+            row.update(val_score=fitted.val_nll_bits, epochs_trained=fitted.epochs_trained,
+                       best_epoch=fitted.best_epoch, decoder_epochs_trained=float("nan"),
+                       decoder_best_epoch=float("nan"), config_hash=ident["config_hash"])
+            table.add(row)
+            print(f"[select {args.dataset} {args.rate}] prior {method:14s} K={K:<4d} "
+                  f"{row['candidate']}: val NLL {fitted.val_nll_bits:.1f} bits/image "
+                  f"(best epoch {fitted.best_epoch} of {fitted.epochs_trained})", file=sys.stderr)
+    return json.loads(table.chosen(args.rate, P.PRIOR_FAMILY, K)["candidate"])
+
+
+def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train, test, device,
+                    out: paths.ResultPaths) -> None:
+    """Stage 4's rows: every generation cell at ``sizes`` on every seed, its prior of the
+    chosen size ``prior`` scored on the test split and sampled, decoded by the cell's
+    fine-tuned decoder; one row of generation.csv each."""
+    classifier = rg.classifier_checkpoint(args)
+    accuracy = rg.classifier_accuracy(classifier, test, device)
+    done = finished_generation_keys(out.generation)
+    for seed in args.seeds:
+        runs: dict[str, cm.SeedRun] = {}
+        for K in sizes:
+            for a, method, variant in generation_cells(table, args, K):
+                sized = with_settings(a, prior)
+                ident = {**rg.row_identity(sized, method, K, seed, variant), **variant,
+                         "protocol": args.protocol}
+                if row_key(ident) in done:
+                    continue
+                run = seed_run(runs, a, seed, train, test, device)
+                source, decoder = cell_sources(run, method, K, variant)
+                scored, seconds = rg.prior_metrics(sized, source, method, K, seed, classifier,
+                                                   rg.prior_dir(sized, method, K, ident), decoder)
+                row = rg.generation_row(ident, method, K, scored, seconds, accuracy, train.name,
+                                        TUNED_GENERATION_COLUMNS)
+                append_generation_row(out.generation, row)
+                done.add(row_key(ident))
+                if seed == args.seeds[0]:
+                    rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
+                                                               args.setting))
+                print(f"[tuned generation {args.dataset} seed {seed}] {method:14s} K={K:<4d} "
+                      f"{row['prior']:9s} NLL {row['prior_nll_bits']:.1f} bits (uniform "
+                      f"{row['bits_per_image']:.0f}), {row['bits_per_dim']:.4f} bits/dim, "
+                      f"FID samples {row['fid_samples']:.2f}", file=sys.stderr)
+
+
+def generation(args, table: Selection, train, val, device, out: paths.ResultPaths) -> None:
+    """Stage 4 (module docstring, item 4): the prior's size chosen on validation, then
+    the rows; generation.csv and generation_summary.csv."""
+    sizes = P.generation_sizes(args.codebook_sizes, args.quick)
+    if not sizes:
+        raise UserError(f"--codebook-sizes {' '.join(map(str, args.codebook_sizes))} holds none "
+                        f"of the generation K {P.GENERATION_K}; add them")
+    write_run_record(out.run_record(args.dataset, f"tuned-{args.rate}", "generation"), args,
+                     keep_earlier=True, dataset=train.name, data_source=train.source,
+                     splits=["train", "val", "test"], prior_size_splits=["train", "val"],
+                     generation_k=sizes, device=str(device), torch_threads=torch.get_num_threads())
+    prior = choose_prior(args, table, train, val, device, sizes)
+    test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
+    generation_rows(args, table, prior, sizes, train, test, device, out)
+    summary = write_generation_summary(out.generation, out.generation_summary)
+    print(f"wrote {out.generation} and {out.generation_summary} ({len(summary)} groups)",
+          file=sys.stderr)
 
 
 def main(args):
@@ -326,6 +468,8 @@ def main(args):
             summary = write_summary(results.comparison, results.summary)
             print(f"wrote {results.comparison} and {results.summary} ({len(summary)} groups)",
                   file=sys.stderr)
+        if args.stage in ("generation", "all"):
+            generation(args, table, train, val, device, results)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@
 The generative half of the comparison (van den Oord et al. 2017, section 4.2).
 --codes-from is a VQ-VAE checkpoint of train/train_vqvae.py or a quantizer
 cached by train/run_comparison.py (<work-dir>/<method>_K<K>-<hash>.pt, decoded
-by the VAE it was fitted on). For 7x7 code maps:
+by the VAE it was fitted on). --decoder-from decodes those codes with a copy of
+that model whose decoder was fine-tuned on them instead (a file
+<work-dir>/<method>-decoder_K<K>-<hash>.pt of the comparison's fine-tuned
+decoders; the codes still come from --codes-from). For 7x7 code maps:
 the training part, validation part and test split of the data the quantized
 model was trained on are encoded into code maps (:func:`code_maps`), a
 PixelCNN (models/prior.py) learns p(map) by maximum likelihood on the training
@@ -17,6 +20,9 @@ writes
 * the test NLL in bits per image (-log2 p(map), the code length under the
   prior) and the prior's perplexity 2^(bits per position), next to the i.i.d.
   histogram baseline and the uniform 49 log2 K bits;
+* the decoder's test reconstruction NLL (Bernoulli, summed over pixels) in bits
+  per image and the likelihood bound in bits per dimension, (prior NLL +
+  reconstruction NLL) / 784 (van den Oord et al. 2017);
 * samples drawn in raster order at --temperature, decoded by the quantized
   model's decoder, as a PNG/PDF grid (and the sampled maps as a .pt);
 * with --classifier (train/train_classifier.py): FID of the samples against
@@ -49,6 +55,7 @@ from train import comparison_methods as cm
 from train import train_vae
 from utils import distributed
 from utils import paths as project_paths
+from utils.metrics import bce_sum, bits_per_dim, nats_to_bits
 from utils.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from utils.cli import (SEED_HELP, TrainingConfig, add_training_args, float_at_least, make_parser,
                        positive_int, run_main, seed_int, with_out_dir)
@@ -56,7 +63,7 @@ from utils.datasets import Data, load_dataset
 from utils.errors import UserError
 from utils.runlock import run_lock
 from utils.runtime import atomic_file, ensure_output_dirs, pick_device
-from utils.training import fit, prefixed, prepare_training, run_epoch
+from utils.training import TrainResult, fit, prefixed, prepare_training, run_epoch
 
 COLUMNS = ["epoch", "loss", "bits_per_image", "val_loss", "val_bits_per_image",
            "val_perplexity", "seconds", "dataset"]
@@ -74,6 +81,7 @@ class PriorConfig(TrainingConfig):
 
     dataset: str | None = None
     codes_from: Path = DEFAULT_CODES
+    decoder_from: Path | None = None
     epochs: int = 8
     channels: int = 64
     n_layers: int = 6
@@ -132,6 +140,13 @@ class PriorMetrics(NamedTuple):
     test_conditional_entropy: float | None = None
     test_inception_score: float | None = None
     sample_grid: tuple[str, ...] = ()  # the PNG and PDF of the samples (none with --no-plots)
+    decoder_from: str | None = None  # the fine-tuned decoder's file, None: the model's own
+    prior_channels: int | None = None  # the PixelCNN's size (None for the histogram)
+    prior_layers: int | None = None
+    prior_epochs_trained: int | None = None  # epochs run (early stopping: <= prior_epochs)
+    prior_best_epoch: int | None = None  # the epoch whose weights were scored
+    recon_nll_bits: float | None = None  # the decoder's test -log2 p(x | codes) per image
+    bits_per_dim: float | None = None  # (prior_nll_bits + recon_nll_bits) / pixels
 
     @classmethod
     def read(cls, path: Path) -> "PriorMetrics":
@@ -154,6 +169,10 @@ def parse_args(argv=None) -> PriorConfig:
                    help="checkpoint of the quantized model whose codes the prior learns (a "
                         "VQ-VAE of train/train_vqvae.py or a quantizer cached by "
                         "train/run_comparison.py)")
+    p.add_argument("--decoder-from", type=Path, default=None,
+                   help="decode the codes with this fine-tuned copy of the --codes-from model "
+                        "(a decoder cached by train/run_comparison.py --decoders finetuned); "
+                        "default: the model's own decoder")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="dataset folder")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="first N train/test images (default: the quantized model's own limit)")
@@ -189,13 +208,13 @@ def parse_args(argv=None) -> PriorConfig:
 
 class CodeSplits(NamedTuple):
     """The data a quantized model was trained on: ``train``/``val``/``test``
-    (utils.datasets.Data, the dataset actually used), ``requested`` (the dataset
-    name asked for, which names the output files) and ``limit`` (the first-N
-    limit applied, or None)."""
+    (utils.datasets.Data, the dataset actually used; ``test`` None when it was not
+    read), ``requested`` (the dataset name asked for, which names the output
+    files) and ``limit`` (the first-N limit applied, or None)."""
 
     train: Data
     val: Data
-    test: Data
+    test: Data | None
     requested: str
     limit: int | None
 
@@ -209,25 +228,34 @@ class CodeMaps(NamedTuple):
 
     ``train_codes`` (N, H, W), ``val_codes`` (V, H, W) and ``test_codes``
     (M, H, W) long in [0, n_codes) (or (N,) / (V,) / (M,) for one code per
-    image); ``n_codes`` K; ``decode``: codes (B, ...) -> images
-    (B, 1, 28, 28) in [0, 1] on the CPU, batched, no grad; ``dataset``:
-    :class:`CodeSplits`; ``method``: the name of the code source in file
-    names (``vqvae_conv``).
+    image; ``test_codes`` None when the test split was not read); ``n_codes`` K;
+    ``decode_logits``: codes (B, ...) -> Bernoulli logits (B, 1, 28, 28) on the
+    CPU, batched, no grad (:meth:`decode`: the images, their sigmoid); ``dataset``:
+    :class:`CodeSplits`; ``method``: the name of the code source in file names
+    (``vqvae_conv``); ``decoder_from``: the fine-tuned decoder's file, or None for
+    the model's own decoder.
     """
 
     train_codes: torch.Tensor
     val_codes: torch.Tensor
-    test_codes: torch.Tensor
+    test_codes: torch.Tensor | None
     n_codes: int
-    decode: Callable[[torch.Tensor], torch.Tensor]
+    decode_logits: Callable[[torch.Tensor], torch.Tensor]
     dataset: CodeSplits
     method: str
+    decoder_from: Path | None = None
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) in [0, 1] decoded from codes (B, ...)."""
+        return torch.sigmoid(self.decode_logits(codes))
 
 
-def recorded_splits(ckpt: dict, path: Path, data_root, limit: int | None = None) -> CodeSplits:
+def recorded_splits(ckpt: dict, path: Path, data_root, limit: int | None = None, *,
+                    test: bool = True) -> CodeSplits:
     """The train/val/test parts of the data a checkpointed model was trained on:
     the dataset and limit in its config (``limit`` overrides the latter); an
-    error when the requested dataset now loads other data than the recorded one."""
+    error when the requested dataset now loads other data than the recorded one.
+    ``test=False`` leaves the test split unread (None)."""
     cfg = ckpt.get("config", {})
     requested = cfg.get("dataset", ckpt.get("dataset"))
     if requested is None:
@@ -235,11 +263,11 @@ def recorded_splits(ckpt: dict, path: Path, data_root, limit: int | None = None)
     limit = limit if limit is not None else cfg.get("limit")
     train = load_dataset(requested, "train", data_root, limit=limit)
     val = load_dataset(requested, "val", data_root, limit=limit)
-    test = load_dataset(requested, "test", data_root, limit=limit)
+    test_split = load_dataset(requested, "test", data_root, limit=limit) if test else None
     if train.name != ckpt.get("dataset", train.name):
         raise CheckpointError(f"{path} was trained on {ckpt.get('dataset')} but {requested} now "
                               f"loads {train.name}; retrain that model on this data")
-    return CodeSplits(train, val, test, requested, limit)
+    return CodeSplits(train, val, test_split, requested, limit)
 
 
 @torch.no_grad()
@@ -249,47 +277,84 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device,
     return torch.cat([fn(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
-def vqvae_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> CodeMaps:
+PROBE_IMAGES = 64  # training images a fine-tuned copy must encode as its source does
+
+
+@torch.no_grad()
+def decoding_model(model, decoder_from: Path | None, device, probe: torch.Tensor,
+                   encode: Callable):
+    """The model whose decoder decodes the codes: ``model`` itself, or the fine-tuned
+    copy of it in ``decoder_from`` (train/comparison_methods.tuned_copy's file: the
+    same class and architecture, its decoder trained on ``model``'s frozen codes).
+    Fine-tuning moves only the decoder, so the copy must encode the ``probe`` images
+    (B, 1, 28, 28) as ``model`` does (``encode(m, images)``); else it is a copy of
+    another model, a one-line CheckpointError."""
+    if decoder_from is None:
+        return model
+    path = Path(decoder_from)
+    ckpt = load_checkpoint(path, device, hint="the comparison fine-tunes it: train/run_tuned.py, "
+                                              "or train/run_comparison.py --decoders finetuned")
+    copy = rebuild(ckpt, type(model), device, path).eval()
+    probe = probe.to(device)
+    if not torch.equal(encode(model, probe), encode(copy, probe)):
+        raise CheckpointError(f"{path} encodes images otherwise than the model whose codes the "
+                              f"prior learns: it is a fine-tuned copy of another model")
+    return copy
+
+
+def vqvae_code_maps(ckpt: dict, path: Path, device, data_root, limit, *,
+                    decoder_from: Path | None = None, test: bool = True) -> CodeMaps:
     """Codes of a VQ-VAE checkpoint (train/train_vqvae.py): its encoder's nearest
-    codes, (N, 7, 7) for arch conv and (N,) for arch global."""
+    codes, (N, 7, 7) for arch conv and (N,) for arch global, decoded by its decoder
+    (or by that of its fine-tuned copy in ``decoder_from``)."""
     from models.vqvae import VQVAE
 
     model = rebuild(ckpt, VQVAE, device, path).eval()
-    splits = recorded_splits(ckpt, path, data_root, limit)
+    splits = recorded_splits(ckpt, path, data_root, limit, test=test)
+    decoder = decoding_model(model, decoder_from, device, splits.train.images[:PROBE_IMAGES],
+                             lambda m, x: m.encode(x))
+
+    def decode_logits(codes: torch.Tensor) -> torch.Tensor:
+        return batched(lambda c: decoder.decode_codes(decoder.quantizer.lookup(c)), codes, device)
+
     return CodeMaps(train_codes=batched(model.encode, splits.train.images, device),
                     val_codes=batched(model.encode, splits.val.images, device),
-                    test_codes=batched(model.encode, splits.test.images, device),
-                    n_codes=model.n_codes,
-                    decode=lambda codes: batched(model.decode_indices, codes, device),
-                    dataset=splits, method=project_paths.vqvae_stage(model.arch))
+                    test_codes=batched(model.encode, splits.test.images, device) if test else None,
+                    n_codes=model.n_codes, decode_logits=decode_logits, dataset=splits,
+                    method=project_paths.vqvae_stage(model.arch), decoder_from=decoder_from)
 
 
-def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit) -> CodeMaps:
+def quantizer_code_maps(ckpt: dict, path: Path, device, data_root, limit, *,
+                        decoder_from: Path | None = None, test: bool = True) -> CodeMaps:
     """Codes of an a-posteriori quantizer of the comparison (a file
     ``<work-dir>/<method>_K<K>-<hash>.pt`` of train/run_comparison.py): the
     latent means of its VAE quantized, (N,) for one code per image and
     (N, 7, 7) for a grid method (vector by vector, as the comparison does);
-    decoded by the VAE from the code vectors."""
+    decoded from the code vectors by the VAE (or by its copy in ``decoder_from``
+    whose decoder was fine-tuned on these codes)."""
     vae_path = cm.cached_vae_checkpoint(path, ckpt)
     vae_ckpt = load_checkpoint(vae_path, device, hint="rerun train/run_comparison.py, which trains it")
     vae = rebuild(vae_ckpt, train_vae.ARCHS[vae_ckpt["config"].get("arch", "mlp")], device,
                   vae_path).eval()
     q = cm.load_quantizer(ckpt, decoder=vae.decode, device=str(device), source=path)
-    splits = recorded_splits(vae_ckpt, vae_path, data_root, limit)
+    splits = recorded_splits(vae_ckpt, vae_path, data_root, limit, test=test)
+    decoder = decoding_model(vae, decoder_from, device, splits.train.images[:PROBE_IMAGES],
+                             lambda m, x: m.latent_means(x))
     codebook = torch.as_tensor(q.codebook, dtype=torch.float32)
 
     def codes_of(images: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(cm.quantized_latents(q, vae.latent_means(images).numpy())[0]).long()
 
-    def decode(codes: torch.Tensor) -> torch.Tensor:
+    def decode_logits(codes: torch.Tensor) -> torch.Tensor:
         vectors = codebook[codes]  # (B, D), or (B, 7, 7, D) for a map
         if vectors.dim() == 4:
             vectors = vectors.permute(0, 3, 1, 2).contiguous()
-        return torch.sigmoid(vae.decode_logits(vectors))
+        return decoder.decode_logits(vectors)
 
     return CodeMaps(train_codes=codes_of(splits.train.images), val_codes=codes_of(splits.val.images),
-                    test_codes=codes_of(splits.test.images), n_codes=int(ckpt["config"]["K"]),
-                    decode=decode, dataset=splits, method=source_name(ckpt["config"]["stage"]))
+                    test_codes=codes_of(splits.test.images) if test else None,
+                    n_codes=int(ckpt["config"]["K"]), decode_logits=decode_logits, dataset=splits,
+                    method=source_name(ckpt["config"]["stage"]), decoder_from=decoder_from)
 
 
 def source_name(method: str) -> str:
@@ -318,18 +383,24 @@ def source_kind(ckpt: dict, path: Path) -> str:
 
 
 def code_maps(checkpoint: str | Path, *, device="cpu", data_root="data",
-              limit: int | None = None) -> CodeMaps:
+              limit: int | None = None, decoder_from: str | Path | None = None,
+              test: bool = True) -> CodeMaps:
     """Encode the training, validation and test parts of the model in ``checkpoint``
-    (the dataset recorded there; ``limit`` defaults to the model's own).
+    (the dataset recorded there; ``limit`` defaults to the model's own), decoded by
+    its decoder or, with ``decoder_from``, by its fine-tuned copy in that file.
+    ``test=False`` leaves the test split unread (choosing on validation).
 
     Returns
     -------
-    CodeMaps(train_codes, val_codes, test_codes, n_codes, decode, dataset, method).
+    CodeMaps(train_codes, val_codes, test_codes, n_codes, decode_logits, dataset, method,
+    decoder_from).
     """
     path = Path(checkpoint)
     ckpt = load_checkpoint(path, device, hint="train one first: python train/train_vqvae.py "
                                               "--arch conv")
-    return CODE_SOURCES[source_kind(ckpt, path)](ckpt, path, device, data_root, limit)
+    return CODE_SOURCES[source_kind(ckpt, path)](
+        ckpt, path, device, data_root, limit, test=test,
+        decoder_from=None if decoder_from is None else Path(decoder_from))
 
 
 # --------------------------------------------------------------------------- the script
@@ -427,7 +498,9 @@ def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, s
 
     Test NLL in bits per image and per position, perplexity 2^(bits per
     position), the same for the Laplace-smoothed histogram of the training
-    codes (the i.i.d. baseline) and the uniform code length. A class-conditional
+    codes (the i.i.d. baseline) and the uniform code length; the decoder's test
+    reconstruction NLL and with it the likelihood bound in bits per dimension
+    (:func:`utils.metrics.bits_per_dim`). A class-conditional
     prior is scored with the true test labels and sampled for labels 0, 1, ...
     Returns (metrics, sampled codes (n_draw, ...) long).
     """
@@ -437,6 +510,7 @@ def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, s
     test_bits = float(prior.nll_bits(codes.test_codes, test_labels).mean())
     histogram = HistogramPrior(codes.n_codes, code_shape=code_shape).fit(codes.train_codes)
     histogram_bits = float(histogram.nll_bits(codes.test_codes).mean())
+    recon_bits = reconstruction_nll_bits(codes)
     start = time.perf_counter()
     sampled = draw(prior, n_draw, temperature=temperature, n_classes=n_classes, seed=seed,
                    batch_size=batch_size)
@@ -450,9 +524,20 @@ def evaluate_prior(prior, codes: CodeMaps, *, temperature: float, n_draw: int, s
         "histogram_nll_bits": histogram_bits,
         "histogram_perplexity": perplexity_of(histogram_bits, positions),
         "uniform_bits_per_image": positions * math.log2(codes.n_codes),
+        "recon_nll_bits": recon_bits,
+        "bits_per_dim": bits_per_dim(test_bits, recon_bits, codes.dataset.test.images[0].numel()),
         "temperature": temperature, "n_sampled": n_draw,
         "sample_seconds": time.perf_counter() - start,
     }, sampled
+
+
+@torch.no_grad()
+def reconstruction_nll_bits(codes: CodeMaps) -> float:
+    """The decoder's reconstruction NLL of the test images from their codes,
+    -log2 p(x | codes): the Bernoulli NLL summed over pixels, averaged over the
+    test images, in bits per image."""
+    images = codes.dataset.test.images
+    return nats_to_bits(float(bce_sum(codes.decode_logits(codes.test_codes), images)) / len(images))
 
 
 def load_classifier(path: Path, dataset: str, device):
@@ -488,10 +573,11 @@ def write_json(path: Path, record: dict) -> Path:
 
 
 def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None
-                   ) -> tuple[GatedPixelCNN, Path]:
+                   ) -> tuple[GatedPixelCNN, TrainResult]:
     """Train (or resume) the gated PixelCNN over the training maps, each epoch
     evaluated on the validation maps; returns it in eval mode (with the best
-    validation weights under ``--patience``) and the checkpoint of those weights."""
+    validation weights under ``--patience``) and fit's result: the checkpoint of
+    those weights, their epoch's validation numbers, epochs_trained and best_epoch."""
     height, width = codes.train_codes.shape[1:]
     build = lambda: GatedPixelCNN(n_codes=codes.n_codes, height=height, width=width,  # noqa: E731
                                   channels=args.channels, n_layers=args.n_layers,
@@ -520,7 +606,7 @@ def train_pixelcnn(args, codes: CodeMaps, paths: dict, n_classes: int | None
         summary=lambda r: (f"train {r['bits_per_image']:.1f} bits/image | val "
                            f"{r['val_bits_per_image']:.1f} bits/image, perplexity "
                            f"{r['val_perplexity']:.1f}"))
-    return model.eval(), result.checkpoint
+    return model.eval(), result
 
 
 def fit_histogram(args, codes: CodeMaps, paths: dict) -> HistogramPrior:
@@ -537,24 +623,59 @@ def fit_histogram(args, codes: CodeMaps, paths: dict) -> HistogramPrior:
     return HistogramPrior(codes.n_codes).fit(codes.train_codes)
 
 
+class PriorFit(NamedTuple):
+    """What :func:`fit_prior` returns: the PixelCNN's checkpoint (its best validation
+    weights under --patience), their validation NLL in bits per image, the epochs
+    run and the epoch of those weights."""
+
+    checkpoint: Path
+    val_nll_bits: float
+    epochs_trained: int
+    best_epoch: int
+
+
+def prepared(args: PriorConfig, out_dir: Path | None, *, test: bool
+             ) -> tuple[PriorConfig, CodeMaps, dict, int | None]:
+    """What a run starts from: the config with its out_dir and the dataset and limit
+    of the codes (recorded like every run's --dataset and --limit), the code maps
+    (with the test split or without), this script's paths and the class count of a
+    class-conditional prior (None otherwise)."""
+    args = with_out_dir(args, out_dir)
+    codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
+                      limit=args.limit, decoder_from=args.decoder_from, test=test)
+    args = replace(args, dataset=codes.dataset.requested, limit=codes.dataset.limit)
+    splits = [s for s in (codes.dataset.train, codes.dataset.test) if s is not None]
+    n_classes = (int(max(s.labels.max() for s in splits)) + 1 if args.class_conditional else None)
+    return args, codes, run_paths(args.out_dir, codes.method, args.dataset), n_classes
+
+
+def fit_prior(args: PriorConfig, out_dir: Path | None = None) -> PriorFit:
+    """Train (or resume, or read back when finished) the PixelCNN of ``args`` over
+    the training maps of ``args.codes_from``, early-stopped on the validation maps,
+    without scoring or sampling it: the test split is not read (choosing a prior on
+    validation). :func:`train` with the same config and ``out_dir`` then goes on
+    from this checkpoint and only scores the prior."""
+    args, codes, paths, n_classes = prepared(args, out_dir, test=False)
+    if codes.train_codes.dim() != 3:
+        raise UserError(f"{args.codes_from} gives one code per image: its histogram prior has "
+                        f"nothing to fit on validation")
+    _, result = train_pixelcnn(args, codes, paths, n_classes)
+    return PriorFit(result.checkpoint, float(result.metrics["val_bits_per_image"]),
+                    int(result.metrics["epochs_trained"]), int(result.metrics["best_epoch"]))
+
+
 def train(args: PriorConfig, out_dir: Path | None = None) -> PriorResult:
     """Learn the prior of ``args.codes_from``'s codes into ``out_dir`` (default
     ``args.out_dir``), score it, sample it and write its metrics (see the module
     docstring); returns them with the PixelCNN's checkpoint."""
-    args = with_out_dir(args, out_dir)
-    codes = code_maps(args.codes_from, device=pick_device(args.device), data_root=args.data_root,
-                      limit=args.limit)
+    args, codes, paths, n_classes = prepared(args, out_dir, test=True)
     classifier = (load_classifier(args.classifier, codes.dataset.name, pick_device(args.device))
                   if args.classifier is not None else None)
-    # The data the codes come from, recorded like every run's --dataset and --limit.
-    args = replace(args, dataset=codes.dataset.requested, limit=codes.dataset.limit)
-    paths = run_paths(args.out_dir, codes.method, args.dataset)
-    labels_train, labels_test = codes.dataset.train.labels, codes.dataset.test.labels
-    n_classes = int(max(labels_train.max(), labels_test.max())) + 1 if args.class_conditional else None
     if codes.train_codes.dim() == 3:
-        prior, checkpoint = train_pixelcnn(args, codes, paths, n_classes)
-        return PriorResult(checkpoint,
-                           report(args, prior, "pixelcnn", codes, classifier, n_classes, paths))
+        prior, result = train_pixelcnn(args, codes, paths, n_classes)
+        return PriorResult(result.checkpoint,
+                           report(args, prior, "pixelcnn", codes, classifier, n_classes, paths,
+                                  result.metrics))
     ensure_output_dirs(paths["metrics"].parent, *([] if args.no_plots else [paths["plots"]]))
     with run_lock(paths["metrics"]):  # one code per image: the histogram, fitted in a moment
         prior = fit_histogram(args, codes, paths)
@@ -567,10 +688,11 @@ def main(args: PriorConfig) -> None:
 
 
 def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int | None,
-           paths: dict) -> PriorMetrics:
+           paths: dict, training: dict | None = None) -> PriorMetrics:
     """Score the trained ``prior`` on the test maps, sample it, decode the
     samples, measure their fidelity (with a classifier), draw the grid and
-    write everything to the metrics JSON, which is returned."""
+    write everything to the metrics JSON, which is returned (``training``: a
+    PixelCNN's epochs_trained and best_epoch, from fit)."""
     n_draw = max(args.n_samples, args.n_fid if classifier is not None else 0)
     metrics, sampled = evaluate_prior(prior, codes, temperature=args.temperature, n_draw=n_draw,
                                       seed=args.seed, batch_size=args.sample_batch_size,
@@ -582,7 +704,13 @@ def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int |
     metrics.update(prior=kind, codes_from=str(args.codes_from),
                    checkpoint=str(paths["checkpoint"]) if kind == "pixelcnn" else None,
                    prior_epochs=args.epochs if kind == "pixelcnn" else 0,
-                   samples=str(paths["samples"]))
+                   samples=str(paths["samples"]),
+                   decoder_from=None if codes.decoder_from is None else str(codes.decoder_from))
+    if kind == "pixelcnn":
+        training = training or {}
+        metrics.update(prior_channels=args.channels, prior_layers=args.n_layers,
+                       prior_epochs_trained=training.get("epochs_trained"),
+                       prior_best_epoch=training.get("best_epoch"))
     if classifier is not None:
         metrics["classifier"] = str(args.classifier)
         metrics.update(fidelity_metrics(classifier, images[:args.n_fid], codes, args.n_fid,
@@ -598,7 +726,8 @@ def report(args, prior, kind: str, codes: CodeMaps, classifier, n_classes: int |
            if classifier is not None else "")
     print(f"test NLL {result.prior_nll_bits:.1f} bits/image (histogram "
           f"{result.histogram_nll_bits:.1f}, uniform {result.uniform_bits_per_image:.0f}), "
-          f"perplexity {result.prior_perplexity:.1f}{fid}; wrote {paths['metrics']}",
+          f"perplexity {result.prior_perplexity:.1f}, bound {result.bits_per_dim:.4f} bits/dim"
+          f"{fid}; wrote {paths['metrics']}",
           file=sys.stderr)
     return result
 

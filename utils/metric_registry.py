@@ -29,6 +29,14 @@ GENERATION = "generation"
 PRIMARY = "primary"
 SECONDARY = "secondary"
 
+# Protocols (docs/protocol.md): the fixed-budget sweeps and the tuned protocol. A metric only
+# the tuned protocol measures (the likelihood bound needs the decoder's reconstruction NLL,
+# which the fixed generation rows never recorded) is a column of the tuned files only, so the
+# fixed files keep their header.
+FIXED = "fixed"
+TUNED = "tuned"
+PROTOCOLS = (FIXED, TUNED)
+
 
 class Metric(NamedTuple):
     """One metric of the results files.
@@ -42,6 +50,7 @@ class Metric(NamedTuple):
     table : COMPARISON or GENERATION, the CSV whose rows hold it.
     question : for a primary metric, the question it answers ("reconstruction"):
         one row of page 1's answer table; "" for the others.
+    protocols : the protocols whose files have its column (FIXED, TUNED).
     """
 
     name: str
@@ -52,6 +61,7 @@ class Metric(NamedTuple):
     role: str = SECONDARY
     table: str = COMPARISON
     question: str = ""
+    protocols: tuple[str, ...] = PROTOCOLS
 
     @property
     def mean(self) -> str:
@@ -113,13 +123,21 @@ SAMPLE_CLASSES = Metric("sample_classes", "sample_classes_covered", "classes", *
 INCEPTION_SCORE = Metric("inception_score", "sample_inception_score", "inception score", **HIGHER,
                          **_GEN)
 PRIOR_SECONDS = Metric("prior_seconds", "prior_seconds", "prior seconds", "s", **_GEN)
+# The tuned rows': the decoder's test reconstruction NLL (Bernoulli, summed over pixels) and the
+# likelihood bound -log p(x) <= -log p(x | z_q) - log p(z_q) of a deterministic encoder in bits
+# per dimension (van den Oord et al. 2017, section 4.2). On grey-level pixels the Bernoulli
+# decoder makes it a measure to compare methods by, not an absolute likelihood.
+_TUNED_GEN = {**_GEN, "protocols": (TUNED,)}
+RECON_NLL = Metric("recon_nll", "recon_nll_bits", "reconstruction NLL", "bits", **_TUNED_GEN)
+BITS_PER_DIM = Metric("bits_per_dim", "bits_per_dim", "bits/dim", "bits per dimension",
+                      **_TUNED_GEN)
 
 METRICS: dict[str, Metric] = {m.column: m for m in (
     BITS, BCE, MSE, PSNR, PERPLEXITY, USAGE, NMI, ARI, PURITY, LABEL_ACCURACY,
     GEODESIC_DISTORTION, EUCLIDEAN_DISTORTION, INTRA_CLUSTER, INTER_CLUSTER, INTRA_INTER,
     PRIOR_NLL, PRIOR_BITS_PER_CODE, PRIOR_PERPLEXITY, HISTOGRAM_NLL, FID_SAMPLES, FID_RECON,
     FID_TRAIN, CLASSIFIER_ACCURACY, SAMPLE_CLASS_ENTROPY, SAMPLE_CLASSES, INCEPTION_SCORE,
-    PRIOR_SECONDS)}
+    PRIOR_SECONDS, RECON_NLL, BITS_PER_DIM)}
 
 
 def get(column: str) -> Metric:
@@ -130,10 +148,12 @@ def get(column: str) -> Metric:
         raise ValueError(f"unknown metric column {column!r}; known: {', '.join(METRICS)}") from None
 
 
-def metrics(*, table: str | None = None, role: str | None = None) -> list[Metric]:
-    """Entries in :data:`METRICS` order, filtered by table and role."""
+def metrics(*, table: str | None = None, role: str | None = None,
+            protocol: str | None = None) -> list[Metric]:
+    """Entries in :data:`METRICS` order, filtered by table, role and protocol."""
     return [m for m in METRICS.values()
-            if (table is None or m.table == table) and (role is None or m.role == role)]
+            if (table is None or m.table == table) and (role is None or m.role == role)
+            and (protocol is None or protocol in m.protocols)]
 
 
 def questions() -> list[Metric]:

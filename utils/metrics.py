@@ -5,6 +5,8 @@ pytorch/examples); logs divide by the number of samples to report per-image mean
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,19 @@ def reconstruction_errors(recon_logits: torch.Tensor, x: torch.Tensor) -> dict[s
     b = len(x)
     return {"bce": float(bce_sum(recon_logits, x)) / b,
             "mse": float(mse_sum(torch.sigmoid(recon_logits), x)) / x.numel()}
+
+
+def nats_to_bits(nats: float) -> float:
+    """A code length in nats as bits (divided by ln 2)."""
+    return nats / math.log(2)
+
+
+def bits_per_dim(prior_nll_bits: float, recon_nll_bits: float, dims: int) -> float:
+    """The likelihood bound in bits per dimension of a model with a deterministic
+    encoder (van den Oord et al. 2017, section 4.2): -log p(x) <= -log p(x | z_q)
+    - log p(z_q), i.e. (prior NLL of an image's codes + the decoder's reconstruction
+    NLL of the image, both in bits per image) / ``dims`` (784 for 28x28 images)."""
+    return (prior_nll_bits + recon_nll_bits) / dims
 
 
 # --- code usage -----------------------------------------------------------------

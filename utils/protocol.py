@@ -3,8 +3,9 @@
 ``train/run_tuned.py`` reads this table: which settings each side may choose
 among on the validation split, with the same number of candidates per side;
 the epoch budget of every model, decoder and prior per dataset and rate; the
-early-stopping patience shared by all; and the a-posteriori cells that are
-candidates too (issue #31). Adding a candidate is one entry here.
+early-stopping patience shared by all; the a-posteriori cells that are
+candidates too (issue #31); and the generation stage's K and prior sizes.
+Adding a candidate is one entry here.
 """
 from __future__ import annotations
 
@@ -61,6 +62,34 @@ SELECTION_DECODER = "finetuned"
 # What a candidate is scored by: the validation MSE per pixel of its reconstructions (of the
 # k-means codes of the VAE for the a-posteriori side, so neither quantizer is favoured).
 CRITERION = "val_mse"
+
+
+# The generation stage (priors over the codes of the chosen cells, each decoded by its
+# fine-tuned decoder): at these K; the quick form at whatever K its run has.
+GENERATION_K = (64, 512)
+
+# The prior over a 7x7 code map is a gated PixelCNN whose size (run_generation.py's
+# --prior-channels / --prior-layers) is chosen on the validation NLL of the codes, once for
+# every method: the candidate of lowest mean validation NLL over the methods at PRIOR_K on the
+# selection seed (at the first generation K of a run without it). The first candidate is the
+# fixed generation rows' prior; the second is train_prior.py's default width. One code per
+# image has a histogram prior, with nothing to choose.
+PRIOR_FAMILY = "prior"
+PRIOR_CANDIDATES = ({"prior_channels": 32, "prior_layers": 6},
+                    {"prior_channels": 64, "prior_layers": 6})
+PRIOR_K = 64
+PRIOR_CRITERION = "val_nll_bits"
+
+
+def generation_sizes(sizes, quick: bool = False) -> list[int]:
+    """The K of the generation stage among a run's codebook ``sizes``: those of
+    :data:`GENERATION_K`, or every one in the quick form."""
+    return list(sizes) if quick else [K for K in sizes if K in GENERATION_K]
+
+
+def prior_k(sizes) -> int:
+    """The K at which the prior's size is chosen among the generation K ``sizes``."""
+    return PRIOR_K if PRIOR_K in sizes else sizes[0]
 
 
 def candidates(side: str, dataset: str, limit: int | None = None,

@@ -29,7 +29,7 @@ COLUMNS = KEY + ["config_id", *VARIANT_COLUMNS, "dataset_used"] + METRICS + [
 # Rows of the tuned protocol (docs/protocol.md) say so and how their models trained: the
 # epochs run, the epoch whose weights count (early stopping), a fine-tuned decoder's, and the
 # settings chosen on validation (kl_weight of the VAE, beta / lr / batch_size of the model).
-PROTOCOLS = ("fixed", "tuned")
+PROTOCOLS = R.PROTOCOLS
 PROTOCOL_COLUMNS = ["protocol", "epochs_trained", "best_epoch", "decoder_epochs_trained",
                     "decoder_best_epoch", "kl_weight", "beta", "lr", "batch_size"]
 TUNED_COLUMNS = COLUMNS + PROTOCOL_COLUMNS
@@ -134,21 +134,36 @@ def write_summary(results: Path, out: Path) -> pd.DataFrame:
 
 # --- generation.csv: the prior over each method's codes, its samples ---------------------------
 
-GENERATION_METRICS = R.columns(table=R.GENERATION)
+GENERATION_METRICS = R.columns(table=R.GENERATION, protocol=R.FIXED)
 GENERATION_COLUMNS = KEY + ["config_id", "dataset_used", "prior", R.BITS.column] + GENERATION_METRICS + [
     "test_class_entropy", "prior_epochs", "temperature", "n_fid", "n_train", "n_test"]
-GENERATION_TEXT = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used", "prior"}
+# Rows of the tuned protocol's generation stage say so, which cell's codes the prior learned
+# (the chosen one, decoded by its fine-tuned decoder), the prior's chosen size and how it
+# trained (early stopping), and what only they measure (the likelihood bound in bits/dim).
+GENERATION_PROTOCOL_COLUMNS = ["protocol", *VARIANT_COLUMNS, "prior_channels", "prior_layers",
+                               "prior_epochs_trained", "prior_best_epoch"]
+TUNED_GENERATION_METRICS = [c for c in R.columns(table=R.GENERATION, protocol=R.TUNED)
+                            if c not in GENERATION_METRICS]
+TUNED_GENERATION_COLUMNS = GENERATION_COLUMNS + GENERATION_PROTOCOL_COLUMNS + TUNED_GENERATION_METRICS
+GENERATION_TEXT = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used", "prior",
+                   "protocol", *VARIANT_COLUMNS}
 GENERATION_GROUP = ["dataset", "dataset_used", "setting", "method", "prior", "K", "config_id"]
 
 
 def read_generation(path: Path) -> pd.DataFrame:
     """generation.csv as a DataFrame, validated like :func:`read_results` (a
-    torn last row is dropped with a warning and redone; a missing file is empty)."""
+    torn last row is dropped with a warning and redone; a missing file is empty):
+    a tuned protocol's file (:data:`TUNED_GENERATION_COLUMNS`) or a fixed sweep's
+    (:data:`GENERATION_COLUMNS`, read with ``protocol`` = "fixed")."""
     path = Path(path)
     if not path.is_file() or not path.stat().st_size:
         return pd.DataFrame(columns=GENERATION_COLUMNS)
-    frame = pd.DataFrame(csvlog.read_rows(path, GENERATION_COLUMNS, text=sorted(GENERATION_TEXT)),
-                         columns=GENERATION_COLUMNS)
+    tuned = csvlog.read_header(path) == TUNED_GENERATION_COLUMNS
+    columns = TUNED_GENERATION_COLUMNS if tuned else GENERATION_COLUMNS
+    frame = pd.DataFrame(csvlog.read_rows(path, columns, text=sorted(GENERATION_TEXT)),
+                         columns=columns)
+    if not tuned:  # a file of the fixed-budget sweeps
+        frame["protocol"] = "fixed"
     return typed(frame, GENERATION_TEXT)
 
 
@@ -158,15 +173,20 @@ def finished_generation_keys(path: Path) -> set[tuple]:
 
 
 def append_generation_row(path: Path, row: dict) -> None:
-    """Append one row of :data:`GENERATION_COLUMNS`, on disk at once."""
-    csvlog.append_row(path, GENERATION_COLUMNS, row)
+    """Append one row, on disk at once: of :data:`TUNED_GENERATION_COLUMNS` when it
+    carries a ``protocol`` (the tuned protocol's file), else of :data:`GENERATION_COLUMNS`."""
+    columns = TUNED_GENERATION_COLUMNS if row.get("protocol") else GENERATION_COLUMNS
+    csvlog.append_row(path, columns, row)
 
 
 def summarize_generation(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds of every generation metric, per configuration."""
+    """Mean and std over seeds of every generation metric the rows have, per
+    configuration (and per cell, in a tuned protocol's file)."""
     if results.empty:
         return pd.DataFrame(columns=GENERATION_GROUP + ["n_seeds"])
-    return mean_std(results, GENERATION_GROUP, GENERATION_METRICS + [R.BITS.column])
+    group = GENERATION_GROUP + [c for c in VARIANT_COLUMNS if c in results]
+    metrics = [c for c in R.columns(table=R.GENERATION) if c in results]
+    return mean_std(results, group, metrics + [R.BITS.column])
 
 
 def write_generation_summary(results: Path, out: Path) -> pd.DataFrame:
