@@ -22,12 +22,15 @@ import pytest
 
 from train import comparison_methods as cm
 from train import run_comparison as rc
+from utils import paths
 from utils.cli import config_key, run_only
-from utils.results import config_hash
+from utils.results import config_hash, row_key
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 # v1/ is archived as it was published, with the ids of the rule of its day.
-FOLDERS = sorted({p.parent for p in RESULTS.glob("**/comparison.csv")} - {RESULTS / "v1"})
+# the tuned protocol's folders (train/run_tuned.py) key their rows by its selection table too
+TUNED = sorted(p for p in RESULTS.glob(f"**/{paths.TUNED_DIR}") if p.is_dir())
+FOLDERS = sorted({p.parent for p in RESULTS.glob("**/comparison.csv")} - {RESULTS / "v1", *TUNED})
 CELL = ("edge_length", "code_vectors", "decoder")
 
 
@@ -147,7 +150,37 @@ def test_a_summarys_config_ids_are_those_of_its_rows(path):
     assert ids and ids == {r["config_id"] for r in read_rows(rows)}
 
 
-GENERATION_FOLDERS = sorted({p.parent for p in RESULTS.glob("**/generation.csv")})
+GENERATION_FOLDERS = sorted({p.parent for p in RESULTS.glob("**/generation.csv")} - set(TUNED))
+
+
+def tuned_runs(folder: Path, runner: str):
+    """(args, selection table) of every tuned run recorded in ``folder`` by ``runner``
+    ("comparison" or "generation")."""
+    from train import run_tuned as rt
+
+    for record in folder.glob(f"{runner}_*_tuned-*_run.json"):
+        for argv in recorded_runs(record):
+            args = rt.parse_args(argv)
+            yield args, rt.Selection(folder / f"selection_{args.dataset}.csv", args.dataset)
+
+
+@pytest.mark.parametrize("folder", TUNED, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_every_tuned_row_recomputes_its_config_ids(folder):
+    """The tuned rows' ids come from the recorded runs and the selection table beside them
+    (run_tuned.planned_rows / planned_generation), so rerunning finds every row done."""
+    from train import run_tuned as rt
+
+    ours, generated = set(), set()
+    for args, table in tuned_runs(folder, "comparison"):
+        ours |= {row_key(ident) for *_, ident in rt.planned_rows(args, table)}
+    for args, table in tuned_runs(folder, "generation"):
+        prior = rt.chosen_prior(args, table)
+        sizes = rt.P.generation_sizes(args.codebook_sizes, args.quick)
+        generated |= {row_key(ident) for *_, ident in rt.planned_generation(args, table, prior, sizes)}
+    rows = read_rows(folder / "comparison.csv")
+    assert rows and all(row_key(r) in ours for r in rows)
+    if (folder / "generation.csv").is_file():
+        assert all(row_key(r) in generated for r in read_rows(folder / "generation.csv"))
 
 
 @pytest.mark.parametrize("folder", GENERATION_FOLDERS,

@@ -317,25 +317,34 @@ def seed_run(runs: dict, a: Namespace, seed: int, train, test, device, val=None)
     return runs[key]
 
 
+def planned_rows(args, table: Selection):
+    """(args with the chosen settings, method, cell, row identity) of every row of stage 3,
+    seed by seed and K by K: what the rows are keyed by (and what a published row's ids
+    are recomputed from, tests/test_config_ids.py)."""
+    for seed in args.seeds:
+        for K in args.codebook_sizes:
+            for a, method, variant in chosen_cells(table, args, K):
+                continuous = vocab.get(method).family == vocab.CONTINUOUS
+                yield a, method, variant, rc.row_identity(a, method, 0 if continuous else K, seed,
+                                                          variant)
+
+
 def rows(args, table: Selection, train, test, device, results: Path) -> None:
     """Stage 3: the chosen settings and cells on every seed, one row each."""
     done = finished_keys(results)
-    for seed in args.seeds:
-        for K in args.codebook_sizes:
-            runs: dict[str, cm.SeedRun] = {}  # one run per distinct setting (its VAE, its graph)
-            for a, method, variant in chosen_cells(table, args, K):
-                continuous = vocab.get(method).family == vocab.CONTINUOUS
-                ident = rc.row_identity(a, method, 0 if continuous else K, seed, variant)
-                if row_key(ident) in done:
-                    continue
-                run = seed_run(runs, a, seed, train, test, device)
-                row = rc.cell_row(run, ident)
-                rc.append_new_row(results, row)
-                done.add(row_key(ident))
-                print(f"[tuned {args.dataset} seed {seed}] {method:14s} "
-                      f"{'/'.join(v for v in variant.values() if v):24s} K={ident['K']:<4d} "
-                      f"MSE {row['test_mse']:.4f} epochs {row['epochs_trained']:.0f} "
-                      f"(best {row['best_epoch']:.0f})", file=sys.stderr)
+    runs: dict[int, dict[str, cm.SeedRun]] = {}  # per seed: one run per distinct setting
+    for a, method, variant, ident in planned_rows(args, table):
+        seed = ident["seed"]
+        if row_key(ident) in done:
+            continue
+        run = seed_run(runs.setdefault(seed, {}), a, seed, train, test, device)
+        row = rc.cell_row(run, ident)
+        rc.append_new_row(results, row)
+        done.add(row_key(ident))
+        print(f"[tuned {args.dataset} seed {seed}] {method:14s} "
+              f"{'/'.join(v for v in variant.values() if v):24s} K={ident['K']:<4d} "
+              f"MSE {row['test_mse']:.4f} epochs {row['epochs_trained']:.0f} "
+              f"(best {row['best_epoch']:.0f})", file=sys.stderr)
 
 
 def generation_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, dict]]:
@@ -386,7 +395,27 @@ def choose_prior(args, table: Selection, train, val, device, sizes: list[int]) -
             print(f"[select {args.dataset} {args.rate}] prior {method:14s} K={K:<4d} "
                   f"{row['candidate']}: val NLL {fitted.val_nll_bits:.1f} bits/image "
                   f"(best epoch {fitted.best_epoch} of {fitted.epochs_trained})", file=sys.stderr)
-    return json.loads(table.chosen(args.rate, P.PRIOR_FAMILY, K)["candidate"])
+    return chosen_prior(args, table, sizes)
+
+
+def chosen_prior(args, table: Selection, sizes: list[int] | None = None) -> dict:
+    """The PixelCNN size the table chose ({} at one code per image: a histogram)."""
+    if args.rate != vocab.GRID_RATE:
+        return {}
+    sizes = P.generation_sizes(args.codebook_sizes, args.quick) if sizes is None else sizes
+    return json.loads(table.chosen(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes))["candidate"])
+
+
+def planned_generation(args, table: Selection, prior: dict, sizes: list[int]):
+    """(args with the chosen settings, the same with the prior's size, method, cell, row
+    identity) of every row of stage 4, seed by seed and K by K."""
+    for seed in args.seeds:
+        for K in sizes:
+            for a, method, variant in generation_cells(table, args, K):
+                sized = with_settings(a, prior)
+                yield a, sized, method, variant, {
+                    **rg.row_identity(sized, method, K, seed, variant), **variant,
+                    "protocol": args.protocol}
 
 
 def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train, test, device,
@@ -397,30 +426,26 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
     classifier = rg.classifier_checkpoint(args)
     accuracy = rg.classifier_accuracy(classifier, test, device)
     done = finished_generation_keys(out.generation)
-    for seed in args.seeds:
-        runs: dict[str, cm.SeedRun] = {}
-        for K in sizes:
-            for a, method, variant in generation_cells(table, args, K):
-                sized = with_settings(a, prior)
-                ident = {**rg.row_identity(sized, method, K, seed, variant), **variant,
-                         "protocol": args.protocol}
-                if row_key(ident) in done:
-                    continue
-                run = seed_run(runs, a, seed, train, test, device)
-                source, decoder = cell_sources(run, method, K, variant)
-                scored, seconds = rg.prior_metrics(sized, source, method, K, seed, classifier,
-                                                   rg.prior_dir(sized, method, K, ident), decoder)
-                row = rg.generation_row(ident, method, K, scored, seconds, accuracy, train.name,
-                                        TUNED_GENERATION_COLUMNS)
-                append_generation_row(out.generation, row)
-                done.add(row_key(ident))
-                if seed == args.seeds[0]:
-                    rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
-                                                               args.setting))
-                print(f"[tuned generation {args.dataset} seed {seed}] {method:14s} K={K:<4d} "
-                      f"{row['prior']:9s} NLL {row['prior_nll_bits']:.1f} bits (uniform "
-                      f"{row['bits_per_image']:.0f}), {row['bits_per_dim']:.4f} bits/dim, "
-                      f"FID samples {row['fid_samples']:.2f}", file=sys.stderr)
+    runs: dict[int, dict[str, cm.SeedRun]] = {}
+    for a, sized, method, variant, ident in planned_generation(args, table, prior, sizes):
+        seed, K = ident["seed"], ident["K"]
+        if row_key(ident) in done:
+            continue
+        run = seed_run(runs.setdefault(seed, {}), a, seed, train, test, device)
+        source, decoder = cell_sources(run, method, K, variant)
+        scored, seconds = rg.prior_metrics(sized, source, method, K, seed, classifier,
+                                           rg.prior_dir(sized, method, K, ident), decoder)
+        row = rg.generation_row(ident, method, K, scored, seconds, accuracy, train.name,
+                                TUNED_GENERATION_COLUMNS)
+        append_generation_row(out.generation, row)
+        done.add(row_key(ident))
+        if seed == args.seeds[0]:
+            rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
+                                                       args.setting))
+        print(f"[tuned generation {args.dataset} seed {seed}] {method:14s} K={K:<4d} "
+              f"{row['prior']:9s} NLL {row['prior_nll_bits']:.1f} bits (uniform "
+              f"{row['bits_per_image']:.0f}), {row['bits_per_dim']:.4f} bits/dim, "
+              f"FID samples {row['fid_samples']:.2f}", file=sys.stderr)
 
 
 def generation(args, table: Selection, train, val, device, out: paths.ResultPaths) -> None:
