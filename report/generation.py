@@ -14,7 +14,6 @@ Three jobs, kept apart as in the rest of report/:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 from reportlab.platypus import Paragraph
@@ -24,7 +23,7 @@ from report import text as T
 from report.load import newest
 from report.sections import GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
-from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
+from report.verdicts import SectionVerdict, section_verdicts
 from utils import methods as M
 from utils import metric_registry as R
 from utils.paths import ResultPaths
@@ -33,41 +32,9 @@ from utils.results import read_generation
 PRIORS = {"pixelcnn": "a gated PixelCNN over the 7x7 code maps", "histogram": "the smoothed code histogram"}
 
 
-class GenerationVerdict(NamedTuple):
-    """The generative verdict of one (dataset, setting, rate): ``against``
-    {opponent: report.verdicts.OpponentVerdict} in contest order."""
-
-    dataset: str
-    setting: str
-    contest: Contest
-    dataset_used: tuple
-    n_seeds: int
-    ks: tuple
-    priors: tuple
-    against: dict
-
-    main = property(lambda self: main_opponent(self.contest, self.against))
-    answer = property(lambda self: stated_answer(self.contest, self.against))
-
-
-def generation_verdicts(frame: pd.DataFrame) -> list[GenerationVerdict]:
+def generation_verdicts(frame: pd.DataFrame) -> list[SectionVerdict]:
     """One verdict per (dataset, setting, rate) whose proposal and an opponent have rows."""
-    out = []
-    frame = newest(frame)
-    for (dataset, setting), rows in frame.groupby(["dataset", "setting"], sort=False):
-        present = set(rows["method"])
-        for contest in active_contests(present):
-            against = {b: ov for b in contest.opponents if b in present
-                       for ov in [opponent_verdict(rows, contest.proposal, b, GENERATION)]
-                       if ov is not None}
-            if not against:
-                continue
-            mine = rows[rows["method"].isin([contest.proposal, *against])]
-            out.append(GenerationVerdict(dataset, setting, contest, tuple(sorted(set(mine["dataset_used"]))),
-                                         int(mine.groupby("method")["seed"].nunique().min()),
-                                         tuple(sorted(set(mine["K"]))), tuple(sorted(set(mine["prior"]))),
-                                         against))
-    return out
+    return section_verdicts(newest(frame), GENERATION)
 
 
 # --- sentences ------------------------------------------------------------------------------
@@ -78,7 +45,7 @@ def value_text(rows: pd.DataFrame, method: str, metric: str, K: int) -> str:
     return F.fmt_mean_std(v.mean(), v.std())
 
 
-def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
+def numbers_sentence(rows: pd.DataFrame, v: SectionVerdict) -> str:
     """The sample FIDs at the largest K, with training images' FID as the floor."""
     K = max(v.ks)
     methods = [v.contest.proposal, *v.against]
@@ -89,14 +56,14 @@ def numbers_sentence(rows: pd.DataFrame, v: GenerationVerdict) -> str:
             f"{F.fmt_mean_std(floor.mean(), floor.std())}).")
 
 
-def answer_item(frame: pd.DataFrame, v: GenerationVerdict, brief: bool = False,
+def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False,
                 label: str | None = None) -> str:
     """The generative answer at one rate; ``brief`` (page 1, the README) states the
     other opponents' verdicts in a word each; ``label`` replaces the head's
     '<dataset>, generation'."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
-    prior = " / ".join(PRIORS.get(p, p) for p in v.priors)
+    prior = " / ".join(PRIORS.get(p, p) for p in sorted(set(v.rows["prior"])))
     head = (f"**{label or f'{T.verdict_label(v)}, generation'}**, {T.rate_phrase(v.contest)} ("
             f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
             f"{'' if brief else '; samples at temperature 1'}): "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 
@@ -29,7 +28,7 @@ from report import text as T
 from report.load import newest
 from report.sections import COMPARISON, Extra
 from report.tables import Key, int_text, mean_std_rows
-from report.verdicts import Contest, active_contests, main_opponent, opponent_verdict, stated_answer
+from report.verdicts import SectionVerdict, section_verdicts
 from utils import methods as M
 from utils import metric_registry as R
 from utils.paths import TUNED_DIR
@@ -54,38 +53,9 @@ def verdict_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return rows[quantized & (rows["decoder"] == VERDICT_DECODER)].reset_index(drop=True)
 
 
-class TunedVerdict(NamedTuple):
-    """The tuned verdict of one (dataset, setting, rate): ``against``
-    {opponent: report.verdicts.OpponentVerdict} in contest order."""
-
-    dataset: str
-    setting: str
-    contest: Contest
-    dataset_used: tuple
-    n_seeds: int
-    ks: tuple
-    against: dict
-
-    main = property(lambda self: main_opponent(self.contest, self.against))
-    answer = property(lambda self: stated_answer(self.contest, self.against))
-
-
-def tuned_verdicts(frame: pd.DataFrame) -> list[TunedVerdict]:
+def tuned_verdicts(frame: pd.DataFrame) -> list[SectionVerdict]:
     """One verdict per (dataset, setting, rate) whose proposal and an opponent have rows."""
-    out = []
-    for (dataset, setting), rows in verdict_rows(frame).groupby(["dataset", "setting"], sort=False):
-        present = set(rows["method"])
-        for contest in active_contests(present):
-            against = {b: ov for b in contest.opponents if b in present
-                       for ov in [opponent_verdict(rows, contest.proposal, b, COMPARISON)]
-                       if ov is not None}
-            if against:
-                mine = rows[rows["method"].isin([contest.proposal, *against])]
-                out.append(TunedVerdict(dataset, setting, contest,
-                                        tuple(sorted(set(mine["dataset_used"]))),
-                                        int(mine.groupby("method")["seed"].nunique().min()),
-                                        tuple(sorted(set(mine["K"]))), against))
-    return out
+    return section_verdicts(verdict_rows(frame), COMPARISON)
 
 
 # --- what validation chose ------------------------------------------------------------------
@@ -129,7 +99,7 @@ def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
 
 # --- sentences ------------------------------------------------------------------------------
 
-def answer_item(frame: pd.DataFrame, v: TunedVerdict, brief: bool = False) -> str:
+def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> str:
     """The tuned verdict at one rate, on reconstruction and labels."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]

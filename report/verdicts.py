@@ -410,6 +410,43 @@ class QuestionVerdict(NamedTuple):
     protocol: str = "fixed"  # of the rows it rests on: "fixed" budgets or "tuned" (run_tuned.py)
 
 
+class SectionVerdict(NamedTuple):
+    """The verdict of one (dataset, setting, rate) on a section's rows: the proposal of
+    ``contest`` against every opponent with rows, ``against`` {opponent:
+    OpponentVerdict} in contest order; ``rows`` are theirs (for what the sentences say)."""
+
+    dataset: str
+    setting: str
+    contest: Contest
+    dataset_used: tuple
+    n_seeds: int
+    ks: tuple
+    against: dict
+    rows: pd.DataFrame
+
+    main = property(lambda self: main_opponent(self.contest, self.against))
+    answer = property(lambda self: stated_answer(self.contest, self.against))
+
+
+def section_verdicts(frame: pd.DataFrame, section: SectionData) -> list[SectionVerdict]:
+    """One verdict per (dataset, setting, rate) of ``frame`` whose proposal and an
+    opponent have rows, on ``section``'s metrics (rows: one configuration each)."""
+    out = []
+    for (dataset, setting), rows in frame.groupby(["dataset", "setting"], sort=False):
+        present = set(rows["method"])
+        for contest in active_contests(present):
+            against = {b: ov for b in contest.opponents if b in present
+                       for ov in [opponent_verdict(rows, contest.proposal, b, section)]
+                       if ov is not None}
+            if against:
+                mine = rows[rows["method"].isin([contest.proposal, *against])]
+                out.append(SectionVerdict(dataset, setting, contest,
+                                          tuple(sorted(set(mine["dataset_used"]))),
+                                          int(mine.groupby("method")["seed"].nunique().min()),
+                                          tuple(sorted(set(mine["K"]))), against, mine))
+    return out
+
+
 def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Contest,
                      section: SectionData) -> QuestionVerdict:
     """The cell of ``section`` at ``contest``'s rate from ``rows`` (any dataset and
