@@ -62,7 +62,7 @@ class Results(NamedTuple):
 
 
 # The metric columns the report requires: every one the runner writes (utils/metric_registry.py).
-REQUIRED_METRICS = R.columns(table=R.COMPARISON)
+REQUIRED_METRICS = R.columns(table=R.COMPARISON, protocol=R.FIXED)
 
 
 def no_results(path: Path, results_dir: Path, what: str) -> UserError:

@@ -6,15 +6,19 @@ import pytest
 
 from utils import metric_registry as R
 from utils.metrics import CODE_METRICS
-from utils.results import (COLUMNS, GENERATION_COLUMNS, GENERATION_METRICS,
-                           TUNED_GENERATION_COLUMNS, TUNED_GENERATION_METRICS, summarize)
+from utils.results import METRICS
+from utils.results import (COLUMNS, GENERATION_COLUMNS, GENERATION_METRICS, TUNED_COLUMNS,
+                           TUNED_GENERATION_COLUMNS, TUNED_GENERATION_METRICS, TUNED_METRICS,
+                           summarize)
 
 
 def test_every_metric_column_of_the_results_files_is_declared():
     assert CODE_METRICS == R.columns(table=R.COMPARISON)
     assert GENERATION_METRICS == R.columns(table=R.GENERATION, protocol=R.FIXED)
     assert GENERATION_METRICS + TUNED_GENERATION_METRICS == R.columns(table=R.GENERATION)
-    assert set(R.columns()) <= set(COLUMNS) | set(TUNED_GENERATION_COLUMNS)
+    assert set(R.columns()) <= set(TUNED_COLUMNS) | set(TUNED_GENERATION_COLUMNS)
+    assert sorted(METRICS + TUNED_METRICS) == sorted(R.columns(table=R.COMPARISON))
+    assert set(TUNED_METRICS) == {R.AMI.column, R.DEAD_CODES.column} and not set(TUNED_METRICS) & set(COLUMNS)
     # a metric only the tuned protocol measures is no column of the fixed files
     tuned_only = R.columns(table=R.GENERATION, protocol=R.TUNED)
     assert set(tuned_only) - set(GENERATION_COLUMNS) == {R.BITS_PER_DIM.column, R.RECON_NLL.column}
@@ -29,7 +33,7 @@ def test_summary_columns_are_what_summary_csv_holds():
     frame = pd.DataFrame([row | {"dataset": "d", "setting": "s", "method": "m", "K": 1, "seed": s}
                           for s in (0, 1)])
     summary = summarize(frame)
-    assert set(R.summary_columns(CODE_METRICS)) <= set(summary.columns)
+    assert set(R.summary_columns(METRICS)) <= set(summary.columns)
     assert R.summary_columns([R.MSE.column]) == ["test_mse_mean", "test_mse_std"]
 
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from utils import metrics
@@ -96,3 +97,23 @@ def test_euclidean_distortion_and_reconstruction_errors():
 
 def test_code_to_label_vote_ties_go_to_the_smallest_label():
     assert metrics.code_to_label_accuracy([0, 0], [7, 2], [0], [2]) == 1.0
+
+
+def test_ami_is_one_for_a_relabelling_and_near_zero_by_chance():
+    """Adjusted for chance (Vinh et al. 2010): a renaming of the labels scores 1, and codes
+    drawn independently of the labels average 0 however many codes there are (NMI does not)."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 1000)
+    assert metrics.label_agreement((labels * 7 + 3) % 10, labels)["ami"] == pytest.approx(1.0)
+    chance = [metrics.label_agreement(rng.integers(0, 256, 1000), labels) for _ in range(5)]
+    assert abs(np.mean([c["ami"] for c in chance])) < 0.01
+    assert np.mean([c["nmi"] for c in chance]) > 0.2  # what the adjustment removes
+
+
+def test_dead_codes_are_the_codes_no_training_input_uses():
+    train = np.array([[0, 1], [1, 5]])  # a 1x2 "grid" of codes per image, K = 8
+    row = metrics.evaluate_codes(recon_logits=torch.zeros(2, 1, 28, 28), x_test=torch.zeros(2, 1, 28, 28),
+                                 bits=6.0, test_codes=np.array([[0, 0], [0, 2]]), train_codes=train,
+                                 n_codes=8)
+    assert row["dead_codes"] == 8 - 3  # codes 0, 1 and 5 are used
+    assert row["usage"] == pytest.approx(2 / 8)  # usage reads the test codes

@@ -493,10 +493,9 @@ def build_vqvae(run: SeedRun, method: vocab.Method, K: int, variant: dict) -> Ev
     out = batched(model, run.test.images, run.device)
     logits = torch.cat([o.recon_logits.cpu() for o in out])
     test_codes = torch.cat([o.indices.cpu() for o in out]).numpy()
-    train_codes = None  # label votes need one code per image
-    if method.codes_per_image == 1:
-        train_codes = torch.cat([c.cpu() for c in batched(model.encode, run.train.images,
-                                                          run.device)]).numpy()
+    # the training split's codes: its dead codes, and with one code per image the label votes
+    train_codes = torch.cat([c.cpu() for c in batched(model.encode, run.train.images,
+                                                      run.device)]).numpy()
     latent = {"z_test": run.z_test} if method.codes_per_image == 1 else None
     return Evaluated(logits, model.bits_per_image, test_codes, train_codes, latent, fit_seconds,
                      training)

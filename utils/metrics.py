@@ -226,18 +226,25 @@ def code_to_label_accuracy(train_codes, train_labels, test_codes, test_labels) -
 
 
 def label_agreement(codes, labels) -> dict[str, float]:
-    """NMI and ARI (scikit-learn) and purity of codes (N,) against labels (N,)."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    """NMI, ARI and AMI (scikit-learn) and purity of codes (N,) against labels (N,)."""
+    from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score,
+                                 normalized_mutual_info_score)
 
     codes, labels = np.asarray(codes).ravel(), np.asarray(labels).ravel()
-    return {"nmi": float(normalized_mutual_info_score(labels, codes)),
-            "ari": float(adjusted_rand_score(labels, codes)),
-            "purity": purity(codes, labels)}
+    return {R.NMI.column: float(normalized_mutual_info_score(labels, codes)),
+            R.ARI.column: float(adjusted_rand_score(labels, codes)),
+            R.AMI.column: float(adjusted_mutual_info_score(labels, codes)),
+            R.PURITY.column: purity(codes, labels)}
+
+
+def dead_codes(counts) -> int:
+    """Codes used by no input: counts (K,) of the training split's codes -> how many are 0."""
+    return int((np.asarray(counts) == 0).sum())
 
 
 # --- one evaluation for every method --------------------------------------------
 
-CODE_METRICS = R.columns(table=R.COMPARISON)
+CODE_METRICS = R.columns(table=R.COMPARISON)  # every one; a results file keeps its protocol's
 
 
 def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=None,
@@ -246,7 +253,8 @@ def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=N
 
     recon_logits (N, 1, 28, 28) against x_test; test_codes (N,) one code per image
     or (N, 7, 7) a grid of codes (label metrics need one code per image and the
-    labels, and are NaN otherwise); latent: for codes in the VAE latent space, a dict with
+    labels, and are NaN otherwise); train_codes, those of the training split (the
+    dead codes; with one code per image the code-to-label votes too); latent: for codes in the VAE latent space, a dict with
     graph, z_train, z_test, codebook, n_neighbors (distortions and cluster
     geometry); else z_test alone gives the cluster geometry of the codes.
     """
@@ -258,6 +266,8 @@ def evaluate_codes(*, recon_logits, x_test, bits, test_codes=None, train_codes=N
         return row
     counts = code_counts(test_codes, n_codes)
     row.update({R.PERPLEXITY.column: perplexity(counts), R.USAGE.column: usage(counts)})
+    if train_codes is not None:
+        row[R.DEAD_CODES.column] = dead_codes(code_counts(train_codes, n_codes))
     codes = np.asarray(test_codes)
     if codes.ndim == 1:
         if test_labels is not None:

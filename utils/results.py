@@ -23,7 +23,9 @@ from utils.methods import VARIANT_COLUMNS
 from utils.runtime import atomic_file
 
 KEY = ["dataset", "setting", "method", "K", "seed", "config_hash"]
-METRICS = metrics.CODE_METRICS
+METRICS = R.columns(table=R.COMPARISON, protocol=R.FIXED)  # a fixed sweep's file's
+# ... and those only the tuned protocol's rows carry (AMI, dead codes)
+TUNED_METRICS = [c for c in R.columns(table=R.COMPARISON, protocol=R.TUNED) if c not in METRICS]
 COLUMNS = KEY + ["config_id", *VARIANT_COLUMNS, "dataset_used"] + METRICS + [
     "epochs", "n_neighbors", "n_train", "n_test", "fit_seconds", "eval_seconds", "wall_seconds"]
 # Rows of the tuned protocol (docs/protocol.md) say so and how their models trained: the
@@ -32,7 +34,7 @@ COLUMNS = KEY + ["config_id", *VARIANT_COLUMNS, "dataset_used"] + METRICS + [
 PROTOCOLS = R.PROTOCOLS
 PROTOCOL_COLUMNS = ["protocol", "epochs_trained", "best_epoch", "decoder_epochs_trained",
                     "decoder_best_epoch", "kl_weight", "beta", "lr", "batch_size"]
-TUNED_COLUMNS = COLUMNS + PROTOCOL_COLUMNS
+TUNED_COLUMNS = COLUMNS + TUNED_METRICS + PROTOCOL_COLUMNS
 TEXT_COLUMNS = {"dataset", "setting", "method", "config_hash", "config_id", "dataset_used",
                 "protocol", *VARIANT_COLUMNS}
 GROUP = ["dataset", "dataset_used", "setting", "method", *VARIANT_COLUMNS, "K", "config_id"]
@@ -108,7 +110,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     df = results.copy()
     for col in ("config_id", *VARIANT_COLUMNS):
         df[col] = df[col].fillna("")
-    return mean_std(df, GROUP, METRICS + ["fit_seconds", "epochs"])
+    extra = [c for c in TUNED_METRICS if c in df]
+    return mean_std(df, GROUP, METRICS + extra + ["fit_seconds", "epochs"])
 
 
 def mean_std(df: pd.DataFrame, group: list[str], metrics: list[str]) -> pd.DataFrame:
