@@ -33,7 +33,8 @@ from utils.paths import SETTINGS, ResultPaths, report_pdf, results_dir
 
 # Sections beyond comparison.csv, as report.sections.Extra entries; each is skipped
 # while its CSV is absent.
-EXTRAS: tuple[Extra, ...] = (tuned.EXTRA, generation.EXTRA, kl_weight.EXTRA, batch_size.EXTRA)
+EXTRAS: tuple[Extra, ...] = (tuned.EXTRA, generation.EXTRA, tuned.GENERATION_EXTRA,
+                             kl_weight.EXTRA, batch_size.EXTRA)
 
 
 def parse_args(argv=None):

@@ -308,9 +308,8 @@ def answer_table(table: T.AnswerTable, styles) -> Table:
 
 
 HEADLINE_CAPTION = (
-    "Figure 1. Test MSE and sample FID against bits per image, mean ± std over seeds: one code per "
-    "image at left, a 7x7 grid at right. Dashed: the unquantized VAEs; dotted: training against "
-    "test images.")
+    "Figure 1. Test MSE and sample FID against bits per image (mean ± std over seeds); left one "
+    "code per image, right a 7x7 grid; dashed: unquantized VAEs; dotted: training vs test images.")
 
 
 def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
@@ -319,7 +318,7 @@ def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | Non
     story = [Paragraph("A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
                        "VQ-VAE", styles["title"]),
              para(f"Built {datetime.date.today().isoformat()} from {T.display_path(results.root)}; "
-                  f"the commit of every row: appendix, Provenance.", styles["meta"]),
+                  f"commits: appendix, Provenance.", styles["meta"]),
              Paragraph("Question", styles["h2"]), para(T.question_text(), styles["body"]),
              Paragraph("Answer", styles["h2"]), para(answer.sentence, styles["body"]),
              answer_table(answer.table, styles), Spacer(1, 3),

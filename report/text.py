@@ -340,11 +340,10 @@ def table_note(cells: list[QuestionVerdict]) -> str:
     directions = join_words(f"{m.label} {'higher' if m.higher_is_better else 'lower'}"
                             for m in metrics)
     tuned = any(q.protocol == "tuned" for q in cells)
-    return (f"Each cell: the verdict on the question's metric (with the K it rests on when not "
-            f"all), then the means of geodesic and of the VQ-VAE; {directions} is better."
-            + (" 'tuned': both sides trained to convergence, tuned on validation, decoders "
-               "fine-tuned on their codes (the tuned protocol); the other cells rest on the "
-               "fixed-budget rows." if tuned else ""))
+    return (f"Each cell: the verdict (with the K it rests on when not all), then the means of "
+            f"geodesic and of the VQ-VAE; {directions} is better."
+            + (" 'tuned': equal budgets, settings chosen on validation (the others: fixed "
+               "budgets)." if tuned else ""))
 
 
 class ShortAnswer(NamedTuple):
@@ -426,10 +425,9 @@ def question_text() -> str:
     primary metric of each question (utils.metric_registry.questions)."""
     proposals = ", ".join(f"**{c.proposal}**" for c in contests())
     measures = join_words(f"{m.question} ({m.label})" for m in R.questions())
-    return (f"Does quantizing a trained VAE's latent space *a posteriori*, with geodesic k-medoids "
-            f"on a k-NN graph of its latents ({proposals}), give better discrete codes than a "
-            f"VQ-VAE trained end to end (van den Oord et al., 2017) at the same bits per image? "
-            f"Better is measured on held-out test images, one metric per question: {measures}.")
+    return (f"Do geodesic k-medoids on a k-NN graph of a trained VAE's latents ({proposals}) give "
+            f"better discrete codes than a VQ-VAE trained end to end (van den Oord et al., 2017) "
+            f"at equal bits? One metric per question, on held-out test images: {measures}.")
 
 
 RULE = (f"A method *beats* another beyond the spread at a codebook size K when the difference of "

@@ -26,13 +26,13 @@ import pandas as pd
 from report import formatting as F
 from report import text as T
 from report.load import newest
-from report.sections import COMPARISON, Extra
+from report.sections import COMPARISON, GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import SectionVerdict, section_verdicts
 from utils import methods as M
 from utils import metric_registry as R
 from utils.paths import TUNED_DIR
-from utils.results import read_results
+from utils.results import read_generation, read_results
 
 VERDICT_DECODER = "finetuned"  # the decoder the verdict's cells decode with, on both sides
 TABLE_COLUMNS = ((R.MSE.column, "MSE"), (R.ARI.column, "ARI"), (R.USAGE.column, "usage"),
@@ -189,3 +189,32 @@ def appendix(results, frame: pd.DataFrame, styles) -> list:
 
 EXTRA = Extra("The tuned protocol", lambda p: p.root / TUNED_DIR / p.comparison.name,
               answer, details, read_tuned, data=COMPARISON, rows=verdict_rows, appendix=appendix)
+
+
+# --- the tuned generation rows (run_tuned.py --stage generation) ------------------------------
+
+def generation_answer(results, frame: pd.DataFrame) -> list[str]:
+    """The short-answer items of the tuned generation rows, brief."""
+    from report import generation as G
+
+    return [G.answer_item(frame, v, brief=True,
+                          label=f"{T.verdict_label(v)}, generation, tuned protocol")
+            for v in G.generation_verdicts(frame)]
+
+
+def generation_appendix(results, frame: pd.DataFrame, styles) -> list:
+    """The tuned generation rows at every K."""
+    from report import generation as G
+    from report.layout import heading
+
+    story = []
+    for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
+        story += heading(f"{group_label(rows, dataset, setting)}: tuned generation at every K",
+                         styles, "h2") + [G.generation_table(rows, styles)]
+    return story
+
+
+GENERATION_EXTRA = Extra("The tuned protocol: generation",
+                         lambda p: p.root / TUNED_DIR / p.generation.name, generation_answer,
+                         read=read_generation, data=GENERATION, rows=newest,
+                         appendix=generation_appendix)

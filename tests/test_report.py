@@ -375,8 +375,10 @@ def test_a_factor_applies_only_where_the_method_has_it():
     assert V.Cell.default(ABL).switched("decoder", "finetuned").name == "centroid/finetuned"
     assert V.Cell.default(ABL).switched("edge_length", "decoder") is None
     assert V.Cell.default(ABL).switched("code_vectors", "refined") is None
+    # an end-to-end method's second cell: the same decoder fine-tuning, on its own frozen codes
     assert len(L.all_cells(P)) == 8 and len(L.all_cells(ABL)) == 2 and L.all_cells(E2E) == [
-        {"edge_length": "", "code_vectors": "", "decoder": ""}]
+        {"edge_length": "", "code_vectors": "", "decoder": ""},
+        {"edge_length": "", "code_vectors": "", "decoder": "finetuned"}]
 
 
 def test_missing_config_id_is_one_configuration_with_a_warning():
