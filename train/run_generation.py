@@ -186,7 +186,10 @@ def prior_metrics(args, source: Path, method: str, K: int, seed: int, classifier
     finished = train_prior.run_paths(run_dir, train_prior.source_name(method), args.dataset)["metrics"]
     if finished.is_file():
         try:
-            return train_prior.PriorMetrics.read(finished), float("nan")
+            read = train_prior.PriorMetrics.read(finished)
+            # a tuned row needs what an older version did not measure (KID): score it again
+            if decoder is None or read.kid_samples is not None:
+                return read, float("nan")
         except (TypeError, ValueError):  # written by an older version: score the prior again
             pass
     cfg = prior_run_config(args, source, method, seed, classifier, run_dir, decoder)
