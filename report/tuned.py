@@ -31,6 +31,7 @@ from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import SectionVerdict, section_verdicts
 from utils import methods as M
 from utils import metric_registry as R
+from utils import protocol as P
 from utils.paths import TUNED_DIR
 from utils.results import read_generation, read_results
 
@@ -83,15 +84,34 @@ def setting_text(row: pd.Series) -> str:
     return ", ".join(f"{names.get(k, k)} {v:g}" for k, v in json.loads(row["candidate"]).items())
 
 
+def expected_candidates(family: str, dataset: str) -> int | None:
+    """How many candidates utils/protocol.py gives ``family`` on ``dataset`` (None for the
+    cells and the prior, whose count depends on the method and the rate)."""
+    if family.startswith("vae-"):
+        return len(P.candidates(P.A_POSTERIORI_SIDE, dataset))
+    if family in M.METHODS:
+        m = M.get(family)
+        return len(P.candidates(P.END_TO_END_SIDE, dataset,
+                                library=m.options.get("quantizer") if m.from_library else None))
+    return None
+
+
 def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
-    """The table of what validation chose at ``rate``: one row per family, one column per K."""
-    chosen = selection[(selection["rate"] == rate) & selection["chosen"]]
+    """The table of what validation chose at ``rate``: one row per family, one column per
+    K; a family whose candidates are not all scored yet says so instead of a choice."""
+    at = selection[selection["rate"] == rate]
+    chosen = at[at["chosen"]]
     if chosen.empty:
         return []
     ks = sorted(int(k) for k in chosen["K"].unique())
     data = [["chosen on validation", *(f"K = {k}" for k in ks)]]
     for family, g in chosen.groupby("family", sort=False):
         by_k = {int(r["K"]): setting_text(r) for _, r in g.iterrows()}
+        want = expected_candidates(family, str(g["dataset"].iloc[0])) if "dataset" in g else None
+        for k in by_k:
+            have = at[(at["family"] == family) & (at["K"] == k)]["candidate"].nunique()
+            if want is not None and have < want:
+                by_k[k] = f"pending ({have} of {want} scored)"
         data.append([family.removeprefix("cell:") + (" cell" if family.startswith("cell:") else ""),
                      *(by_k.get(k, "-") for k in ks)])
     return data
