@@ -6,7 +6,7 @@
   seed spread, per dataset, setting and rate, at each method's default cell,
   and what the other ablation cells change (no text, no PDF);
 * :mod:`report.sections` -- what each verdict section reads and compares, as data
-  (its table, detail and answer metrics, table columns); one verdict path
+  (its table, methods, detail and answer metrics, table columns); one verdict path
   (report.verdicts.opponent_verdict) serves them all;
 * :mod:`report.tables` -- the one table of mean ± std over seeds, as data
   (report.layout.render lays out every table);

@@ -400,6 +400,28 @@ def test_image_contest_comes_from_the_vocabulary():
     assert V.unmatched_methods() == ()
 
 
+def test_a_section_compares_the_methods_it_declares():
+    # the published sections declare every method: each contest whole, as before
+    for section in (sections.COMPARISON, sections.GENERATION, *sections.QUESTIONS):
+        assert V.section_contests(section) == V.contests()
+    # the beta-VAE rows: the grid contest without the library quantizers
+    assert V.section_contests(sections.KL_WEIGHT) == [
+        V.Contest(M.GRID_RATE, GRID_P, (GRID_ABL, GRID), GRID_REF)]
+    only = sections.COMPARISON._replace(methods=(P, E2E))
+    assert V.section_contests(only) == [V.Contest(M.IMAGE_RATE, P, (E2E,), None)]
+    assert V.section_contests(sections.COMPARISON._replace(methods=(ABL, E2E))) == []
+
+
+def test_section_verdicts_compare_only_the_declared_methods(tmp_path):
+    results = L.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
+    (whole,) = V.section_verdicts(results.comparison, sections.COMPARISON)
+    assert list(whole.against) == [ABL, E2E]
+    (only,) = V.section_verdicts(results.comparison, sections.COMPARISON._replace(methods=(P, E2E)))
+    assert list(only.against) == [E2E] and set(only.rows["method"]) == {P, E2E}
+    assert only.against[E2E].groups == whole.against[E2E].groups
+    assert only.against[E2E].groups["better"] == ["test_mse"]
+
+
 def test_the_grid_rate_gets_its_own_verdict(monkeypatch, tmp_path):
     """Rows of the grid methods give a grid contest, verdict and answer item
     without any change to the report."""
