@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from reportlab.platypus import Paragraph
 
 from report import formatting as F
-from report import text as T
+from report import setup_text as ST
+from report import verdict_text as VT
 from report.sections import GENERATION, KL_WEIGHT, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import SectionVerdict, section_contests, section_verdicts
@@ -188,9 +188,9 @@ def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False)
             top = t.iloc[-1]
             numbers = "; ".join(x for x in (bound_text, f"K = {top.K}: {top.mean_a:.3g} vs "
                                                         f"{top.mean_b:.3g}") if x)
-            parts.append(f"{beta_text(beta)}: {T.verdict_words(ov)} ({numbers})")
+            parts.append(f"{beta_text(beta)}: {VT.verdict_words(ov)} ({numbers})")
         else:
-            parts.append(f"{beta_text(beta)}: {T.verdict_words(ov)}; "
+            parts.append(f"{beta_text(beta)}: {VT.verdict_words(ov)}; "
                          + (f"{bound_text}; " if bound_text else "")
                          + f"{CONTEST.proposal} vs {BASELINE}: {k_list_text(t)}")
     used = F.unique_text(frame.loc[frame["dataset"] == dataset, "dataset_used"])
@@ -288,7 +288,7 @@ def details(results, frame: pd.DataFrame, styles) -> list:
 
     story = heading("Grid rate with β-VAEs: is it the KL term?", styles) + [
         para(f"{INTRO} Each folder's β is read from its run record; training epochs of its rows: "
-             f"{T.epochs_text(frame)}.", styles["body"])]
+             f"{ST.epochs_text(frame)}.", styles["body"])]
     return story + [para(answer_item(results, frame, dataset), styles["body"])
                     for dataset in frame["dataset"].unique()]
 
