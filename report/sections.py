@@ -118,9 +118,11 @@ class Extra(NamedTuple):
     group_answer : (Results, its DataFrame, (dataset, setting)) -> short-answer
         items that belong right after that group's verdicts (e.g. the same
         question rerun under another setting), or None.
-    data : the :class:`SectionData` its verdicts and table follow, or None when
-        it states the main comparison's verdicts on other rows (a rerun) or its
-        own per-K cells.
+    data : the :class:`SectionData` its verdicts and table follow, when its rows
+        answer page 1's questions (their ``rows`` stand in for ``data.table``'s);
+        None when they do not: a rerun of the main comparison, or rows that ask
+        their own question (the beta-VAE rows follow :data:`KL_WEIGHT` inside
+        report/kl_weight.py, and page 1 keeps the main rows).
     rows : its DataFrame -> the rows its verdicts read (e.g. the newest
         configuration only); page 1's answer table reads them for ``data.table``.
     appendix : (Results, its DataFrame, styles) -> reportlab flowables for the

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from report import answer as AN
 from report import build_report as br
 from report import formatting as F
 from report import layout
-from report import answer as AN
 from report.load import load_results
 from report.verdicts import all_ablations, all_verdicts
 
