@@ -25,7 +25,8 @@ from reportlab.platypus import Paragraph
 
 from report import generation as G
 from report import formatting as F
-from report import text as T
+from report import setup_text as ST
+from report import verdict_text as VT
 from report.sections import Extra
 from report.load import load_results
 from report.verdicts import RateVerdict, all_verdicts, rows_of
@@ -86,12 +87,12 @@ def pairs(results, selection: pd.DataFrame) -> list[tuple[RateVerdict, RateVerdi
 
 
 def label(v: RateVerdict) -> str:
-    return f"{T.verdict_label(v)}, each side at the batch size chosen on validation"
+    return f"{VT.verdict_label(v)}, each side at the batch size chosen on validation"
 
 
 def main_batch(results, dataset: str, setting: str) -> str:
     """The main rows' batch sizes, from their run record ('VAE 128, VQ-VAE 128')."""
-    return T.batch_sizes(results.records.get((dataset, setting), {}))
+    return ST.batch_sizes(results.records.get((dataset, setting), {}))
 
 
 def main_clause(results, main) -> str:
@@ -99,7 +100,7 @@ def main_clause(results, main) -> str:
     if main is None or not main.against:
         return "The main rows have no verdict at this rate."
     return (f"At the main rows' batch sizes ({main_batch(results, main.dataset, main.setting)}) "
-            f"the answer is {T.verdict_words(main.against[main.main])}.")
+            f"the answer is {VT.verdict_words(main.against[main.main])}.")
 
 
 def generation_pairs(results) -> list[tuple]:
@@ -120,7 +121,7 @@ def group_answer(results, selection: pd.DataFrame, group: tuple[str, str]) -> li
     """The short-answer items of the rerun of one main (dataset, setting) group,
     placed right after that group's verdicts (an Extra's ``group_answer``): its
     comparison, then its generation where that was rerun too."""
-    items = [f"{T.brief_item(v, label(v))} Chosen batch sizes: "
+    items = [f"{VT.brief_item(v, label(v))} Chosen batch sizes: "
              f"{chosen_text(selection, v.dataset)}. {main_clause(results, main)}"
              for v, main in pairs(results, selection) if (v.dataset, v.setting) == group]
     items += [f"{G.answer_item(frame, v, brief=True, label=label(v).replace(', each', ', generation, each'))} "
@@ -204,7 +205,7 @@ def details(results, selection: pd.DataFrame, styles) -> list:
     for dataset in selection["dataset"].unique():
         if dataset in verdicts:
             v, main = verdicts[dataset]
-            story.append(para(f"{T.answer_item(v, label(v))} Chosen batch sizes: "
+            story.append(para(f"{VT.answer_item(v, label(v))} Chosen batch sizes: "
                               f"{chosen_text(selection, dataset)}. {main_clause(results, main)}",
                               styles["body"]))
         story += [para(f"{G.answer_item(frame, v)} {main_clause(results, main)}", styles["body"])
@@ -226,7 +227,7 @@ def appendix(results, selection: pd.DataFrame, styles) -> list:
                  f"the chosen batch size.", styles["lead"]), selection_table(selection, dataset, styles)]
         if dataset in verdicts:
             v, _ = verdicts[dataset]
-            story += [Paragraph(f"Test MSE of {T.verdict_label(v)}, main rows and chosen batch "
+            story += [Paragraph(f"Test MSE of {VT.verdict_label(v)}, main rows and chosen batch "
                                 f"sizes", styles["h3"]), mse_table(results, v, styles)]
         story += [item for frame, v, _ in generation_pairs(results) if v.dataset == dataset
                   for item in (Paragraph("Priors over the codes at the chosen batch sizes",

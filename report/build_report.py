@@ -9,7 +9,8 @@ Reads comparison.csv, summary.csv, the run records and the runner's figures of
 one results folder (names in utils/paths.py), keeps the newest configuration of
 every (dataset, setting, method, ablation cell, K), computes the verdicts on each
 method's default cell and the ablation of the other cells (report/verdicts.py),
-states them (report/text.py) and lays out the PDF (report/layout.py), drawing
+states them (report/answer.py, verdict_text.py, ablation_text.py,
+setup_text.py) and lays out the PDF (report/layout.py), drawing
 the summary and ablation figures (report/figures.py) into the results' figures/
 folder. Every number in the text is computed from those files; configurations
 that summary.csv lacks (a run still in progress) are summarised from comparison.csv.
@@ -20,8 +21,10 @@ import os
 import sys
 from pathlib import Path
 
-from report import batch_size, generation, kl_weight, readme, text, tuned
+from report import answer as AN
+from report import batch_size, generation, kl_weight, readme, tuned, verdict_text
 from report.figures import plot_headline
+from report.formatting import display_path
 from report.layout import build_story, make_styles, write_pdf
 from report.load import load_results
 from report.sections import Extra, present_extras
@@ -89,8 +92,8 @@ def main(args):
     results = load_results(args.results_dir)
     readme_path = args.readme or args.check_readme
     if readme_path:
-        answer = text.short_answer(results, all_verdicts(results), EXTRAS, all_ablations(results))
-        block = readme.readme_block(answer, Path(text.display_path(args.out)))
+        answer = AN.short_answer(results, all_verdicts(results), EXTRAS, all_ablations(results))
+        block = readme.readme_block(answer, Path(display_path(args.out)))
         sync_readme(readme_path, block, check=args.check_readme is not None,
                     others=readme.generated_blocks(args.results_dir))
         return
@@ -102,7 +105,7 @@ def report_story(results, figures_dir: Path) -> list:
     """The PDF's flowables from ``results`` (report.layout.build_story), the
     figures drawn from summary.csv into ``figures_dir``."""
     verdicts, ablations = all_verdicts(results), all_ablations(results)
-    answer = text.short_answer(results, verdicts, EXTRAS, ablations)
+    answer = AN.short_answer(results, verdicts, EXTRAS, ablations)
     return build_story(results, verdicts, answer, headline_figure(results, verdicts), figures_dir,
                        make_styles(), EXTRAS, ablations)
 
@@ -114,10 +117,10 @@ def headline_figure(results, verdicts):
     groups = list(dict.fromkeys((v.dataset, v.setting) for v in verdicts if v.against))
     if not groups:
         return None
-    tables = text.answer_tables(results, present_extras(results, EXTRAS))
+    tables = AN.answer_tables(results, present_extras(results, EXTRAS))
     contests = list(dict.fromkeys(v.contest for v in verdicts if v.against))
     return plot_headline(results.summary,
-                         [(d, s, text.group_label(results, d, s)) for d, s in groups], contests,
+                         [(d, s, verdict_text.group_label(results, d, s)) for d, s in groups], contests,
                          tables.get(R.GENERATION))
 
 

@@ -1,9 +1,10 @@
 """Markup and numbers as the report writes them: the Markdown subset shared by the
-PDF and the README, and the format of every number in a sentence or a table."""
+PDF and the README, and the format of every number (and path) in a sentence or a table."""
 from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -111,3 +112,11 @@ def run_label(dataset: str, setting: str, used=()) -> str:
     fell back), with the setting when it is not the full one."""
     name = ", ".join(map(str, used)) or dataset
     return name if setting == "full" else f"{name}, {setting} setting"
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

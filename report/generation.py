@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from reportlab.platypus import Paragraph
 
 from report import formatting as F
-from report import text as T
+from report import verdict_text as VT
 from report.load import newest
 from report.sections import GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
@@ -64,19 +63,19 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False,
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
     prior = " / ".join(PRIORS.get(p, p) for p in sorted(set(v.rows["prior"])))
-    head = (f"**{label or f'{T.verdict_label(v)}, generation'}**, {T.rate_phrase(v.contest)} ("
+    head = (f"**{label or f'{VT.verdict_label(v)}, generation'}**, {VT.rate_phrase(v.contest)} ("
             f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
             f"{'' if brief else '; samples at temperature 1'}): "
-            f"{T.verdict_words(v.against[v.main])}.")
+            f"{VT.verdict_words(v.against[v.main])}.")
     order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
     for i, b in enumerate(order):
         ov = v.against[b]
         if brief and i:
-            clauses.append(f"Against {b}'s codes: {T.verdict_words(ov, bold=False)}.")
+            clauses.append(f"Against {b}'s codes: {VT.verdict_words(ov, bold=False)}.")
         else:
             who = v.contest.proposal if i == 0 else "it"
-            clauses.append(f"Against {b}'s codes, {who} is {T.describe(ov, v.contest.proposal)}.")
+            clauses.append(f"Against {b}'s codes, {who} is {VT.describe(ov, v.contest.proposal)}.")
     return " ".join([head, *clauses, numbers_sentence(rows, v)])
 
 

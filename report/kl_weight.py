@@ -8,7 +8,9 @@ results folder per beta under ``experiments/results/kl_weight/``. This module
 
 * reads those folders (:func:`read_kl_rows`), the beta of each from its run record;
 * puts them next to the beta = 1 rows and vqvae-conv of the main comparison
-  (:func:`kl_table_rows`), with report.verdicts' spread rule for "beyond the spread";
+  (:func:`kl_rows`, tabulated by :func:`kl_table_rows`);
+* decides each beta's verdict by report.verdicts' one path (:func:`beta_verdicts`:
+  section_verdicts on report.sections.KL_WEIGHT, the methods and metric it declares);
 * writes the short-answer item (:func:`answer`) and the section (:func:`details`).
 
 Every beta that was run is shown; none is chosen (the test split decides nothing).
@@ -22,25 +24,26 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from reportlab.platypus import Paragraph
 
 from report import formatting as F
-from report import text as T
-from report.sections import GENERATION, Extra
+from report import setup_text as ST
+from report import verdict_text as VT
+from report.sections import GENERATION, KL_WEIGHT, Extra
 from report.tables import Key, int_text, mean_std_rows
-from report.verdicts import clear_difference
-from utils import methods as M
+from report.verdicts import SectionVerdict, section_contests, section_verdicts
 from utils import metric_registry as R
 from utils.errors import UserError
 from utils.paths import ResultPaths
 from utils.results import read_generation, read_results
 
 FOLDER = "kl_weight"
-# The grid rate's methods, from utils/methods.py: the a-posteriori ones (the proposal's
-# quantizer first), their bound (the conv VAE) and the end-to-end baseline.
-GRID = tuple(M.quantizer_method(kind, M.GRID_RATE).name for kind in M.QUANTIZER_KINDS)
-BOUND = M.reference(M.GRID_RATE)
-BASELINE = M.names(family=M.END_TO_END, rate=M.GRID_RATE)[0]
+# The contest of the section's methods (report.sections.KL_WEIGHT): the grid rate's
+# a-posteriori methods (the proposal first, then its k-means ablation), their bound (the
+# conv VAE) and the end-to-end baseline.
+(CONTEST,) = section_contests(KL_WEIGHT)
+GRID = (CONTEST.proposal, *CONTEST.ablations)
+ABLATION, BOUND, BASELINE = CONTEST.ablations[0], CONTEST.reference, CONTEST.question
+MSE = R.MSE.column  # KL_WEIGHT's one metric
 
 
 def folder_of(paths) -> Path:
@@ -68,15 +71,11 @@ def read_kl_rows(folder: Path) -> pd.DataFrame:
 
 
 class SeedStats(NamedTuple):
-    """Mean and std over seeds of one metric, and the number of seeds."""
+    """Mean and std over seeds of one metric, and the number of seeds (a cell of the table)."""
 
     mean: float
     std: float
     n: int
-
-    def beats(self, other: "SeedStats") -> bool:
-        """Lower beyond the spread (report.verdicts.clear_difference)."""
-        return self.mean < other.mean and clear_difference(*self, *other)
 
 
 def seed_stats(rows: pd.DataFrame, metric: str = R.MSE.column) -> SeedStats | None:
@@ -86,78 +85,122 @@ def seed_stats(rows: pd.DataFrame, metric: str = R.MSE.column) -> SeedStats | No
     return SeedStats(values.mean(), values.std(), rows["seed"].nunique())
 
 
+def beta_ks(frame: pd.DataFrame) -> list[int]:
+    """The K of the beta rows (the bound's K 0 aside)."""
+    return sorted(int(k) for k in frame.loc[frame["method"] != BOUND, "K"].unique())
+
+
+def sources(results, frame: pd.DataFrame, dataset: str, method: str) -> list[tuple]:
+    """(beta, rows) of one method of ``dataset`` (setting full): the main comparison's
+    first (beta 1, or None for the end-to-end baseline), then each beta folder's,
+    largest beta first."""
+    mine = frame[(frame["dataset"] == dataset) & (frame["method"] == method)]
+    out = [(None if method == BASELINE else 1.0, results.comparison)]
+    out += [(b, mine[mine["kl_weight"] == b])
+            for b in sorted(mine["kl_weight"].unique(), reverse=True)]
+    return [(beta, rows[(rows["dataset"] == dataset) & (rows["method"] == method)
+                        & (rows["setting"] == "full")]) for beta, rows in out]
+
+
+def kl_rows(results, frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every row the section reads for one dataset, with ``kl_weight`` (NaN: trained
+    end to end), at the K of the beta rows (the bound at K 0): the contest's
+    a-posteriori methods and bound at each beta, the baseline of the main comparison."""
+    frame = frame[frame["dataset"] == dataset]
+    ks = beta_ks(frame)
+    parts = [rows[rows["K"].astype(int).isin([0] if method == BOUND else ks)].assign(
+                 kl_weight=np.nan if beta is None else beta)
+             for method in (*GRID, BOUND, BASELINE)
+             for beta, rows in sources(results, frame, dataset, method)]
+    return pd.concat(parts, ignore_index=True)
+
+
 def kl_table_rows(results, frame: pd.DataFrame, metric: str = R.MSE.column) -> tuple[list, dict]:
     """(Ks, {(dataset, method, beta): {K: SeedStats}}) for the beta runs, the beta = 1
     rows of the same datasets, methods and K from the main comparison, and
     vqvae-conv (beta None). K 0 is the bound's one column."""
-    ks = sorted(int(k) for k in frame.loc[frame["method"] != BOUND, "K"].unique())
     table: dict = {}
-    main = results.comparison
     for dataset in frame["dataset"].unique():
-        for method in (*GRID, BOUND, BASELINE):
-            betas = sorted(frame.loc[(frame["dataset"] == dataset) & (frame["method"] == method),
-                                     "kl_weight"].unique(), reverse=True)
-            sources = [(None if method == BASELINE else 1.0, main)] + [(b, frame) for b in betas]
-            for beta, rows in sources:
-                sel = rows[(rows["dataset"] == dataset) & (rows["method"] == method)
-                           & (rows["setting"] == "full")]
-                if beta is not None and "kl_weight" in sel:
-                    sel = sel[sel["kl_weight"] == beta]
-                cells = {k: c for k in ([0] if method == BOUND else ks)
-                         if (c := seed_stats(sel[sel["K"].astype(int) == k], metric)) is not None}
-                if cells:
-                    table[(dataset, method, beta)] = cells
-    return ks, table
+        rows = kl_rows(results, frame, dataset)
+        for (method, beta), g in rows.groupby(["method", "kl_weight"], sort=False, dropna=False):
+            cells = {int(k): seed_stats(gk, metric) for k, gk in g.groupby("K")}
+            if cells:
+                table[(dataset, method, None if np.isnan(beta) else beta)] = cells
+    return beta_ks(frame), table
+
+
+def beta_verdicts(results, frame: pd.DataFrame, dataset: str) -> dict[float, SectionVerdict]:
+    """{beta: the verdict of :data:`report.sections.KL_WEIGHT` on one dataset's rows at
+    that beta, the baseline trained end to end}: report.verdicts' one path (the
+    proposal against each opponent beyond the seed spread), largest beta first."""
+    rows = kl_rows(results, frame, dataset)
+    baseline = rows[rows["kl_weight"].isna()]
+    betas = rows.loc[rows["method"] == CONTEST.proposal, "kl_weight"].dropna().unique()
+    return {float(b): v for b in betas
+            for v in section_verdicts(pd.concat([rows[rows["kl_weight"] == b], baseline]),
+                                      KL_WEIGHT)}
 
 
 def beta_text(beta: float | None) -> str:
     return "end to end" if beta is None else f"β = {beta:g}"
 
 
+# How a K of a comparison table reads, by its winner.
+WINNER_WORDS = {CONTEST.proposal: "better", CONTEST.question: "worse"}
+
+
+def k_list_text(table: pd.DataFrame) -> str:
+    """'K = 16 0.0151 vs 0.00926 (worse), ...': both means at each K and who wins there."""
+    return ", ".join(f"K = {r.K} {r.mean_a:.3g} vs {r.mean_b:.3g} "
+                     f"({WINNER_WORDS.get(r.winner, 'within the spread')})"
+                     for r in table.itertuples())
+
+
+def ablation_text(v: SectionVerdict) -> str:
+    """'geodesic better than k-means at K = 64, worse at no K' from the verdict
+    against the a-posteriori ablation ('k-means not run' without its rows)."""
+    ov = v.against.get(ABLATION)
+    if ov is None:
+        return "k-means not run"
+    t = ov.tables[MSE]
+    better, worse = (t.loc[t["winner"] == who, "K"] for who in (CONTEST.proposal, ABLATION))
+    return (f"geodesic better than k-means at {F.fmt_k_list(better) if len(better) else 'no K'}, "
+            f"worse at {F.fmt_k_list(worse) if len(worse) else 'no K'}")
+
+
 def answer_item(results, frame: pd.DataFrame, dataset: str, brief: bool = False) -> str:
-    """What the beta runs say for one dataset, from the numbers."""
+    """What the beta runs say for one dataset: at each beta, the verdict against the
+    end-to-end baseline (report.verdicts' rule on test MSE) and the means it rests on."""
     ks, table = kl_table_rows(results, frame[frame["dataset"] == dataset])
-    betas = sorted({b for (d, m, b) in table if m == GRID[0] and b is not None}, reverse=True)
-    base = table.get((dataset, BASELINE, None), {})
+    verdicts = beta_verdicts(results, frame, dataset)
     seeds = F.unique_text(c.n for (d, m, b), cells in table.items() for c in cells.values()
                           if b not in (None, 1.0))
-    parts, briefs, words = [], [], []
-    for beta in betas:
-        geo, bound = table.get((dataset, GRID[0], beta), {}), table.get((dataset, BOUND, beta), {})
-        if not geo:
+    parts = []
+    for beta, v in verdicts.items():
+        bound = table.get((dataset, BOUND, beta), {})
+        bound_text = f"bound {bound[0].mean:.3g}" if 0 in bound else ""
+        ov = v.against.get(BASELINE)
+        if ov is None:
+            parts.append(f"{beta_text(beta)}: no {BASELINE} rows")
             continue
-        vs, mine = [], {}
-        for k in ks:
-            if k in geo and k in base:
-                g, v = geo[k], base[k]
-                word = "better" if g.beats(v) else "worse" if v.beats(g) else "within the spread"
-                vs.append(f"K = {k} {g.mean:.3g} vs {v.mean:.3g} ({word})")
-                mine.setdefault(word, []).append(k)
-                words.append(word)
-        bound_text = f"bound {bound[0].mean:.3g}; " if 0 in bound else ""
-        parts.append(f"{beta_text(beta)}: {bound_text}{GRID[0]} vs {BASELINE}: " + ", ".join(vs))
-        where = "; ".join(f"{w} at every K" if len(ks_) == len(vs) else f"{w} at {F.fmt_k_list(ks_)}"
-                          for w, ks_ in mine.items())
-        top = max(k for k in ks if k in geo and k in base) if vs else None
-        briefs.append(f"{beta_text(beta)}: {bound_text}{where}"
-                      + (f" (K = {top}: {geo[top].mean:.3g} vs {base[top].mean:.3g})" if top else ""))
-    verdict = {"worse": "no", "better": "yes", "within the spread": "no clear difference"}
-    overall = verdict[words[0]] if words and len(set(words)) == 1 else "mixed"
+        t = ov.tables[MSE]
+        if brief:
+            top = t.iloc[-1]
+            numbers = "; ".join(x for x in (bound_text, f"K = {top.K}: {top.mean_a:.3g} vs "
+                                                        f"{top.mean_b:.3g}") if x)
+            parts.append(f"{beta_text(beta)}: {VT.verdict_words(ov)} ({numbers})")
+        else:
+            parts.append(f"{beta_text(beta)}: {VT.verdict_words(ov)}; "
+                         + (f"{bound_text}; " if bound_text else "")
+                         + f"{CONTEST.proposal} vs {BASELINE}: {k_list_text(t)}")
     used = F.unique_text(frame.loc[frame["dataset"] == dataset, "dataset_used"])
     head = (f"**{used}, grid rate with β-VAEs** ({seeds} seeds, {F.fmt_k_range(ks)}; test "
-            f"MSE): **{overall}**, {GRID[0]} against {BASELINE} at each β and K. ")
+            f"MSE), {CONTEST.proposal} against {BASELINE} at each β: ")
     if brief:
-        return head + "; ".join(briefs) + "."
-    k_vs_geo = []
-    for beta in betas:
-        geo, km = table.get((dataset, GRID[0], beta), {}), table.get((dataset, GRID[1], beta), {})
-        worse = [k for k in ks if k in geo and k in km and km[k].beats(geo[k])]
-        better = [k for k in ks if k in geo and k in km and geo[k].beats(km[k])]
-        k_vs_geo.append(f"{beta_text(beta)}: geodesic better than k-means at "
-                        f"{F.fmt_k_list(better) if better else 'no K'}, worse at "
-                        f"{F.fmt_k_list(worse) if worse else 'no K'}")
+        return head + "; ".join(parts) + "."
     return (head + "; ".join(parts) + ". Against k-means on the same latents, beyond the spread: "
-            + "; ".join(k_vs_geo) + ". Every β that was run is shown; none was chosen.")
+            + "; ".join(f"{beta_text(b)}: {ablation_text(v)}" for b, v in verdicts.items())
+            + ". Every β that was run is shown; none was chosen.")
 
 
 def answer(results, frame: pd.DataFrame) -> list[str]:
@@ -245,7 +288,7 @@ def details(results, frame: pd.DataFrame, styles) -> list:
 
     story = heading("Grid rate with β-VAEs: is it the KL term?", styles) + [
         para(f"{INTRO} Each folder's β is read from its run record; training epochs of its rows: "
-             f"{T.epochs_text(frame)}.", styles["body"])]
+             f"{ST.epochs_text(frame)}.", styles["body"])]
     return story + [para(answer_item(results, frame, dataset), styles["body"])
                     for dataset in frame["dataset"].unique()]
 

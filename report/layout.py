@@ -2,7 +2,7 @@
 appendix holds the rows.
 
 Page 1: the question in two sentences, the answer in one, the answer table and
-the headline figure across both rates (report/text.py: the sentence and the table
+the headline figure across both rates (report/answer.py: the sentence and the table
 are the README's block too). The main body, at most twelve pages: the findings,
 methods and bit budgets, the rule, one section per (dataset, setting) -- what ran,
 the figures of reconstruction and labels, the verdict of every rate's contest, the
@@ -41,7 +41,10 @@ from reportlab.platypus import (ActionFlowable, CondPageBreak, Image, KeepInFram
                                 Table, TableStyle)
 
 from report import formatting as F
-from report import text as T
+from report import ablation_text as AB
+from report import answer as AN
+from report import setup_text as ST
+from report import verdict_text as VT
 from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTION,
                             draw_ablation_figure, draw_summary_figures)
 from report.load import Results
@@ -125,7 +128,7 @@ def make_styles() -> dict[str, ParagraphStyle]:
 
 
 def para(md: str, style) -> Paragraph:
-    """A Paragraph of text in report.text's Markdown subset."""
+    """A Paragraph of text in report.formatting's Markdown subset."""
     return Paragraph(F.to_markup(md), style)
 
 
@@ -300,8 +303,8 @@ def lines(md: str, style) -> Paragraph:
     return Paragraph(F.to_markup(md).replace("\n", "<br/>"), style)
 
 
-def answer_table(table: T.AnswerTable, styles) -> Table:
-    """Page 1's answer table (report.text.answer_table) laid out."""
+def answer_table(table: AN.AnswerTable, styles) -> Table:
+    """Page 1's answer table (report.answer.answer_table) laid out."""
     rows = [[lines(c, styles["cell" if j < 2 else "num"]) for j, c in enumerate(row)]
             for row in table.rows]
     return render([table.head, *rows], [0.22, 0.18], styles)
@@ -312,14 +315,14 @@ HEADLINE_CAPTION = (
     "code per image, right a 7x7 grid; dashed: unquantized VAEs; dotted: training vs test images.")
 
 
-def page_one(results: Results, answer: T.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
+def page_one(results: Results, answer: AN.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
     """Title, the question in two sentences, the answer in one, the answer table,
     the headline figure; then a page break (when all of it fits page 1)."""
     story = [Paragraph("A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
                        "VQ-VAE", styles["title"]),
-             para(f"Built {datetime.date.today().isoformat()} from {T.display_path(results.root)}; "
+             para(f"Built {datetime.date.today().isoformat()} from {F.display_path(results.root)}; "
                   f"commits: appendix, Provenance.", styles["meta"]),
-             Paragraph("Question", styles["h2"]), para(T.question_text(), styles["body"]),
+             Paragraph("Question", styles["h2"]), para(ST.question_text(), styles["body"]),
              Paragraph("Answer", styles["h2"]), para(answer.sentence, styles["body"]),
              answer_table(answer.table, styles), Spacer(1, 3),
              para(answer.table_note, styles["caption"])]
@@ -338,7 +341,7 @@ def heading(md: str, styles, level: str = "h1", room: float = 0.2) -> list:
     return [CondPageBreak(room * FRAME_HEIGHT), Paragraph(F.to_markup(md), styles[level])]
 
 
-def findings_section(answer: T.ShortAnswer, styles) -> list:
+def findings_section(answer: AN.ShortAnswer, styles) -> list:
     """Every finding in one item (the verdicts with their numbers, the ablation, the
     extra sections), and how their words are decided."""
     return (heading("Findings", styles) + bullets(answer.items, styles, "answer")
@@ -352,24 +355,24 @@ def methods_section(results: Results, styles) -> list:
     data = [[Paragraph(h, styles["head"]) for h in ("method", "what it is", "bits per image", "role")]]
     data += [[para(f"**{m}**", styles["cell"]), para(what, styles["cell"]),
               para(bits, styles["cell"]), para(role, styles["cell"])]
-             for m, what, bits, role in T.methods_rows(results)]
+             for m, what, bits, role in ST.methods_rows(results)]
     widths = [w * FRAME_WIDTH for w in (0.17, 0.43, 0.12, 0.28)]
     return [*heading("Methods and bit budgets", styles), table(data, widths),
-            Spacer(1, 6), para(T.methods_text(results), styles["body"]),
-            Paragraph("How a winner is called", styles["h2"]), para(T.RULE, styles["body"])]
+            Spacer(1, 6), para(ST.methods_text(results), styles["body"]),
+            Paragraph("How a winner is called", styles["h2"]), para(ST.RULE, styles["body"])]
 
 
 def setup_section(results: Results, styles) -> list:
     """The appendix's set-up: one table per up to three (dataset, setting) columns."""
     story = heading("Set-up and configurations", styles, "h2") + [para(
-        f"From the run records and {T.COMPARISON_CSV}. Wall time sums fit and evaluation seconds "
+        f"From the run records and {ST.COMPARISON_CSV}. Wall time sums fit and evaluation seconds "
         f"of every row; models reused from the cache count only their loading time.",
         styles["body"])]
     groups = results.groups
     for start in range(0, len(groups), 3):
         chunk = groups[start:start + 3]
-        facts = [T.setup_facts(results, *g) for g in chunk]
-        head = [""] + [T.group_label(results, *g) for g in chunk]
+        facts = [ST.setup_facts(results, *g) for g in chunk]
+        head = [""] + [VT.group_label(results, *g) for g in chunk]
         data = [head] + [[label] + [f[label] for f in facts] for label in facts[0]]
         story += [render(data, [0.25], styles), Spacer(1, 8)]
     return story
@@ -453,23 +456,23 @@ def verdict_summary(results: Results, v: RateVerdict, styles) -> list:
     """One contest on one group, in the main body: its verdict (with the K it rests
     on), the sentences against each opponent, where the proposal loses and the
     cost of quantization."""
-    words = T.verdict_words(v.against[v.main]) if v.against else v.answer
-    story = heading(f"At matched bits, {T.rate_phrase(v.contest)}: {words}", styles, "h2")
-    story.append(para(T.answer_item(v), styles["body"]))
+    words = VT.verdict_words(v.against[v.main]) if v.against else v.answer
+    story = heading(f"At matched bits, {VT.rate_phrase(v.contest)}: {words}", styles, "h2")
+    story.append(para(VT.answer_item(v), styles["body"]))
     if v.against:
-        story.append(para(T.losses_sentence(v), styles["body"]))
-    return story + bullets(T.quantization_cost(results, v), styles)
+        story.append(para(VT.losses_sentence(v), styles["body"]))
+    return story + bullets(VT.quantization_cost(results, v), styles)
 
 
 def verdict_details(results: Results, v: RateVerdict, styles) -> list:
     """One contest on one group, in the appendix: per opponent the metric sentences
     and the comparison table of every metric at every K."""
-    a, label = v.contest.proposal, T.verdict_label(v)
+    a, label = v.contest.proposal, VT.verdict_label(v)
     story = []
     for b, ov in v.against.items():
-        story += heading(f"{label}, {T.rate_short(v.contest)}: {a} vs {b} (differences are {a} "
+        story += heading(f"{label}, {VT.rate_short(v.contest)}: {a} vs {b} (differences are {a} "
                          f"minus {b})", styles, "h3", 0.15)
-        story += bullets([T.metric_sentence(t, a, b, m) for m, t in ov.tables.items()], styles)
+        story += bullets([VT.metric_sentence(t, a, b, m) for m, t in ov.tables.items()], styles)
         story += [Spacer(1, 4), KeepTogether([comparison_table(ov.tables, a, b, styles), para(
             f"Each cell: mean of {a} minus mean of {b} (relative to {b}); win/loss: {a}'s mean is "
             f"better/worse; * beyond the spread; k/n: seeds on which {a} is better, paired by "
@@ -514,7 +517,7 @@ def ablation_summary(av: AblationVerdict, fig_dir: Path, results: Results, style
     """One group's ablation in the main body: what each factor closes of the gap,
     and the figure of test MSE against K for every cell."""
     story = heading(f"Ablation: the cells of {av.proposal.method} and {av.opponent.method}",
-                    styles, "h2") + [para(T.ablation_item(av), styles["body"])]
+                    styles, "h2") + [para(AB.ablation_item(av), styles["body"])]
     png = draw_ablation_figure(results.cell_summary, av.dataset, av.setting, fig_dir,
                                methods=tuple(av.cells))[0]
     return story + figure_flowables([(ABLATION, png, caption(ABLATION))], styles, counter)
@@ -524,16 +527,16 @@ def ablation_cells(results: Results, av: AblationVerdict, styles) -> list:
     """One group's ablation in the appendix: what the cells are, the computed
     sentences per K and a table per metric of every cell and K."""
     record = results.records.get((av.dataset, av.setting), {})
-    story = heading(f"{T.verdict_label(av)}: the ablation cells", styles, "h2") + [
-        para(T.ablation_intro(av, record), styles["body"])]
-    story += bullets(T.ablation_sentences(av), styles)
+    story = heading(f"{VT.verdict_label(av)}: the ablation cells", styles, "h2") + [
+        para(AB.ablation_intro(av, record), styles["body"])]
+    story += bullets(AB.ablation_sentences(av), styles)
     for metric in ABLATION_TABLE_METRICS:
         if R.get(metric).mean not in results.cell_summary:
             continue
         story += [Spacer(1, 4), KeepTogether([
             Paragraph(f"Table: {R.get(metric).label} by cell ({direction(metric)})", styles["h3"]),
             cell_table(results.cell_summary, av, metric, styles)])]
-    return story + [para(f"Mean ± std over seeds ({T.SUMMARY_CSV}); seeds: fewest to most over K; "
+    return story + [para(f"Mean ± std over seeds ({ST.SUMMARY_CSV}); seeds: fewest to most over K; "
                          f"in bold, the best cell of each method at each K (on the test split: "
                          f"reported, not used for any verdict).", styles["caption"])]
 
@@ -565,14 +568,14 @@ def group_section(results: Results, verdicts: list[RateVerdict], dataset: str, s
     """One dataset and setting in the main body: what ran, the figures of
     reconstruction and labels against bits, the verdict of every contest, the
     ``ablation`` (when there is one) and the unmatched methods."""
-    story = heading(T.group_label(results, dataset, setting), styles) + [
-        para(T.group_intro(results, dataset, setting), styles["body"])]
+    story = heading(VT.group_label(results, dataset, setting), styles) + [
+        para(ST.group_intro(results, dataset, setting), styles["body"])]
     story += figure_flowables([figures[n] for n in TABLE_FIGURES if n in figures], styles, counter)
     for v in verdicts:
         story += verdict_summary(results, v, styles)
     if ablation is not None:
         story += ablation_summary(ablation, fig_dir, results, styles, counter)
-    natural = T.natural_sentences(results, dataset, setting)
+    natural = VT.natural_sentences(results, dataset, setting)
     if natural:
         story += heading("At natural bits: methods with more codes per image, and the continuous "
                          "bound", styles, "h2") + bullets(natural, styles)
@@ -584,9 +587,9 @@ def group_appendix(results: Results, verdicts: list[RateVerdict], dataset: str, 
                    ablation: AblationVerdict | None = None) -> list:
     """One dataset and setting in the appendix: the per-K tables of every metric,
     the comparisons at each K, the ablation cells and the further figures."""
-    label = T.group_label(results, dataset, setting)
+    label = VT.group_label(results, dataset, setting)
     story = heading(f"{label}: every metric at every K", styles, "h2") + [para(
-        f"Mean ± std over seeds ({T.SUMMARY_CSV}); in bold, the best of the methods compared at "
+        f"Mean ± std over seeds ({ST.SUMMARY_CSV}); in bold, the best of the methods compared at "
         f"matched bits at each K. '-' marks a metric that does not apply.", styles["lead"])]
     for title, metrics in TABLES:
         story += [Paragraph(f"Table: {title} metrics, {label}", styles["h3"]),
@@ -615,14 +618,14 @@ def extras_sections(results: Results, extras, styles, part: str = "details") -> 
 def limitations_section(results: Results, styles) -> list:
     """Computed facts, then the caveats that hold for every run."""
     return (heading("Limitations", styles)
-            + bullets(T.limitation_facts(results), styles)
-            + bullets(T.fixed_limitations(results), styles))
+            + bullets(ST.limitation_facts(results), styles)
+            + bullets(ST.fixed_limitations(results), styles))
 
 
 APPENDIX = "Appendix"
 
 
-def build_story(results: Results, verdicts: list[RateVerdict], answer: T.ShortAnswer,
+def build_story(results: Results, verdicts: list[RateVerdict], answer: AN.ShortAnswer,
                 headline: io.BytesIO | None, fig_dir: Path, styles, extras=(),
                 ablations: list[AblationVerdict] | None = None) -> list:
     """All sections, in order: page 1, the main body (findings, methods, one section

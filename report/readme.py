@@ -1,12 +1,12 @@
 """The README's generated blocks, each between two markers: the short answer
 (the sentence and the answer table of page 1 of the PDF, from the same
-:class:`report.text.ShortAnswer`, required), the methods table (from the method registry) and the wall times of
+:class:`report.answer.ShortAnswer`, required), the methods table (from the method registry) and the wall times of
 the make targets (from ``wall_times.csv``), both optional."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from report.text import ShortAnswer
+from report.answer import ShortAnswer
 from utils import methods as M
 from utils.csvlog import read_rows
 from utils.errors import UserError

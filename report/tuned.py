@@ -7,7 +7,7 @@ so where they exist they decide the main answer:
 * :func:`verdict_rows` (data): each quantized method's verdict cell, its codes
   decoded by a decoder fine-tuned on them; page 1's answer table reads these in
   place of the fixed-budget rows of the same dataset and method
-  (report.text.answer_tables);
+  (report.answer.answer_tables);
 * :func:`tuned_verdicts` (statistics): at each rate, the proposal against each
   opponent by report.verdicts' rule on COMPARISON's metrics;
 * :func:`choices` (data): what validation chose at each K, from
@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from report import formatting as F
-from report import text as T
+from report import verdict_text as VT
 from report.load import newest
 from report.sections import COMPARISON, GENERATION, Extra
 from report.tables import Key, int_text, mean_std_rows
@@ -124,20 +124,20 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> 
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
     epochs = F.unique_text(int(e) for e in rows["epochs_trained"].dropna())
-    head = (f"**{T.verdict_label(v)}, tuned protocol**, {T.rate_phrase(v.contest)} "
+    head = (f"**{VT.verdict_label(v)}, tuned protocol**, {VT.rate_phrase(v.contest)} "
             f"({F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; every model trained to "
             f"convergence with early stopping on validation (epochs run: {epochs}), settings and "
             f"cells chosen on validation, both sides decoded by decoders fine-tuned on their "
-            f"codes): {T.verdict_words(v.against[v.main])}.")
+            f"codes): {VT.verdict_words(v.against[v.main])}.")
     order = [v.main] + [b for b in v.against if b != v.main]
     clauses = []
     for i, b in enumerate(order):
         ov = v.against[b]
         if brief and i:
-            clauses.append(f"Against {b}: {T.verdict_words(ov, bold=False)}.")
+            clauses.append(f"Against {b}: {VT.verdict_words(ov, bold=False)}.")
         else:
             who = v.contest.proposal if i == 0 else "it"
-            clauses.append(f"Against {b}, {who} is {T.describe(ov, v.contest.proposal)}.")
+            clauses.append(f"Against {b}, {who} is {VT.describe(ov, v.contest.proposal)}.")
     return " ".join([head, *clauses])
 
 
@@ -218,7 +218,7 @@ def generation_answer(results, frame: pd.DataFrame) -> list[str]:
     from report import generation as G
 
     return [G.answer_item(frame, v, brief=True,
-                          label=f"{T.verdict_label(v)}, generation, tuned protocol")
+                          label=f"{VT.verdict_label(v)}, generation, tuned protocol")
             for v in G.generation_verdicts(frame)]
 
 

@@ -18,7 +18,8 @@ the reconstruction gap between the proposal and k-means each factor closes).
 
 Verdicts are computed per (dataset, setting, rate) by :func:`rate_verdict`, for
 the :class:`Contest` of that rate: the proposal against the other quantized
-methods of the same rate in :data:`utils.methods.METHODS`. A new rate (the 7x7
+methods of the same rate in :data:`utils.methods.METHODS`, among those a section
+declares (:func:`section_contests`, report.sections.SectionData.methods). A new rate (the 7x7
 grid) needs no code here: once its a-posteriori geodesic method is an entry of
 METHODS, :func:`contests` returns its contest and every verdict, sentence and
 table follows.
@@ -203,10 +204,25 @@ def contests() -> list[Contest]:
     return [c for c in map(contest_for, rates()) if c is not None]
 
 
-def active_contests(present=None) -> list[Contest]:
-    """The contests whose proposal is among the ``present`` methods (all when None):
-    results from before a rate had its proposal hold no contest at that rate."""
-    return [c for c in contests() if present is None or c.proposal in present]
+def narrowed(contest: Contest, methods) -> Contest | None:
+    """``contest`` among ``methods`` only: its opponents and reference that are
+    among them; None when its proposal is not."""
+    if contest.proposal not in methods:
+        return None
+    return contest._replace(opponents=tuple(b for b in contest.opponents if b in methods),
+                            reference=contest.reference if contest.reference in methods else None)
+
+
+def section_contests(section: SectionData = COMPARISON) -> list[Contest]:
+    """The contests a section holds: :func:`contests` narrowed to the methods it
+    declares (report.sections.SectionData.methods), in rate order."""
+    return [n for c in contests() if (n := narrowed(c, set(section.methods))) is not None]
+
+
+def active_contests(present=None, section: SectionData = COMPARISON) -> list[Contest]:
+    """The contests of ``section`` whose proposal is among the ``present`` methods (all
+    when None): results from before a rate had its proposal hold no contest at that rate."""
+    return [c for c in section_contests(section) if present is None or c.proposal in present]
 
 
 def unmatched_methods(present=None) -> tuple[str, ...]:
@@ -378,7 +394,7 @@ def all_verdicts(results: Results) -> list[RateVerdict]:
     """Every (dataset, setting) group times every contest, groups first."""
     out = []
     for dataset, setting in results.groups:
-        for contest in contests():
+        for contest in section_contests(COMPARISON):
             v = rate_verdict(results, dataset, setting, contest)
             if v is not None:
                 out.append(v)
@@ -430,11 +446,12 @@ class SectionVerdict(NamedTuple):
 
 def section_verdicts(frame: pd.DataFrame, section: SectionData) -> list[SectionVerdict]:
     """One verdict per (dataset, setting, rate) of ``frame`` whose proposal and an
-    opponent have rows, on ``section``'s metrics (rows: one configuration each)."""
+    opponent have rows, on ``section``'s methods and metrics (rows: one configuration
+    each)."""
     out = []
     for (dataset, setting), rows in frame.groupby(["dataset", "setting"], sort=False):
         present = set(rows["method"])
-        for contest in active_contests(present):
+        for contest in active_contests(present, section):
             against = {b: ov for b in contest.opponents if b in present
                        for ov in [opponent_verdict(rows, contest.proposal, b, section)]
                        if ov is not None}
@@ -472,7 +489,8 @@ def answer_grid(tables: dict[str, pd.DataFrame], groups) -> list[QuestionVerdict
     :func:`question_verdict` of every (dataset, setting) of ``groups``, in order."""
     present = {m for frame in tables.values() for m in frame["method"]}
     return [question_verdict(tables.get(section.table, NO_ROWS), d, s, contest, section)
-            for section in QUESTIONS for contest in active_contests(present) for d, s in groups]
+            for section in QUESTIONS for contest in active_contests(present, section)
+            for d, s in groups]
 
 
 # A table without rows (a results folder without generation.csv).

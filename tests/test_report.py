@@ -1,4 +1,4 @@
-"""The report (report/verdicts.py, text.py, layout.py, figures.py, build_report.py).
+"""The report (report/verdicts.py, the sentences, layout.py, figures.py, build_report.py).
 
 The verdicts are tested on small synthetic frames with known outcomes. The
 fixture results folder is written in the runner's own schema and summarised by
@@ -32,7 +32,8 @@ from pypdf import PdfReader
 from reportlab.lib.pagesizes import A4
 
 from report import build_report as br
-from report import formatting, layout, sections, text
+from report import ablation_text, formatting, layout, sections, setup_text, verdict_text
+from report import answer as AN
 from report import readme as RM
 from report import load as L
 from report import verdicts as V
@@ -329,11 +330,11 @@ def test_a_verdict_names_the_k_it_rests_on(tables, answer, by_k, rests_on, split
 def test_verdict_words_name_the_k_only_when_fewer_than_all_decide():
     some = V.verdict_of_tables({"test_mse": k_table({16: P, 64: P, 512: NONE})}, P, E2E,
                                ["test_mse"])
-    assert text.verdict_words(some) == "**yes** at K = 16, 64; no clear difference at K = 512"
+    assert verdict_text.verdict_words(some) == "**yes** at K = 16, 64; no clear difference at K = 512"
     every = V.verdict_of_tables({"test_mse": k_table({16: P, 64: P})}, P, E2E, ["test_mse"])
-    assert text.verdict_words(every) == "**yes**"
+    assert verdict_text.verdict_words(every) == "**yes**"
     split = V.verdict_of_tables({"test_mse": k_table({16: P, 64: E2E})}, P, E2E, ["test_mse"])
-    assert text.verdict_words(split, bold=False) == "no clear difference (yes at K = 16; no at K = 64)"
+    assert verdict_text.verdict_words(split, bold=False) == "no clear difference (yes at K = 16; no at K = 64)"
 
 
 def test_newest_configuration_of_each_key_is_kept():
@@ -400,6 +401,28 @@ def test_image_contest_comes_from_the_vocabulary():
     assert V.unmatched_methods() == ()
 
 
+def test_a_section_compares_the_methods_it_declares():
+    # the published sections declare every method: each contest whole, as before
+    for section in (sections.COMPARISON, sections.GENERATION, *sections.QUESTIONS):
+        assert V.section_contests(section) == V.contests()
+    # the beta-VAE rows: the grid contest without the library quantizers
+    assert V.section_contests(sections.KL_WEIGHT) == [
+        V.Contest(M.GRID_RATE, GRID_P, (GRID_ABL, GRID), GRID_REF)]
+    only = sections.COMPARISON._replace(methods=(P, E2E))
+    assert V.section_contests(only) == [V.Contest(M.IMAGE_RATE, P, (E2E,), None)]
+    assert V.section_contests(sections.COMPARISON._replace(methods=(ABL, E2E))) == []
+
+
+def test_section_verdicts_compare_only_the_declared_methods(tmp_path):
+    results = L.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
+    (whole,) = V.section_verdicts(results.comparison, sections.COMPARISON)
+    assert list(whole.against) == [ABL, E2E]
+    (only,) = V.section_verdicts(results.comparison, sections.COMPARISON._replace(methods=(P, E2E)))
+    assert list(only.against) == [E2E] and set(only.rows["method"]) == {P, E2E}
+    assert only.against[E2E].groups == whole.against[E2E].groups
+    assert only.against[E2E].groups["better"] == ["test_mse"]
+
+
 def test_the_grid_rate_gets_its_own_verdict(monkeypatch, tmp_path):
     """Rows of the grid methods give a grid contest, verdict and answer item
     without any change to the report."""
@@ -412,7 +435,7 @@ def test_the_grid_rate_gets_its_own_verdict(monkeypatch, tmp_path):
     grid = by_rate[M.GRID_RATE]
     assert grid.against[GRID].groups["better"] == ["test_mse"]  # ARI has no grid value
     assert grid.answer == "yes"
-    item = text.answer_item(grid)
+    item = verdict_text.answer_item(grid)
     assert "a 7x7 grid of codes (49 log2 K bits)" in item and "**yes**" in item
 
 
@@ -467,7 +490,7 @@ def test_ablation_numbers_of_the_designed_outcome(designed):
 
 def test_ablation_sentences_of_the_designed_outcome(designed):
     (av,) = V.all_ablations(designed)
-    item = text.ablation_item(av)
+    item = ablation_text.ablation_item(av)
     assert item.startswith("**fashion-mnist, ablation** (8 of 8 geodesic-vae cells "
                            "and 2 of 2 kmeans-vae cells, K = 16, 64, 256, 3 seeds per cell)")
     assert f"{P}'s MSE is 25.0% higher than {ABL}'s (beyond the spread at every K)" in item
@@ -477,14 +500,14 @@ def test_ablation_sentences_of_the_designed_outcome(designed):
     assert "The largest share is explained by refined code vectors: 30% on average" in item
     assert ("Decoder-aware geodesics (decoder edge lengths against latent ones) change NMI "
             "(better at K = 16, 64, 256) beyond the spread, not code-to-label accuracy.") in item
-    best = text.best_sentence(av)
+    best = ablation_text.best_sentence(av)
     assert f"{P} decoder/refined/finetuned and {ABL} centroid/finetuned" in best
     assert f"{P}'s MSE is 6.3% lower than {ABL}'s, beyond the spread at every K" in best
-    details = " ".join(text.ablation_sentences(av))
+    details = " ".join(ablation_text.ablation_sentences(av))
     assert "K = 16: change -0.008 (beyond the spread), closes 80%, against centroid/finetuned 0%" in details
     # the page-1 answer carries it after the dataset's verdict
-    answer = text.short_answer(designed, V.all_verdicts(designed), ablations=[av])
-    assert answer.items[-1] == text.brief_ablation_item(av) and len(answer.items) == 2
+    answer = AN.short_answer(designed, V.all_verdicts(designed), ablations=[av])
+    assert answer.items[-1] == ablation_text.brief_ablation_item(av) and len(answer.items) == 2
     assert "The largest share is explained by refined code vectors: 30%" in answer.items[-1]
     assert "closes this share" not in answer.items[-1]  # each factor's share: in the section
     assert "default cell (geodesic-vae with latent edge lengths, medoid code vectors and the " \
@@ -498,9 +521,9 @@ def test_no_factor_is_credited_with_a_gap_within_the_spread(monkeypatch, tmp_pat
     (av,) = V.all_ablations(results)
     assert not av.gap["clear"].any() and av.most is None
     assert all(np.isnan(f.explained_mean) for f in av.factors)
-    assert text.most_sentence(av) == ("The gap is nowhere beyond the spread, so no factor is "
+    assert ablation_text.most_sentence(av) == ("The gap is nowhere beyond the spread, so no factor is "
                                       "credited with closing it.")
-    assert "(beyond the spread at no K)" in text.ablation_item(av)
+    assert "(beyond the spread at no K)" in ablation_text.ablation_item(av)
 
 
 def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
@@ -522,9 +545,9 @@ def test_main_verdict_ignores_the_other_cells(designed, tmp_path):
 def test_no_ablation_section_without_other_cells(tmp_path):
     results = L.load_results(write_results(tmp_path, synthetic_rows("mnist", "full", "mnist")).root)
     assert V.all_ablations(results) == [] and not V.has_ablation(results.cells, "mnist", "full")
-    answer = text.short_answer(results, V.all_verdicts(results))
+    answer = AN.short_answer(results, V.all_verdicts(results))
     assert len(answer.items) == 1 and "ablation" not in answer.items[0].split(":")[0]
-    assert "The ablation section" not in text.cells_rule(results)
+    assert "The ablation section" not in ablation_text.cells_rule(results)
 
 
 def test_a_summary_behind_comparison_is_completed_from_it(tmp_path):
@@ -575,14 +598,14 @@ def test_verdicts_of_the_fixture(built):
     # the flipping ablation cells are there, and out of the main verdict
     assert L.is_default(results.comparison).all() and not L.is_default(results.cells).all()
     assert [(a.dataset, len(a.factors)) for a in V.all_ablations(results)] == [("mnist", 3)]
-    assert "older configuration ignored" in text.setup_facts(results, "mnist", "full")[
+    assert "older configuration ignored" in setup_text.setup_facts(results, "mnist", "full")[
         "older configurations"]
 
 
 def test_answer_item_states_the_verdict(built):
     paths, _, _ = built
     results = L.load_results(paths.root)
-    item = text.answer_item(V.all_verdicts(results)[0])
+    item = verdict_text.answer_item(V.all_verdicts(results)[0])
     # the dataset as run, never the 'mnist' asked (#28)
     assert item.startswith("**mnist-5k** (4000 / 1000 images, 3 seeds)")
     assert "**mixed**" in item
@@ -595,15 +618,15 @@ def test_detail_sentences(built):
     paths, _, _ = built
     results = L.load_results(paths.root)
     v = V.all_verdicts(results)[0]
-    mse = text.metric_sentence(v.against[ABL].tables["test_mse"], P, ABL, "test_mse")
+    mse = verdict_text.metric_sentence(v.against[ABL].tables["test_mse"], P, ABL, "test_mse")
     assert f"{P} beats {ABL} on MSE at 3 of 3 K" in mse
-    nmi = text.metric_sentence(v.against[E2E].tables["nmi"], P, E2E, "nmi")
+    nmi = verdict_text.metric_sentence(v.against[E2E].tables["nmi"], P, E2E, "nmi")
     assert f"{E2E} beats {P} on NMI at 3 of 3 K" in nmi
-    acc = text.metric_sentence(v.against[E2E].tables["code_to_label_accuracy"], P, E2E,
+    acc = verdict_text.metric_sentence(v.against[E2E].tables["code_to_label_accuracy"], P, E2E,
                                "code_to_label_accuracy")
     assert "no clear winner at 3 of 3 K" in acc
-    assert text.losses_sentence(v).startswith(f"**Where {P} loses:** it loses to {ABL} on ARI")
-    natural = " ".join(text.natural_sentences(results, "mnist", "full"))
+    assert verdict_text.losses_sentence(v).startswith(f"**Where {P} loses:** it loses to {ABL} on ARI")
+    natural = " ".join(verdict_text.natural_sentences(results, "mnist", "full"))
     assert f"{GRID} beats {P} on MSE at 3 of 3 K" in natural
     assert f"{GRID} beats {REF} on BCE at 3 of 3 K" in natural
 
@@ -614,8 +637,8 @@ def test_no_opponent_is_no_answer(tmp_path):
     results = L.load_results(write_results(tmp_path, rows).root)
     (v,) = V.all_verdicts(results)
     assert v.against == {} and v.answer == "no answer" and v.n_seeds == 1
-    assert f"no answer: {P} has no matched-bits opponent" in text.answer_item(v)
-    assert text.setup_facts(results, "fashion-mnist", "quick")["older configurations"] == "none"
+    assert f"no answer: {P} has no matched-bits opponent" in verdict_text.answer_item(v)
+    assert setup_text.setup_facts(results, "fashion-mnist", "quick")["older configurations"] == "none"
 
 
 def test_results_without_a_contest_say_so(tmp_path):
@@ -623,7 +646,7 @@ def test_results_without_a_contest_say_so(tmp_path):
     results = L.load_results(write_results(tmp_path, rows).root)
     verdicts = V.all_verdicts(results)
     assert verdicts == []
-    assert text.short_answer(results, verdicts).items[0].startswith("no verdict")
+    assert AN.short_answer(results, verdicts).items[0].startswith("no verdict")
 
 
 def test_groups_full_before_quick_in_order_of_appearance():
@@ -641,19 +664,19 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built):
                        lambda res, frame, styles: [layout.para("**extra** details", styles["body"])])
     verdicts = V.all_verdicts(results)
     styles = layout.make_styles()
-    assert text.short_answer(results, verdicts, [extra]).items == text.short_answer(
+    assert AN.short_answer(results, verdicts, [extra]).items == AN.short_answer(
         results, verdicts).items
     assert layout.extras_sections(results, [extra], styles) == []
     pd.DataFrame({"a": [1, 2]}).to_csv(extra_csv, index=False)
     try:
-        assert text.short_answer(results, verdicts, [extra]).items[-1] == "extra rows: 2"
+        assert AN.short_answer(results, verdicts, [extra]).items[-1] == "extra rows: 2"
         assert len(layout.extras_sections(results, [extra], styles)) == 1
         # the extra's item is a finding of the report (the README shows page 1's table only)
-        answer = text.short_answer(results, verdicts, [extra])
+        answer = AN.short_answer(results, verdicts, [extra])
         findings = layout.findings_section(answer, styles)
         assert any("extra rows: 2" in f.getPlainText() for f in findings
                    if isinstance(f, layout.Paragraph))
-        assert answer.table == text.short_answer(results, verdicts).table
+        assert answer.table == AN.short_answer(results, verdicts).table
     finally:
         extra_csv.unlink()
 
@@ -690,7 +713,7 @@ def test_readme_without_markers_is_an_error(built, tmp_path, capsys):
 def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
     paths, out, pages = built
     results = L.load_results(paths.root)
-    answer = text.short_answer(results, V.all_verdicts(results))
+    answer = AN.short_answer(results, V.all_verdicts(results))
     assert squash(answer.sentence) in pages[0] and squash(answer.table_note) in pages[0]
     cells = [c for row in answer.table.rows for c in row]
     assert all(squash(line) in pages[0] for c in cells for line in c.split("\n"))
@@ -723,7 +746,7 @@ def test_the_answer_table_is_a_function_of_the_rows(built):
         results.comparison["test_mse"]))
     mse2 = V.answer_grid({"comparison": doubled}, results.groups)[0]
     assert mse2.verdict.answer == "no" and mse2.mean_a == pytest.approx(0.070)
-    table = text.answer_table(cells)
+    table = AN.answer_table(cells)
     assert table.head == ["question", "rate", "mnist-5k"]
     assert table.rows[0] == ["reconstruction (MSE)", "one code per image",
                              "**yes**\n0.0350 vs 0.0600 (K = 256)"]

@@ -9,7 +9,8 @@ import pytest
 from report import batch_size as BS
 from report import build_report as br
 from report import load as L
-from report import text as T
+from report import answer as AN
+from report import verdict_text as VT
 from report import verdicts as V
 from tests.test_report import ABL, E2E, P, REF, pdf_pages, squash, synthetic_rows, write_results
 from train.select_batch_size import COLUMNS
@@ -64,10 +65,10 @@ def test_the_item_puts_the_rerun_verdict_next_to_the_main_one(folders):
     (item,) = BS.group_answer(results, selection, ("mnist", "full"))
     assert BS.group_answer(results, selection, ("fashion-mnist", "full")) == []
     label = "mnist-5k, each side at the batch size chosen on validation"  # the data as run
-    assert item.startswith(T.brief_item(rerun_v, label))
+    assert item.startswith(VT.brief_item(rerun_v, label))
     # the design: the proposal's MSE is lower than the VQ-VAE's in the main rows, higher in the rerun
     assert "MSE (" in item and "higher" in item.split("MSE (")[1].split(")")[0]
-    assert T.brief_item(main_v, label) != T.brief_item(rerun_v, label)
+    assert VT.brief_item(main_v, label) != VT.brief_item(rerun_v, label)
     # the main rows' batch sizes are read from their run record (the runner's default there)
     assert item.endswith(f"At the main rows' batch sizes (VAE 128, VQ-VAE 128) the answer is "
                          f"**{main_v.answer}**.")
@@ -105,6 +106,6 @@ def test_the_report_has_the_section_and_the_findings_the_item(folders, tmp_path)
     (item,) = BS.group_answer(results, BS.read_selection(main.root / BATCH_SIZE_DIR), ("mnist", "full"))
     assert squash(item)[:60] in " ".join(" ".join(p.split()) for p in pages[1:3])  # the findings
     # right after the mnist group's own item
-    answer = br.text.short_answer(results, V.all_verdicts(results), br.EXTRAS)
+    answer = AN.short_answer(results, V.all_verdicts(results), br.EXTRAS)
     mine = answer.items.index(item)
     assert answer.items[mine - 1].startswith("**mnist-5k**") or "ablation" in answer.items[mine - 1]

@@ -1,6 +1,6 @@
 """report/kl_weight.py on hand-made result folders: the beta of each folder comes
 from its run record, the table's cells are pandas' mean and std over seeds, and
-the words follow the report's spread rule."""
+each beta's verdict follows the report's one verdict path (beyond the seed spread)."""
 from __future__ import annotations
 
 import json
@@ -79,24 +79,56 @@ def test_cells_are_mean_and_std_over_seeds(results):
     assert ("fashion-mnist", "vae-conv", 1.0) not in table  # the main rows have no bound here
 
 
-def test_the_words_follow_the_spread_rule(results):
+def test_each_beta_is_decided_by_the_shared_verdict_path(results):
+    frame = KW.read_kl_rows(results.root / KW.FOLDER)
+    verdicts = KW.beta_verdicts(results, frame, "fashion-mnist")
+    assert list(verdicts) == [1.0, 0.1]  # the main comparison's beta first, then the folders'
+
+    def winners(v, opponent):
+        t = v.against[opponent].tables["test_mse"]
+        return dict(zip(t["K"], t["winner"]))
+
+    # beta 1 (the main rows): worse beyond the spread at both K; no k-means rows there
+    assert winners(verdicts[1.0], "vqvae-conv") == {64: "vqvae-conv", 512: "vqvae-conv"}
+    assert verdicts[1.0].answer == "no" and "kmeans-conv" not in verdicts[1.0].against
+    # beta 0.1: 0.0061 ± 0.0001 beats 0.0072 ± 0.0002 at K = 64; 0.0056 ± 0.0006 against
+    # 0.0055 ± 0.0001 is inside the spread at K = 512
+    assert winners(verdicts[0.1], "vqvae-conv") == {64: "geodesic-conv", 512: "none"}
+    assert verdicts[0.1].against["vqvae-conv"].by_k == {64: "yes", 512: "no clear difference"}
+    assert verdicts[0.1].answer == "yes"
+    assert winners(verdicts[0.1], "kmeans-conv") == {64: "geodesic-conv", 512: "none"}
+    # the bound is no opponent: it bounds the a-posteriori methods
+    assert list(verdicts[0.1].against) == ["kmeans-conv", "vqvae-conv"]
+
+
+def test_the_sentences_carry_the_means_the_verdicts_rest_on(results):
     frame = KW.read_kl_rows(results.root / KW.FOLDER)
     (item,) = KW.answer(results, frame)
-    assert "**mixed**, geodesic-conv against vqvae-conv at each β and K" in item  # worse at beta 1
-    # the brief item: where each β is better or worse, and both means at the largest K
-    assert ("β = 0.1: bound 0.0042; better at K = 64; within the spread at K = 512 (K = 512: "
-            "0.0056 vs 0.0055)") in item
+    # the brief item: each β's verdict, the bound and both means at the largest K
+    assert "β = 1: **no** (K = 512: 0.015 vs 0.0055)" in item
+    assert ("β = 0.1: **yes** at K = 64; no clear difference at K = 512 (bound 0.0042; "
+            "K = 512: 0.0056 vs 0.0055)") in item
     long = KW.answer_item(results, frame, "fashion-mnist")
     assert "geodesic-conv vs vqvae-conv: K = 64 0.0061 vs 0.0072 (better)" in long
     assert "K = 512 0.0056 vs 0.0055 (within the spread)" in long
-    assert "geodesic better than k-means at K = 64, worse at no K" in long
-    assert "β = 1: geodesic better than k-means at no K" in long
+    assert "β = 0.1: geodesic better than k-means at K = 64, worse at no K" in long
+    assert "β = 1: k-means not run" in long
 
 
-def test_beats_is_the_sum_of_stds_rule():
-    a, b = KW.SeedStats(1.0, 0.1, 3), KW.SeedStats(1.25, 0.1, 3)
-    assert a.beats(b) and not b.beats(a)
-    assert not KW.SeedStats(1.0, 0.2, 3).beats(b)  # 0.25 < 0.2 + 0.1
+def test_beats_is_the_sum_of_stds_rule(results):
+    """|mean_a - mean_b| > std_a + std_b: 0.0061 ± 0.0001 against 0.0072 ± 0.0002 is
+    beyond it; the proposal's mean moved to 0.0070 (a difference of 0.0002, below the
+    sum) leaves no winner."""
+    frame = KW.read_kl_rows(results.root / KW.FOLDER)
+
+    def at_64(frame):
+        v = KW.beta_verdicts(results, frame, "fashion-mnist")[0.1]
+        return v.against["vqvae-conv"].tables["test_mse"].set_index("K").loc[64]
+
+    assert at_64(frame)["winner"] == "geodesic-conv"
+    moved = (frame["method"] == "geodesic-conv") & (frame["K"] == 64)
+    close = at_64(frame.assign(test_mse=frame["test_mse"].where(~moved, frame["test_mse"] + 0.0009)))
+    assert close["mean_a"] == pytest.approx(0.0070) and close["winner"] == "none"
 
 
 def gen_row(method, K, seed, fid, config="g"):

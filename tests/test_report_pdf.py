@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from report import answer as AN
 from report import build_report as br
 from report import formatting as F
 from report import layout
-from report import text as T
 from report.load import load_results
 from report.verdicts import all_ablations, all_verdicts
 
@@ -34,7 +34,7 @@ def report(tmp_path_factory):
         warnings.simplefilter("ignore")  # committed files may predate config_id
         results = load_results(ROOT / "experiments" / "results")
         story = br.report_story(results, out / "figures")
-        answer = T.short_answer(results, all_verdicts(results), br.EXTRAS, all_ablations(results))
+        answer = AN.short_answer(results, all_verdicts(results), br.EXTRAS, all_ablations(results))
     layout.write_pdf(list(story), out / "report.pdf")  # reportlab consumes the list it builds
     pages = [" ".join(p.extract_text().split()) for p in PdfReader(out / "report.pdf").pages]
     return story, pages, answer

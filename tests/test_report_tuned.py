@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from report import tables
-from report import text
+from report import answer as AN
 from report import tuned as TU
 from report import verdicts as V
 from report.load import replace_rows
@@ -78,8 +78,8 @@ def test_the_answer_cell_turns_with_the_tuned_rows_and_says_so():
     after = V.answer_grid({R.COMPARISON: merged}, groups)[0]
     assert (after.verdict.answer, after.protocol) == ("yes", "tuned")
     assert after.mean_a == pytest.approx(0.0301) and after.mean_b == pytest.approx(0.0401)
-    assert text.answer_cell(after).endswith("(K = 64, tuned)")
-    assert "tuned" not in text.answer_cell(before)
+    assert AN.answer_cell(after).endswith("(K = 64, tuned)")
+    assert "tuned" not in AN.answer_cell(before)
 
 
 def test_tuned_verdicts_per_rate():
