@@ -84,6 +84,9 @@ def setting_text(row: pd.Series) -> str:
     return ", ".join(f"{names.get(k, k)} {v:g}" for k, v in json.loads(row["candidate"]).items())
 
 
+RATE_LABELS = {M.IMAGE_RATE: "one code per image", M.GRID_RATE: "7x7 grid"}
+
+
 def expected_candidates(family: str, dataset: str) -> int | None:
     """How many candidates utils/protocol.py gives ``family`` on ``dataset`` (None for the
     cells and the prior, whose count depends on the method and the rate)."""
@@ -104,7 +107,7 @@ def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
     if chosen.empty:
         return []
     ks = sorted(int(k) for k in chosen["K"].unique())
-    data = [["chosen on validation", *(f"K = {k}" for k in ks)]]
+    data = [[f"chosen on validation, {RATE_LABELS[rate]}", *(f"K = {k}" for k in ks)]]
     for family, g in chosen.groupby("family", sort=False):
         by_k = {int(r["K"]): setting_text(r) for _, r in g.iterrows()}
         want = expected_candidates(family, str(g["dataset"].iloc[0])) if "dataset" in g else None

@@ -101,7 +101,8 @@ def test_choices_tabulate_what_validation_chose_per_k():
         {"rate": "grid", "family": "vae-conv", "K": 16, "candidate": json.dumps({"vae_kl_weight": 1.0}),
          "edge_length": "", "code_vectors": "", "chosen": True},
     ])
-    assert TU.choices(sel, "image") == [["chosen on validation", "K = 16", "K = 64"],
+    assert TU.choices(sel, "image") == [["chosen on validation, one code per image", "K = 16",
+                                         "K = 64"],
                                         ["vae-mlp", "β 1", "β 0.3"],
                                         [f"{P} cell", "-", "decoder/refined"]]
     sel["dataset"] = "fashion-mnist"  # 4 candidates a side there: 2 scored at K = 16, 1 at 64
