@@ -9,6 +9,8 @@ Everything is read from the results themselves (rows, run records, summary.csv):
 """
 from __future__ import annotations
 
+import ast
+
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +81,10 @@ def batch_sizes(record: dict) -> str:
     if not config:
         return "not recorded"
     vae = config.get("vae_batch_size") or DEFAULT_BATCH_SIZE
-    vqvae = config.get("vqvae_batch_size") or {"*": DEFAULT_BATCH_SIZE}
+    vqvae = config.get("vqvae_batch_size") or {}
+    if isinstance(vqvae, str):  # a record stores an empty mapping as its text, "{}"
+        vqvae = ast.literal_eval(vqvae) if vqvae.strip() else {}
+    vqvae = vqvae or {"*": DEFAULT_BATCH_SIZE}
     vq_text = (str(next(iter(vqvae.values()))) if len(set(vqvae.values())) == 1
                else sizes_by_k(vqvae))
     return f"VAE {vae}, VQ-VAE {vq_text}"

@@ -922,3 +922,12 @@ def test_repo_readme_matches_the_committed_results(monkeypatch, capsys):
 def test_k_range_names_the_k_as_run(ks, expected):
     """Regression (#28): 'K = 16 to 256' was printed where only 16, 64 and 256 were run."""
     assert formatting.fmt_k_range(ks) == expected
+
+
+def test_batch_sizes_read_a_record_whose_empty_mapping_is_text():
+    """Regression: make all's quick record stores --vqvae-batch-size {} as "{}"."""
+    from report.setup_text import batch_sizes
+
+    assert batch_sizes({"config": {"vqvae_batch_size": "{}"}}) == "VAE 128, VQ-VAE 128"
+    assert batch_sizes({"config": {"vae_batch_size": 32, "vqvae_batch_size": "{'*': 64}"}}) == \
+        "VAE 32, VQ-VAE 64"
