@@ -67,15 +67,7 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False,
             f"{F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; prior: {prior}"
             f"{'' if brief else '; samples at temperature 1'}): "
             f"{VT.verdict_words(v.against[v.main])}.")
-    order = [v.main] + [b for b in v.against if b != v.main]
-    clauses = []
-    for i, b in enumerate(order):
-        ov = v.against[b]
-        if brief and i:
-            clauses.append(f"Against {b}'s codes: {VT.verdict_words(ov, bold=False)}.")
-        else:
-            who = v.contest.proposal if i == 0 else "it"
-            clauses.append(f"Against {b}'s codes, {who} is {VT.describe(ov, v.contest.proposal)}.")
+    clauses = VT.opponent_clauses(v, brief, "'s codes")
     return " ".join([head, *clauses, numbers_sentence(rows, v)])
 
 

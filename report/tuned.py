@@ -132,15 +132,7 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> 
             f"convergence with early stopping on validation (epochs run: {epochs}), settings and "
             f"cells chosen on validation, both sides decoded by decoders fine-tuned on their "
             f"codes): {VT.verdict_words(v.against[v.main])}.")
-    order = [v.main] + [b for b in v.against if b != v.main]
-    clauses = []
-    for i, b in enumerate(order):
-        ov = v.against[b]
-        if brief and i:
-            clauses.append(f"Against {b}: {VT.verdict_words(ov, bold=False)}.")
-        else:
-            who = v.contest.proposal if i == 0 else "it"
-            clauses.append(f"Against {b}, {who} is {VT.describe(ov, v.contest.proposal)}.")
+    clauses = VT.opponent_clauses(v, brief)
     return " ".join([head, *clauses])
 
 

@@ -294,3 +294,19 @@ def quantization_cost(results: Results, v: RateVerdict) -> list[str]:
             out.append(f"Cost of quantization: the MSE of {a} minus that of {ref} (its bound) "
                        f"is {cells}.")
     return out
+
+
+def opponent_clauses(v, brief: bool = False, of: str = "") -> list[str]:
+    """One sentence per opponent of a SectionVerdict ``v``, its main opponent first:
+    'Against vqvae-global<of>, geodesic-vae is better on MSE (...)'; with ``brief`` the
+    others in a word each ('Against kmeans-vae<of>: **no**.'). ``of``: e.g. "'s codes"."""
+    order = [v.main] + [b for b in v.against if b != v.main]
+    out = []
+    for i, b in enumerate(order):
+        ov = v.against[b]
+        if brief and i:
+            out.append(f"Against {b}{of}: {verdict_words(ov, bold=False)}.")
+        else:
+            who = v.contest.proposal if i == 0 else "it"
+            out.append(f"Against {b}{of}, {who} is {describe(ov, v.contest.proposal)}.")
+    return out

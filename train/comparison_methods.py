@@ -33,7 +33,7 @@ from utils.errors import UserError
 from utils.results import config_hash
 from utils.runtime import plain_config
 from utils.training import counting_checkpoint, finished
-from train.finetune import vae_decode, vqvae_decode
+from train.finetune import finetune, vae_decode, vqvae_decode
 
 
 class Evaluated(NamedTuple):
@@ -425,8 +425,6 @@ def tuned_copy(run: SeedRun, model, codes, decode, model_args: dict, config: dic
     (``codes(images)`` -> code vectors of those images) for --finetune-epochs, with early
     stopping on the validation split when the sweep has a --patience; cached at ``path``.
     Returns (the copy, fit seconds, {decoder_epochs_trained, decoder_best_epoch})."""
-    from train.finetune import finetune
-
     if path.is_file():
         ckpt = load_checkpoint(path, run.device)
         return (rebuild(ckpt, type(model), run.device, path).eval(), ckpt["fit_seconds"],

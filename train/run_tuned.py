@@ -221,6 +221,10 @@ class Selection:
         raise UserError(f"{self.path} has no choice for {family} at K={K} ({rate} rate); "
                          f"run --stage select first")
 
+    def settings(self, rate: str, family: str, K: int) -> dict:
+        """The settings of the chosen candidate of (rate, family, K)."""
+        return json.loads(self.chosen(rate, family, K)["candidate"])
+
 
 def mark_chosen(rows: list[dict]) -> list[dict]:
     """``chosen`` = True for the lowest mean ``val_score`` over seeds per (dataset, rate,
@@ -261,7 +265,7 @@ def select(args, train, val, device, table: Selection) -> None:
                 score(args, table, train, val, device, side, family, method, K, settings, variant)
     for method in rate_methods(rate, vocab.A_POSTERIORI):
         for K in args.codebook_sizes:
-            settings = chosen_settings(table, args, P.A_POSTERIORI_SIDE, "vae-" + cm.arch_of(method), K)
+            settings = table.settings(args.rate, "vae-" + cm.arch_of(method), K)
             for variant in vocab.variants(method, decoders=(P.SELECTION_DECODER,),
                                           **P.CELL_OPTIONS):
                 score(args, table, train, val, device, P.A_POSTERIORI_SIDE, f"cell:{method}",
@@ -285,20 +289,16 @@ def score(args, table, train, val, device, side, family, method, K, settings, va
           f"[{time.perf_counter() - start:.0f}s]", file=sys.stderr)
 
 
-def chosen_settings(table: Selection, args, side: str, family: str, K: int) -> dict:
-    return json.loads(table.chosen(args.rate, family, K)["candidate"])
-
-
 def chosen_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, dict]]:
     """(args with the chosen settings, method, cell) of every row of stage 3 at K."""
     rate = args.rate
     out = []
     for method in rate_methods(rate, vocab.END_TO_END, args.library):
         at = K if library_of(method) is None else selection_ks(args, method)[0]
-        a = with_settings(args, chosen_settings(table, args, P.END_TO_END_SIDE, method, at))
+        a = with_settings(args, table.settings(args.rate, method, at))
         out += [(a, method, v) for v in vocab.variants(method, decoders=vocab.DECODERS)]
     family = "vae-" + ("conv" if rate == vocab.GRID_RATE else "mlp")
-    a = with_settings(args, chosen_settings(table, args, P.A_POSTERIORI_SIDE, family, K))
+    a = with_settings(args, table.settings(args.rate, family, K))
     for method in rate_methods(rate, vocab.CONTINUOUS):
         out.append((a, method, vocab.variants(method)[0]))
     for method in rate_methods(rate, vocab.A_POSTERIORI):
@@ -403,7 +403,7 @@ def chosen_prior(args, table: Selection, sizes: list[int] | None = None) -> dict
     if args.rate != vocab.GRID_RATE:
         return {}
     sizes = P.generation_sizes(args.codebook_sizes, args.quick) if sizes is None else sizes
-    return json.loads(table.chosen(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes))["candidate"])
+    return table.settings(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes))
 
 
 def planned_generation(args, table: Selection, prior: dict, sizes: list[int]):
