@@ -112,14 +112,15 @@ def report_story(results, figures_dir: Path) -> list:
 
 def headline_figure(results, verdicts):
     """Page 1's figure (report.figures.plot_headline) over every group with a
-    verdict, at every rate, with the generation rows where they exist; None
-    without a verdict."""
+    verdict, at every rate, from the rows page 1's table reads (the tuned rows of a
+    dataset and method in place of its fixed-budget ones), with the generation rows
+    where they exist; None without a verdict."""
     groups = list(dict.fromkeys((v.dataset, v.setting) for v in verdicts if v.against))
     if not groups:
         return None
     tables = AN.answer_tables(results, present_extras(results, EXTRAS))
     contests = list(dict.fromkeys(v.contest for v in verdicts if v.against))
-    return plot_headline(results.summary,
+    return plot_headline(tables[R.COMPARISON],
                          [(d, s, verdict_text.group_label(results, d, s)) for d, s in groups], contests,
                          tables.get(R.GENERATION))
 

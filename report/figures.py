@@ -314,14 +314,30 @@ def headline_methods(contests) -> list[str]:
                               if n))
 
 
-def plot_headline(summary: pd.DataFrame, groups, contests, generation: pd.DataFrame | None = None
-                  ) -> io.BytesIO:
+def reference_line(ax, rows: pd.DataFrame, metric: str, rate: str) -> None:
+    """The unquantized reference of ``rate`` in per-seed ``rows``: its mean over seeds
+    as a dashed horizontal line across the bits of ``rate``'s quantized methods (nothing
+    when ``rows`` lack it)."""
+    name = M.reference(rate)
+    ref = rows[rows["method"] == name][metric].astype(float) if name else rows[:0][metric]
+    ref = ref[np.isfinite(ref)]
+    at_rate = rows["method"].map(lambda n: M.get(n).quantized and M.get(n).rate == rate)
+    bits = rows.loc[at_rate, R.BITS.column].astype(float)
+    if len(ref) and len(bits):
+        m = M.get(name)
+        ax.hlines(ref.mean(), bits.min() / 1.25, bits.max() * 1.25, color=m.color, ls="--",
+                  lw=1.2, label=m.label)
+
+
+def plot_headline(comparison: pd.DataFrame, groups, contests,
+                  generation: pd.DataFrame | None = None) -> io.BytesIO:
     """Page 1's figure: one row per (dataset, setting, label) of ``groups``; test MSE
     against bits per image (log2 x) for the methods of every contest of
-    ``contests`` (both rates), mean ± std over seeds, the unquantized reference of
-    each rate dashed; and, where ``generation`` (its newest rows) has them, sample
-    FID against bits, the FID of training against test images dotted. Returned as
-    PNG bytes (150 dpi)."""
+    ``contests`` (both rates), mean ± std over the seeds of ``comparison`` (one row
+    per method, K and seed: the rows page 1's table reads, tuned where they exist),
+    the unquantized reference of each rate dashed; and, where ``generation`` (its
+    newest rows) has them, sample FID against bits, the FID of training against
+    test images dotted. Returned as PNG bytes (150 dpi)."""
     groups = list(groups)
     methods = headline_methods(contests)
     metrics = [R.MSE.column] + ([R.FID_SAMPLES.column] if generation is not None
@@ -333,11 +349,10 @@ def plot_headline(summary: pd.DataFrame, groups, contests, generation: pd.DataFr
         for row, (dataset, setting, label) in zip(axes, groups):
             for ax, metric in zip(row, metrics):
                 if metric == R.MSE.column:
-                    rows = rows_of(summary, dataset, setting)
-                    stats = rows.assign(mean=rows[R.MSE.mean], std=rows[R.MSE.std],
-                                        bits=rows[R.BITS.mean])
+                    rows = rows_of(comparison, dataset, setting)
+                    stats = seed_stats(rows, metric)
                     for c in contests:
-                        continuous_reference(ax, rows, metric, c.rate, band=False)
+                        reference_line(ax, rows, metric, c.rate)
                 else:
                     gen = rows_of(generation, dataset, setting)
                     stats = seed_stats(gen, metric)

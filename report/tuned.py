@@ -48,10 +48,13 @@ def read_tuned(path: Path) -> pd.DataFrame:
 
 def verdict_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows the tuned verdicts read: every quantized method's cell decoded by a
-    decoder fine-tuned on its codes, newest configuration of each (dataset, method, K)."""
+    decoder fine-tuned on its codes, and the unquantized reference (the VAE at the
+    chosen KL weight: the bound of the a-posteriori codes), newest configuration of
+    each (dataset, method, K)."""
     rows = newest(frame)
     quantized = rows["method"].map(lambda m: M.get(m).quantized)
-    return rows[quantized & (rows["decoder"] == VERDICT_DECODER)].reset_index(drop=True)
+    keep = (quantized & (rows["decoder"] == VERDICT_DECODER)) | ~quantized
+    return rows[keep].reset_index(drop=True)
 
 
 def tuned_verdicts(frame: pd.DataFrame) -> list[SectionVerdict]:

@@ -99,3 +99,23 @@ def test_mean_and_std_break_before_the_plus_minus_rather_than_overflow():
     wide = layout.render([["method", "MSE"], ["vqvae-conv", "0.00926 ± 0.00036"]], [0.2, 0.3],
                          styles)
     assert "<br/>" not in wide._cellvalues[1][1].text
+
+
+def test_the_pdfs_record_no_build_time_so_a_rebuild_changes_only_content(tmp_path):
+    """report.pdf carries reportlab's invariant date, and a figure PDF none, so rebuilding
+    from the same results leaves the committed files byte-identical."""
+    import datetime
+
+    import matplotlib.pyplot as plt
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph
+
+    from utils.plot import save_figure
+
+    layout.write_pdf([Paragraph("x", getSampleStyleSheet()["Normal"])], tmp_path / "r.pdf")
+    built = PdfReader(tmp_path / "r.pdf").metadata
+    assert built.creation_date is None or built.creation_date.date() != datetime.date.today()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png, pdf = save_figure(fig, tmp_path / "line")
+    assert "/CreationDate" not in (PdfReader(pdf).metadata or {})

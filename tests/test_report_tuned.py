@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,12 +46,13 @@ GEO_TUNED = ("latent", "refined", "finetuned")
 GEO_FROZEN = ("latent", "refined", "frozen")
 
 
-def test_verdict_rows_are_the_finetuned_cells_of_the_newest_configuration():
+def test_verdict_rows_are_the_finetuned_cells_and_the_reference_of_the_newest_configuration():
     f = frame(rows(P, 0.9, cell=GEO_TUNED, config="old"), rows(P, 0.03, cell=GEO_TUNED, config="new"),
               rows(P, 0.04, cell=GEO_FROZEN), rows(B, 0.05), rows(B, 0.045, cell=("", "", "finetuned")),
               rows("vae-continuous", 0.02))
     kept = TU.verdict_rows(f)
-    assert set(zip(kept["method"], kept["decoder"])) == {(P, "finetuned"), (B, "finetuned")}
+    assert set(zip(kept["method"], kept["decoder"])) == {(P, "finetuned"), (B, "finetuned"),
+                                                         ("vae-continuous", "")}
     assert set(kept.loc[kept["method"] == P, "config_id"]) == {"new"}
 
 
@@ -115,3 +117,28 @@ def test_counts_print_their_range_over_seeds():
     assert tables.cell_text(pd.Series([30.0, 33.0, 31.0]), "epochs_trained") == "30-33"
     assert tables.cell_text(pd.Series([12.0, 12.0]), "best_epoch") == "12"
     assert tables.cell_text(pd.Series([float("nan")]), "decoder_best_epoch") == "-"
+
+
+def test_the_headline_figure_plots_the_rows_page_one_reads(monkeypatch):
+    """Page 1's figure draws the tuned rows where they replace fixed ones: each point is
+    the mean over seeds of the merged per-seed rows, and the reference line the tuned VAE's."""
+    from report import figures as FG
+
+    fixed = frame(rows(P, 0.06, protocol="fixed"), rows(B, 0.04, protocol="fixed"),
+                  rows("vae-continuous", 0.03, protocol="fixed"))
+    tuned = frame(rows(P, 0.02, cell=GEO_TUNED), rows(P, 0.05, cell=GEO_FROZEN),
+                  rows("vae-continuous", 0.01))
+    for part in (fixed, tuned):
+        part["bits_per_image"] = np.log2(part["K"].astype(float))
+    merged = replace_rows(fixed, TU.verdict_rows(tuned))
+    drawn, lines = {}, []
+    monkeypatch.setattr(FG, "errorbar", lambda ax, m, x, mean, std, shift=1.0:
+                        drawn.setdefault(m, list(mean)))
+    monkeypatch.setattr(FG.plt.Axes, "hlines", lambda ax, y, lo, hi, **kw: lines.append((y, lo, hi)))
+    FG.plot_headline(merged, [("mnist", "full", "mnist")], [V.contest_for("image")])
+    # seeds add 0, 1e-4, 2e-4: the mean over seeds is mse + 1e-4 at every K
+    assert drawn[P] == pytest.approx([0.0201] * len(KS))
+    assert drawn[B] == pytest.approx([0.0401] * len(KS))
+    # the reference spans its rate's bits only: log2 16 = 4 to log2 64 = 6, widened 1.25x
+    [line] = lines
+    assert line == pytest.approx((0.0101, 4 / 1.25, 6 * 1.25))

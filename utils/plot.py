@@ -24,12 +24,13 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "axes.grid": True,
 
 
 def save_figure(fig, path: str | Path) -> list[Path]:
-    """Save ``fig`` as ``<path>.png`` and ``<path>.pdf``; returns both paths."""
+    """Save ``fig`` as ``<path>.png`` and ``<path>.pdf``; returns both paths. Neither file
+    records when it was drawn, so the same data give the same bytes."""
     path = Path(path).with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     for p in out:
-        fig.savefig(p)
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return out
 
