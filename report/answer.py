@@ -21,6 +21,7 @@ from report.formatting import fmt_k_list, join_words, run_label
 from report.load import Results, replace_rows
 from report.sections import present_extras
 from report.verdict_text import brief_item, name, rate_short
+from report import verdicts as V
 from report.verdicts import (ANSWER_METRICS, NO_DIFFERENCE, AblationVerdict, QuestionVerdict,
                              RateVerdict, all_ablations, answer_grid)
 from utils import metric_registry as R
@@ -33,10 +34,16 @@ def fmt3(x: float) -> str:
 
 class AnswerTable(NamedTuple):
     """Page 1's answer table as text (the Markdown subset; '\n' breaks a line in a
-    cell): ``head`` and one row per question and rate, a column per dataset."""
+    cell): ``head`` and one row per dataset and rate, a column per opponent
+    (report.verdicts.OPPONENT_ROLES)."""
 
     head: list
     rows: list
+
+
+ROLE_HEADS = {V.BEST_END_TO_END: "vs the best end-to-end quantizer",
+              V.CLASSICAL: "vs the classical VQ-VAE",
+              V.KMEANS: "vs k-means on the same latents"}
 
 
 def question_label(q: QuestionVerdict) -> str:
@@ -44,15 +51,53 @@ def question_label(q: QuestionVerdict) -> str:
     return f"{q.section.name} ({name(q.section.answer_metrics[0])})"
 
 
-def answer_cell(q: QuestionVerdict) -> str:
-    """'**no**\n0.0303 vs 0.0262 (K = 256)': the verdict, with the K it rests on
-    when fewer than all decide it, then both means at the largest of those K."""
-    if q.verdict is None:
-        return "n/a" if q.dataset_used else "not run"
+def question_line(q: QuestionVerdict, k: int | None = None, word: str | None = None) -> str:
+    """'MSE 0.0303/0.0262', then the question's verdict when it is not the cell's
+    ``word``, the K it rests on when fewer than all decide it, and the K of the means
+    (the largest of those K) when it is not the row's ``k``: 'ARI 0.0500/0.0576 no
+    at K = 64, 256'. The means are the proposal's and the opponent's over seeds."""
     ov = q.verdict
+    said = "" if ov.answer == word else f" {ov.answer}"
     where = "" if len(ov.split) == 1 else f" at {fmt_k_list(ov.rests_on)}"
-    tuned = ", tuned" if q.protocol == "tuned" else ""
-    return f"**{ov.answer}**{where}\n{fmt3(q.mean_a)} vs {fmt3(q.mean_b)} (K = {q.k}{tuned})"
+    at = "" if q.k == k or where else f" (K = {q.k})"
+    return (f"{name(q.section.answer_metrics[0])} {fmt3(q.mean_a)}/{fmt3(q.mean_b)}"
+            f"{said}{where}{at}")
+
+
+def answer_cell(questions: list[QuestionVerdict], k: int | None = None,
+                role: str = V.CLASSICAL) -> str:
+    """One opponent's cell of a row: the verdict over the row's questions
+    (report.verdicts.combined_answer), then a :func:`question_line` per question the
+    rows decide; in the best end-to-end column, '= classical' (the VQ-VAE) when that is the
+    strongest on every question, else the opponents named; 'not run' without rows."""
+    decided = [q for q in questions if q.verdict is not None]
+    if not decided:
+        return "not run" if any(not q.dataset_used for q in questions) else "n/a"
+    opponents = list(dict.fromkeys(q.opponent for q in decided))
+    classical = opponents == [decided[0].contest.question]
+    if role == V.BEST_END_TO_END and classical:
+        return "= classical"
+    word = V.combined_answer(q.verdict.answer for q in decided)
+    who = f" vs {join_words(opponents)}" if role == V.BEST_END_TO_END else ""
+    return "\n".join([f"**{word}**{who}", *(question_line(q, k, word) for q in decided)])
+
+
+def row_k(questions: list[QuestionVerdict]) -> int | None:
+    """The K a row's cells are read at: the one most of its decided questions rest on
+    at their largest (the larger on a tie); None when none is decided."""
+    ks = [q.k for q in questions if q.verdict is not None]
+    return max(set(ks), key=lambda k: (ks.count(k), k)) if ks else None
+
+
+def row_label(questions: list[QuestionVerdict]) -> str:
+    """'one code per image\nK = 256, tuned': the rate, the row's K (:func:`row_k`)
+    and, when every decided question reads tuned rows, 'tuned'."""
+    decided = [q for q in questions if q.verdict is not None]
+    parts = [rate_short(questions[0].contest)]
+    if decided:
+        tuned = all(q.protocol == "tuned" for q in decided)
+        parts.append(f"K = {row_k(questions)}" + (", tuned" if tuned else ""))
+    return "\n".join(parts)
 
 
 def group_labels(cells: list[QuestionVerdict]) -> dict[tuple, str]:
@@ -65,16 +110,21 @@ def group_labels(cells: list[QuestionVerdict]) -> dict[tuple, str]:
     return {g: run_label(*g, u) for g, u in used.items()}
 
 
-def answer_table(cells: list[QuestionVerdict]) -> AnswerTable:
-    """The rows of report.verdicts.answer_grid: question and rate, then a cell per
-    dataset (:func:`answer_cell`)."""
-    labels = group_labels(cells)
-    rows = {}
-    for q in cells:
-        key = (question_label(q), rate_short(q.contest))
-        rows.setdefault(key, {})[(q.dataset, q.setting)] = answer_cell(q)
-    return AnswerTable(["question", "rate", *labels.values()],
-                       [[*key, *(by.get(g, "not run") for g in labels)] for key, by in rows.items()])
+def answer_table(columns: dict[str, list[QuestionVerdict]]) -> AnswerTable:
+    """Rows: dataset and rate; a column per opponent role of ``columns`` ({role: its
+    report.verdicts.answer_grid}), each cell an :func:`answer_cell` over the questions."""
+    labels = group_labels([q for cells in columns.values() for q in cells])
+    keys = list(dict.fromkeys((q.dataset, q.setting, q.contest)
+                              for cells in columns.values() for q in cells))
+    rows = []
+    for dataset, setting, contest in keys:
+        by_role = {role: [q for q in cells if (q.dataset, q.setting, q.contest)
+                          == (dataset, setting, contest)] for role, cells in columns.items()}
+        every = [q for qs in by_role.values() for q in qs]
+        k = row_k(every)
+        rows.append([labels[(dataset, setting)], row_label(every),
+                     *(answer_cell(qs, k, role) for role, qs in by_role.items())])
+    return AnswerTable(["data", "rate", *(ROLE_HEADS[r] for r in columns)], rows)
 
 
 VERDICT_PHRASES = {"yes": "better", "no": "worse", "mixed": "mixed",
@@ -111,7 +161,6 @@ def answer_sentence(cells: list[QuestionVerdict]) -> str:
     if not decided:
         return "No question has an answer yet: these results hold no matched-bits contest."
     rates = list(dict.fromkeys(q.contest for q in decided))
-    opponents = join_words(dict.fromkeys(c.question for c in rates))
     clauses = []
     for word, phrase in VERDICT_PHRASES.items():
         parts = []
@@ -126,20 +175,20 @@ def answer_sentence(cells: list[QuestionVerdict]) -> str:
                 parts.append(f"with {rate_short(contest)} on {questions_phrase(hits, labels)}")
         if parts:
             clauses.append(f"{phrase} " + ", and ".join(parts))
-    return (f"Against the end-to-end VQ-VAE at equal bits ({opponents}), geodesic k-medoids codes "
+    return (f"Against the end-to-end VQ-VAE at equal bits, geodesic k-medoids codes "
             f"of a trained VAE are " + "; ".join(clauses) + ".")
 
 
-def table_note(cells: list[QuestionVerdict]) -> str:
+def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     """How to read the answer table."""
-    metrics = [R.get(s.answer_metrics[0]) for s in dict.fromkeys(q.section for q in cells)]
-    directions = join_words(f"{m.label} {'higher' if m.higher_is_better else 'lower'}"
-                            for m in metrics)
+    cells = [q for qs in columns.values() for q in qs]
+    best = {q.opponent for q in columns.get(V.BEST_END_TO_END, []) if q.verdict is not None}
+    classical = {q.contest.question for q in cells}
     tuned = any(q.protocol == "tuned" for q in cells)
-    return (f"Each cell: the verdict (with the K it rests on when not all), then the means of "
-            f"geodesic and of the VQ-VAE; {directions} is better."
-            + (" 'tuned': equal budgets, settings chosen on validation (the others: fixed "
-               "budgets)." if tuned else ""))
+    return ("Cells: overall verdict; per question, geodesic's mean/the opponent's and the "
+            "question's verdict where it differs. Best end-to-end: lowest test mean"
+            + (" (only the classical VQ-VAE has rows)" if best <= classical else "") + "."
+            + (" Tuned: equal budgets, settings chosen on validation." if tuned else ""))
 
 
 class ShortAnswer(NamedTuple):
@@ -201,6 +250,8 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
     items = items or ["no verdict: these results hold none of the methods compared at matched "
                       "bits."]
     items += [item for _, frame, extra in present for item in extra.answer(results, frame)]
-    cells = answer_grid(answer_tables(results, present), results.groups)
-    return ShortAnswer(answer_sentence(cells), answer_table(cells), table_note(cells), items,
+    tables = answer_tables(results, present)
+    columns = {role: answer_grid(tables, results.groups, role) for role in V.OPPONENT_ROLES}
+    cells = columns[V.CLASSICAL]
+    return ShortAnswer(answer_sentence(cells), answer_table(columns), table_note(columns), items,
                        answer_note())

@@ -311,10 +311,8 @@ def answer_table(table: AN.AnswerTable, styles) -> Table:
 
 
 HEADLINE_CAPTION = (
-    "Figure 1. Test MSE and sample FID against bits per image (mean ± std over seeds); in each "
-    "panel one code per image at the left (4-9 bits), a 7x7 grid at the right (196-441 bits); "
-    "dashed: the unquantized VAE of each rate; dotted: training vs test images. The rows of "
-    "the table above: tuned where its cell says so, fixed budgets elsewhere.")
+    "Figure 1. Test MSE and sample FID against bits per image (mean ± std over seeds); "
+    "dashed: unquantized VAEs.")
 
 
 def page_one(results: Results, answer: AN.ShortAnswer, headline: io.BytesIO | None, styles) -> list:

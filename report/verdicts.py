@@ -404,9 +404,10 @@ def all_verdicts(results: Results) -> list[RateVerdict]:
 # --- page 1: one verdict per question, rate and dataset ------------------------------
 
 class QuestionVerdict(NamedTuple):
-    """One cell of page 1's answer table: the proposal of ``contest`` against its
-    end-to-end opponent (``contest.question``) on the primary metric of
-    ``section`` (one of report.sections.QUESTIONS), on one dataset and setting.
+    """One question of a cell of page 1's answer table: the proposal of ``contest``
+    against ``opponent`` (by default its classical end-to-end opponent,
+    ``contest.question``; :data:`OPPONENT_ROLES`) on the primary metric of ``section``
+    (one of report.sections.QUESTIONS), on one dataset and setting.
 
     verdict : the OpponentVerdict, or None where the metric does not apply to
         both or either has no rows.
@@ -424,6 +425,7 @@ class QuestionVerdict(NamedTuple):
     mean_a: float = math.nan
     mean_b: float = math.nan
     protocol: str = "fixed"  # of the rows it rests on: "fixed" budgets or "tuned" (run_tuned.py)
+    opponent: str | None = None  # the method compared against (None: none has rows)
 
 
 class SectionVerdict(NamedTuple):
@@ -464,13 +466,51 @@ def section_verdicts(frame: pd.DataFrame, section: SectionData) -> list[SectionV
     return out
 
 
+# The opponents of page 1's table, one column each: the strongest end-to-end quantizer with
+# rows at the rate, the classical VQ-VAE the research question names, and k-means on the
+# same latents (the a-posteriori ablation: what the geodesic distances add).
+BEST_END_TO_END, CLASSICAL, KMEANS = "best end-to-end", "classical VQ-VAE", "k-means"
+OPPONENT_ROLES = (BEST_END_TO_END, CLASSICAL, KMEANS)
+
+
+def strongest_end_to_end(rows: pd.DataFrame, rate: str, metric: str) -> str | None:
+    """The end-to-end method of ``rate`` with the best mean of ``metric`` over seeds at
+    the largest K that every such method with rows in ``rows`` has (None without one).
+    Read on the test split, it only ever makes the opponent stronger: the proposal is
+    judged against the hardest one, never given an easier one."""
+    if metric not in rows:
+        return None
+    have = rows[rows["method"].isin(M.names(rate=rate, family=M.END_TO_END))
+                & np.isfinite(rows[metric].astype(float))]
+    if have.empty:
+        return None
+    shared = set.intersection(*(set(g["K"]) for _, g in have.groupby("method")))
+    if not shared:
+        return None
+    means = have[have["K"] == max(shared)].groupby("method")[metric].mean()
+    return means.idxmax() if R.get(metric).higher_is_better else means.idxmin()
+
+
+def role_opponent(role: str, contest: Contest, rows: pd.DataFrame, metric: str) -> str | None:
+    """The method that plays ``role`` (:data:`OPPONENT_ROLES`) against ``contest``'s
+    proposal in ``rows`` (one dataset and setting of a question's table)."""
+    if role == CLASSICAL:
+        return contest.question
+    if role == KMEANS:
+        return contest.ablations[0] if contest.ablations else None
+    if role == BEST_END_TO_END:
+        return strongest_end_to_end(rows, contest.rate, metric)
+    raise ValueError(f"unknown opponent role {role!r}; one of {OPPONENT_ROLES}")
+
+
 def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Contest,
-                     section: SectionData) -> QuestionVerdict:
+                     section: SectionData, role: str = CLASSICAL) -> QuestionVerdict:
     """The cell of ``section`` at ``contest``'s rate from ``rows`` (any dataset and
-    setting of ``section``'s table: rows from any protocol serve alike)."""
+    setting of ``section``'s table: rows from any protocol serve alike), against the
+    opponent of ``role``."""
     rows = rows_of(rows, dataset, setting)
     used = distinct(rows.loc[rows["method"] == contest.proposal, "dataset_used"])
-    b = contest.question
+    b = role_opponent(role, contest, rows, section.answer_metrics[0])
     ov = opponent_verdict(rows, contest.proposal, b, section) if b in set(rows["method"]) else None
     if ov is None:
         return QuestionVerdict(dataset, setting, used, section, contest, None)
@@ -479,18 +519,30 @@ def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Co
     mine = rows[rows["method"] == contest.proposal]
     protocol = "/".join(distinct(mine["protocol"])) if "protocol" in mine else "fixed"
     return QuestionVerdict(dataset, setting, used, section, contest, ov, k, float(at["mean_a"]),
-                           float(at["mean_b"]), protocol or "fixed")
+                           float(at["mean_b"]), protocol or "fixed", b)
 
 
-def answer_grid(tables: dict[str, pd.DataFrame], groups) -> list[QuestionVerdict]:
-    """Page 1's answer table as data: for each question of report.sections.QUESTIONS
-    and each rate whose proposal has rows in ``tables`` ({table name:
-    rows}, e.g. comparison.csv's and generation.csv's newest rows), the
-    :func:`question_verdict` of every (dataset, setting) of ``groups``, in order."""
+def answer_grid(tables: dict[str, pd.DataFrame], groups, role: str = CLASSICAL
+                ) -> list[QuestionVerdict]:
+    """Page 1's answer table as data, one column of it (the opponent of ``role``): for
+    each question of report.sections.QUESTIONS and each rate whose proposal has rows in
+    ``tables`` ({table name: rows}, e.g. comparison.csv's and generation.csv's newest
+    rows), the :func:`question_verdict` of every (dataset, setting) of ``groups``, in
+    order."""
     present = {m for frame in tables.values() for m in frame["method"]}
-    return [question_verdict(tables.get(section.table, NO_ROWS), d, s, contest, section)
+    return [question_verdict(tables.get(section.table, NO_ROWS), d, s, contest, section, role)
             for section in QUESTIONS for contest in active_contests(present, section)
             for d, s in groups]
+
+
+def combined_answer(answers) -> str:
+    """One word from several questions' answers by :func:`overall`'s rule: 'yes' when
+    some question is yes and none is no, 'no' the reverse, 'mixed' when both (or any is
+    mixed), else 'no clear difference'."""
+    answers = list(answers)
+    better = [a for a in answers if a in ("yes", "mixed")]
+    worse = [a for a in answers if a in ("no", "mixed")]
+    return overall({"better": better, "worse": worse})
 
 
 # A table without rows (a results folder without generation.csv).

@@ -693,7 +693,7 @@ def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     written = readme.read_text()
     assert written.startswith("# title\n\nbefore\n") and written.endswith("\nafter\n")
     assert "old answer" not in written
-    assert "| reconstruction (MSE) | one code per image | **yes**<br>" in written
+    assert "| mnist-5k | one code per image<br>K = 256 | = classical | **mixed**<br>" in written
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 0
     assert "up to date" in capsys.readouterr().err
 
@@ -723,7 +723,7 @@ def test_page_one_carries_the_answer_and_the_readme_says_the_same(built):
     assert RM.markdown_table(answer.table.head, answer.table.rows) in block
     # the findings follow on page 2
     assert all(squash(item) in " ".join(pages[1:3]) for item in answer.items)
-    assert "Question" in pages[0] and "**yes**" in answer.table.rows[0][2]
+    assert "Question" in pages[0] and answer.table.rows[0][3].startswith("**mixed**\nMSE ")
     assert page_extents(out)[0][1] >= 1  # the headline figure is on page 1
 
 
@@ -746,11 +746,15 @@ def test_the_answer_table_is_a_function_of_the_rows(built):
         results.comparison["test_mse"]))
     mse2 = V.answer_grid({"comparison": doubled}, results.groups)[0]
     assert mse2.verdict.answer == "no" and mse2.mean_a == pytest.approx(0.070)
-    table = AN.answer_table(cells)
-    assert table.head == ["question", "rate", "mnist-5k"]
-    assert table.rows[0] == ["reconstruction (MSE)", "one code per image",
-                             "**yes**\n0.0350 vs 0.0600 (K = 256)"]
-    assert table.rows[2][2] == "not run"
+    table = AN.answer_table({V.CLASSICAL: cells})
+    assert table.head == ["data", "rate", "vs the classical VQ-VAE"]
+    # one row per dataset and rate: MSE better, ARI worse (at the row's K), no generation rows
+    [row] = table.rows
+    assert row[:2] == ["mnist-5k", "one code per image\nK = 256"]
+    assert row[2].split("\n")[0] == "**mixed**"
+    assert row[2].split("\n")[1] == "MSE 0.0350/0.0600 yes"
+    assert row[2].split("\n")[2].startswith("ARI ") and row[2].split("\n")[2].endswith(" no")
+    assert len(row[2].split("\n")) == 3  # generation: no rows, no line
 
 
 def test_no_page_is_mostly_empty(built):

@@ -80,8 +80,9 @@ def test_the_answer_cell_turns_with_the_tuned_rows_and_says_so():
     after = V.answer_grid({R.COMPARISON: merged}, groups)[0]
     assert (after.verdict.answer, after.protocol) == ("yes", "tuned")
     assert after.mean_a == pytest.approx(0.0301) and after.mean_b == pytest.approx(0.0401)
-    assert AN.answer_cell(after).endswith("(K = 64, tuned)")
-    assert "tuned" not in AN.answer_cell(before)
+    assert AN.row_label([after]).endswith("K = 64, tuned")
+    assert AN.answer_cell([after], 64) == "**yes**\nMSE 0.0301/0.0401"
+    assert "tuned" not in AN.row_label([before])
 
 
 def test_tuned_verdicts_per_rate():

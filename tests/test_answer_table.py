@@ -1,0 +1,72 @@
+"""Page 1's answer table on hand-made tables: a row per dataset and rate, a column per
+opponent (the strongest end-to-end quantizer, the classical VQ-VAE, k-means on the same
+latents), each cell the verdict over the questions and each question's means."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from report import answer as AN
+from report import verdicts as V
+from utils import metric_registry as R
+
+KS = (16, 64)
+P, KM, VQ, FSQ, ROT = "geodesic-conv", "kmeans-conv", "vqvae-conv", "fsq-conv", "rotvq-conv"
+
+
+def rows(method, mse, *, seeds=(0, 1, 2), ks=KS):
+    out = []
+    for K in ks:
+        for s in seeds:
+            row = {c: 0.5 for c in R.columns(table=R.COMPARISON)}
+            row.update(dataset="mnist", setting="full", dataset_used="mnist-5k", method=method,
+                       K=K, seed=s, config_id="c", protocol="fixed",
+                       test_mse=mse + 0.0001 * s, ari=float("nan"))
+            out.append(row)
+    return out
+
+
+def frame(*parts):
+    return pd.DataFrame([r for part in parts for r in part])
+
+
+def test_the_strongest_end_to_end_is_the_lowest_mean_at_the_largest_shared_k():
+    f = frame(rows(VQ, 0.010), rows(FSQ, 0.008), rows(ROT, 0.009, ks=(16,)), rows(P, 0.02))
+    # rotvq-conv has K = 16 only: the largest K all three share is 16, where fsq is lowest
+    assert V.strongest_end_to_end(f, "grid", R.MSE.column) == FSQ
+    # by brute force over the methods' means at K = 16
+    at = f[(f["K"] == 16) & f["method"].isin([VQ, FSQ, ROT])]
+    assert at.groupby("method")["test_mse"].mean().idxmin() == FSQ
+    assert V.strongest_end_to_end(frame(rows(P, 0.02)), "grid", R.MSE.column) is None
+    # a higher-is-better metric picks the largest mean
+    g = f.assign(ari=f["test_mse"])
+    assert V.strongest_end_to_end(g, "grid", R.ARI.column) == VQ
+
+
+@pytest.mark.parametrize("answers, word", [
+    (["yes", "no clear difference"], "yes"), (["no", "no"], "no"), (["yes", "no"], "mixed"),
+    (["mixed", "yes"], "mixed"), (["no clear difference"] * 2, "no clear difference")])
+def test_the_verdict_over_questions(answers, word):
+    assert V.combined_answer(answers) == word
+
+
+def test_each_column_compares_with_its_own_opponent():
+    f = frame(rows(P, 0.020), rows(KM, 0.020), rows(VQ, 0.010), rows(FSQ, 0.030))
+    tables, groups = {R.COMPARISON: f}, [("mnist", "full")]
+    columns = {role: V.answer_grid(tables, groups, role) for role in V.OPPONENT_ROLES}
+    table = AN.answer_table(columns)
+    assert table.head[2:] == [AN.ROLE_HEADS[r] for r in V.OPPONENT_ROLES]
+    [row] = [r for r in table.rows if r[1].startswith("a 7x7 grid")]
+    best, classical, kmeans = row[2:]
+    # the classical VQ-VAE is the strongest end-to-end one here: the column says so
+    assert best == "= classical"
+    assert classical == "**no**\nMSE 0.0201/0.0101"
+    assert kmeans == "**no clear difference**\nMSE 0.0201/0.0201"
+
+
+def test_a_stronger_library_quantizer_is_named_in_the_best_column():
+    f = frame(rows(P, 0.020), rows(KM, 0.020), rows(VQ, 0.010), rows(FSQ, 0.005))
+    tables, groups = {R.COMPARISON: f}, [("mnist", "full")]
+    [q] = [q for q in V.answer_grid(tables, groups, V.BEST_END_TO_END) if q.verdict is not None]
+    assert q.opponent == FSQ and q.mean_b == pytest.approx(0.0051)
+    assert AN.answer_cell([q], q.k, V.BEST_END_TO_END) == f"**no** vs {FSQ}\nMSE 0.0201/0.00510"
