@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from typing import NamedTuple
 
@@ -45,12 +46,21 @@ class GeodesicKMedoidsResult(NamedTuple):
     loss : float
         ``(weights * distances).sum()``, the k-medoids objective (total
         deviation; ``distances.sum()`` without weights).
+    seconds : dict of str to float, optional
+        Wall seconds of each phase, in order: ``"setup"`` (input checks,
+        connectivity, reordering), ``"seeding"`` (k-medoids++, or only the
+        first nearest / second-nearest assignment when ``init`` gives the
+        medoids), ``"alternating"`` (the steps before the swaps),
+        ``"swaps"`` (the swap passes with their alternating steps) and
+        ``"assignment"`` (the final Dijkstra); they add up to the call's
+        time. None only for results built by hand.
     """
 
     medoids: np.ndarray
     labels: np.ndarray
     distances: np.ndarray
     loss: float
+    seconds: dict | None = None
 
 
 
@@ -93,6 +103,27 @@ def _check_kmedoids_input(graph, n_clusters) -> sp.csr_matrix:
             "call connect_components(graph, X) first."
         )
     return graph
+
+
+def _check_init(init, n: int, n_clusters: int) -> np.ndarray | None:
+    """None for ``init="k-medoids++"``, else ``init`` as (K,) int64 distinct node indices in [0, N)."""
+    if isinstance(init, str):
+        if init == "k-medoids++":
+            return None
+        raise ValueError(f"init must be 'k-medoids++' or an array of {n_clusters} distinct node indices, got "
+                         f"{init!r}; for a k-means start pass geodesic.kmeans_init.kmeans_init_nodes(points, "
+                         f"weights, K, seed) as init.")
+    nodes = np.asarray(init)
+    if nodes.shape != (n_clusters,):
+        raise ValueError(f"init must have shape (K,) = ({n_clusters},), one node per medoid, got {nodes.shape}.")
+    if nodes.dtype == bool or not np.issubdtype(nodes.dtype, np.integer):
+        raise ValueError(f"init must hold integer node indices, got dtype {nodes.dtype}.")
+    if nodes.min() < 0 or nodes.max() >= n:
+        raise ValueError(f"init holds node indices outside [0, N) = [0, {n}): {nodes.min()}..{nodes.max()}.")
+    if np.unique(nodes).size != n_clusters:
+        raise ValueError(f"init must hold {n_clusters} distinct nodes, got {np.unique(nodes).size} distinct; "
+                         f"a medoid cannot be repeated.")
+    return nodes.astype(np.int64)
 
 
 def _kmedoids_plusplus(g: CSRGraph, n_clusters: int, rng: np.random.Generator, search: PrunedSearch,
@@ -388,7 +419,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
                       batch_size: int | None = None, medoid_candidates: int = 16, tol: float = 1e-3,
                       max_search_entries: int = 2**27, seed_batch: int | None = None,
                       max_swap_visits: int | str | None = "auto", device=None,
-                      verbose: bool = False) -> GeodesicKMedoidsResult:
+                      verbose: bool = False, init="k-medoids++") -> GeodesicKMedoidsResult:
     """k-medoids on the geodesic distance of a graph, without any N x N matrix.
 
     Minimises the total deviation ``sum_i w_i min_k d(i, m_k)`` over K medoid
@@ -407,7 +438,9 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
        one medoid at a time, each updating the nearest-medoid distances by a
        search confined to its own cell (:class:`PrunedSearch`), or above
        :data:`SEQUENTIAL_SEEDING_MAX_N` nodes in k-means|| rounds of up to
-       ``seed_batch`` medoids (:func:`_kmedoids_plusplus`).
+       ``seed_batch`` medoids (:func:`_kmedoids_plusplus`). Or the medoids
+       given as ``init`` (e.g. k-means centroids snapped to nodes,
+       :func:`geodesic.kmeans_init.kmeans_init_nodes`).
     2. **Alternating** (Voronoi iteration; Park & Jun, 2009): assign every
        node to its nearest medoid, then move each medoid to the best of the
        ``medoid_candidates`` members nearest to it (and, weighted, its
@@ -517,22 +550,30 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
         Where the dense parts (cluster distance blocks, swap gains) run; CPU by
         default, e.g. ``"cuda"``. The graph searches always run on the CPU.
     verbose : bool, default=False
-        Print the loss after each phase and a tqdm bar over swap candidates.
+        Print the loss after each phase, and a tqdm bar over swap candidates
+        when stderr is a terminal (not into a log file).
+    init : "k-medoids++" or array-like of int of shape (K,), default="k-medoids++"
+        Starting medoids: geodesic k-medoids++ (step 1), or K distinct node
+        indices in [0, N) used as they are (no seeding draws; ``seed`` then
+        only orders the swap candidates).
 
     Returns
     -------
     GeodesicKMedoidsResult
-        ``(medoids (K,), labels (N,), distances (N,), loss)``.
+        ``(medoids (K,), labels (N,), distances (N,), loss, seconds)``.
 
     Raises
     ------
     ValueError
         K < 1 or K > N, a non-square graph, negative or non-finite edge
-        lengths, or a disconnected graph (call :func:`connect_components`).
+        lengths, a disconnected graph (call :func:`connect_components`), or
+        an ``init`` that is not K distinct node indices.
     """
+    clock, cpu_clock = time.perf_counter(), time.process_time()
     graph = _check_kmedoids_input(graph, n_clusters)
     n = graph.shape[0]
     w = _check_weights(weights, n)
+    init_nodes = _check_init(init, n, n_clusters)
     if not 0 < candidate_fraction <= 1:
         raise ValueError(f"candidate_fraction must be in (0, 1], got {candidate_fraction}.")
     if batch_size is None:
@@ -559,18 +600,33 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     g, order = CSRGraph(graph).reordered()
     w = w[order]
     search = PrunedSearch(g, batch_size=batch_size)
-    clock, cpu_clock = time.perf_counter(), time.process_time()
+    seconds, phase_start = {}, clock
 
     def log(msg):
         if verbose:
             print(f"[geodesic_kmedoids] {time.perf_counter() - clock:7.1f} s ({time.process_time() - cpu_clock:7.1f} s "
                   f"CPU)  {msg}", flush=True)
 
+    def end_phase(name, msg=None):
+        """Record the wall seconds since the previous phase ended under ``name``."""
+        nonlocal phase_start
+        now = time.perf_counter()
+        seconds[name], phase_start = now - phase_start, now
+        if msg is not None:
+            log(msg)
+
+    end_phase("setup")
     with _single_torch_thread(device):
-        medoids, _ = _kmedoids_plusplus(g, n_clusters, rng, search, w, seed_batch=seed_batch)
+        if init_nodes is None:
+            medoids, _ = _kmedoids_plusplus(g, n_clusters, rng, search, w, seed_batch=seed_batch)
+        else:  # the given nodes, in the reordered numbering
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n)
+            medoids = rank[init_nodes]
         top2 = Top2Search(g)
         top2.reset(medoids)
-        log(f"k-medoids++ seeding: loss {w @ top2.d1:.6g}")
+        end_phase("seeding", f"{'k-medoids++ seeding' if init_nodes is None else 'given init'}: "
+                             f"loss {w @ top2.d1:.6g}")
 
         def alternate(steps):
             for _ in range(steps):
@@ -579,7 +635,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
                 top2.reset(medoids)
 
         alternate(max_iter)
-        log(f"alternating: loss {w @ top2.d1:.6g}")
+        end_phase("alternating", f"alternating: loss {w @ top2.d1:.6g}")
         n_candidates = max(1, min(math.ceil(candidate_fraction * n), candidates_per_cluster * n_clusters))
         visits_left = math.inf if max_swap_visits is None else float(max_swap_visits)
         for p in range(n_swap_passes):
@@ -589,7 +645,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
             before = w @ top2.d1
             candidates = rng.permutation(n)[:n_candidates]
             progress = None
-            if verbose:
+            if verbose and sys.stderr.isatty():  # a bar in a log file is only noise
                 from tqdm import tqdm
                 progress = tqdm(total=n_candidates, desc=f"swap pass {p + 1}", leave=False)
             swaps, visits = _swap_pass(g, top2, medoids, candidates, w, search, batch_size=search.batch_size,
@@ -602,6 +658,7 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
             log(f"swap pass {p + 1}: {swaps} swaps, {visits} nodes visited, loss {after:.6g}")
             if before - after <= tol * before:
                 break
+        end_phase("swaps")
 
     # final assignment from one exact multi-source Dijkstra
     dist, _, src = dijkstra(g.csr, directed=True, indices=medoids, min_only=True, return_predecessors=True)
@@ -611,7 +668,9 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     labels[order] = slot_of[src]
     distances = np.empty(n, dtype=out_dtype(graph))
     distances[order] = dist
-    return GeodesicKMedoidsResult(medoids=order[medoids], labels=labels, distances=distances, loss=float(w @ dist))
+    end_phase("assignment", "final assignment: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return GeodesicKMedoidsResult(medoids=order[medoids], labels=labels, distances=distances, loss=float(w @ dist),
+                                  seconds=seconds)
 
 
 def _check_weights(weights, n: int) -> np.ndarray:

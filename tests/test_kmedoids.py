@@ -325,3 +325,72 @@ def test_auto_swap_budget_is_the_larger_of_2_26_and_64_n(roll, monkeypatch):
     np.testing.assert_array_equal(auto.medoids, explicit.medoids)
     with pytest.raises(ValueError, match="'auto'"):
         geodesic_kmedoids(graph, 3, max_swap_visits="many")
+
+
+# ----------------------------------------------------------------------------
+# init: given starting medoids, and the per-phase seconds
+# ----------------------------------------------------------------------------
+def test_given_init_without_iterations_returns_it_with_dijkstras_loss(roll):
+    """max_iter=0, n_swap_passes=0: the given medoids come back as they are, scored by
+    scipy's multi-source Dijkstra (an independent reference), weighted."""
+    _, graph, _ = roll
+    init = np.array([412, 3, 250, 77, 499, 120, 0])
+    w = np.random.default_rng(0).integers(1, 6, 500).astype(float)
+    res = geodesic_kmedoids(graph, 7, weights=w, init=init, max_iter=0, n_swap_passes=0)
+    np.testing.assert_array_equal(res.medoids, init)
+    reference = sp.csgraph.dijkstra(graph, directed=False, indices=init, min_only=True)
+    np.testing.assert_allclose(res.distances, reference, rtol=1e-12)
+    assert res.loss == pytest.approx(float(w @ reference), rel=1e-12)
+    np.testing.assert_array_equal(init[res.labels], init[np.argmin(
+        sp.csgraph.dijkstra(graph, directed=False, indices=init), axis=0)])
+
+
+def test_given_init_is_improved_from_and_accepts_lists(roll):
+    _, graph, D = roll
+    init = list(range(0, 500, 25))  # 20 medoids, a poor start
+    res = geodesic_kmedoids(graph, 20, init=init, seed=1)
+    assert res.loss < D[init].min(axis=0).sum()
+    assert len(np.unique(res.medoids)) == 20
+
+
+def test_default_init_is_k_medoids_plus_plus(roll):
+    """Leaving init out and init="k-medoids++" are the same run, draw for draw."""
+    _, graph, _ = roll
+    for seed in (0, 4):
+        a = geodesic_kmedoids(graph, 20, seed=seed)
+        b = geodesic_kmedoids(graph, 20, seed=seed, init="k-medoids++")
+        np.testing.assert_array_equal(a.medoids, b.medoids)
+        assert a.loss == b.loss
+
+
+@pytest.mark.parametrize("init, match", [
+    ("k-means", r"kmeans_init_nodes"),
+    (np.arange(6), r"shape \(K,\) = \(5,\)"),
+    (np.arange(10).reshape(2, 5), r"shape \(K,\) = \(5,\)"),
+    (np.array([0.0, 1, 2, 3, 4]), "integer node indices"),
+    (np.array([True, False, True, False, True]), "integer node indices"),
+    (np.array([0, 1, 2, 3, 500]), r"outside \[0, N\) = \[0, 500\)"),
+    (np.array([-1, 1, 2, 3, 4]), r"outside \[0, N\)"),
+    (np.array([0, 1, 2, 3, 3]), "5 distinct nodes, got 4"),
+])
+def test_bad_init_is_rejected(roll, init, match):
+    _, graph, _ = roll
+    with pytest.raises(ValueError, match=match):
+        geodesic_kmedoids(graph, 5, init=init)
+
+
+def test_result_reports_seconds_per_phase(roll):
+    _, graph, _ = roll
+    for init in ("k-medoids++", np.arange(0, 500, 50)):
+        res = geodesic_kmedoids(graph, 10, init=init, seed=0)
+        assert list(res.seconds) == ["setup", "seeding", "alternating", "swaps", "assignment"]
+        assert all(isinstance(s, float) and s >= 0 for s in res.seconds.values())
+
+
+def test_verbose_draws_no_progress_bar_into_a_log(roll, capsys):
+    """stderr is not a terminal under pytest (as in a benchmark's log): no tqdm bar."""
+    _, graph, _ = roll
+    geodesic_kmedoids(graph, 10, seed=0, verbose=True)
+    captured = capsys.readouterr()
+    assert "swap pass 1:" in captured.out and "final assignment" in captured.out
+    assert "it/s" not in captured.err and "swap pass" not in captured.err
