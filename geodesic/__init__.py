@@ -8,6 +8,7 @@ As scikit-learn's Isomap builds on ``sklearn.neighbors``, the estimators in
   :class:`~geodesic.graph.PrunedSearch`);
 * :mod:`geodesic.kernels` — the compiled (numba) Dijkstra kernels behind them;
 * :mod:`geodesic.kmedoids` — geodesic k-medoids (seeding, alternating, swaps);
+* :mod:`geodesic.kmeans_init` — a k-means start for it (centroids snapped to nodes);
 * :mod:`geodesic.ann` — approximate neighbours (faiss HNSW) and duplicate collapsing;
 * :mod:`geodesic.decoder_metric` — decoder (pull-back) edge lengths;
 * :mod:`geodesic.refinement` — refined code vectors;

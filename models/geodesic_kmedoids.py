@@ -25,6 +25,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from geodesic.ann import EXACT_BELOW, NeighborIndex, collapse_duplicates
 from geodesic.graph import connect_components, geodesic_distances
+from geodesic.kmeans_init import kmeans_init_nodes
 from geodesic.kmedoids import geodesic_kmedoids
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "GeodesicKMedoids", "NodeGraph", "build_node_graph", "through_nearest"]
@@ -145,10 +146,16 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
     max_iter, n_swap_passes, candidate_fraction, candidates_per_cluster, medoid_candidates, tol
         Options of :func:`geodesic.kmedoids.geodesic_kmedoids` (same names
         and defaults as :class:`models.geodesic_vq.GeodesicQuantizer`).
+    init : {"k-medoids++", "k-means"}, default="k-medoids++"
+        Starting medoids: geodesic k-medoids++, or faiss k-means on the nodes
+        (weighted by node weight, 20 iterations, seeded like the rest, the
+        nodes in lexicographic order so that X's row order does not matter)
+        with each centroid snapped to its nearest distinct node
+        (:func:`geodesic.kmeans_init.kmeans_init_nodes`).
     device : str, default="cpu"
         Torch device of the swap gains.
     random_state : int, RandomState instance or None, default=None
-        Seeds the k-medoids++ draws and the HNSW levels; an int is used as
+        Seeds the k-medoids++ draws (or k-means) and the HNSW levels; an int is used as
         the seed itself (``GeodesicQuantizer(seed=s)`` fits the same medoids).
 
     Attributes
@@ -178,8 +185,8 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
     def __init__(self, n_clusters: int = 8, *, n_neighbors: int = 10, neighbors: str = "auto",
                  exact_below: int = EXACT_BELOW, max_iter: int = 3, n_swap_passes: int = 10,
                  candidate_fraction: float = 1.0, candidates_per_cluster: int = 32,
-                 medoid_candidates: int = 16, tol: float = 1e-3, device: str = "cpu",
-                 random_state=None):
+                 medoid_candidates: int = 16, tol: float = 1e-3, init: str = "k-medoids++",
+                 device: str = "cpu", random_state=None):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.neighbors = neighbors
@@ -190,6 +197,7 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
         self.candidates_per_cluster = candidates_per_cluster
         self.medoid_candidates = medoid_candidates
         self.tol = tol
+        self.init = init
         self.device = device
         self.random_state = random_state
 
@@ -215,6 +223,8 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
             raise ValueError(f"candidate_fraction must be in (0, 1], got {self.candidate_fraction!r}")
         if not (isinstance(self.tol, numbers.Real) and self.tol >= 0):
             raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
+        if not (isinstance(self.init, str) and self.init in ("k-medoids++", "k-means")):
+            raise ValueError(f"init must be 'k-medoids++' or 'k-means', got {self.init!r}")
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool):
@@ -315,11 +325,23 @@ class GeodesicKMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transforme
             warnings.warn(f"only {len(nodes)} distinct points for n_clusters={self.n_clusters}: "
                           f"every point is a medoid and the medoids repeat", stacklevel=3)
         # weights None when all ones: the unweighted path of geodesic_kmedoids (the same objective)
-        result = geodesic_kmedoids(node_graph.graph, n_fit, seed=seed,
-                                   weights=None if (node_weights == 1).all() else node_weights,
+        weights = None if (node_weights == 1).all() else node_weights
+        init = "k-medoids++" if self.init == "k-medoids++" else self._kmeans_start(nodes, weights, n_fit, seed)
+        result = geodesic_kmedoids(node_graph.graph, n_fit, seed=seed, weights=weights, init=init,
                                    **self._kmedoids_options())
         self._set_nodes(nodes, node_weights, node_graph.graph, node_graph.index, result.medoids,
                         result.labels, result.distances, float(result.loss))
+
+    @staticmethod
+    def _kmeans_start(nodes: np.ndarray, weights, n_fit: int, seed: int) -> np.ndarray:
+        """(n_fit,) node indices: :func:`kmeans_init_nodes` on the nodes in lexicographic order.
+
+        faiss draws its first centroids (and its subsample) by row position, so
+        the same data in another row order (weights against repeated rows)
+        would start, and number the clusters, differently; sorted, it does not.
+        """
+        order = np.lexsort(nodes.T[::-1])
+        return order[kmeans_init_nodes(nodes[order], None if weights is None else weights[order], n_fit, seed)]
 
     def _fit_one_node(self, nodes: np.ndarray, node_weights: np.ndarray) -> None:
         warnings.warn(f"X holds one distinct vector: all {self.n_clusters} medoids are that "

@@ -17,7 +17,8 @@ from models.geodesic_kmedoids import EXPECTED_FAILED_CHECKS, GeodesicKMedoids
 # points: both are repaired with a warning, which is the documented behaviour
 @pytest.mark.filterwarnings("ignore:The neighbour graph has:UserWarning")
 @pytest.mark.filterwarnings("ignore:n_neighbors=5 is not below:UserWarning")
-@parametrize_with_checks([GeodesicKMedoids(n_clusters=3, n_neighbors=5, random_state=0)],
+@parametrize_with_checks([GeodesicKMedoids(n_clusters=3, n_neighbors=5, random_state=0),
+                          GeodesicKMedoids(n_clusters=3, n_neighbors=5, init="k-means", random_state=0)],
                          expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
@@ -132,6 +133,7 @@ def test_disconnected_graph_is_repaired_with_a_warning_not_dropped():
 @pytest.mark.parametrize("bad, match", [({"n_clusters": 0}, "n_clusters must be an integer >= 1"),
                                         ({"n_neighbors": 2.5}, "n_neighbors must be an integer"),
                                         ({"neighbors": "kd"}, "neighbors must be"),
+                                        ({"init": "random"}, "init must be 'k-medoids\\+\\+' or 'k-means'"),
                                         ({"n_clusters": 200}, "n_samples=150 .* should be >= n_clusters=200")])
 def test_bad_parameters_say_how_to_fix_them(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -154,3 +156,27 @@ def test_hnsw_index_pickles_by_rebuilding_it():
     assert np.array_equal(back.predict(X), km.labels_) and np.array_equal(km.labels_, km.node_labels_)
     D = dijkstra(km.graph_, directed=False, indices=km.medoid_nodes_)
     assert np.allclose(km.transform(X), D.T, rtol=1e-6)
+
+
+def test_kmeans_init_starts_from_snapped_centroids_and_fits_as_well(fitted):
+    """init="k-means" passes kmeans_init_nodes' nodes (weighted by multiplicity) to
+    geodesic_kmedoids; the fit's loss stays within 2 % of the default's, and of FasterPAM."""
+    from geodesic.kmeans_init import kmeans_init_nodes
+    from geodesic.kmedoids import geodesic_kmedoids
+
+    X, default = fitted
+    km = GeodesicKMedoids(6, n_neighbors=8, init="k-means", random_state=0).fit(X)
+    order = np.lexsort(km.nodes_.T[::-1])  # k-means sees the nodes in lexicographic order
+    start = order[kmeans_init_nodes(km.nodes_[order], None, 6, seed=0)]
+    direct = geodesic_kmedoids(km.graph_, 6, seed=0, init=start)
+    assert np.array_equal(km.medoid_nodes_, direct.medoids) and km.inertia_ == direct.loss
+    assert km.inertia_ <= 1.02 * default.inertia_
+    D = dijkstra(reference_graph(X, 8), directed=False)
+    assert km.inertia_ <= 1.02 * min(kmedoids.fasterpam(D, 6, random_state=s, n_cpu=1).loss for s in range(5))
+
+
+def test_kmeans_init_with_as_many_medoids_as_distinct_points():
+    X = np.repeat(swiss_roll(4), 5, axis=0)
+    with pytest.warns(UserWarning, match="only 4 distinct points for n_clusters=6"):
+        km = GeodesicKMedoids(6, n_neighbors=2, init="k-means", random_state=0).fit(X)
+    assert set(km.labels_) == {0, 1, 2, 3} and km.inertia_ == 0
