@@ -668,7 +668,8 @@ def geodesic_kmedoids(graph, n_clusters: int, *, weights=None, seed: int = 0, ma
     labels[order] = slot_of[src]
     distances = np.empty(n, dtype=out_dtype(graph))
     distances[order] = dist
-    end_phase("assignment", "final assignment: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    end_phase("assignment")
+    log("final assignment; seconds per phase: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     return GeodesicKMedoidsResult(medoids=order[medoids], labels=labels, distances=distances, loss=float(w @ dist),
                                   seconds=seconds)
 
