@@ -1,8 +1,8 @@
 """Geodesic k-medoids at latent-grid scale: approximate k-NN graph, collapsed duplicates, against CLARA.
 
     python benchmarks/bench_grid_scale.py [--n-images 60000] [--clusters 512] [--prefix 300000]
-        [--clara-samples 5] [--clara-size 20000] [--threads 2] [--no-exact] [--conv-vae CKPT] [--quick]
-        [--out benchmarks/results/grid_scale.csv]
+        [--init k-medoids++ k-means] [--clara-samples 5] [--clara-size 20000] [--threads 2] [--no-exact]
+        [--conv-vae CKPT] [--quick] [--out benchmarks/results/grid_scale.csv]
 
 Data, a stand-in for a conv encoder's 7x7 latent grid (the ``data`` column
 says so): 8x8 patches at stride 4 of the first --n-images Fashion-MNIST
@@ -19,15 +19,26 @@ wall and CPU seconds are both reported (this machine is shared: wall time
 includes waiting for the CPU, single-threaded CPU time does not):
 
 * ``prefix``: the first --prefix vectors, graph (``NeighborIndex`` +
-  ``connect_components``) then ``geodesic_kmedoids(weights=counts)``; with
-  their sum in a ``prefix_total`` row. The route without this module, for
+  ``connect_components``) then ``geodesic_kmedoids(weights=counts)``, once
+  per ``--init`` (the ``method`` names it; ``k-means``: the start of
+  ``geodesic.kmeans_init.kmeans_init_nodes`` on the nodes, --threads faiss
+  threads, its seconds inside the fit's), each fit's seconds per phase in
+  its ``note``; graph + fit in a ``prefix_total`` row. The route without this module, for
   the ratio: today's exact scikit-learn graph on the same vectors
   (``knn_graph`` + ``connect_components``, duplicates not collapsed); its fit
   is not re-run (about 30 min, docs/shared notes).
 * ``graph``: all vectors, duplicates collapsed, HNSW (faiss) above 200,000
   nodes; recall@10 of the graph's lists on 1,000 nodes against brute force.
 * ``kmedoids``: geodesic k-medoids at K = --clusters on all nodes, weighted
-  by multiplicity.
+  by multiplicity, once per ``--init``.
+* ``prefix_kmeans`` / ``kmeans``: what a user would run instead, on the same
+  vectors: ``faiss.Kmeans(d, K, niter=20, max_points_per_centroid=10**9,
+  seed=--seed)`` on all the prefix's (all) vectors, duplicates included,
+  --threads faiss threads (:func:`geodesic.kmeans_init.kmeans_centroids`);
+  timed and its peak RSS taken before scoring. Its ``loss`` is geodesic,
+  comparable with the fits': the centroids snapped to distinct nearest
+  nodes (:func:`geodesic.kmeans_init.snap_to_nodes`), scored on the graph,
+  weighted by multiplicity.
 * ``clara`` (Kaufman & Rousseeuw, 1990): --clara-samples random subsamples of
   --clara-size *vectors* (duplicates included, as a user would draw them);
   on each, the exact geodesic matrix of the subsample's own k-NN graph
@@ -39,8 +50,10 @@ includes waiting for the CPU, single-threaded CPU time does not):
   (one multi-source Dijkstra, weighted by multiplicity), against the fit on
   all vectors: what fitting on a subsample of images costs in loss (the
   comparison's ``--grid-fit-images``; ``--prefix 294000`` is its 6,000 images).
-* ``ratio`` rows: loss geodesic / CLARA, loss prefix fit / full fit, and
-  prefix graph time exact / ours.
+* ``ratio`` rows: per init, graph + fit seconds / faiss k-means seconds
+  (prefix and all), loss geodesic / snapped k-means, loss geodesic / CLARA
+  and loss prefix fit / full fit; loss init k-means / init k-medoids++ when
+  both ran; and prefix graph time exact / ours.
 
 A run record (config, command line, git commit) is written beside the CSV.
 """
@@ -59,6 +72,7 @@ from bench_geodesic import in_fresh_process, start_clean_forkserver  # children 
 
 COLUMNS = ["stage", "n_points", "n_nodes", "K", "method", "seconds", "cpu_seconds", "peak_mb", "recall_at_10",
            "loss", "n_components", "ratio", "note", "data"]
+INITS = ("k-medoids++", "k-means")
 DATA_NOTE = ("Fashion-MNIST train 8x8 patches at stride 4 (padded to 32x32), PCA-16: stand-in for a conv "
              "VAE's 7x7 latent grid")
 
@@ -72,6 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--clusters", type=int, default=512, help="number of medoids K")
     p.add_argument("--n-neighbors", type=int, default=10, help="k of the k-NN graph (all routes)")
     p.add_argument("--prefix", type=int, default=300000, help="vectors in the prefix run; 0 skips it")
+    p.add_argument("--init", nargs="+", choices=INITS, default=list(INITS),
+                   help="starts of geodesic k-medoids, each fitted side by side (geodesic_kmedoids's "
+                        "k-medoids++, or weighted faiss k-means snapped to nodes)")
     p.add_argument("--clara-samples", type=int, default=5, help="CLARA subsamples; 0 skips CLARA")
     p.add_argument("--clara-size", type=int, default=20000, help="vectors per CLARA subsample")
     p.add_argument("--no-exact", action="store_true",
@@ -82,7 +99,8 @@ def parse_args(argv=None):
                         "latent means of the training split instead of the patch stand-in")
     p.add_argument("--seed", type=int, default=0, help="seed of k-medoids, of CLARA's samples and of FasterPAM")
     p.add_argument("--threads", type=int, default=2,
-                   help="faiss threads of the HNSW graph (NeighborIndex's default is 1: the same graph every run)")
+                   help="faiss threads of the HNSW graph, of the k-means start and of the faiss k-means stage "
+                        "(NeighborIndex's default is 1: the same graph every run)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 2,000 images, K 64, prefix 30,000, 2 CLARA samples of 3,000, "
                         "written to grid_scale_quick.csv")
@@ -95,6 +113,7 @@ def parse_args(argv=None):
     if min(args.n_images, args.clusters, args.n_neighbors, args.threads) < 1 or min(args.prefix,
                                                                                    args.clara_samples) < 0:
         p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix and --clara-samples >= 0")
+    args.init = list(dict.fromkeys(args.init))  # each init once, in the order given
     if args.out is None:
         args.out = Path("benchmarks/results") / ("grid_scale_quick.csv" if args.quick else "grid_scale.csv")
     return args
@@ -204,17 +223,53 @@ def exact_route_child(z_path: str, n_points: int, k: int) -> dict:
     return out
 
 
-def kmedoids_child(graph_path: str, K: int, seed: int) -> dict:
+def phase_note(phases: dict) -> str:
+    """"k-means init 1.2 s, seeding 6.1 s, ..." from a dict of seconds per phase."""
+    return ", ".join(f"{name} {seconds:.3g} s" for name, seconds in phases.items())
+
+
+def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++", threads: int = 1) -> dict:
+    """geodesic_kmedoids on a saved graph, weighted by multiplicity, from ``init`` (one of INITS)."""
     import scipy.sparse as sp
 
+    from geodesic.kmeans_init import kmeans_init_nodes
     from geodesic.kmedoids import geodesic_kmedoids
 
     graph = sp.load_npz(graph_path)
-    counts = np.load(graph_path + ".nodes.npz")["counts"]
+    nodes = np.load(graph_path + ".nodes.npz")
+    counts = nodes["counts"]
     clock = _Clock()
-    result = geodesic_kmedoids(graph, K, weights=counts, seed=seed, verbose=True)
+    phases, start = {}, "k-medoids++"
+    if init == "k-means":
+        start = kmeans_init_nodes(nodes["points"], counts, K, seed, n_threads=threads)
+        phases["k-means init"] = time.perf_counter() - clock.wall
+    result = geodesic_kmedoids(graph, K, weights=counts, seed=seed, verbose=True, init=start)
     out = clock.read()
-    out.update(peak_mb=_peak_mb(), loss=result.loss, medoids=result.medoids)
+    phases.update(result.seconds)
+    out.update(peak_mb=_peak_mb(), loss=result.loss, medoids=result.medoids, note=phase_note(phases))
+    return out
+
+
+def kmeans_child(z_path: str, n_points: int, K: int, seed: int, threads: int, graph_path: str) -> dict:
+    """faiss k-means on the first n_points vectors as a user runs it; the geodesic loss of its
+    centroids snapped to the graph's nodes (scoring not timed)."""
+    import scipy.sparse as sp
+
+    from geodesic.kmeans_init import kmeans_centroids, snap_to_nodes
+    from geodesic.kmedoids import kmedoids_loss
+
+    Z = np.ascontiguousarray(np.load(z_path, mmap_mode="r")[:n_points])
+    clock = _Clock()
+    centroids = kmeans_centroids(Z, K, seed=seed, niter=20, max_points_per_centroid=10**9, n_threads=threads)
+    out = clock.read()
+    out["peak_mb"] = _peak_mb()
+    del Z
+    nodes = np.load(graph_path + ".nodes.npz")
+    medoids = snap_to_nodes(centroids, nodes["points"], n_threads=threads)
+    out.update(method=f"faiss k-means, 20 iterations, {threads} threads", n_nodes=len(nodes["counts"]),
+               loss=kmedoids_loss(sp.load_npz(graph_path), medoids, nodes["counts"]),
+               note="loss: centroids snapped to distinct nearest nodes, geodesic on the graph, weighted "
+                    "by multiplicity; seconds and peak: k-means alone")
     return out
 
 
@@ -299,6 +354,41 @@ def report(stage: str, result: dict) -> None:
     print(f"{stage}: " + ", ".join(f"{k} {result[k]}" for k in keys if k in result), flush=True)
 
 
+def fits_beside_kmeans(args, add, stage: str, n_points: int, g: dict, graph_path: str, z_path: str,
+                       target: str) -> dict:
+    """Geodesic k-medoids once per ``--init`` on a saved graph, then faiss k-means on the same
+    vectors, with their rows and ratio rows passed to ``add``; returns {init: fit}.
+
+    ``stage`` is "prefix_" or "": the rows are ``<stage>kmedoids`` (and ``prefix_total``)
+    and ``<stage>kmeans``; ``g`` is the graph stage's result, ``target`` the fit's note.
+    """
+    K, fits = args.clusters, {}
+    for init in args.init:
+        f = in_fresh_process(kmedoids_child, graph_path, K, args.seed, init, args.threads)
+        report(f"{stage}kmedoids, init {init}", f)
+        add(row(f"{stage}kmedoids", n_points, f, n_nodes=g["n_nodes"], K=K, method=f"geodesic, weighted, init {init}",
+                note=f["note"] if stage else f"{target}; {f['note']}"))
+        if stage:
+            add(row("prefix_total", n_points, n_nodes=g["n_nodes"], K=K, method=f"graph + fit, init {init}",
+                    seconds=round(g["seconds"] + f["seconds"], 2),
+                    cpu_seconds=round(g["cpu_seconds"] + f["cpu_seconds"], 2), note=target))
+        fits[init] = f
+    km = in_fresh_process(kmeans_child, z_path, n_points, K, args.seed, args.threads, graph_path)
+    report(f"{stage}kmeans", km)
+    add(row(f"{stage}kmeans", n_points, km, K=K))
+    which = "prefix" if stage else "all vectors"
+    for init, f in fits.items():
+        add(row("ratio", n_points, K=K, ratio=round((g["seconds"] + f["seconds"]) / km["seconds"], 2),
+                method=f"{which}: graph + fit seconds, init {init} / faiss k-means seconds",
+                note=f"CPU seconds ratio {(g['cpu_seconds'] + f['cpu_seconds']) / max(km['cpu_seconds'], 1e-9):.2f}"))
+        add(row("ratio", n_points, K=K, ratio=round(f["loss"] / km["loss"], 4),
+                method=f"{which}: loss geodesic init {init} / faiss k-means snapped to nodes"))
+    if len(fits) == len(INITS):
+        add(row("ratio", n_points, K=K, ratio=round(fits["k-means"]["loss"] / fits["k-medoids++"]["loss"], 4),
+                method=f"{which}: loss geodesic init k-means / init k-medoids++"))
+    return fits
+
+
 def main(args):
     from utils.bench import write_csv
     from utils.runtime import print_args, write_run_record
@@ -316,6 +406,10 @@ def main(args):
             r["data"] = note
         write_csv(args.out, rows)
 
+    def add(r):
+        rows.append(r)
+        save()
+
     with tempfile.TemporaryDirectory() as tmp:
         z_path = os.path.join(tmp, "Z.npy")
         Z = grid_standin(args.n_images) if args.conv_vae is None else conv_vae_latents(args.conv_vae, args.n_images)
@@ -323,60 +417,46 @@ def main(args):
         np.save(z_path, Z)
         del Z
         print(f"stand-in: {n} vectors of dimension 16", flush=True)
+        prefix_path, full = os.path.join(tmp, "prefix.npz"), os.path.join(tmp, "full.npz")
+        prefix_fits = {}
         if args.prefix:
             m = min(args.prefix, n)
-            pg = in_fresh_process(graph_child, z_path, m, k, "auto", os.path.join(tmp, "prefix.npz"),
-                                  args.threads)
+            pg = in_fresh_process(graph_child, z_path, m, k, "auto", prefix_path, args.threads)
             report("prefix graph", pg)
-            rows.append(row("prefix_graph", m, pg))
-            pf = in_fresh_process(kmedoids_child, os.path.join(tmp, "prefix.npz"), K, args.seed)
-            report("prefix kmedoids", pf)
-            rows.append(row("prefix_kmedoids", m, pf, n_nodes=pg["n_nodes"], K=K, method="geodesic, weighted"))
-            rows.append(row("prefix_total", m, n_nodes=pg["n_nodes"], K=K, method="graph + fit",
-                            seconds=round(pg["seconds"] + pf["seconds"], 2),
-                            cpu_seconds=round(pg["cpu_seconds"] + pf["cpu_seconds"], 2),
-                            note="target <= 90 s"))
-            save()
+            add(row("prefix_graph", m, pg))
+            prefix_fits = fits_beside_kmeans(args, add, "prefix_", m, pg, prefix_path, z_path,
+                                             "target graph + fit <= 20 s (#30)")
         if not args.no_full:
-            full = os.path.join(tmp, "full.npz")
             g = in_fresh_process(graph_child, z_path, n, k, "auto", full, args.threads)
             report("graph", g)
-            rows.append(row("graph", n, g, note="target <= 180 s, recall@10 >= 0.9"))
-            save()
-            f = in_fresh_process(kmedoids_child, full, K, args.seed)
-            report("kmedoids", f)
-            rows.append(row("kmedoids", n, f, n_nodes=g["n_nodes"], K=K, method="geodesic, weighted",
-                            note="target <= 900 s, peak <= 8 GB"))
-            save()
-            if args.prefix:
-                pof = in_fresh_process(prefix_on_full_child, full, os.path.join(tmp, "prefix.npz"),
-                                       pf["medoids"])
-                report("prefix medoids on the whole graph", pof)
-                rows.append(row("prefix_on_full", n, pof, n_nodes=g["n_nodes"], K=K,
-                                method=f"medoids fitted on the first {m} vectors", note="scoring time only"))
-                rows.append(row("ratio", n, K=K, method="loss prefix fit / full fit, on the whole graph",
-                                ratio=round(pof["loss"] / f["loss"], 4)))
-                save()
+            add(row("graph", n, g, note="target <= 180 s, recall@10 >= 0.9"))
+            fits = fits_beside_kmeans(args, add, "", n, g, full, z_path, "target <= 900 s, peak <= 8 GB")
+            for init, pf in prefix_fits.items():  # none without a prefix run
+                f = fits[init]
+                pof = in_fresh_process(prefix_on_full_child, full, prefix_path, pf["medoids"])
+                report(f"prefix medoids on the whole graph, init {init}", pof)
+                add(row("prefix_on_full", n, pof, n_nodes=g["n_nodes"], K=K,
+                        method=f"medoids fitted on the first {m} vectors, init {init}", note="scoring time only"))
+                add(row("ratio", n, K=K, method=f"loss prefix fit / full fit, on the whole graph, init {init}",
+                        ratio=round(pof["loss"] / f["loss"], 4)))
             if args.clara_samples:
                 c = in_fresh_process(clara_child, full, K, k, args.clara_samples, args.clara_size, args.seed)
                 report("clara", c)
-                rows.append(row("clara", n, c, n_nodes=g["n_nodes"], K=K,
-                                method=f"FasterPAM on {args.clara_samples} x {args.clara_size} vectors",
-                                note="subsample geodesics on its own k-NN graph; best medoid set scored on "
-                                     "the whole graph, weighted; losses " +
-                                     " ".join(f"{x:.6g}" for x in c["losses"])))
-                rows.append(row("ratio", n, K=K, method="loss geodesic / CLARA",
-                                ratio=round(f["loss"] / c["loss"], 4)))
-                save()
+                add(row("clara", n, c, n_nodes=g["n_nodes"], K=K,
+                        method=f"FasterPAM on {args.clara_samples} x {args.clara_size} vectors",
+                        note="subsample geodesics on its own k-NN graph; best medoid set scored on "
+                             "the whole graph, weighted; losses " + " ".join(f"{x:.6g}" for x in c["losses"])))
+                for init, f in fits.items():
+                    add(row("ratio", n, K=K, method=f"loss geodesic init {init} / CLARA",
+                            ratio=round(f["loss"] / c["loss"], 4)))
         if args.prefix and not args.no_exact:  # last: the slowest stage per vector
             e = in_fresh_process(exact_route_child, z_path, m, k)
             report("prefix exact route graph", e)
-            rows.append(row("prefix_graph_reference", m, e,
-                            note="today's knn_graph + connect_components; its fit (~30 min) not re-run"))
-            rows.append(row("ratio", m, method="prefix graph seconds: exact route / ours",
-                            ratio=round(e["seconds"] / pg["seconds"], 2),
-                            note=f"CPU seconds ratio {e['cpu_seconds'] / max(pg['cpu_seconds'], 1e-9):.2f}"))
-            save()
+            add(row("prefix_graph_reference", m, e,
+                    note="today's knn_graph + connect_components; its fit (~30 min) not re-run"))
+            add(row("ratio", m, method="prefix graph seconds: exact route / ours",
+                    ratio=round(e["seconds"] / pg["seconds"], 2),
+                    note=f"CPU seconds ratio {e['cpu_seconds'] / max(pg['cpu_seconds'], 1e-9):.2f}"))
     save()
     write_run_record(args.out.with_suffix(".json"), args, data=note, cpu_count=os.cpu_count(),
                      load_average=os.getloadavg())

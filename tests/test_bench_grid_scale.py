@@ -49,3 +49,45 @@ def test_prefix_equal_to_whole_set_gives_the_full_fit_loss(tmp_path):
     bench.graph_child(z_path, len(Z), 5, "exact", full)
     fit = bench.kmedoids_child(prefix, 6, 0)
     assert np.isclose(bench.prefix_on_full_child(full, prefix, fit["medoids"])["loss"], fit["loss"])
+
+
+def test_kmedoids_child_fits_from_each_init_and_notes_its_phases(tmp_path):
+    Z = _data(2)
+    z_path = str(tmp_path / "Z.npy")
+    np.save(z_path, Z)
+    graph_path = str(tmp_path / "g.npz")
+    bench.graph_child(z_path, len(Z), 5, "exact", graph_path)
+    counts = np.load(graph_path + ".nodes.npz")["counts"]
+    D = dijkstra(sp.load_npz(graph_path), directed=False)
+    for init in bench.INITS:
+        fit = bench.kmedoids_child(graph_path, 6, 0, init)
+        # the loss is that of the medoids on scipy's all-pairs matrix, weighted
+        assert np.isclose(fit["loss"], float(counts @ D[fit["medoids"]].min(axis=0)))
+        phases = [p.split(" ")[0] for p in fit["note"].split(", ")]
+        start = ["k-means"] if init == "k-means" else []
+        assert phases == start + ["setup", "seeding", "alternating", "swaps", "assignment"]
+
+
+def test_kmeans_child_scores_snapped_centroids_on_the_graph(tmp_path):
+    """faiss k-means on all vectors (duplicates included); its centroids' nearest nodes
+    (brute force, distinct here) scored by scipy's Dijkstra, weighted by multiplicity."""
+    from geodesic.kmeans_init import kmeans_centroids
+
+    Z = _data(3)
+    z_path = str(tmp_path / "Z.npy")
+    np.save(z_path, Z)
+    graph_path = str(tmp_path / "g.npz")
+    bench.graph_child(z_path, 300, 5, "exact", graph_path)
+    out = bench.kmeans_child(z_path, 300, 6, 0, 1, graph_path)
+    assert out["seconds"] >= 0 and out["peak_mb"] > 0 and out["n_nodes"] == len(np.unique(Z[:300], axis=0))
+    nodes = np.load(graph_path + ".nodes.npz")
+    centroids = kmeans_centroids(Z[:300], 6, seed=0, max_points_per_centroid=10**9)  # the same seeded run
+    nearest = ((centroids[:, None, :] - nodes["points"][None]) ** 2).sum(-1).argmin(axis=1)
+    assert len(np.unique(nearest)) == 6
+    D = dijkstra(sp.load_npz(graph_path), directed=False, indices=nearest)
+    assert np.isclose(out["loss"], float((nodes["counts"] * D.min(axis=0)).sum()))
+
+
+def test_init_flag_defaults_to_both_side_by_side():
+    assert bench.parse_args([]).init == ["k-medoids++", "k-means"]
+    assert bench.parse_args(["--init", "k-means", "k-means"]).init == ["k-means"]
