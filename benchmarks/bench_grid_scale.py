@@ -31,6 +31,9 @@ includes waiting for the CPU, single-threaded CPU time does not):
   nodes; recall@10 of the graph's lists on 1,000 nodes against brute force.
 * ``kmedoids``: geodesic k-medoids at K = --clusters on all nodes, weighted
   by multiplicity, once per ``--init``.
+* ``predict``: the next --predict vectors after the prefix quantized out of
+  sample by ``GeodesicKMedoids`` fitted on the prefix (``predict`` timed),
+  beside faiss k-means' nearest centroid of the same rows.
 * ``prefix_kmeans`` / ``kmeans``: what a user would run instead, on the same
   vectors: ``faiss.Kmeans(d, K, niter=20, max_points_per_centroid=10**9,
   seed=--seed)`` on all the prefix's (all) vectors, duplicates included,
@@ -89,6 +92,9 @@ def parse_args(argv=None):
     p.add_argument("--init", nargs="+", choices=INITS, default=list(INITS),
                    help="starts of geodesic k-medoids, each fitted side by side (geodesic_kmedoids's "
                         "k-medoids++, or weighted faiss k-means snapped to nodes)")
+    p.add_argument("--predict", type=int, default=490000,
+                   help="vectors after the prefix quantized out of sample by a fit on the prefix (#30: the "
+                        "490k test grid vectors), timed beside k-means' nearest centroid; 0 skips it")
     p.add_argument("--clara-samples", type=int, default=5, help="CLARA subsamples; 0 skips CLARA")
     p.add_argument("--clara-size", type=int, default=20000, help="vectors per CLARA subsample")
     p.add_argument("--no-exact", action="store_true",
@@ -109,10 +115,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.n_images, args.clusters, args.prefix = 2000, 64, 30000
-        args.clara_samples, args.clara_size = 2, 3000
+        args.clara_samples, args.clara_size, args.predict = 2, 3000, min(args.predict, 20000)
     if min(args.n_images, args.clusters, args.n_neighbors, args.threads) < 1 or min(args.prefix,
-                                                                                   args.clara_samples) < 0:
-        p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix and --clara-samples >= 0")
+                                                                                   args.clara_samples,
+                                                                                   args.predict) < 0:
+        p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix, --clara-samples and "
+                "--predict >= 0")
     args.init = list(dict.fromkeys(args.init))  # each init once, in the order given
     if args.out is None:
         args.out = Path("benchmarks/results") / ("grid_scale_quick.csv" if args.quick else "grid_scale.csv")
@@ -273,6 +281,35 @@ def kmeans_child(z_path: str, n_points: int, K: int, seed: int, threads: int, gr
     return out
 
 
+def predict_child(z_path: str, n_fit: int, n_new: int, K: int, seed: int, threads: int) -> dict:
+    """Out-of-sample quantization (#30 item 4): ``GeodesicKMedoids`` fitted on the first
+    n_fit vectors (not timed), then ``predict`` of the next n_new vectors, timed; beside it
+    what a user of k-means runs: faiss k-means' nearest centroid (``IndexFlatL2``) of the
+    same rows, timed alone. Returns the seconds of both and the labels (for tests)."""
+    import faiss
+
+    from geodesic.kmeans_init import kmeans_centroids
+    from models.geodesic_kmedoids import GeodesicKMedoids
+
+    Z = np.load(z_path, mmap_mode="r")
+    fit, new = np.ascontiguousarray(Z[:n_fit]), np.ascontiguousarray(Z[n_fit:n_fit + n_new])
+    est = GeodesicKMedoids(K, random_state=seed).fit(fit)
+    clock = _Clock()
+    labels = est.predict(new)
+    out = clock.read()
+    centroids = kmeans_centroids(fit, K, seed=seed, niter=20, max_points_per_centroid=10**9, n_threads=threads)
+    faiss.omp_set_num_threads(threads)
+    flat = faiss.IndexFlatL2(centroids.shape[1])
+    flat.add(centroids)
+    start = time.perf_counter()
+    _, nearest = flat.search(new.astype(np.float32), 1)
+    out.update(kmeans_seconds=round(time.perf_counter() - start, 3), peak_mb=_peak_mb(), n_nodes=len(est.nodes_),
+               labels=labels, kmeans_labels=nearest[:, 0],
+               method=f"GeodesicKMedoids.predict ({est.index_.method_ if est.index_ else 'one node'} "
+                      f"search, 1 thread) of {len(new)} new vectors")
+    return out
+
+
 def prefix_on_full_child(full_path: str, prefix_path: str, prefix_medoids) -> dict:
     """Loss on the whole graph of medoids found on the prefix graph.
 
@@ -426,6 +463,15 @@ def main(args):
             add(row("prefix_graph", m, pg))
             prefix_fits = fits_beside_kmeans(args, add, "prefix_", m, pg, prefix_path, z_path,
                                              "target graph + fit <= 20 s (#30)")
+            if args.predict and n > m:
+                pr = in_fresh_process(predict_child, z_path, m, args.predict, args.clusters, args.seed,
+                                      args.threads)
+                report("out-of-sample predict", pr)
+                new = min(args.predict, n - m)
+                add(row("predict", new, pr, K=args.clusters, note=f"target <= 10 s (#30); faiss k-means' "
+                        f"nearest centroid of the same rows {pr['kmeans_seconds']} s"))
+                add(row("ratio", new, K=args.clusters, method="predict seconds: geodesic / k-means' nearest centroid",
+                        ratio=round(pr["seconds"] / max(pr["kmeans_seconds"], 1e-9), 1)))
         if not args.no_full:
             g = in_fresh_process(graph_child, z_path, n, k, "auto", full, args.threads)
             report("graph", g)

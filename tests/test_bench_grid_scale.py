@@ -91,3 +91,22 @@ def test_kmeans_child_scores_snapped_centroids_on_the_graph(tmp_path):
 def test_init_flag_defaults_to_both_side_by_side():
     assert bench.parse_args([]).init == ["k-medoids++", "k-means"]
     assert bench.parse_args(["--init", "k-means", "k-means"]).init == ["k-means"]
+
+
+def test_predict_child_labels_new_rows_by_their_least_geodesic_distance(tmp_path):
+    """Out-of-sample labels of the rows after the prefix: each the medoid of least geodesic
+    distance through the fitted graph (the estimator's dense transform as the reference), and
+    k-means' nearest centroid by brute force."""
+    from geodesic.kmeans_init import kmeans_centroids
+    from models.geodesic_kmedoids import GeodesicKMedoids
+
+    Z = _data(4)
+    z_path = str(tmp_path / "Z.npy")
+    np.save(z_path, Z)
+    out = bench.predict_child(z_path, 300, 100, 5, 0, 1)
+    est = GeodesicKMedoids(5, random_state=0).fit(Z[:300])
+    assert np.array_equal(out["labels"], est.transform(Z[300:]).argmin(axis=1))
+    centroids = kmeans_centroids(Z[:300], 5, seed=0, max_points_per_centroid=10**9)
+    brute = ((Z[300:, None, :] - centroids[None]) ** 2).sum(-1).argmin(axis=1)
+    assert np.array_equal(out["kmeans_labels"], brute)
+    assert out["seconds"] >= 0 and out["kmeans_seconds"] >= 0
