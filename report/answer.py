@@ -46,11 +46,6 @@ ROLE_HEADS = {V.BEST_END_TO_END: "vs the best end-to-end quantizer",
               V.KMEANS: "vs k-means on the same latents"}
 
 
-def question_label(q: QuestionVerdict) -> str:
-    """'reconstruction (MSE)'."""
-    return f"{q.section.name} ({name(q.section.answer_metrics[0])})"
-
-
 def question_line(q: QuestionVerdict, k: int | None = None, word: str | None = None) -> str:
     """'MSE 0.0303/0.0262', then the question's verdict when it is not the cell's
     ``word``, the K it rests on when fewer than all decide it, and the K of the means
