@@ -286,8 +286,7 @@ def predict_child(z_path: str, n_fit: int, n_new: int, K: int, seed: int, thread
     n_fit vectors (not timed), then ``predict`` of the next n_new vectors, timed; beside it
     what a user of k-means runs: faiss k-means' nearest centroid (``IndexFlatL2``) of the
     same rows, timed alone. Returns the seconds of both and the labels (for tests)."""
-    import faiss
-
+    from geodesic.ann import faiss_threads
     from geodesic.kmeans_init import kmeans_centroids
     from models.geodesic_kmedoids import GeodesicKMedoids
 
@@ -298,12 +297,13 @@ def predict_child(z_path: str, n_fit: int, n_new: int, K: int, seed: int, thread
     labels = est.predict(new)
     out = clock.read()
     centroids = kmeans_centroids(fit, K, seed=seed, niter=20, max_points_per_centroid=10**9, n_threads=threads)
-    faiss.omp_set_num_threads(threads)
-    flat = faiss.IndexFlatL2(centroids.shape[1])
-    flat.add(centroids)
-    start = time.perf_counter()
-    _, nearest = flat.search(new.astype(np.float32), 1)
-    out.update(kmeans_seconds=round(time.perf_counter() - start, 3), peak_mb=_peak_mb(), n_nodes=len(est.nodes_),
+    with faiss_threads(threads) as faiss:
+        flat = faiss.IndexFlatL2(centroids.shape[1])
+        flat.add(centroids)
+        start = time.perf_counter()
+        _, nearest = flat.search(new.astype(np.float32), 1)
+        seconds = time.perf_counter() - start
+    out.update(kmeans_seconds=round(seconds, 3), peak_mb=_peak_mb(), n_nodes=len(est.nodes_),
                labels=labels, kmeans_labels=nearest[:, 0],
                method=f"GeodesicKMedoids.predict ({est.index_.method_ if est.index_ else 'one node'} "
                       f"search, 1 thread) of {len(new)} new vectors")
