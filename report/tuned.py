@@ -32,9 +32,11 @@ from report.verdicts import SectionVerdict, section_verdicts
 from utils import methods as M
 from utils import metric_registry as R
 from utils import protocol as P
-from utils.paths import TUNED_DIR
+from utils.paths import RUNNER_FIGURE_CAPTIONS, TUNED_DIR, ResultPaths
 from utils.results import read_generation, read_results
 
+# The runner figures run_tuned.py's figures stage draws (one per rate).
+INTERPOLATION_FIGURES = ("interpolation", "interpolation_grid")
 VERDICT_DECODER = "finetuned"  # the decoder the verdict's cells decode with, on both sides
 TABLE_COLUMNS = ((R.MSE.column, "MSE"), (R.ARI.column, "ARI"), (R.USAGE.column, "usage"),
                  ("epochs_trained", "epochs"), ("best_epoch", "best epoch"),
@@ -194,14 +196,30 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     return story
 
 
+def interpolation_figures(root: Path, rows: pd.DataFrame, dataset: str,
+                          setting: str) -> list[tuple[Path, str]]:
+    """(png, caption) of the tuned run's interpolation figures present (run_tuned.py's
+    figures stage: the chosen VAE at each rate, the first seed)."""
+    out = []
+    for name in INTERPOLATION_FIGURES:
+        png = ResultPaths(root / TUNED_DIR).figure(name, dataset, setting).with_suffix(".png")
+        if png.is_file():
+            out.append((png, f"{RUNNER_FIGURE_CAPTIONS[name]} {group_label(rows, dataset, setting)}"
+                             f", tuned protocol: the VAE validation chose at the largest K."))
+    return out
+
+
 def appendix(results, frame: pd.DataFrame, styles) -> list:
-    """The tuned rows at every K, both decoders, with the epochs they trained."""
-    from report.layout import heading, render
+    """The tuned rows at every K, both decoders, with the epochs they trained, and the
+    interpolation figures of the chosen VAEs."""
+    from report.layout import figure, heading, render
 
     story = []
     for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
         story += heading(f"{group_label(rows, dataset, setting)}: the tuned rows at every K",
                          styles, "h2") + [render(table_rows(rows), [0.13, 0.22, 0.05], styles)]
+        story += [figure(png, caption, styles)
+                  for png, caption in interpolation_figures(results.root, rows, dataset, setting)]
     return story
 
 

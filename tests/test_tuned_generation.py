@@ -226,9 +226,12 @@ def test_a_rerun_adds_nothing(tuned, monkeypatch):
     before = {p.name: p.read_text() for p in (root / "res").glob("*.csv")}
     for name in ("train", "fit_prior"):
         monkeypatch.setattr(train_prior, name, lambda *a, **k: pytest.fail("a prior was redone"))
-    rt.main(rt.parse_args(argv))  # --stage all: select, rows and generation
+    rt.main(rt.parse_args(argv))  # --stage all: select, rows, generation and figures
     after = {p.name: p.read_text() for p in (root / "res").glob("*.csv")}
     assert before == after
+    # the figures stage drew the grid interpolation from the cached VAE
+    assert [p.name for p in (root / "res" / "figures").glob("interpolation*.png")] == [
+        "interpolation_grid_mnist_full.png"]
 
 
 def test_the_generation_k_of_the_protocol():

@@ -39,7 +39,12 @@ of epochs with one setting per side. Here (docs/protocol.md, utils/protocol.py):
    the rows of ``<results-dir>/generation.csv`` (``protocol = tuned``) add the
    decoder's reconstruction NLL and the likelihood bound in bits per dimension.
 
-``--stage all`` runs selection, rows and generation in turn; each stage reuses what
+5. **Figures.** Interpolations between test images through the latents of the VAE
+   validation chose at the largest K (first seed): the straight line and the
+   k-NN-graph geodesics with latent and decoder edge lengths; at the grid rate
+   whole 7x7 latent grids are the graph's points (issue #31, item 4).
+
+``--stage all`` runs selection, rows, generation and figures in turn; each stage reuses what
 the earlier ones cached. Everything is cached by config hash under ``--work-dir`` and
 the CSVs are written row by row, so an interrupted run resumes where it stopped.
 """
@@ -73,7 +78,7 @@ from utils.results import (TUNED_GENERATION_COLUMNS, append_generation_row, conf
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
-STAGES = ("select", "rows", "generation", "all")
+STAGES = ("select", "rows", "generation", "figures", "all")
 SELECTION_COLUMNS = ["dataset", "dataset_used", "rate", "side", "family", "method", "K",
                      "candidate", "edge_length", "code_vectors", "decoder", "seed", "criterion",
                      "val_score", "epochs_trained", "best_epoch", "decoder_epochs_trained",
@@ -111,7 +116,8 @@ def parse_args(argv=None):
                    help="select: choose on validation; rows: run the choice on every seed; "
                         "generation: priors over the chosen cells' codes, decoded by their "
                         "fine-tuned decoders (the prior's size chosen on validation first); "
-                        "all: the three in turn")
+                        "figures: interpolations through the chosen VAE's latents; "
+                        "all: the four in turn")
     p.add_argument("--library", action="store_true",
                    help="also the end-to-end methods built on vector-quantize-pytorch (FSQ, "
                         "rotation-trick VQ), each with its own candidates, chosen at K = "
@@ -467,6 +473,22 @@ def generation(args, table: Selection, train, val, device, out: paths.ResultPath
           file=sys.stderr)
 
 
+def figures(args, table: Selection, train, test, device, out: paths.ResultPaths) -> list[Path]:
+    """Stage 5: the interpolation figure of the VAE validation chose at the largest K, first
+    seed (train/comparison_figures.py: one code per image, or whole 7x7 grids), drawn from
+    the cached models (it trains nothing the rows stage did not)."""
+    from train import comparison_figures as CF
+
+    K = max(args.codebook_sizes)
+    family = "vae-" + ("conv" if args.rate == vocab.GRID_RATE else "mlp")
+    run = cm.SeedRun(with_settings(args, table.settings(args.rate, family, K)), args.seeds[0],
+                     train, test, device)
+    if args.rate == vocab.IMAGE_RATE:
+        return CF.draw_interpolations(run, out.figure("interpolation", args.dataset, args.setting))
+    return CF.draw_grid_interpolation(run, out.figure("interpolation_grid", args.dataset,
+                                                      args.setting))
+
+
 def main(args):
     device = pick_device(args.device)
     out = Path(args.results_dir)
@@ -495,6 +517,10 @@ def main(args):
                   file=sys.stderr)
         if args.stage in ("generation", "all"):
             generation(args, table, train, val, device, results)
+        if args.stage in ("figures", "all"):
+            test = load_dataset(args.dataset, "test", args.data_root, limit=args.limit)
+            for path in figures(args, table, train, test, device, results):
+                print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ TUNED_DIR = "tuned"  # the tuned protocol's rows and selection table
 SETTINGS = ("full", "quick")
 
 # Figures the runner draws from its models, and figures the report draws from summary.csv.
-RUNNER_FIGURES = ("codebooks", "reconstructions", "latent_map", "usage", "interpolation")
+RUNNER_FIGURES = ("codebooks", "reconstructions", "latent_map", "usage", "interpolation",
+                  "interpolation_grid")
 SUMMARY_FIGURES = ("rate_distortion", "label_metrics", "metric_grid", "ablation")
 # The report's caption of each runner figure, named beside it so that a new figure brings its own.
 RUNNER_FIGURE_CAPTIONS = {
@@ -39,6 +40,10 @@ RUNNER_FIGURE_CAPTIONS = {
     "interpolation": "Interpolations between test images: the VAE decoding of the straight "
                      "latent line and of the shortest k-NN-graph path with latent and with "
                      "decoder edge lengths.",
+    "interpolation_grid": "Grid rate: interpolation between two test images, the conv VAE's "
+                          "decoding of the straight line between their 7x7 latent grids and of "
+                          "the shortest k-NN-graph path through training grids, with latent and "
+                          "with decoder (whole-grid pull-back) edge lengths.",
 }
 
 
