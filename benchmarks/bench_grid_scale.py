@@ -1,8 +1,9 @@
 """Geodesic k-medoids at latent-grid scale: approximate k-NN graph, collapsed duplicates, against CLARA.
 
     python benchmarks/bench_grid_scale.py [--n-images 60000] [--clusters 512] [--prefix 300000]
-        [--init k-medoids++ k-means] [--clara-samples 5] [--clara-size 20000] [--threads 2] [--no-exact]
-        [--conv-vae CKPT] [--quick] [--out benchmarks/results/grid_scale.csv]
+        [--init k-medoids++ k-means] [--swap-budget 32] [--prefix-clara] [--clara-samples 5]
+        [--clara-size 20000] [--threads 2] [--no-exact] [--conv-vae CKPT] [--quick]
+        [--out benchmarks/results/grid_scale.csv]
 
 Data, a stand-in for a conv encoder's 7x7 latent grid (the ``data`` column
 says so): 8x8 patches at stride 4 of the first --n-images Fashion-MNIST
@@ -23,14 +24,18 @@ includes waiting for the CPU, single-threaded CPU time does not):
   per ``--init`` (the ``method`` names it; ``k-means``: the start of
   ``geodesic.kmeans_init.kmeans_init_nodes`` on the nodes, --threads faiss
   threads, its seconds inside the fit's), each fit's seconds per phase in
-  its ``note``; graph + fit in a ``prefix_total`` row. The route without this module, for
+  its ``note``; graph + fit in a ``prefix_total`` row; then, with
+  --swap-budget B > 0, one more fit (k-medoids++) whose swap phase stops after
+  B x nodes node visits (``max_swap_visits``; "swap budget B N" in its
+  ``method``): the time/loss knob at this scale. With --prefix-clara, CLARA
+  (below) on the prefix too. The route without this module, for
   the ratio: today's exact scikit-learn graph on the same vectors
   (``knn_graph`` + ``connect_components``, duplicates not collapsed); its fit
   is not re-run (about 30 min, docs/shared notes).
 * ``graph``: all vectors, duplicates collapsed, HNSW (faiss) above 200,000
   nodes; recall@10 of the graph's lists on 1,000 nodes against brute force.
 * ``kmedoids``: geodesic k-medoids at K = --clusters on all nodes, weighted
-  by multiplicity, once per ``--init``.
+  by multiplicity, once per ``--init`` (and at --swap-budget).
 * ``predict``: the next --predict vectors after the prefix quantized out of
   sample by ``GeodesicKMedoids`` fitted on the prefix (``predict`` timed),
   beside faiss k-means' nearest centroid of the same rows.
@@ -95,6 +100,12 @@ def parse_args(argv=None):
     p.add_argument("--predict", type=int, default=490000,
                    help="vectors after the prefix quantized out of sample by a fit on the prefix (#30: the "
                         "490k test grid vectors), timed beside k-means' nearest centroid; 0 skips it")
+    p.add_argument("--swap-budget", type=float, default=32.0,
+                   help="one more fit (init k-medoids++) beside the default ones, its swap work capped at "
+                        "this many node visits per graph node (geodesic_kmedoids's max_swap_visits = "
+                        "budget x nodes; the default 'auto' is max(2^26, 64 N)); 0 skips it")
+    p.add_argument("--prefix-clara", action="store_true",
+                   help="also run CLARA on the prefix (its loss beside the prefix fits')")
     p.add_argument("--clara-samples", type=int, default=5, help="CLARA subsamples; 0 skips CLARA")
     p.add_argument("--clara-size", type=int, default=20000, help="vectors per CLARA subsample")
     p.add_argument("--no-exact", action="store_true",
@@ -118,9 +129,10 @@ def parse_args(argv=None):
         args.clara_samples, args.clara_size, args.predict = 2, 3000, min(args.predict, 20000)
     if min(args.n_images, args.clusters, args.n_neighbors, args.threads) < 1 or min(args.prefix,
                                                                                    args.clara_samples,
-                                                                                   args.predict) < 0:
-        p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix, --clara-samples and "
-                "--predict >= 0")
+                                                                                   args.predict,
+                                                                                   args.swap_budget) < 0:
+        p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix, --clara-samples, "
+                "--predict and --swap-budget >= 0")
     args.init = list(dict.fromkeys(args.init))  # each init once, in the order given
     if args.out is None:
         args.out = Path("benchmarks/results") / ("grid_scale_quick.csv" if args.quick else "grid_scale.csv")
@@ -236,8 +248,10 @@ def phase_note(phases: dict) -> str:
     return ", ".join(f"{name} {seconds:.3g} s" for name, seconds in phases.items())
 
 
-def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++", threads: int = 1) -> dict:
-    """geodesic_kmedoids on a saved graph, weighted by multiplicity, from ``init`` (one of INITS)."""
+def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++", threads: int = 1,
+                   budget: float = 0.0) -> dict:
+    """geodesic_kmedoids on a saved graph, weighted by multiplicity, from ``init`` (one of INITS);
+    with ``budget`` > 0 its swap work capped at budget x nodes visits (else the default)."""
     import scipy.sparse as sp
 
     from geodesic.kmeans_init import kmeans_init_nodes
@@ -251,7 +265,9 @@ def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++"
     if init == "k-means":
         start = kmeans_init_nodes(nodes["points"], counts, K, seed, n_threads=threads)
         phases["k-means init"] = time.perf_counter() - clock.wall
-    result = geodesic_kmedoids(graph, K, weights=counts, seed=seed, verbose=True, init=start)
+    cap = int(budget * graph.shape[0]) if budget > 0 else "auto"
+    result = geodesic_kmedoids(graph, K, weights=counts, seed=seed, verbose=True, init=start,
+                               max_swap_visits=cap)
     out = clock.read()
     phases.update(result.seconds)
     out.update(peak_mb=_peak_mb(), loss=result.loss, medoids=result.medoids, note=phase_note(phases))
@@ -400,16 +416,17 @@ def fits_beside_kmeans(args, add, stage: str, n_points: int, g: dict, graph_path
     and ``<stage>kmeans``; ``g`` is the graph stage's result, ``target`` the fit's note.
     """
     K, fits = args.clusters, {}
-    for init in args.init:
-        f = in_fresh_process(kmedoids_child, graph_path, K, args.seed, init, args.threads)
-        report(f"{stage}kmedoids, init {init}", f)
-        add(row(f"{stage}kmedoids", n_points, f, n_nodes=g["n_nodes"], K=K, method=f"geodesic, weighted, init {init}",
+    for init, budget in fit_variants(args):
+        label = init if not budget else f"{init}, swap budget {budget:g} N"
+        f = in_fresh_process(kmedoids_child, graph_path, K, args.seed, init, args.threads, budget)
+        report(f"{stage}kmedoids, init {label}", f)
+        add(row(f"{stage}kmedoids", n_points, f, n_nodes=g["n_nodes"], K=K, method=f"geodesic, weighted, init {label}",
                 note=f["note"] if stage else f"{target}; {f['note']}"))
         if stage:
-            add(row("prefix_total", n_points, n_nodes=g["n_nodes"], K=K, method=f"graph + fit, init {init}",
+            add(row("prefix_total", n_points, n_nodes=g["n_nodes"], K=K, method=f"graph + fit, init {label}",
                     seconds=round(g["seconds"] + f["seconds"], 2),
                     cpu_seconds=round(g["cpu_seconds"] + f["cpu_seconds"], 2), note=target))
-        fits[init] = f
+        fits[label] = f
     km = in_fresh_process(kmeans_child, z_path, n_points, K, args.seed, args.threads, graph_path)
     report(f"{stage}kmeans", km)
     add(row(f"{stage}kmeans", n_points, km, K=K))
@@ -420,10 +437,32 @@ def fits_beside_kmeans(args, add, stage: str, n_points: int, g: dict, graph_path
                 note=f"CPU seconds ratio {(g['cpu_seconds'] + f['cpu_seconds']) / max(km['cpu_seconds'], 1e-9):.2f}"))
         add(row("ratio", n_points, K=K, ratio=round(f["loss"] / km["loss"], 4),
                 method=f"{which}: loss geodesic init {init} / faiss k-means snapped to nodes"))
-    if len(fits) == len(INITS):
+    if all(init in fits for init in INITS):
         add(row("ratio", n_points, K=K, ratio=round(fits["k-means"]["loss"] / fits["k-medoids++"]["loss"], 4),
                 method=f"{which}: loss geodesic init k-means / init k-medoids++"))
     return fits
+
+
+def fit_variants(args) -> list[tuple[str, float]]:
+    """(init, swap budget per node; 0 = the default cap) of every fit: each --init at the
+    default, then k-medoids++ at --swap-budget when it is > 0."""
+    return [(init, 0.0) for init in args.init] + ([("k-medoids++", args.swap_budget)]
+                                                  if args.swap_budget else [])
+
+
+def clara_rows(args, add, n_points: int, g: dict, graph_path: str, fits: dict, which: str) -> None:
+    """CLARA on a saved graph, its row, and the loss ratio of every fit against it."""
+    K = args.clusters
+    c = in_fresh_process(clara_child, graph_path, K, args.n_neighbors, args.clara_samples,
+                         args.clara_size, args.seed)
+    report(f"{which}clara", c)
+    add(row(f"{which}clara", n_points, c, n_nodes=g["n_nodes"], K=K,
+            method=f"FasterPAM on {args.clara_samples} x {args.clara_size} vectors",
+            note="subsample geodesics on its own k-NN graph; best medoid set scored on "
+                 "the whole graph, weighted; losses " + " ".join(f"{x:.6g}" for x in c["losses"])))
+    for label, f in fits.items():
+        add(row("ratio", n_points, K=K, ratio=round(f["loss"] / c["loss"], 4),
+                method=f"{'prefix: ' if which else ''}loss geodesic init {label} / CLARA"))
 
 
 def main(args):
@@ -463,6 +502,8 @@ def main(args):
             add(row("prefix_graph", m, pg))
             prefix_fits = fits_beside_kmeans(args, add, "prefix_", m, pg, prefix_path, z_path,
                                              "target graph + fit <= 20 s (#30)")
+            if args.prefix_clara and args.clara_samples:
+                clara_rows(args, add, m, pg, prefix_path, prefix_fits, "prefix_")
             if args.predict and n > m:
                 pr = in_fresh_process(predict_child, z_path, m, args.predict, args.clusters, args.seed,
                                       args.threads)
@@ -486,15 +527,7 @@ def main(args):
                 add(row("ratio", n, K=K, method=f"loss prefix fit / full fit, on the whole graph, init {init}",
                         ratio=round(pof["loss"] / f["loss"], 4)))
             if args.clara_samples:
-                c = in_fresh_process(clara_child, full, K, k, args.clara_samples, args.clara_size, args.seed)
-                report("clara", c)
-                add(row("clara", n, c, n_nodes=g["n_nodes"], K=K,
-                        method=f"FasterPAM on {args.clara_samples} x {args.clara_size} vectors",
-                        note="subsample geodesics on its own k-NN graph; best medoid set scored on "
-                             "the whole graph, weighted; losses " + " ".join(f"{x:.6g}" for x in c["losses"])))
-                for init, f in fits.items():
-                    add(row("ratio", n, K=K, method=f"loss geodesic init {init} / CLARA",
-                            ratio=round(f["loss"] / c["loss"], 4)))
+                clara_rows(args, add, n, g, full, fits, "")
         if args.prefix and not args.no_exact:  # last: the slowest stage per vector
             e = in_fresh_process(exact_route_child, z_path, m, k)
             report("prefix exact route graph", e)

@@ -110,3 +110,30 @@ def test_predict_child_labels_new_rows_by_their_least_geodesic_distance(tmp_path
     brute = ((Z[300:, None, :] - centroids[None]) ** 2).sum(-1).argmin(axis=1)
     assert np.array_equal(out["kmeans_labels"], brute)
     assert out["seconds"] >= 0 and out["kmeans_seconds"] >= 0
+
+
+def test_the_swap_budget_fit_runs_beside_the_default_ones():
+    assert bench.fit_variants(bench.parse_args([])) == [
+        ("k-medoids++", 0.0), ("k-means", 0.0), ("k-medoids++", 32.0)]
+    assert bench.fit_variants(bench.parse_args(["--swap-budget", "0", "--init", "k-means"])) == [
+        ("k-means", 0.0)]
+
+
+def test_a_swap_budget_caps_the_swaps_and_the_loss_is_still_exact(tmp_path):
+    """A budget of no visits leaves k-medoids++ plus alternating (geodesic_kmedoids with no
+    swap pass); any budget's loss is its medoids' on scipy's all-pairs matrix."""
+    from geodesic.kmedoids import geodesic_kmedoids
+
+    Z = _data(4)
+    z_path = str(tmp_path / "Z.npy")
+    np.save(z_path, Z)
+    graph_path = str(tmp_path / "g.npz")
+    bench.graph_child(z_path, len(Z), 5, "exact", graph_path)
+    graph, counts = sp.load_npz(graph_path), np.load(graph_path + ".nodes.npz")["counts"]
+    none = bench.kmedoids_child(graph_path, 6, 0, "k-medoids++", 1, 1e-9)
+    no_swaps = geodesic_kmedoids(graph, 6, weights=counts, seed=0, n_swap_passes=0)
+    assert sorted(none["medoids"]) == sorted(no_swaps.medoids)
+    D = dijkstra(graph, directed=False)
+    for budget in (1e-9, 2.0, 0.0):
+        fit = bench.kmedoids_child(graph_path, 6, 0, "k-medoids++", 1, budget)
+        assert np.isclose(fit["loss"], float(counts @ D[fit["medoids"]].min(axis=0)))

@@ -134,6 +134,8 @@ def test_disconnected_graph_is_repaired_with_a_warning_not_dropped():
                                         ({"n_neighbors": 2.5}, "n_neighbors must be an integer"),
                                         ({"neighbors": "kd"}, "neighbors must be"),
                                         ({"init": "random"}, "init must be 'k-medoids\\+\\+' or 'k-means'"),
+                                        ({"max_swap_visits": -1}, "max_swap_visits must be an integer >= 0"),
+                                        ({"max_swap_visits": "fast"}, "'auto' or None, got 'fast'"),
                                         ({"n_clusters": 200}, "n_samples=150 .* should be >= n_clusters=200")])
 def test_bad_parameters_say_how_to_fix_them(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -130,7 +130,7 @@ def test_help_on_every_flag_and_the_seed_range(capsys):
         script.parse_args(["--help"])
     text = capsys.readouterr().out
     for flag in ("-K", "--n-neighbors", "--output", "--key", "--weights", "--weights-key", "--seed",
-                 "--device", "--progress"):
+                 "--swap-budget", "--device", "--progress"):
         assert flag in text
     assert "2**32-1" in text
     with pytest.raises(SystemExit) as info:
@@ -142,3 +142,27 @@ def test_the_console_script_is_declared():
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, func = scripts["geodesic-kmedoids"].partition(":")
     assert module == "train.geodesic_kmedoids" and callable(getattr(script, func))
+
+
+def test_a_swap_budget_of_zero_is_the_fit_without_swaps(tmp_path, capsys, monkeypatch):
+    """--swap-budget B caps the swaps at B x N visits: 0 gives the medoids of k-medoids++
+    plus alternating, as the estimator fits them with no swap pass."""
+    from models.geodesic_kmedoids import GeodesicKMedoids
+
+    Z = points(60)
+    np.save(tmp_path / "z.npy", Z)
+    caps = []
+    real = GeodesicKMedoids.fit
+    monkeypatch.setattr(GeodesicKMedoids, "fit",
+                        lambda self, *a, **k: caps.append(self.max_swap_visits) or real(self, *a, **k))
+    for budget in ("0", "2.5"):
+        assert run([tmp_path / "z.npy", "-K", 4, "-k", 5, "--swap-budget", budget, "-o",
+                    tmp_path / f"b{budget}.npz"], capsys)[0] == 0
+    assert caps == [0, 150]
+    no_swaps = GeodesicKMedoids(4, n_neighbors=5, n_swap_passes=0, random_state=0).fit(Z)
+    got = np.load(tmp_path / "b0.npz")
+    assert sorted(got["medoid_indices"]) == sorted(no_swaps.medoid_indices_)
+    assert float(got["inertia"]) == pytest.approx(no_swaps.inertia_)
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(["z.npy", "--swap-budget", "-1"])
+    assert info.value.code == 2
