@@ -124,6 +124,24 @@ def test_a_rerun_adds_nothing(tuned):
     assert before == after
 
 
+def test_the_figures_stage_draws_from_the_chosen_vae_and_trains_nothing(tuned, monkeypatch):
+    """One code per image: the interpolation of the VAE validation chose at the largest K,
+    first seed, from the cache."""
+    from train import comparison_figures as CF
+
+    root, argv, _ = tuned
+    seen = {}
+    real = CF.draw_interpolations
+    monkeypatch.setattr(CF, "draw_interpolations",
+                        lambda run, out, **k: seen.update(run=run) or real(run, out, **k))
+    rt.main(rt.parse_args(argv + ["--stage", "figures", "--cached-only"]))  # a miss is an error
+    table = pd.read_csv(root / "res" / "selection_mnist.csv", keep_default_na=False)
+    chosen = table[table["chosen"] & (table["family"] == "vae-mlp") & (table["K"] == 8)]
+    assert seen["run"].seed == 0
+    assert seen["run"].args.vae_kl_weight == json.loads(chosen["candidate"].iloc[0])["vae_kl_weight"]
+    assert (root / "res" / "figures" / "interpolation_mnist_full.png").is_file()
+
+
 def test_rows_before_selection_is_a_one_line_error(tmp_path, capsys):
     from utils.cli import run_main
 
