@@ -180,8 +180,8 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     best = {q.opponent for q in columns.get(V.BEST_END_TO_END, []) if q.verdict is not None}
     classical = {q.contest.question for q in cells}
     tuned = any(q.protocol == "tuned" for q in cells)
-    return ("Cells: overall verdict; per question, geodesic's mean/the opponent's and the "
-            "question's verdict where it differs. Best end-to-end: lowest test mean"
+    return ("Cells: overall verdict; per question, geodesic's mean/the opponent's, and its "
+            "verdict where different. Best end-to-end: lowest test mean"
             + (" (only the classical VQ-VAE has rows)" if best <= classical else "") + "."
             + (" Tuned: equal budgets, settings chosen on validation." if tuned else ""))
 
