@@ -141,6 +141,34 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> 
     return " ".join([head, *clauses])
 
 
+def bound_sentence(frame: pd.DataFrame, v: SectionVerdict) -> str | None:
+    """Where the a-posteriori side's own unquantized VAE (at the KL weight its codes used)
+    already reconstructs worse than the opponent's codes at the largest K, beyond the
+    spread: that the gap is the VAE's, with the three means. None otherwise."""
+    rows = verdict_rows(frame)
+    rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
+    K, mse = max(v.ks), R.MSE.column
+    prop = rows[(rows["method"] == v.contest.proposal) & (rows["K"] == K)]
+    opp = rows[(rows["method"] == v.main) & (rows["K"] == K)]
+    betas = prop["kl_weight"].dropna().unique() if "kl_weight" in prop else []
+    if len(betas) != 1 or opp.empty:
+        return None
+    rate = M.get(v.contest.proposal).rate
+    continuous = [m.name for m in M.methods(family=M.CONTINUOUS, rate=rate)]
+    vae = rows[rows["method"].isin(continuous) & (rows["kl_weight"] == betas[0])]
+    if vae.empty:
+        return None
+    b, o, p = (g[mse].agg(["mean", "std"]).fillna(0.0) for g in (vae, opp, prop))
+    if not b["mean"] - b["std"] > o["mean"] + o["std"]:
+        return None
+    return (f"At K = {K} the gap is the VAE's more than the quantizer's: the unquantized "
+            f"{vae['method'].iloc[0]} validation chose (β = {betas[0]:g}) reconstructs the test "
+            f"split at MSE {F.fmt_mean_std(b['mean'], b['std'])}, already worse than "
+            f"{v.main}'s codes ({F.fmt_mean_std(o['mean'], o['std'])}); {v.contest.proposal}'s "
+            f"codes, at {F.fmt_mean_std(p['mean'], p['std'])}, are "
+            f"{100 * (p['mean'] / b['mean'] - 1):+.0f}% from that VAE.")
+
+
 def answer(results, frame: pd.DataFrame) -> list[str]:
     """The short-answer items of the tuned rows (an Extra's ``answer``), brief."""
     return [answer_item(frame, v, brief=True) for v in tuned_verdicts(frame)]
@@ -185,8 +213,11 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     verdicts = tuned_verdicts(frame)
     for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
         story += heading(group_label(rows, dataset, setting), styles, "h2", 0.15)
-        story += [para(answer_item(frame, v), styles["body"]) for v in verdicts
-                  if (v.dataset, v.setting) == (dataset, setting)]
+        for v in verdicts:
+            if (v.dataset, v.setting) == (dataset, setting):
+                bound = bound_sentence(frame, v)
+                story.append(para(answer_item(frame, v) + (f" {bound}" if bound else ""),
+                                  styles["body"]))
         selection = read_selection(results.root, dataset)
         for rate in (M.IMAGE_RATE, M.GRID_RATE):
             data = choices(selection, rate)

@@ -143,3 +143,24 @@ def test_the_headline_figure_plots_the_rows_page_one_reads(monkeypatch):
     # the reference spans its rate's bits only: log2 16 = 4 to log2 64 = 6, widened 1.25x
     [line] = lines
     assert line == pytest.approx((0.0101, 4 / 1.25, 6 * 1.25))
+
+
+def test_the_bound_sentence_appears_only_when_the_vae_itself_loses_beyond_the_spread():
+    """The a-posteriori codes at K = 64 (β = 0.1) against the VQ-VAE: the sentence names the
+    VAE of the codes' own β, and is absent when that VAE reconstructs as well as the VQ-VAE."""
+    def with_beta(part, beta):
+        return [dict(r, kl_weight=beta) for r in part]
+
+    geo = with_beta(rows(P, 0.030, cell=GEO_TUNED), 0.1)
+    vq = rows(B, 0.020, cell=("", "", "finetuned"))
+    worse_vae = with_beta(rows("vae-continuous", 0.025), 0.1)
+    other_beta = with_beta(rows("vae-continuous", 0.010), 1.0)
+    [v] = TU.tuned_verdicts(frame(geo, vq, worse_vae, other_beta))
+    text = TU.bound_sentence(frame(geo, vq, worse_vae, other_beta), v)
+    # means over seeds 0, 1, 2 of mse + 0.0001 s: 0.0251, 0.0201, 0.0301 (K = 64)
+    assert text.startswith("At K = 64 the gap is the VAE's")
+    assert "vae-continuous validation chose (β = 0.1)" in text and "0.0251 ± 0.0001" in text
+    assert "(0.0201 ± 0.0001)" in text and "+20% from that VAE" in text
+    good_vae = with_beta(rows("vae-continuous", 0.015), 0.1)
+    [v] = TU.tuned_verdicts(frame(geo, vq, good_vae))
+    assert TU.bound_sentence(frame(geo, vq, good_vae), v) is None
