@@ -131,7 +131,8 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> 
     """The tuned verdict at one rate, on reconstruction and labels."""
     rows = newest(frame)
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
-    epochs = F.unique_text(int(e) for e in rows["epochs_trained"].dropna())
+    trained = rows["epochs_trained"].dropna()
+    epochs = F.span(*(str(int(e)) for e in (trained.min(), trained.max()))) if len(trained) else "-"
     head = (f"**{VT.verdict_label(v)}, tuned protocol**, {VT.rate_phrase(v.contest)} "
             f"({F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; every model trained to "
             f"convergence with early stopping on validation (epochs run: {epochs}), settings and "

@@ -164,3 +164,10 @@ def test_the_bound_sentence_appears_only_when_the_vae_itself_loses_beyond_the_sp
     good_vae = with_beta(rows("vae-continuous", 0.015), 0.1)
     [v] = TU.tuned_verdicts(frame(geo, vq, good_vae))
     assert TU.bound_sentence(frame(geo, vq, good_vae), v) is None
+
+
+def test_the_answer_item_gives_the_range_of_epochs_run():
+    [v] = TU.tuned_verdicts(frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned"))))
+    # epochs_trained = 30 + seed over seeds 0, 1, 2
+    assert "(epochs run: 30 to 32)" in TU.answer_item(frame(rows(P, 0.03, cell=GEO_TUNED),
+                                                            rows(B, 0.04, cell=("", "", "finetuned"))), v)
