@@ -270,4 +270,6 @@ def run_main(main, args) -> int:
             raise
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
+    from utils import distributed
+    distributed.shutdown(wait=True)  # every rank leaves together (a no-op outside torchrun)
     return 0

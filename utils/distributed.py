@@ -96,8 +96,15 @@ def init_from_env(device: torch.device) -> torch.device:
     return device
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = False) -> None:
+    """Leave the job. ``wait=True`` (a run that ended well) first waits for every
+    rank at a barrier: a rank that tears its gloo connections down while rank 0
+    still writes its checkpoint can abort ("terminate called without an active
+    exception", seen in CI under load). The exit hook does not wait, because
+    after an error the peers may never reach the barrier."""
     if dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
     _ctx[0] = Context()
 
