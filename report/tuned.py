@@ -142,11 +142,11 @@ def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> 
     return " ".join([head, *clauses])
 
 
-def bound_sentence(frame: pd.DataFrame, v: SectionVerdict) -> str | None:
+def bound_sentence(rows: pd.DataFrame, v: SectionVerdict) -> str | None:
     """Where the a-posteriori side's own unquantized VAE (at the KL weight its codes used)
     already reconstructs worse than the opponent's codes at the largest K, beyond the
-    spread: that the gap is the VAE's, with the three means. None otherwise."""
-    rows = verdict_rows(frame)
+    spread: that the gap is the VAE's, with the three means. None otherwise. ``rows``:
+    :func:`verdict_rows` of the tuned frame."""
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
     K, mse = max(v.ks), R.MSE.column
     prop = rows[(rows["method"] == v.contest.proposal) & (rows["K"] == K)]
@@ -211,12 +211,12 @@ def details(results, frame: pd.DataFrame, styles) -> list:
 
     story = heading("The tuned protocol: equal budgets, chosen on validation", styles) + [
         para(INTRO, styles["body"])]
-    verdicts = tuned_verdicts(frame)
+    verdicts, rows_all = tuned_verdicts(frame), verdict_rows(frame)
     for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
         story += heading(group_label(rows, dataset, setting), styles, "h2", 0.15)
         for v in verdicts:
             if (v.dataset, v.setting) == (dataset, setting):
-                bound = bound_sentence(frame, v)
+                bound = bound_sentence(rows_all, v)
                 story.append(para(answer_item(frame, v) + (f" {bound}" if bound else ""),
                                   styles["body"]))
         selection = read_selection(results.root, dataset)

@@ -156,14 +156,14 @@ def test_the_bound_sentence_appears_only_when_the_vae_itself_loses_beyond_the_sp
     worse_vae = with_beta(rows("vae-continuous", 0.025), 0.1)
     other_beta = with_beta(rows("vae-continuous", 0.010), 1.0)
     [v] = TU.tuned_verdicts(frame(geo, vq, worse_vae, other_beta))
-    text = TU.bound_sentence(frame(geo, vq, worse_vae, other_beta), v)
+    text = TU.bound_sentence(TU.verdict_rows(frame(geo, vq, worse_vae, other_beta)), v)
     # means over seeds 0, 1, 2 of mse + 0.0001 s: 0.0251, 0.0201, 0.0301 (K = 64)
     assert text.startswith("At K = 64 the gap is the VAE's")
     assert "vae-continuous validation chose (β = 0.1)" in text and "0.0251 ± 0.0001" in text
     assert "(0.0201 ± 0.0001)" in text and "+20% from that VAE" in text
     good_vae = with_beta(rows("vae-continuous", 0.015), 0.1)
     [v] = TU.tuned_verdicts(frame(geo, vq, good_vae))
-    assert TU.bound_sentence(frame(geo, vq, good_vae), v) is None
+    assert TU.bound_sentence(TU.verdict_rows(frame(geo, vq, good_vae)), v) is None
 
 
 def test_the_answer_item_gives_the_range_of_epochs_run():

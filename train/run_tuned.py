@@ -151,6 +151,12 @@ def parse_args(argv=None):
     return args
 
 
+def vae_family(rate: str) -> str:
+    """The selection family of the VAE whose latents the a-posteriori methods at ``rate``
+    quantize: ``vae-mlp`` (one code per image) or ``vae-conv`` (the 7x7 grid)."""
+    return "vae-" + cm.arch_of(vocab.quantizer_method("euclidean", rate).name)
+
+
 def rate_methods(rate: str, family: str, library: bool = False) -> list[str]:
     """The methods of ``family`` at ``rate``: the classical ones, and with ``library``
     those built on vector-quantize-pytorch too (issue #27)."""
@@ -262,7 +268,7 @@ def select(args, train, val, device, table: Selection) -> None:
     seed, rate = args.selection_seed, args.rate
     kmeans = vocab.quantizer_method("euclidean", rate).name
     frozen = vocab.variants(kmeans)[0]
-    sides = [(P.A_POSTERIORI_SIDE, kmeans, frozen, "vae-" + cm.arch_of(kmeans))]
+    sides = [(P.A_POSTERIORI_SIDE, kmeans, frozen, vae_family(rate))]
     sides += [(P.END_TO_END_SIDE, m, vocab.variants(m)[0], m)
               for m in rate_methods(rate, vocab.END_TO_END, args.library)]
     for side, method, variant, family in sides:
@@ -271,7 +277,7 @@ def select(args, train, val, device, table: Selection) -> None:
                 score(args, table, train, val, device, side, family, method, K, settings, variant)
     for method in rate_methods(rate, vocab.A_POSTERIORI):
         for K in args.codebook_sizes:
-            settings = table.settings(args.rate, "vae-" + cm.arch_of(method), K)
+            settings = table.settings(args.rate, vae_family(rate), K)
             for variant in vocab.variants(method, decoders=(P.SELECTION_DECODER,),
                                           **P.CELL_OPTIONS):
                 score(args, table, train, val, device, P.A_POSTERIORI_SIDE, f"cell:{method}",
@@ -303,8 +309,7 @@ def chosen_cells(table: Selection, args, K: int) -> list[tuple[Namespace, str, d
         at = K if library_of(method) is None else selection_ks(args, method)[0]
         a = with_settings(args, table.settings(args.rate, method, at))
         out += [(a, method, v) for v in vocab.variants(method, decoders=vocab.DECODERS)]
-    family = "vae-" + ("conv" if rate == vocab.GRID_RATE else "mlp")
-    a = with_settings(args, table.settings(args.rate, family, K))
+    a = with_settings(args, table.settings(args.rate, vae_family(rate), K))
     for method in rate_methods(rate, vocab.CONTINUOUS):
         out.append((a, method, vocab.variants(method)[0]))
     for method in rate_methods(rate, vocab.A_POSTERIORI):
@@ -480,8 +485,8 @@ def figures(args, table: Selection, train, test, device, out: paths.ResultPaths)
     from train import comparison_figures as CF
 
     K = max(args.codebook_sizes)
-    family = "vae-" + ("conv" if args.rate == vocab.GRID_RATE else "mlp")
-    run = cm.SeedRun(with_settings(args, table.settings(args.rate, family, K)), args.seeds[0],
+    run = cm.SeedRun(with_settings(args, table.settings(args.rate, vae_family(args.rate), K)),
+                     args.seeds[0],
                      train, test, device)
     if args.rate == vocab.IMAGE_RATE:
         return CF.draw_interpolations(run, out.figure("interpolation", args.dataset, args.setting))
