@@ -170,8 +170,7 @@ def answer_sentence(cells: list[QuestionVerdict]) -> str:
                 parts.append(f"with {rate_short(contest)} on {questions_phrase(hits, labels)}")
         if parts:
             clauses.append(f"{phrase} " + ", and ".join(parts))
-    return (f"Against the end-to-end VQ-VAE at equal bits, geodesic k-medoids codes "
-            f"of a trained VAE are " + "; ".join(clauses) + ".")
+    return "Against the end-to-end VQ-VAE, geodesic codes are " + "; ".join(clauses) + "."
 
 
 def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
@@ -180,9 +179,9 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     best = {q.opponent for q in columns.get(V.BEST_END_TO_END, []) if q.verdict is not None}
     classical = {q.contest.question for q in cells}
     tuned = any(q.protocol == "tuned" for q in cells)
-    return ("Cells: overall verdict; per question, geodesic's mean/the opponent's, and its "
-            "verdict where different. Best end-to-end: lowest test mean"
-            + (" (only the classical VQ-VAE has rows)" if best <= classical else "") + "."
+    return ("Cells: verdict; per question, geodesic's mean/opponent's, and its verdict where "
+            "different. Best end-to-end: lowest test mean"
+            + ("; only the classical has rows" if best <= classical else "") + "."
             + (" Tuned: equal budgets, settings chosen on validation." if tuned else ""))
 
 

@@ -321,7 +321,7 @@ def page_one(results: Results, answer: AN.ShortAnswer, headline: io.BytesIO | No
     story = [Paragraph("A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
                        "VQ-VAE", styles["title"]),
              para(f"Built {datetime.date.today().isoformat()} from {F.display_path(results.root)}; "
-                  f"commits: appendix, Provenance.", styles["meta"]),
+                  f"provenance in the appendix.", styles["meta"]),
              Paragraph("Question", styles["h2"]), para(ST.question_text(), styles["body"]),
              Paragraph("Answer", styles["h2"]), para(answer.sentence, styles["body"]),
              answer_table(answer.table, styles), Spacer(1, 3),

@@ -39,7 +39,7 @@ def question_text() -> str:
     measures = join_words(f"{m.question} ({m.label})" for m in R.questions())
     return (f"Do geodesic k-medoids on a k-NN graph of a trained VAE's latents ({proposals}) give "
             f"better discrete codes than a VQ-VAE trained end to end (van den Oord et al., 2017) "
-            f"at equal bits? One metric per question, on test images: {measures}.")
+            f"at equal bits? Test-set metrics: {measures}.")
 
 
 RULE = (f"A method *beats* another beyond the spread at a codebook size K when the difference of "
