@@ -44,19 +44,92 @@ TABLE_COLUMNS = ((R.MSE.column, "MSE"), (R.ARI.column, "ARI"), (R.USAGE.column, 
 
 
 def read_tuned(path: Path) -> pd.DataFrame:
-    """The tuned comparison.csv, validated (utils.results.read_results)."""
-    return read_results(path)
+    """The tuned comparison.csv, validated (utils.results.read_results), with the column
+    ``complete`` of :func:`mark_complete`."""
+    path = Path(path)
+    return mark_complete(read_results(path), ResultPaths(path.parent), "comparison")
 
 
-def verdict_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows the tuned verdicts read: every quantized method's cell decoded by a
-    decoder fine-tuned on its codes, and the unquantized reference (the VAE at the
-    chosen KL weight: the bound of the a-posteriori codes), newest configuration of
-    each (dataset, method, K)."""
+def read_tuned_generation(path: Path) -> pd.DataFrame:
+    """The tuned generation.csv (utils.results.read_generation), with ``complete``."""
+    path = Path(path)
+    return mark_complete(read_generation(path), ResultPaths(path.parent), "generation")
+
+
+# --- which rows are complete ----------------------------------------------------------------
+
+def planned_runs(record: Path, runner: str) -> tuple[list[int], list[int]] | None:
+    """(the K, the seeds) a tuned stage was started with, from its run record (the
+    generation stage's K: utils.protocol.generation_sizes); None without a record."""
+    if not record.is_file():
+        return None
+    config = json.loads(record.read_text())["config"]
+    sizes = [int(k) for k in config["codebook_sizes"]]
+    if runner == "generation":
+        sizes = P.generation_sizes(sizes, bool(config.get("quick")))
+    return sizes, [int(s) for s in config["seeds"]]
+
+
+def verdict_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every quantized method's cell decoded by a decoder fine-tuned on its codes and
+    the unquantized references, newest configuration of each (dataset, method, K)."""
     rows = newest(frame)
+    if "decoder" not in rows:  # generation rows: one cell per method, its fine-tuned decoder
+        return rows.reset_index(drop=True)
     quantized = rows["method"].map(lambda m: M.get(m).quantized)
     keep = (quantized & (rows["decoder"] == VERDICT_DECODER)) | ~quantized
     return rows[keep].reset_index(drop=True)
+
+
+def mark_complete(frame: pd.DataFrame, results: ResultPaths, runner: str) -> pd.DataFrame:
+    """``frame`` with a bool column ``complete``: False on every row of a (dataset, method)
+    whose verdict cells (:func:`verdict_cells`) lack a (K, seed) its stage's run record
+    planned (the unquantized references: a seed), so that a run still in progress, or
+    stopped, never decides a verdict with part of its seeds. Without a record the rows
+    count as complete (nothing says what was planned)."""
+    frame = frame.assign(complete=True)
+    cells = verdict_cells(frame)
+    for (dataset, method), rows in cells.groupby(["dataset", "method"], sort=False):
+        m = M.get(method)
+        plan = planned_runs(results.run_record(dataset, f"tuned-{m.rate}", runner), runner)
+        if plan is None:
+            continue
+        sizes, seeds = plan
+        have = set(zip(rows["K"].astype(int), rows["seed"].astype(int)))
+        if not m.quantized:
+            sizes, have = [0], {(0, s) for _, s in have}
+        if not {(k, s) for k in sizes for s in seeds} <= have:
+            frame.loc[(frame["dataset"] == dataset) & (frame["method"] == method),
+                      "complete"] = False
+    return frame
+
+
+def complete(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` marked complete (all of them when it has no such column)."""
+    return frame[frame["complete"].astype(bool)] if "complete" in frame else frame
+
+
+def pending(frame: pd.DataFrame, dataset: str, setting: str) -> str | None:
+    """A sentence naming the methods of a group whose rows are not complete yet, or None."""
+    if "complete" not in frame:
+        return None
+    rows = frame[(frame["dataset"] == dataset) & (frame["setting"] == setting)
+                 & ~frame["complete"].astype(bool)]
+    if rows.empty:
+        return None
+    runs = verdict_cells(rows).groupby("method", sort=False).size()
+    listed = F.join_words(f"{m} ({F.plural(int(n), 'run')})" for m, n in runs.items())
+    return (f"Still running or stopped part-way, so in no verdict yet: {listed} so far; "
+            f"their rows are in the appendix.")
+
+
+def verdict_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the tuned verdicts read: :func:`verdict_cells` of the complete
+    (dataset, method) groups (every quantized method's cell decoded by a decoder
+    fine-tuned on its codes, and the unquantized reference: the VAE at the chosen KL
+    weight, the bound of the a-posteriori codes), newest configuration of each
+    (dataset, method, K)."""
+    return verdict_cells(complete(frame))
 
 
 def tuned_verdicts(frame: pd.DataFrame) -> list[SectionVerdict]:
@@ -129,7 +202,7 @@ def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
 
 def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> str:
     """The tuned verdict at one rate, on reconstruction and labels."""
-    rows = newest(frame)
+    rows = newest(complete(frame))
     rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
     trained = rows["epochs_trained"].dropna()
     epochs = F.span(*(str(int(e)) for e in (trained.min(), trained.max()))) if len(trained) else "-"
@@ -214,6 +287,9 @@ def details(results, frame: pd.DataFrame, styles) -> list:
     verdicts, rows_all = tuned_verdicts(frame), verdict_rows(frame)
     for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
         story += heading(group_label(rows, dataset, setting), styles, "h2", 0.15)
+        waiting = pending(frame, dataset, setting)
+        if waiting:
+            story.append(para(waiting, styles["body"]))
         for v in verdicts:
             if (v.dataset, v.setting) == (dataset, setting):
                 bound = bound_sentence(rows_all, v)
@@ -267,22 +343,25 @@ def generation_answer(results, frame: pd.DataFrame) -> list[str]:
 
     return [G.answer_item(frame, v, brief=True,
                           label=f"{VT.verdict_label(v)}, generation, tuned protocol")
-            for v in G.generation_verdicts(frame)]
+            for v in G.generation_verdicts(complete(frame))]
 
 
 def generation_appendix(results, frame: pd.DataFrame, styles) -> list:
     """The tuned generation rows at every K."""
     from report import generation as G
-    from report.layout import heading
+    from report.layout import heading, para
 
     story = []
     for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
+        waiting = pending(frame, dataset, setting)
         story += heading(f"{group_label(rows, dataset, setting)}: tuned generation at every K",
-                         styles, "h2") + [G.generation_table(rows, styles)]
+                         styles, "h2") + ([para(waiting, styles["body"])] if waiting else []) + [
+            G.generation_table(rows, styles)]
     return story
 
 
 GENERATION_EXTRA = Extra("The tuned protocol: generation",
                          lambda p: p.root / TUNED_DIR / p.generation.name, generation_answer,
-                         read=read_generation, data=GENERATION, rows=newest,
+                         read=read_tuned_generation, data=GENERATION,
+                         rows=lambda frame: newest(complete(frame)),
                          appendix=generation_appendix)

@@ -171,3 +171,55 @@ def test_the_answer_item_gives_the_range_of_epochs_run():
     # epochs_trained = 30 + seed over seeds 0, 1, 2
     assert "(epochs run: 30 to 32)" in TU.answer_item(frame(rows(P, 0.03, cell=GEO_TUNED),
                                                             rows(B, 0.04, cell=("", "", "finetuned"))), v)
+
+
+# --- a run in progress decides nothing --------------------------------------------------------
+
+def record(root, runner="comparison", sizes=KS, seeds=(0, 1, 2), rate="image", quick=False):
+    path = root / f"{runner}_mnist_tuned-{rate}_run.json"
+    path.write_text(json.dumps({"config": {"codebook_sizes": list(sizes), "seeds": list(seeds),
+                                           "quick": quick}}))
+
+
+def test_a_method_missing_a_planned_seed_is_incomplete_and_left_out_of_the_verdicts(tmp_path):
+    from utils.paths import ResultPaths
+    record(tmp_path)
+    f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(P, 0.03, cell=GEO_FROZEN),
+              rows(B, 0.04, cell=("", "", "finetuned"), seeds=(0,)),
+              rows("vae-continuous", 0.02, seeds=(0, 1)))
+    marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
+    by = marked.groupby("method")["complete"].agg(set).to_dict()
+    assert by == {P: {True}, B: {False}, "vae-continuous": {False}}
+    assert set(TU.verdict_rows(marked)["method"]) == {P}
+    assert TU.tuned_verdicts(marked) == []  # no opponent complete: no verdict
+    text = TU.pending(marked, "mnist", "full")
+    assert B in text and "vae-continuous" in text and P not in text
+    # the frozen cell of P does not count: only the verdict's cells are checked
+    only_frozen = frame(rows(P, 0.03, cell=GEO_FROZEN), rows(B, 0.04, cell=("", "", "finetuned")))
+    marked = TU.mark_complete(only_frozen, ResultPaths(tmp_path), "comparison")
+    assert marked["complete"].all()  # P has no verdict cell, so nothing is judged incomplete
+
+
+def test_every_planned_run_present_or_no_record_means_complete(tmp_path):
+    from utils.paths import ResultPaths
+    f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned"), seeds=(0,)))
+    assert TU.mark_complete(f, ResultPaths(tmp_path), "comparison")["complete"].all()
+    record(tmp_path, seeds=(0,))
+    marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
+    assert marked["complete"].all() and TU.pending(marked, "mnist", "full") is None
+    [v] = TU.tuned_verdicts(marked)
+    assert v.n_seeds == 1
+
+
+def test_generation_plans_only_the_generation_k(tmp_path):
+    """The generation record lists every K of the run; only utils.protocol.GENERATION_K
+    (64, 512) among them are planned, so rows at K = 64 alone are complete for K 16, 64."""
+    from utils import protocol as PR
+    from utils.paths import ResultPaths
+    assert PR.generation_sizes([16, 64]) == [64]
+    record(tmp_path, runner="generation")
+    g = pd.DataFrame([{"dataset": "mnist", "setting": "full", "method": m, "K": 64, "seed": s,
+                       "config_id": "c", "fid_samples": 1.0} for m in (P, B) for s in (0, 1, 2)])
+    assert TU.mark_complete(g, ResultPaths(tmp_path), "generation")["complete"].all()
+    marked = TU.mark_complete(g[g["seed"] < 2], ResultPaths(tmp_path), "generation")
+    assert not marked["complete"].any()
