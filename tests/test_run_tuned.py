@@ -170,3 +170,38 @@ def test_library_methods_get_as_many_candidates_chosen_at_one_k():
     assert rt.rate_methods(vocab.GRID_RATE, vocab.END_TO_END) == ["vqvae-conv"]
     assert set(rt.rate_methods(vocab.GRID_RATE, vocab.END_TO_END, library=True)) == \
         {"vqvae-conv", "fsq-conv", "rotvq-conv"}
+
+
+def test_the_models_stage_trains_exactly_the_selections_models(tuned, tmp_path):
+    """--stage models (for a GPU machine beside a CPU selection) caches the same VAE and
+    VQ-VAE folders, by cache key, as the selection stage trained on the selection seed, and
+    fits no quantizer; so a selection after it trains no model."""
+    root, argv, _ = tuned
+    work = tmp_path / "work"
+    at = argv.index("--work-dir")
+    args = rt.parse_args(argv[:at] + argv[at + 2:] + ["--work-dir", str(work), "--stage", "models"])
+    rt.main(args)
+
+    def models(folder):
+        return {p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()
+                # a seed at its declared default (0) is left out of the cache key
+                and json.loads((p / "config.json").read_text()).get("seed", 0) == args.selection_seed
+                and p.name.split("-")[0].split("_")[0] in ("vae", "vqvae")}
+
+    made = {p.name for p in work.iterdir()}
+    assert models(work) == made and made  # models only: no quantizer, no decoder
+    assert made == models(root / "work")
+    # two shards into another folder: disjoint, and together the same models
+    shards = []
+    for i in (0, 1):
+        rt.main(rt.parse_args(argv[:at] + argv[at + 2:] + ["--work-dir", str(tmp_path / f"s{i}"),
+                                                           "--stage", "models", "--shard", f"{i}/2"]))
+        shards.append({p.name for p in (tmp_path / f"s{i}").iterdir()})
+    assert not shards[0] & shards[1] and shards[0] | shards[1] == made
+
+
+@pytest.mark.parametrize("bad", ["2/2", "1", "a/b", "-1/3"])
+def test_a_bad_shard_is_a_one_line_error(bad, capsys):
+    with pytest.raises(SystemExit) as stop:
+        rt.parse_args(["--stage", "models", "--shard", bad])
+    assert stop.value.code == 2 and "--shard" in capsys.readouterr().err

@@ -45,7 +45,11 @@ of epochs with one setting per side. Here (docs/protocol.md, utils/protocol.py):
    whole 7x7 latent grids are the graph's points (issue #31, item 4).
 
 ``--stage all`` runs selection, rows, generation and figures in turn; each stage reuses what
-the earlier ones cached. Everything is cached by config hash under ``--work-dir`` and
+the earlier ones cached. ``--stage models`` trains only the selection's models (every
+end-to-end candidate's VQ-VAE, then every a-posteriori candidate's VAE, last first) and fits
+nothing: run it on a GPU machine into a copy of ``--work-dir`` while the CPUs run
+``--stage select``, and copy its finished folders back (the device is not part of a
+model's cache key). Everything is cached by config hash under ``--work-dir`` and
 the CSVs are written row by row, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
@@ -53,8 +57,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from argparse import Namespace
+from argparse import ArgumentTypeError, Namespace
 from copy import deepcopy
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -78,7 +83,7 @@ from utils.results import (TUNED_GENERATION_COLUMNS, append_generation_row, conf
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
-STAGES = ("select", "rows", "generation", "figures", "all")
+STAGES = ("select", "rows", "generation", "figures", "all", "models")
 SELECTION_COLUMNS = ["dataset", "dataset_used", "rate", "side", "family", "method", "K",
                      "candidate", "edge_length", "code_vectors", "decoder", "seed", "criterion",
                      "val_score", "epochs_trained", "best_epoch", "decoder_epochs_trained",
@@ -117,13 +122,17 @@ def parse_args(argv=None):
                         "generation: priors over the chosen cells' codes, decoded by their "
                         "fine-tuned decoders (the prior's size chosen on validation first); "
                         "figures: interpolations through the chosen VAE's latents; "
-                        "all: the four in turn")
+                        "all: the four in turn; models: only the selection's VAEs and "
+                        "VQ-VAEs, trained and cached, no quantizer fitted (for a GPU machine)")
     p.add_argument("--library", action="store_true",
                    help="also the end-to-end methods built on vector-quantize-pytorch (FSQ, "
                         "rotation-trick VQ), each with its own candidates, chosen at K = "
                         f"{P.LIBRARY_SELECTION_K} and reused at the other K")
     p.add_argument("--selection-seed", type=seed_int, default=None,
                    help="seed of the selection runs (default: the first of --seeds)")
+    p.add_argument("--shard", type=shard, default=(0, 1), metavar="I/N",
+                   help="with --stage models: train only every N-th model from the I-th (0-based), "
+                        "so N processes share one GPU and one --work-dir (default: 0/1, all)")
     rc.add_cached_only(p)
     rg.add_sample_args(p)
     for flag, text in HELP.items():  # the sweep's flags, as this protocol uses them
@@ -149,6 +158,17 @@ def parse_args(argv=None):
         args.results_dir = paths.tuned_dir("quick" if quick else "full")
     args.candidate_limit = QUICK_CANDIDATES if quick else None
     return args
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``I/N`` as (I, N), 0 <= I < N (argparse type)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ArgumentTypeError(f"expected I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def vae_family(rate: str) -> str:
@@ -282,6 +302,34 @@ def select(args, train, val, device, table: Selection) -> None:
                                           **P.CELL_OPTIONS):
                 score(args, table, train, val, device, P.A_POSTERIORI_SIDE, f"cell:{method}",
                       method, K, settings, variant)
+
+
+def train_models(args) -> list[Path]:
+    """Stage "models": the checkpoints of every model :func:`select` trains before it fits a
+    quantizer, on the selection seed, trained (or resumed) when not cached: each end-to-end
+    candidate's VQ-VAE at each of its K, then each a-posteriori candidate's VAE in reverse
+    order (a CPU run of ``select`` starts from the first). No quantizer, no score, no table.
+    With ``--shard I/N`` only every N-th of them from the I-th, so that N processes can share
+    one GPU and one ``--work-dir`` without training the same model twice."""
+    return [ckpt() for i, ckpt in enumerate(selection_models(args))
+            if i % args.shard[1] == args.shard[0]]
+
+
+def selection_models(args) -> list:
+    """Deferred trainings (no-argument callables returning a checkpoint path) of every
+    model :func:`train_models` names, in its order."""
+    seed, out = args.selection_seed, []
+    for method in rate_methods(args.rate, vocab.END_TO_END, args.library):
+        options = vocab.get(method).options
+        for settings in P.candidates(P.END_TO_END_SIDE, args.dataset, args.candidate_limit,
+                                     library_of(method)):
+            for K in selection_ks(args, method):
+                out.append(partial(cm.vqvae_checkpoint, with_settings(args, settings),
+                                   options["arch"], K, seed, options))
+    arch = cm.arch_of(vocab.quantizer_method("euclidean", args.rate).name)
+    for settings in reversed(P.candidates(P.A_POSTERIORI_SIDE, args.dataset, args.candidate_limit)):
+        out.append(partial(cm.vae_checkpoint, with_settings(args, settings), seed, arch))
+    return out
 
 
 def score(args, table, train, val, device, side, family, method, K, settings, variant) -> None:
@@ -495,6 +543,10 @@ def figures(args, table: Selection, train, test, device, out: paths.ResultPaths)
 
 
 def main(args):
+    if args.stage == "models":  # writes no results: no lock, shards run side by side
+        for path in train_models(args):
+            print(f"trained {path.parent.parent.name}", file=sys.stderr)
+        return
     device = pick_device(args.device)
     out = Path(args.results_dir)
     ensure_output_dirs(out)
