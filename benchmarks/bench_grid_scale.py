@@ -94,14 +94,17 @@ def parse_args(argv=None):
     p.add_argument("--clusters", type=int, default=512, help="number of medoids K")
     p.add_argument("--n-neighbors", type=int, default=10, help="k of the k-NN graph (all routes)")
     p.add_argument("--prefix", type=int, default=300000, help="vectors in the prefix run; 0 skips it")
-    p.add_argument("--init", nargs="+", choices=INITS, default=list(INITS),
-                   help="starts of geodesic k-medoids, each fitted side by side (geodesic_kmedoids's "
-                        "k-medoids++, or weighted faiss k-means snapped to nodes)")
+    p.add_argument("--init", nargs="*", choices=INITS, default=list(INITS),
+                   help="starts of geodesic k-medoids, each fitted side by side at the default swap "
+                        "cap (geodesic_kmedoids's k-medoids++, or weighted faiss k-means snapped to "
+                        "nodes); none (a bare --init) leaves only the --swap-budget fit")
     p.add_argument("--predict", type=int, default=490000,
                    help="vectors after the prefix quantized out of sample by a fit on the prefix (#30: the "
                         "490k test grid vectors), timed beside k-means' nearest centroid; 0 skips it")
+    p.add_argument("--swap-init", choices=INITS, default="k-medoids++",
+                   help="the start of the --swap-budget fit")
     p.add_argument("--swap-budget", type=float, default=32.0,
-                   help="one more fit (init k-medoids++) beside the default ones, its swap work capped at "
+                   help="one more fit (init --swap-init) beside the default ones, its swap work capped at "
                         "this many node visits per graph node (geodesic_kmedoids's max_swap_visits = "
                         "budget x nodes; the default 'auto' is max(2^26, 64 N)); 0 skips it")
     p.add_argument("--prefix-clara", action="store_true",
@@ -133,6 +136,8 @@ def parse_args(argv=None):
                                                                                    args.swap_budget) < 0:
         p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix, --clara-samples, "
                 "--predict and --swap-budget >= 0")
+    if not args.init and not args.swap_budget:
+        p.error("nothing to fit: give an --init or a --swap-budget > 0")
     args.init = list(dict.fromkeys(args.init))  # each init once, in the order given
     if args.out is None:
         args.out = Path("benchmarks/results") / ("grid_scale_quick.csv" if args.quick else "grid_scale.csv")
@@ -445,8 +450,8 @@ def fits_beside_kmeans(args, add, stage: str, n_points: int, g: dict, graph_path
 
 def fit_variants(args) -> list[tuple[str, float]]:
     """(init, swap budget per node; 0 = the default cap) of every fit: each --init at the
-    default, then k-medoids++ at --swap-budget when it is > 0."""
-    return [(init, 0.0) for init in args.init] + ([("k-medoids++", args.swap_budget)]
+    default, then --swap-init at --swap-budget when it is > 0."""
+    return [(init, 0.0) for init in args.init] + ([(args.swap_init, args.swap_budget)]
                                                   if args.swap_budget else [])
 
 

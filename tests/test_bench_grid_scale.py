@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
@@ -117,6 +118,10 @@ def test_the_swap_budget_fit_runs_beside_the_default_ones():
         ("k-medoids++", 0.0), ("k-means", 0.0), ("k-medoids++", 32.0)]
     assert bench.fit_variants(bench.parse_args(["--swap-budget", "0", "--init", "k-means"])) == [
         ("k-means", 0.0)]
+    assert bench.fit_variants(bench.parse_args(["--init", "--swap-budget", "16", "--swap-init",
+                                                "k-means"])) == [("k-means", 16.0)]
+    with pytest.raises(SystemExit):  # nothing left to fit
+        bench.parse_args(["--init", "--swap-budget", "0"])
 
 
 def test_a_swap_budget_caps_the_swaps_and_the_loss_is_still_exact(tmp_path):
