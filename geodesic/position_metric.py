@@ -1,0 +1,193 @@
+"""Per-position pull-back metrics of a convolutional decoder over a latent grid (issue #31).
+
+A conv VAE decodes a latent grid z in R^{D x H x W} (7x7 x D here) to an image f(z) in R^n.
+Quantizing the grid vector by vector treats each position's D values as one point, and its
+decoder-aware length is measured in its own image's context: with the other positions of
+the same grid held fixed, the pull-back metric of position p (Arvanitidis, Hansen & Hauberg
+2018, "Latent Space Oddity", eq. 3, restricted to the D coordinates of p) is
+
+    G_p(z) = J_p(z)^T J_p(z),        J_p(z) = d f(z) / d z[:, p]   (n x D).
+
+Column a of J_p is one Jacobian-vector product, the tangent the unit vector of coordinate a
+at p, so one image costs H W D products. Positions whose output supports are disjoint can
+share a product: the tangent is the sum of their unit vectors, and each position keeps its
+own support of the output (:func:`position_metrics` with ``groups``). A group is only exact
+when its positions' supports are disjoint; :func:`support_groups` estimates supports at
+random probe points (a rectified unit that is off at every probe hides a dependence), and
+for the repository's conv decoder no two positions of a 7x7 grid have disjoint supports, so
+it groups nothing there (docs/protocol.md).
+
+An edge between grid vectors x_i and x_j, each with its own metric, is given the length
+
+    L_ij = sqrt( Delta^T  (G_i + G_j) / 2  Delta ),    Delta = x_j - x_i,
+
+the trapezoid rule on the metric (exact for a linear decoder, where G is constant);
+:func:`metric_edge_lengths`, :func:`reweight_graph_by_metric`. A new point is measured the
+same way, with its metric computed in its own image's context.
+
+Storage: N grid vectors x D(D+1)/2 floats (:func:`pack`, :func:`unpack`); 2.6M vectors at
+D = 4 take 106 MB in float32.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+GridDecoder = Callable[[torch.Tensor], torch.Tensor]  # (B, D, H, W) -> (B, ...) decoded means
+
+
+def _jvp(decoder: GridDecoder, z: torch.Tensor, tangent: torch.Tensor) -> torch.Tensor:
+    """J(z) tangent, flattened per image: (B, n)."""
+    return torch.func.jvp(lambda x: decoder(x).flatten(1), (z,), (tangent,))[1]
+
+
+@torch.no_grad()
+def position_metrics(decoder: GridDecoder, grids: torch.Tensor, *,
+                     groups: Sequence[Sequence[int]] | None = None,
+                     supports: np.ndarray | None = None, batch_size: int = 256) -> torch.Tensor:
+    """The metric G_p = J_p^T J_p of every position of every grid (module docstring).
+
+    Parameters
+    ----------
+    decoder : (B, D, H, W) -> (B, ...) decoded means (e.g. sigmoid of a conv VAE's logits).
+    grids : (N, D, H, W) latent grids.
+    groups : position indices (row-major, 0 <= p < H W) that share a JVP; their supports
+        must be disjoint (:func:`support_groups`). Default: one position at a time (exact
+        for any decoder).
+    supports : (H W, n) bool output support of every position, needed with ``groups`` of
+        more than one position (:func:`output_supports`).
+    batch_size : grids per batch.
+
+    Returns
+    -------
+    (N, H, W, D, D) tensor of the grids' dtype on the CPU: G of position (h, w) of grid i at
+    [i, h, w].
+    """
+    grids = torch.as_tensor(grids)
+    grids = grids if grids.is_floating_point() else grids.float()
+    N, D, H, W = grids.shape
+    P = H * W
+    if groups is None:
+        groups = [[p] for p in range(P)]
+    flat = sorted(int(p) for g in groups for p in g)
+    if flat != list(range(P)):
+        raise ValueError(f"groups must cover the {P} positions exactly once")
+    if supports is None and any(len(g) > 1 for g in groups):
+        raise ValueError("groups of more than one position need their supports")
+    masks = None if supports is None else torch.as_tensor(np.asarray(supports), dtype=grids.dtype)
+    out = torch.empty(N, H, W, D, D, dtype=grids.dtype)
+    for start in range(0, N, batch_size):
+        z = grids[start:start + batch_size]
+        B = len(z)
+        for group in groups:
+            cols = []
+            for a in range(D):
+                tangent = torch.zeros_like(z).view(B, D, P)
+                tangent[:, a, list(group)] = 1.0
+                cols.append(_jvp(decoder, z, tangent.view_as(z)).cpu())
+            J = torch.stack(cols, dim=-1)  # (B, n, D): the sum of the group's J_p
+            for p in group:
+                Jp = J if len(group) == 1 else J * masks[p].view(1, -1, 1)
+                out[start:start + B, p // W, p % W] = Jp.transpose(1, 2) @ Jp
+    return out
+
+
+@torch.no_grad()
+def output_supports(decoder: GridDecoder, grid_shape: tuple[int, int, int], *, probes: int = 4,
+                    seed: int = 0, scale: float = 1.0, dtype=torch.float32) -> np.ndarray:
+    """(H W, n) bool: the outputs each position's JVPs reached at any of ``probes`` random
+    grids (standard normal times ``scale``), with every one of its D unit tangents. An
+    estimate from below of the structural support (module docstring)."""
+    D, H, W = grid_shape
+    gen = torch.Generator().manual_seed(seed)
+    z = scale * torch.randn(probes, D, H, W, generator=gen).to(dtype)
+    P = H * W
+    reached = None
+    for p in range(P):
+        hit = None
+        for a in range(D):
+            tangent = torch.zeros_like(z).view(probes, D, P)
+            tangent[:, a, p] = 1.0
+            col = (_jvp(decoder, z, tangent.view_as(z)) != 0).any(0).cpu()
+            hit = col if hit is None else hit | col
+        if reached is None:
+            reached = torch.zeros(P, hit.numel(), dtype=torch.bool)
+        reached[p] = hit
+    return reached.numpy()
+
+
+def support_groups(supports: np.ndarray) -> list[list[int]]:
+    """Greedy colouring of the positions: each joins the first group whose positions'
+    supports it does not overlap (row-major order). One group per position when every
+    pair overlaps."""
+    supports = np.asarray(supports, dtype=bool)
+    groups: list[list[int]] = []
+    union: list[np.ndarray] = []
+    for p, s in enumerate(supports):
+        for g, u in zip(groups, union):
+            if not (u & s).any():
+                g.append(p)
+                u |= s
+                break
+        else:
+            groups.append([p])
+            union.append(s.copy())
+    return groups
+
+
+def pack(G: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(..., D, D) symmetric -> (..., D(D+1)/2): the upper triangle, row by row."""
+    G = np.asarray(G)
+    i, j = np.triu_indices(G.shape[-1])
+    return G[..., i, j]
+
+
+def unpack(packed: np.ndarray, D: int) -> np.ndarray:
+    """Inverse of :func:`pack`: (..., D(D+1)/2) -> (..., D, D) symmetric."""
+    packed = np.asarray(packed)
+    if packed.shape[-1] != D * (D + 1) // 2:
+        raise ValueError(f"expected {D * (D + 1) // 2} values per metric for D = {D}, "
+                         f"got {packed.shape[-1]}")
+    i, j = np.triu_indices(D)
+    G = np.zeros(packed.shape[:-1] + (D, D), dtype=packed.dtype)
+    G[..., i, j] = packed
+    G[..., j, i] = packed
+    return G
+
+
+def metric_edge_lengths(X: np.ndarray, G: np.ndarray, rows, cols,
+                        batch_size: int = 1 << 20) -> np.ndarray:
+    """sqrt(Delta^T (G_i + G_j)/2 Delta) of the edges (rows[e], cols[e]) between the
+    vectors X (N, D), each with its metric G (N, D, D): (E,) float64."""
+    X = np.asarray(X, dtype=np.float64)
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    out = np.empty(len(rows))
+    for s in range(0, len(rows), batch_size):
+        r, c = rows[s:s + batch_size], cols[s:s + batch_size]
+        delta = X[c] - X[r]
+        Gbar = 0.5 * (np.asarray(G[r], dtype=np.float64) + np.asarray(G[c], dtype=np.float64))
+        out[s:s + batch_size] = np.sqrt(np.maximum(np.einsum("ea,eab,eb->e", delta, Gbar, delta), 0.0))
+    return out
+
+
+def reweight_graph_by_metric(graph, X: np.ndarray, G: np.ndarray) -> sp.csr_matrix:
+    """The same graph with every edge given its :func:`metric_edge_lengths` length (each
+    undirected edge measured once; symmetric result; a zero length kept as a tiny one so
+    the edge stays)."""
+    coo = sp.triu(sp.csr_matrix(graph), k=1).tocoo()
+    lengths = metric_edge_lengths(X, G, coo.row, coo.col)
+    lengths = np.maximum(lengths, np.finfo(np.float32).tiny).astype(np.float32)
+    upper = sp.csr_matrix((lengths, (coo.row, coo.col)), shape=graph.shape)
+    return (upper + upper.T).tocsr()
+
+
+def grid_vectors_and_metrics(grids: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D, H, W) grids and their (N, H, W, D, D) metrics -> (N H W, D) vectors in the
+    order of :func:`models.conv_net.grid_vectors` (image, then row, then column) and their
+    (N H W, D, D) metrics in the same order."""
+    grids = np.asarray(grids)
+    N, D, H, W = grids.shape
+    return grids.transpose(0, 2, 3, 1).reshape(-1, D), np.asarray(G).reshape(-1, D, D)
