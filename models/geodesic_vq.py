@@ -129,7 +129,8 @@ class _Quantizer:
         """Learned arrays as tensors plus the constructor config (plain values)."""
         self._check_fitted()
         state = {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
-                 for k in self._state_keys}
+                 for k in self._state_keys
+                 if not (k in self._optional_state and getattr(self, k, None) is None)}
         state["config"] = self.get_params()
         return state
 
@@ -197,8 +198,12 @@ class GeodesicQuantizer(_Quantizer):
     * ``edge_length``: ``"latent"`` measures an edge by its Euclidean length in
       the latent space; ``"decoder"`` by the length of the decoded segment, the
       pull-back metric of ``decoder`` (:mod:`geodesic.decoder_metric`; Arvanitidis
-      et al. 2018). Neighbours are chosen in latent space either way; the
-      edges of new points to their k neighbours are measured the same way.
+      et al. 2018); ``"metric"`` by sqrt(Delta^T (G_i + G_j)/2 Delta), each row
+      with its own metric G given by the caller (``fit(Z, metrics=G)``,
+      ``quantize(Z, metrics=G)``; G (N, d, d)): the grid rate's per-position
+      pull-back metric in its image's context (:mod:`geodesic.position_metric`).
+      Neighbours are chosen in latent space either way; the edges of new points
+      to their k neighbours are measured the same way.
     * ``code_vectors``: ``"medoid"`` uses the medoid latents as the codebook;
       ``"refined"`` keeps every geodesic cluster (which points share a code)
       but moves its vector to the latent that minimises the summed decoder
@@ -211,15 +216,17 @@ class GeodesicQuantizer(_Quantizer):
     """
 
     _state_keys = ("train_latents_", "node_distances_", "node_labels_", "medoids_", "codebook_",
-                   "node_counts_")
-    _optional_state = frozenset({"node_counts_"})  # absent from codebooks saved before duplicates were collapsed
+                   "node_counts_", "node_metrics_")
+    # node_counts_: absent from codebooks saved before duplicates were collapsed;
+    # node_metrics_: only with edge_length="metric" (packed upper triangles, (U, d(d+1)/2))
+    _optional_state = frozenset({"node_counts_", "node_metrics_"})
     _config_keys = ("n_codes", "n_neighbors", "seed", "device", "max_iter", "n_swap_passes",
                     "candidate_fraction", "candidates_per_cluster", "medoid_candidates", "tol",
                     "edge_length", "n_segments", "code_vectors", "refine_steps", "refine_lr",
                     "neighbors", "exact_below")
     _kmedoids_keys = ("device", "max_iter", "n_swap_passes", "candidate_fraction",
                       "candidates_per_cluster", "medoid_candidates", "tol")
-    EDGE_LENGTHS = ("latent", "decoder")
+    EDGE_LENGTHS = ("latent", "decoder", "metric")
     CODE_VECTORS = ("medoid", "refined")
     NEIGHBORS = ("auto", "exact", "hnsw")
 
@@ -256,6 +263,7 @@ class GeodesicQuantizer(_Quantizer):
         self.medoid_candidates = medoid_candidates
         self.tol = tol
         self.codebook_ = None
+        self.node_metrics_ = None
         self._nn = None
 
     def kmedoids_options(self) -> dict:
@@ -272,7 +280,27 @@ class GeodesicQuantizer(_Quantizer):
         logits = self._needs_decoder(f"edge_length={self.edge_length!r}")
         return lambda z: torch.sigmoid(logits(z))
 
-    def fit(self, Z, graph=None, images=None):
+    def _row_metrics(self, metrics, n: int, what: str) -> np.ndarray | None:
+        """``metrics`` checked as (n, d, d) float64 when edge_length="metric" (else None)."""
+        if self.edge_length != "metric":
+            return None
+        if metrics is None:
+            raise ValueError(f"edge_length='metric' needs {what}(Z, metrics=G), G (N, d, d): "
+                             f"each row's metric (geodesic.position_metric)")
+        G = np.asarray(metrics, dtype=np.float64)
+        d = self.train_latents_.shape[1] if getattr(self, "train_latents_", None) is not None \
+            and what == "quantize" else G.shape[-1]
+        if G.shape != (n, d, d) or not np.isfinite(G).all():
+            raise ValueError(f"metrics must be finite with shape ({n}, {d}, {d}), got {G.shape}")
+        return G
+
+    def node_metrics(self) -> np.ndarray:
+        """(U, d, d) metric of every training node (edge_length="metric")."""
+        from geodesic.position_metric import unpack
+
+        return unpack(self.node_metrics_, self.train_latents_.shape[1]).astype(np.float64)
+
+    def fit(self, Z, graph=None, images=None, metrics=None):
         """Z (N, d) training latents -> self.
 
         ``graph``: what :meth:`graph_for` returned for these Z (a
@@ -286,15 +314,23 @@ class GeodesicQuantizer(_Quantizer):
         ids, ``codebook_`` (K, d), ``labels_`` (N,) the code of every training
         row, ``loss_`` the weighted k-medoids objective and ``index_`` the
         neighbour index (not saved; rebuilt from the nodes on load).
+
+        ``metrics`` (N, d, d): every row's metric, with ``edge_length="metric"`` (a
+        node standing for several equal rows gets their mean; ``node_metrics_``).
         """
         Z = as_latents(Z)
+        G = self._row_metrics(metrics, len(Z), "fit")
         _check_counts(self.n_codes, len(Z), self.n_neighbors)
         if self.code_vectors == "refined" and (images is None or len(images) != len(Z)):
             raise ValueError("code_vectors='refined' needs fit(Z, images=X) with one image per latent")
         if graph is None and (Z == Z[0]).all():
+            if G is not None:
+                from geodesic.position_metric import pack
+
+                self.node_metrics_ = pack(G.mean(0, keepdims=True)).astype(np.float32)
             return self._fit_one_vector(Z, images)
         if graph is None:
-            graph = self.graph_for(Z)
+            graph = self.graph_for(Z, metrics=G)
         elif sp.issparse(graph):
             if graph.shape != (len(Z), len(Z)):
                 raise ValueError(f"graph has shape {graph.shape}, but Z has {len(Z)} rows")
@@ -302,6 +338,10 @@ class GeodesicQuantizer(_Quantizer):
         index = graph.index
         if len(index.inverse_) != len(Z):
             raise ValueError(f"graph was built on {len(index.inverse_)} vectors, but Z has {len(Z)} rows")
+        if G is not None:
+            from geodesic.position_metric import pack
+
+            self.node_metrics_ = pack(node_means(G, index.inverse_, len(index.points_))).astype(np.float32)
         # K above the number of distinct vectors: every node is a medoid, and the codes
         # beyond U repeat the first ones (never assigned; warn_if_codes_coincide says so)
         n_fit = min(self.n_codes, len(index.points_))
@@ -350,15 +390,24 @@ class GeodesicQuantizer(_Quantizer):
         return build_node_graph(Z, n_neighbors, neighbors=neighbors, exact_below=exact_below, seed=seed,
                                 stacklevel=3)
 
-    def graph_for(self, Z, latent_graph: NodeGraph | None = None) -> NodeGraph:
+    def graph_for(self, Z, latent_graph: NodeGraph | None = None, metrics=None) -> NodeGraph:
         """The graph this quantizer fits on: the repaired k-NN graph of Z
         (``latent_graph`` when already built), its edges re-measured through
-        the decoder when ``edge_length="decoder"``."""
+        the decoder when ``edge_length="decoder"``, or by the rows' ``metrics``
+        (N, d, d) when ``edge_length="metric"``."""
+        Z = as_latents(Z)
+        G = self._row_metrics(metrics, len(Z), "graph_for")
         if latent_graph is None:
-            latent_graph = self.build_graph(as_latents(Z), self.n_neighbors, neighbors=self.neighbors,
+            latent_graph = self.build_graph(Z, self.n_neighbors, neighbors=self.neighbors,
                                             exact_below=self.exact_below, seed=self.seed)
         if self.edge_length == "latent":
             return latent_graph
+        if self.edge_length == "metric":
+            from geodesic.position_metric import reweight_graph_by_metric
+
+            index = latent_graph.index
+            nodes = node_means(G, index.inverse_, len(index.points_))
+            return NodeGraph(index, reweight_graph_by_metric(latent_graph.graph, index.points_, nodes))
         from geodesic.decoder_metric import reweight_graph
 
         index = latent_graph.index
@@ -384,18 +433,40 @@ class GeodesicQuantizer(_Quantizer):
                                         exact_below=self.exact_below, collapse=False, seed=self.seed)
         return self.index_
 
-    def _assign(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, d) -> nearest medoid index (B,) and geodesic distance (B,).
+    def quantize(self, Z, batch_size: int = 4096, metrics=None) -> Quantized:
+        """Z (B, d) -> Quantized(indices (B,), codes (B, d), distances (B,)); ``metrics``
+        (B, d, d): the rows' own metrics, needed with ``edge_length="metric"`` only."""
+        if self.edge_length != "metric":
+            if metrics is not None:
+                raise ValueError(f"metrics are only used with edge_length='metric', not "
+                                 f"{self.edge_length!r}")
+            return super().quantize(Z, batch_size)
+        self._check_fitted()
+        Z = as_latents(Z, dim=self.n_features_)
+        G = self._row_metrics(metrics, len(Z), "quantize")
+        idx, dist = [], []
+        for start in range(0, len(Z), batch_size):
+            i, d = self._assign(Z[start:start + batch_size], G[start:start + batch_size])
+            idx.append(i)
+            dist.append(d)
+        indices = torch.from_numpy(np.concatenate(idx).astype(np.int64))
+        return Quantized(indices, self.codebook[indices], torch.from_numpy(np.concatenate(dist)))
+
+    def _assign(self, Z: np.ndarray, G: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, d) -> nearest medoid index (B,) and geodesic distance (B,); ``G`` (B, d, d)
+        the rows' metrics with edge_length="metric".
 
         A row equal to a training node gets that node's label and distance
         directly: its own edge has length 0 and every other neighbour j gives
         e_j + dn(j) >= dn(node) (the triangle inequality of the graph, whose
         edges have these same lengths), so the rule's minimum is attained
         there. This skips the neighbour search and, for decoder lengths, the
-        Jacobian-vector products of every training row.
+        Jacobian-vector products of every training row. (With metric edges the
+        row's own metric may differ from its node's, as two images can share a
+        vector; the node's label is kept all the same.)
         """
         if len(self.train_latents_) == 1:
-            return self._assign_new(Z)  # a copy of the node gets edge 0 there
+            return self._assign_new(Z, G)  # a copy of the node gets edge 0 there
         index = self._neighbors()
         own = index.node_of(Z)
         hit = own >= 0
@@ -403,11 +474,11 @@ class GeodesicQuantizer(_Quantizer):
             labels = self.node_labels_[np.maximum(own, 0)].copy()
             dist = self.node_distances_[np.maximum(own, 0)].astype(np.float32)
             if not hit.all():
-                labels[~hit], dist[~hit] = self._assign_new(Z[~hit])
+                labels[~hit], dist[~hit] = self._assign_new(Z[~hit], None if G is None else G[~hit])
             return labels, dist
-        return self._assign_new(Z)
+        return self._assign_new(Z, G)
 
-    def _assign_new(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _assign_new(self, Z: np.ndarray, G: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The extended-graph rule for rows that are not training nodes."""
         if len(self.train_latents_) == 1:  # one node, no index: its edge is the only path
             nbr = np.zeros((len(Z), 1), dtype=np.int64)
@@ -422,7 +493,23 @@ class GeodesicQuantizer(_Quantizer):
             edge = segment_lengths(self._decoded_mean(), np.repeat(Z, k, axis=0),
                                    self.train_latents_[nbr.ravel()],
                                    n_segments=self.n_segments).reshape(-1, k)
+        elif self.edge_length == "metric":
+            from geodesic.position_metric import unpack
+
+            nodes = unpack(self.node_metrics_[nbr], Z.shape[1]).astype(np.float64)  # (B, k, d, d)
+            delta = self.train_latents_[nbr].astype(np.float64) - Z.astype(np.float64)[:, None, :]
+            gbar = 0.5 * (G[:, None] + nodes)
+            edge = np.sqrt(np.maximum(np.einsum("bka,bkac,bkc->bk", delta, gbar, delta), 0.0))
+            edge = edge.astype(np.float32)
         return through_nearest(edge, nbr, self.node_labels_, self.node_distances_)
+
+
+def node_means(G: np.ndarray, inverse: np.ndarray, n_nodes: int) -> np.ndarray:
+    """(N, d, d) metrics of the rows -> (U, d, d) mean over the rows of each node
+    (``inverse``: the node of every row)."""
+    out = np.zeros((n_nodes,) + G.shape[1:])
+    np.add.at(out, inverse, G)
+    return out / np.bincount(inverse, minlength=n_nodes)[:, None, None]
 
 
 #: Largest latent magnitude whose squared distances stay far inside float32 (d (2 M)^2
