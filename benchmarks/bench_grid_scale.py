@@ -101,6 +101,9 @@ def parse_args(argv=None):
     p.add_argument("--predict", type=int, default=490000,
                    help="vectors after the prefix quantized out of sample by a fit on the prefix (#30: the "
                         "490k test grid vectors), timed beside k-means' nearest centroid; 0 skips it")
+    p.add_argument("--max-iter", type=int, default=3,
+                   help="alternating (Voronoi) steps of every fit before the swaps "
+                        "(geodesic_kmedoids's max_iter)")
     p.add_argument("--swap-init", choices=INITS, default="k-medoids++",
                    help="the start of the --swap-budget fit")
     p.add_argument("--swap-budget", type=float, default=32.0,
@@ -136,6 +139,8 @@ def parse_args(argv=None):
                                                                                    args.swap_budget) < 0:
         p.error("--n-images, --clusters, --n-neighbors and --threads must be >= 1, --prefix, --clara-samples, "
                 "--predict and --swap-budget >= 0")
+    if args.max_iter < 0:
+        p.error("--max-iter must be >= 0")
     if not args.init and not args.swap_budget:
         p.error("nothing to fit: give an --init or a --swap-budget > 0")
     args.init = list(dict.fromkeys(args.init))  # each init once, in the order given
@@ -254,7 +259,7 @@ def phase_note(phases: dict) -> str:
 
 
 def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++", threads: int = 1,
-                   budget: float = 0.0) -> dict:
+                   budget: float = 0.0, max_iter: int = 3) -> dict:
     """geodesic_kmedoids on a saved graph, weighted by multiplicity, from ``init`` (one of INITS);
     with ``budget`` > 0 its swap work capped at budget x nodes visits (else the default)."""
     import scipy.sparse as sp
@@ -272,7 +277,7 @@ def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++"
         phases["k-means init"] = time.perf_counter() - clock.wall
     cap = int(budget * graph.shape[0]) if budget > 0 else "auto"
     result = geodesic_kmedoids(graph, K, weights=counts, seed=seed, verbose=True, init=start,
-                               max_swap_visits=cap)
+                               max_swap_visits=cap, max_iter=max_iter)
     out = clock.read()
     phases.update(result.seconds)
     out.update(peak_mb=_peak_mb(), loss=result.loss, medoids=result.medoids, note=phase_note(phases))
@@ -423,7 +428,9 @@ def fits_beside_kmeans(args, add, stage: str, n_points: int, g: dict, graph_path
     K, fits = args.clusters, {}
     for init, budget in fit_variants(args):
         label = init if not budget else f"{init}, swap budget {budget:g} N"
-        f = in_fresh_process(kmedoids_child, graph_path, K, args.seed, init, args.threads, budget)
+        label += f", {args.max_iter} alternating steps" if args.max_iter != 3 else ""
+        f = in_fresh_process(kmedoids_child, graph_path, K, args.seed, init, args.threads, budget,
+                             args.max_iter)
         report(f"{stage}kmedoids, init {label}", f)
         add(row(f"{stage}kmedoids", n_points, f, n_nodes=g["n_nodes"], K=K, method=f"geodesic, weighted, init {label}",
                 note=f["note"] if stage else f"{target}; {f['note']}"))

@@ -122,6 +122,9 @@ def test_the_swap_budget_fit_runs_beside_the_default_ones():
                                                 "k-means"])) == [("k-means", 16.0)]
     with pytest.raises(SystemExit):  # nothing left to fit
         bench.parse_args(["--init", "--swap-budget", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--max-iter", "-1"])
+    assert bench.parse_args([]).max_iter == 3  # geodesic_kmedoids' default
 
 
 def test_a_swap_budget_caps_the_swaps_and_the_loss_is_still_exact(tmp_path):
@@ -142,3 +145,17 @@ def test_a_swap_budget_caps_the_swaps_and_the_loss_is_still_exact(tmp_path):
     for budget in (1e-9, 2.0, 0.0):
         fit = bench.kmedoids_child(graph_path, 6, 0, "k-medoids++", 1, budget)
         assert np.isclose(fit["loss"], float(counts @ D[fit["medoids"]].min(axis=0)))
+    # --max-iter reaches geodesic_kmedoids: one alternating step and no swaps, as called directly
+    import geodesic.kmedoids as gk
+
+    seen = {}
+    real = gk.geodesic_kmedoids
+    mp = pytest.MonkeyPatch()
+    mp.setattr(gk, "geodesic_kmedoids", lambda *a, **k: seen.update(k) or real(*a, **k))
+    try:
+        one = bench.kmedoids_child(graph_path, 6, 0, "k-medoids++", 1, 1e-9, max_iter=1)
+    finally:
+        mp.undo()
+    assert seen["max_iter"] == 1
+    direct = geodesic_kmedoids(graph, 6, weights=counts, seed=0, n_swap_passes=0, max_iter=1)
+    assert sorted(one["medoids"]) == sorted(direct.medoids)

@@ -130,7 +130,7 @@ def test_help_on_every_flag_and_the_seed_range(capsys):
         script.parse_args(["--help"])
     text = capsys.readouterr().out
     for flag in ("-K", "--n-neighbors", "--output", "--key", "--weights", "--weights-key", "--seed",
-                 "--swap-budget", "--device", "--progress"):
+                 "--swap-budget", "--init", "--alternating-steps", "--device", "--progress"):
         assert flag in text
     assert "2**32-1" in text
     with pytest.raises(SystemExit) as info:
@@ -166,3 +166,27 @@ def test_a_swap_budget_of_zero_is_the_fit_without_swaps(tmp_path, capsys, monkey
     with pytest.raises(SystemExit) as info:
         script.parse_args(["z.npy", "--swap-budget", "-1"])
     assert info.value.code == 2
+
+
+def test_the_start_and_the_alternating_steps_reach_the_estimator(tmp_path, capsys, monkeypatch):
+    """--init k-means --alternating-steps 1 gives the estimator's fit with those settings."""
+    from models.geodesic_kmedoids import GeodesicKMedoids
+
+    Z = points(60)
+    np.save(tmp_path / "z.npy", Z)
+    seen = []
+    real = GeodesicKMedoids.fit
+    monkeypatch.setattr(GeodesicKMedoids, "fit",
+                        lambda self, *a, **k: seen.append((self.init, self.max_iter)) or real(self, *a, **k))
+    assert run([tmp_path / "z.npy", "-K", 4, "-k", 5, "--init", "k-means", "--alternating-steps", 1,
+                "-o", tmp_path / "c.npz"], capsys)[0] == 0
+    assert seen == [("k-means", 1)]
+    ref = GeodesicKMedoids(4, n_neighbors=5, init="k-means", max_iter=1, random_state=0).fit(Z)
+    got = np.load(tmp_path / "c.npz")
+    assert sorted(got["medoid_indices"]) == sorted(ref.medoid_indices_)
+    assert float(got["inertia"]) == pytest.approx(ref.inertia_)
+    assert str(got["config_init"]) == "k-means" and int(got["config_alternating_steps"]) == 1
+    for bad in (["--alternating-steps", "-1"], ["--init", "pam"]):
+        with pytest.raises(SystemExit) as info:
+            script.parse_args(["z.npy", *bad])
+        assert info.value.code == 2

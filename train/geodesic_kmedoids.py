@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from models.geodesic_kmedoids import GeodesicKMedoids
-from utils.cli import SEED_HELP, make_parser, non_negative_float, positive_int, run_main, seed_int
+from utils.cli import SEED_HELP, make_parser, non_negative_float, non_negative_int, positive_int, run_main, seed_int
 from utils.errors import UserError
 from utils.runtime import atomic_file
 
@@ -41,6 +41,8 @@ class Config:
     weights_key: str | None = None
     seed: int = 0
     swap_budget: float | None = None
+    init: str = "k-medoids++"
+    alternating_steps: int = 3
     device: str = "cpu"
     progress: bool = False
 
@@ -66,6 +68,13 @@ def parse_args(argv=None) -> Config:
                    help="cap the swap phase at this many node visits per row (max_swap_visits = "
                         "budget x N): 32 fits 300,000 vectors about 3x faster for ~2%% more loss "
                         "(docs/benchmarks.md); 0 skips the swaps; none: geodesic_kmedoids's auto cap")
+    p.add_argument("--init", choices=("k-medoids++", "k-means"), default="k-medoids++",
+                   help="the start: geodesic k-medoids++, or faiss k-means centroids snapped to "
+                        "the nearest vectors")
+    p.add_argument("--alternating-steps", type=non_negative_int, default=3,
+                   help="Voronoi steps before the swaps. For 2.94M vectors at K = 512, "
+                        "'--init k-means --swap-budget 16 --alternating-steps 1' fits in 127 s "
+                        "(graph + fit 209 s) for 0.1%% more loss than 3 steps (docs/benchmarks.md)")
     p.add_argument("--device", default="cpu", help="torch device of the k-medoids swap step")
     p.add_argument("--progress", action="store_true", default=sys.stderr.isatty(),
                    help="print the stages and their times on stderr (the default on a terminal)")
@@ -74,7 +83,7 @@ def parse_args(argv=None) -> Config:
     return Config(latents=args.latents, output=output, n_clusters=args.n_clusters,
                   n_neighbors=args.n_neighbors, key=args.key, weights=args.weights,
                   weights_key=args.weights_key, seed=args.seed, swap_budget=args.swap_budget,
-                  device=args.device,
+                  init=args.init, alternating_steps=args.alternating_steps, device=args.device,
                   progress=args.progress)
 
 
@@ -166,7 +175,8 @@ def quantize_file(cfg: Config) -> dict:
         f"k-NN graph (k = {cfg.n_neighbors}) and geodesic k-medoids (K = {cfg.n_clusters})")
     cap = "auto" if cfg.swap_budget is None else int(cfg.swap_budget * len(Z))
     km = GeodesicKMedoids(cfg.n_clusters, n_neighbors=cfg.n_neighbors, random_state=cfg.seed,
-                          max_swap_visits=cap, device=cfg.device).fit(Z, sample_weight=weights)
+                          max_swap_visits=cap, init=cfg.init, max_iter=cfg.alternating_steps,
+                          device=cfg.device).fit(Z, sample_weight=weights)
     say(f"fitted: {len(km.nodes_)} distinct vectors, inertia {km.inertia_:.6g}; assigning every row")
     labels, distances = km.assign(Z)  # labels == km.labels_: every row is a node, or weight 0
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
