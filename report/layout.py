@@ -673,9 +673,14 @@ def write_pdf(story: list, out: Path) -> int:
         footer(canvas, d)
         pages.append(d.page)
 
+    from reportlab import rl_config
+
+    a85 = rl_config.useA85  # ASCII85 text encoding of binary streams: +25% on every figure
+    rl_config.useA85 = 0
     try:
         doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
         os.replace(tmp, out)
     finally:
+        rl_config.useA85 = a85
         tmp.unlink(missing_ok=True)
     return len(pages)
