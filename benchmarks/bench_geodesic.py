@@ -81,7 +81,7 @@ def load_latents(n_max: int) -> np.ndarray:
 # What runs in the child processes. Each returns a dict; peak memory is the
 # child's ru_maxrss (kB on Linux), read after the fit.
 # ----------------------------------------------------------------------------
-def _peak_mb() -> float:
+def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -90,7 +90,7 @@ def idle_child(X) -> dict:
     import sklearn.manifold  # noqa: F401
 
     import geodesic.graph  # noqa: F401
-    return {"peak_mb": _peak_mb()}
+    return {"peak_mb": peak_mb()}
 
 
 def ours_child(X, k, K, seed) -> dict:
@@ -105,7 +105,7 @@ def ours_child(X, k, K, seed) -> dict:
     result = geodesic_kmedoids(graph, K, seed=seed)
     end = time.perf_counter()
     return {"seconds": end - start, "graph_seconds": built - start, "cluster_seconds": end - built,
-            "peak_mb": _peak_mb(), "loss": result.loss}
+            "peak_mb": peak_mb(), "loss": result.loss}
 
 
 def reference_child(X, k, K, seed) -> dict:
@@ -119,7 +119,7 @@ def reference_child(X, k, K, seed) -> dict:
     result = kmedoids.fasterpam(D, K, random_state=seed)
     end = time.perf_counter()
     return {"seconds": end - start, "graph_seconds": built - start, "cluster_seconds": end - built,
-            "peak_mb": _peak_mb(), "loss": float(result.loss)}
+            "peak_mb": peak_mb(), "loss": float(result.loss)}
 
 
 def start_clean_forkserver() -> None:

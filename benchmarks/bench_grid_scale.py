@@ -69,14 +69,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_geodesic import in_fresh_process, start_clean_forkserver  # children with their own peak RSS
+from bench_geodesic import in_fresh_process, peak_mb, start_clean_forkserver  # children with their own peak RSS
 
 COLUMNS = ["stage", "n_points", "n_nodes", "K", "method", "seconds", "cpu_seconds", "peak_mb", "recall_at_10",
            "loss", "n_components", "ratio", "note", "data"]
@@ -194,10 +193,6 @@ def conv_vae_latents(checkpoint: Path, n_images: int) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # Children. Each returns a dict; peak memory is the child's ru_maxrss.
 # ----------------------------------------------------------------------------
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class _Clock:
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -233,7 +228,7 @@ def graph_child(z_path: str, n_points: int, k: int, method: str, out_path: str, 
     graph, n_components = _repair(index.graph(), index.points_)
     out = clock.read()
     out.update(method=index.method_ + (f", {threads} threads" if index.method_ == "hnsw" else ""),
-               n_nodes=len(index.points_), n_components=n_components, peak_mb=_peak_mb(),
+               n_nodes=len(index.points_), n_components=n_components, peak_mb=peak_mb(),
                recall_at_10=round(sample_recall(index, 1000), 4))
     sp.save_npz(out_path, graph, compressed=False)
     np.savez(out_path + ".nodes.npz", counts=index.counts_, inverse=index.inverse_, points=index.points_)
@@ -249,7 +244,7 @@ def exact_route_child(z_path: str, n_points: int, k: int) -> dict:
     graph, n_components = _repair(knn_graph(Z, k), Z)
     out = clock.read()
     out.update(method="exact sklearn, duplicates kept", n_nodes=n_points, n_components=n_components,
-               peak_mb=_peak_mb())
+               peak_mb=peak_mb())
     return out
 
 
@@ -280,7 +275,7 @@ def kmedoids_child(graph_path: str, K: int, seed: int, init: str = "k-medoids++"
                                max_swap_visits=cap, max_iter=max_iter)
     out = clock.read()
     phases.update(result.seconds)
-    out.update(peak_mb=_peak_mb(), loss=result.loss, medoids=result.medoids, note=phase_note(phases))
+    out.update(peak_mb=peak_mb(), loss=result.loss, medoids=result.medoids, note=phase_note(phases))
     return out
 
 
@@ -296,7 +291,7 @@ def kmeans_child(z_path: str, n_points: int, K: int, seed: int, threads: int, gr
     clock = _Clock()
     centroids = kmeans_centroids(Z, K, seed=seed, niter=20, max_points_per_centroid=10**9, n_threads=threads)
     out = clock.read()
-    out["peak_mb"] = _peak_mb()
+    out["peak_mb"] = peak_mb()
     del Z
     nodes = np.load(graph_path + ".nodes.npz")
     medoids = snap_to_nodes(centroids, nodes["points"], n_threads=threads)
@@ -329,7 +324,7 @@ def predict_child(z_path: str, n_fit: int, n_new: int, K: int, seed: int, thread
         start = time.perf_counter()
         _, nearest = flat.search(new.astype(np.float32), 1)
         seconds = time.perf_counter() - start
-    out.update(kmeans_seconds=round(seconds, 3), peak_mb=_peak_mb(), n_nodes=len(est.nodes_),
+    out.update(kmeans_seconds=round(seconds, 3), peak_mb=peak_mb(), n_nodes=len(est.nodes_),
                labels=labels, kmeans_labels=nearest[:, 0],
                method=f"GeodesicKMedoids.predict ({est.index_.method_ if est.index_ else 'one node'} "
                       f"search, 1 thread) of {len(new)} new vectors")
@@ -352,7 +347,7 @@ def prefix_on_full_child(full_path: str, prefix_path: str, prefix_medoids) -> di
     clock = _Clock()
     loss = kmedoids_loss(sp.load_npz(full_path), medoid_nodes, full["counts"])
     out = clock.read()
-    out.update(peak_mb=_peak_mb(), loss=loss)
+    out.update(peak_mb=peak_mb(), loss=loss)
     return out
 
 
@@ -386,7 +381,7 @@ def clara_child(graph_path: str, K: int, k: int, n_samples: int, size: int, seed
         print(f"  CLARA sample {s + 1}/{n_samples}: {len(sub_nodes)} nodes, loss on all {losses[-1]:.6g}, "
               f"{sub_seconds[-1]:.0f} s", flush=True)
     out = clock.read()
-    out.update(peak_mb=_peak_mb(), loss=min(losses), losses=losses)
+    out.update(peak_mb=peak_mb(), loss=min(losses), losses=losses)
     return out
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from geodesic import position_metric as pm
 from models.conv_net import grid_vectors
+from bench_geodesic import peak_mb  # benchmarks/ is on sys.path when run as a script
 from utils.bench import write_csv
 from utils.runtime import write_run_record
 
@@ -59,10 +59,6 @@ def conv_vae(args, device):
     from utils.checkpoint import load_checkpoint, rebuild
 
     return rebuild(load_checkpoint(args.conv_vae, device), ConvVAE, device, args.conv_vae).eval()
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(args):

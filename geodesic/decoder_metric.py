@@ -84,9 +84,15 @@ def segment_lengths(decoder: Decoder, starts, ends, *, n_segments: int = 2,
 def reweight_graph(graph, Z, decoder: Decoder, **options) -> sp.csr_matrix:
     """The same graph with every edge (i, j) given its decoder length between
     Z[i] and Z[j] (each undirected edge measured once; symmetric result)."""
-    coo = sp.triu(sp.csr_matrix(graph), k=1).tocoo()
     Z = np.asarray(Z, dtype=np.float32)
-    lengths = segment_lengths(decoder, Z[coo.row], Z[coo.col], **options)
+    return reweight_edges(graph, lambda i, j: segment_lengths(decoder, Z[i], Z[j], **options))
+
+
+def reweight_edges(graph, length_of) -> sp.csr_matrix:
+    """The same graph with every undirected edge (i, j), i < j, measured once by
+    ``length_of(rows, cols) -> (E,) lengths``; symmetric result."""
+    coo = sp.triu(sp.csr_matrix(graph), k=1).tocoo()
+    lengths = length_of(coo.row, coo.col)
     # a zero length would delete the edge from the sparse graph; keep it as a tiny positive one
     lengths = np.maximum(lengths, np.finfo(np.float32).tiny).astype(np.float32)
     upper = sp.csr_matrix((lengths, (coo.row, coo.col)), shape=graph.shape)

@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from geodesic.decoder_metric import reweight_edges
+
 GridDecoder = Callable[[torch.Tensor], torch.Tensor]  # (B, D, H, W) -> (B, ...) decoded means
 
 
@@ -158,36 +160,29 @@ def unpack(packed: np.ndarray, D: int) -> np.ndarray:
     return G
 
 
+def trapezoid_lengths(delta: np.ndarray, G_a: np.ndarray, G_b: np.ndarray) -> np.ndarray:
+    """sqrt(delta^T (G_a + G_b)/2 delta) over the leading axes: delta (..., D), G_a and
+    G_b (..., D, D) -> (...) float64."""
+    delta = np.asarray(delta, dtype=np.float64)
+    gbar = 0.5 * (np.asarray(G_a, dtype=np.float64) + np.asarray(G_b, dtype=np.float64))
+    return np.sqrt(np.maximum(np.einsum("...a,...ab,...b->...", delta, gbar, delta), 0.0))
+
+
 def metric_edge_lengths(X: np.ndarray, G: np.ndarray, rows, cols,
                         batch_size: int = 1 << 20) -> np.ndarray:
-    """sqrt(Delta^T (G_i + G_j)/2 Delta) of the edges (rows[e], cols[e]) between the
-    vectors X (N, D), each with its metric G (N, D, D): (E,) float64."""
+    """:func:`trapezoid_lengths` of the edges (rows[e], cols[e]) between the vectors X
+    (N, D), each with its metric G (N, D, D): (E,) float64."""
     X = np.asarray(X, dtype=np.float64)
     rows, cols = np.asarray(rows), np.asarray(cols)
     out = np.empty(len(rows))
     for s in range(0, len(rows), batch_size):
         r, c = rows[s:s + batch_size], cols[s:s + batch_size]
-        delta = X[c] - X[r]
-        Gbar = 0.5 * (np.asarray(G[r], dtype=np.float64) + np.asarray(G[c], dtype=np.float64))
-        out[s:s + batch_size] = np.sqrt(np.maximum(np.einsum("ea,eab,eb->e", delta, Gbar, delta), 0.0))
+        out[s:s + batch_size] = trapezoid_lengths(X[c] - X[r], G[r], G[c])
     return out
 
 
 def reweight_graph_by_metric(graph, X: np.ndarray, G: np.ndarray) -> sp.csr_matrix:
-    """The same graph with every edge given its :func:`metric_edge_lengths` length (each
-    undirected edge measured once; symmetric result; a zero length kept as a tiny one so
-    the edge stays)."""
-    coo = sp.triu(sp.csr_matrix(graph), k=1).tocoo()
-    lengths = metric_edge_lengths(X, G, coo.row, coo.col)
-    lengths = np.maximum(lengths, np.finfo(np.float32).tiny).astype(np.float32)
-    upper = sp.csr_matrix((lengths, (coo.row, coo.col)), shape=graph.shape)
-    return (upper + upper.T).tocsr()
-
-
-def grid_vectors_and_metrics(grids: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D, H, W) grids and their (N, H, W, D, D) metrics -> (N H W, D) vectors in the
-    order of :func:`models.conv_net.grid_vectors` (image, then row, then column) and their
-    (N H W, D, D) metrics in the same order."""
-    grids = np.asarray(grids)
-    N, D, H, W = grids.shape
-    return grids.transpose(0, 2, 3, 1).reshape(-1, D), np.asarray(G).reshape(-1, D, D)
+    """The same graph with every edge given its :func:`metric_edge_lengths` length
+    (:func:`geodesic.decoder_metric.reweight_edges`: each undirected edge measured once,
+    symmetric, a zero length kept as a tiny one so the edge stays)."""
+    return reweight_edges(graph, lambda i, j: metric_edge_lengths(X, G, i, j))

@@ -116,10 +116,15 @@ class _Quantizer:
     def quantize(self, Z, batch_size: int = 4096) -> Quantized:
         """Z (B, d) -> Quantized(indices (B,), codes (B, d), distances (B,))."""
         self._check_fitted()
-        Z = as_latents(Z, dim=self.n_features_)
+        return self._quantize_rows(as_latents(Z, dim=self.n_features_), batch_size)
+
+    def _quantize_rows(self, Z: np.ndarray, batch_size: int, *per_row: np.ndarray) -> Quantized:
+        """:meth:`_assign` batch by batch; ``per_row``: arrays with one entry per row of Z
+        (a GeodesicQuantizer's metrics), batched alongside it."""
         idx, dist = [], []
         for start in range(0, len(Z), batch_size):
-            i, d = self._assign(Z[start:start + batch_size])
+            rows = slice(start, start + batch_size)
+            i, d = self._assign(Z[rows], *(a[rows] for a in per_row))
             idx.append(i)
             dist.append(d)
         indices = torch.from_numpy(np.concatenate(idx).astype(np.int64))
@@ -280,25 +285,19 @@ class GeodesicQuantizer(_Quantizer):
         logits = self._needs_decoder(f"edge_length={self.edge_length!r}")
         return lambda z: torch.sigmoid(logits(z))
 
-    def _row_metrics(self, metrics, n: int, what: str) -> np.ndarray | None:
-        """``metrics`` checked as (n, d, d) float64 when edge_length="metric" (else None)."""
+    def _row_metrics(self, metrics, Z: np.ndarray, what: str) -> np.ndarray | None:
+        """``metrics`` checked as (N, d, d) float64 for the rows of Z (N, d) when
+        edge_length="metric" (else None)."""
         if self.edge_length != "metric":
             return None
         if metrics is None:
             raise ValueError(f"edge_length='metric' needs {what}(Z, metrics=G), G (N, d, d): "
                              f"each row's metric (geodesic.position_metric)")
         G = np.asarray(metrics, dtype=np.float64)
-        d = self.train_latents_.shape[1] if getattr(self, "train_latents_", None) is not None \
-            and what == "quantize" else G.shape[-1]
+        n, d = Z.shape
         if G.shape != (n, d, d) or not np.isfinite(G).all():
             raise ValueError(f"metrics must be finite with shape ({n}, {d}, {d}), got {G.shape}")
         return G
-
-    def node_metrics(self) -> np.ndarray:
-        """(U, d, d) metric of every training node (edge_length="metric")."""
-        from geodesic.position_metric import unpack
-
-        return unpack(self.node_metrics_, self.train_latents_.shape[1]).astype(np.float64)
 
     def fit(self, Z, graph=None, images=None, metrics=None):
         """Z (N, d) training latents -> self.
@@ -319,7 +318,7 @@ class GeodesicQuantizer(_Quantizer):
         node standing for several equal rows gets their mean; ``node_metrics_``).
         """
         Z = as_latents(Z)
-        G = self._row_metrics(metrics, len(Z), "fit")
+        G = self._row_metrics(metrics, Z, "fit")
         _check_counts(self.n_codes, len(Z), self.n_neighbors)
         if self.code_vectors == "refined" and (images is None or len(images) != len(Z)):
             raise ValueError("code_vectors='refined' needs fit(Z, images=X) with one image per latent")
@@ -396,7 +395,7 @@ class GeodesicQuantizer(_Quantizer):
         the decoder when ``edge_length="decoder"``, or by the rows' ``metrics``
         (N, d, d) when ``edge_length="metric"``."""
         Z = as_latents(Z)
-        G = self._row_metrics(metrics, len(Z), "graph_for")
+        G = self._row_metrics(metrics, Z, "graph_for")
         if latent_graph is None:
             latent_graph = self.build_graph(Z, self.n_neighbors, neighbors=self.neighbors,
                                             exact_below=self.exact_below, seed=self.seed)
@@ -443,14 +442,7 @@ class GeodesicQuantizer(_Quantizer):
             return super().quantize(Z, batch_size)
         self._check_fitted()
         Z = as_latents(Z, dim=self.n_features_)
-        G = self._row_metrics(metrics, len(Z), "quantize")
-        idx, dist = [], []
-        for start in range(0, len(Z), batch_size):
-            i, d = self._assign(Z[start:start + batch_size], G[start:start + batch_size])
-            idx.append(i)
-            dist.append(d)
-        indices = torch.from_numpy(np.concatenate(idx).astype(np.int64))
-        return Quantized(indices, self.codebook[indices], torch.from_numpy(np.concatenate(dist)))
+        return self._quantize_rows(Z, batch_size, self._row_metrics(metrics, Z, "quantize"))
 
     def _assign(self, Z: np.ndarray, G: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) -> nearest medoid index (B,) and geodesic distance (B,); ``G`` (B, d, d)
@@ -494,13 +486,11 @@ class GeodesicQuantizer(_Quantizer):
                                    self.train_latents_[nbr.ravel()],
                                    n_segments=self.n_segments).reshape(-1, k)
         elif self.edge_length == "metric":
-            from geodesic.position_metric import unpack
+            from geodesic.position_metric import trapezoid_lengths, unpack
 
-            nodes = unpack(self.node_metrics_[nbr], Z.shape[1]).astype(np.float64)  # (B, k, d, d)
+            nodes = unpack(self.node_metrics_[nbr], Z.shape[1])  # (B, k, d, d)
             delta = self.train_latents_[nbr].astype(np.float64) - Z.astype(np.float64)[:, None, :]
-            gbar = 0.5 * (G[:, None] + nodes)
-            edge = np.sqrt(np.maximum(np.einsum("bka,bkac,bkc->bk", delta, gbar, delta), 0.0))
-            edge = edge.astype(np.float32)
+            edge = trapezoid_lengths(delta, G[:, None], nodes).astype(np.float32)
         return through_nearest(edge, nbr, self.node_labels_, self.node_distances_)
 
 
