@@ -97,6 +97,16 @@ def position_metrics(decoder: GridDecoder, grids: torch.Tensor, *,
     return out
 
 
+def row_metrics(decoder: GridDecoder, grids: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """:func:`position_metrics` of every grid vector, in the row order of
+    ``models.conv_net.grid_vectors`` (image-major, then raster order): grids (N, D, H, W)
+    -> (N H W, D, D) float32, the ``metrics`` a ``GeodesicQuantizer(edge_length="metric")``
+    takes for those rows."""
+    G = position_metrics(decoder, grids, batch_size=batch_size)
+    N, H, W, D, _ = G.shape
+    return G.reshape(N * H * W, D, D).numpy().astype(np.float32, copy=False)
+
+
 @torch.no_grad()
 def output_supports(decoder: GridDecoder, grid_shape: tuple[int, int, int], *, probes: int = 4,
                     seed: int = 0, scale: float = 1.0, dtype=torch.float32) -> np.ndarray:

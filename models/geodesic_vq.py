@@ -624,8 +624,11 @@ def make_quantizer(name: str, K: int, *, seed: int, n_neighbors: int = 10, devic
     kind = method.options["quantizer"]
     variant = variant or {}
     if kind == "geodesic":
+        edge = variant.get("edge_length") or "latent"
+        if edge == "decoder" and method.rate == methods_registry.GRID_RATE:
+            edge = "metric"  # a grid vector's decoder edges: its position's metric in its image
         return GeodesicQuantizer(K, n_neighbors, seed, device=device, decoder=decoder,
-                                 edge_length=variant.get("edge_length") or "latent",
+                                 edge_length=edge,
                                  code_vectors=variant.get("code_vectors") or "medoid")
     if kind == "euclidean":
         if variant.get("code_vectors", "centroid") not in ("", "centroid"):

@@ -9,6 +9,7 @@ a new way of building is one function here and one line in :data:`BUILDERS`.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import time
@@ -121,6 +122,12 @@ class SeedRun:
         n = self.args.grid_fit_images or len(z)
         return grid_vectors(torch.from_numpy(z[:n])).numpy()
 
+    def fit_metrics(self, arch: str) -> np.ndarray:
+        """(N H W, D, D) per-position pull-back metrics of :meth:`fit_vectors` (grid
+        methods' decoder edges: :func:`grid_metrics`)."""
+        z = self.latents(arch)[0]
+        return grid_metrics(self.vae_for(arch).decode, z[:self.args.grid_fit_images or len(z)])
+
     @property
     def graph(self):
         """The repaired k-NN graph of ``z_train`` with latent edge lengths (sparse, N x N:
@@ -139,7 +146,8 @@ class SeedRun:
             q = make_quantizer(vocab.quantizer_method("geodesic", rate).name, 1, seed=self.seed,
                                      n_neighbors=self.args.n_neighbors, decoder=self.vae_for(arch).decode,
                                      variant={"edge_length": edge_length})
-            self._graphs[key] = q.graph_for(self.fit_vectors(arch), latent_graph=latent)
+            self._graphs[key] = q.graph_for(self.fit_vectors(arch), latent_graph=latent,
+                                            **metrics_of(q, lambda: self.fit_metrics(arch)))
             # a decoder graph's time includes the latent graph it re-measures
             self.graph_seconds[key] = (time.perf_counter() - start
                                        + (self.graph_seconds[(arch, "latent")] if latent is not None else 0.0))
@@ -370,7 +378,8 @@ def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
     if isinstance(q, GeodesicQuantizer):
         graph = run.graph_for(q.edge_length, arch)
         start = time.perf_counter()
-        q.fit(vectors, graph=graph, images=run.train.images if q.code_vectors == "refined" else None)
+        q.fit(vectors, graph=graph, images=run.train.images if q.code_vectors == "refined" else None,
+              **metrics_of(q, lambda: run.fit_metrics(arch)))
         seconds = time.perf_counter() - start + run.graph_seconds[(arch, q.edge_length)]
     else:
         start = time.perf_counter()
@@ -382,14 +391,50 @@ def quantizer_for(run: SeedRun, method: str, K: int, variant: dict):
     return q, seconds
 
 
+# Per-position metrics of grid latents, kept for the few latents a process quantizes again
+# and again (a seed's training, validation and test grids: the fit, every fine-tuned
+# decoder's codes and every split's codes read them); (VAE, sha1 of the latents) -> metrics.
+_METRICS: dict[tuple[int, str], tuple[object, np.ndarray]] = {}
+_METRICS_KEPT = 6
+
+
+def grid_metrics(decoder: Callable, z: np.ndarray) -> np.ndarray:
+    """The pull-back metric of every vector of the grids ``z`` (N, D, H, W) in its own
+    image's context (geodesic/position_metric.py), through ``decoder`` (a VAE's
+    latents -> logits; the metric is that of its Bernoulli mean, sigmoid of the logits):
+    (N H W, D, D) float32 in :func:`models.conv_net.grid_vectors` row order. Computed once
+    per (VAE, latents) in a process."""
+    from geodesic.position_metric import row_metrics
+
+    owner = getattr(decoder, "__self__", decoder)  # the VAE of a bound ``vae.decode``
+    key = (id(owner), hashlib.sha1(np.ascontiguousarray(z).tobytes()).hexdigest())
+    if key not in _METRICS:
+        params = next(owner.parameters(), None) if isinstance(owner, torch.nn.Module) else None
+        device = params.device if params is not None else torch.device("cpu")
+        metrics = row_metrics(lambda x: torch.sigmoid(decoder(x.to(device))).cpu(),
+                              torch.from_numpy(np.asarray(z, dtype=np.float32)))
+        while len(_METRICS) >= _METRICS_KEPT:
+            _METRICS.pop(next(iter(_METRICS)))
+        _METRICS[key] = (owner, metrics)  # the owner kept alive, so its id is not reused
+    return _METRICS[key][1]
+
+
+def metrics_of(q, metrics: Callable[[], np.ndarray]) -> dict:
+    """{"metrics": metrics()} for a quantizer with per-row metrics (a grid method's
+    decoder edges), else {}: the keyword its fit, graph_for and quantize then need."""
+    return {"metrics": metrics()} if getattr(q, "edge_length", None) == "metric" else {}
+
+
 def quantized_latents(q, z: np.ndarray):
-    """Codes of latents ``z`` ((N, d), or (N, D, 7, 7) grids quantized vector by vector):
-    (indices (N,) or (N, 7, 7), code vectors shaped like z)."""
+    """Codes of latents ``z`` ((N, d), or (N, D, 7, 7) grids quantized vector by vector,
+    each with its position's metric when ``q`` has decoder edges): (indices (N,) or
+    (N, 7, 7), code vectors shaped like z)."""
     if z.ndim == 2:
         out = q.quantize(z)
         return out.indices.numpy(), out.codes
     n, _, h, w = z.shape
-    out = q.quantize(grid_vectors(torch.from_numpy(z)).numpy(), batch_size=65_536)
+    out = q.quantize(grid_vectors(torch.from_numpy(z)).numpy(), batch_size=65_536,
+                     **metrics_of(q, lambda: grid_metrics(q.decoder, z)))
     return out.indices.numpy().reshape(n, h, w), vectors_to_grid(out.codes, n, h)
 
 

@@ -73,7 +73,7 @@ from utils import metrics
 from utils import methods as vocab
 from utils import paths
 from utils import protocol as P
-from utils.cli import DEFAULT_BATCH_SIZE, run_main, seed_int
+from utils.cli import DEFAULT_BATCH_SIZE, non_negative_int, run_main, seed_int
 from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
 from utils.errors import UserError
@@ -128,6 +128,11 @@ def parse_args(argv=None):
                    help="also the end-to-end methods built on vector-quantize-pytorch (FSQ, "
                         "rotation-trick VQ), each with its own candidates, chosen at K = "
                         f"{P.LIBRARY_SELECTION_K} and reused at the other K")
+    p.add_argument("--grid-metric-max-images", type=non_negative_int, default=P.GRID_METRIC_MAX_IMAGES,
+                   metavar="N",
+                   help="at the grid rate, decoder edges (each vector's per-position pull-back "
+                        "metric, about 1/13 s an image on 2 cores) are a candidate cell when the "
+                        "training split has at most N images (default: %(default)s; 0: never)")
     p.add_argument("--selection-seed", type=seed_int, default=None,
                    help="seed of the selection runs (default: the first of --seeds)")
     p.add_argument("--shard", type=shard, default=(0, 1), metavar="I/N",
@@ -299,7 +304,7 @@ def select(args, train, val, device, table: Selection) -> None:
         for K in args.codebook_sizes:
             settings = table.settings(args.rate, vae_family(rate), K)
             for variant in vocab.variants(method, decoders=(P.SELECTION_DECODER,),
-                                          **P.CELL_OPTIONS):
+                                          **P.cell_options(rate, len(train), args.grid_metric_max_images)):
                 score(args, table, train, val, device, P.A_POSTERIORI_SIDE, f"cell:{method}",
                       method, K, settings, variant)
 

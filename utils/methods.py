@@ -198,8 +198,9 @@ def variants(name: str, *, edge_lengths=EDGE_LENGTHS[:1], code_vectors=("medoid"
     edges = edge_lengths if kind == "geodesic" else ("",)
     vectors = [v for v in code_vectors if v in CODE_VECTORS[kind]] or [CODE_VECTORS[kind][0]]
     if method.rate == GRID_RATE:
-        # one grid vector has no decoder of its own (the decoder reads the whole grid), so
-        # decoder edge lengths and refined code vectors are not defined there
-        edges, vectors = (("latent",) if kind == "geodesic" else ("",)), [CODE_VECTORS[kind][0]]
+        # one grid vector has no decoder of its own (the decoder reads the whole grid): its
+        # decoder edge lengths are the per-position pull-back metric in its own image's
+        # context (geodesic/position_metric.py), and refined code vectors are not defined
+        vectors = [CODE_VECTORS[kind][0]]
     return [{"edge_length": e, "code_vectors": v, "decoder": d}
             for e in edges for v in vectors for d in decoders]

@@ -57,6 +57,21 @@ BATCH_SIZE_FLAG = {A_POSTERIORI_SIDE: "vae_batch_size", END_TO_END_SIDE: "vqvae_
 # The a-posteriori cells chosen on validation at each K (issue #31), each decoded through a
 # decoder fine-tuned on its codes (the frozen decoder is reported beside it).
 CELL_OPTIONS = {"edge_lengths": ("latent", "decoder"), "code_vectors": ("medoid", "refined")}
+# Decoder edges at the grid rate need every training grid's per-position pull-back metric: 49 D
+# Jacobian-vector products an image, about 13.5 images/s on 2 cores at D = 4
+# (benchmarks/results/position_metric.csv), so 67 min per VAE and seed for Fashion-MNIST's
+# 54,000 training images (about 7 h over a tuned run's seeds and splits) but 6 min for
+# mnist-5k's. They are a candidate cell where the training split has at most this many images.
+GRID_METRIC_MAX_IMAGES = 10_000
+
+
+def cell_options(rate: str, n_train: int, max_images: int = GRID_METRIC_MAX_IMAGES) -> dict:
+    """The a-posteriori cell options chosen on validation (``CELL_OPTIONS``) for a run of
+    ``rate`` on ``n_train`` training images: the grid's decoder edges only within
+    ``max_images``."""
+    if rate == "grid" and n_train > max_images:
+        return {**CELL_OPTIONS, "edge_lengths": CELL_OPTIONS["edge_lengths"][:1]}
+    return CELL_OPTIONS
 SELECTION_DECODER = "finetuned"
 
 # What a candidate is scored by: the validation MSE per pixel of its reconstructions (of the

@@ -1,0 +1,119 @@
+"""Decoder edges at the grid rate, wired into the runner (issue #31): the "decoder" cell of
+geodesic-conv is a GeodesicQuantizer with per-position metric edges; the runner's metrics
+equal a reverse-mode Jacobian computed image by image, in grid_vectors' row order; the
+runner's codes equal the quantizer's own with those metrics; the protocol offers the cell
+only where the metrics fit the budget."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from models.conv_net import grid_vectors
+from models.conv_vae import ConvVAE
+from models.geodesic_vq import GeodesicQuantizer, make_quantizer
+from train import comparison_methods as cm
+from utils import methods as M
+from utils import protocol as P
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return ConvVAE(latent_dim=2, hidden=8, n_res_blocks=1).eval()
+
+
+@pytest.fixture(scope="module")
+def grids():
+    return np.random.default_rng(0).normal(size=(12, 2, 7, 7)).astype(np.float32)
+
+
+def jacobian_metrics(vae, grids: np.ndarray) -> np.ndarray:
+    """Reference: J of sigmoid(decode) by reverse mode, one image at a time; G of each
+    position from its D columns; rows image-major, then raster order."""
+    out = []
+    for z in torch.from_numpy(grids):
+        J = torch.autograd.functional.jacobian(lambda x: torch.sigmoid(vae.decode(x[None])).flatten(),
+                                               z)  # (n, D, 7, 7)
+        J = J.permute(2, 3, 0, 1).reshape(49, -1, z.shape[0])  # (positions, n, D)
+        out.append(J.transpose(1, 2) @ J)
+    return torch.cat(out).numpy()
+
+
+def test_the_grid_decoder_cell_is_a_metric_quantizer():
+    cells = M.variants("geodesic-conv", edge_lengths=M.EDGE_LENGTHS, code_vectors=("medoid", "refined"),
+                       decoders=("finetuned",))
+    assert [c["edge_length"] for c in cells] == ["latent", "decoder"]
+    assert {c["code_vectors"] for c in cells} == {"medoid"}  # refined is not defined on a grid
+    q = make_quantizer("geodesic-conv", 4, seed=0, variant={"edge_length": "decoder"})
+    assert q.edge_length == "metric"
+    # at one code per image "decoder" stays the decoder's own pull-back
+    assert make_quantizer("geodesic-vae", 4, seed=0, variant={"edge_length": "decoder"}).edge_length == "decoder"
+
+
+def test_grid_metrics_match_the_jacobian_row_by_row(vae, grids):
+    G = cm.grid_metrics(vae.decode, grids)
+    assert G.shape == (12 * 49, 2, 2)
+    np.testing.assert_allclose(G, jacobian_metrics(vae, grids), rtol=1e-4, atol=1e-7)
+    assert cm.grid_metrics(vae.decode, grids) is G  # computed once per (VAE, latents)
+    assert cm.grid_metrics(vae.decode, grids[:3]) is not G
+
+
+def test_the_runner_quantizes_each_vector_with_its_own_metric(vae, grids):
+    X = grid_vectors(torch.from_numpy(grids)).numpy()
+    G = jacobian_metrics(vae, grids)
+    q = make_quantizer("geodesic-conv", 6, seed=0, n_neighbors=5, decoder=vae.decode,
+                       variant={"edge_length": "decoder"})
+    q.fit(X, **cm.metrics_of(q, lambda: cm.grid_metrics(vae.decode, grids)))
+    ref = GeodesicQuantizer(6, 5, 0, edge_length="metric").fit(X, metrics=G)
+    np.testing.assert_array_equal(q.medoids_, ref.medoids_)
+    new = grids[:4] + 0.05
+    indices, codes = cm.quantized_latents(q, new)
+    want = ref.quantize(grid_vectors(torch.from_numpy(new)).numpy(), metrics=jacobian_metrics(vae, new))
+    np.testing.assert_array_equal(indices.reshape(-1), want.indices.numpy())
+    assert codes.shape == new.shape
+    # a latent-edge quantizer gets no metrics
+    assert cm.metrics_of(make_quantizer("geodesic-conv", 6, seed=0), lambda: 1 / 0) == {}
+
+
+def test_the_seed_run_fits_the_decoder_cell_on_the_training_metrics(vae, grids, monkeypatch):
+    args = SimpleNamespace(grid_fit_images=None, n_neighbors=5)
+    run = cm.SeedRun(args, 0, None, None, "cpu")
+    monkeypatch.setattr(run, "vae_for", lambda arch="mlp": vae)
+    monkeypatch.setattr(run, "latents", lambda arch="mlp": (grids, grids[:2]))
+    graph = run.graph_for("metric", "conv")
+    ref = GeodesicQuantizer(6, 5, 0, edge_length="metric").graph_for(
+        grid_vectors(torch.from_numpy(grids)).numpy(), metrics=jacobian_metrics(vae, grids))
+    np.testing.assert_allclose(graph.graph.toarray(), ref.graph.toarray(), rtol=1e-4)
+
+
+def test_the_protocol_offers_grid_decoder_edges_within_the_budget():
+    small = P.cell_options(M.GRID_RATE, 4_500)
+    assert small["edge_lengths"] == ("latent", "decoder")
+    assert P.cell_options(M.GRID_RATE, 54_000)["edge_lengths"] == ("latent",)
+    assert P.cell_options(M.IMAGE_RATE, 54_000)["edge_lengths"] == ("latent", "decoder")
+
+
+def test_a_quick_grid_selection_scores_the_decoder_cell_and_the_rows_run_the_chosen_one(tmp_path):
+    import pandas as pd
+
+    from train import run_tuned as rt
+
+    argv = ["--dataset", "mnist", "--rate", "grid", "--quick", "--limit", "80", "--codebook-sizes",
+            "4", "--seeds", "0", "--device", "cpu", "--work-dir", str(tmp_path / "work"),
+            "--results-dir", str(tmp_path / "res")]
+    for stage in ("select", "rows"):
+        rt.main(rt.parse_args(argv + ["--stage", stage]))
+    table = pd.read_csv(tmp_path / "res" / "selection_mnist.csv", keep_default_na=False)
+    cells = table[table["family"] == "cell:geodesic-conv"]
+    assert sorted(cells["edge_length"]) == ["decoder", "latent"]
+    assert cells["val_score"].astype(float).gt(0).all() and cells["config_hash"].nunique() == 2
+    chosen = cells[cells["chosen"].astype(str) == "True"]
+    assert len(chosen) == 1
+    assert chosen["edge_length"].iloc[0] == cells.loc[cells["val_score"].astype(float).idxmin(), "edge_length"]
+    rows = pd.read_csv(tmp_path / "res" / "comparison.csv", keep_default_na=False)
+    geo = rows[rows["method"] == "geodesic-conv"]
+    assert set(geo["edge_length"]) == {chosen["edge_length"].iloc[0]}
+    assert set(geo["decoder"]) == {"frozen", "finetuned"}
