@@ -223,3 +223,39 @@ def test_generation_plans_only_the_generation_k(tmp_path):
     assert TU.mark_complete(g, ResultPaths(tmp_path), "generation")["complete"].all()
     marked = TU.mark_complete(g[g["seed"] < 2], ResultPaths(tmp_path), "generation")
     assert not marked["complete"].any()
+
+
+# --- only the cell validation chose decides ---------------------------------------------------
+
+def selection(root, chosen: dict):
+    """selection_mnist.csv with P's cells at every K, ``chosen`` {K: edge_length} marked."""
+    out = []
+    for K in KS:
+        for edge in ("latent", "decoder"):
+            out.append({"rate": "image", "family": f"cell:{P}", "method": P, "K": K,
+                        "candidate": "{}", "edge_length": edge, "code_vectors": "refined",
+                        "decoder": "finetuned", "val_score": 0.1, "chosen": chosen.get(K) == edge})
+    pd.DataFrame(out).to_csv(root / "selection_mnist.csv", index=False)
+
+
+def test_rows_of_a_cell_validation_did_not_choose_decide_nothing(tmp_path):
+    from utils.paths import ResultPaths
+    record(tmp_path)
+    DEC = ("decoder", "refined", "finetuned")
+    both = frame(rows(P, 0.03, cell=GEO_TUNED), rows(P, 0.02, cell=DEC), rows(B, 0.04, cell=("", "", "finetuned")))
+    selection(tmp_path, {16: "decoder", 64: "latent"})
+    marked = TU.mark_complete(TU.mark_chosen_cells(both, tmp_path), ResultPaths(tmp_path), "comparison")
+    kept = TU.verdict_rows(marked)
+    geo = kept[kept["method"] == P]
+    assert set(zip(geo["K"], geo["edge_length"])) == {(16, "decoder"), (64, "latent")}
+    assert len(geo) == 6 and marked["complete"].all()
+    # the chosen cell's rows not run yet: the method waits, and says so
+    only_latent = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")))
+    marked = TU.mark_complete(TU.mark_chosen_cells(only_latent, tmp_path), ResultPaths(tmp_path),
+                              "comparison")
+    assert not marked.loc[marked["method"] == P, "complete"].any()
+    assert marked.loc[marked["method"] == B, "complete"].all()
+    assert P not in set(TU.verdict_rows(marked)["method"])
+    assert P in TU.pending(marked, "mnist", "full")
+    # without a selection table every row counts as chosen
+    assert TU.mark_chosen_cells(both, tmp_path / "nowhere")["chosen_cell"].all()
