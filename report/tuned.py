@@ -290,8 +290,9 @@ INTRO = ("The fixed-budget rows above train every model for a set number of epoc
          "VQ-VAE's commitment weight and learning rate), chooses the a-posteriori cells on "
          "validation too, and decodes both sides' codes with a decoder fine-tuned on them (the "
          "frozen decoders are in the tables beside). The test split is read only for these rows. "
-         "The a-posteriori side's cell choice adds up to four choices at one code per image that "
-         "the end-to-end side does not get.")
+         "The a-posteriori side's cell choice adds up to four choices at one code per image, and one "
+         "at the grid rate where the decoder's per-position metrics fit the budget (mnist-5k), "
+         "that the end-to-end side does not get.")
 
 
 # --- layout ---------------------------------------------------------------------------------
