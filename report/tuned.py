@@ -47,7 +47,7 @@ def read_tuned(path: Path) -> pd.DataFrame:
     """The tuned comparison.csv, validated (utils.results.read_results), with the columns
     ``chosen_cell`` of :func:`mark_chosen_cells` and ``complete`` of :func:`mark_complete`."""
     path = Path(path)
-    frame = mark_chosen_cells(read_results(path), path.parent)
+    frame = mark_chosen_cells(read_results(path), path.parent.parent)
     return mark_complete(frame, ResultPaths(path.parent), "comparison")
 
 
@@ -55,25 +55,22 @@ def read_tuned_generation(path: Path) -> pd.DataFrame:
     """The tuned generation.csv (utils.results.read_generation), with ``chosen_cell`` and
     ``complete``."""
     path = Path(path)
-    frame = mark_chosen_cells(read_generation(path), path.parent)
+    frame = mark_chosen_cells(read_generation(path), path.parent.parent)
     return mark_complete(frame, ResultPaths(path.parent), "generation")
 
 
-def mark_chosen_cells(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
+def mark_chosen_cells(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
     """``frame`` with a bool column ``chosen_cell``: False on an a-posteriori row whose
     cell (edge length, code vectors) is not the one validation chose at its K in
-    ``folder``/selection_<dataset>.csv (a cell run beside the choice, or a choice that
-    changed after its rows ran); True elsewhere, and everywhere without a selection."""
+    :func:`read_selection` (a cell run beside the choice, or a choice that changed after
+    its rows ran); True elsewhere, and everywhere without a selection."""
     frame = frame.assign(chosen_cell=True)
     if frame.empty or "edge_length" not in frame:
         return frame
     text = {c: frame[c].fillna("").astype(str) for c in ("edge_length", "code_vectors")}
     for dataset in frame["dataset"].unique():
-        path = Path(folder) / f"selection_{dataset}.csv"
-        if not path.is_file():
-            continue
-        sel = pd.read_csv(path, keep_default_na=False)
-        cells = sel[(sel["chosen"].astype(str) == "True") & sel["family"].astype(str).str.startswith("cell:")]
+        sel = read_selection(root, dataset)
+        cells = sel[sel["chosen"] & sel["family"].astype(str).str.startswith("cell:")]
         for _, c in cells.iterrows():
             at = ((frame["dataset"] == dataset) & (frame["method"] == c["method"])
                   & (frame["K"].astype(int) == int(c["K"])))
@@ -97,11 +94,12 @@ def planned_runs(record: Path, runner: str) -> tuple[list[int], list[int]] | Non
     return sizes, [int(s) for s in config["seeds"]]
 
 
-def verdict_cells(frame: pd.DataFrame) -> pd.DataFrame:
+def verdict_cells(frame: pd.DataFrame, chosen_only: bool = True) -> pd.DataFrame:
     """Every quantized method's cell decoded by a decoder fine-tuned on its codes and
-    the unquantized references, newest configuration of each (dataset, method, K)."""
+    the unquantized references, newest configuration of each (dataset, method, K); with
+    ``chosen_only`` only the cells validation chose (:func:`mark_chosen_cells`)."""
     rows = newest(frame)
-    if "chosen_cell" in rows:
+    if chosen_only and "chosen_cell" in rows:
         rows = rows[rows["chosen_cell"].astype(bool)]
     if "decoder" not in rows:  # generation rows: one cell per method, its fine-tuned decoder
         return rows.reset_index(drop=True)
@@ -117,11 +115,12 @@ def mark_complete(frame: pd.DataFrame, results: ResultPaths, runner: str) -> pd.
     stopped, never decides a verdict with part of its seeds. Without a record the rows
     count as complete (nothing says what was planned)."""
     frame = frame.assign(complete=True)
-    cells = verdict_cells(frame)
-    # a method whose rows are all of cells validation did not choose has none to show yet
-    judged = verdict_cells(frame.drop(columns="chosen_cell", errors="ignore"))
-    for (dataset, method), _ in judged.groupby(["dataset", "method"], sort=False):
-        rows = cells[(cells["dataset"] == dataset) & (cells["method"] == method)]
+    # every method with verdict cells is judged, on the chosen ones: a method whose rows
+    # are all of cells validation did not choose has none to show yet
+    judged = verdict_cells(frame, chosen_only=False)
+    for (dataset, method), rows in judged.groupby(["dataset", "method"], sort=False):
+        if "chosen_cell" in rows:
+            rows = rows[rows["chosen_cell"].astype(bool)]
         m = M.get(method)
         plan = planned_runs(results.run_record(dataset, f"tuned-{m.rate}", runner), runner)
         if plan is None:
@@ -149,8 +148,7 @@ def pending(frame: pd.DataFrame, dataset: str, setting: str) -> str | None:
                  & ~frame["complete"].astype(bool)]
     if rows.empty:
         return None
-    runs = verdict_cells(rows.drop(columns="chosen_cell", errors="ignore")).groupby(
-        "method", sort=False).size()
+    runs = verdict_cells(rows, chosen_only=False).groupby("method", sort=False).size()
     listed = F.join_words(f"{m} ({F.plural(int(n), 'run')})" for m, n in runs.items())
     return (f"Still running or stopped part-way, so in no verdict yet: {listed} so far; "
             f"their rows are in the appendix.")

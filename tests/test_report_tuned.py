@@ -228,14 +228,16 @@ def test_generation_plans_only_the_generation_k(tmp_path):
 # --- only the cell validation chose decides ---------------------------------------------------
 
 def selection(root, chosen: dict):
-    """selection_mnist.csv with P's cells at every K, ``chosen`` {K: edge_length} marked."""
+    """root/tuned/selection_mnist.csv with P's cells at every K, ``chosen`` {K: edge_length}
+    marked."""
     out = []
     for K in KS:
         for edge in ("latent", "decoder"):
             out.append({"rate": "image", "family": f"cell:{P}", "method": P, "K": K,
                         "candidate": "{}", "edge_length": edge, "code_vectors": "refined",
                         "decoder": "finetuned", "val_score": 0.1, "chosen": chosen.get(K) == edge})
-    pd.DataFrame(out).to_csv(root / "selection_mnist.csv", index=False)
+    (root / "tuned").mkdir(exist_ok=True)
+    pd.DataFrame(out).to_csv(root / "tuned" / "selection_mnist.csv", index=False)
 
 
 def test_rows_of_a_cell_validation_did_not_choose_decide_nothing(tmp_path):

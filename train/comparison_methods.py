@@ -119,14 +119,17 @@ class SeedRun:
         z = self.latents(arch)[0]
         if arch == "mlp":
             return z
-        n = self.args.grid_fit_images or len(z)
-        return grid_vectors(torch.from_numpy(z[:n])).numpy()
+        return grid_vectors(torch.from_numpy(self._fit_grids(arch))).numpy()
+
+    def _fit_grids(self, arch: str) -> np.ndarray:
+        """The training grids a grid quantizer is fitted on (the first --grid-fit-images)."""
+        z = self.latents(arch)[0]
+        return z[:self.args.grid_fit_images or len(z)]
 
     def fit_metrics(self, arch: str) -> np.ndarray:
         """(N H W, D, D) per-position pull-back metrics of :meth:`fit_vectors` (grid
         methods' decoder edges: :func:`grid_metrics`)."""
-        z = self.latents(arch)[0]
-        return grid_metrics(self.vae_for(arch).decode, z[:self.args.grid_fit_images or len(z)])
+        return grid_metrics(self.vae_for(arch).decode, self._fit_grids(arch))
 
     @property
     def graph(self):
@@ -404,15 +407,15 @@ def grid_metrics(decoder: Callable, z: np.ndarray) -> np.ndarray:
     latents -> logits; the metric is that of its Bernoulli mean, sigmoid of the logits):
     (N H W, D, D) float32 in :func:`models.conv_net.grid_vectors` row order. Computed once
     per (VAE, latents) in a process."""
+    from geodesic.decoder_metric import bernoulli_mean_decoder
     from geodesic.position_metric import row_metrics
 
     owner = getattr(decoder, "__self__", decoder)  # the VAE of a bound ``vae.decode``
     key = (id(owner), hashlib.sha1(np.ascontiguousarray(z).tobytes()).hexdigest())
     if key not in _METRICS:
-        params = next(owner.parameters(), None) if isinstance(owner, torch.nn.Module) else None
-        device = params.device if params is not None else torch.device("cpu")
-        metrics = row_metrics(lambda x: torch.sigmoid(decoder(x.to(device))).cpu(),
-                              torch.from_numpy(np.asarray(z, dtype=np.float32)))
+        mean = (bernoulli_mean_decoder(owner) if isinstance(owner, torch.nn.Module)
+                else lambda x: torch.sigmoid(decoder(x)))
+        metrics = row_metrics(mean, torch.from_numpy(np.asarray(z, dtype=np.float32)))
         while len(_METRICS) >= _METRICS_KEPT:
             _METRICS.pop(next(iter(_METRICS)))
         _METRICS[key] = (owner, metrics)  # the owner kept alive, so its id is not reused
