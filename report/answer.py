@@ -181,8 +181,7 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     tuned = any(q.protocol == "tuned" for q in cells)
     return ("Cells: verdict; per question, geodesic's mean/opponent's, and its verdict where "
             "different. Best end-to-end: lowest test mean"
-            + ("; '= classical': no other end-to-end quantizer with rows has a lower mean"
-               if best <= classical else "") + "."
+            + ("; '= classical': no other is lower" if best <= classical else "") + "."
             + (" Tuned: equal budgets, settings chosen on validation." if tuned else ""))
 
 

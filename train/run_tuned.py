@@ -393,8 +393,10 @@ def planned_rows(args, table: Selection):
                                                           variant)
 
 
-def rows(args, table: Selection, train, test, device, results: Path) -> None:
-    """Stage 3: the chosen settings and cells on every seed, one row each."""
+def rows(args, table: Selection, train, test, device, results: Path,
+         summary: Path | None = None) -> None:
+    """Stage 3: the chosen settings and cells on every seed, one row each (``summary``
+    rewritten after each)."""
     done = finished_keys(results)
     runs: dict[int, dict[str, cm.SeedRun]] = {}  # per seed: one run per distinct setting
     for a, method, variant, ident in planned_rows(args, table):
@@ -404,6 +406,8 @@ def rows(args, table: Selection, train, test, device, results: Path) -> None:
         run = seed_run(runs.setdefault(seed, {}), a, seed, train, test, device)
         row = rc.cell_row(run, ident)
         rc.append_new_row(results, row)
+        if summary is not None:  # the summary agrees with the rows if the run is stopped
+            write_summary(results, summary)
         done.add(row_key(ident))
         print(f"[tuned {args.dataset} seed {seed}] {method:14s} "
               f"{'/'.join(v for v in variant.values() if v):24s} K={ident['K']:<4d} "
@@ -502,6 +506,7 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
         row = rg.generation_row(ident, method, K, scored, seconds, accuracy, train.name,
                                 TUNED_GENERATION_COLUMNS)
         append_generation_row(out.generation, row)
+        write_generation_summary(out.generation, out.generation_summary)  # agrees if stopped
         done.add(row_key(ident))
         if seed == args.seeds[0]:
             rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
@@ -573,7 +578,7 @@ def main(args):
                              keep_earlier=True, dataset=train.name, data_source=train.source,
                              splits=["train", "val", "test"], device=str(device),
                              torch_threads=torch.get_num_threads())
-            rows(args, table, train, test, device, results.comparison)
+            rows(args, table, train, test, device, results.comparison, results.summary)
             summary = write_summary(results.comparison, results.summary)
             print(f"wrote {results.comparison} and {results.summary} ({len(summary)} groups)",
                   file=sys.stderr)
