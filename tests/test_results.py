@@ -153,3 +153,32 @@ def test_generation_files_of_both_protocols_read_and_the_fixed_header_is_unchang
     # a tuned row does not go into a fixed file, nor the other way round
     with pytest.raises(UserError, match="move it away"):
         results.append_generation_row(fixed, generation_row(2, protocol="tuned"))
+
+
+def test_record_row_keeps_the_summary_in_step_with_the_rows_and_writes_a_key_once(tmp_path):
+    """A runner stopped between any two rows leaves a summary.csv that agrees with
+    comparison.csv (the mean is checked against numpy's), and a row recorded twice (a
+    requeued job) is written once."""
+    import numpy as np
+
+    path, summary = tmp_path / "comparison.csv", tmp_path / "summary.csv"
+    mses = [0.01, 0.04, 0.025]
+    for seed, mse in enumerate(mses):
+        assert results.record_row(path, summary, row(seed=seed, mse=mse)) is True
+        got = pd.read_csv(summary)  # as a stopped run leaves it, after this row
+        assert got.n_seeds.tolist() == [seed + 1]
+        assert got.test_mse_mean.iloc[0] == pytest.approx(np.mean(mses[: seed + 1]), rel=1e-5)
+    text = path.read_text()
+    assert results.record_row(path, summary, row(seed=1, mse=0.9)) is False
+    assert path.read_text() == text and pd.read_csv(summary).n_seeds.tolist() == [3]
+
+
+def test_record_generation_row_keeps_generation_summary_in_step(tmp_path):
+    path, summary = tmp_path / "generation.csv", tmp_path / "generation_summary.csv"
+    for seed in (0, 1):
+        assert results.record_generation_row(path, summary, generation_row(seed, protocol="tuned"))
+        got = pd.read_csv(summary)
+        assert got.n_seeds.tolist() == [seed + 1]
+        assert got.prior_nll_bits_mean.iloc[0] == pytest.approx(200.0 + seed / 2)
+    assert results.record_generation_row(path, summary, generation_row(0, protocol="tuned")) is False
+    assert len(results.read_generation(path)) == 2

@@ -5,7 +5,7 @@ import pandas as pd
 from train import comparison_methods as cm
 from train import run_comparison as rc
 from train import submit_sweep as ss
-from utils.results import read_results
+from utils.results import read_results, record_row
 
 SWEEP = ["--dataset", "mnist-5k", "--limit", "120", "--codebook-sizes", "4", "--seeds", "0",
          "--epochs", "1", "--methods", "kmeans-vae", "vqvae-global"]
@@ -31,7 +31,7 @@ def test_cells_become_jobs_and_rows_once(tmp_path):
     assert rc.run_cell(args, "kmeans-vae", 4, 0, cm.variants(args, "kmeans-vae")[0]) is False
     # ... nor one that computed its row while another job wrote it (both passed the first check)
     row = pd.read_csv(results, keep_default_na=False, dtype=str).iloc[0].to_dict()
-    assert rc.append_new_row(results, row) is False
+    assert record_row(results, tmp_path / "res" / "summary.csv", row) is False
     assert results.read_text() == before
     # the runner over the same flags trains nothing (--cached-only) and adds no row
     rc.main(rc.parse_args(SWEEP + where + ["--cached-only", "--no-figures"]))

@@ -30,7 +30,7 @@ from utils.cli import (DEFAULT_BATCH_SIZE, SEED_HELP, keyed_positive_int, make_p
                        non_negative_float, positive_float, positive_int, run_main, seed_int)
 from utils.datasets import DATASETS, load_dataset
 from utils.results import (COLUMNS, KEY, PROTOCOL_COLUMNS, append_row, config_hash,  # noqa: F401
-                           finished_keys, row_key, write_summary)
+                           finished_keys, record_row, row_key, write_summary)
 from utils.runlock import run_lock, waiting_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
@@ -231,26 +231,15 @@ def cell_row(run: cm.SeedRun, ident: dict) -> dict:
     return row
 
 
-def append_new_row(results: Path, row: dict) -> bool:
-    """Append ``row`` to comparison.csv unless a row of its key is there already,
-    under a lock that waits (``comparison.csv.rows.lock``), so that a cell run twice,
-    by a sweep or by cluster jobs side by side, writes one row. Returns True when written."""
-    with waiting_lock(results.with_name(results.name + ".rows")):
-        if row_key(row) in finished_keys(results):
-            return False
-        append_row(results, row)
-        return True
-
-
 def run_cell(args, method: str, K: int, seed: int, variant: dict) -> bool:
     """One cell of the sweep as a job of its own (train/submit_sweep.py): the code
     path of :func:`run_seed` for this cell alone, without the results folder's
     one-runner lock, so that jobs run side by side. Jobs of one seed train its VAE
     once: the first holds a lock beside its checkpoint while the others wait for
     it. Returns True when this job wrote the row, False when it was there already."""
-    results = paths.ResultPaths(args.results_dir).comparison
+    out = paths.ResultPaths(args.results_dir)
     ident = row_identity(args, method, K, seed, variant)
-    if row_key(ident) in finished_keys(results):
+    if row_key(ident) in finished_keys(out.comparison):
         return False
     train, test = sweep_data(args)
     run = cm.SeedRun(args, seed, train, test, pick_device(args.device))
@@ -261,13 +250,13 @@ def run_cell(args, method: str, K: int, seed: int, variant: dict) -> bool:
             with waiting_lock(vae.with_name(vae.name + ".cell")):
                 run.vae_for(cm.arch_of(method))
         row = cell_row(run, ident)
-    written = append_new_row(results, row)
+    written = record_row(out.comparison, out.summary, row)
     index_seed(args, seed, [(method, K, variant)])
     return written
 
 
-def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> None:
-    """Every method and K for one seed; appends each finished row."""
+def run_seed(args, seed: int, train, test, device, done: set, out: paths.ResultPaths) -> None:
+    """Every method and K for one seed; records each finished row and its summary."""
     todo = [row_identity(args, m, K, seed, v) for m, K, v in sweep_cells(args)]
     todo = [r for r in todo if row_key(r) not in done]
     if not todo:
@@ -277,7 +266,7 @@ def run_seed(args, seed: int, train, test, device, done: set, results: Path) -> 
         method, K = ident["method"], ident["K"]
         variant = {c: ident[c] for c in vocab.VARIANT_COLUMNS}
         row = cell_row(run, ident)
-        append_new_row(results, row)
+        record_row(out.comparison, out.summary, row)
         done.add(row_key(ident))
         cell = "/".join(v for v in variant.values() if v)
         print(f"[{args.dataset} seed {seed}] {method:14s} {cell:24s} K={K:<4d} bits={row['bits_per_image']:<6.4g} "
@@ -316,7 +305,7 @@ def run(args, device, out: paths.ResultPaths) -> None:
           f"{' '.join(args.methods)}, K {args.codebook_sizes}, seeds {args.seeds}, "
           f"{args.epochs} epochs; config in {record}", file=sys.stderr)
     for seed in args.seeds:
-        run_seed(args, seed, train, test, device, done, out.comparison)
+        run_seed(args, seed, train, test, device, done, out)
         index_seed(args, seed)
     summary = write_summary(out.comparison, out.summary)
     if not args.no_figures:

@@ -42,8 +42,9 @@ from utils import paths
 from utils.checkpoint import load_checkpoint, rebuild
 from utils.cli import config_key, float_at_least, positive_int, run_main
 from utils.errors import UserError
-from utils.results import (GENERATION_COLUMNS, append_generation_row, config_hash,
-                           finished_generation_keys, row_key, write_generation_summary)
+from utils.results import (GENERATION_COLUMNS, config_hash,
+                           finished_generation_keys, record_generation_row, row_key,
+                           write_generation_summary)
 from utils.runlock import run_lock
 from utils.runtime import atomic_file, ensure_output_dirs, pick_device, write_run_record
 
@@ -258,7 +259,7 @@ def run(args, device, out: paths.ResultPaths) -> None:
                 metrics, seconds = prior_metrics(args, source, method, K, seed, classifier,
                                                  prior_dir(args, method, K, ident))
                 row = generation_row(ident, method, K, metrics, seconds, accuracy, train.name)
-                append_generation_row(out.generation, row)
+                record_generation_row(out.generation, out.generation_summary, row)
                 done.add(row_key(ident))
                 if seed == args.seeds[0]:
                     publish_grid(metrics, out.samples_figure(args.dataset, method, K, args.setting))

@@ -77,9 +77,9 @@ from utils.cli import DEFAULT_BATCH_SIZE, non_negative_int, run_main, seed_int
 from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
 from utils.errors import UserError
-from utils.results import (TUNED_GENERATION_COLUMNS, append_generation_row, config_hash,
-                           finished_generation_keys, finished_keys, row_key,
-                           write_generation_summary, write_summary)
+from utils.results import (TUNED_GENERATION_COLUMNS, config_hash,
+                           finished_generation_keys, finished_keys, record_generation_row,
+                           record_row, row_key, write_generation_summary, write_summary)
 from utils.runlock import run_lock
 from utils.runtime import ensure_output_dirs, pick_device, write_run_record
 
@@ -393,11 +393,10 @@ def planned_rows(args, table: Selection):
                                                           variant)
 
 
-def rows(args, table: Selection, train, test, device, results: Path,
-         summary: Path | None = None) -> None:
-    """Stage 3: the chosen settings and cells on every seed, one row each (``summary``
-    rewritten after each)."""
-    done = finished_keys(results)
+def rows(args, table: Selection, train, test, device, out: paths.ResultPaths) -> None:
+    """Stage 3: the chosen settings and cells on every seed, one row each (and the
+    summary rewritten with it, :func:`utils.results.record_row`)."""
+    done = finished_keys(out.comparison)
     runs: dict[int, dict[str, cm.SeedRun]] = {}  # per seed: one run per distinct setting
     for a, method, variant, ident in planned_rows(args, table):
         seed = ident["seed"]
@@ -405,9 +404,7 @@ def rows(args, table: Selection, train, test, device, results: Path,
             continue
         run = seed_run(runs.setdefault(seed, {}), a, seed, train, test, device)
         row = rc.cell_row(run, ident)
-        rc.append_new_row(results, row)
-        if summary is not None:  # the summary agrees with the rows if the run is stopped
-            write_summary(results, summary)
+        record_row(out.comparison, out.summary, row)
         done.add(row_key(ident))
         print(f"[tuned {args.dataset} seed {seed}] {method:14s} "
               f"{'/'.join(v for v in variant.values() if v):24s} K={ident['K']:<4d} "
@@ -505,8 +502,7 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
                                            rg.prior_dir(sized, method, K, ident), decoder)
         row = rg.generation_row(ident, method, K, scored, seconds, accuracy, train.name,
                                 TUNED_GENERATION_COLUMNS)
-        append_generation_row(out.generation, row)
-        write_generation_summary(out.generation, out.generation_summary)  # agrees if stopped
+        record_generation_row(out.generation, out.generation_summary, row)
         done.add(row_key(ident))
         if seed == args.seeds[0]:
             rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
@@ -578,7 +574,7 @@ def main(args):
                              keep_earlier=True, dataset=train.name, data_source=train.source,
                              splits=["train", "val", "test"], device=str(device),
                              torch_threads=torch.get_num_threads())
-            rows(args, table, train, test, device, results.comparison, results.summary)
+            rows(args, table, train, test, device, results)
             summary = write_summary(results.comparison, results.summary)
             print(f"wrote {results.comparison} and {results.summary} ({len(summary)} groups)",
                   file=sys.stderr)

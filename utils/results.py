@@ -20,6 +20,7 @@ from utils import csvlog, metrics
 from utils import metric_registry as R
 from utils.errors import UserError
 from utils.methods import VARIANT_COLUMNS
+from utils.runlock import waiting_lock
 from utils.runtime import atomic_file
 
 KEY = ["dataset", "setting", "method", "K", "seed", "config_hash"]
@@ -135,6 +136,25 @@ def write_summary(results: Path, out: Path) -> pd.DataFrame:
     return write_frame(summarize(read_results(results)), out)
 
 
+def record_row(results: Path, summary: Path, row: dict) -> bool:
+    """Append ``row`` to comparison.csv unless a row of its key is there already, then
+    rewrite summary.csv from the rows, both under one lock that waits
+    (``<results>.rows.lock``). So a cell run twice (by a sweep, or by cluster jobs side
+    by side) writes one row, and a run stopped between any two rows leaves a summary
+    that agrees with them. Returns True when the row was written."""
+    return _record(results, summary, row, read_results, append_row, summarize)
+
+
+def _record(results: Path, summary: Path, row: dict, read, append, summarize_rows) -> bool:
+    """:func:`record_row` for either results file, given its reader, appender and summary."""
+    with waiting_lock(results.with_name(results.name + ".rows")):
+        new = row_key(row) not in keys_of(read(results))
+        if new:
+            append(results, row)
+        write_frame(summarize_rows(read(results)), summary)
+    return new
+
+
 # --- generation.csv: the prior over each method's codes, its samples ---------------------------
 
 GENERATION_METRICS = R.columns(table=R.GENERATION, protocol=R.FIXED)
@@ -195,3 +215,9 @@ def summarize_generation(results: pd.DataFrame) -> pd.DataFrame:
 def write_generation_summary(results: Path, out: Path) -> pd.DataFrame:
     """generation_summary.csv from generation.csv, written atomically."""
     return write_frame(summarize_generation(read_generation(results)), out)
+
+
+def record_generation_row(generation: Path, summary: Path, row: dict) -> bool:
+    """:func:`record_row` for generation.csv and generation_summary.csv."""
+    return _record(generation, summary, row, read_generation, append_generation_row,
+                   summarize_generation)
