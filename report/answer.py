@@ -126,36 +126,47 @@ VERDICT_PHRASES = {"yes": "better", "no": "worse", "mixed": "mixed",
                    NO_DIFFERENCE: "without a clear difference"}
 
 
-def datasets_phrase(groups, labels: dict) -> str:
-    """'(both datasets)', '(every dataset)' or '(mnist-5k)'."""
-    if len(groups) == len(labels) > 1:
+FIXED_MARK = "\u2020"  # after a dataset whose verdict rests on fixed-budget rows only
+
+
+def datasets_phrase(groups, labels: dict, fixed: set = frozenset()) -> str:
+    """'(both datasets)', '(every dataset)' or '(mnist-5k)'; a group of ``fixed`` (its
+    verdict rests on fixed-budget rows) is named, with :data:`FIXED_MARK`."""
+    if len(groups) == len(labels) > 1 and not fixed & set(groups):
         return "(both datasets)" if len(labels) == 2 else "(every dataset)"
-    return f"({join_words(labels[g] for g in groups)})"
+    return f"({join_words(labels[g] + (FIXED_MARK if g in fixed else '') for g in groups)})"
 
 
-def questions_phrase(hits: list[QuestionVerdict], labels: dict) -> str:
+def questions_phrase(hits: list[QuestionVerdict], labels: dict, mark: bool = True) -> str:
     """'generation (both datasets) and on reconstruction and label agreement
     (mnist-5k)': each question with the datasets that give it, questions on the
-    same datasets together."""
+    same datasets together; with ``mark``, a dataset whose verdict on a question rests on
+    fixed-budget rows carries :data:`FIXED_MARK`."""
     datasets = {}
     for q in hits:
-        datasets.setdefault(q.section.name, []).append((q.dataset, q.setting))
+        datasets.setdefault(q.section.name, []).append((q.dataset, q.setting, mark and q.protocol != "tuned"))
     together = {}
     for question, groups in datasets.items():
         together.setdefault(tuple(groups), []).append(question)
-    return " and on ".join(f"{join_words(questions)} {datasets_phrase(groups, labels)}"
-                           for groups, questions in together.items())
+    return " and on ".join(
+        f"{join_words(questions)} "
+        f"{datasets_phrase([g[:2] for g in groups], labels, {g[:2] for g in groups if g[2]})}"
+        for groups, questions in together.items())
 
 
 def answer_sentence(cells: list[QuestionVerdict]) -> str:
     """The answer in one sentence, from the cells of the answer table: for each
     verdict, at each rate, the questions and datasets that give it ('every
-    question' when all of a rate's cells do)."""
+    question' when all of a rate's cells do). Where other verdicts read tuned rows, a
+    dataset whose verdict rests on fixed-budget rows (no tuned rows yet) is marked
+    :data:`FIXED_MARK`, as the table's note says: budgets decide those as much as the
+    quantizers do."""
     labels = group_labels(cells)
     decided = [q for q in cells if q.verdict is not None]
     if not decided:
         return "No question has an answer yet: these results hold no matched-bits contest."
     rates = list(dict.fromkeys(q.contest for q in decided))
+    mark = any(q.protocol == "tuned" for q in decided)
     clauses = []
     for word, phrase in VERDICT_PHRASES.items():
         parts = []
@@ -164,10 +175,11 @@ def answer_sentence(cells: list[QuestionVerdict]) -> str:
             hits = [q for q in mine if q.verdict.answer == word]
             if len(hits) == len(mine):
                 groups = list(dict.fromkeys((q.dataset, q.setting) for q in hits))
+                fixed = {(q.dataset, q.setting) for q in hits if mark and q.protocol != "tuned"}
                 parts.append(f"with {rate_short(contest)} on every question "
-                             f"{datasets_phrase(groups, labels)}")
+                             f"{datasets_phrase(groups, labels, fixed)}")
             elif hits:
-                parts.append(f"with {rate_short(contest)} on {questions_phrase(hits, labels)}")
+                parts.append(f"with {rate_short(contest)} on {questions_phrase(hits, labels, mark)}")
         if parts:
             clauses.append(f"{phrase} " + ", and ".join(parts))
     return "Against the end-to-end VQ-VAE, geodesic codes are " + "; ".join(clauses) + "."
@@ -179,10 +191,13 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     best = {q.opponent for q in columns.get(V.BEST_END_TO_END, []) if q.verdict is not None}
     classical = {q.contest.question for q in cells}
     tuned = any(q.protocol == "tuned" for q in cells)
+    fixed = tuned and any(q.protocol != "tuned" for q in cells if q.verdict is not None)
     return ("Cells: verdict; per question, geodesic's mean/opponent's, and its verdict where "
-            "different. Best end-to-end: lowest test mean"
-            + ("; '= classical': no other is lower" if best <= classical else "") + "."
-            + (" Tuned: equal budgets, settings chosen on validation." if tuned else ""))
+            "different. "
+            + ("'= classical': the VQ-VAE's mean is best." if best <= classical
+               else "Best end-to-end: the best mean per question.")
+            + (" Tuned: equal budgets, settings chosen on validation" if tuned else "")
+            + (f"; {FIXED_MARK}: fixed budgets" if fixed else "") + ("." if tuned else ""))
 
 
 class ShortAnswer(NamedTuple):

@@ -54,7 +54,7 @@ from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, all_
                              cell_rows, contests, direction, rows_of)
 from utils import methods as M
 from utils import metric_registry as R
-from utils.paths import RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, ResultPaths
+from utils.paths import RESULTS, RUNNER_FIGURE_CAPTIONS, RUNNER_FIGURES, ResultPaths
 
 PAGE_MARGIN = 2 * cm
 FRAME_WIDTH = A4[0] - 2 * PAGE_MARGIN
@@ -315,12 +315,17 @@ HEADLINE_CAPTION = (
     "dashed: unquantized VAEs.")
 
 
+def built_from(root: Path) -> str:
+    """' from <root>' for a report built from other results than the published ones."""
+    return "" if Path(root).resolve() == RESULTS.resolve() else f" from {F.display_path(root)}"
+
+
 def page_one(results: Results, answer: AN.ShortAnswer, headline: io.BytesIO | None, styles) -> list:
     """Title, the question in two sentences, the answer in one, the answer table,
     the headline figure; then a page break (when all of it fits page 1)."""
     story = [Paragraph("A-posteriori geodesic quantization of VAE latents vs. an end-to-end "
                        "VQ-VAE", styles["title"]),
-             para(f"Built {datetime.date.today().isoformat()} from {F.display_path(results.root)}; "
+             para(f"Built {datetime.date.today().isoformat()}{built_from(results.root)}; "
                   f"provenance in the appendix.", styles["meta"]),
              Paragraph("Question", styles["h2"]), para(ST.question_text(), styles["body"]),
              Paragraph("Answer", styles["h2"]), para(answer.sentence, styles["body"]),

@@ -70,3 +70,28 @@ def test_a_stronger_library_quantizer_is_named_in_the_best_column():
     [q] = [q for q in V.answer_grid(tables, groups, V.BEST_END_TO_END) if q.verdict is not None]
     assert q.opponent == FSQ and q.mean_b == pytest.approx(0.0051)
     assert AN.answer_cell([q], q.k, V.BEST_END_TO_END) == f"**no** vs {FSQ}\nMSE 0.0201/0.00510"
+
+
+def test_the_sentence_marks_a_dataset_whose_verdict_rests_on_fixed_budgets_only():
+    """Where other verdicts read tuned rows, a dataset judged on fixed-budget rows only is
+    marked (issue #26: budgets decide those); with no tuned rows at all nothing is marked."""
+    def dataset(rows_, name, used, protocol):
+        return [dict(r, dataset=name, dataset_used=used, protocol=protocol) for r in rows_]
+
+    def sentence_and_note(fashion_protocol, mnist_protocol):
+        parts = [dataset(rows(m, mse), "fashion-mnist", "fashion-mnist", fashion_protocol)
+                 for m, mse in ((P, 0.02), (KM, 0.02), (VQ, 0.01))]
+        parts += [dataset(rows(m, mse), "mnist", "mnist-5k", mnist_protocol)
+                  for m, mse in ((P, 0.02), (KM, 0.02), (VQ, 0.01))]
+        tables = {R.COMPARISON: frame(*parts)}
+        groups = [("fashion-mnist", "full"), ("mnist", "full")]
+        columns = {role: V.answer_grid(tables, groups, role) for role in V.OPPONENT_ROLES}
+        return AN.answer_sentence(columns[V.CLASSICAL]), AN.table_note(columns)
+
+    sentence, note = sentence_and_note("fixed", "tuned")
+    assert f"(fashion-mnist{AN.FIXED_MARK} and mnist-5k)" in sentence
+    assert f"{AN.FIXED_MARK}: fixed budgets" in note and "Tuned:" in note
+    sentence, note = sentence_and_note("fixed", "fixed")
+    assert "(both datasets)" in sentence and AN.FIXED_MARK not in sentence + note
+    sentence, note = sentence_and_note("tuned", "tuned")
+    assert "(both datasets)" in sentence and AN.FIXED_MARK not in sentence + note
