@@ -36,11 +36,14 @@ from torch import nn
 from models.quantizer import (QuantizerLayer, VectorQuantizer, VQConfig, VQLosses, VQOutput,
                               batch_stats, nearest_code)
 
-__all__ = ["QUANTIZERS", "FSQ_LEVELS", "LIBRARY_DEAD_CODE_THRESHOLD", "fsq_levels",
+__all__ = ["QUANTIZERS", "FSQ_NORMS", "FSQ_LEVELS", "LIBRARY_DEAD_CODE_THRESHOLD", "fsq_levels",
            "LibraryVectorQuantizer", "FSQQuantizer", "make_vq_layer"]
 
 # The quantization layers a VQ-VAE can have: ours (models/quantizer.py) first, the default.
 QUANTIZERS = ("ours", "library-vq", "fsq")
+# What FSQ does to its projected values before bounding them (FSQQuantizer's ``norm``):
+# nothing (the library's FSQ) or a batch normalization without affine parameters.
+FSQ_NORMS = ("none", "batch")
 
 # FSQ levels per codebook size K = prod(levels). The FSQ paper's table 3 recommends
 # levels >= 5 (e.g. [8, 6, 5] for 2^8 = 240 codes), which give no power of two; to
@@ -193,14 +196,28 @@ class FSQQuantizer(QuantizerLayer):
     :class:`models.quantizer.VQConfig` fields only ``n_codes`` and ``code_dim`` are
     used: FSQ has no codebook to learn, initialise or restart and no commitment
     loss (``loss`` and both ``losses`` are 0).
+
+    ``norm="batch"`` standardises each of the len(levels) projected values over the
+    batch (running statistics in eval mode; no affine parameters) before the bound
+    f(z) = floor(L/2) tanh(z) of the FSQ paper (eq. 1, with the library's half-level
+    shift). With one code per image on the shallow global backbone, the library's FSQ
+    (``norm="none"``) drifts into the flat part of the tanh within about 50 steps, at
+    learning rates from 1e-4 to 2e-3: every image then gets the same code and no gradient
+    leaves the bound (measured on mnist-5k; tests/test_library_quantizers.py shows the
+    mechanism). Centring the projected values keeps them where the levels are.
     """
 
-    def __init__(self, n_codes: int, code_dim: int, **options) -> None:
+    def __init__(self, n_codes: int, code_dim: int, norm: str = "none", **options) -> None:
         super().__init__(n_codes, code_dim, **options)
         from vector_quantize_pytorch import FSQ
 
-        self.levels = fsq_levels(self.config.n_codes)
+        if norm not in FSQ_NORMS:
+            raise ValueError(f"FSQ norm must be one of {FSQ_NORMS}, got {norm!r}.")
+        self.levels, self.norm = fsq_levels(self.config.n_codes), norm
         self.fsq = FSQ(levels=list(self.levels), dim=self.config.code_dim)
+        if norm == "batch":  # between the library's input map and its bound
+            self.fsq.project_in = nn.Sequential(self.fsq.project_in,
+                                                LastDimBatchNorm(len(self.levels)))
         self.register_buffer("initialized", torch.tensor(True), persistent=False)
 
     @property
@@ -241,10 +258,27 @@ class FSQQuantizer(QuantizerLayer):
         return torch.zeros(0, dtype=torch.long, device=self.initialized.device)
 
 
-def make_vq_layer(kind: str, config: VQConfig) -> nn.Module:
-    """The quantization layer ``kind`` (one of :data:`QUANTIZERS`) built from ``config``."""
+class LastDimBatchNorm(nn.Module):
+    """Batch normalization of the last dimension of (..., d) values, over all the others,
+    without affine parameters: (z - mean) / sqrt(var + eps), the batch's statistics in
+    training mode and their running averages (momentum 0.1) in eval mode."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, affine=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.bn(z.reshape(-1, z.shape[-1])).reshape(z.shape)
+
+
+def make_vq_layer(kind: str, config: VQConfig, fsq_norm: str = "none") -> nn.Module:
+    """The quantization layer ``kind`` (one of :data:`QUANTIZERS`) built from ``config``
+    (and, for "fsq", ``fsq_norm``: :class:`FSQQuantizer`'s ``norm``)."""
     layers = {"ours": VectorQuantizer, "library-vq": LibraryVectorQuantizer, "fsq": FSQQuantizer}
     if kind not in layers:
         raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {kind!r}.")
+    if fsq_norm != "none" and kind != "fsq":
+        raise ValueError(f"fsq_norm={fsq_norm!r} is an option of quantizer 'fsq', not {kind!r}.")
     options = {k: v for k, v in asdict(config).items() if k not in ("n_codes", "code_dim")}
-    return layers[kind](config.n_codes, config.code_dim, **options)
+    extra = {"norm": fsq_norm} if kind == "fsq" else {}
+    return layers[kind](config.n_codes, config.code_dim, **extra, **options)

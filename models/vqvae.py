@@ -38,7 +38,7 @@ from torch import nn
 
 from models.conv_net import (  # noqa: F401 - ResidualBlock, residual_stack re-exported
     CONV_GRID, IMAGE_SHAPE, ResidualBlock, conv_decoder, conv_encoder, residual_stack)
-from models.library_quantizers import QUANTIZERS, make_vq_layer
+from models.library_quantizers import FSQ_NORMS, QUANTIZERS, make_vq_layer
 from models.quantizer import VQConfig, check_int
 from models.vae import batched
 
@@ -100,6 +100,10 @@ class VQVAEConfig(VQConfig):
         finite scalar quantization with the levels ``FSQ_LEVELS[n_codes]``
         (the codebook options are then unused). Checkpoints from before this
         field rebuild with the default.
+    fsq_norm : {"none", "batch"}, default "none"
+        With ``quantizer="fsq"``: ``"batch"`` standardises FSQ's projected values
+        over the batch before its tanh bound
+        (:class:`models.library_quantizers.FSQQuantizer`); "none" is the library's FSQ.
     """
 
     n_codes: int = 512
@@ -110,11 +114,17 @@ class VQVAEConfig(VQConfig):
     n_res_blocks: int = 2
     res_hidden: int | None = None
     quantizer: str = "ours"
+    fsq_norm: str = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}.")
+        if self.fsq_norm not in FSQ_NORMS:
+            raise ValueError(f"fsq_norm must be one of {FSQ_NORMS}, got {self.fsq_norm!r}.")
+        if self.fsq_norm != "none" and self.quantizer != "fsq":
+            raise ValueError(f"fsq_norm={self.fsq_norm!r} needs quantizer 'fsq', "
+                             f"not {self.quantizer!r}.")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}.")
         if self.hidden is None:
@@ -186,7 +196,7 @@ class VQVAE(nn.Module):
         super().__init__()
         self.config = VQVAEConfig(n_codes, code_dim, arch=arch, **options)
         cfg = self.config
-        self.quantizer = make_vq_layer(cfg.quantizer, cfg.vq_config)
+        self.quantizer = make_vq_layer(cfg.quantizer, cfg.vq_config, cfg.fsq_norm)
         hidden, res_hidden, n_res_blocks = cfg.hidden, cfg.res_hidden, cfg.n_res_blocks
         code_dim = cfg.code_dim
 

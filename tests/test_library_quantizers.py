@@ -114,6 +114,45 @@ def test_fsq_with_projection_round_trips_indices_and_passes_gradients():
     assert out.loss.item() == 0.0 and fsq.dead_codes().numel() == 0
 
 
+def test_fsq_batch_norm_standardises_the_projected_values_before_the_bound():
+    """norm="batch": the projected values are centred and scaled per dimension (the
+    batch's statistics in training, running ones in eval), then bounded and rounded as
+    the brute-force grid says; without it, inputs whose projections sit far out on the
+    tanh all take one code (the collapse of one code per image), with it they spread."""
+    levels = (8, 8)
+    for norm in ("none", "batch"):
+        fsq = FSQQuantizer(64, 16, norm=norm)
+        project = fsq.fsq.project_in[0] if norm == "batch" else fsq.fsq.project_in
+        with torch.no_grad():
+            project.bias.fill_(40.0)  # far out on the flat part of tanh
+        z = torch.randn(256, 16)
+        idx = fsq.train()(z).indices
+        if norm == "none":
+            assert idx.unique().numel() == 1  # every input at the top corner
+            continue
+        y = project(z).detach().double().numpy()
+        y = (y - y.mean(0)) / np.sqrt(y.var(0) + 1e-5)  # batch statistics, biased variance
+        grid = fsq_grid(levels)
+        want = ((fsq_bound(y, levels)[:, None] - grid[None]) ** 2).sum(-1).argmin(1)
+        np.testing.assert_array_equal(idx.numpy(), want)
+        assert len(set(want.tolist())) > 20
+        # eval mode: the running statistics (one update of momentum 0.1 from 0 and 1)
+        bn = fsq.fsq.project_in[1].bn
+        y = project(z).detach().double().numpy()
+        mean = 0.1 * y.mean(0)
+        var = 0.9 + 0.1 * y.var(0, ddof=1)
+        np.testing.assert_allclose(bn.running_mean.numpy(), mean, rtol=1e-4)
+        want = ((fsq_bound((y - mean) / np.sqrt(var + 1e-5), levels)[:, None] - grid[None]) ** 2
+                ).sum(-1).argmin(1)
+        np.testing.assert_array_equal(fsq.eval().assign(z).numpy(), want)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        FSQQuantizer(64, 16, norm="layer")
+    with pytest.raises(ValueError, match="option of quantizer 'fsq'"):
+        make_vq_layer("ours", VQConfig(16, 8), fsq_norm="batch")
+    with pytest.raises(ValueError, match="needs quantizer 'fsq'"):
+        VQVAE("global", 16, 8, fsq_norm="batch")
+
+
 # ----------------------------------------------------------------------------
 # The library's VectorQuantize against brute force and against ours
 # ----------------------------------------------------------------------------
@@ -278,6 +317,23 @@ def test_checkpoints_reload_with_weights_only_and_rebuild(tmp_path, quantizer):
     assert type(again.quantizer) is type(model.quantizer)
 
 
+def test_fsq_norm_train_flag_reaches_a_checkpoint_that_reloads_with_its_statistics(tmp_path):
+    from train.train_vqvae import main, parse_args, run_paths
+
+    argv = ["--dataset", "mnist-5k", "--arch", "global", "--limit", "128", "--epochs", "1",
+            "--batch-size", "64", "--codebook-size", "16", "--out-dir", str(tmp_path),
+            "--device", "cpu", "--no-plots", "--quantizer", "fsq", "--fsq-norm", "batch"]
+    main(parse_args(argv))
+    ckpt = torch.load(run_paths(tmp_path, "global", "mnist-5k")["checkpoint"], weights_only=True)
+    assert ckpt["model_args"]["fsq_norm"] == "batch" and ckpt["config"]["fsq_norm"] == "batch"
+    model = rebuild(ckpt, VQVAE).eval()
+    bn = model.quantizer.fsq.project_in[1].bn
+    assert int(bn.num_batches_tracked) == 2  # 128 images minus validation, batch 64
+    assert torch.equal(bn.running_mean, ckpt["model"]["quantizer.fsq.project_in.1.bn.running_mean"])
+    with pytest.raises(SystemExit):
+        parse_args([a if a != "fsq" else "ours" for a in argv])  # --fsq-norm needs fsq
+
+
 def test_a_checkpoint_from_before_the_quantizer_field_rebuilds_ours():
     model = tiny("global", "ours")
     args = model.model_args
@@ -317,7 +373,7 @@ def test_registry_entries_reach_the_training_config_and_keep_old_ids():
     for name, fields in (("fsq-conv", {"quantizer": "fsq"}),
                          ("rotvq-conv", {"quantizer": "library-vq", "rotation_trick": True,
                                          "kmeans_init": True}),
-                         ("fsq-global", {"quantizer": "fsq"})):
+                         ("fsq-global", {"quantizer": "fsq", "fsq_norm": "batch"})):
         m = vocab.get(name)
         assert m.family == vocab.END_TO_END and m.build == "vqvae"
         cfg = cm.vqvae_train_config(args, m.options["arch"], 512, 0, m.options)

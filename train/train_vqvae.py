@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from models.library_quantizers import QUANTIZERS
+from models.library_quantizers import FSQ_NORMS, QUANTIZERS
 from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import distributed, metrics
@@ -51,7 +51,7 @@ DEFAULT_KMEANS_INIT = {"conv": False, "global": True}
 RESUME_KEYS = ("dataset", "arch", "codebook_size", "code_dim", "beta", "ema", "decay",
                "restart_dead", "dead_rule", "dead_window", "dead_threshold", "dead_decay",
                "restart_from", "kmeans_init", "kmeans_init_images", "rotation_trick",
-               "batch_size", "lr", "seed", "limit", "quantizer")
+               "batch_size", "lr", "seed", "limit", "quantizer", "fsq_norm")
 # Most encoder outputs k-means sees in --kmeans-init-images, per code: its memory is
 # the (vectors, K) distance matrix (K = 512: 131,072 vectors, 268 MB).
 KMEANS_INIT_VECTORS_PER_CODE = 256
@@ -81,6 +81,7 @@ class VQVAETrainConfig(TrainingConfig):
     kmeans_init_images: int = 0
     rotation_trick: bool = VQConfig.rotation_trick
     quantizer: str = VQVAEConfig.quantizer
+    fsq_norm: str = VQVAEConfig.fsq_norm
 
     def __post_init__(self):
         if self.codebook_size is None:
@@ -91,6 +92,8 @@ class VQVAETrainConfig(TrainingConfig):
             self.kmeans_init = DEFAULT_KMEANS_INIT[self.arch]
         if self.kmeans_init_images and not self.kmeans_init:
             raise ValueError("--kmeans-init-images needs --kmeans-init")
+        if self.fsq_norm != "none" and self.quantizer != "fsq":
+            raise ValueError(f"--fsq-norm {self.fsq_norm} needs --quantizer fsq")
 
 
 def parse_args(argv=None) -> VQVAETrainConfig:
@@ -142,6 +145,10 @@ def parse_args(argv=None) -> VQVAETrainConfig:
                         "VectorQuantize at the same decay, beta, k-means and rotation flags; "
                         "fsq: its FSQ with the levels of models/library_quantizers.FSQ_LEVELS "
                         "(the codebook flags then do nothing)")
+    p.add_argument("--fsq-norm", choices=FSQ_NORMS, default=VQVAEConfig.fsq_norm,
+                   help="with --quantizer fsq: batch standardises FSQ's projected values "
+                        "before its tanh bound (one code per image drifts into the flat tanh "
+                        "without it); none: the library's FSQ")
     try:
         return VQVAETrainConfig(**vars(p.parse_args(argv)))
     except ValueError as err:
@@ -167,7 +174,7 @@ def model_config(args) -> VQVAEConfig:
                        dead_threshold=args.dead_threshold,
                        dead_decay=args.dead_decay, restart_from=args.restart_from,
                        kmeans_init=args.kmeans_init, rotation_trick=args.rotation_trick,
-                       quantizer=args.quantizer)
+                       quantizer=args.quantizer, fsq_norm=args.fsq_norm)
 
 
 def run_paths(out_dir: Path, arch: str, dataset: str) -> dict[str, Path]:
