@@ -37,7 +37,7 @@ from models.quantizer import (QuantizerLayer, VectorQuantizer, VQConfig, VQLosse
                               batch_stats, nearest_code)
 
 __all__ = ["QUANTIZERS", "FSQ_NORMS", "FSQ_LEVELS", "LIBRARY_DEAD_CODE_THRESHOLD", "fsq_levels",
-           "LibraryVectorQuantizer", "FSQQuantizer", "make_vq_layer"]
+           "check_fsq_norm", "LibraryVectorQuantizer", "FSQQuantizer", "make_vq_layer"]
 
 # The quantization layers a VQ-VAE can have: ours (models/quantizer.py) first, the default.
 QUANTIZERS = ("ours", "library-vq", "fsq")
@@ -66,6 +66,16 @@ FSQ_LEVELS: dict[int, tuple[int, ...]] = {
 # The library's EMA cluster size (a count of vectors per batch) below which a code is
 # replaced; 2 is the value the library's README and examples use.
 LIBRARY_DEAD_CODE_THRESHOLD = 2.0
+
+
+def check_fsq_norm(quantizer: str, fsq_norm: str) -> None:
+    """ValueError unless ``fsq_norm`` is one of :data:`FSQ_NORMS` and, when not "none",
+    ``quantizer`` is "fsq" (the one layer it is an option of)."""
+    if fsq_norm not in FSQ_NORMS:
+        raise ValueError(f"fsq_norm must be one of {FSQ_NORMS}, got {fsq_norm!r}.")
+    if fsq_norm != "none" and quantizer != "fsq":
+        raise ValueError(f"fsq_norm={fsq_norm!r} is an option of quantizer 'fsq': it needs "
+                         f"quantizer 'fsq', not {quantizer!r}.")
 
 
 def fsq_levels(n_codes: int) -> tuple[int, ...]:
@@ -211,8 +221,7 @@ class FSQQuantizer(QuantizerLayer):
         super().__init__(n_codes, code_dim, **options)
         from vector_quantize_pytorch import FSQ
 
-        if norm not in FSQ_NORMS:
-            raise ValueError(f"FSQ norm must be one of {FSQ_NORMS}, got {norm!r}.")
+        check_fsq_norm("fsq", norm)
         self.levels, self.norm = fsq_levels(self.config.n_codes), norm
         self.fsq = FSQ(levels=list(self.levels), dim=self.config.code_dim)
         if norm == "batch":  # between the library's input map and its bound
@@ -277,8 +286,7 @@ def make_vq_layer(kind: str, config: VQConfig, fsq_norm: str = "none") -> nn.Mod
     layers = {"ours": VectorQuantizer, "library-vq": LibraryVectorQuantizer, "fsq": FSQQuantizer}
     if kind not in layers:
         raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {kind!r}.")
-    if fsq_norm != "none" and kind != "fsq":
-        raise ValueError(f"fsq_norm={fsq_norm!r} is an option of quantizer 'fsq', not {kind!r}.")
+    check_fsq_norm(kind, fsq_norm)
     options = {k: v for k, v in asdict(config).items() if k not in ("n_codes", "code_dim")}
     extra = {"norm": fsq_norm} if kind == "fsq" else {}
     return layers[kind](config.n_codes, config.code_dim, **extra, **options)

@@ -38,7 +38,7 @@ from torch import nn
 
 from models.conv_net import (  # noqa: F401 - ResidualBlock, residual_stack re-exported
     CONV_GRID, IMAGE_SHAPE, ResidualBlock, conv_decoder, conv_encoder, residual_stack)
-from models.library_quantizers import FSQ_NORMS, QUANTIZERS, make_vq_layer
+from models.library_quantizers import QUANTIZERS, check_fsq_norm, make_vq_layer
 from models.quantizer import VQConfig, check_int
 from models.vae import batched
 
@@ -120,11 +120,7 @@ class VQVAEConfig(VQConfig):
         super().__post_init__()
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}.")
-        if self.fsq_norm not in FSQ_NORMS:
-            raise ValueError(f"fsq_norm must be one of {FSQ_NORMS}, got {self.fsq_norm!r}.")
-        if self.fsq_norm != "none" and self.quantizer != "fsq":
-            raise ValueError(f"fsq_norm={self.fsq_norm!r} needs quantizer 'fsq', "
-                             f"not {self.quantizer!r}.")
+        check_fsq_norm(self.quantizer, self.fsq_norm)
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}.")
         if self.hidden is None:

@@ -144,14 +144,22 @@ def questions_phrase(hits: list[QuestionVerdict], labels: dict, mark: bool = Tru
     fixed-budget rows carries :data:`FIXED_MARK`."""
     datasets = {}
     for q in hits:
-        datasets.setdefault(q.section.name, []).append((q.dataset, q.setting, mark and q.protocol != "tuned"))
+        group = (q.dataset, q.setting)
+        datasets.setdefault(q.section.name, []).append((group, mark and q.protocol != "tuned"))
     together = {}
-    for question, groups in datasets.items():
-        together.setdefault(tuple(groups), []).append(question)
+    for question, pairs in datasets.items():
+        together.setdefault(tuple(pairs), []).append(question)
     return " and on ".join(
         f"{join_words(questions)} "
-        f"{datasets_phrase([g[:2] for g in groups], labels, {g[:2] for g in groups if g[2]})}"
-        for groups, questions in together.items())
+        f"{datasets_phrase([g for g, _ in pairs], labels, {g for g, fixed in pairs if fixed})}"
+        for pairs, questions in together.items())
+
+
+def marks_fixed(cells: list[QuestionVerdict]) -> bool:
+    """Whether page 1 marks verdicts that rest on fixed-budget rows (:data:`FIXED_MARK`):
+    when some decided cells read tuned rows and some do not."""
+    protocols = {q.protocol == "tuned" for q in cells if q.verdict is not None}
+    return protocols == {True, False}
 
 
 def answer_sentence(cells: list[QuestionVerdict]) -> str:
@@ -166,7 +174,7 @@ def answer_sentence(cells: list[QuestionVerdict]) -> str:
     if not decided:
         return "No question has an answer yet: these results hold no matched-bits contest."
     rates = list(dict.fromkeys(q.contest for q in decided))
-    mark = any(q.protocol == "tuned" for q in decided)
+    mark = marks_fixed(cells)
     clauses = []
     for word, phrase in VERDICT_PHRASES.items():
         parts = []
@@ -191,7 +199,7 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     best = {q.opponent for q in columns.get(V.BEST_END_TO_END, []) if q.verdict is not None}
     classical = {q.contest.question for q in cells}
     tuned = any(q.protocol == "tuned" for q in cells)
-    fixed = tuned and any(q.protocol != "tuned" for q in cells if q.verdict is not None)
+    fixed = marks_fixed(cells)
     return ("Cells: verdict; per question, geodesic's mean/opponent's, and its verdict where "
             "different. "
             + ("'= classical': the VQ-VAE's mean is best." if best <= classical

@@ -50,6 +50,12 @@ def fsq_bound(z: np.ndarray, levels) -> np.ndarray:
     return (np.tanh(z + shift) * half_l - offset) / (L // 2)
 
 
+def nearest_grid_index(bounded: np.ndarray, levels) -> np.ndarray:
+    """Index (N,) of the grid point nearest each bounded value (N, len(levels)), by brute
+    force over the K codes of :func:`fsq_grid`."""
+    return ((bounded[:, None, :] - fsq_grid(levels)[None]) ** 2).sum(-1).argmin(1)
+
+
 @pytest.mark.parametrize("levels", [(8,), (4, 4), (8, 4), (8, 4, 4), (8, 8, 8)])
 def test_fsq_rounds_to_the_nearest_grid_point_and_packs_its_index(levels):
     K = math.prod(levels)
@@ -59,7 +65,7 @@ def test_fsq_rounds_to_the_nearest_grid_point_and_packs_its_index(levels):
     out = fsq(z)
     grid = fsq_grid(levels)
     bounded = fsq_bound(z.double().numpy(), levels)
-    want = ((bounded[:, None, :] - grid[None]) ** 2).sum(-1).argmin(1)  # brute force over K codes
+    want = nearest_grid_index(bounded, levels)
     np.testing.assert_array_equal(out.indices.numpy(), want)
     np.testing.assert_allclose(out.z_q.detach().numpy(), grid[want], atol=1e-6)
     assert out.indices.dtype == torch.int64 and fsq.assign(z).equal(out.indices)
@@ -132,8 +138,7 @@ def test_fsq_batch_norm_standardises_the_projected_values_before_the_bound():
             continue
         y = project(z).detach().double().numpy()
         y = (y - y.mean(0)) / np.sqrt(y.var(0) + 1e-5)  # batch statistics, biased variance
-        grid = fsq_grid(levels)
-        want = ((fsq_bound(y, levels)[:, None] - grid[None]) ** 2).sum(-1).argmin(1)
+        want = nearest_grid_index(fsq_bound(y, levels), levels)
         np.testing.assert_array_equal(idx.numpy(), want)
         assert len(set(want.tolist())) > 20
         # eval mode: the running statistics (one update of momentum 0.1 from 0 and 1)
@@ -142,8 +147,7 @@ def test_fsq_batch_norm_standardises_the_projected_values_before_the_bound():
         mean = 0.1 * y.mean(0)
         var = 0.9 + 0.1 * y.var(0, ddof=1)
         np.testing.assert_allclose(bn.running_mean.numpy(), mean, rtol=1e-4)
-        want = ((fsq_bound((y - mean) / np.sqrt(var + 1e-5), levels)[:, None] - grid[None]) ** 2
-                ).sum(-1).argmin(1)
+        want = nearest_grid_index(fsq_bound((y - mean) / np.sqrt(var + 1e-5), levels), levels)
         np.testing.assert_array_equal(fsq.eval().assign(z).numpy(), want)
     with pytest.raises(ValueError, match="norm must be one of"):
         FSQQuantizer(64, 16, norm="layer")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from models.library_quantizers import FSQ_NORMS, QUANTIZERS
+from models.library_quantizers import FSQ_NORMS, QUANTIZERS, check_fsq_norm
 from models.quantizer import DEAD_RULES, RESTART_FROM, VQConfig
 from models.vqvae import ARCHS, VQVAE, VQVAEConfig
 from utils import distributed, metrics
@@ -92,8 +92,7 @@ class VQVAETrainConfig(TrainingConfig):
             self.kmeans_init = DEFAULT_KMEANS_INIT[self.arch]
         if self.kmeans_init_images and not self.kmeans_init:
             raise ValueError("--kmeans-init-images needs --kmeans-init")
-        if self.fsq_norm != "none" and self.quantizer != "fsq":
-            raise ValueError(f"--fsq-norm {self.fsq_norm} needs --quantizer fsq")
+        check_fsq_norm(self.quantizer, self.fsq_norm)
 
 
 def parse_args(argv=None) -> VQVAETrainConfig:

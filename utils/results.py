@@ -148,10 +148,12 @@ def record_row(results: Path, summary: Path, row: dict) -> bool:
 def _record(results: Path, summary: Path, row: dict, read, append, summarize_rows) -> bool:
     """:func:`record_row` for either results file, given its reader, appender and summary."""
     with waiting_lock(results.with_name(results.name + ".rows")):
-        new = row_key(row) not in keys_of(read(results))
+        rows = read(results)
+        new = row_key(row) not in keys_of(rows)
         if new:
             append(results, row)
-        write_frame(summarize_rows(read(results)), summary)
+            rows = read(results)  # as the file holds it, typed by the reader
+        write_frame(summarize_rows(rows), summary)
     return new
 
 
