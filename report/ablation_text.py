@@ -15,7 +15,7 @@ import pandas as pd
 
 from report.formatting import (fmt_diff, fmt_k_list, fmt_k_range, fmt_pct, fmt_rel, fmt_share,
                                join_words, plural, span)
-from report.load import Results, all_cells
+from report.load import Results, all_cells, has_tuned_rows
 from report.verdict_text import group_label, metric_sentence, name, verdict_label, where_decided
 from report.verdicts import ABLATION_METRIC, AblationVerdict, Cell, Factor, has_ablation
 from utils import methods as M
@@ -57,10 +57,17 @@ def default_cells_text() -> str:
 
 def cells_rule(results: Results) -> str:
     """Which cell the main verdicts use, and where the others are shown."""
-    text = (f"The main verdicts (page 1, the README's short answer and each dataset's "
-            f"matched-bits comparisons) use each a-posteriori method's default cell: "
-            f"{default_cells_text()}. These cells were fixed before any run, not chosen on the "
-            f"test split; nothing is tuned on test.")
+    if has_tuned_rows(results):
+        text = (f"Page 1 and the README's short answer read the tuned rows, whose cells are "
+                f"chosen on validation at each K (the tuned section names them), wherever those "
+                f"exist. The fixed-budget comparisons use each a-posteriori method's default "
+                f"cell: {default_cells_text()}. These cells were fixed before any run; nothing "
+                f"is chosen on test.")
+    else:
+        text = (f"The main verdicts (page 1, the README's short answer and each dataset's "
+                f"matched-bits comparisons) use each a-posteriori method's default cell: "
+                f"{default_cells_text()}. These cells were fixed before any run, not chosen on "
+                f"the test split; nothing is tuned on test.")
     groups = [group_label(results, d, s) for d, s in results.groups
               if has_ablation(results.cells, d, s)]
     if groups:

@@ -19,7 +19,7 @@ import pandas as pd
 from report.ablation_text import brief_ablation_item, default_cells_text
 from report.formatting import fmt_k_list, join_words, run_label
 from report.load import Results, replace_rows
-from report.sections import present_extras
+from report.sections import TUNED, present_extras
 from report.verdict_text import brief_item, name, rate_short
 from report import verdicts as V
 from report.verdicts import (ANSWER_METRICS, NO_DIFFERENCE, AblationVerdict, QuestionVerdict,
@@ -211,21 +211,29 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
 class ShortAnswer(NamedTuple):
     """The answer: one sentence and one table (page 1 and the README, from
     :func:`answer_sentence` and :func:`answer_table`), the note under the table,
-    the findings (one item per (dataset, setting, rate) and extra section) and the
-    note that says how their words are decided."""
+    the findings and the note that says how their words are decided. ``tuned_items``:
+    the findings of the tuned protocol, which page 1 reads (one item per tuned verdict,
+    and one per page-1 row still without tuned rows); ``items``: the fixed-budget
+    findings, the sensitivity check (one item per (dataset, setting, rate), ablation
+    and extra section)."""
 
     sentence: str
     table: AnswerTable
     table_note: str
     items: list
     note: str
+    tuned_items: list = []
 
 
-def answer_note() -> str:
-    """How better, worse, yes, no and the percentages are decided."""
+def answer_note(tuned: bool = False) -> str:
+    """How better, worse, yes, no and the percentages are decided; ``tuned``: whether
+    tuned findings come first (their cells are chosen on validation)."""
     metrics = join_words(name(m) for m in ANSWER_METRICS)
     generation = join_words(m.label for m in R.metrics(table=R.GENERATION, role=R.PRIMARY))
-    return (f"Each a-posteriori method is judged at its default cell ({default_cells_text()}); no "
+    cells = (f"In the tuned rows each a-posteriori method's cell is chosen on validation at each "
+             f"K; in the fixed-budget rows it is judged at its default cell" if tuned else
+             f"Each a-posteriori method is judged at its default cell")
+    return (f"{cells} ({default_cells_text()}); no "
             f"cell is chosen on the test split. *Better* on a metric: beyond the seed spread "
             f"(|mean_A - mean_B| > std_A + std_B) at half the K or more and never worse beyond "
             f"it; only the primary metrics vote ({metrics}; generation: {generation}), the "
@@ -266,9 +274,28 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                   for item in extra.group_answer(results, frame, group)]
     items = items or ["no verdict: these results hold none of the methods compared at matched "
                       "bits."]
-    items += [item for _, frame, extra in present for item in extra.answer(results, frame)]
+    tuned = [item for _, frame, extra in present if extra.protocol == TUNED
+             for item in extra.answer(results, frame)]
+    items += [item for _, frame, extra in present if extra.protocol != TUNED
+              for item in extra.answer(results, frame)]
     tables = answer_tables(results, present)
     columns = {role: answer_grid(tables, results.groups, role) for role in V.OPPONENT_ROLES}
     cells = columns[V.CLASSICAL]
+    if tuned:
+        tuned += untuned_items(cells)
     return ShortAnswer(answer_sentence(cells), answer_table(columns), table_note(columns), items,
-                       answer_note())
+                       answer_note(bool(tuned)), tuned)
+
+
+def untuned_items(cells: list[QuestionVerdict]) -> list[str]:
+    """One finding per page-1 row (dataset and rate) with a decided question that reads
+    no tuned rows: page 1 shows its fixed-budget verdict, marked :data:`FIXED_MARK`."""
+    labels = group_labels(cells)
+    rows = {}
+    for q in cells:
+        if q.verdict is not None and q.protocol != TUNED:
+            rows.setdefault((q.dataset, q.setting, q.contest), []).append(q.section.name)
+    return [f"**{labels[(dataset, setting)]}**, {rate_short(contest)}: no tuned rows yet for "
+            f"{join_words(dict.fromkeys(questions))}, so page 1 gives the fixed-budget verdict "
+            f"there ({FIXED_MARK}; the sensitivity findings below)."
+            for (dataset, setting, contest), questions in rows.items()]

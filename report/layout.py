@@ -49,7 +49,7 @@ from report.figures import (ABLATION, LABEL_METRICS, METRIC_GRID, RATE_DISTORTIO
                             draw_ablation_figure, draw_summary_figures)
 from report.load import Results
 from report.provenance import provenance
-from report.sections import present_extras
+from report.sections import FIXED, TUNED, present_extras
 from report.verdicts import (ABLATION_METRIC, AblationVerdict, RateVerdict, all_ablations,
                              cell_rows, contests, direction, rows_of)
 from utils import methods as M
@@ -346,11 +346,27 @@ def heading(md: str, styles, level: str = "h1", room: float = 0.2) -> list:
     return [CondPageBreak(room * FRAME_HEIGHT), Paragraph(F.to_markup(md), styles[level])]
 
 
+SENSITIVITY = "Sensitivity: fixed training budgets"
+
+
 def findings_section(answer: AN.ShortAnswer, styles) -> list:
     """Every finding in one item (the verdicts with their numbers, the ablation, the
-    extra sections), and how their words are decided."""
-    return (heading("Findings", styles) + bullets(answer.items, styles, "answer")
+    extra sections), the tuned protocol's first when there are any (page 1 reads them),
+    then the fixed-budget ones as the sensitivity check; and how their words are decided."""
+    if not answer.tuned_items:
+        return (heading("Findings", styles) + bullets(answer.items, styles, "answer")
+                + [para(answer.note, styles["caption"])])
+    return (heading("Findings: the tuned protocol", styles)
+            + bullets(answer.tuned_items, styles, "answer")
+            + heading(SENSITIVITY, styles, "h2", 0.15) + bullets(answer.items, styles, "answer")
             + [para(answer.note, styles["caption"])])
+
+
+SENSITIVITY_INTRO = ("The rows below train every model for a set number of epochs with one "
+                     "setting per side and judge the a-posteriori methods at their default "
+                     "cells with frozen decoders. Page 1 reads the tuned rows above in their "
+                     "place wherever those exist; these rows show how far the verdicts move "
+                     "with the training budget.")
 
 
 # --- the details -------------------------------------------------------------------------------
@@ -609,11 +625,12 @@ def group_appendix(results: Results, verdicts: list[RateVerdict], dataset: str, 
     return story + figure_flowables(later, styles, counter)
 
 
-def extras_sections(results: Results, extras, styles, part: str = "details") -> list:
+def extras_sections(results: Results, extras, styles, part: str = "details",
+                    protocol: str | None = None) -> list:
     """The ``part`` ('details': the main body's, 'appendix') of every Extra of
-    ``extras`` whose CSV is present."""
+    ``extras`` whose CSV is present; only those of ``protocol`` when given."""
     story = []
-    for _, frame, extra in present_extras(results, extras):
+    for _, frame, extra in present_extras(results, extras, protocol):
         make = getattr(extra, part)
         if make is not None:
             story += make(results, frame, styles)
@@ -633,8 +650,9 @@ APPENDIX = "Appendix"
 def build_story(results: Results, verdicts: list[RateVerdict], answer: AN.ShortAnswer,
                 headline: io.BytesIO | None, fig_dir: Path, styles, extras=(),
                 ablations: list[AblationVerdict] | None = None) -> list:
-    """All sections, in order: page 1, the main body (findings, methods, one section
-    per group, the extras' sections, limitations), then the appendix (per-K
+    """All sections, in order: page 1, the main body (findings, methods, the tuned
+    extras' sections, then as the sensitivity check one section per group of the
+    fixed-budget rows and the other extras' sections, limitations), then the appendix (per-K
     tables, comparisons and ablation cells per group, the extras' rows, set-up,
     provenance); ``extras``: report.sections.Extra sections; ``ablations``: the
     groups' AblationVerdicts (default: computed here)."""
@@ -649,10 +667,15 @@ def build_story(results: Results, verdicts: list[RateVerdict], answer: AN.ShortA
                         None)
         groups.append((mine, dataset, setting, group_figures(results, dataset, setting, fig_dir),
                        ablation))
+    tuned = extras_sections(results, extras, styles, protocol=TUNED)
+    story += tuned
+    if tuned:
+        story += heading(SENSITIVITY, styles) + [para(SENSITIVITY_INTRO, styles["body"])]
     for mine, dataset, setting, figures, ablation in groups:
         story += group_section(results, mine, dataset, setting, figures, fig_dir, styles, counter,
                                ablation)
-    story += extras_sections(results, extras, styles) + limitations_section(results, styles)
+    story += extras_sections(results, extras, styles, protocol=FIXED)
+    story += limitations_section(results, styles)
     story += [PageBreak(), Paragraph(f"{APPENDIX}: per-K tables, ablation cells, β and batch-size "
                                      f"rows, configurations and commits", styles["h1"])]
     for mine, dataset, setting, figures, ablation in groups:

@@ -27,7 +27,7 @@ from utils import csvlog
 from utils import methods as M
 from utils import metric_registry as R
 from utils.errors import UserError
-from utils.paths import ResultPaths
+from utils.paths import TUNED_DIR, ResultPaths
 from utils.results import read_results, summarize
 
 CELL_COLUMNS = list(M.VARIANT_COLUMNS)
@@ -259,3 +259,9 @@ def replace_rows(rows: pd.DataFrame, better: pd.DataFrame) -> pd.DataFrame:
     marked = rows.merge(covered, on=["dataset", "method"], how="left", indicator=True)
     kept = rows[(marked["_merge"] == "left_only").to_numpy()]
     return pd.concat([kept, better], ignore_index=True)
+
+
+def has_tuned_rows(results: Results) -> bool:
+    """Whether the tuned protocol's rows (train/run_tuned.py) sit beside ``results``;
+    page 1 reads them in place of the fixed-budget rows."""
+    return ResultPaths(results.root / TUNED_DIR).comparison.is_file()

@@ -89,6 +89,10 @@ KL_WEIGHT = SectionData(
     answer_metrics=(R.MSE.column,),
     methods=tuple(m.name for m in M.methods(rate=M.GRID_RATE) if not m.from_library))
 
+# The two training protocols (utils/protocol.py): the tuned one answers page 1, the
+# fixed-budget one is its sensitivity check.
+TUNED, FIXED = "tuned", "fixed"
+
 # The section of each results table, by its name (utils.metric_registry's tables).
 BY_TABLE = {s.table: s for s in (COMPARISON, GENERATION)}
 
@@ -127,6 +131,9 @@ class Extra(NamedTuple):
         configuration only); page 1's answer table reads them for ``data.table``.
     appendix : (Results, its DataFrame, styles) -> reportlab flowables for the
         appendix (its per-K tables and rows), or None for none.
+    protocol : 'tuned' when its rows are the tuned protocol's (docs/protocol.md), which
+        page 1 reads in place of the fixed-budget rows: its findings and section come
+        first, the fixed-budget ones after them as the sensitivity check; 'fixed' otherwise.
     """
 
     name: str
@@ -138,12 +145,17 @@ class Extra(NamedTuple):
     data: SectionData | None = None
     rows: Callable[[pd.DataFrame], pd.DataFrame] = lambda frame: frame
     appendix: Callable | None = None
+    protocol: str = FIXED
 
 
-def present_extras(results: Results, extras) -> list[tuple[Path, pd.DataFrame, Extra]]:
-    """(path, frame, extra) of every Extra of ``extras`` whose CSV (or folder) exists and has rows."""
+def present_extras(results: Results, extras, protocol: str | None = None
+                   ) -> list[tuple[Path, pd.DataFrame, Extra]]:
+    """(path, frame, extra) of every Extra of ``extras`` whose CSV (or folder) exists and has
+    rows; only those of ``protocol`` ('tuned' or 'fixed') when given."""
     out = []
     for extra in extras:
+        if protocol is not None and extra.protocol != protocol:
+            continue
         path = extra.path(ResultPaths(results.root))
         if path is None or not Path(path).exists():
             continue

@@ -18,7 +18,7 @@ import pandas as pd
 from report.ablation_text import cells_rule
 from report.formatting import (fmt_k_list, fmt_k_range, fmt_seconds, join_words, plural, run_label,
                                unique_text)
-from report.load import Results
+from report.load import Results, has_tuned_rows
 from report.verdict_text import group_label, rate_short
 from report.verdicts import (active_contests, collapsed_codebooks, contests, rows_of,
                              unmatched_methods)
@@ -209,7 +209,8 @@ def limitation_facts(results: Results) -> list[str]:
         spread = (f"{len(seeds)} seeds, so the spread is estimated from {len(seeds)} values"
                   if len(seeds) > 1 else "1 seed, so the spread cannot be estimated and no "
                                          "difference is called beyond it")
-        text = (f"{run_label(dataset, setting, used)}: {spread}; training epochs "
+        budget = "fixed-budget training epochs" if has_tuned_rows(results) else "training epochs"
+        text = (f"{run_label(dataset, setting, used)}: {spread}; {budget} "
                 f"{epochs_text(rows)}")
         if used != [dataset]:
             text += (f"; {dataset} was asked and the run used {', '.join(map(str, used))} "
@@ -247,7 +248,8 @@ def fixed_limitations(results: Results) -> list[str]:
         "'Beyond the spread' (|difference of means| > sum of stds) is a heuristic on few seeds, "
         "not a significance test; seeds are paired (the a-posteriori methods of one seed share "
         "that seed's VAE), and the paired counts are given beside it.",
-        "In the main verdicts the a-posteriori codebooks decode through a decoder trained on "
+        ("In the fixed-budget rows" if has_tuned_rows(results) else "In the main verdicts")
+        + " the a-posteriori codebooks decode through a decoder trained on "
         "continuous latents and never fine-tuned to the codes (their default cells); the "
         "VQ-VAEs train theirs end to end. "
         + ("The ablation's fine-tuned cells fine-tune a copy of the decoder on the codes."
@@ -255,6 +257,10 @@ def fixed_limitations(results: Results) -> list[str]:
            "These results hold no fine-tuned cell."),
         "Bits per image count the code indices only; no entropy coding (perplexity shows the "
         "effective number of codes).",
-        f"Hyper-parameters (latent size, k, learning rates, epochs) are shared, not tuned per "
-        f"method; fit times include cache loads, and {M.PROPOSAL}'s include building the graph.",
+        (f"In the fixed-budget rows, hyper-parameters (latent size, k, learning rates, epochs) "
+         f"are shared, not tuned per method (the tuned rows choose them on validation)"
+         if has_tuned_rows(results) else
+         f"Hyper-parameters (latent size, k, learning rates, epochs) are shared, not tuned per "
+         f"method")
+        + f"; fit times include cache loads, and {M.PROPOSAL}'s include building the graph.",
     ]

@@ -26,7 +26,7 @@ import pandas as pd
 from report import formatting as F
 from report import verdict_text as VT
 from report.load import newest
-from report.sections import COMPARISON, GENERATION, Extra
+from report.sections import COMPARISON, GENERATION, TUNED, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import SectionVerdict, section_verdicts
 from utils import methods as M
@@ -279,8 +279,9 @@ def answer(results, frame: pd.DataFrame) -> list[str]:
     return [answer_item(frame, v, brief=True) for v in tuned_verdicts(frame)]
 
 
-INTRO = ("The fixed-budget rows above train every model for a set number of epochs with one "
-         "setting per side, so training budgets can decide a verdict before the quantizer does. "
+INTRO = ("The fixed-budget rows (the sensitivity check after this section) train every model "
+         "for a set number of epochs with one setting per side, so training budgets can decide a "
+         "verdict before the quantizer does. "
          "The tuned protocol (docs/protocol.md, train/run_tuned.py) gives every model the same "
          "epoch budget with early stopping on the validation split (patience 5, best weights "
          "kept), chooses each side's settings on validation at each K with the same number of "
@@ -364,7 +365,8 @@ def appendix(results, frame: pd.DataFrame, styles) -> list:
 
 
 EXTRA = Extra("The tuned protocol", lambda p: p.root / TUNED_DIR / p.comparison.name,
-              answer, details, read_tuned, data=COMPARISON, rows=verdict_rows, appendix=appendix)
+              answer, details, read_tuned, data=COMPARISON, rows=verdict_rows, appendix=appendix,
+              protocol=TUNED)
 
 
 # --- the tuned generation rows (run_tuned.py --stage generation) ------------------------------
@@ -396,4 +398,4 @@ GENERATION_EXTRA = Extra("The tuned protocol: generation",
                          lambda p: p.root / TUNED_DIR / p.generation.name, generation_answer,
                          read=read_tuned_generation, data=GENERATION,
                          rows=lambda frame: newest(complete(frame)),
-                         appendix=generation_appendix)
+                         appendix=generation_appendix, protocol=TUNED)

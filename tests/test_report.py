@@ -681,6 +681,50 @@ def test_extra_section_is_skipped_while_its_csv_is_absent(built):
         extra_csv.unlink()
 
 
+def test_tuned_findings_and_section_come_first_and_the_fixed_ones_are_the_sensitivity_check(
+        built, tmp_path):
+    """A tuned extra's findings and section come before the fixed-budget verdicts, which
+    follow under the sensitivity heading; every page-1 row that reads fixed rows only is
+    named among the tuned findings."""
+    paths, _, _ = built
+    results = L.load_results(paths.root)
+    extras = []
+    for protocol in (sections.FIXED, sections.TUNED):
+        csv = tmp_path / f"{protocol}.csv"
+        pd.DataFrame({"a": [1]}).to_csv(csv, index=False)
+        extras.append(sections.Extra(
+            protocol, lambda p, csv=csv: csv, lambda res, frame, tag=protocol: [f"{tag} finding"],
+            lambda res, frame, styles, tag=protocol: [layout.para(f"{tag.upper()}-SECTION",
+                                                                  styles["body"])],
+            protocol=protocol))
+    verdicts, styles = V.all_verdicts(results), layout.make_styles()
+    answer = AN.short_answer(results, verdicts, extras)
+    assert answer.tuned_items[0] == "tuned finding" and "tuned finding" not in answer.items
+    assert answer.items[-1] == "fixed finding"
+    rows = [row[:2] for row in answer.table.rows]
+    assert len(answer.tuned_items) == 1 + len(rows)  # no page-1 row reads tuned rows here
+    assert all("no tuned rows yet" in item for item in answer.tuned_items[1:])
+    assert "chosen on validation at each K" in answer.note
+
+    def texts(story):
+        return [f.getPlainText() for f in story if isinstance(f, layout.Paragraph)]
+
+    found = texts(layout.findings_section(answer, styles))
+    order = [found.index(t) for t in ("Findings: the tuned protocol", "tuned finding",
+                                      layout.SENSITIVITY, "fixed finding")]
+    assert order == sorted(order)
+    story = texts(layout.build_story(results, verdicts, answer, None, tmp_path / "figures",
+                                     styles, extras))
+    first_group = next(i for i, t in enumerate(story) if t.startswith("At matched bits"))
+    findings_heading, section_heading = [i for i, t in enumerate(story) if t == layout.SENSITIVITY]
+    order = [findings_heading, story.index("TUNED-SECTION"), section_heading, first_group,
+             story.index("FIXED-SECTION")]
+    assert order == sorted(order)
+    # without tuned rows the findings are one list, as before
+    plain = AN.short_answer(results, verdicts, extras[:1])
+    assert plain.tuned_items == [] and texts(layout.findings_section(plain, styles))[0] == "Findings"
+
+
 def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     paths, _, _ = built
     readme = tmp_path / "README.md"

@@ -261,3 +261,21 @@ def test_rows_of_a_cell_validation_did_not_choose_decide_nothing(tmp_path):
     assert P in TU.pending(marked, "mnist", "full")
     # without a selection table every row counts as chosen
     assert TU.mark_chosen_cells(both, tmp_path / "nowhere")["chosen_cell"].all()
+
+
+def test_rows_without_tuned_rows_are_named_among_the_tuned_findings():
+    """mnist has tuned rows, fashion-mnist only fixed ones: the tuned findings name the
+    fashion-mnist row and say page 1 gives its fixed-budget verdict, marked."""
+    fixed = frame(*(rows(m, mse, dataset=d, protocol="fixed") for d in ("mnist", "fashion-mnist")
+                    for m, mse in ((P, 0.06), (B, 0.04))))
+    fixed.loc[fixed["dataset"] == "fashion-mnist", "dataset_used"] = "fashion-mnist"
+    tuned = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")))
+    merged = replace_rows(fixed, TU.verdict_rows(tuned))
+    cells = V.answer_grid({R.COMPARISON: merged}, [("mnist", "full"), ("fashion-mnist", "full")])
+    assert {(q.dataset, q.protocol) for q in cells if q.verdict is not None} == {
+        ("mnist", "tuned"), ("fashion-mnist", "fixed")}
+    [item] = AN.untuned_items(cells)
+    assert item.startswith("**fashion-mnist**, one code per image: no tuned rows yet for "
+                           "reconstruction and label agreement")
+    assert AN.FIXED_MARK in item and "mnist-5k" not in item
+    assert AN.untuned_items(V.answer_grid({R.COMPARISON: merged}, [("mnist", "full")])) == []
