@@ -18,8 +18,12 @@ def test_rows_project_the_prefix_to_the_full_training_split(synthetic_root, tmp_
     bench.main(bench.parse_args(["--images", "12", "--threads", "1", "--data-root",
                                  str(synthetic_root.root), "--out", str(out)]))
     rows = list(csv.DictReader(out.open()))
-    assert [r["stage"].split(" ")[0] for r in rows] == ["metric", "latent", "edge"]
-    metric = rows[0]
+    assert [r["stage"].split(" ")[0] for r in rows] == ["metric", "metric", "latent", "edge"]
+    metric, baseline = rows[0], rows[1]
+    assert "vectorized" in metric["stage"] and "one JVP per tangent" in baseline["stage"]
+    assert float(metric["speedup_vs_baseline"]) == pytest.approx(
+        float(baseline["seconds"]) / float(metric["seconds"]), rel=0.05, abs=0.02)
+    assert float(baseline["speedup_vs_baseline"]) == 1.0
     n = int(metric["images"])
     assert int(metric["vectors"]) == 49 * n
     assert float(metric["projected_54k_s"]) == pytest.approx(
@@ -28,7 +32,8 @@ def test_rows_project_the_prefix_to_the_full_training_split(synthetic_root, tmp_
     assert out.with_suffix(".json").is_file()
 
 
-@pytest.mark.parametrize("flag", ["--images", "--batch-size", "--threads"])
+@pytest.mark.parametrize("flag", ["--images", "--batch-size", "--tangent-chunk",
+                                  "--baseline-batch-size", "--threads"])
 def test_a_non_positive_count_is_a_one_line_error(flag, capsys):
     with pytest.raises(SystemExit) as stop:
         bench.parse_args([flag, "0"])

@@ -40,6 +40,24 @@ def test_metrics_match_reverse_mode_jacobians():
                                    rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("batch_size, tangent_chunk", [(1, 1), (3, 7), (4, None)])
+def test_vectorized_tangents_give_one_jvp_per_tangent(batch_size, tangent_chunk):
+    """The tangents pushed through together (vmap) give the numbers of one
+    torch.func.jvp per position and coordinate, whatever the batch and chunk."""
+    dec = local_decoder(3)
+    z = torch.randn(4, D, H, W, dtype=torch.float64)
+    G = pm.position_metrics(dec, z, batch_size=batch_size, tangent_chunk=tangent_chunk)
+    for p in (0, 7, H * W - 1):
+        cols = []
+        for a in range(D):
+            t = torch.zeros_like(z).view(4, D, H * W)
+            t[:, a, p] = 1.0
+            cols.append(torch.func.jvp(lambda x: dec(x).flatten(1), (z,), (t.view_as(z),))[1])
+        J = torch.stack(cols, -1)  # (4, n, D)
+        torch.testing.assert_close(G[:, p // W, p % W], J.transpose(1, 2) @ J,
+                                   rtol=1e-12, atol=1e-14)
+
+
 def test_a_linear_decoder_gives_its_own_columns_and_exact_lengths():
     torch.manual_seed(1)
     A = torch.randn(50, D * H * W, dtype=torch.float64)
