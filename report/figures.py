@@ -329,10 +329,19 @@ def reference_line(ax, rows: pd.DataFrame, metric: str, rate: str) -> None:
                   lw=1.2, label=m.label)
 
 
+def log_y_axis(ax) -> None:
+    """A log y axis ticked at 1, 2 and 5 times the powers of ten, in plain numbers
+    (0.002, 0.005, 0.01, ...), no minor labels."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_headline(comparison: pd.DataFrame, groups, contests,
                   generation: pd.DataFrame | None = None) -> io.BytesIO:
     """Page 1's figure: one row per (dataset, setting, label) of ``groups``; test MSE
-    against bits per image (log2 x) for the methods of every contest of
+    (log y) against bits per image (log2 x) for the methods of every contest of
     ``contests`` (both rates), mean ± std over the seeds of ``comparison`` (one row
     per method, K and seed: the rows page 1's table reads, tuned where they exist),
     the unquantized reference of each rate dashed; and, where ``generation`` (its
@@ -370,7 +379,9 @@ def plot_headline(comparison: pd.DataFrame, groups, contests,
                 if not drawn:
                     empty_panel(ax)
                 log2_axis(ax)
-                ax.set(ylabel=f"test {R.get(metric).label}" if metric == R.MSE.column
+                if metric == R.MSE.column:  # both rates' MSE, 0.002 to 0.05, readable at once
+                    log_y_axis(ax)
+                ax.set(ylabel=f"test {R.get(metric).label} (log scale)" if metric == R.MSE.column
                        else R.get(metric).label,
                        title=panel_title(metric, f"{label}: "))
         for ax in axes[-1]:

@@ -136,7 +136,11 @@ def test_the_headline_figure_plots_the_rows_page_one_reads(monkeypatch):
     monkeypatch.setattr(FG, "errorbar", lambda ax, m, x, mean, std, shift=1.0:
                         drawn.setdefault(m, list(mean)))
     monkeypatch.setattr(FG.plt.Axes, "hlines", lambda ax, y, lo, hi, **kw: lines.append((y, lo, hi)))
+    figures = []
+    monkeypatch.setattr(FG.plt, "close", figures.append)
     FG.plot_headline(merged, [("mnist", "full", "mnist")], [V.contest_for("image")])
+    [mse_axes] = figures[0].axes  # no generation rows: the MSE panel alone, on a log scale
+    assert mse_axes.get_yscale() == "log" and "log scale" in mse_axes.get_ylabel()
     # seeds add 0, 1e-4, 2e-4: the mean over seeds is mse + 1e-4 at every K
     assert drawn[P] == pytest.approx([0.0201] * len(KS))
     assert drawn[B] == pytest.approx([0.0401] * len(KS))
