@@ -90,7 +90,7 @@ def row_label(questions: list[QuestionVerdict]) -> str:
     decided = [q for q in questions if q.verdict is not None]
     parts = [rate_short(questions[0].contest)]
     if decided:
-        tuned = all(q.protocol == "tuned" for q in decided)
+        tuned = all(q.protocol == TUNED for q in decided)
         parts.append(f"K = {row_k(questions)}" + (", tuned" if tuned else ""))
     return "\n".join(parts)
 
@@ -145,7 +145,7 @@ def questions_phrase(hits: list[QuestionVerdict], labels: dict, mark: bool = Tru
     datasets = {}
     for q in hits:
         group = (q.dataset, q.setting)
-        datasets.setdefault(q.section.name, []).append((group, mark and q.protocol != "tuned"))
+        datasets.setdefault(q.section.name, []).append((group, mark and q.protocol != TUNED))
     together = {}
     for question, pairs in datasets.items():
         together.setdefault(tuple(pairs), []).append(question)
@@ -158,7 +158,7 @@ def questions_phrase(hits: list[QuestionVerdict], labels: dict, mark: bool = Tru
 def marks_fixed(cells: list[QuestionVerdict]) -> bool:
     """Whether page 1 marks verdicts that rest on fixed-budget rows (:data:`FIXED_MARK`):
     when some decided cells read tuned rows and some do not."""
-    protocols = {q.protocol == "tuned" for q in cells if q.verdict is not None}
+    protocols = {q.protocol == TUNED for q in cells if q.verdict is not None}
     return protocols == {True, False}
 
 
@@ -183,7 +183,7 @@ def answer_sentence(cells: list[QuestionVerdict]) -> str:
             hits = [q for q in mine if q.verdict.answer == word]
             if len(hits) == len(mine):
                 groups = list(dict.fromkeys((q.dataset, q.setting) for q in hits))
-                fixed = {(q.dataset, q.setting) for q in hits if mark and q.protocol != "tuned"}
+                fixed = {(q.dataset, q.setting) for q in hits if mark and q.protocol != TUNED}
                 parts.append(f"with {rate_short(contest)} on every question "
                              f"{datasets_phrase(groups, labels, fixed)}")
             elif hits:
@@ -198,7 +198,7 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
     cells = [q for qs in columns.values() for q in qs]
     best = {q.opponent for q in columns.get(V.BEST_END_TO_END, []) if q.verdict is not None}
     classical = {q.contest.question for q in cells}
-    tuned = any(q.protocol == "tuned" for q in cells)
+    tuned = any(q.protocol == TUNED for q in cells)
     fixed = marks_fixed(cells)
     return ("Cells: verdict; per question, geodesic's mean/opponent's, and its verdict where "
             "different. "

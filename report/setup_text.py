@@ -201,6 +201,7 @@ def methods_text(results: Results) -> str:
 def limitation_facts(results: Results) -> list[str]:
     """Computed caveats per group: seeds, epochs, dataset fallbacks, limits, collapse."""
     out = []
+    budget = "fixed-budget training epochs" if has_tuned_rows(results) else "training epochs"
     for dataset, setting in results.groups:
         rows = rows_of(results.comparison, dataset, setting)
         config = results.records.get((dataset, setting), {}).get("config", {})
@@ -209,7 +210,6 @@ def limitation_facts(results: Results) -> list[str]:
         spread = (f"{len(seeds)} seeds, so the spread is estimated from {len(seeds)} values"
                   if len(seeds) > 1 else "1 seed, so the spread cannot be estimated and no "
                                          "difference is called beyond it")
-        budget = "fixed-budget training epochs" if has_tuned_rows(results) else "training epochs"
         text = (f"{run_label(dataset, setting, used)}: {spread}; {budget} "
                 f"{epochs_text(rows)}")
         if used != [dataset]:
@@ -232,6 +232,7 @@ def fixed_limitations(results: Results) -> list[str]:
     n_neighbors = unique_text(results.comparison["n_neighbors"].dropna().astype(int))
     ablations = join_words(dict.fromkeys(b for c in contests() for b in c.ablations)) or "k-means"
     present = set(results.comparison["method"])
+    tuned = has_tuned_rows(results)
     multi = [m for m in M.methods(quantized=True) if m.codes_per_image > 1 and m.name in present]
     out = [
         "Intra- and inter-cluster distances (and their ratio) are Euclidean distances in the VAE "
@@ -248,7 +249,7 @@ def fixed_limitations(results: Results) -> list[str]:
         "'Beyond the spread' (|difference of means| > sum of stds) is a heuristic on few seeds, "
         "not a significance test; seeds are paired (the a-posteriori methods of one seed share "
         "that seed's VAE), and the paired counts are given beside it.",
-        ("In the fixed-budget rows" if has_tuned_rows(results) else "In the main verdicts")
+        ("In the fixed-budget rows" if tuned else "In the main verdicts")
         + " the a-posteriori codebooks decode through a decoder trained on "
         "continuous latents and never fine-tuned to the codes (their default cells); the "
         "VQ-VAEs train theirs end to end. "
@@ -257,10 +258,8 @@ def fixed_limitations(results: Results) -> list[str]:
            "These results hold no fine-tuned cell."),
         "Bits per image count the code indices only; no entropy coding (perplexity shows the "
         "effective number of codes).",
-        (f"In the fixed-budget rows, hyper-parameters (latent size, k, learning rates, epochs) "
-         f"are shared, not tuned per method (the tuned rows choose them on validation)"
-         if has_tuned_rows(results) else
-         f"Hyper-parameters (latent size, k, learning rates, epochs) are shared, not tuned per "
-         f"method")
+        ("In the fixed-budget rows, hyper-parameters" if tuned else "Hyper-parameters")
+        + " (latent size, k, learning rates, epochs) are shared, not tuned per method"
+        + (" (the tuned rows choose them on validation)" if tuned else "")
         + f"; fit times include cache loads, and {M.PROPOSAL}'s include building the graph.",
     ]
