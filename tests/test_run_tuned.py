@@ -124,6 +124,23 @@ def test_a_rerun_adds_nothing(tuned):
     assert before == after
 
 
+def test_a_later_seed_chunk_keeps_the_selection_seed(tuned):
+    """``--seeds 1`` alone (a per-seed chunk on a new machine) selects on the seed the table
+    holds, so it re-trains and re-scores nothing; --selection-seed still overrides."""
+    root, argv, _ = tuned
+    chunk = [a for a in argv if a not in ("0", "1")]  # argv without its seed list
+    assert chunk.index("--seeds") == argv.index("--seeds")
+    chunk.insert(chunk.index("--seeds") + 1, "1")
+    table = root / "res" / "selection_mnist.csv"
+    before = table.read_text()
+    args = rt.parse_args(chunk + ["--stage", "select"])
+    rt.main(args)
+    assert args.selection_seed == 0 and table.read_text() == before
+    assert rt.resolve_selection_seed(rt.parse_args(chunk + ["--selection-seed", "7"])) == 7
+    fresh = [a if a != str(root / "res") else str(root / "none") for a in chunk]
+    assert rt.resolve_selection_seed(rt.parse_args(fresh)) == 1
+
+
 def test_the_figures_stage_draws_from_the_chosen_vae_and_trains_nothing(tuned, monkeypatch):
     """One code per image: the interpolation of the VAE validation chose at the largest K,
     first seed, from the cache."""

@@ -134,7 +134,9 @@ def parse_args(argv=None):
                         "metric, about 1/13 s an image on 2 cores) are a candidate cell when the "
                         "training split has at most N images (default: %(default)s; 0: never)")
     p.add_argument("--selection-seed", type=seed_int, default=None,
-                   help="seed of the selection runs (default: the first of --seeds)")
+                   help="seed of the selection runs (default: the seed the selection table "
+                        "already holds for this dataset and rate, so that a later --seeds 1 "
+                        "reuses the choice; in a new table, the first of --seeds)")
     p.add_argument("--shard", type=shard, default=(0, 1), metavar="I/N",
                    help="with --stage models: train only every N-th model from the I-th (0-based), "
                         "so N processes share one GPU and one --work-dir (default: 0/1, all)")
@@ -158,7 +160,6 @@ def parse_args(argv=None):
     # one budget for every model, fine-tuned decoder and prior
     args.conv_epochs = args.finetune_epochs = args.prior_epochs = args.epochs
     args.protocol = "tuned"
-    args.selection_seed = args.seeds[0] if args.selection_seed is None else args.selection_seed
     if args.results_dir == paths.results_dir("full"):
         args.results_dir = paths.tuned_dir("quick" if quick else "full")
     args.candidate_limit = QUICK_CANDIDATES if quick else None
@@ -257,6 +258,13 @@ class Selection:
                 return r
         raise UserError(f"{self.path} has no choice for {family} at K={K} ({rate} rate); "
                          f"run --stage select first")
+
+    def seed(self, rate: str) -> int | None:
+        """The seed this table's selection ran on at ``rate`` (the first one when several),
+        or None when it has no row of this dataset and rate."""
+        seeds = [int(float(r["seed"])) for r in self.rows
+                 if r["dataset"] == self.dataset and r["rate"] == rate]
+        return seeds[0] if seeds else None
 
     def settings(self, rate: str, family: str, K: int) -> dict:
         """The settings of the chosen candidate of (rate, family, K)."""
@@ -548,7 +556,19 @@ def figures(args, table: Selection, train, test, device, out: paths.ResultPaths)
                                                       args.setting))
 
 
+def resolve_selection_seed(args) -> int:
+    """``--selection-seed``, else the seed the selection table already holds for this dataset
+    and rate (so a later ``--seeds 1`` chunk reuses the choice instead of re-selecting on seed
+    1), else the first of ``--seeds``."""
+    if args.selection_seed is not None:
+        return args.selection_seed
+    path = Path(args.results_dir) / f"selection_{args.dataset}.csv"
+    held = Selection(path, args.dataset).seed(args.rate)
+    return args.seeds[0] if held is None else held
+
+
 def main(args):
+    args.selection_seed = resolve_selection_seed(args)
     if args.stage == "models":  # writes no results: no lock, shards run side by side
         for path in train_models(args):
             print(f"trained {path.parent.parent.name}", file=sys.stderr)
