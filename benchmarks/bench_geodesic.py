@@ -215,8 +215,7 @@ def main(args):
             row.update(ratios(row, None))
             rows.append(row)
     write_csv(args.out, [{c: r[c] for c in COLUMNS} for r in rows])
-    write_run_record(args.out.with_suffix(".json"), args, data=DATA_NOTE, idle_mb=idle_mb,
-                     cpu_count=os.cpu_count())
+    write_run_record(args.out.with_suffix(".json"), args, data=DATA_NOTE, idle_mb=idle_mb)
     print()
     print_table(rows)
     print(f"\n-> {args.out}")

@@ -544,7 +544,7 @@ def main(args):
                     ratio=round(e["seconds"] / pg["seconds"], 2),
                     note=f"CPU seconds ratio {e['cpu_seconds'] / max(pg['cpu_seconds'], 1e-9):.2f}"))
     save()
-    write_run_record(args.out.with_suffix(".json"), args, data=note, cpu_count=os.cpu_count(),
+    write_run_record(args.out.with_suffix(".json"), args, data=note,
                      load_average=os.getloadavg())
     print(f"\n-> {args.out}")
     return rows

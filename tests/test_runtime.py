@@ -25,3 +25,28 @@ def test_git_info_ignores_the_runs_own_outputs_but_not_code(tmp_path):
     (tmp_path / "train.py").write_text("x = 2\n")
     info = git_info(tmp_path)
     assert info["dirty"] is True and len(info["commit"]) == 40
+
+
+def test_a_run_record_names_the_cpu_and_keeps_earlier_records(tmp_path, monkeypatch):
+    """The record says which CPU wrote the rows (another CPU is another run:
+    docs/protocol.md), read from /proc/cpuinfo where Linux has it; a sweep's second
+    record keeps the first under ``earlier``."""
+    import json
+    import os
+    from pathlib import Path
+
+    from utils.runtime import write_run_record
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in
+             (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+             if line.startswith("model name")]
+    path = tmp_path / "run.json"
+    write_run_record(path, {"seed": 0}, keep_earlier=True, note="first")
+    write_run_record(path, {"seed": 1}, keep_earlier=True, note="second")
+    record = json.loads(path.read_text())
+    assert record["cpu_count"] == os.cpu_count() and record["cpu"]
+    if names:
+        assert record["cpu"] == names[0]
+    assert record["config"] == {"seed": 1} and record["note"] == "second"
+    assert [r["note"] for r in record["earlier"]] == ["first"]

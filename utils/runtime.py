@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import random
 import re
 import subprocess
@@ -135,6 +136,19 @@ def ensure_output_dirs(*folders: str | Path) -> None:
                             f"choose another --out-dir") from None
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else ``platform.processor()``:
+    a model retrained on another CPU differs in the last digits (docs/protocol.md), so a
+    run record says which CPU wrote its rows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def write_run_record(path: Path, args, *, keep_earlier: bool = False, **extra) -> dict:
     """Write config, command line, git commit, versions and ``extra`` (e.g. the
     dataset actually used) as JSON beside a run's outputs; returns the record.
@@ -144,7 +158,8 @@ def write_run_record(path: Path, args, *, keep_earlier: bool = False, **extra) -
     into this record's ``earlier`` list, oldest first, so no run's provenance
     is lost; a training run owns its folder and replaces its record."""
     record = {"config": plain_config(args), "argv": sys.argv, "git": git_info(),
-              "torch": torch.__version__, "python": sys.version.split()[0], **extra}
+              "torch": torch.__version__, "python": sys.version.split()[0],
+              "cpu": cpu_name(), "cpu_count": os.cpu_count(), **extra}
     path = Path(path)
     if keep_earlier and path.is_file():
         try:
