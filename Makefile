@@ -67,8 +67,8 @@ grid: $(STAMP)  ## the grid-rate sweep (DATASET=fashion-mnist; GRID_FIT=N fits t
 	$(PY) report/build_report.py
 
 RATE ?= image
-tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid): settings and cells chosen on validation, then every seed, then priors over the chosen codes -> experiments/results/tuned/ (resumes)
-	$(PY) train/run_tuned.py --dataset $(DATASET) --rate $(RATE) --device $(DEVICE)
+tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid SEEDS=...): settings and cells chosen on validation, then each of SEEDS, then priors over the chosen codes -> experiments/results/tuned/ (resumes; SEEDS=0, then 1, then 2 for one-seed chunks)
+	$(PY) train/run_tuned.py --dataset $(DATASET) --rate $(RATE) --seeds $(SEEDS) --device $(DEVICE)
 
 GEN_K ?= 64 512
 generation: $(STAMP)  ## the generative half (DATASET=...): PixelCNN / histogram priors, samples, FID at GEN_K, then the report
