@@ -124,6 +124,22 @@ def test_a_rerun_adds_nothing(tuned):
     assert before == after
 
 
+@pytest.mark.parametrize("below", [1, 0])
+def test_decoder_edge_cells_are_capped_by_the_training_images(below):
+    """At the grid rate the decoder-edge cell is a candidate only when the training split
+    has at most --grid-metric-max-images images: counted in images, not in the fields of
+    the Data tuple (a bug once scored the cell on Fashion-MNIST's 54,000)."""
+    train = datasets.load_dataset("mnist", "train", "data", limit=300)
+    n = train.images.shape[0]  # the training part of the first 300 (the rest validates)
+    assert n > len(train)
+    args = rt.parse_args(["--dataset", "mnist", "--rate", "grid",
+                          "--grid-metric-max-images", str(n - below)])
+    edges = rt.cell_options(args, train)["edge_lengths"]
+    assert edges == (("latent",) if below else ("latent", "decoder"))
+    image = rt.parse_args(["--dataset", "mnist", "--rate", "image", "--grid-metric-max-images", "1"])
+    assert rt.cell_options(image, train)["edge_lengths"] == ("latent", "decoder")
+
+
 def test_a_later_seed_chunk_keeps_the_selection_seed(tuned):
     """``--seeds 1`` alone (a per-seed chunk on a new machine) selects on the seed the table
     holds, so it re-trains and re-scores nothing; --selection-seed still overrides."""

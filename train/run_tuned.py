@@ -295,6 +295,14 @@ def selection_run(args, settings: dict, train, val, device) -> cm.SeedRun:
     return cm.SeedRun(with_settings(args, settings), args.selection_seed, train, val, device, val=val)
 
 
+def cell_options(args, train) -> dict:
+    """The a-posteriori cells this run's selection scores (``utils.protocol.cell_options``):
+    decoder edges at the grid rate only when the training split has at most
+    ``--grid-metric-max-images`` images. ``train`` is a ``Data`` tuple, so its size is
+    ``len(train.images)``, not ``len(train)`` (its 4 fields)."""
+    return P.cell_options(args.rate, len(train.images), args.grid_metric_max_images)
+
+
 def select(args, train, val, device, table: Selection) -> None:
     """Stage 1 (module docstring, item 2): every candidate of both sides at every K, then
     every a-posteriori cell at the chosen KL weight; each a row of the selection table."""
@@ -312,7 +320,7 @@ def select(args, train, val, device, table: Selection) -> None:
         for K in args.codebook_sizes:
             settings = table.settings(args.rate, vae_family(rate), K)
             for variant in vocab.variants(method, decoders=(P.SELECTION_DECODER,),
-                                          **P.cell_options(rate, len(train), args.grid_metric_max_images)):
+                                          **cell_options(args, train)):
                 score(args, table, train, val, device, P.A_POSTERIORI_SIDE, f"cell:{method}",
                       method, K, settings, variant)
 
