@@ -58,10 +58,10 @@ BATCH_SIZE_FLAG = {A_POSTERIORI_SIDE: "vae_batch_size", END_TO_END_SIDE: "vqvae_
 # decoder fine-tuned on its codes (the frozen decoder is reported beside it).
 CELL_OPTIONS = {"edge_lengths": ("latent", "decoder"), "code_vectors": ("medoid", "refined")}
 # Decoder edges at the grid rate need every training grid's per-position pull-back metric: 49 D
-# Jacobian-vector products an image, about 13.5 images/s on 2 cores at D = 4
-# (benchmarks/results/position_metric.csv), so 67 min per VAE and seed for Fashion-MNIST's
-# 54,000 training images (about 7 h over a tuned run's seeds and splits) but 6 min for
-# mnist-5k's. They are a candidate cell where the training split has at most this many images.
+# Jacobian-vector products an image, 7-18 images/s on 2 cores at D = 4 (7.2 measured in the
+# runner, docs/protocol.md; 18.3 in benchmarks/results/position_metric.csv), so 2-3 h per VAE
+# and seed for Fashion-MNIST's 70,000 grids (over 13 h for a tuned run's five VAEs) but minutes
+# for mnist-5k's. They are a candidate cell where the training split has at most this many images.
 GRID_METRIC_MAX_IMAGES = 10_000
 
 
