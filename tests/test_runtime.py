@@ -27,7 +27,7 @@ def test_git_info_ignores_the_runs_own_outputs_but_not_code(tmp_path):
     assert info["dirty"] is True and len(info["commit"]) == 40
 
 
-def test_a_run_record_names_the_cpu_and_keeps_earlier_records(tmp_path, monkeypatch):
+def test_a_run_record_names_the_cpu_and_keeps_earlier_records(tmp_path):
     """The record says which CPU wrote the rows (another CPU is another run:
     docs/protocol.md), read from /proc/cpuinfo where Linux has it; a sweep's second
     record keeps the first under ``earlier``."""
