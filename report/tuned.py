@@ -83,15 +83,20 @@ def mark_chosen_cells(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 # --- which rows are complete ----------------------------------------------------------------
 
 def planned_runs(record: Path, runner: str) -> tuple[list[int], list[int]] | None:
-    """(the K, the seeds) a tuned stage was started with, from its run record (the
-    generation stage's K: utils.protocol.generation_sizes); None without a record."""
+    """(the K, the seeds) a tuned stage plans, from its run record (the generation stage's
+    K: utils.protocol.generation_sizes); None without a record. The seeds are the record's
+    and, outside the quick form, every one of utils.protocol.SEEDS: a one-seed chunk
+    (``--seeds 0``) writes a record naming seed 0 alone, yet its rows are a third of the
+    protocol, not all of it."""
     if not record.is_file():
         return None
     config = json.loads(record.read_text())["config"]
+    quick = bool(config.get("quick"))
     sizes = [int(k) for k in config["codebook_sizes"]]
     if runner == "generation":
-        sizes = P.generation_sizes(sizes, bool(config.get("quick")))
-    return sizes, [int(s) for s in config["seeds"]]
+        sizes = P.generation_sizes(sizes, quick)
+    seeds = {int(s) for s in config["seeds"]} | (set() if quick else set(P.SEEDS))
+    return sizes, sorted(seeds)
 
 
 def verdict_cells(frame: pd.DataFrame, chosen_only: bool = True) -> pd.DataFrame:
@@ -101,20 +106,25 @@ def verdict_cells(frame: pd.DataFrame, chosen_only: bool = True) -> pd.DataFrame
     rows = newest(frame)
     if chosen_only and "chosen_cell" in rows:
         rows = rows[rows["chosen_cell"].astype(bool)]
-    if "decoder" not in rows:  # generation rows: one cell per method, its fine-tuned decoder
+    if "decoder" not in rows or rows.empty:  # generation rows: one cell per method
         return rows.reset_index(drop=True)
-    quantized = rows["method"].map(lambda m: M.get(m).quantized)
+    quantized = rows["method"].map(lambda m: M.get(m).quantized).astype(bool)
     keep = (quantized & (rows["decoder"] == VERDICT_DECODER)) | ~quantized
     return rows[keep].reset_index(drop=True)
 
 
 def mark_complete(frame: pd.DataFrame, results: ResultPaths, runner: str) -> pd.DataFrame:
-    """``frame`` with a bool column ``complete``: False on every row of a (dataset, method)
-    whose verdict cells (:func:`verdict_cells`) lack a (K, seed) its stage's run record
-    planned (the unquantized references: a seed), so that a run still in progress, or
-    stopped, never decides a verdict with part of its seeds. Without a record the rows
-    count as complete (nothing says what was planned)."""
-    frame = frame.assign(complete=True)
+    """``frame`` with bool columns ``method_complete`` and ``complete``.
+
+    ``method_complete`` is False on every row of a (dataset, method) whose verdict cells
+    (:func:`verdict_cells`) lack a (K, seed) its stage plans (:func:`planned_runs`; the
+    unquantized references: a seed), so that a run still in progress, or stopped, never
+    decides a verdict with part of its seeds. ``complete`` is False on every row of a
+    (dataset, setting, rate) with any such method: page 1 reads the tuned rows of a rate
+    only when all its methods have them, and never pairs one side's tuned rows with the
+    other side's fixed-budget ones (report.load.replace_rows swaps rows per method).
+    Without a record the rows count as complete (nothing says what was planned)."""
+    frame = frame.assign(method_complete=True, complete=True)
     # every method with verdict cells is judged, on the chosen ones: a method whose rows
     # are all of cells validation did not choose has none to show yet
     judged = verdict_cells(frame, chosen_only=False)
@@ -131,7 +141,11 @@ def mark_complete(frame: pd.DataFrame, results: ResultPaths, runner: str) -> pd.
             sizes, have = [0], {(0, s) for _, s in have}
         if not {(k, s) for k in sizes for s in seeds} <= have:
             frame.loc[(frame["dataset"] == dataset) & (frame["method"] == method),
-                      "complete"] = False
+                      "method_complete"] = False
+    if frame.empty:
+        return frame
+    group = [frame["dataset"], frame["setting"], frame["method"].map(lambda m: M.get(m).rate)]
+    frame["complete"] = frame.groupby(group)["method_complete"].transform("all").astype(bool)
     return frame
 
 
@@ -141,17 +155,23 @@ def complete(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def pending(frame: pd.DataFrame, dataset: str, setting: str) -> str | None:
-    """A sentence naming the methods of a group whose rows are not complete yet, or None."""
+    """A sentence naming the methods of a group whose rows are not complete yet, and those
+    complete ones that wait for them (their rate's verdict needs both sides); or None."""
     if "complete" not in frame:
         return None
     rows = frame[(frame["dataset"] == dataset) & (frame["setting"] == setting)
                  & ~frame["complete"].astype(bool)]
     if rows.empty:
         return None
-    runs = verdict_cells(rows, chosen_only=False).groupby("method", sort=False).size()
+    running = rows[~rows["method_complete"].astype(bool)] if "method_complete" in rows else rows
+    runs = verdict_cells(running, chosen_only=False).groupby("method", sort=False).size()
     listed = F.join_words(f"{m} ({F.plural(int(n), 'run')})" for m, n in runs.items())
+    waiting = [m for m in dict.fromkeys(rows["method"]) if m not in set(running["method"])]
+    also = (f" {F.join_words(waiting)} {'has' if len(waiting) == 1 else 'have'} every run but "
+            f"{'waits' if len(waiting) == 1 else 'wait'} for them, so that no verdict pairs "
+            f"tuned rows with fixed-budget ones." if waiting else "")
     return (f"Still running or stopped part-way, so in no verdict yet: {listed} so far; "
-            f"their rows are in the appendix.")
+            f"their rows are in the appendix.{also}")
 
 
 def verdict_rows(frame: pd.DataFrame) -> pd.DataFrame:

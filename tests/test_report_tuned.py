@@ -185,34 +185,95 @@ def record(root, runner="comparison", sizes=KS, seeds=(0, 1, 2), rate="image", q
                                            "quick": quick}}))
 
 
-def test_a_method_missing_a_planned_seed_is_incomplete_and_left_out_of_the_verdicts(tmp_path):
+def test_a_method_missing_a_planned_seed_keeps_its_whole_rate_out_of_the_verdicts(tmp_path):
+    """B lacks seeds 1 and 2, the reference seed 2: both are incomplete, and P, complete
+    itself, waits with them (the rate's verdict needs both sides)."""
     from utils.paths import ResultPaths
     record(tmp_path)
     f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(P, 0.03, cell=GEO_FROZEN),
               rows(B, 0.04, cell=("", "", "finetuned"), seeds=(0,)),
               rows("vae-continuous", 0.02, seeds=(0, 1)))
     marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
-    by = marked.groupby("method")["complete"].agg(set).to_dict()
+    by = marked.groupby("method")["method_complete"].agg(set).to_dict()
     assert by == {P: {True}, B: {False}, "vae-continuous": {False}}
-    assert set(TU.verdict_rows(marked)["method"]) == {P}
-    assert TU.tuned_verdicts(marked) == []  # no opponent complete: no verdict
+    assert not marked["complete"].any()
+    assert TU.verdict_rows(marked).empty and TU.tuned_verdicts(marked) == []
     text = TU.pending(marked, "mnist", "full")
-    assert B in text and "vae-continuous" in text and P not in text
+    running, waiting = text.split("appendix.")
+    assert B in running and "vae-continuous" in running and P not in running
+    assert P in waiting and "no verdict pairs tuned rows with fixed-budget ones" in waiting
     # the frozen cell of P does not count: only the verdict's cells are checked
     only_frozen = frame(rows(P, 0.03, cell=GEO_FROZEN), rows(B, 0.04, cell=("", "", "finetuned")))
     marked = TU.mark_complete(only_frozen, ResultPaths(tmp_path), "comparison")
     assert marked["complete"].all()  # P has no verdict cell, so nothing is judged incomplete
 
 
+def test_another_rate_or_dataset_does_not_wait(tmp_path):
+    """An incomplete grid-rate method leaves the image rate's rows complete, and an
+    incomplete fashion-mnist method leaves mnist's."""
+    from utils.paths import ResultPaths
+    record(tmp_path)
+    record(tmp_path, rate="grid")
+    f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")),
+              rows("geodesic-conv", 0.02, cell=GEO_TUNED),
+              rows("vqvae-conv", 0.02, cell=("", "", "finetuned"), seeds=(0,)),
+              rows(B, 0.04, cell=("", "", "finetuned"), dataset="fashion-mnist", seeds=(0,)))
+    marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
+    done = marked.groupby(["dataset", "method"])["complete"].agg(set).to_dict()
+    assert done == {("mnist", P): {True}, ("mnist", B): {True}, ("mnist", "geodesic-conv"): {False},
+                    ("mnist", "vqvae-conv"): {False}, ("fashion-mnist", B): {True}}
+    # fashion-mnist has no record here, so nothing says what it planned
+
+
 def test_every_planned_run_present_or_no_record_means_complete(tmp_path):
     from utils.paths import ResultPaths
     f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned"), seeds=(0,)))
     assert TU.mark_complete(f, ResultPaths(tmp_path), "comparison")["complete"].all()
-    record(tmp_path, seeds=(0,))
+    record(tmp_path, seeds=(0,), quick=True)
     marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
     assert marked["complete"].all() and TU.pending(marked, "mnist", "full") is None
     [v] = TU.tuned_verdicts(marked)
     assert v.n_seeds == 1
+
+
+def test_a_one_seed_chunk_plans_every_protocol_seed(tmp_path):
+    """make tuned SEEDS=0 writes a record naming seed 0 alone; the full protocol's seeds
+    (utils.protocol.SEEDS) are still planned, so seed-0 rows decide nothing until seeds
+    1 and 2 land; the quick form plans only its record's seeds."""
+    from utils import protocol as PR
+    from utils.paths import ResultPaths
+    assert PR.SEEDS == (0, 1, 2)
+    record(tmp_path, seeds=(0,))
+    assert TU.planned_runs(tmp_path / "comparison_mnist_tuned-image_run.json",
+                           "comparison") == ([16, 64], [0, 1, 2])
+    seed0 = frame(rows(P, 0.03, cell=GEO_TUNED, seeds=(0,)),
+                  rows(B, 0.04, cell=("", "", "finetuned"), seeds=(0,)))
+    marked = TU.mark_complete(seed0, ResultPaths(tmp_path), "comparison")
+    assert not marked["complete"].any() and TU.tuned_verdicts(marked) == []
+    record(tmp_path, seeds=(1,))  # the next chunk's record: seeds 0 and 2 still planned
+    all3 = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")))
+    assert TU.mark_complete(all3, ResultPaths(tmp_path), "comparison")["complete"].all()
+
+
+def test_page_one_never_pairs_one_sides_tuned_rows_with_the_others_fixed_rows(tmp_path):
+    """B's tuned rows are complete, P's lack K = 64: page 1 keeps both methods' fixed
+    rows (the group says 'fixed'), where a per-method swap would have put tuned B against
+    fixed P."""
+    from utils.paths import ResultPaths
+    record(tmp_path)
+    fixed = frame(rows(P, 0.06, protocol="fixed"), rows(B, 0.05, protocol="fixed"))
+    tuned = frame([r for r in rows(P, 0.03, cell=GEO_TUNED) if r["K"] == 16],
+                  rows(B, 0.02, cell=("", "", "finetuned")))
+    marked = TU.mark_complete(tuned, ResultPaths(tmp_path), "comparison")
+    merged = replace_rows(fixed, TU.verdict_rows(marked))
+    assert set(merged["protocol"]) == {"fixed"}
+    cells = V.answer_grid({R.COMPARISON: merged}, [("mnist", "full")])
+    assert {q.protocol for q in cells if q.verdict is not None} == {"fixed"}
+    # once P's K = 64 lands, both sides' tuned rows replace both sides' fixed rows
+    marked = TU.mark_complete(frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.02, cell=("", "", "finetuned"))),
+                              ResultPaths(tmp_path), "comparison")
+    merged = replace_rows(fixed, TU.verdict_rows(marked))
+    assert set(merged["protocol"]) == {"tuned"}
 
 
 def test_generation_plans_only_the_generation_k(tmp_path):
@@ -259,8 +320,9 @@ def test_rows_of_a_cell_validation_did_not_choose_decide_nothing(tmp_path):
     only_latent = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")))
     marked = TU.mark_complete(TU.mark_chosen_cells(only_latent, tmp_path), ResultPaths(tmp_path),
                               "comparison")
-    assert not marked.loc[marked["method"] == P, "complete"].any()
-    assert marked.loc[marked["method"] == B, "complete"].all()
+    assert not marked.loc[marked["method"] == P, "method_complete"].any()
+    assert marked.loc[marked["method"] == B, "method_complete"].all()
+    assert not marked["complete"].any()
     assert P not in set(TU.verdict_rows(marked)["method"])
     assert P in TU.pending(marked, "mnist", "full")
     # without a selection table every row counts as chosen

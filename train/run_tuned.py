@@ -144,7 +144,7 @@ def parse_args(argv=None):
     rg.add_sample_args(p)
     for flag, text in HELP.items():  # the sweep's flags, as this protocol uses them
         p._option_string_actions[flag].help = text
-    p.set_defaults(codebook_sizes=[16, 64, 512], patience=P.PATIENCE, epochs=None)
+    p.set_defaults(codebook_sizes=[16, 64, 512], patience=P.PATIENCE, epochs=None, seeds=list(P.SEEDS))
     args = p.parse_args(argv)
     quick = args.quick
     args.quick = False  # the sweep's own quick setting does not apply; this one is below

@@ -15,6 +15,11 @@ A_POSTERIORI_SIDE = "a-posteriori"
 END_TO_END_SIDE = "end-to-end"
 SIDES = (A_POSTERIORI_SIDE, END_TO_END_SIDE)
 
+# The seeds every chosen setting runs on (run_tuned.py's default --seeds). A run may land them
+# one at a time (make tuned SEEDS=0, then 1, then 2); the report's verdicts wait for all of them,
+# whatever seeds the last chunk's run record names (report.tuned.planned_runs).
+SEEDS = (0, 1, 2)
+
 PATIENCE = 5  # epochs without a better validation loss before a model stops; the same for all
 
 # The epoch budget (the most a model may train before early stopping ends it), per dataset and
