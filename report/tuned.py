@@ -106,11 +106,18 @@ def verdict_cells(frame: pd.DataFrame, chosen_only: bool = True) -> pd.DataFrame
     rows = newest(frame)
     if chosen_only and "chosen_cell" in rows:
         rows = rows[rows["chosen_cell"].astype(bool)]
-    if "decoder" not in rows or rows.empty:  # generation rows: one cell per method
-        return rows.reset_index(drop=True)
-    quantized = rows["method"].map(lambda m: M.get(m).quantized).astype(bool)
-    keep = (quantized & (rows["decoder"] == VERDICT_DECODER)) | ~quantized
-    return rows[keep].reset_index(drop=True)
+    return verdict_decoder_rows(rows)
+
+
+def verdict_decoder_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` that decode as the verdict does: a quantized method's through
+    the decoder fine-tuned on its codes, an unquantized reference's through its own; every
+    generation row (one cell per method)."""
+    if "decoder" not in frame or frame.empty:
+        return frame.reset_index(drop=True)
+    quantized = frame["method"].map(lambda m: M.get(m).quantized).astype(bool)
+    keep = (quantized & (frame["decoder"] == VERDICT_DECODER)) | ~quantized
+    return frame[keep].reset_index(drop=True)
 
 
 def mark_complete(frame: pd.DataFrame, results: ResultPaths, runner: str) -> pd.DataFrame:
@@ -164,7 +171,9 @@ def pending(frame: pd.DataFrame, dataset: str, setting: str) -> str | None:
     if rows.empty:
         return None
     running = rows[~rows["method_complete"].astype(bool)] if "method_complete" in rows else rows
-    runs = verdict_cells(running, chosen_only=False).groupby("method", sort=False).size()
+    # every run so far, not only the newest configuration's: the grid's vae-conv runs one
+    # VAE per KL weight that validation chose, two configurations of one (method, K)
+    runs = verdict_decoder_rows(running).groupby("method", sort=False).size()
     listed = F.join_words(f"{m} ({F.plural(int(n), 'run')})" for m, n in runs.items())
     waiting = [m for m in dict.fromkeys(rows["method"]) if m not in set(running["method"])]
     also = (f" {F.join_words(waiting)} {'has' if len(waiting) == 1 else 'have'} every run but "

@@ -345,3 +345,19 @@ def test_rows_without_tuned_rows_are_named_among_the_tuned_findings():
                            "reconstruction and label agreement")
     assert AN.FIXED_MARK in item and "mnist-5k" not in item
     assert AN.untuned_items(V.answer_grid({R.COMPARISON: merged}, [("mnist", "full")])) == []
+
+
+def test_pending_counts_every_run_of_a_method_with_two_kl_weights(tmp_path):
+    """The grid's vae-conv runs one VAE per chosen β: two configurations of one (method, K
+    = 0). The pending sentence counts both seed-0 runs, not the newest configuration's one."""
+    from utils.paths import ResultPaths
+    record(tmp_path, rate="grid")
+    f = frame([dict(r, kl_weight=0.3) for r in rows("vae-conv", 0.02, seeds=(0,), config="b03")
+               if r["K"] == 16],
+              [dict(r, kl_weight=0.1) for r in rows("vae-conv", 0.01, seeds=(0,), config="b01")
+               if r["K"] == 16],
+              rows("geodesic-conv", 0.03, cell=GEO_TUNED, seeds=(0,)))
+    f.loc[f["method"] == "vae-conv", "K"] = 0
+    marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
+    text = TU.pending(marked, "mnist", "full")
+    assert "vae-conv (2 runs)" in text and "geodesic-conv (2 runs)" in text
