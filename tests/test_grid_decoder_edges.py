@@ -61,6 +61,51 @@ def test_grid_metrics_match_the_jacobian_row_by_row(vae, grids):
     assert cm.grid_metrics(vae.decode, grids[:3]) is not G
 
 
+def test_grid_metrics_are_read_back_from_disk_by_a_later_process(vae, grids, tmp_path, monkeypatch):
+    """With METRICS_DIR set (SeedRun: <--work-dir>/grid_metrics), a process that has not
+    computed a VAE's metrics reads those an earlier one wrote; other weights or other grids
+    are computed afresh; a file of the wrong shape is recomputed with a warning."""
+    import copy
+
+    from geodesic import position_metric
+
+    monkeypatch.setattr(cm, "METRICS_DIR", tmp_path)
+    monkeypatch.setattr(cm, "_METRICS", {})
+    ref = jacobian_metrics(vae, grids)
+    first = cm.grid_metrics(vae.decode, grids)
+    [file] = tmp_path.glob("*.npy")
+    np.testing.assert_allclose(np.load(file), ref, rtol=1e-4, atol=1e-7)
+
+    # a "new process": nothing in memory, and computing would fail
+    cm._METRICS.clear()
+    real = position_metric.row_metrics
+    monkeypatch.setattr(position_metric, "row_metrics", lambda *a, **k: 1 / 0)
+    same = copy.deepcopy(vae)  # the same weights in another object
+    np.testing.assert_array_equal(cm.grid_metrics(same.decode, grids), first)
+    with pytest.raises(ZeroDivisionError):  # other grids are not in the file
+        cm.grid_metrics(vae.decode, grids[:3])
+    other = copy.deepcopy(vae)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.1)
+    with pytest.raises(ZeroDivisionError):  # other weights are not either
+        cm.grid_metrics(other.decode, grids)
+    assert cm.weights_digest(same) == cm.weights_digest(vae) != cm.weights_digest(other)
+
+    monkeypatch.setattr(position_metric, "row_metrics", real)
+    cm._METRICS.clear()
+    np.save(file, np.zeros((3, 2, 2), np.float32))
+    with pytest.warns(UserWarning, match="recomputed"):
+        again = cm.grid_metrics(vae.decode, grids)
+    np.testing.assert_allclose(again, ref, rtol=1e-4, atol=1e-7)
+    assert np.load(file).shape == ref.shape  # rewritten
+
+
+def test_a_seed_run_keeps_grid_metrics_under_its_work_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(cm, "METRICS_DIR", None)
+    cm.SeedRun(SimpleNamespace(work_dir=tmp_path), 0, None, None, torch.device("cpu"))
+    assert cm.METRICS_DIR == tmp_path / "grid_metrics"
+
+
 def test_the_runner_quantizes_each_vector_with_its_own_metric(vae, grids):
     X = grid_vectors(torch.from_numpy(grids)).numpy()
     G = jacobian_metrics(vae, grids)
@@ -92,8 +137,11 @@ def test_the_seed_run_fits_the_decoder_cell_on_the_training_metrics(vae, grids, 
 def test_the_protocol_offers_grid_decoder_edges_within_the_budget():
     small = P.cell_options(M.GRID_RATE, 4_500)
     assert small["edge_lengths"] == ("latent", "decoder")
-    assert P.cell_options(M.GRID_RATE, 54_000)["edge_lengths"] == ("latent",)
-    assert P.cell_options(M.IMAGE_RATE, 54_000)["edge_lengths"] == ("latent", "decoder")
+    # both datasets' training splits (mnist-5k 4,500, Fashion-MNIST 54,000) by default
+    assert P.cell_options(M.GRID_RATE, 54_000)["edge_lengths"] == ("latent", "decoder")
+    assert P.cell_options(M.GRID_RATE, 54_000, 10_000)["edge_lengths"] == ("latent",)
+    assert P.cell_options(M.GRID_RATE, 60_001)["edge_lengths"] == ("latent",)
+    assert P.cell_options(M.IMAGE_RATE, 10 ** 6)["edge_lengths"] == ("latent", "decoder")
 
 
 def test_a_quick_grid_selection_scores_the_decoder_cell_and_the_rows_run_the_chosen_one(tmp_path):

@@ -131,8 +131,9 @@ def parse_args(argv=None):
     p.add_argument("--grid-metric-max-images", type=non_negative_int, default=P.GRID_METRIC_MAX_IMAGES,
                    metavar="N",
                    help="at the grid rate, decoder edges (each vector's per-position pull-back "
-                        "metric, about 1/7 s an image on 2 cores) are a candidate cell when the "
-                        "training split has at most N images (default: %(default)s; 0: never)")
+                        "metric, about 22 images/s on 2 cores, kept on disk under --work-dir) "
+                        "are a candidate cell when the training split has at most N images "
+                        "(default: %(default)s; 0: never)")
     p.add_argument("--selection-seed", type=seed_int, default=None,
                    help="seed of the selection runs (default: the seed the selection table "
                         "already holds for this dataset and rate, so that a later --seeds 1 "

@@ -62,12 +62,13 @@ BATCH_SIZE_FLAG = {A_POSTERIORI_SIDE: "vae_batch_size", END_TO_END_SIDE: "vqvae_
 # The a-posteriori cells chosen on validation at each K (issue #31), each decoded through a
 # decoder fine-tuned on its codes (the frozen decoder is reported beside it).
 CELL_OPTIONS = {"edge_lengths": ("latent", "decoder"), "code_vectors": ("medoid", "refined")}
-# Decoder edges at the grid rate need every training grid's per-position pull-back metric: 49 D
-# Jacobian-vector products an image, 7-18 images/s on 2 cores at D = 4 (7.2 measured in the
-# runner, docs/protocol.md; 18.3 in benchmarks/results/position_metric.csv), so 2-3 h per VAE
-# and seed for Fashion-MNIST's 70,000 grids (over 13 h for a tuned run's five VAEs) but minutes
-# for mnist-5k's. They are a candidate cell where the training split has at most this many images.
-GRID_METRIC_MAX_IMAGES = 10_000
+# Decoder edges at the grid rate need every grid's per-position pull-back metric: 49 D
+# Jacobian-vector products an image, 22 images/s on 2 idle cores at D = 4 through a trained
+# Fashion-MNIST conv VAE (docs/protocol.md), so about 45 min per VAE for Fashion-MNIST's 60,000
+# training and validation grids, kept on disk under --work-dir for later stages and chunks, and
+# minutes for mnist-5k's. They are a candidate cell where the training split has at most this many
+# images: both datasets.
+GRID_METRIC_MAX_IMAGES = 60_000
 
 
 def cell_options(rate: str, n_train: int, max_images: int = GRID_METRIC_MAX_IMAGES) -> dict:
