@@ -100,6 +100,30 @@ def test_grid_metrics_are_read_back_from_disk_by_a_later_process(vae, grids, tmp
     assert np.load(file).shape == ref.shape  # rewritten
 
 
+def test_a_stopped_metric_run_resumes_at_the_chunk_it_was_in(vae, grids, tmp_path, monkeypatch):
+    """12 grids in chunks of 5: three files; with the middle one gone, a new process
+    computes only its 5 grids, and the whole equals the reference."""
+    from geodesic import position_metric
+
+    monkeypatch.setattr(cm, "METRICS_DIR", tmp_path)
+    monkeypatch.setattr(cm, "METRICS_CHUNK", 5)
+    monkeypatch.setattr(cm, "_METRICS", {})
+    cm.grid_metrics(vae.decode, grids)
+    files = sorted(tmp_path.glob("*.npy"), key=lambda f: f.stat().st_mtime_ns)
+    assert sorted(len(np.load(f)) for f in files) == [2 * 49, 5 * 49, 5 * 49]
+    middle = [f for f in files if np.array_equal(
+        np.load(f), cm.grid_metrics(vae.decode, grids)[5 * 49:10 * 49])]
+    assert len(middle) == 1
+    middle[0].unlink()
+    cm._METRICS.clear()
+    seen, real = [], position_metric.row_metrics
+    monkeypatch.setattr(position_metric, "row_metrics",
+                        lambda mean, z, **k: seen.append(len(z)) or real(mean, z, **k))
+    G = cm.grid_metrics(vae.decode, grids)
+    assert seen == [5]
+    np.testing.assert_allclose(G, jacobian_metrics(vae, grids), rtol=1e-4, atol=1e-7)
+
+
 def test_a_seed_run_keeps_grid_metrics_under_its_work_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(cm, "METRICS_DIR", None)
     cm.SeedRun(SimpleNamespace(work_dir=tmp_path), 0, None, None, torch.device("cpu"))

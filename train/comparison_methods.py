@@ -421,10 +421,39 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _metrics_file(owner, z_digest: str) -> Path | None:
-    if METRICS_DIR is None or not isinstance(owner, torch.nn.Module):
-        return None
-    return Path(METRICS_DIR) / f"{weights_digest(owner)[:20]}-{z_digest[:20]}.npy"
+METRICS_CHUNK = 4096  # grids per file on disk: a stopped run loses at most one chunk's work
+
+
+def _digest(z: np.ndarray) -> str:
+    return hashlib.sha1(f"{z.shape}".encode() + z.tobytes()).hexdigest()
+
+
+def _chunk_metrics(owner, decoder: Callable, z: np.ndarray, weights: str | None) -> np.ndarray:
+    """(n H W, D, D) metrics of the grids ``z`` (n, D, H, W): read from their file under
+    :data:`METRICS_DIR` (``weights``: the VAE's :func:`weights_digest`; None: no file), or
+    computed, logged and written there atomically."""
+    from geodesic.decoder_metric import bernoulli_mean_decoder
+    from geodesic.position_metric import row_metrics
+
+    n, D, H, W = z.shape
+    file = None if weights is None else Path(METRICS_DIR) / f"{weights[:20]}-{_digest(z)[:20]}.npy"
+    if file is not None and file.is_file():
+        metrics = np.load(file)
+        if metrics.shape == (n * H * W, D, D) and metrics.dtype == np.float32:
+            return metrics
+        warnings.warn(f"{file}: metrics of shape {metrics.shape}, not {(n * H * W, D, D)}: "
+                      "recomputed")
+    mean = (bernoulli_mean_decoder(owner) if isinstance(owner, torch.nn.Module)
+            else lambda x: torch.sigmoid(decoder(x)))
+    start = time.perf_counter()
+    metrics = row_metrics(mean, torch.from_numpy(z))
+    seconds = time.perf_counter() - start
+    print(f"[grid metrics] {n} grids in {seconds:.0f} s ({n / max(seconds, 1e-9):.1f} images/s)"
+          f"{f' -> {file}' if file is not None else ''}", flush=True)
+    if file is not None:
+        with atomic_file(file) as f:
+            np.save(f, metrics)
+    return metrics
 
 
 def grid_metrics(decoder: Callable, z: np.ndarray) -> np.ndarray:
@@ -432,33 +461,21 @@ def grid_metrics(decoder: Callable, z: np.ndarray) -> np.ndarray:
     image's context (geodesic/position_metric.py), through ``decoder`` (a VAE's
     latents -> logits; the metric is that of its Bernoulli mean, sigmoid of the logits):
     (N H W, D, D) float32 in :func:`models.conv_net.grid_vectors` row order. Computed once
-    per (VAE, latents) in a process, and read back from :data:`METRICS_DIR` when an earlier
-    process of the same VAE weights and latents wrote them there (written atomically; a
-    file of the wrong shape is recomputed, with a warning)."""
-    from geodesic.decoder_metric import bernoulli_mean_decoder
-    from geodesic.position_metric import row_metrics
-
+    per (VAE, latents) in a process. With :data:`METRICS_DIR` set, computed in chunks of
+    :data:`METRICS_CHUNK` grids, each written atomically to its own file (keyed by the VAE's
+    weights and the chunk's grids), and read back by any later process of the same VAE and
+    grids: a stopped run resumes at the chunk it was in. A file of the wrong shape is
+    recomputed, with a warning."""
     owner = getattr(decoder, "__self__", decoder)  # the VAE of a bound ``vae.decode``
     z = np.ascontiguousarray(z, dtype=np.float32)
-    digest = hashlib.sha1(f"{z.shape}".encode() + z.tobytes()).hexdigest()
-    key = (id(owner), digest)
+    key = (id(owner), _digest(z))
     if key not in _METRICS:
-        n, D, H, W = z.shape
-        file = _metrics_file(owner, digest)
-        metrics = None
-        if file is not None and file.is_file():
-            metrics = np.load(file)
-            if metrics.shape != (n * H * W, D, D) or metrics.dtype != np.float32:
-                warnings.warn(f"{file}: metrics of shape {metrics.shape}, not {(n * H * W, D, D)}: "
-                              "recomputed")
-                metrics = None
-        if metrics is None:
-            mean = (bernoulli_mean_decoder(owner) if isinstance(owner, torch.nn.Module)
-                    else lambda x: torch.sigmoid(decoder(x)))
-            metrics = row_metrics(mean, torch.from_numpy(z))
-            if file is not None:
-                with atomic_file(file) as f:
-                    np.save(f, metrics)
+        on_disk = METRICS_DIR is not None and isinstance(owner, torch.nn.Module)
+        weights = weights_digest(owner) if on_disk else None
+        step = METRICS_CHUNK if on_disk else max(len(z), 1)
+        parts = [_chunk_metrics(owner, decoder, z[i:i + step], weights)
+                 for i in range(0, len(z), step)]
+        metrics = parts[0] if len(parts) == 1 else np.concatenate(parts)
         while len(_METRICS) >= _METRICS_KEPT:
             _METRICS.pop(next(iter(_METRICS)))
         _METRICS[key] = (owner, metrics)  # the owner kept alive, so its id is not reused
