@@ -122,6 +122,7 @@ def test_a_stopped_metric_run_resumes_at_the_chunk_it_was_in(vae, grids, tmp_pat
     G = cm.grid_metrics(vae.decode, grids)
     assert seen == [5]
     np.testing.assert_allclose(G, jacobian_metrics(vae, grids), rtol=1e-4, atol=1e-7)
+    assert cm.grid_metrics(vae.decode, grids[:0]).shape == (0, 2, 2)  # no grid, no chunk
 
 
 def test_a_seed_run_keeps_grid_metrics_under_its_work_dir(tmp_path, monkeypatch):

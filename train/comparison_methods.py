@@ -474,7 +474,7 @@ def grid_metrics(decoder: Callable, z: np.ndarray) -> np.ndarray:
         weights = weights_digest(owner) if on_disk else None
         step = METRICS_CHUNK if on_disk else max(len(z), 1)
         parts = [_chunk_metrics(owner, decoder, z[i:i + step], weights)
-                 for i in range(0, len(z), step)]
+                 for i in range(0, len(z), step)] or [_chunk_metrics(owner, decoder, z, None)]
         metrics = parts[0] if len(parts) == 1 else np.concatenate(parts)
         while len(_METRICS) >= _METRICS_KEPT:
             _METRICS.pop(next(iter(_METRICS)))
