@@ -170,7 +170,7 @@ def pending(frame: pd.DataFrame, dataset: str, setting: str) -> str | None:
                  & ~frame["complete"].astype(bool)]
     if rows.empty:
         return None
-    running = rows[~rows["method_complete"].astype(bool)] if "method_complete" in rows else rows
+    running = rows[~rows["method_complete"].astype(bool)]  # mark_complete sets both columns
     # every run so far, not only the newest configuration's: the grid's vae-conv runs one
     # VAE per KL weight that validation chose, two configurations of one (method, K)
     runs = verdict_decoder_rows(running).groupby("method", sort=False).size()
