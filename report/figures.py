@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from report.formatting import run_label  # noqa: E402
-from report.verdicts import (ABLATION_METRIC, cell_rows, cells_present,  # noqa: E402
+from report.verdicts import (ABLATION_METRIC, bound_weights, cell_rows, cells_present,  # noqa: E402
                              direction, rows_of)
 from utils import methods as M  # noqa: E402
 from utils import metric_registry as R  # noqa: E402
@@ -317,16 +317,36 @@ def headline_methods(contests) -> list[str]:
 def reference_line(ax, rows: pd.DataFrame, metric: str, rate: str) -> None:
     """The unquantized reference of ``rate`` in per-seed ``rows``: its mean over seeds
     as a dashed horizontal line across the bits of ``rate``'s quantized methods (nothing
-    when ``rows`` lack it)."""
+    when ``rows`` lack it). Where the reference has one bound per KL weight (the tuned
+    protocol chooses β per K), each K's bits get the bound of its own β
+    (report.verdicts.bound_weights), labelled with that β."""
     name = M.reference(rate)
-    ref = rows[rows["method"] == name][metric].astype(float) if name else rows[:0][metric]
-    ref = ref[np.isfinite(ref)]
+    if not name:
+        return
     at_rate = rows["method"].map(lambda n: M.get(n).quantized and M.get(n).rate == rate)
-    bits = rows.loc[at_rate, R.BITS.column].astype(float)
-    if len(ref) and len(bits):
-        m = M.get(name)
-        ax.hlines(ref.mean(), bits.min() / 1.25, bits.max() * 1.25, color=m.color, ls="--",
-                  lw=1.2, label=m.label)
+    bits = rows[at_rate].groupby("K")[R.BITS.column].first().astype(float).sort_values()
+    own = rows[(rows["method"] == name) & np.isfinite(rows[metric].astype(float))]
+    if own.empty or bits.empty:
+        return
+    weights = bound_weights(rows, name, list(bits.index))
+    # each K's stretch of the x axis: to the geometric midpoints between neighbouring K
+    edges = np.sqrt(bits.to_numpy()[1:] * bits.to_numpy()[:-1])
+    left = np.concatenate([[bits.iloc[0] / 1.25], edges])
+    right = np.concatenate([edges, [bits.iloc[-1] * 1.25]])
+    m = M.get(name)
+    betas = [weights.get(k) for k in bits.index]
+    start = 0
+    for i in range(1, len(betas) + 1):  # one line per run of neighbouring K with one bound
+        if i < len(betas) and betas[i] == betas[start]:
+            continue
+        beta = betas[start]
+        ref = own[metric] if beta is None else own[own["kl_weight"] == beta][metric]
+        y = float(ref.astype(float).mean())
+        ax.hlines(y, left[start], right[i - 1], color=m.color, ls="--", lw=1.2, label=m.label)
+        if beta is not None:
+            ax.annotate(f"β = {beta:g}", (left[start], y), xytext=(2, 2), textcoords="offset points",
+                        fontsize=6, color=m.color)
+        start = i
 
 
 def log_y_axis(ax) -> None:

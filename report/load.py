@@ -34,6 +34,18 @@ CELL_COLUMNS = list(M.VARIANT_COLUMNS)
 # One configuration is kept per key: every ablation cell of a method is its own key.
 GROUP_KEYS = ["dataset", "setting", "method", *CELL_COLUMNS, "K"]
 CONFIG = "config_id"
+# An unquantized reference (K 0) keeps one configuration per KL weight: the tuned protocol
+# chooses the VAE's beta per K, so one rate can have two bounds, each that of its own K.
+BOUND_KEY = "_bound_kl_weight"
+
+
+def with_bound_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with column :data:`BOUND_KEY`: the KL weight of an unquantized method's
+    rows (as text), "" on every other row and wherever the weight is not recorded."""
+    weight = frame["kl_weight"] if "kl_weight" in frame else pd.Series(float("nan"), frame.index)
+    unquantized = frame["method"].map(lambda m: m in M.METHODS and not M.get(m).quantized)
+    key = weight.map(lambda w: "" if pd.isna(w) else f"{float(w):g}").where(unquantized, "")
+    return frame.assign(**{BOUND_KEY: key.astype(str)})
 
 
 class Results(NamedTuple):
@@ -170,8 +182,10 @@ def newest_configs(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     Returns (kept rows, ignored: one row per left-out configuration with
     dataset, setting, method, cell, K, config_id and n_rows).
     """
-    newest = comparison.groupby(GROUP_KEYS, sort=False)[CONFIG].last().rename("newest")
-    marked = comparison.join(newest, on=GROUP_KEYS)
+    keyed = with_bound_key(comparison)
+    keys = GROUP_KEYS + [BOUND_KEY]
+    newest = keyed.groupby(keys, sort=False, dropna=False)[CONFIG].last().rename("newest")
+    marked = keyed.join(newest, on=keys)
     keep = (marked[CONFIG] == marked["newest"]).to_numpy()
     old = comparison[~keep]
     ignored = (old.groupby(GROUP_KEYS + [CONFIG], sort=False).size().rename("n_rows").reset_index()
@@ -247,8 +261,8 @@ def newest(frame: pd.DataFrame) -> pd.DataFrame:
     (dataset, setting, method, cell, K) of a results table (rows are appended in time order)."""
     if frame.empty:
         return frame
-    keys = ["dataset", "setting", "method", *[c for c in CELL_COLUMNS if c in frame], "K"]
-    last = frame.groupby(keys, sort=False)["config_id"].transform("last")
+    keys = ["dataset", "setting", "method", *[c for c in CELL_COLUMNS if c in frame], "K", BOUND_KEY]
+    last = with_bound_key(frame).groupby(keys, sort=False, dropna=False)["config_id"].transform("last")
     return frame[frame["config_id"] == last]
 
 

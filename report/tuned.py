@@ -25,7 +25,7 @@ import pandas as pd
 
 from report import formatting as F
 from report import verdict_text as VT
-from report.load import newest
+from report.load import BOUND_KEY, newest, with_bound_key
 from report.sections import COMPARISON, GENERATION, TUNED, Extra
 from report.tables import Key, int_text, mean_std_rows
 from report.verdicts import SectionVerdict, section_verdicts
@@ -328,9 +328,12 @@ INTRO = ("The fixed-budget rows (the sensitivity check after this section) train
 def table_rows(rows: pd.DataFrame) -> list[list[str]]:
     """Method x cell x K rows of mean ± std over seeds (methods in utils/methods.py order)."""
     order = {m: i for i, m in enumerate(M.METHODS)}
-    rows = rows.assign(order=rows["method"].map(order),
-                       cell=rows[["edge_length", "code_vectors", "decoder"]].fillna("").agg(
-                           lambda r: "/".join(v for v in r if v) or "-", axis=1))
+    cell = rows[["edge_length", "code_vectors", "decoder"]].fillna("").agg(
+        lambda r: "/".join(v for v in r if v) or "-", axis=1)
+    # an unquantized reference has one row group per KL weight (report.load.newest)
+    bound = with_bound_key(rows)[BOUND_KEY]
+    cell = cell.where(bound == "", "β = " + bound)
+    rows = rows.assign(order=rows["method"].map(order), cell=cell)
     rows = rows.sort_values(["order", "cell", "K", "seed"])
     return mean_std_rows(rows, (Key("method", "method"), Key("cell", "cell"), Key("K", "K", int_text)),
                          TABLE_COLUMNS)

@@ -69,11 +69,39 @@ def values_by_k_seed(rows: pd.DataFrame, method: str, metric: str, ks) -> pd.Dat
     reference (K = 0, no codebook) is repeated at every K in ``ks``."""
     if metric not in rows:
         return pd.DataFrame(columns=["K", "seed", "value"])
-    sub = rows[rows["method"] == method][["K", "seed", metric]].rename(columns={metric: "value"})
-    sub = sub[np.isfinite(sub["value"].astype(float))]
+    own = rows[rows["method"] == method]
+    sub = own[["K", "seed", metric]].rename(columns={metric: "value"})
+    finite = np.isfinite(sub["value"].astype(float)).to_numpy()
+    sub = sub[finite]
     if method in M.METHODS and not M.get(method).quantized and len(sub):
-        sub = pd.concat([sub.assign(K=k) for k in ks], ignore_index=True)
+        weights = bound_weights(rows, method, ks)
+        beta = own["kl_weight"][finite] if "kl_weight" in own else None
+        sub = pd.concat([(sub if weights.get(k) is None else sub[(beta == weights[k]).to_numpy()])
+                         .assign(K=k) for k in ks], ignore_index=True)
     return sub
+
+
+def bound_weights(rows: pd.DataFrame, reference: str, ks) -> dict:
+    """{K: the KL weight whose rows of the unquantized ``reference`` bound the codes at K}.
+
+    The tuned protocol chooses the VAE's β per K, so one rate can hold a bound per β
+    (report.load keeps one configuration per KL weight): at each K the bound is the
+    reference at the β its a-posteriori methods' rows used there, and the newest β
+    (the last row's) where they used none or several. Empty when the reference has one
+    β or records none (its rows are then the bound at every K)."""
+    if "kl_weight" not in rows:
+        return {}
+    own = rows[rows["method"] == reference]["kl_weight"].dropna()
+    if own.nunique() < 2:
+        return {}
+    rate = M.get(reference).rate
+    coded = rows[rows["method"].map(lambda m: m in M.METHODS and M.get(m).rate == rate
+                                    and M.get(m).family == M.A_POSTERIORI)]
+    out = {}
+    for k in ks:
+        used = coded.loc[coded["K"] == k, "kl_weight"].dropna().unique()
+        out[k] = used[0] if len(used) == 1 and used[0] in set(own) else own.iloc[-1]
+    return out
 
 
 def clear_difference(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float,

@@ -361,3 +361,69 @@ def test_pending_counts_every_run_of_a_method_with_two_kl_weights(tmp_path):
     marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
     text = TU.pending(marked, "mnist", "full")
     assert "vae-conv (2 runs)" in text and "geodesic-conv (2 runs)" in text
+
+
+def two_bound_frame():
+    """The grid's tuned rows when validation chose β = 1 at K = 16 and β = 0.1 at K = 64: the
+    a-posteriori codes of each K from its own VAE, and vae-conv (K = 0) once per β."""
+    def at(part, K, beta):
+        return [dict(r, kl_weight=beta) for r in part if r["K"] == K]
+
+    geo = at(rows("geodesic-conv", 0.030, cell=GEO_TUNED, config="g16"), 16, 1.0) + at(
+        rows("geodesic-conv", 0.020, cell=GEO_TUNED, config="g64"), 64, 0.1)
+    vae = at(rows("vae-conv", 0.025, config="b1"), 16, 1.0) + at(
+        rows("vae-conv", 0.005, config="b01"), 64, 0.1)
+    vq = rows("vqvae-conv", 0.010, cell=("", "", "finetuned"))
+    f = frame(geo, vae, vq)
+    f.loc[f["method"] == "vae-conv", "K"] = 0
+    f["bits_per_image"] = 49 * np.log2(f["K"].clip(lower=1).astype(float))
+    return f
+
+
+def test_an_unquantized_reference_keeps_one_configuration_per_kl_weight():
+    """newest keeps the newest configuration of each (method, cell, K), but both bounds of a
+    reference whose β was chosen per K, which a mean over them would mix."""
+    from report.load import newest, newest_configs
+    f = two_bound_frame()
+    stale = frame([dict(r, kl_weight=1.0) for r in rows("geodesic-conv", 0.9, cell=GEO_TUNED,
+                                                         config="stale") if r["K"] == 16])
+    f = pd.concat([stale, f], ignore_index=True)
+    for kept in (newest(f), newest_configs(f)[0]):
+        vae = kept[kept["method"] == "vae-conv"]
+        assert sorted(set(vae["kl_weight"])) == [0.1, 1.0] and len(vae) == 6
+        assert "stale" not in set(kept["config_id"])
+
+
+def test_the_bound_at_each_k_is_the_vae_of_the_beta_its_codes_used():
+    """The quantization cost compares each K's codes with the VAE they came from:
+    K = 16 with β = 1 (mean 0.0251), K = 64 with β = 0.1 (mean 0.0051)."""
+    f = TU.verdict_rows(two_bound_frame())
+    table = V.compare_methods(f, "mnist", "full", "geodesic-conv", "vae-conv", R.MSE.column)
+    assert list(table["K"]) == [16, 64]
+    assert list(table["mean_b"]) == pytest.approx([0.0251, 0.0051])
+    assert list(table["n_b"]) == [3, 3]
+    # one β recorded, or none: the reference's rows bound every K, as before
+    one = f[~((f["method"] == "vae-conv") & (f["kl_weight"] == 1.0))]
+    assert V.bound_weights(one, "vae-conv", [16, 64]) == {}
+    table = V.compare_methods(one, "mnist", "full", "geodesic-conv", "vae-conv", R.MSE.column)
+    assert list(table["mean_b"]) == pytest.approx([0.0051, 0.0051])
+
+
+def test_the_appendix_lists_each_bound_on_its_own_row():
+    f = two_bound_frame().assign(decoder_best_epoch=np.nan)
+    body = [r for r in TU.table_rows(TU.newest(f)) if r[0] == "vae-conv"]
+    assert [r[1] for r in body] == ["β = 0.1", "β = 1"]
+
+
+def test_the_headline_figure_draws_each_k_its_own_bound(monkeypatch):
+    """Two bounds: K = 16 (196 bits) at the β = 1 VAE's mean, K = 64 (294 bits) at the β =
+    0.1 one's, meeting at the geometric midpoint of their bits."""
+    from report import figures as FG
+
+    lines = []
+    monkeypatch.setattr(FG.plt.Axes, "hlines", lambda ax, y, lo, hi, **kw: lines.append((y, lo, hi)))
+    monkeypatch.setattr(FG.plt, "close", lambda fig: None)
+    FG.plot_headline(TU.verdict_rows(two_bound_frame()), [("mnist", "full", "mnist")],
+                     [V.contest_for("grid")])
+    mid = np.sqrt(196.0 * 294.0)
+    assert lines == [pytest.approx((0.0251, 196 / 1.25, mid)), pytest.approx((0.0051, mid, 294 * 1.25))]
