@@ -218,7 +218,8 @@ def setting_text(row: pd.Series) -> str:
     if str(row["family"]).startswith("cell:"):
         return "/".join(v for v in (row["edge_length"], row["code_vectors"]) if v)
     names = {"vae_kl_weight": "β", "vqvae_beta": "commitment", "vqvae_lr": "lr",
-             "vae_batch_size": "batch", "vqvae_batch_size": "batch"}
+             "vae_batch_size": "batch", "vqvae_batch_size": "batch",
+             "prior_channels": "channels", "prior_layers": "layers"}
     return ", ".join(f"{names.get(k, k)} {v:g}" for k, v in json.loads(row["candidate"]).items())
 
 
@@ -227,7 +228,9 @@ RATE_LABELS = {M.IMAGE_RATE: "one code per image", M.GRID_RATE: "7x7 grid"}
 
 def expected_candidates(family: str, dataset: str) -> int | None:
     """How many candidates utils/protocol.py gives ``family`` on ``dataset`` (None for the
-    cells and the prior, whose count depends on the method and the rate)."""
+    cells, whose count depends on the method and the rate)."""
+    if family == P.PRIOR_FAMILY:
+        return len(P.PRIOR_CANDIDATES)
     if family.startswith("vae-"):
         return len(P.candidates(P.A_POSTERIORI_SIDE, dataset))
     if family in M.METHODS:

@@ -427,3 +427,16 @@ def test_the_headline_figure_draws_each_k_its_own_bound(monkeypatch):
                      [V.contest_for("grid")])
     mid = np.sqrt(196.0 * 294.0)
     assert lines == [pytest.approx((0.0251, 196 / 1.25, mid)), pytest.approx((0.0051, mid, 294 * 1.25))]
+
+
+def test_the_prior_size_is_pending_until_every_candidate_is_scored():
+    """utils.protocol.PRIOR_CANDIDATES holds 2 sizes: with one scored, no size is 'chosen'."""
+    def prior(channels, chosen):
+        return {"dataset": "fashion-mnist", "rate": "grid", "family": "prior", "K": 64,
+                "candidate": json.dumps({"prior_channels": channels, "prior_layers": 6}),
+                "edge_length": "", "code_vectors": "", "chosen": chosen}
+
+    one = pd.DataFrame([prior(32, True)])
+    assert TU.choices(one, "grid")[1] == ["prior", "pending (1 of 2 scored)"]
+    both = pd.DataFrame([prior(32, False), prior(64, True)])
+    assert TU.choices(both, "grid")[1] == ["prior", "channels 64, layers 6"]
