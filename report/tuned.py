@@ -253,7 +253,10 @@ def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
         by_k = {int(r["K"]): setting_text(r) for _, r in g.iterrows()}
         want = expected_candidates(family, str(g["dataset"].iloc[0])) if "dataset" in g else None
         for k in by_k:
-            have = at[(at["family"] == family) & (at["K"] == k)]["candidate"].nunique()
+            scored = at[(at["family"] == family) & (at["K"] == k)]
+            # every method of a family shared by several (the prior) scores every candidate
+            have = (scored.groupby("method")["candidate"].nunique().min() if "method" in scored
+                    else scored["candidate"].nunique())
             if want is not None and have < want:
                 by_k[k] = f"pending ({have} of {want} scored)"
         data.append([family.removeprefix("cell:") + (" cell" if family.startswith("cell:") else ""),
