@@ -54,6 +54,9 @@ def question_line(q: QuestionVerdict, k: int | None = None, word: str | None = N
     ov = q.verdict
     said = "" if ov.answer == word else f" {ov.answer}"
     where = "" if len(ov.split) == 1 else f" at {fmt_k_list(ov.rests_on)}"
+    if ov.answer == NO_DIFFERENCE and all(a != NO_DIFFERENCE for a, _ in ov.split):
+        # no K is level, they point both ways: say which way at which K
+        said, where = "", " " + "; ".join(f"{a} at {fmt_k_list(ks)}" for a, ks in ov.split)
     at = "" if q.k == k or where else f" (K = {q.k})"
     return (f"{name(q.section.answer_metrics[0])} {fmt3(q.mean_a)}/{fmt3(q.mean_b)}"
             f"{said}{where}{at}")
@@ -123,7 +126,7 @@ def answer_table(columns: dict[str, list[QuestionVerdict]]) -> AnswerTable:
 
 
 VERDICT_PHRASES = {"yes": "better", "no": "worse", "mixed": "mixed",
-                   NO_DIFFERENCE: "without a clear difference"}
+                   NO_DIFFERENCE: "not clearly different"}
 
 
 FIXED_MARK = "\u2020"  # after a dataset whose verdict rests on fixed-budget rows only
@@ -137,24 +140,6 @@ def datasets_phrase(groups, labels: dict, fixed: set = frozenset()) -> str:
     return f"({join_words(labels[g] + (FIXED_MARK if g in fixed else '') for g in groups)})"
 
 
-def questions_phrase(hits: list[QuestionVerdict], labels: dict, mark: bool = True) -> str:
-    """'generation (both datasets) and on reconstruction and label agreement
-    (mnist-5k)': each question with the datasets that give it, questions on the
-    same datasets together; with ``mark``, a dataset whose verdict on a question rests on
-    fixed-budget rows carries :data:`FIXED_MARK`."""
-    datasets = {}
-    for q in hits:
-        group = (q.dataset, q.setting)
-        datasets.setdefault(q.section.name, []).append((group, mark and q.protocol != TUNED))
-    together = {}
-    for question, pairs in datasets.items():
-        together.setdefault(tuple(pairs), []).append(question)
-    return " and on ".join(
-        f"{join_words(questions)} "
-        f"{datasets_phrase([g for g, _ in pairs], labels, {g for g, fixed in pairs if fixed})}"
-        for pairs, questions in together.items())
-
-
 def marks_fixed(cells: list[QuestionVerdict]) -> bool:
     """Whether page 1 marks verdicts that rest on fixed-budget rows (:data:`FIXED_MARK`):
     when some decided cells read tuned rows and some do not."""
@@ -162,35 +147,45 @@ def marks_fixed(cells: list[QuestionVerdict]) -> bool:
     return protocols == {True, False}
 
 
+def verdict_clause(word: str, hits: list[QuestionVerdict], rates: list, labels: dict,
+                   mark: bool) -> str:
+    """'worse with one code per image (fashion-mnist) and a 7x7 grid (both
+    datasets)': one verdict of one question, at each rate of ``rates`` the datasets
+    that give it; a dataset judged on fixed-budget rows only carries
+    :data:`FIXED_MARK` when ``mark``."""
+    parts = []
+    for contest in rates:
+        mine = [q for q in hits if q.contest == contest]
+        if mine:
+            groups = list(dict.fromkeys((q.dataset, q.setting) for q in mine))
+            fixed = {(q.dataset, q.setting) for q in mine if mark and q.protocol != TUNED}
+            parts.append(f"{rate_short(contest)} {datasets_phrase(groups, labels, fixed)}")
+    return f"{VERDICT_PHRASES[word]} with " + " and ".join(parts)
+
+
 def answer_sentence(cells: list[QuestionVerdict]) -> str:
-    """The answer in one sentence, from the cells of the answer table: for each
-    verdict, at each rate, the questions and datasets that give it ('every
-    question' when all of a rate's cells do). Where other verdicts read tuned rows, a
-    dataset whose verdict rests on fixed-budget rows (no tuned rows yet) is marked
-    :data:`FIXED_MARK`, as the table's note says: budgets decide those as much as the
-    quantizers do."""
+    """The answer in one sentence per question (at most three), from the cells of the
+    answer table: on the question's primary metric, each verdict with the rates and
+    datasets that give it, in the order of :data:`VERDICT_PHRASES`. Where other verdicts
+    read tuned rows, a dataset whose verdict rests on fixed-budget rows (no tuned rows
+    yet) is marked :data:`FIXED_MARK`, as the table's note says: budgets decide those as
+    much as the quantizers do."""
     labels = group_labels(cells)
     decided = [q for q in cells if q.verdict is not None]
     if not decided:
         return "No question has an answer yet: these results hold no matched-bits contest."
-    rates = list(dict.fromkeys(q.contest for q in decided))
     mark = marks_fixed(cells)
-    clauses = []
-    for word, phrase in VERDICT_PHRASES.items():
-        parts = []
-        for contest in rates:
-            mine = [q for q in decided if q.contest == contest]
-            hits = [q for q in mine if q.verdict.answer == word]
-            if len(hits) == len(mine):
-                groups = list(dict.fromkeys((q.dataset, q.setting) for q in hits))
-                fixed = {(q.dataset, q.setting) for q in hits if mark and q.protocol != TUNED}
-                parts.append(f"with {rate_short(contest)} on every question "
-                             f"{datasets_phrase(groups, labels, fixed)}")
-            elif hits:
-                parts.append(f"with {rate_short(contest)} on {questions_phrase(hits, labels, mark)}")
-        if parts:
-            clauses.append(f"{phrase} " + ", and ".join(parts))
-    return "Against the end-to-end VQ-VAE, geodesic codes are " + "; ".join(clauses) + "."
+    sentences = []
+    for question in dict.fromkeys(q.section.name for q in decided):
+        mine = [q for q in decided if q.section.name == question]
+        rates = list(dict.fromkeys(q.contest for q in mine))
+        clauses = [verdict_clause(word, [q for q in mine if q.verdict.answer == word], rates,
+                                  labels, mark)
+                   for word in VERDICT_PHRASES if any(q.verdict.answer == word for q in mine)]
+        lead = ("Against the end-to-end VQ-VAE, geodesic codes on" if not sentences else "On")
+        they = "are" if not sentences else "they are"
+        sentences.append(f"{lead} {question} {they} " + "; ".join(clauses) + ".")
+    return " ".join(sentences)
 
 
 def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:

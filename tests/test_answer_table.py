@@ -95,3 +95,37 @@ def test_the_sentence_marks_a_dataset_whose_verdict_rests_on_fixed_budgets_only(
     assert "(both datasets)" in sentence and AN.FIXED_MARK not in sentence + note
     sentence, note = sentence_and_note("tuned", "tuned")
     assert "(both datasets)" in sentence and AN.FIXED_MARK not in sentence + note
+
+
+def test_the_answer_is_one_sentence_per_question_with_each_verdicts_datasets():
+    """Page 1's answer (issue #28): one sentence per decided question, each verdict of
+    that question followed by the rate and the datasets that give it."""
+    def dataset(rows_, name, used):
+        return [dict(r, dataset=name, dataset_used=used, protocol="tuned") for r in rows_]
+
+    parts = [dataset(rows(m, mse), "fashion-mnist", "fashion-mnist")
+             for m, mse in ((P, 0.02), (KM, 0.02), (VQ, 0.01))]
+    parts += [dataset(rows(m, 0.01), "mnist", "mnist-5k") for m in (P, KM, VQ)]
+    tables = {R.COMPARISON: frame(*parts)}
+    groups = [("fashion-mnist", "full"), ("mnist", "full")]
+    cells = V.answer_grid(tables, groups, V.CLASSICAL)
+    decided = [q for q in cells if q.verdict is not None]
+    # the verdicts themselves, by brute force: fashion's geodesic mean is twice the VQ-VAE's
+    assert {(q.dataset, q.verdict.answer) for q in decided} == {
+        ("fashion-mnist", "no"), ("mnist", V.NO_DIFFERENCE)}
+    sentence = AN.answer_sentence(cells)
+    assert sentence == ("Against the end-to-end VQ-VAE, geodesic codes on reconstruction are "
+                        "worse with a 7x7 grid (fashion-mnist); not clearly different with a "
+                        "7x7 grid (mnist-5k).")
+    assert sentence.count(". ") + 1 == len({q.section.name for q in decided})
+
+
+def test_a_question_whose_k_point_both_ways_says_which_way_at_which_k():
+    """No clear difference because geodesic is better at one K and worse at another: the
+    cell names both directions with their K, not 'no clear difference at every K'."""
+    f = frame(rows(P, 0.010, ks=(16,)), rows(P, 0.030, ks=(64,)), rows(VQ, 0.020))
+    [q] = [q for q in V.answer_grid({R.COMPARISON: f}, [("mnist", "full")], V.CLASSICAL)
+           if q.verdict is not None]
+    assert q.verdict.answer == V.NO_DIFFERENCE
+    assert q.verdict.by_k == {16: "yes", 64: "no"}  # lower MSE at 16, higher at 64
+    assert AN.question_line(q, 64, "mixed") == "MSE 0.0301/0.0201 yes at K = 16; no at K = 64"

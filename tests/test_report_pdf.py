@@ -22,7 +22,9 @@ APPENDIX_BY_PAGE = 13
 
 
 def words(page: str) -> list[str]:
-    return page.split()
+    """The words of a page: its tokens that hold a letter or a digit (a bare '=', '±'
+    or '/' is read as a symbol, not a word)."""
+    return [w for w in page.split() if any(c.isalnum() for c in w)]
 
 
 @pytest.fixture(scope="module")
