@@ -41,6 +41,9 @@ class AnswerTable(NamedTuple):
     rows: list
 
 
+ONLY_CLASSICAL = "only classical run"  # the best end-to-end cell where no other one has rows:
+# self-explaining, so the table note (page 1 counts words) need not say it
+
 ROLE_HEADS = {V.BEST_END_TO_END: "vs the best end-to-end quantizer",
               V.CLASSICAL: "vs the classical VQ-VAE",
               V.KMEANS: "vs k-means on the same latents"}
@@ -67,14 +70,16 @@ def answer_cell(questions: list[QuestionVerdict], k: int | None = None,
     """One opponent's cell of a row: the verdict over the row's questions
     (report.verdicts.combined_answer), then a :func:`question_line` per question the
     rows decide; in the best end-to-end column, '= classical' (the VQ-VAE) when that is the
-    strongest on every question, else the opponents named; 'not run' without rows."""
+    strongest on every question, :data:`ONLY_CLASSICAL` when no other end-to-end
+    quantizer has rows there, else the opponents named; 'not run' without rows."""
     decided = [q for q in questions if q.verdict is not None]
     if not decided:
         return "not run" if any(not q.dataset_used for q in questions) else "n/a"
     opponents = list(dict.fromkeys(q.opponent for q in decided))
     classical = opponents == [decided[0].contest.question]
     if role == V.BEST_END_TO_END and classical:
-        return "= classical"
+        alone = all(set(q.rivals) <= {q.contest.question} for q in decided)
+        return ONLY_CLASSICAL if alone else "= classical"
     word = V.combined_answer(q.verdict.answer for q in decided)
     who = f" vs {join_words(opponents)}" if role == V.BEST_END_TO_END else ""
     return "\n".join([f"**{word}**{who}", *(question_line(q, k, word) for q in decided)])

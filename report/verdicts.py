@@ -454,6 +454,7 @@ class QuestionVerdict(NamedTuple):
     mean_b: float = math.nan
     protocol: str = "fixed"  # of the rows it rests on: "fixed" budgets or "tuned" (run_tuned.py)
     opponent: str | None = None  # the method compared against (None: none has rows)
+    rivals: tuple = ()  # the rate's end-to-end methods with rows of the primary metric here
 
 
 class SectionVerdict(NamedTuple):
@@ -501,15 +502,20 @@ BEST_END_TO_END, CLASSICAL, KMEANS = "best end-to-end", "classical VQ-VAE", "k-m
 OPPONENT_ROLES = (BEST_END_TO_END, CLASSICAL, KMEANS)
 
 
+def end_to_end_with_rows(rows: pd.DataFrame, rate: str, metric: str) -> pd.DataFrame:
+    """The rows of ``rate``'s end-to-end methods with a finite ``metric``."""
+    if metric not in rows:
+        return rows.iloc[:0]
+    return rows[rows["method"].isin(M.names(rate=rate, family=M.END_TO_END))
+                & np.isfinite(rows[metric].astype(float))]
+
+
 def strongest_end_to_end(rows: pd.DataFrame, rate: str, metric: str) -> str | None:
     """The end-to-end method of ``rate`` with the best mean of ``metric`` over seeds at
     the largest K that every such method with rows in ``rows`` has (None without one).
     Read on the test split, it only ever makes the opponent stronger: the proposal is
     judged against the hardest one, never given an easier one."""
-    if metric not in rows:
-        return None
-    have = rows[rows["method"].isin(M.names(rate=rate, family=M.END_TO_END))
-                & np.isfinite(rows[metric].astype(float))]
+    have = end_to_end_with_rows(rows, rate, metric)
     if have.empty:
         return None
     shared = set.intersection(*(set(g["K"]) for _, g in have.groupby("method")))
@@ -546,8 +552,9 @@ def question_verdict(rows: pd.DataFrame, dataset: str, setting: str, contest: Co
     at = ov.tables[section.answer_metrics[0]].set_index("K").loc[k]
     mine = rows[rows["method"] == contest.proposal]
     protocol = "/".join(distinct(mine["protocol"])) if "protocol" in mine else "fixed"
+    rivals = distinct(end_to_end_with_rows(rows, contest.rate, section.answer_metrics[0])["method"])
     return QuestionVerdict(dataset, setting, used, section, contest, ov, k, float(at["mean_a"]),
-                           float(at["mean_b"]), protocol or "fixed", b)
+                           float(at["mean_b"]), protocol or "fixed", b, tuple(rivals))
 
 
 def answer_grid(tables: dict[str, pd.DataFrame], groups, role: str = CLASSICAL

@@ -129,3 +129,17 @@ def test_a_question_whose_k_point_both_ways_says_which_way_at_which_k():
     assert q.verdict.answer == V.NO_DIFFERENCE
     assert q.verdict.by_k == {16: "yes", 64: "no"}  # lower MSE at 16, higher at 64
     assert AN.question_line(q, 64, "mixed") == "MSE 0.0301/0.0201 yes at K = 16; no at K = 64"
+
+
+def test_the_best_column_says_when_no_other_end_to_end_quantizer_ran():
+    """'= classical' claims the VQ-VAE beat the others; where none of them has rows the
+    cell says the classical one ran alone."""
+    alone = frame(rows(P, 0.020), rows(KM, 0.020), rows(VQ, 0.010))
+    beaten = frame(rows(P, 0.020), rows(KM, 0.020), rows(VQ, 0.010), rows(FSQ, 0.030))
+    cells = {}
+    for label, f in (("alone", alone), ("beaten", beaten)):
+        columns = {role: V.answer_grid({R.COMPARISON: f}, [("mnist", "full")], role)
+                   for role in V.OPPONENT_ROLES}
+        [row] = [r for r in AN.answer_table(columns).rows if r[1].startswith("a 7x7 grid")]
+        cells[label] = row[2]
+    assert cells == {"alone": AN.ONLY_CLASSICAL, "beaten": "= classical"}

@@ -737,7 +737,7 @@ def test_readme_block_is_written_and_checked(built, tmp_path, capsys):
     written = readme.read_text()
     assert written.startswith("# title\n\nbefore\n") and written.endswith("\nafter\n")
     assert "old answer" not in written
-    assert "| mnist-5k | one code per image<br>K = 256 | = classical | **mixed**<br>" in written
+    assert "| mnist-5k | one code per image<br>K = 256 | only classical run | **mixed**<br>" in written
     assert run_main(br.main, br.parse_args(args + ["--check-readme", str(readme)])) == 0
     assert "up to date" in capsys.readouterr().err
 
