@@ -287,15 +287,20 @@ def short_answer(results: Results, verdicts: list[RateVerdict], extras=(),
                        answer_note(bool(tuned)), tuned)
 
 
+# the tuned protocol lands seed by seed; a verdict reads only rows complete on every seed
+NOT_TUNED_YET = "no tuned rows complete on every seed yet"
+
+
 def untuned_items(cells: list[QuestionVerdict]) -> list[str]:
     """One finding per page-1 row (dataset and rate) with a decided question that reads
-    no tuned rows: page 1 shows its fixed-budget verdict, marked :data:`FIXED_MARK`."""
+    no tuned rows (none, or not yet on every seed: report.tuned.mark_complete): page 1 shows its fixed-budget verdict, marked :data:`FIXED_MARK`."""
     labels = group_labels(cells)
     rows = {}
     for q in cells:
         if q.verdict is not None and q.protocol != TUNED:
             rows.setdefault((q.dataset, q.setting, q.contest), []).append(q.section.name)
-    return [f"**{labels[(dataset, setting)]}**, {rate_short(contest)}: no tuned rows yet for "
-            f"{join_words(dict.fromkeys(questions))}, so page 1 gives the fixed-budget verdict "
-            f"there ({FIXED_MARK}; the sensitivity findings below)."
+    return [f"**{labels[(dataset, setting)]}**, {rate_short(contest)}: {NOT_TUNED_YET} for "
+            f"{join_words(dict.fromkeys(questions))} (any part-way rows are in the appendix), so "
+            f"page 1 gives the fixed-budget verdict there ({FIXED_MARK}; the sensitivity findings "
+            f"below)."
             for (dataset, setting, contest), questions in rows.items()]

@@ -703,7 +703,7 @@ def test_tuned_findings_and_section_come_first_and_the_fixed_ones_are_the_sensit
     assert answer.items[-1] == "fixed finding"
     rows = [row[:2] for row in answer.table.rows]
     assert len(answer.tuned_items) == 1 + len(rows)  # no page-1 row reads tuned rows here
-    assert all("no tuned rows yet" in item for item in answer.tuned_items[1:])
+    assert all(AN.NOT_TUNED_YET in item for item in answer.tuned_items[1:])
     assert "chosen on validation at each K" in answer.note
 
     def texts(story):

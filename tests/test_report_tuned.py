@@ -341,7 +341,7 @@ def test_rows_without_tuned_rows_are_named_among_the_tuned_findings():
     assert {(q.dataset, q.protocol) for q in cells if q.verdict is not None} == {
         ("mnist", "tuned"), ("fashion-mnist", "fixed")}
     [item] = AN.untuned_items(cells)
-    assert item.startswith("**fashion-mnist**, one code per image: no tuned rows yet for "
+    assert item.startswith("**fashion-mnist**, one code per image: " + AN.NOT_TUNED_YET + " for "
                            "reconstruction and label agreement")
     assert AN.FIXED_MARK in item and "mnist-5k" not in item
     assert AN.untuned_items(V.answer_grid({R.COMPARISON: merged}, [("mnist", "full")])) == []
