@@ -92,14 +92,16 @@ def row_k(questions: list[QuestionVerdict]) -> int | None:
     return max(set(ks), key=lambda k: (ks.count(k), k)) if ks else None
 
 
-def row_label(questions: list[QuestionVerdict]) -> str:
+def row_label(questions: list[QuestionVerdict], mark: bool = False) -> str:
     """'one code per image\nK = 256, tuned': the rate, the row's K (:func:`row_k`)
-    and, when every decided question reads tuned rows, 'tuned'."""
+    and, when every decided question reads tuned rows, 'tuned'; with ``mark``
+    (:func:`marks_fixed`), a row that reads fixed-budget rows carries :data:`FIXED_MARK`."""
     decided = [q for q in questions if q.verdict is not None]
     parts = [rate_short(questions[0].contest)]
     if decided:
         tuned = all(q.protocol == TUNED for q in decided)
-        parts.append(f"K = {row_k(questions)}" + (", tuned" if tuned else ""))
+        parts.append(f"K = {row_k(questions)}"
+                     + (", tuned" if tuned else FIXED_MARK if mark else ""))
     return "\n".join(parts)
 
 
@@ -117,6 +119,7 @@ def answer_table(columns: dict[str, list[QuestionVerdict]]) -> AnswerTable:
     """Rows: dataset and rate; a column per opponent role of ``columns`` ({role: its
     report.verdicts.answer_grid}), each cell an :func:`answer_cell` over the questions."""
     labels = group_labels([q for cells in columns.values() for q in cells])
+    mark = marks_fixed([q for cells in columns.values() for q in cells])
     keys = list(dict.fromkeys((q.dataset, q.setting, q.contest)
                               for cells in columns.values() for q in cells))
     rows = []
@@ -125,7 +128,7 @@ def answer_table(columns: dict[str, list[QuestionVerdict]]) -> AnswerTable:
                           == (dataset, setting, contest)] for role, cells in columns.items()}
         every = [q for qs in by_role.values() for q in qs]
         k = row_k(every)
-        rows.append([labels[(dataset, setting)], row_label(every),
+        rows.append([labels[(dataset, setting)], row_label(every, mark),
                      *(answer_cell(qs, k, role) for role, qs in by_role.items())])
     return AnswerTable(["data", "rate", *(ROLE_HEADS[r] for r in columns)], rows)
 
