@@ -41,8 +41,9 @@ class AnswerTable(NamedTuple):
     rows: list
 
 
-ONLY_CLASSICAL = "only classical run"  # the best end-to-end cell where no other one has rows:
-# self-explaining, so the table note (page 1 counts words) need not say it
+# The best end-to-end cell where no other end-to-end quantizer has rows; it explains
+# itself, so the table note (page 1 counts words) need not.
+ONLY_CLASSICAL = "only classical run"
 
 ROLE_HEADS = {V.BEST_END_TO_END: "vs the best end-to-end quantizer",
               V.CLASSICAL: "vs the classical VQ-VAE",
@@ -118,10 +119,9 @@ def group_labels(cells: list[QuestionVerdict]) -> dict[tuple, str]:
 def answer_table(columns: dict[str, list[QuestionVerdict]]) -> AnswerTable:
     """Rows: dataset and rate; a column per opponent role of ``columns`` ({role: its
     report.verdicts.answer_grid}), each cell an :func:`answer_cell` over the questions."""
-    labels = group_labels([q for cells in columns.values() for q in cells])
-    mark = marks_fixed([q for cells in columns.values() for q in cells])
-    keys = list(dict.fromkeys((q.dataset, q.setting, q.contest)
-                              for cells in columns.values() for q in cells))
+    every_cell = [q for cells in columns.values() for q in cells]
+    labels, mark = group_labels(every_cell), marks_fixed(every_cell)
+    keys = list(dict.fromkeys((q.dataset, q.setting, q.contest) for q in every_cell))
     rows = []
     for dataset, setting, contest in keys:
         by_role = {role: [q for q in cells if (q.dataset, q.setting, q.contest)
@@ -296,7 +296,8 @@ NOT_TUNED_YET = "no tuned rows complete on every seed yet"
 
 def untuned_items(cells: list[QuestionVerdict]) -> list[str]:
     """One finding per page-1 row (dataset and rate) with a decided question that reads
-    no tuned rows (none, or not yet on every seed: report.tuned.mark_complete): page 1 shows its fixed-budget verdict, marked :data:`FIXED_MARK`."""
+    no tuned rows (none, or not yet on every seed: report.tuned.mark_complete): page 1
+    shows its fixed-budget verdict, marked :data:`FIXED_MARK`."""
     labels = group_labels(cells)
     rows = {}
     for q in cells:

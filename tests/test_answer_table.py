@@ -78,7 +78,7 @@ def test_the_sentence_marks_a_dataset_whose_verdict_rests_on_fixed_budgets_only(
     def dataset(rows_, name, used, protocol):
         return [dict(r, dataset=name, dataset_used=used, protocol=protocol) for r in rows_]
 
-    def sentence_and_note(fashion_protocol, mnist_protocol):
+    def sentence_note_table(fashion_protocol, mnist_protocol):
         parts = [dataset(rows(m, mse), "fashion-mnist", "fashion-mnist", fashion_protocol)
                  for m, mse in ((P, 0.02), (KM, 0.02), (VQ, 0.01))]
         parts += [dataset(rows(m, mse), "mnist", "mnist-5k", mnist_protocol)
@@ -86,20 +86,18 @@ def test_the_sentence_marks_a_dataset_whose_verdict_rests_on_fixed_budgets_only(
         tables = {R.COMPARISON: frame(*parts)}
         groups = [("fashion-mnist", "full"), ("mnist", "full")]
         columns = {role: V.answer_grid(tables, groups, role) for role in V.OPPONENT_ROLES}
-        nonlocal table
-        table = AN.answer_table(columns).rows
-        return AN.answer_sentence(columns[V.CLASSICAL]), AN.table_note(columns)
+        return (AN.answer_sentence(columns[V.CLASSICAL]), AN.table_note(columns),
+                AN.answer_table(columns).rows)
 
-    table = []
-    sentence, note = sentence_and_note("fixed", "tuned")
+    sentence, note, table = sentence_note_table("fixed", "tuned")
     assert f"(fashion-mnist{AN.FIXED_MARK} and mnist-5k)" in sentence
     # the table's row of the fixed-budget dataset carries the mark too, the tuned one says so
     assert [r[1].split("\n")[1] for r in table] == [f"K = 64{AN.FIXED_MARK}", "K = 64, tuned"]
     assert f"{AN.FIXED_MARK}: fixed budgets" in note and "Tuned:" in note
-    sentence, note = sentence_and_note("fixed", "fixed")
+    sentence, note, table = sentence_note_table("fixed", "fixed")
     assert "(both datasets)" in sentence and AN.FIXED_MARK not in sentence + note
     assert all(AN.FIXED_MARK not in r[1] for r in table)
-    sentence, note = sentence_and_note("tuned", "tuned")
+    sentence, note, table = sentence_note_table("tuned", "tuned")
     assert "(both datasets)" in sentence and AN.FIXED_MARK not in sentence + note
 
 

@@ -439,7 +439,8 @@ def test_the_prior_size_is_pending_until_every_candidate_is_scored():
     one = pd.DataFrame([prior(32, True)])
     assert TU.choices(one, "grid")[1] == ["prior", "pending (1 of 2 scored)"]
     # both sizes scored for the VQ-VAE's codes, one for k-means': still pending
-    part = pd.DataFrame([dict(prior(32, False), method="vqvae-conv"), dict(prior(64, True), method="vqvae-conv"),
+    part = pd.DataFrame([dict(prior(32, False), method="vqvae-conv"),
+                         dict(prior(64, True), method="vqvae-conv"),
                          dict(prior(32, False), method="kmeans-conv")])
     assert TU.choices(part, "grid")[1] == ["prior", "pending (1 of 2 scored)"]
     both = pd.DataFrame([prior(32, False), prior(64, True)])
