@@ -84,18 +84,25 @@ def mark_chosen_cells(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 def planned_runs(record: Path, runner: str) -> tuple[list[int], list[int]] | None:
     """(the K, the seeds) a tuned stage plans, from its run record (the generation stage's
-    K: utils.protocol.generation_sizes); None without a record. The seeds are the record's
-    and, outside the quick form, every one of utils.protocol.SEEDS: a one-seed chunk
-    (``--seeds 0``) writes a record naming seed 0 alone, yet its rows are a third of the
-    protocol, not all of it."""
+    K: utils.protocol.generation_sizes); None without a record.
+
+    A stage may land in chunks (``--seeds 1``, or ``--codebook-sizes 16``), each writing a
+    record that names its own part and keeps the earlier chunks' records in ``earlier``
+    (utils.runtime.write_run_record). So the plan is the union over the record and every
+    earlier one of the same form (quick or not): a K = 16 chunk after a full run still plans
+    K = 64 and 512. The seeds are also, outside the quick form, every one of
+    utils.protocol.SEEDS: a one-seed chunk's rows are a third of the protocol, not all of it."""
     if not record.is_file():
         return None
-    config = json.loads(record.read_text())["config"]
-    quick = bool(config.get("quick"))
-    sizes = [int(k) for k in config["codebook_sizes"]]
+    data = json.loads(record.read_text())
+    quick = bool(data["config"].get("quick"))
+    configs = [data["config"], *(e["config"] for e in data.get("earlier", [])
+                                 if isinstance(e, dict) and isinstance(e.get("config"), dict))]
+    configs = [c for c in configs if bool(c.get("quick")) == quick and "codebook_sizes" in c]
+    sizes = sorted({int(k) for c in configs for k in c["codebook_sizes"]})
     if runner == "generation":
         sizes = P.generation_sizes(sizes, quick)
-    seeds = {int(s) for s in config["seeds"]} | (set() if quick else set(P.SEEDS))
+    seeds = {int(s) for c in configs for s in c.get("seeds", [])} | (set() if quick else set(P.SEEDS))
     return sizes, sorted(seeds)
 
 

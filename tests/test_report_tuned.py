@@ -255,6 +255,29 @@ def test_a_one_seed_chunk_plans_every_protocol_seed(tmp_path):
     assert TU.mark_complete(all3, ResultPaths(tmp_path), "comparison")["complete"].all()
 
 
+def test_a_k_chunk_after_a_full_run_still_plans_every_k(tmp_path):
+    """A chunk of the rows at one K (``--codebook-sizes 16 --seeds 1 2``) writes a record naming
+    K = 16 alone and keeps the full run's record in ``earlier`` (the runner's own
+    write_run_record): K = 64 still plans seeds 1 and 2, so the chunk's rows complete nothing
+    until the other K land; a quick record in ``earlier`` plans nothing for the full form."""
+    from argparse import Namespace
+    from utils.paths import ResultPaths
+    from utils.runtime import write_run_record
+    path = tmp_path / "comparison_mnist_tuned-image_run.json"
+    write_run_record(path, Namespace(codebook_sizes=[256], seeds=[0], quick=True))
+    write_run_record(path, Namespace(codebook_sizes=list(KS), seeds=[0], quick=False),
+                     keep_earlier=True)
+    write_run_record(path, Namespace(codebook_sizes=[16], seeds=[1, 2], quick=False),
+                     keep_earlier=True)
+    assert TU.planned_runs(path, "comparison") == (list(KS), [0, 1, 2])
+    k16 = [r for r in rows(P, 0.03, cell=GEO_TUNED) + rows(B, 0.04, cell=("", "", "finetuned"))
+           if r["K"] == 16 or r["seed"] == 0]
+    marked = TU.mark_complete(frame(k16), ResultPaths(tmp_path), "comparison")
+    assert not marked["complete"].any() and TU.tuned_verdicts(marked) == []
+    full = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")))
+    assert TU.mark_complete(full, ResultPaths(tmp_path), "comparison")["complete"].all()
+
+
 def test_page_one_never_pairs_one_sides_tuned_rows_with_the_others_fixed_rows(tmp_path):
     """B's tuned rows are complete, P's lack K = 64: page 1 keeps both methods' fixed
     rows (the group says 'fixed'), where a per-method swap would have put tuned B against
