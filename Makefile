@@ -69,8 +69,9 @@ grid: $(STAMP)  ## the grid-rate sweep (DATASET=fashion-mnist; GRID_FIT=N fits t
 RATE ?= image
 TUNED_K ?= 16 64 512
 STAGE ?= all
-tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid SEEDS=... TUNED_K=... STAGE=...): settings and cells chosen on validation, then each of SEEDS, then priors over the chosen codes -> experiments/results/tuned/ (resumes; chunks: SEEDS=1 TUNED_K=16 STAGE=rows)
-	$(PY) train/run_tuned.py --dataset $(DATASET) --rate $(RATE) --seeds $(SEEDS) --codebook-sizes $(TUNED_K) --stage $(STAGE) --device $(DEVICE)
+ONLY ?=
+tuned: $(STAMP)  ## the tuned protocol (DATASET=... RATE=image|grid SEEDS=... TUNED_K=... STAGE=... ONLY=methods): settings and cells chosen on validation, then each of SEEDS, then priors over the chosen codes -> experiments/results/tuned/ (resumes; chunks: SEEDS=1 TUNED_K=16 STAGE=rows)
+	$(PY) train/run_tuned.py --dataset $(DATASET) --rate $(RATE) --seeds $(SEEDS) --codebook-sizes $(TUNED_K) --stage $(STAGE) $(if $(ONLY),--only $(ONLY)) --device $(DEVICE)
 
 GEN_K ?= 64 512
 generation: $(STAMP)  ## the generative half (DATASET=...): PixelCNN / histogram priors, samples, FID at GEN_K, then the report

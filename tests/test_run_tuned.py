@@ -175,6 +175,37 @@ def test_the_figures_stage_draws_from_the_chosen_vae_and_trains_nothing(tuned, m
     assert (root / "res" / "figures" / "interpolation_mnist_full.png").is_file()
 
 
+def test_only_runs_a_part_that_the_rest_completes(tuned, tmp_path):
+    """``--only`` (a part of a seed that fits a session): seed 2's rows of one method, then
+    the rest; seed 2 then has the same methods and cells as seed 0."""
+    import shutil
+
+    root, argv, _ = tuned
+    res = tmp_path / "res"
+    shutil.copytree(root / "res", res)
+    chunk = [str(res) if a == str(root / "res") else a for a in argv if a not in ("0", "1")]
+    chunk.insert(chunk.index("--seeds") + 1, "2")
+    rt.main(rt.parse_args(chunk + ["--stage", "rows", "--only", "vqvae-global"]))
+    rows = read_results(res / "comparison.csv")
+    assert set(rows.loc[rows["seed"] == 2, "method"]) == {"vqvae-global"}
+    rt.main(rt.parse_args(chunk + ["--stage", "rows"]))
+    rows = read_results(res / "comparison.csv")
+    cell = ["method", "K", "decoder", "edge_length", "code_vectors"]
+    seed0, seed2 = (sorted(map(tuple, rows.loc[rows["seed"] == s, cell].astype(str).values))
+                    for s in (0, 2))
+    assert seed2 == seed0
+
+
+def test_only_a_method_of_another_rate_is_a_one_line_error(tmp_path, capsys):
+    from utils.cli import run_main
+
+    args = rt.parse_args(["--quick", "--stage", "rows", "--only", "vqvae-conv",
+                          "--work-dir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r")])
+    assert run_main(rt.main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --only vqvae-conv") and "vqvae-global" in err[-1]
+
+
 def test_rows_before_selection_is_a_one_line_error(tmp_path, capsys):
     from utils.cli import run_main
 

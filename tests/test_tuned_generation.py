@@ -234,6 +234,30 @@ def test_a_rerun_adds_nothing(tuned, monkeypatch):
         "interpolation_grid_mnist_full.png"]
 
 
+def test_only_runs_the_named_methods_generation_rows(tuned, tmp_path):
+    """``--only``: a part of the generation stage writes the named method's rows and no
+    other's; the rest of the stage then completes the table with the same rows a whole
+    run wrote (the priors come back from the cache)."""
+    import shutil
+
+    from utils.csvlog import read_header, read_rows, write_rows
+
+    root, argv, _, _ = tuned
+    res = tmp_path / "res"
+    shutil.copytree(root / "res", res)
+    args = [str(res) if a == str(root / "res") else a for a in argv]
+    path = res / "generation.csv"
+    whole = read_rows(path)
+    key = lambda r: (r["method"], r["K"], r["seed"], r["prior_nll_bits"])  # noqa: E731
+    first = sorted({r["method"] for r in whole})[0]
+    write_rows(path, read_header(path), [])
+    rt.main(rt.parse_args(args + ["--stage", "generation", "--only", first]))
+    part = read_rows(path)
+    assert part and {r["method"] for r in part} == {first}
+    rt.main(rt.parse_args(args + ["--stage", "generation"]))
+    assert sorted(map(key, read_rows(path))) == sorted(map(key, whole))
+
+
 def test_the_generation_k_of_the_protocol():
     assert P.generation_sizes([16, 64, 512]) == [64, 512]
     assert P.generation_sizes([4, 8], quick=True) == [4, 8]

@@ -134,6 +134,10 @@ def parse_args(argv=None):
                         "metric, about 22 images/s on 2 cores, kept on disk under --work-dir) "
                         "are a candidate cell when the training split has at most N images "
                         "(default: %(default)s; 0: never)")
+    p.add_argument("--only", nargs="+", metavar="METHOD", default=None,
+                   help="with --stage rows or generation: only these methods' rows, a part of "
+                        "the protocol that fits a session (the report waits for every method's "
+                        "rows at every planned K and seed; default: every method)")
     p.add_argument("--selection-seed", type=seed_int, default=None,
                    help="seed of the selection runs (default: the seed the selection table "
                         "already holds for this dataset and rate, so that a later --seeds 1 "
@@ -189,6 +193,21 @@ def rate_methods(rate: str, family: str, library: bool = False) -> list[str]:
     those built on vector-quantize-pytorch too (issue #27)."""
     return [m.name for m in vocab.methods(family=family, rate=rate)
             if library or not m.from_library]
+
+
+def check_only(args) -> None:
+    """A one-line error for a ``--only`` name that is not a method of this run's rate."""
+    known = [m for family in (vocab.END_TO_END, vocab.CONTINUOUS, vocab.A_POSTERIORI)
+             for m in rate_methods(args.rate, family, args.library)]
+    unknown = [m for m in args.only or () if m not in known]
+    if unknown:
+        raise UserError(f"--only {' '.join(unknown)}: not a method of the {args.rate} rate "
+                        f"(choose among {', '.join(known)})")
+
+
+def wanted(args, method: str) -> bool:
+    """Whether this run's rows and generation stages run ``method`` (``--only``)."""
+    return args.only is None or method in args.only
 
 
 def library_of(method: str) -> str | None:
@@ -417,7 +436,7 @@ def rows(args, table: Selection, train, test, device, out: paths.ResultPaths) ->
     runs: dict[int, dict[str, cm.SeedRun]] = {}  # per seed: one run per distinct setting
     for a, method, variant, ident in planned_rows(args, table):
         seed = ident["seed"]
-        if row_key(ident) in done:
+        if row_key(ident) in done or not wanted(args, method):
             continue
         run = seed_run(runs.setdefault(seed, {}), a, seed, train, test, device)
         row = rc.cell_row(run, ident)
@@ -511,7 +530,7 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
     runs: dict[int, dict[str, cm.SeedRun]] = {}
     for a, sized, method, variant, ident in planned_generation(args, table, prior, sizes):
         seed, K = ident["seed"], ident["K"]
-        if row_key(ident) in done:
+        if row_key(ident) in done or not wanted(args, method):
             continue
         run = seed_run(runs.setdefault(seed, {}), a, seed, train, test, device)
         source, decoder = cell_sources(run, method, K, variant)
@@ -578,6 +597,7 @@ def resolve_selection_seed(args) -> int:
 
 def main(args):
     args.selection_seed = resolve_selection_seed(args)
+    check_only(args)
     if args.stage == "models":  # writes no results: no lock, shards run side by side
         for path in train_models(args):
             print(f"trained {path.parent.parent.name}", file=sys.stderr)
