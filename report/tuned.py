@@ -102,7 +102,8 @@ def planned_runs(record: Path, runner: str) -> tuple[list[int], list[int]] | Non
     sizes = sorted({int(k) for c in configs for k in c["codebook_sizes"]})
     if runner == "generation":
         sizes = P.generation_sizes(sizes, quick)
-    seeds = {int(s) for c in configs for s in c.get("seeds", [])} | (set() if quick else set(P.SEEDS))
+    seeds = {int(s) for c in configs for s in c.get("seeds", [])}
+    seeds |= set() if quick else set(P.SEEDS)
     return sizes, sorted(seeds)
 
 

@@ -4,6 +4,7 @@ settings and cells, with both decoders, and say so; a rerun adds nothing."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -204,6 +205,17 @@ def test_only_a_method_of_another_rate_is_a_one_line_error(tmp_path, capsys):
     assert run_main(rt.main, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --only vqvae-conv") and "vqvae-global" in err[-1]
+
+
+@pytest.mark.parametrize("stage", ["select", "figures", "models"])
+def test_only_with_a_stage_that_runs_every_method_warns(stage):
+    args = rt.parse_args(["--quick", "--stage", stage, "--only", "vqvae-global"])
+    with pytest.warns(UserWarning, match="--only applies to the rows and generation stages"):
+        rt.check_only(args)
+    args.stage = "rows"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rt.check_only(args)
 
 
 def test_rows_before_selection_is_a_one_line_error(tmp_path, capsys):

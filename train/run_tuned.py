@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from argparse import ArgumentTypeError, Namespace
 from copy import deepcopy
 from functools import partial
@@ -203,6 +204,9 @@ def check_only(args) -> None:
     if unknown:
         raise UserError(f"--only {' '.join(unknown)}: not a method of the {args.rate} rate "
                         f"(choose among {', '.join(known)})")
+    if args.only and args.stage in ("select", "figures", "models"):
+        warnings.warn(f"--only applies to the rows and generation stages; --stage {args.stage} "
+                      "runs every method", stacklevel=2)
 
 
 def wanted(args, method: str) -> bool:
