@@ -151,10 +151,13 @@ def mark_complete(frame: pd.DataFrame, results: ResultPaths, runner: str) -> pd.
         if plan is None:
             continue
         sizes, seeds = plan
-        have = set(zip(rows["K"].astype(int), rows["seed"].astype(int)))
-        if not m.quantized:
-            sizes, have = [0], {(0, s) for _, s in have}
-        if not {(k, s) for k in sizes for s in seeds} <= have:
+        if m.quantized:
+            have = set(zip(rows["K"].astype(int), rows["seed"].astype(int)))
+            done = {(k, s) for k in sizes for s in seeds} <= have
+        else:  # each configuration kept (one VAE per KL weight validation chose) on every seed
+            done = all(set(seeds) <= set(group.astype(int))
+                       for _, group in rows.groupby("config_id")["seed"])
+        if not done:
             frame.loc[(frame["dataset"] == dataset) & (frame["method"] == method),
                       "method_complete"] = False
     if frame.empty:

@@ -225,6 +225,23 @@ def test_another_rate_or_dataset_does_not_wait(tmp_path):
     # fashion-mnist has no record here, so nothing says what it planned
 
 
+def test_a_reference_with_two_kl_weights_needs_every_seed_of_each(tmp_path):
+    """The grid's vae-conv runs one VAE per KL weight validation chose (the bound of its own
+    K). With one of them on every seed and the other on seed 0 alone, the reference is not
+    complete, and the pending sentence lists it among those still running."""
+    from utils.paths import ResultPaths
+    record(tmp_path)
+    ref = [dict(r, K=0) for r in rows("vae-continuous", 0.02) if r["K"] == KS[0]]
+    other = [dict(r, config_id="c2", kl_weight=0.1) for r in ref if r["seed"] == 0]
+    f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned")), ref, other)
+    marked = TU.mark_complete(f, ResultPaths(tmp_path), "comparison")
+    assert not marked["complete"].any()
+    assert "vae-continuous (4 runs)" in TU.pending(marked, "mnist", "full")
+    rest = [dict(r, seed=s) for r in other for s in (1, 2)]
+    marked = TU.mark_complete(frame(f.to_dict("records"), rest), ResultPaths(tmp_path), "comparison")
+    assert marked["complete"].all()
+
+
 def test_every_planned_run_present_or_no_record_means_complete(tmp_path):
     from utils.paths import ResultPaths
     f = frame(rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned"), seeds=(0,)))
