@@ -98,7 +98,9 @@ def rank_main(rank: int, port: int, out: str) -> None:
     except RuntimeError as err:
         results["unwrapped"] = str(err)
     torch.save(results, f"{out}.{rank}")
-    distributed.shutdown()
+    # both ranks at a barrier before either tears its gloo connections down: without it a
+    # rank can abort ("terminate called without an active exception", seen once under load)
+    distributed.shutdown(wait=True)
 
 
 def free_port() -> int:
