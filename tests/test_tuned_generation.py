@@ -262,5 +262,8 @@ def test_the_generation_k_of_the_protocol():
     assert P.generation_sizes([16, 64, 512]) == [64, 512]
     assert P.generation_sizes([4, 8], quick=True) == [4, 8]
     assert P.prior_k([64, 512]) == 64 and P.prior_k([4, 8]) == 4
+    # K in the order given (docs/protocol.md: a part runs the K its rows just trained first),
+    # and the prior's size still chosen at K = 64, which the selection table holds
+    assert P.generation_sizes([512, 16, 64]) == [512, 64] and P.prior_k([512, 64]) == 64
     args = rt.parse_args(["--quick", "--rate", "image", "--codebook-sizes", "4"])
     assert rt.choose_prior(args, None, None, None, "cpu", [4]) == {}  # a histogram: no size
