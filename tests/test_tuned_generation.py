@@ -258,6 +258,29 @@ def test_only_runs_the_named_methods_generation_rows(tuned, tmp_path):
     assert sorted(map(key, read_rows(path))) == sorted(map(key, whole))
 
 
+def test_a_later_seeds_chunk_keeps_the_published_samples(tuned, tmp_path):
+    """A ``--seeds 1`` chunk of the generation stage writes seed 1's rows but leaves the
+    published sample grids (the selection seed's, as the report's caption says) alone."""
+    import shutil
+
+    from utils.csvlog import read_header, read_rows, write_rows
+
+    root, argv, _, _ = tuned
+    res = tmp_path / "res"
+    shutil.copytree(root / "res", res)
+    args = [str(res) if a == str(root / "res") else a for a in argv]
+    i = args.index("--seeds")
+    args[i + 1:i + 3] = ["1"]
+    path = res / "generation.csv"
+    rows = read_rows(path)
+    write_rows(path, read_header(path), [r for r in rows if int(r["seed"]) != 1])
+    figures = {p: p.read_bytes() for p in (res / "figures").glob("samples_*.png")}
+    assert figures
+    rt.main(rt.parse_args(args + ["--stage", "generation"]))
+    assert len(read_rows(path)) == len(rows)  # seed 1's rows are back
+    assert {p: p.read_bytes() for p in figures} == figures
+
+
 def test_the_generation_k_of_the_protocol():
     assert P.generation_sizes([16, 64, 512]) == [64, 512]
     assert P.generation_sizes([4, 8], quick=True) == [4, 8]

@@ -544,7 +544,7 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
                                 TUNED_GENERATION_COLUMNS)
         record_generation_row(out.generation, out.generation_summary, row)
         done.add(row_key(ident))
-        if seed == args.seeds[0]:
+        if seed == args.selection_seed:  # the published seed, whatever seeds this chunk runs
             rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
                                                        args.setting))
         print(f"[tuned generation {args.dataset} seed {seed}] {method:14s} K={K:<4d} "
@@ -573,15 +573,14 @@ def generation(args, table: Selection, train, val, device, out: paths.ResultPath
 
 
 def figures(args, table: Selection, train, test, device, out: paths.ResultPaths) -> list[Path]:
-    """Stage 5: the interpolation figure of the VAE validation chose at the largest K, first
-    seed (train/comparison_figures.py: one code per image, or whole 7x7 grids), drawn from
+    """Stage 5: the interpolation figure of the VAE validation chose at the largest K, on
+    the selection seed (train/comparison_figures.py: one code per image, or whole 7x7 grids), drawn from
     the cached models (it trains nothing the rows stage did not)."""
     from train import comparison_figures as CF
 
     K = max(args.codebook_sizes)
     run = cm.SeedRun(with_settings(args, table.settings(args.rate, vae_family(args.rate), K)),
-                     args.seeds[0],
-                     train, test, device)
+                     args.selection_seed, train, test, device)
     if args.rate == vocab.IMAGE_RATE:
         return CF.draw_interpolations(run, out.figure("interpolation", args.dataset, args.setting))
     return CF.draw_grid_interpolation(run, out.figure("interpolation_grid", args.dataset,
