@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -234,18 +235,24 @@ def test_a_rerun_adds_nothing(tuned, monkeypatch):
         "interpolation_grid_mnist_full.png"]
 
 
-def test_only_runs_the_named_methods_generation_rows(tuned, tmp_path):
-    """``--only``: a part of the generation stage writes the named method's rows and no
-    other's; the rest of the stage then completes the table with the same rows a whole
-    run wrote (the priors come back from the cache)."""
+def copied_results(tuned, tmp_path) -> tuple[Path, list[str]]:
+    """A copy of the fixture's results folder, and its argv pointed at the copy (the models
+    stay shared, so the copy's stages come back from the cache)."""
     import shutil
-
-    from utils.csvlog import read_header, read_rows, write_rows
 
     root, argv, _, _ = tuned
     res = tmp_path / "res"
     shutil.copytree(root / "res", res)
-    args = [str(res) if a == str(root / "res") else a for a in argv]
+    return res, [str(res) if a == str(root / "res") else a for a in argv]
+
+
+def test_only_runs_the_named_methods_generation_rows(tuned, tmp_path):
+    """``--only``: a part of the generation stage writes the named method's rows and no
+    other's; the rest of the stage then completes the table with the same rows a whole
+    run wrote (the priors come back from the cache)."""
+    from utils.csvlog import read_header, read_rows, write_rows
+
+    res, args = copied_results(tuned, tmp_path)
     path = res / "generation.csv"
     whole = read_rows(path)
     key = lambda r: (r["method"], r["K"], r["seed"], r["prior_nll_bits"])  # noqa: E731
@@ -261,14 +268,9 @@ def test_only_runs_the_named_methods_generation_rows(tuned, tmp_path):
 def test_a_later_seeds_chunk_keeps_the_published_samples(tuned, tmp_path):
     """A ``--seeds 1`` chunk of the generation stage writes seed 1's rows but leaves the
     published sample grids (the selection seed's, as the report's caption says) alone."""
-    import shutil
-
     from utils.csvlog import read_header, read_rows, write_rows
 
-    root, argv, _, _ = tuned
-    res = tmp_path / "res"
-    shutil.copytree(root / "res", res)
-    args = [str(res) if a == str(root / "res") else a for a in argv]
+    res, args = copied_results(tuned, tmp_path)
     i = args.index("--seeds")
     args[i + 1:i + 3] = ["1"]
     path = res / "generation.csv"

@@ -575,7 +575,8 @@ def generation(args, table: Selection, train, val, device, out: paths.ResultPath
 def figures(args, table: Selection, train, test, device, out: paths.ResultPaths) -> list[Path]:
     """Stage 5: the interpolation figure of the VAE validation chose at the largest K, on
     the selection seed (train/comparison_figures.py: one code per image, or whole 7x7
-    grids), drawn from the cached models (it trains nothing the rows stage did not)."""
+    grids), the published seed whatever seeds a chunk runs; drawn from the cached models
+    (it trains nothing the rows stage did not when that stage ran the selection seed)."""
     from train import comparison_figures as CF
 
     K = max(args.codebook_sizes)
