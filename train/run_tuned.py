@@ -470,13 +470,13 @@ def cell_sources(run: cm.SeedRun, method: str, K: int, variant: dict) -> tuple[P
 def choose_prior(args, table: Selection, train, val, device, sizes: list[int]) -> dict:
     """The PixelCNN's size (utils.protocol.PRIOR_CANDIDATES), chosen on the validation
     NLL of the codes once for every method: each candidate's prior over the codes of
-    every generation cell at ``utils.protocol.prior_k(sizes)`` on the selection seed,
+    every generation cell at ``utils.protocol.prior_k`` (K = 64) on the selection seed,
     early-stopped on validation, a row of the selection table (family ``prior``); the
     lowest mean over the methods wins. Reads the training and validation splits only.
     {} at one code per image, whose histogram prior has no size."""
     if args.rate != vocab.GRID_RATE:
         return {}
-    K, seed = P.prior_k(sizes), args.selection_seed
+    K, seed = P.prior_k(sizes, args.quick), args.selection_seed
     runs: dict[str, cm.SeedRun] = {}
     for settings in P.PRIOR_CANDIDATES[:args.candidate_limit]:
         for a, method, variant in generation_cells(table, args, K):
@@ -508,7 +508,7 @@ def chosen_prior(args, table: Selection, sizes: list[int] | None = None) -> dict
     if args.rate != vocab.GRID_RATE:
         return {}
     sizes = P.generation_sizes(args.codebook_sizes, args.quick) if sizes is None else sizes
-    return table.settings(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes))
+    return table.settings(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes, args.quick))
 
 
 def planned_generation(args, table: Selection, prior: dict, sizes: list[int]):
