@@ -286,10 +286,11 @@ def test_a_later_seeds_chunk_keeps_the_published_samples(tuned, tmp_path):
 def test_the_generation_k_of_the_protocol():
     assert P.generation_sizes([16, 64, 512]) == [64, 512]
     assert P.generation_sizes([4, 8], quick=True) == [4, 8]
-    assert P.prior_k([64, 512]) == 64 and P.prior_k([4, 8], quick=True) == 4
+    assert P.prior_k([64, 512]) == 64 and P.prior_k([4, 8]) == 4
     # a part of the sweep that runs one generation K reuses the choice made at K = 64; were
     # it chosen at 512, the prior's size would depend on how the sweep was cut into parts
-    assert P.prior_k([512]) == 64 and P.prior_k([4, 64], quick=True) == 64
+    assert P.prior_k([512], selected={16, 64, 512}) == 64 and P.prior_k([4, 64]) == 64
+    assert P.prior_k([512], selected={512}) == 512  # a run that never selected at K = 64
     # K in the order given (docs/protocol.md: a part runs the K its rows just trained first),
     # and the prior's size still chosen at K = 64, which the selection table holds
     assert P.generation_sizes([512, 16, 64]) == [512, 64] and P.prior_k([512, 64]) == 64

@@ -283,6 +283,11 @@ class Selection:
         raise UserError(f"{self.path} has no choice for {family} at K={K} ({rate} rate); "
                          f"run --stage select first")
 
+    def chosen_ks(self, rate: str) -> set[int]:
+        """Every K at which this table holds a choice of this dataset at ``rate``."""
+        return {int(float(r["K"])) for r in self.rows if r["rate"] == rate and
+                str(r["chosen"]) == "True" and r["dataset"] == self.dataset}
+
     def seed(self, rate: str) -> int | None:
         """The seed this table's selection ran on at ``rate`` (the first one when several),
         or None when it has no row of this dataset and rate."""
@@ -476,7 +481,7 @@ def choose_prior(args, table: Selection, train, val, device, sizes: list[int]) -
     {} at one code per image, whose histogram prior has no size."""
     if args.rate != vocab.GRID_RATE:
         return {}
-    K, seed = P.prior_k(sizes, args.quick), args.selection_seed
+    K, seed = P.prior_k(sizes, table.chosen_ks(args.rate)), args.selection_seed
     runs: dict[str, cm.SeedRun] = {}
     for settings in P.PRIOR_CANDIDATES[:args.candidate_limit]:
         for a, method, variant in generation_cells(table, args, K):
@@ -508,7 +513,7 @@ def chosen_prior(args, table: Selection, sizes: list[int] | None = None) -> dict
     if args.rate != vocab.GRID_RATE:
         return {}
     sizes = P.generation_sizes(args.codebook_sizes, args.quick) if sizes is None else sizes
-    return table.settings(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes, args.quick))
+    return table.settings(args.rate, P.PRIOR_FAMILY, P.prior_k(sizes, table.chosen_ks(args.rate)))
 
 
 def planned_generation(args, table: Selection, prior: dict, sizes: list[int]):

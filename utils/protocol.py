@@ -92,8 +92,8 @@ GENERATION_K = (64, 512)
 # The prior over a 7x7 code map is a gated PixelCNN whose size (run_generation.py's
 # --prior-channels / --prior-layers) is chosen on the validation NLL of the codes, once for
 # every method: the candidate of lowest mean validation NLL over the methods at PRIOR_K on the
-# selection seed, whichever generation K a part of the sweep runs (the quick form, whose K are
-# free, at its first generation K when PRIOR_K is not among them). The first candidate is the
+# selection seed, whichever generation K a part of the sweep runs (a run that never selected
+# at PRIOR_K, such as the quick form, at its first generation K). The first candidate is the
 # fixed generation rows' prior; the second is train_prior.py's default width. One code per
 # image has a histogram prior, with nothing to choose.
 PRIOR_FAMILY = "prior"
@@ -109,12 +109,13 @@ def generation_sizes(sizes, quick: bool = False) -> list[int]:
     return list(sizes) if quick else [K for K in sizes if K in GENERATION_K]
 
 
-def prior_k(sizes, quick: bool = False) -> int:
-    """The K at which the prior's size is chosen: :data:`PRIOR_K` in the protocol, so that a
-    part of the sweep run with ``--codebook-sizes 512`` reuses the choice made at K = 64
-    rather than choosing anew at 512; in the quick form, the first of its generation K
-    ``sizes`` when PRIOR_K is not among them."""
-    return sizes[0] if quick and PRIOR_K not in sizes else PRIOR_K
+def prior_k(sizes, selected=()) -> int:
+    """The K at which the prior's size is chosen: :data:`PRIOR_K` when the run's generation K
+    ``sizes`` or the K its selection table ``selected`` cells at hold it, so that a part of the
+    sweep run with ``--codebook-sizes 512`` reuses the choice made at K = 64 rather than
+    choosing anew at 512; otherwise (a run that never selected at PRIOR_K, the quick form's
+    free K) the first of ``sizes``."""
+    return PRIOR_K if PRIOR_K in sizes or PRIOR_K in selected else sizes[0]
 
 
 def candidates(side: str, dataset: str, limit: int | None = None,
