@@ -274,19 +274,22 @@ class Selection:
         self.rows = mark_chosen(self.rows)
         write_rows(self.path, SELECTION_COLUMNS, self.rows)
 
+    def chosen_rows(self, rate: str) -> list[dict]:
+        """The chosen rows of this dataset at ``rate``."""
+        return [r for r in self.rows if r["rate"] == rate and str(r["chosen"]) == "True"
+                and r["dataset"] == self.dataset]
+
     def chosen(self, rate: str, family: str, K: int) -> dict:
         """The chosen row of (rate, family, K); a one-line error when there is none."""
-        for r in self.rows:
-            if (r["rate"], r["family"], int(float(r["K"]))) == (rate, family, K) and \
-                    str(r["chosen"]) == "True" and r["dataset"] == self.dataset:
+        for r in self.chosen_rows(rate):
+            if (r["family"], int(float(r["K"]))) == (family, K):
                 return r
         raise UserError(f"{self.path} has no choice for {family} at K={K} ({rate} rate); "
                          f"run --stage select first")
 
     def chosen_ks(self, rate: str) -> set[int]:
         """Every K at which this table holds a choice of this dataset at ``rate``."""
-        return {int(float(r["K"])) for r in self.rows if r["rate"] == rate and
-                str(r["chosen"]) == "True" and r["dataset"] == self.dataset}
+        return {int(float(r["K"])) for r in self.chosen_rows(rate)}
 
     def seed(self, rate: str) -> int | None:
         """The seed this table's selection ran on at ``rate`` (the first one when several),
@@ -475,7 +478,8 @@ def cell_sources(run: cm.SeedRun, method: str, K: int, variant: dict) -> tuple[P
 def choose_prior(args, table: Selection, train, val, device, sizes: list[int]) -> dict:
     """The PixelCNN's size (utils.protocol.PRIOR_CANDIDATES), chosen on the validation
     NLL of the codes once for every method: each candidate's prior over the codes of
-    every generation cell at ``utils.protocol.prior_k`` (K = 64) on the selection seed,
+    every generation cell at ``utils.protocol.prior_k`` (K = 64 where the run or its
+    selection table holds it) on the selection seed,
     early-stopped on validation, a row of the selection table (family ``prior``); the
     lowest mean over the methods wins. Reads the training and validation splits only.
     {} at one code per image, whose histogram prior has no size."""
