@@ -50,11 +50,15 @@ ROLE_HEADS = {V.BEST_END_TO_END: "vs the best end-to-end quantizer",
               V.KMEANS: "vs k-means on the same latents"}
 
 
-def question_line(q: QuestionVerdict, k: int | None = None, word: str | None = None) -> str:
+def question_line(q: QuestionVerdict, k: int | None = None, word: str | None = None,
+                  mark: bool = False) -> str:
     """'MSE 0.0303/0.0262', then the question's verdict when it is not the cell's
     ``word``, the K it rests on when fewer than all decide it, and the K of the means
     (the largest of those K) when it is not the row's ``k``: 'ARI 0.0500/0.0576 no
-    at K = 64, 256'. The means are the proposal's and the opponent's over seeds."""
+    at K = 64, 256'. The means are the proposal's and the opponent's over seeds; with
+    ``mark`` (:func:`marks_fixed`) they carry :data:`FIXED_MARK` when the question reads
+    fixed-budget rows, so that a row whose reconstruction is tuned and whose generation is
+    not yet says which is which."""
     ov = q.verdict
     said = "" if ov.answer == word else f" {ov.answer}"
     where = "" if len(ov.split) == 1 else f" at {fmt_k_list(ov.rests_on)}"
@@ -62,15 +66,16 @@ def question_line(q: QuestionVerdict, k: int | None = None, word: str | None = N
         # no K is level, they point both ways: say which way at which K
         said, where = "", " " + "; ".join(f"{a} at {fmt_k_list(ks)}" for a, ks in ov.split)
     at = "" if q.k == k or where else f" (K = {q.k})"
-    return (f"{name(q.section.answer_metrics[0])} {fmt3(q.mean_a)}/{fmt3(q.mean_b)}"
+    fixed = FIXED_MARK if mark and q.protocol != TUNED else ""
+    return (f"{name(q.section.answer_metrics[0])} {fmt3(q.mean_a)}/{fmt3(q.mean_b)}{fixed}"
             f"{said}{where}{at}")
 
 
 def answer_cell(questions: list[QuestionVerdict], k: int | None = None,
-                role: str = V.CLASSICAL) -> str:
+                role: str = V.CLASSICAL, mark: bool = False) -> str:
     """One opponent's cell of a row: the verdict over the row's questions
     (report.verdicts.combined_answer), then a :func:`question_line` per question the
-    rows decide; in the best end-to-end column, '= classical' (the VQ-VAE) when that is the
+    rows decide (``mark``: its fixed-budget means marked); in the best end-to-end column, '= classical' (the VQ-VAE) when that is the
     strongest on every question, :data:`ONLY_CLASSICAL` when no other end-to-end
     quantizer has rows there, else the opponents named; 'not run' without rows."""
     decided = [q for q in questions if q.verdict is not None]
@@ -83,7 +88,7 @@ def answer_cell(questions: list[QuestionVerdict], k: int | None = None,
         return ONLY_CLASSICAL if alone else "= classical"
     word = V.combined_answer(q.verdict.answer for q in decided)
     who = f" vs {join_words(opponents)}" if role == V.BEST_END_TO_END else ""
-    return "\n".join([f"**{word}**{who}", *(question_line(q, k, word) for q in decided)])
+    return "\n".join([f"**{word}**{who}", *(question_line(q, k, word, mark) for q in decided)])
 
 
 def row_k(questions: list[QuestionVerdict]) -> int | None:
@@ -93,16 +98,13 @@ def row_k(questions: list[QuestionVerdict]) -> int | None:
     return max(set(ks), key=lambda k: (ks.count(k), k)) if ks else None
 
 
-def row_label(questions: list[QuestionVerdict], mark: bool = False) -> str:
-    """'one code per image\nK = 256, tuned': the rate, the row's K (:func:`row_k`)
-    and, when every decided question reads tuned rows, 'tuned'; with ``mark``
-    (:func:`marks_fixed`), a row that reads fixed-budget rows carries :data:`FIXED_MARK`."""
-    decided = [q for q in questions if q.verdict is not None]
+def row_label(questions: list[QuestionVerdict]) -> str:
+    """'one code per image\nK = 256': the rate and the row's K (:func:`row_k`). Which
+    protocol each number reads is marked on the number (:func:`question_line`), since one
+    row may read tuned rows for one question and fixed-budget ones for another."""
     parts = [rate_short(questions[0].contest)]
-    if decided:
-        tuned = all(q.protocol == TUNED for q in decided)
-        parts.append(f"K = {row_k(questions)}"
-                     + (", tuned" if tuned else FIXED_MARK if mark else ""))
+    if any(q.verdict is not None for q in questions):
+        parts.append(f"K = {row_k(questions)}")
     return "\n".join(parts)
 
 
@@ -128,8 +130,8 @@ def answer_table(columns: dict[str, list[QuestionVerdict]]) -> AnswerTable:
                           == (dataset, setting, contest)] for role, cells in columns.items()}
         every = [q for qs in by_role.values() for q in qs]
         k = row_k(every)
-        rows.append([labels[(dataset, setting)], row_label(every, mark),
-                     *(answer_cell(qs, k, role) for role, qs in by_role.items())])
+        rows.append([labels[(dataset, setting)], row_label(every),
+                     *(answer_cell(qs, k, role, mark) for role, qs in by_role.items())])
     return AnswerTable(["data", "rate", *(ROLE_HEADS[r] for r in columns)], rows)
 
 
@@ -137,7 +139,9 @@ VERDICT_PHRASES = {"yes": "better", "no": "worse", "mixed": "mixed",
                    NO_DIFFERENCE: "not clearly different"}
 
 
-FIXED_MARK = "\u2020"  # after a dataset whose verdict rests on fixed-budget rows only
+# after a dataset (the answer) or a number (the table) that rests on fixed-budget rows only
+FIXED_MARK = "\u2020"
+TUNED_NOTE = "Tuned (equal budgets, settings chosen on validation)"
 
 
 def datasets_phrase(groups, labels: dict, fixed: set = frozenset()) -> str:
@@ -207,8 +211,8 @@ def table_note(columns: dict[str, list[QuestionVerdict]]) -> str:
             "different. "
             + ("'= classical': the VQ-VAE's mean is best." if best <= classical
                else "Best end-to-end: the best mean per question.")
-            + (" Tuned: equal budgets, settings chosen on validation" if tuned else "")
-            + (f"; {FIXED_MARK}: fixed budgets" if fixed else "") + ("." if tuned else ""))
+            + (f" {TUNED_NOTE} unless marked {FIXED_MARK} (fixed budgets)." if fixed
+               else f" {TUNED_NOTE}." if tuned else ""))
 
 
 class ShortAnswer(NamedTuple):

@@ -80,9 +80,11 @@ def test_the_answer_cell_turns_with_the_tuned_rows_and_says_so():
     after = V.answer_grid({R.COMPARISON: merged}, groups)[0]
     assert (after.verdict.answer, after.protocol) == ("yes", "tuned")
     assert after.mean_a == pytest.approx(0.0301) and after.mean_b == pytest.approx(0.0401)
-    assert AN.row_label([after]).endswith("K = 64, tuned")
+    assert AN.row_label([after]).endswith("K = 64")
     assert AN.answer_cell([after], 64) == "**yes**\nMSE 0.0301/0.0401"
-    assert "tuned" not in AN.row_label([before])
+    # beside a tuned row, the fixed one's numbers carry the mark; the tuned one's do not
+    assert AN.answer_cell([before], 64, mark=True).endswith(AN.FIXED_MARK)
+    assert AN.FIXED_MARK not in AN.answer_cell([after], 64, mark=True)
 
 
 def test_tuned_verdicts_per_rate():
