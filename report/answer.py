@@ -75,9 +75,10 @@ def answer_cell(questions: list[QuestionVerdict], k: int | None = None,
                 role: str = V.CLASSICAL, mark: bool = False) -> str:
     """One opponent's cell of a row: the verdict over the row's questions
     (report.verdicts.combined_answer), then a :func:`question_line` per question the
-    rows decide (``mark``: its fixed-budget means marked); in the best end-to-end column, '= classical' (the VQ-VAE) when that is the
-    strongest on every question, :data:`ONLY_CLASSICAL` when no other end-to-end
-    quantizer has rows there, else the opponents named; 'not run' without rows."""
+    rows decide (``mark``: its fixed-budget means marked); in the best end-to-end column,
+    '= classical' (the VQ-VAE) when that is the strongest on every question,
+    :data:`ONLY_CLASSICAL` when no other end-to-end quantizer has rows there, else the
+    opponents named; 'not run' without rows."""
     decided = [q for q in questions if q.verdict is not None]
     if not decided:
         return "not run" if any(not q.dataset_used for q in questions) else "n/a"
