@@ -277,17 +277,37 @@ def choices(selection: pd.DataFrame, rate: str) -> list[list[str]]:
 
 # --- sentences ------------------------------------------------------------------------------
 
+def training_phrase(rows: pd.DataFrame) -> str:
+    """How the models of ``rows`` (one dataset and rate) trained: "to convergence" only when
+    early stopping ended every one before its epoch budget (``epochs``); otherwise how many
+    rows' models ran the whole budget and how many of those had their best validation epoch
+    within one of the last, so that equal budgets are never told as convergence."""
+    trained = rows["epochs_trained"].dropna()
+    if trained.empty:
+        return "every model trained with early stopping on validation"
+    epochs = F.span(*(str(int(e)) for e in (trained.min(), trained.max())))
+    budget = rows.loc[trained.index, "epochs"] if "epochs" in rows else None
+    used = trained >= budget if budget is not None else trained < 0
+    if not used.any():
+        return (f"every model trained to convergence with early stopping on validation "
+                f"(epochs run: {epochs})")
+    budgets = budget[used].astype(int)
+    last = (rows.loc[trained.index, "best_epoch"] >= trained - 1) & used
+    return (f"every model trained with early stopping on validation up to an equal "
+            f"{F.span(str(budgets.min()), str(budgets.max()))}-epoch budget; the models of "
+            f"{used.sum()} of {len(trained)} rows ran all of it (best epoch within one of the last "
+            f"in {last.sum()}), so the budget, not convergence, ended them")
+
+
 def answer_item(frame: pd.DataFrame, v: SectionVerdict, brief: bool = False) -> str:
     """The tuned verdict at one rate, on reconstruction and labels."""
     rows = newest(complete(frame))
-    rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)]
-    trained = rows["epochs_trained"].dropna()
-    epochs = F.span(*(str(int(e)) for e in (trained.min(), trained.max()))) if len(trained) else "-"
+    rows = rows[(rows["dataset"] == v.dataset) & (rows["setting"] == v.setting)
+                & rows["method"].isin(M.names(rate=M.get(v.contest.proposal).rate))]
     head = (f"**{VT.verdict_label(v)}, tuned protocol**, {VT.rate_phrase(v.contest)} "
-            f"({F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; every model trained to "
-            f"convergence with early stopping on validation (epochs run: {epochs}), settings and "
-            f"cells chosen on validation, both sides decoded by decoders fine-tuned on their "
-            f"codes): {VT.verdict_words(v.against[v.main])}.")
+            f"({F.plural(v.n_seeds, 'seed')}, {F.fmt_k_list(v.ks)}; {training_phrase(rows)}; "
+            f"settings and cells chosen on validation, both sides decoded by decoders "
+            f"fine-tuned on their codes): {VT.verdict_words(v.against[v.main])}.")
     clauses = VT.opponent_clauses(v, brief)
     return " ".join([head, *clauses])
 

@@ -179,6 +179,38 @@ def test_the_answer_item_gives_the_range_of_epochs_run():
                                                             rows(B, 0.04, cell=("", "", "finetuned"))), v)
 
 
+def budgeted(part, budget):
+    """``part`` with its epoch budget (``epochs``) set."""
+    return [dict(r, epochs=budget) for r in part]
+
+
+def test_equal_budgets_that_bind_are_not_told_as_convergence():
+    """epochs_trained = 30 + seed, best_epoch = 25 + seed: under a 100-epoch budget early
+    stopping ended every model (convergence); under a 31-epoch budget the seed-1 and seed-2
+    models (4 rows of each method, 8 of 12) ran it to the end, none with its best epoch
+    within one of the last (best 26, 27 against 31, 32)."""
+    geo, vq = rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned"))
+    [v] = TU.tuned_verdicts(frame(geo, vq))
+    loose = TU.answer_item(frame(budgeted(geo, 100), budgeted(vq, 100)), v)
+    assert "trained to convergence with early stopping on validation (epochs run: 30 to 32)" in loose
+    tight = TU.answer_item(frame(budgeted(geo, 31), budgeted(vq, 31)), v)
+    assert "convergence with" not in tight
+    assert ("up to an equal 31-epoch budget; the models of 8 of 12 rows ran all of it (best "
+            "epoch within one of the last in 0), so the budget, not convergence, ended them") in tight
+    near = [dict(r, best_epoch=r["epochs_trained"] - 1) for r in budgeted(geo, 30)]
+    assert "of 12 of 12 rows ran all of it (best epoch within one of the last in 6)" in \
+        TU.answer_item(frame(near, budgeted(vq, 30)), v)
+
+
+def test_the_answer_item_reads_only_the_epochs_of_its_own_rate():
+    """A grid-rate method's rows (epochs 90 + seed) in the same dataset do not enter the
+    one-code verdict's range of epochs run."""
+    geo, vq = rows(P, 0.03, cell=GEO_TUNED), rows(B, 0.04, cell=("", "", "finetuned"))
+    grid = [dict(r, epochs_trained=90 + r["seed"]) for r in rows("vae-conv", 0.01)]
+    [v] = TU.tuned_verdicts(frame(geo, vq))
+    assert "(epochs run: 30 to 32)" in TU.answer_item(frame(geo, vq, grid), v)
+
+
 # --- a run in progress decides nothing --------------------------------------------------------
 
 def record(root, runner="comparison", sizes=KS, seeds=(0, 1, 2), rate="image", quick=False):
