@@ -33,7 +33,7 @@ from utils import methods as M
 from utils import metric_registry as R
 from utils import protocol as P
 from utils.paths import RUNNER_FIGURE_CAPTIONS, TUNED_DIR, ResultPaths
-from utils.results import read_generation, read_results
+from utils.results import read_generation, read_results, recon_drift
 
 # The runner figures run_tuned.py's figures stage draws (one per rate).
 INTERPOLATION_FIGURES = ("interpolation", "interpolation_grid")
@@ -449,17 +449,39 @@ def generation_answer(results, frame: pd.DataFrame) -> list[str]:
             for v in G.generation_verdicts(complete(frame))]
 
 
+def drift_sentence(drift: pd.DataFrame) -> str | None:
+    """One paragraph naming the generation rows of :func:`utils.results.recon_drift`
+    (a prior over a retrained model that did not reproduce its comparison row), with
+    both decoder NLLs; None when there are none."""
+    if drift.empty:
+        return None
+    names = [f"{d.method} at K = {int(d.K)}, seed {int(d.seed)}" for d in drift.itertuples()]
+    numbers = [f"{d.recon_nll_bits:.1f} bits per image against {d.comparison_bits:.1f} "
+               f"({d.drift_bits:+.1f})" for d in drift.itertuples()]
+    one = len(names) == 1
+    return (f"The prior{'' if one else 's'} of {F.join_words(names)} model{'s' if one else ''} "
+            f"the codes of {'a model' if one else 'models'} retrained for the generation stage "
+            f"on another machine, which did not reproduce the model{'' if one else 's'} of the "
+            f"reconstruction rows; the decoder's test "
+            f"NLL against theirs: {'; '.join(numbers)}. "
+            f"{'This row describes' if one else 'These rows describe'} the retrained model.")
+
+
 def generation_appendix(results, frame: pd.DataFrame, styles) -> list:
-    """The tuned generation rows at every K."""
+    """The tuned generation rows at every K, and the priors whose model did not reproduce
+    its reconstruction row (:func:`drift_sentence`)."""
     from report import generation as G
     from report.layout import heading, para
 
+    comparison = results.root / TUNED_DIR / "comparison.csv"
+    compared = read_results(comparison) if comparison.is_file() else pd.DataFrame()
     story = []
     for (dataset, setting), rows in newest(frame).groupby(["dataset", "setting"], sort=False):
         waiting = pending(frame, dataset, setting)
+        drift = drift_sentence(recon_drift(rows, compared))
         story += heading(f"{group_label(rows, dataset, setting)}: tuned generation at every K",
-                         styles, "h2") + ([para(waiting, styles["body"])] if waiting else []) + [
-            G.generation_table(rows, styles)]
+                         styles, "h2") + [para(text, styles["body"]) for text in (waiting, drift)
+                                          if text] + [G.generation_table(rows, styles)]
     return story
 
 

@@ -519,3 +519,17 @@ def test_the_prior_size_is_pending_until_every_candidate_is_scored():
     assert TU.choices(part, "grid")[1] == ["prior", "pending (1 of 2 scored)"]
     both = pd.DataFrame([prior(32, False), prior(64, True)])
     assert TU.choices(both, "grid")[1] == ["prior", "channels 64, layers 6"]
+
+
+def test_the_drift_sentence_names_each_prior_whose_model_did_not_reproduce():
+    """report.tuned.drift_sentence over utils.results.recon_drift's frame: nothing to say
+    without drift; else each row with both NLLs and the signed difference."""
+    assert TU.drift_sentence(pd.DataFrame(columns=["method"])) is None
+    one = pd.DataFrame([dict(method="vqvae-conv", K=64, seed=2, recon_nll_bits=292.64,
+                             comparison_bits=291.71, drift_bits=0.93)])
+    text = TU.drift_sentence(one)
+    assert text.startswith("The prior of vqvae-conv at K = 64, seed 2 models the codes of a model")
+    assert "292.6 bits per image against 291.7 (+0.9). This row describes" in text
+    two = pd.concat([one, one.assign(method="kmeans-conv", drift_bits=-0.25)])
+    assert "The priors of vqvae-conv at K = 64, seed 2 and kmeans-conv" in TU.drift_sentence(two)
+    assert "(-0.2). These rows describe" in TU.drift_sentence(two)

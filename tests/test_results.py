@@ -182,3 +182,69 @@ def test_record_generation_row_keeps_generation_summary_in_step(tmp_path):
         assert got.prior_nll_bits_mean.iloc[0] == pytest.approx(200.0 + seed / 2)
     assert results.record_generation_row(path, summary, generation_row(0, protocol="tuned")) is False
     assert len(results.read_generation(path)) == 2
+
+
+# --- a generation row's model against its comparison row (utils.results.recon_drift) ---------
+
+def _comparison(method, K, seed, bce_nats, decoder="finetuned", edge=None):
+    return {"dataset": "fashion-mnist", "setting": "full", "method": method, "K": K, "seed": seed,
+            "edge_length": edge, "code_vectors": None, "decoder": decoder, "test_bce": bce_nats}
+
+
+def _generation(method, K, seed, bits, decoder="finetuned", edge=None):
+    return {"dataset": "fashion-mnist", "setting": "full", "method": method, "K": K, "seed": seed,
+            "edge_length": edge, "code_vectors": None, "decoder": decoder, "recon_nll_bits": bits}
+
+
+def test_recon_drift_flags_only_a_generation_row_whose_model_is_not_its_comparison_rows():
+    """test_bce in nats is recon_nll_bits * ln 2 for one model. Row a agrees to 1e-4 bits;
+    row b is 0.5 bits off its own (finetuned) row, though its own-decoder row (decoder empty)
+    is 0.5 bits away the other way and must not be matched; row c is 0.005 bits off (within
+    tolerance); row d has no comparison row and is not judged."""
+    ln2 = math.log(2)
+    comparison = pd.DataFrame([
+        _comparison("kmeans-conv", 64, 0, 290.0 * ln2, edge=""),
+        _comparison("vqvae-conv", 64, 2, 291.7 * ln2),
+        _comparison("vqvae-conv", 64, 2, 292.7 * ln2, decoder=None),
+        _comparison("vqvae-conv", 512, 2, 286.2 * ln2)])
+    generation = pd.DataFrame([
+        _generation("kmeans-conv", 64, 0, 290.0001),
+        _generation("vqvae-conv", 64, 2, 292.2),
+        _generation("vqvae-conv", 512, 2, 286.205),
+        _generation("geodesic-conv", 64, 2, 300.0)])
+    drift = results.recon_drift(generation, comparison)
+    assert list(zip(drift["method"], drift["K"], drift["seed"])) == [("vqvae-conv", 64, 2)]
+    assert drift["comparison_bits"].iloc[0] == pytest.approx(291.7)
+    assert drift["drift_bits"].iloc[0] == pytest.approx(0.5)
+    assert results.recon_drift(generation, comparison, tol=1.0).empty
+
+
+def test_recon_drift_judges_against_the_nearest_of_several_comparison_configurations():
+    """Two configurations' rows of one key (an old and a new): the generation row agrees
+    with one of them, so it is not flagged; off both, it is flagged against the nearer."""
+    ln2 = math.log(2)
+    comparison = pd.DataFrame([_comparison("vqvae-conv", 64, 1, 280.0 * ln2),
+                               _comparison("vqvae-conv", 64, 1, 291.0 * ln2)])
+    agrees, off = (pd.DataFrame([_generation("vqvae-conv", 64, 1, b)]) for b in (291.0, 290.0))
+    assert results.recon_drift(agrees, comparison).empty
+    drift = results.recon_drift(off, comparison)
+    assert drift["drift_bits"].tolist() == pytest.approx([-1.0])
+
+
+def test_the_generation_stage_warns_when_a_retrained_model_did_not_reproduce(tmp_path, monkeypatch):
+    """train/run_tuned.py's warn_drift: silent on a row that agrees with its comparison row
+    and without a comparison file; a one-line warning naming the row otherwise."""
+    from train import run_tuned
+    path = tmp_path / "comparison.csv"
+    row = _generation("vqvae-conv", 64, 2, 292.6)
+    run_tuned.warn_drift(row, path)  # no file: nothing to compare, no warning
+    path.write_text("")
+    monkeypatch.setattr(run_tuned, "read_results",
+                        lambda p: pd.DataFrame([_comparison("vqvae-conv", 64, 2, 291.7 * math.log(2))]))
+    with pytest.warns(UserWarning, match=r"vqvae-conv K=64 seed 2: .* 292.60 .* 291.70: the model "
+                                         r"was retrained here and did not reproduce"):
+        run_tuned.warn_drift(row, path)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_tuned.warn_drift(dict(row, recon_nll_bits=291.7), path)

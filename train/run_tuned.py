@@ -78,7 +78,7 @@ from utils.cli import DEFAULT_BATCH_SIZE, non_negative_int, run_main, seed_int
 from utils.csvlog import read_rows, write_rows
 from utils.datasets import load_dataset
 from utils.errors import UserError
-from utils.results import (TUNED_GENERATION_COLUMNS, config_hash,
+from utils.results import (TUNED_GENERATION_COLUMNS, config_hash, read_results, recon_drift,
                            finished_generation_keys, finished_keys, record_generation_row,
                            record_row, row_key, write_generation_summary, write_summary)
 from utils.runlock import run_lock
@@ -553,6 +553,7 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
                                 TUNED_GENERATION_COLUMNS)
         record_generation_row(out.generation, out.generation_summary, row)
         done.add(row_key(ident))
+        warn_drift(row, out.comparison)
         if seed == args.selection_seed:  # the published seed, whatever seeds this chunk runs
             rg.publish_grid(scored, out.samples_figure(args.dataset, method, K,
                                                        args.setting))
@@ -560,6 +561,19 @@ def generation_rows(args, table: Selection, prior: dict, sizes: list[int], train
               f"{row['prior']:9s} NLL {row['prior_nll_bits']:.1f} bits (uniform "
               f"{row['bits_per_image']:.0f}), {row['bits_per_dim']:.4f} bits/dim, "
               f"FID samples {row['fid_samples']:.2f}", file=sys.stderr)
+
+
+def warn_drift(row: dict, comparison: Path) -> None:
+    """Warn when a generation row's model is not the one its comparison row measured
+    (utils.results.recon_drift): a model retrained here that did not reproduce."""
+    if not comparison.is_file():
+        return
+    for d in recon_drift(pd.DataFrame([row]), read_results(comparison)).itertuples():
+        warnings.warn(f"{d.method} K={d.K} seed {d.seed}: its decoder's test NLL is "
+                      f"{d.recon_nll_bits:.2f} bits per image, its row in {comparison} "
+                      f"{d.comparison_bits:.2f}: the model was retrained here and did not "
+                      f"reproduce (another machine's floating point?); this generation row "
+                      f"describes the retrained model")
 
 
 def generation(args, table: Selection, train, val, device, out: paths.ResultPaths) -> None:

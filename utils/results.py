@@ -223,3 +223,45 @@ def record_generation_row(generation: Path, summary: Path, row: dict) -> bool:
     """:func:`record_row` for generation.csv and generation_summary.csv."""
     return _record(generation, summary, row, read_generation, append_generation_row,
                    summarize_generation)
+
+
+# --- a generation row's model against its comparison row ------------------------------------
+
+# Both files round their columns to 6 significant figures (a few 1e-3 bits per image here);
+# a model retrained on another machine's floating point moves its test NLL by tenths of a bit.
+RECON_DRIFT_BITS = 0.01
+DRIFT_KEY = ["dataset", "setting", "method", "K", "seed", *VARIANT_COLUMNS]
+
+
+def recon_drift(generation: pd.DataFrame, comparison: pd.DataFrame,
+                tol: float = RECON_DRIFT_BITS) -> pd.DataFrame:
+    """The generation rows whose model is not the one their comparison row measured.
+
+    A generation row's decoder NLL on the test split, ``recon_nll_bits`` (bits per image,
+    -log2 p(x | codes)), is the comparison row's ``test_bce`` (nats per image) over ln 2
+    when both describe one trained model and decoder (the same dataset, setting, method,
+    K, seed and cell: ``DRIFT_KEY``). Where the generation stage retrained a model that
+    was gone and the retrained one did not reproduce the published one (another machine's
+    floating point), the two differ. Returns one row per generation row that has a
+    comparison row of its key and differs from every such row by more than ``tol`` bits:
+    ``DRIFT_KEY``, ``recon_nll_bits``, ``comparison_bits`` (the nearest comparison row's)
+    and ``drift_bits`` (generation minus comparison). Rows without a comparison row are
+    not judged.
+    """
+    cols = [*DRIFT_KEY, "recon_nll_bits", "comparison_bits", "drift_bits"]
+    if generation.empty or comparison.empty or "recon_nll_bits" not in generation:
+        return pd.DataFrame(columns=cols)
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        for c in VARIANT_COLUMNS:
+            frame[c] = frame[c].fillna("").astype(str) if c in frame else ""
+        return frame
+
+    gen = keyed(generation)[[*DRIFT_KEY, "recon_nll_bits"]].dropna(subset=["recon_nll_bits"])
+    comp = keyed(comparison)[[*DRIFT_KEY, "test_bce"]].dropna(subset=["test_bce"])
+    comp = comp.assign(comparison_bits=metrics.nats_to_bits(comp["test_bce"]))
+    both = gen.reset_index().merge(comp, on=DRIFT_KEY)
+    both["drift_bits"] = both["recon_nll_bits"] - both["comparison_bits"]
+    nearest = both.loc[both["drift_bits"].abs().groupby(both["index"]).idxmin()]
+    return nearest.loc[nearest["drift_bits"].abs() > tol, cols].reset_index(drop=True)
