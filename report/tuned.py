@@ -286,11 +286,11 @@ def training_phrase(rows: pd.DataFrame) -> str:
     if trained.empty:
         return "every model trained with early stopping on validation"
     epochs = F.span(*(str(int(e)) for e in (trained.min(), trained.max())))
-    budget = rows.loc[trained.index, "epochs"] if "epochs" in rows else None
-    used = trained >= budget if budget is not None else trained < 0
-    if not used.any():
+    if "epochs" not in rows or not (trained >= rows.loc[trained.index, "epochs"]).any():
         return (f"every model trained to convergence with early stopping on validation "
                 f"(epochs run: {epochs})")
+    budget = rows.loc[trained.index, "epochs"]
+    used = trained >= budget
     budgets = budget[used].astype(int)
     last = (rows.loc[trained.index, "best_epoch"] >= trained - 1) & used
     return (f"every model trained with early stopping on validation up to an equal "
@@ -460,10 +460,9 @@ def drift_sentence(drift: pd.DataFrame) -> str | None:
                f"({d.drift_bits:+.1f})" for d in drift.itertuples()]
     one = len(names) == 1
     return (f"The prior{'' if one else 's'} of {F.join_words(names)} model{'s' if one else ''} "
-            f"the codes of {'a model' if one else 'models'} retrained for the generation stage "
-            f"on another machine, which did not reproduce the model{'' if one else 's'} of the "
-            f"reconstruction rows; the decoder's test "
-            f"NLL against theirs: {'; '.join(numbers)}. "
+            f"the codes of {'a model' if one else 'models'} retrained for the generation stage, "
+            f"which did not reproduce the model{'' if one else 's'} of the reconstruction rows; "
+            f"the decoder's test NLL against theirs: {'; '.join(numbers)}. "
             f"{'This row describes' if one else 'These rows describe'} the retrained model.")
 
 
